@@ -1,0 +1,70 @@
+// The import direction of STYLE.md, held by `npm run lint` (part of `npm test`).
+/** @type {import('dependency-cruiser').IConfiguration} */
+module.exports = {
+  forbidden: [
+    {
+      name: 'protocol-imports-nothing',
+      comment: 'src/protocol is shared by server, agent and viewer: schemas and constants only, no I/O, no other layer.',
+      severity: 'error',
+      from: { path: '^src/protocol/' },
+      to: { path: '^src/(?!protocol/)' },
+    },
+    {
+      name: 'protocol-no-node-io',
+      comment: 'src/protocol runs in browsers too.',
+      severity: 'error',
+      from: { path: '^src/protocol/' },
+      to: { dependencyTypes: ['core'] },
+    },
+    {
+      name: 'drivers-and-store-never-import-server',
+      severity: 'error',
+      from: { path: '^src/(drivers|store)/' },
+      to: { path: '^src/(server|cli|viewer)/' },
+    },
+    {
+      name: 'drivers-and-store-are-independent',
+      severity: 'error',
+      from: { path: '^src/drivers/' },
+      to: { path: '^src/store/' },
+    },
+    {
+      name: 'store-never-imports-drivers',
+      severity: 'error',
+      from: { path: '^src/store/' },
+      to: { path: '^src/drivers/' },
+    },
+    {
+      name: 'only-main-picks-concrete-backends',
+      comment: 'Concrete drivers and stores are chosen in src/server/main.ts alone; everything else uses the interfaces.',
+      severity: 'error',
+      from: { path: '^src/', pathNot: ['^src/server/main\\.ts$', '^src/drivers/local/', '^src/store/postgres/'] },
+      to: { path: ['^src/drivers/local/', '^src/store/postgres/'] },
+    },
+    {
+      name: 'agent-stays-small',
+      comment: 'The agent is bundled into sandboxes and images: it may use only protocol and its own modules.',
+      severity: 'error',
+      from: { path: '^src/agent/' },
+      to: { path: '^src/(?!agent/|protocol/)' },
+    },
+    {
+      name: 'viewer-is-browser-code',
+      severity: 'error',
+      from: { path: '^src/viewer/' },
+      to: { path: '^src/(?!viewer/|protocol/)' },
+    },
+    {
+      name: 'no-circular',
+      severity: 'error',
+      from: {},
+      to: { circular: true },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    tsPreCompilationDeps: true,
+    tsConfig: { fileName: 'tsconfig.json' },
+    enhancedResolveOptions: { exportsFields: ['exports'], conditionNames: ['import', 'require', 'node', 'default'], extensions: ['.ts', '.js'] },
+  },
+};

@@ -1,0 +1,92 @@
+// Relay throughput and added round-trip latency, as ratios against a direct connection to the
+// sandbox's VNC unix socket and against websockify (Debian's), all measured in this one run on
+// the same sandbox with the same RFB requests (raw encoding).
+//   node dist/bench/relay.js
+import { spawn } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
+import type { SandboxId } from '../src/protocol/ids.js';
+import { startTestServer } from '../test/support/server.js';
+import { RfbClient, openUnix, openWs, percentile, type RfbTransport } from './rfb-client.js';
+
+const frames = Number(process.env.BENCH_FRAMES ?? 60);
+const pings = Number(process.env.BENCH_ROUNDTRIPS ?? 300);
+const rounds = 3;
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function measure(open: () => Promise<RfbTransport>): Promise<{ mbps: number; rttMs: number[] }> {
+  const client = new RfbClient(await open());
+  await client.handshake();
+  const rtt: number[] = [];
+  for (let i = 0; i < pings; i++) {
+    const started = performance.now();
+    client.requestUpdate(false, 0, 0, 1, 1);
+    await client.readUpdate();
+    rtt.push(performance.now() - started);
+  }
+  // Pipelined full frames: as much as the path can carry.
+  const started = performance.now();
+  let bytes = 0;
+  for (let i = 0; i < frames; i++) client.requestUpdate(false, 0, 0, client.width, client.height);
+  for (let i = 0; i < frames; i++) bytes += await client.readUpdate();
+  const seconds = (performance.now() - started) / 1000;
+  client.close();
+  return { mbps: bytes / 1048576 / seconds, rttMs: rtt };
+}
+
+const t = await startTestServer('bench-relay', { PORTHOLE_LOG_LEVEL: 'warn' });
+let websockify: ReturnType<typeof spawn> | null = null;
+try {
+  const session = await t.readySession();
+  const handle = await t.server.driver.inspect(session.sandboxId as SandboxId);
+  if (handle?.vnc.kind !== 'unix') throw new Error('expected a unix VNC endpoint');
+  const vncPath = handle.vnc.path;
+  const port = await freePort();
+  websockify = spawn('websockify', ['--unix-target', vncPath, `127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  for (let i = 0; ; i++) {
+    try {
+      (await openWs(`ws://127.0.0.1:${port}/`, ['binary'])).close();
+      break;
+    } catch (error) {
+      if (i > 100) throw new Error(`websockify (Debian package "websockify") did not start: ${error}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  const paths: Record<string, () => Promise<RfbTransport>> = {
+    direct: () => openUnix(vncPath),
+    porthole: async () => openWs(`${t.server.url.replace('http', 'ws')}/v1/sessions/${session.id}/vnc?ticket=${(await t.api.createTicket(session.id)).ticket}`),
+    websockify: () => openWs(`ws://127.0.0.1:${port}/`, ['binary']),
+  };
+  const results: Record<string, { mbps: number[]; rtt: number[] }> = {};
+  // Interleaved rounds, so drift on the machine falls on every path alike.
+  for (let round = 0; round < rounds; round++) {
+    for (const [name, open] of Object.entries(paths)) {
+      const r = await measure(open);
+      const slot = (results[name] ??= { mbps: [], rtt: [] });
+      slot.mbps.push(r.mbps);
+      slot.rtt.push(...r.rttMs);
+    }
+  }
+  const median = (v: number[]) => percentile(v, 50);
+  const base = results.direct!;
+  console.log(`\nrelay: ${frames} pipelined full raw frames (${(1280 * 800 * 4) / 1048576} MiB each) and ${pings} 1×1 round trips per path, ${rounds} interleaved rounds`);
+  console.log(`${'path'.padEnd(12)} ${'MiB/s'.padStart(8)} ${'×direct'.padStart(8)}   ${'rtt p50'.padStart(8)} ${'rtt p95'.padStart(8)}  ${'added p50'.padStart(9)}`);
+  for (const [name, r] of Object.entries(results)) {
+    console.log(
+      `${name.padEnd(12)} ${median(r.mbps).toFixed(0).padStart(8)} ${(median(r.mbps) / median(base.mbps)).toFixed(2).padStart(8)}   ` +
+        `${median(r.rtt).toFixed(3).padStart(8)} ${percentile(r.rtt, 95).toFixed(3).padStart(8)}  ${(median(r.rtt) - median(base.rtt)).toFixed(3).padStart(9)}`,
+    );
+  }
+  const p = results.porthole!;
+  const w = results.websockify!;
+  console.log(`porthole vs websockify: throughput ${(median(p.mbps) / median(w.mbps)).toFixed(2)}×, round trip ${(median(p.rtt) / median(w.rtt)).toFixed(2)}×`);
+} finally {
+  websockify?.kill('SIGTERM');
+  await t.stop();
+}

@@ -1,0 +1,62 @@
+// Time from POST /v1/sessions to the first framebuffer update received by an RFB client through
+// porthole's relay, over N sessions (BENCH_SESSIONS, default 10), with the start-up steps broken
+// out. Baseline in the same run: the same first-frame request sent straight to the VNC unix socket
+// at the same moment, so the relay's share of the first frame shows as a ratio.
+//   node dist/bench/start-to-frame.js
+import type { SandboxId, SessionId } from '../src/protocol/ids.js';
+import { startTestServer } from '../test/support/server.js';
+import { RfbClient, openUnix, openWs, percentile } from './rfb-client.js';
+
+const sessions = Number(process.env.BENCH_SESSIONS ?? 10);
+const t = await startTestServer('bench-start-to-frame', { PORTHOLE_LOG_LEVEL: 'info', PORTHOLE_MAX_SESSIONS: '2' });
+const totals: number[] = [];
+const steps: Record<string, number[]> = { sandbox: [], agent: [], vnc: [] };
+const relayFirstFrame: number[] = [];
+const directFirstFrame: number[] = [];
+
+async function firstFrame(client: RfbClient): Promise<number> {
+  const started = performance.now();
+  await client.handshake();
+  client.requestUpdate(false, 0, 0, client.width, client.height);
+  await client.readUpdate();
+  return performance.now() - started;
+}
+
+try {
+  for (let i = 0; i < sessions; i++) {
+    const t0 = performance.now();
+    const created = await t.api.createSession({});
+    let session = created;
+    while (session.state === 'starting') {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      session = await t.api.getSession(created.id);
+    }
+    if (session.state !== 'ready') throw new Error(`session ${session.id}: ${session.state} ${session.detail}`);
+    const { ticket } = await t.api.createTicket(session.id);
+    const relay = new RfbClient(await openWs(`${t.server.url.replace('http', 'ws')}/v1/sessions/${session.id}/vnc?ticket=${ticket}`));
+    relayFirstFrame.push(await firstFrame(relay));
+    totals.push(performance.now() - t0);
+    relay.close();
+
+    const handle = await t.server.driver.inspect(session.sandboxId as SandboxId);
+    if (handle?.vnc.kind === 'unix') {
+      const direct = new RfbClient(await openUnix(handle.vnc.path));
+      directFirstFrame.push(await firstFrame(direct));
+      direct.close();
+    }
+    const { events } = await t.api.listEvents(session.id);
+    for (const e of events) if (e.type === 'step.succeeded') steps[String(e.details.step)]?.push(Number(e.details.ms));
+    await t.server.sessions.end(session.id as SessionId, 'user');
+    process.stderr.write(`session ${i + 1}/${sessions}: ${totals.at(-1)!.toFixed(0)} ms\n`);
+  }
+} finally {
+  await t.stop();
+}
+
+const row = (name: string, values: number[]) => `${name.padEnd(44)} p50 ${percentile(values, 50).toFixed(0).padStart(5)} ms   p95 ${percentile(values, 95).toFixed(0).padStart(5)} ms`;
+console.log(`\nPOST /v1/sessions → first framebuffer update through the relay (${sessions} sessions)`);
+console.log(row('total', totals));
+for (const [name, values] of Object.entries(steps)) console.log(row(`  step ${name}`, values));
+console.log(row('  viewer handshake + first full frame (relay)', relayFirstFrame));
+console.log(row('  same, straight to the VNC socket (baseline)', directFirstFrame));
+console.log(`  ratio relay / direct first frame (p50): ${(percentile(relayFirstFrame, 50) / percentile(directFirstFrame, 50)).toFixed(2)}×`);

@@ -1,0 +1,34 @@
+#!/bin/sh
+# Installs what porthole needs when it is missing, then builds. Safe to run again: it only does
+# what is missing, and says what it does. `--test` adds what the tests and benches need.
+set -eu
+cd "$(dirname "$0")/.."
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+# The sandbox: bubblewrap, the VNC X server, a window manager, a terminal, a browser, fonts.
+packages="bubblewrap tigervnc-standalone-server openbox xterm chromium fonts-dejavu-core"
+# Tests: a real PostgreSQL server; benches: websockify as the baseline relay.
+[ "${1:-}" = "--test" ] && packages="$packages postgresql websockify"
+
+missing=""
+for p in $packages; do
+  dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    say "missing Debian packages:$missing"
+    say "install them as root: apt-get update && apt-get install -y$missing"
+    exit 1
+  fi
+  say "installing Debian packages:$missing (a few minutes on a fresh machine)"
+  apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >&2
+fi
+
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  say "installing npm dependencies (npm ci)"
+  npm ci --no-audit --no-fund >&2
+fi
+
+node scripts/build.mjs >&2

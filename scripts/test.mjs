@@ -1,0 +1,75 @@
+// `npm test`: typecheck, lint the import direction, run every test file with node's test runner,
+// then check that nothing was left behind (sandbox processes, test servers, temp directories).
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+const only = process.argv.slice(2);
+const started = Date.now();
+
+function step(name, command, args, options = {}) {
+  const t = Date.now();
+  process.stderr.write(`\n== ${name}\n`);
+  const result = spawnSync(command, args, { cwd: root, stdio: 'inherit', ...options });
+  process.stderr.write(`== ${name}: ${result.status === 0 ? 'ok' : `FAILED (exit ${result.status ?? result.signal})`} in ${((Date.now() - t) / 1000).toFixed(1)} s\n`);
+  return result.status === 0;
+}
+
+function findTests(dir) {
+  const out = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) out.push(...findTests(path));
+    else if (entry.name.endsWith('.test.js')) out.push(path);
+  }
+  return out.sort();
+}
+
+/** Processes that belong to test sandboxes or test databases; see test/support. */
+function leftovers() {
+  const found = [];
+  const testUid = String(process.env.PORTHOLE_TEST_SANDBOX_UID ?? 61100);
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
+      if (uid === testUid || cmdline.includes('porthole-test-')) found.push(`process ${pid} (uid ${uid}): ${cmdline.slice(0, 120)}`);
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  for (const name of readdirSync(tmpdir())) {
+    if (name.startsWith('porthole-test-')) found.push(`directory ${join(tmpdir(), name)}`);
+  }
+  return found;
+}
+
+let ok = true;
+if (only.length === 0) {
+  ok = step('typecheck', 'npx', ['tsc', '-p', 'tsconfig.json']) && ok;
+  ok = step('lint (import direction)', 'npx', ['depcruise', '--config', '.dependency-cruiser.cjs', '--output-type', 'err', 'src']) && ok;
+}
+const before = leftovers();
+if (before.length > 0) {
+  process.stderr.write(`\nleftovers from an earlier run (not this one's fault, but cleaning them is):\n  ${before.join('\n  ')}\n`);
+}
+const files = findTests(join(root, 'dist/test')).filter((f) => only.length === 0 || only.some((o) => f.includes(o)));
+ok =
+  step(`tests (${files.length} files)`, process.execPath, ['--test', '--enable-source-maps', '--test-timeout=600000', ...files.map((f) => relative(root, f))], {
+    env: { ...process.env, PORTHOLE_TEST_OUTPUT: join(root, 'test-output') },
+  }) && ok;
+
+// Give killed processes a moment to be reaped before judging.
+await new Promise((resolve) => setTimeout(resolve, 500));
+const after = leftovers().filter((l) => !before.includes(l));
+if (after.length > 0) {
+  ok = false;
+  process.stderr.write(`\nLEAK: the tests left these behind:\n  ${after.join('\n  ')}\n`);
+} else {
+  process.stderr.write('\nleak check: no sandbox process, test server or temp directory left behind\n');
+}
+process.stderr.write(`\nnpm test: ${ok ? 'passed' : 'FAILED'} in ${((Date.now() - started) / 1000).toFixed(0)} s\n`);
+process.exit(ok ? 0 : 1);

@@ -1,0 +1,104 @@
+import { access, mkdir, chmod, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { AgentConfig } from '../protocol/agent.js';
+import type { ProcessSpec } from './supervised-process.js';
+
+// The sandbox's desktop: Xvnc, openbox, an xterm in the lower part of the screen and Chromium in
+// the upper part, so that neither hides the other.
+//
+// Why Xvnc and not Xvfb + x11vnc (both measured on this host, 2 cores, see the driver's report):
+// Xvnc is one process that is both the X server and the RFB server, so the framebuffer is never
+// copied between two processes, and it listens on a unix socket directly (-rfbunixpath) with no
+// TCP port at all. Xvfb + x11vnc is two processes polling the framebuffer through XShm/XDamage,
+// starts slower and uses more memory; x11vnc can only be kept off the network with -localhost
+// (a loopback TCP port every host process can reach) or its own -unixsock.
+
+export const display = ':0';
+const xSocketDir = '/tmp/.X11-unix';
+export const xSocket = `${xSocketDir}/X0`;
+
+/** Where each window goes, in pixels; xterm is sized in character cells. */
+export function desktopLayout(width: number, height: number): { browser: { x: number; y: number; width: number; height: number }; terminal: { x: number; y: number; columns: number; rows: number } } {
+  const browserHeight = Math.round(height * 0.62);
+  // Monospace 11 pt at 96 dpi is about 9 x 17 px a cell; openbox adds a ~24 px title bar and borders.
+  const cellWidth = 9;
+  const cellHeight = 17;
+  const terminalTop = browserHeight + 2;
+  const columns = Math.max(20, Math.floor((width - 8) / cellWidth));
+  const rows = Math.max(4, Math.floor((height - terminalTop - 30) / cellHeight));
+  return { browser: { x: 0, y: 0, width, height: browserHeight }, terminal: { x: 0, y: terminalTop, columns, rows } };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function waitForPaths(paths: readonly string[], signal: AbortSignal): Promise<void> {
+  for (;;) {
+    signal.throwIfAborted();
+    const found = await Promise.all(paths.map(exists));
+    if (found.every(Boolean)) return;
+    await sleep(50, undefined, { signal });
+  }
+}
+
+export function desktopProcesses(config: AgentConfig, home: string): ProcessSpec[] {
+  const layout = desktopLayout(config.width, config.height);
+  const displayReady = (signal: AbortSignal): Promise<void> => waitForPaths([xSocket, config.vncSocket], signal);
+  return [
+    {
+      name: 'vnc',
+      command: 'Xvnc',
+      args: [
+        display,
+        ...['-rfbport', '-1', '-rfbunixpath', config.vncSocket, '-SecurityTypes', 'None'],
+        ...['-geometry', `${config.width}x${config.height}`, '-depth', '24', '-extension', 'GLX'],
+        // -nolisten local: no abstract @/tmp/.X11-unix/X0 socket. Abstract sockets belong to the
+        // network namespace, which the sandbox shares with the host for now: without this every
+        // sandbox's :0 would collide and any host process could reach the display.
+        ...['-nolisten', 'tcp', '-nolisten', 'local'],
+        ...['-AlwaysShared', '-AcceptSetDesktopSize', '-desktop', 'porthole'],
+      ],
+      beforeStart: async () => {
+        // Xvnc as non-root does not create the socket directory; a killed Xvnc leaves its lock
+        // and sockets behind, and the next one refuses to start while they are there.
+        await mkdir(xSocketDir, { recursive: true });
+        await chmod(xSocketDir, 0o1777);
+        await Promise.all([xSocket, '/tmp/.X0-lock', config.vncSocket].map((path) => rm(path, { force: true })));
+      },
+    },
+    { name: 'wm', command: 'openbox', args: [], beforeStart: displayReady },
+    {
+      name: 'terminal',
+      command: 'xterm',
+      args: [
+        ...['-fa', 'Monospace', '-fs', '11', '-title', 'porthole terminal'],
+        ...['-geometry', `${layout.terminal.columns}x${layout.terminal.rows}+${layout.terminal.x}+${layout.terminal.y}`],
+      ],
+      beforeStart: displayReady,
+    },
+    {
+      name: 'browser',
+      command: 'chromium',
+      // With its own sandbox (user namespaces): never --no-sandbox.
+      args: [
+        ...['--no-first-run', '--no-default-browser-check', '--disable-background-networking', '--disable-component-update'],
+        ...['--disable-sync', '--password-store=basic', `--user-data-dir=${join(home, '.config/chromium')}`],
+        `--window-position=${layout.browser.x},${layout.browser.y}`,
+        `--window-size=${layout.browser.width},${layout.browser.height}`,
+        config.startUrl,
+      ],
+      beforeStart: async (signal) => {
+        await displayReady(signal);
+        // A killed Chromium leaves its profile lock; a restarted one whose old pid was reused
+        // would take the lock for another running instance and quit.
+        const profile = join(home, '.config/chromium');
+        await Promise.all(['SingletonLock', 'SingletonSocket', 'SingletonCookie'].map((name) => rm(join(profile, name), { force: true })));
+      },
+    },
+  ];
+}

@@ -1,0 +1,56 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { agentConfigSchema, type AgentHealth } from '../protocol/agent.js';
+import { version } from '../protocol/version.js';
+import { desktopProcesses, display, xSocket } from './desktop.js';
+import { serveHealth } from './health-server.js';
+import { SupervisedProcess } from './supervised-process.js';
+
+// The porthole agent: runs inside the sandbox as /usr/bin/node /opt/porthole/agent.mjs, starts
+// and supervises the desktop and serves its health. Its stdout (one JSON line per event) is the
+// driver's log of the sandbox; each child writes to <dir of agentSocket>/logs/<name>.log.
+
+function log(event: string, fields: Record<string, unknown> = {}): void {
+  process.stdout.write(JSON.stringify({ time: new Date().toISOString(), event, ...fields }) + '\n');
+}
+
+async function main(): Promise<void> {
+  const configPath = process.env.PORTHOLE_AGENT_CONFIG;
+  if (!configPath) throw new Error('PORTHOLE_AGENT_CONFIG is not set');
+  const config = agentConfigSchema.parse(JSON.parse(await readFile(configPath, 'utf8')));
+  const logsDir = join(dirname(config.agentSocket), 'logs');
+  await mkdir(logsDir, { recursive: true });
+  const home = process.env.HOME ?? '/home/porthole';
+  const env = { ...process.env, DISPLAY: display };
+  const processes = desktopProcesses(config, home).map((spec) => new SupervisedProcess(spec, { logsDir, env, onEvent: log }));
+
+  const startedAt = Date.now();
+  const health = (): AgentHealth => {
+    const states = processes.map((p) => p.state());
+    const isHealthy = states.every((s) => s.running) && existsSync(config.vncSocket) && existsSync(xSocket);
+    return { version, healthy: isHealthy, display, uptimeMs: Date.now() - startedAt, processes: states };
+  };
+  const server = await serveHealth(config.agentSocket, health);
+  log('agent.started', { version, sandboxId: config.sandboxId, pid: process.pid });
+  for (const p of processes) void p.start();
+
+  let isStopping = false;
+  const stop = (signal: NodeJS.Signals): void => {
+    if (isStopping) return;
+    isStopping = true;
+    log('agent.stopping', { signal });
+    server.close();
+    void Promise.all(processes.map((p) => p.stop())).then(() => {
+      log('agent.stopped');
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+main().catch((error: unknown) => {
+  log('agent.failed', { error: error instanceof Error ? (error.stack ?? error.message) : String(error) });
+  process.exit(1);
+});

@@ -1,0 +1,54 @@
+import { AppError, isErrorCode } from '../protocol/errors.js';
+import type { Session, SessionEvent, TicketResponse } from '../protocol/session.js';
+
+/** A small typed client of porthole's HTTP API, for the CLI (and usable by scripts and benches). */
+export class ApiClient {
+  constructor(
+    readonly baseUrl: string,
+    readonly apiKey: string | null,
+  ) {}
+
+  static fromEnv(env: Record<string, string | undefined>): ApiClient {
+    return new ApiClient((env.PORTHOLE_URL ?? 'http://127.0.0.1:8480').replace(/\/+$/, ''), env.PORTHOLE_API_KEY ?? null);
+  }
+
+  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = {};
+    if (this.apiKey) headers.authorization = `Bearer ${this.apiKey}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    let response: Response;
+    try {
+      response = await fetch(`${this.baseUrl}${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    } catch (error) {
+      const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message;
+      throw new Error(`cannot reach porthole at ${this.baseUrl} (${cause}); is it running? (PORTHOLE_URL)`);
+    }
+    const text = await response.text();
+    const json = text ? (JSON.parse(text) as unknown) : null;
+    if (!response.ok) {
+      const error = (json as { error?: { code?: string; message?: string } } | null)?.error;
+      if (error && isErrorCode(error.code)) throw new AppError(error.code, { message: error.message ?? error.code });
+      throw new Error(`HTTP ${response.status} from ${method} ${path}`);
+    }
+    return json as T;
+  }
+
+  createSession(body: { provider?: string; userId?: string }): Promise<Session> {
+    return this.request('POST', '/v1/sessions', body);
+  }
+  listSessions(): Promise<{ sessions: Session[] }> {
+    return this.request('GET', '/v1/sessions');
+  }
+  getSession(id: string): Promise<Session> {
+    return this.request('GET', `/v1/sessions/${encodeURIComponent(id)}`);
+  }
+  endSession(id: string): Promise<Session> {
+    return this.request('DELETE', `/v1/sessions/${encodeURIComponent(id)}`);
+  }
+  listEvents(id: string, after?: number): Promise<{ events: SessionEvent[] }> {
+    return this.request('GET', `/v1/sessions/${encodeURIComponent(id)}/events${after ? `?after=${after}` : ''}`);
+  }
+  createTicket(id: string): Promise<TicketResponse> {
+    return this.request('POST', `/v1/sessions/${encodeURIComponent(id)}/ticket`);
+  }
+}

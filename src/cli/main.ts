@@ -1,0 +1,167 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { AppError, isErrorCode } from '../protocol/errors.js';
+import { startSteps, startStepLabels, type Session, type SessionEvent } from '../protocol/session.js';
+import { version } from '../protocol/version.js';
+import { ConfigError, configVariables, loadConfig } from '../server/config.js';
+import { ApiClient } from './api-client.js';
+
+// `porthole <noun> <verb>`. Exit codes: 0 done, 1 the operation failed (the error code is printed),
+// 2 the command line was wrong.
+
+const usage = `porthole ${version}
+
+Usage:
+  porthole start                         start the server (configuration: PORTHOLE_* variables, see docs/config.md)
+  porthole sessions list [--json]
+  porthole sessions create [--provider NAME] [--user ID] [--no-wait] [--json]
+  porthole sessions end <session-id>
+  porthole sessions events <session-id> [--json]
+
+The sessions commands talk to PORTHOLE_URL (default http://127.0.0.1:8480) with PORTHOLE_API_KEY.`;
+
+class UsageError extends Error {}
+
+const print = (line = ''): void => {
+  process.stdout.write(`${line}\n`);
+};
+const short = (iso: string) => iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
+
+function describeEvent(event: SessionEvent): string {
+  const details = event.details as Record<string, unknown>;
+  if (event.type.startsWith('step.')) {
+    const step = String(details.step);
+    const label = startStepLabels[step as (typeof startSteps)[number]] ?? step;
+    if (event.type === 'step.succeeded') return `${label}: done in ${details.ms} ms`;
+    if (event.type === 'step.failed') return `${label}: FAILED ${details.error ?? ''} ${details.cause ?? ''}`.trim();
+    return `${label}…`;
+  }
+  if (event.from || event.to) return `${event.from ?? '-'} → ${event.to ?? '-'}${event.reason ? ` (${event.reason})` : ''}`;
+  return `${event.type}${event.reason ? ` (${event.reason})` : ''}`;
+}
+
+async function sessionsCommand(verb: string | undefined, args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { json: { type: 'boolean' }, provider: { type: 'string' }, user: { type: 'string' }, 'no-wait': { type: 'boolean' } },
+  });
+  const api = ApiClient.fromEnv(process.env);
+  const idArg = () => {
+    const id = positionals[0];
+    if (!id) throw new UsageError(`porthole sessions ${verb} needs a session id`);
+    return id;
+  };
+  switch (verb) {
+    case 'list': {
+      const { sessions } = await api.listSessions();
+      if (values.json) return print(JSON.stringify(sessions, null, 2));
+      if (sessions.length === 0) return print('no sessions');
+      print(['ID'.padEnd(24), 'STATE'.padEnd(15), 'PROVIDER'.padEnd(12), 'CREATED'.padEnd(21), 'REASON'].join(' '));
+      for (const s of sessions) {
+        print([s.id.padEnd(24), s.state.padEnd(15), (s.provider ?? '-').padEnd(12), short(s.createdAt).padEnd(21), s.reason ?? ''].join(' '));
+      }
+      return;
+    }
+    case 'create': {
+      const body: Record<string, string> = {};
+      if (values.provider) body.provider = values.provider;
+      if (values.user) body.userId = values.user;
+      let session: Session = await api.createSession(body);
+      if (!values.json) print(`session ${session.id} starting`);
+      if (!values['no-wait']) session = await followStart(api, session, !values.json);
+      const ticket = session.state === 'ready' || session.state === 'authenticating' ? await api.createTicket(session.id) : null;
+      if (values.json) return print(JSON.stringify({ session, viewerUrl: ticket?.viewerUrl ?? null }, null, 2));
+      if (session.state === 'failed') throw new AppError((isErrorCode(session.reason) ? session.reason : 'SANDBOX_START_FAILED'), { message: session.detail ?? 'failed' });
+      if (ticket) print(`ready. Open the viewer (link valid until ${short(ticket.expiresAt)}):\n  ${ticket.viewerUrl}`);
+      return;
+    }
+    case 'end': {
+      const session = await api.endSession(idArg());
+      return print(`session ${session.id} ${session.state}${session.reason ? ` (${session.reason})` : ''}`);
+    }
+    case 'events': {
+      const { events } = await api.listEvents(idArg());
+      if (values.json) return print(JSON.stringify(events, null, 2));
+      for (const e of events) print(`${short(e.at)}  ${e.type.padEnd(20)} ${describeEvent(e)}`);
+      return;
+    }
+    default:
+      throw new UsageError(`unknown command: porthole sessions ${verb ?? ''}`.trim());
+  }
+}
+
+/** Prints each start-up step as it happens, until the session leaves `starting`. */
+async function followStart(api: ApiClient, created: Session, show: boolean): Promise<Session> {
+  let after = 0;
+  for (;;) {
+    const { events } = await api.listEvents(created.id, after);
+    for (const event of events) {
+      after = Math.max(after, event.seq);
+      if (show && event.type.startsWith('step.')) print(`  ${describeEvent(event)}`);
+    }
+    const session = await api.getSession(created.id);
+    if (session.state !== 'starting') {
+      if (show && session.state === 'failed') print(`  failed: ${session.detail ?? session.reason}`);
+      return session;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+async function startCommand(args: string[]): Promise<void> {
+  if (args.includes('--help')) {
+    print(`porthole start: runs the server.\nConfiguration variables: ${configVariables.join(', ')}`);
+    return;
+  }
+  const { startServer } = await import('../server/main.js');
+  const config = loadConfig(process.env);
+  const server = await startServer(config);
+  const lines = [
+    '',
+    `porthole ${version} is running at ${server.url}`,
+    `  driver: ${config.driver}; store: ${config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : `PGlite in ${config.dataDir}`}`,
+    '',
+    'Open the dashboard with this one-time login link:',
+    `  ${server.loginUrl}`,
+  ];
+  if (server.generatedApiKey) {
+    lines.push('', 'API key (shown this once; porthole keeps only its hash):', `  ${server.generatedApiKey}`, '  e.g. PORTHOLE_API_KEY=… porthole sessions create');
+  }
+  process.stderr.write(`${lines.join('\n')}\n\n`);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return process.exit(130);
+    stopping = true;
+    process.stderr.write(`\n${signal}: stopping; running sandboxes keep running and are adopted at the next start.\n`);
+    void server.close().then(() => process.exit(0));
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [noun, verb, ...rest] = argv;
+  if (!noun || noun === '--help' || noun === 'help') return print(usage);
+  if (noun === '--version') return print(version);
+  if (noun === 'start') return startCommand(argv.slice(1));
+  if (noun === 'sessions') return sessionsCommand(verb, rest);
+  throw new UsageError(`unknown command: ${noun}`);
+}
+
+main(process.argv.slice(2)).catch((error: unknown) => {
+  if (error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+    process.stderr.write(`${(error as Error).message}\n\n${usage}\n`);
+    process.exit(2);
+  }
+  if (error instanceof ConfigError) {
+    process.stderr.write(`porthole: ${error.message}\n`);
+    process.exit(2);
+  }
+  if (error instanceof AppError) {
+    process.stderr.write(`porthole: ${error.code}: ${error.message}\n`);
+    process.exit(1);
+  }
+  process.stderr.write(`porthole: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,134 @@
+import { lstat } from 'node:fs/promises';
+import { request } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { agentHealthSchema, type AgentHealth } from '../protocol/agent.js';
+import { AppError } from '../protocol/errors.js';
+import type { Endpoint } from './driver.js';
+
+// Probes of a sandbox's endpoints, for the server's readiness check and the driver conformance
+// suite. Every failure is AppError('SANDBOX_UNREACHABLE') whose details name the endpoint and keep
+// the errno code (ENOENT: the socket is not there yet, ECONNREFUSED: nothing listens, ETIMEDOUT),
+// so "not ready yet" and "broken" can be told apart and reported with their cause.
+
+const defaultTimeoutMs = 2_000;
+const maxHealthBytes = 64 * 1024;
+const rfbBannerBytes = 12;
+
+export function describeEndpoint(endpoint: Endpoint): string {
+  return endpoint.kind === 'unix' ? `unix:${endpoint.path}` : `tcp:${endpoint.host}:${endpoint.port}`;
+}
+
+function unreachable(endpoint: Endpoint, cause: unknown, details: Record<string, unknown> = {}): AppError {
+  if (cause instanceof AppError) return cause;
+  const errno = cause as NodeJS.ErrnoException | undefined;
+  const code = details.code ?? (errno && typeof errno.code === 'string' ? errno.code : undefined);
+  return new AppError('SANDBOX_UNREACHABLE', {
+    cause,
+    details: { endpoint: describeEndpoint(endpoint), ...(code ? { code } : {}), ...(errno?.syscall ? { syscall: errno.syscall } : {}), ...details },
+  });
+}
+
+function withTimeout(signal: AbortSignal | undefined, timeoutMs: number): AbortSignal {
+  const timeout = AbortSignal.timeout(timeoutMs);
+  return signal ? AbortSignal.any([signal, timeout]) : timeout;
+}
+
+/** A TimeoutError reason becomes ETIMEDOUT, any other abort ABORT_ERR. */
+function abortCode(signal: AbortSignal): string {
+  return (signal.reason as Error | undefined)?.name === 'TimeoutError' ? 'ETIMEDOUT' : 'ABORT_ERR';
+}
+
+/**
+ * A unix socket lives in a directory the sandbox can write to: it could swap the socket for a
+ * symlink to some other socket of the host, which this (possibly root) process would then
+ * connect to. Refuse symlinks.
+ */
+async function checkUnixSocket(endpoint: Endpoint): Promise<void> {
+  if (endpoint.kind !== 'unix') return;
+  const stats = await lstat(endpoint.path).catch((error: unknown) => {
+    throw unreachable(endpoint, error);
+  });
+  if (!stats.isSocket()) throw unreachable(endpoint, new Error(`${endpoint.path} is not a socket`), { code: 'ENOTSOCK' });
+}
+
+/** Opens a stream to the endpoint. Rejects with AppError('SANDBOX_UNREACHABLE'). */
+export async function connectEndpoint(endpoint: Endpoint, signal?: AbortSignal): Promise<Socket> {
+  if (signal?.aborted) throw unreachable(endpoint, signal.reason, { code: abortCode(signal) });
+  await checkUnixSocket(endpoint);
+  return new Promise((resolve, reject) => {
+    const socket = endpoint.kind === 'unix' ? connect({ path: endpoint.path }) : connect({ host: endpoint.host, port: endpoint.port });
+    const onAbort = (): void => {
+      socket.destroy();
+      reject(unreachable(endpoint, signal!.reason, { code: abortCode(signal!) }));
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    socket.once('error', (error) => {
+      signal?.removeEventListener('abort', onAbort);
+      reject(unreachable(endpoint, error));
+    });
+    socket.once('connect', () => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve(socket);
+    });
+  });
+}
+
+/** GET /health on the agent, validated against the shared schema. */
+export async function fetchAgentHealth(endpoint: Endpoint, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<AgentHealth> {
+  const signal = withTimeout(options.signal, options.timeoutMs ?? defaultTimeoutMs);
+  await checkUnixSocket(endpoint);
+  const target = endpoint.kind === 'unix' ? { socketPath: endpoint.path } : { host: endpoint.host, port: endpoint.port };
+  const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = request({ ...target, path: '/health', method: 'GET', headers: { accept: 'application/json' }, signal }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        body += chunk;
+        if (body.length > maxHealthBytes) req.destroy(new Error(`health response larger than ${maxHealthBytes} bytes`));
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      res.on('error', reject);
+    });
+    req.on('error', (error) => reject(signal.aborted ? unreachable(endpoint, error, { code: abortCode(signal) }) : unreachable(endpoint, error)));
+    req.end();
+  });
+  if (status !== 200) throw unreachable(endpoint, new Error(`GET /health answered ${status}`), { status, body: body.slice(0, 200) });
+  let json: unknown;
+  try {
+    json = JSON.parse(body);
+  } catch (error) {
+    throw unreachable(endpoint, error, { reason: 'GET /health is not JSON', body: body.slice(0, 200) });
+  }
+  const parsed = agentHealthSchema.safeParse(json);
+  if (!parsed.success) throw unreachable(endpoint, parsed.error, { reason: 'GET /health does not match the agent schema', issues: parsed.error.issues });
+  return parsed.data;
+}
+
+/** Reads the server's 12-byte protocol banner (`RFB 003.008\n`), then closes. */
+export async function readRfbBanner(endpoint: Endpoint, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<string> {
+  const signal = withTimeout(options.signal, options.timeoutMs ?? defaultTimeoutMs);
+  const socket = await connectEndpoint(endpoint, signal);
+  try {
+    const banner = await new Promise<Buffer>((resolve, reject) => {
+      let received = Buffer.alloc(0);
+      const finish = (error: AppError | null): void => {
+        signal.removeEventListener('abort', onAbort);
+        if (error) reject(error);
+        else resolve(received.subarray(0, rfbBannerBytes));
+      };
+      const onAbort = (): void => finish(unreachable(endpoint, signal.reason, { code: abortCode(signal), received: received.toString('latin1') }));
+      signal.addEventListener('abort', onAbort, { once: true });
+      socket.on('data', (chunk: Buffer) => {
+        received = Buffer.concat([received, chunk]);
+        if (received.length >= rfbBannerBytes) finish(null);
+      });
+      socket.once('error', (error) => finish(unreachable(endpoint, error)));
+      socket.once('close', () => finish(unreachable(endpoint, new Error('closed before the RFB banner'), { code: 'ECONNRESET', received: received.toString('latin1') })));
+    });
+    const text = banner.toString('latin1');
+    if (!/^RFB \d{3}\.\d{3}\n$/.test(text)) throw unreachable(endpoint, new Error('not an RFB server'), { code: 'EPROTO', received: text });
+    return text;
+  } finally {
+    socket.destroy();
+  }
+}

@@ -1,0 +1,93 @@
+// The bubblewrap command line of one sandbox. Kept apart from the driver so the isolation it sets
+// up reads in one place.
+
+/** Where things are inside the sandbox. */
+export const inside = {
+  home: '/home/porthole',
+  run: '/run/porthole',
+  agent: '/opt/porthole/agent.mjs',
+  agentConfig: '/run/porthole/agent.json',
+  vncSocket: '/run/porthole/vnc.sock',
+  agentSocket: '/run/porthole/agent.sock',
+} as const;
+
+/** The uid/gid the sandbox's processes have inside their user namespace. */
+const insideUid = 1000;
+
+/** The file descriptors the driver hands bwrap (0–2 are the log). */
+export const bwrapFds = { info: 3, passwd: 4, group: 5 } as const;
+
+/**
+ * The part of the host's /etc that X, fontconfig, openbox, xterm and Chromium read. Not the rest:
+ * no passwd/shadow, no ssh, no package manager or service configuration. Missing entries are skipped.
+ */
+const etcEntries = [
+  'alternatives', // /usr/bin/x-terminal-emulator & co. point through here
+  'ca-certificates',
+  'ca-certificates.conf',
+  'chromium',
+  'chromium.d', // sourced by Debian's /usr/bin/chromium wrapper
+  'dconf',
+  'fonts',
+  'gai.conf',
+  'glvnd',
+  'gtk-3.0',
+  'host.conf',
+  'hosts',
+  'ld.so.cache',
+  'ld.so.conf',
+  'ld.so.conf.d',
+  'locale.alias',
+  'localtime',
+  'mime.types',
+  'nsswitch.conf',
+  'os-release',
+  'protocols',
+  'resolv.conf',
+  'services',
+  'shells', // xterm starts the passwd shell only when it is listed here
+  'ssl',
+  'terminfo',
+  'timezone',
+  'X11',
+  'xdg', // openbox's rc.xml and menu
+];
+
+export const sandboxPasswd = [
+  'porthole:x:1000:1000:porthole:/home/porthole:/bin/bash',
+  // Host uids not mapped into the user namespace show as 65534.
+  'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin',
+  '',
+].join('\n');
+
+export const sandboxGroup = ['porthole:x:1000:', 'nogroup:x:65534:', ''].join('\n');
+
+export function bwrapArgs(options: { sandboxId: string; homeDir: string; runDir: string; agentBundle: string }): string[] {
+  const etc = etcEntries.flatMap((name) => ['--ro-bind-try', `/etc/${name}`, `/etc/${name}`]);
+  return [
+    ...['--unshare-user', '--uid', String(insideUid), '--gid', String(insideUid)],
+    ...['--unshare-pid', '--unshare-ipc', '--unshare-uts', '--hostname', 'porthole', '--unshare-cgroup-try'],
+    // The network namespace stays the host's for now: the sandbox's Chromium must reach pages on
+    // the host's 127.0.0.1. Egress isolation is a later step.
+    // --new-session: no TIOCSTI into a terminal outside. Never --die-with-parent: sandboxes outlive
+    // a server restart so that the next server adopts them.
+    '--new-session',
+    '--clearenv',
+    ...['--setenv', 'HOME', inside.home, '--setenv', 'USER', 'porthole', '--setenv', 'PATH', '/usr/bin:/bin'],
+    ...['--setenv', 'LANG', 'C.UTF-8', '--setenv', 'PORTHOLE_AGENT_CONFIG', inside.agentConfig],
+    // Inherited by every process of the sandbox: how the driver finds them when it has no record.
+    ...['--setenv', 'PORTHOLE_SANDBOX_ID', options.sandboxId],
+    ...['--ro-bind', '/usr', '/usr', '--symlink', 'usr/bin', '/bin', '--symlink', 'usr/sbin', '/sbin'],
+    ...['--symlink', 'usr/lib', '/lib', '--symlink', 'usr/lib64', '/lib64'],
+    ...['--dir', '/etc', ...etc, '--symlink', '../proc/self/mounts', '/etc/mtab'],
+    ...['--ro-bind-data', String(bwrapFds.passwd), '/etc/passwd', '--ro-bind-data', String(bwrapFds.group), '/etc/group'],
+    // fontconfig's cache: without it every sandbox rebuilds it on first start.
+    ...['--ro-bind-try', '/var/cache/fontconfig', '/var/cache/fontconfig'],
+    ...['--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp'],
+    ...['--bind', options.homeDir, inside.home, '--bind', options.runDir, inside.run],
+    ...['--ro-bind', options.agentBundle, inside.agent],
+    ...['--chdir', inside.home, '--info-fd', String(bwrapFds.info)],
+    '--',
+    ...['/usr/bin/node', inside.agent],
+  ];
+}

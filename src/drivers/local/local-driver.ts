@@ -1,0 +1,433 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, constants as fsConstants, openSync } from 'node:fs';
+import { chown, mkdir, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from 'pino';
+import type { AgentConfig } from '../../protocol/agent.js';
+import { AppError } from '../../protocol/errors.js';
+import { isSandboxId, type SandboxId } from '../../protocol/ids.js';
+import { version } from '../../protocol/version.js';
+import type { Driver, SandboxHandle, SandboxInfo, SandboxSpec } from '../driver.js';
+import { bwrapArgs, bwrapFds, inside, sandboxGroup, sandboxPasswd } from './bwrap-command.js';
+import { CleanupStack } from './cleanup-stack.js';
+import { childrenOf, pidNamespaceOf, readProcStat, scanProcesses } from './proc-scan.js';
+import { readRecord, writeRecord, type SandboxRecord } from './sandbox-record.js';
+
+// The `local` driver: a sandbox is a group of processes on this host, isolated by bubblewrap (own
+// user, pid, ipc, uts and mount namespaces; an unprivileged host uid), running the agent, which
+// runs the desktop. Layout: <dataDir>/sandboxes/<id>/{sandbox.json, home/, run/}; run/ is the
+// sandbox's /run/porthole and holds vnc.sock, agent.sock, agent.json and logs/.
+//
+// State is sandbox.json plus /proc, so a server that restarts can inspect, list and destroy the
+// sandboxes an earlier process started. sandbox.json sits outside home/ and run/, where the
+// sandbox cannot rewrite it (and so cannot point destroy() at another process).
+
+export interface LocalDriverOptions {
+  readonly dataDir: string;
+  /** Host uid/gid of the sandbox's processes when the server runs as root; otherwise the server's own. */
+  readonly sandboxUid: number;
+  readonly sandboxGid: number;
+  /** Absolute path of dist/agent/porthole-agent.mjs. */
+  readonly agentBundle: string;
+  readonly logger?: Logger;
+}
+
+interface InitRef {
+  readonly pid: number;
+  readonly startTime: number;
+  readonly pidNamespace: number;
+}
+
+const infoTimeoutMs = 15_000;
+/** The agent stops its children with TERM, then KILL after 2 s: give it that and a little more. */
+const agentStopGraceMs = 2_500;
+const teardownTimeoutMs = 10_000;
+/** sun_path is 108 bytes with its NUL. */
+const maxUnixPathBytes = 107;
+const sandboxIdEnv = 'PORTHOLE_SANDBOX_ID';
+
+export function sandboxesDir(dataDir: string): string {
+  return join(resolve(dataDir), 'sandboxes');
+}
+
+function sandboxDir(dataDir: string, id: string): string {
+  return join(sandboxesDir(dataDir), id);
+}
+
+export function createLocalDriver(options: LocalDriverOptions): Driver {
+  const isRoot = process.getuid?.() === 0;
+  const uid = isRoot ? options.sandboxUid : process.getuid!();
+  const gid = isRoot ? options.sandboxGid : process.getgid!();
+  const dataDir = resolve(options.dataDir);
+  const logger = options.logger?.child({ component: 'local-driver' });
+  /** Outer bwrap processes this server started: how their sandboxes ended, once seen. */
+  const children = new Map<string, ChildProcess>();
+  const exits = new Map<string, string>();
+
+  async function create(spec: SandboxSpec, createOptions: { signal?: AbortSignal } = {}): Promise<SandboxHandle> {
+    const { signal } = createOptions;
+    const dir = sandboxDir(dataDir, spec.id);
+    const homeDir = join(dir, 'home');
+    const runDir = join(dir, 'run');
+    const cleanup = new CleanupStack();
+    let step = 'prepare';
+    try {
+      signal?.throwIfAborted();
+      // The id becomes a path: only well-formed ids.
+      if (!isSandboxId(spec.id)) throw new Error(`not a sandbox id: ${JSON.stringify(spec.id)}`);
+      const handle: SandboxHandle = { id: spec.id, vnc: { kind: 'unix', path: join(runDir, 'vnc.sock') }, agent: { kind: 'unix', path: join(runDir, 'agent.sock') } };
+      for (const endpoint of [handle.vnc, handle.agent]) {
+        if (endpoint.kind === 'unix' && Buffer.byteLength(endpoint.path) > maxUnixPathBytes) {
+          throw new Error(`socket path ${endpoint.path} is longer than ${maxUnixPathBytes} bytes: choose a shorter data directory`);
+        }
+      }
+
+      step = 'directories';
+      await mkdir(sandboxesDir(dataDir), { recursive: true, mode: 0o711 });
+      await mkdir(dir, { mode: 0o711 }); // EEXIST: a second create with the same id fails here, before any undo exists
+      cleanup.push('directory', () => rm(dir, { recursive: true, force: true }));
+      if (isRoot) {
+        await assertReachable(dir, uid, gid, 'x');
+        await assertReachable(options.agentBundle, uid, gid, 'r');
+      }
+      await stat(options.agentBundle).catch((cause: unknown) => {
+        throw new Error(`agent bundle ${options.agentBundle} is missing (run node scripts/build.mjs)`, { cause });
+      });
+      for (const sub of [homeDir, runDir, join(runDir, 'logs')]) {
+        await mkdir(sub, { mode: 0o700 });
+        if (isRoot) await chown(sub, uid, gid);
+      }
+      const agentConfig: AgentConfig = {
+        sandboxId: spec.id,
+        agentSocket: inside.agentSocket,
+        vncSocket: inside.vncSocket,
+        width: spec.width,
+        height: spec.height,
+        startUrl: spec.startUrl,
+      };
+      await writeFile(join(runDir, 'agent.json'), JSON.stringify(agentConfig, null, 2) + '\n', { mode: 0o644 });
+      signal?.throwIfAborted();
+
+      step = 'spawn';
+      const startedAt = new Date().toISOString();
+      const child = spawnBwrap(spec.id, { homeDir, runDir, agentBundle: options.agentBundle, logFile: join(runDir, 'logs', 'agent.log') });
+      const info = readBwrapInfo(child);
+      child.once('exit', (code, sig) => {
+        if (children.get(spec.id) === child) exits.set(spec.id, describeBwrapExit(code, sig));
+      });
+      children.set(spec.id, child);
+      cleanup.push('processes', async () => {
+        // Wait for the init's pid even when aborting: killing bwrap before it reports would orphan
+        // a sandbox that nothing knows the pid of (the env marker still finds it, below).
+        const known = await info.catch(() => null);
+        await stopSandbox(spec.id, known ? await initRef(known.childPid, known.pidNamespace) : null);
+        await reaped(child);
+        children.delete(spec.id);
+        exits.delete(spec.id);
+      });
+
+      step = 'bwrap info';
+      const { childPid, pidNamespace } = await abortable(info, signal);
+      const init = await initRef(childPid, pidNamespace);
+      if (!init) throw new Error(`the sandbox's init (pid ${childPid}) exited at once; see ${join(runDir, 'logs', 'agent.log')}`);
+
+      step = 'record';
+      const record: SandboxRecord = {
+        id: spec.id,
+        startedAt,
+        width: spec.width,
+        height: spec.height,
+        startUrl: spec.startUrl,
+        uid,
+        gid,
+        init,
+        vncSocket: handle.vnc.kind === 'unix' ? handle.vnc.path : '',
+        agentSocket: handle.agent.kind === 'unix' ? handle.agent.path : '',
+        createdBy: version,
+      };
+      await writeRecord(dir, record);
+      signal?.throwIfAborted();
+
+      cleanup.release();
+      child.unref();
+      logger?.info({ sandboxId: spec.id, initPid: init.pid, pidNamespace: init.pidNamespace }, 'sandbox started');
+      return handle;
+    } catch (error) {
+      const log = await tailOf(join(runDir, 'logs', 'agent.log'));
+      const failedUndos = await cleanup.unwind();
+      if (failedUndos.length > 0) logger?.error({ sandboxId: spec.id, failedUndos }, 'sandbox start: cleanup failed');
+      throw new AppError('SANDBOX_START_FAILED', {
+        cause: error,
+        details: { sandboxId: spec.id, driver: 'local', step, reason: error instanceof Error ? error.message : String(error), ...(log ? { log } : {}) },
+      });
+    }
+  }
+
+  function spawnBwrap(id: string, paths: { homeDir: string; runDir: string; agentBundle: string; logFile: string }): ChildProcess {
+    const log = openSync(paths.logFile, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_NOFOLLOW, 0o644);
+    try {
+      const child = spawn('bwrap', bwrapArgs({ sandboxId: id, ...paths }), {
+        // Its own process group and session, so nothing the server's group receives reaches it.
+        detached: true,
+        cwd: '/',
+        env: { PATH: '/usr/bin:/bin', [sandboxIdEnv]: id },
+        ...(isRoot ? { uid, gid } : {}),
+        stdio: ['ignore', log, log, 'pipe', 'pipe', 'pipe'],
+      });
+      // bwrap reads these until EOF and copies them to /etc/passwd and /etc/group in the sandbox.
+      for (const [fd, text] of [
+        [bwrapFds.passwd, sandboxPasswd],
+        [bwrapFds.group, sandboxGroup],
+      ] as const) {
+        const stream = (child.stdio as unknown as Array<Writable | null>)[fd]!;
+        stream.on('error', () => {}); // EPIPE when bwrap fails first: its exit says why
+        stream.end(text);
+      }
+      return child;
+    } finally {
+      closeSync(log);
+    }
+  }
+
+  async function initRef(pid: number, pidNamespace: number): Promise<InitRef | null> {
+    const proc = await readProcStat(pid);
+    if (!proc || proc.state === 'Z') return null;
+    return { pid, startTime: proc.startTime, pidNamespace };
+  }
+
+  async function inspect(id: SandboxId): Promise<SandboxInfo | null> {
+    if (!isSandboxId(id)) return null;
+    const record = await readRecord(sandboxDir(dataDir, id));
+    if (!record) return null;
+    const isRunning = await isInitAlive(record.init);
+    return {
+      id,
+      vnc: { kind: 'unix', path: record.vncSocket },
+      agent: { kind: 'unix', path: record.agentSocket },
+      status: isRunning ? 'running' : 'exited',
+      startedAt: record.startedAt,
+      exit: isRunning ? null : (exits.get(id) ?? null),
+    };
+  }
+
+  async function list(): Promise<SandboxInfo[]> {
+    const names = await readdir(sandboxesDir(dataDir)).catch(() => [] as string[]);
+    const infos = await Promise.all(names.filter(isSandboxId).map((id) => inspect(id)));
+    return infos.filter((info): info is SandboxInfo => info !== null).sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+  }
+
+  async function destroy(id: SandboxId): Promise<void> {
+    if (!isSandboxId(id)) return;
+    const dir = sandboxDir(dataDir, id);
+    const record = await readRecord(dir);
+    await stopSandbox(id, record?.init ?? null);
+    await reaped(children.get(id));
+    await rm(dir, { recursive: true, force: true });
+    children.delete(id);
+    exits.delete(id);
+    logger?.info({ sandboxId: id }, 'sandbox destroyed');
+  }
+
+  async function close(): Promise<void> {
+    // Sandboxes live on; only stop holding their bwrap processes.
+    for (const child of children.values()) {
+      child.unref();
+      for (const stream of child.stdio) stream?.destroy();
+    }
+    children.clear();
+  }
+
+  return { name: 'local', create, destroy, inspect, list, close };
+}
+
+/** Waits (briefly) until this process has reaped a bwrap it started, so no zombie of ours outlives destroy(). */
+async function reaped(child: ChildProcess | undefined): Promise<void> {
+  if (!child?.pid || child.exitCode !== null || child.signalCode !== null) return;
+  await Promise.race([new Promise((resolve) => child.once('exit', resolve)), sleep(2_000)]);
+}
+
+async function isInitAlive(init: InitRef): Promise<boolean> {
+  const proc = await readProcStat(init.pid);
+  return proc !== null && proc.state !== 'Z' && proc.startTime === init.startTime;
+}
+
+/**
+ * Stops every process of a sandbox: TERM to the agent's process group (it stops the desktop),
+ * then KILL to the pid-namespace init, which makes the kernel kill everything in the namespace.
+ * Returns once no process of the sandbox remains. Idempotent.
+ */
+async function stopSandbox(id: string, init: InitRef | null): Promise<void> {
+  if (init && (await isInitAlive(init))) {
+    const agent = await agentOf(init);
+    if (agent) {
+      signal(-agent.pgid, 'SIGTERM');
+      const deadline = Date.now() + agentStopGraceMs;
+      while (Date.now() < deadline && (await readProcStat(agent.pid))?.startTime === agent.startTime) await sleep(50);
+    }
+    // Checked again right before the kill: never signal a recycled pid.
+    if (await isInitAlive(init)) signal(init.pid, 'SIGKILL');
+  }
+  const started = Date.now();
+  for (;;) {
+    const left = await sandboxProcesses(id, init?.pidNamespace ?? null);
+    if (left.length === 0) return;
+    if (Date.now() - started > teardownTimeoutMs) throw new Error(`sandbox ${id}: processes ${left.join(', ')} survive SIGKILL`);
+    // The kernel's teardown of the namespace takes a moment; what still stands after that (or
+    // what only the env marker finds: a start interrupted before its record was written) is
+    // killed one by one.
+    if (!init || Date.now() - started > 500) for (const pid of left) signal(pid, 'SIGKILL');
+    await sleep(50);
+  }
+}
+
+/** The agent: the child of the namespace's init. */
+async function agentOf(init: InitRef): Promise<{ pid: number; pgid: number; startTime: number } | null> {
+  return (await childrenOf(init.pid)).find((p) => p.state !== 'Z') ?? null;
+}
+
+/**
+ * Live processes of a sandbox: those in its pid namespace or carrying its id in their environment,
+ * and all their descendants (Chromium's zygotes and renderers run in nested pid namespaces of
+ * their own). Zombies are left out: they hold nothing but a pid, and their parents reap them.
+ */
+export async function sandboxProcesses(id: string, pidNamespace: number | null): Promise<number[]> {
+  const all = await scanProcesses({ name: sandboxIdEnv, value: id });
+  const hostNamespace = await pidNamespaceOf('self');
+  const namespaces = new Set<number>(pidNamespace === null ? [] : [pidNamespace]);
+  for (const p of all) if (p.hasEnv && p.pidNamespace !== null && p.pidNamespace !== hostNamespace) namespaces.add(p.pidNamespace);
+  const found = new Set(all.filter((p) => p.hasEnv || (p.pidNamespace !== null && namespaces.has(p.pidNamespace))).map((p) => p.pid));
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of all) {
+      if (!found.has(p.pid) && found.has(p.ppid)) {
+        found.add(p.pid);
+        grew = true;
+      }
+    }
+  }
+  return all.filter((p) => found.has(p.pid) && p.state !== 'Z').map((p) => p.pid);
+}
+
+/**
+ * What is left of a sandbox, as readable lines: its processes, its directory, its sockets. Empty
+ * after a successful destroy. For the conformance suite and the tests' global leak check.
+ */
+export async function sandboxLeftovers(dataDir: string, id: SandboxId): Promise<string[]> {
+  const dir = sandboxDir(dataDir, id);
+  const record = await readRecord(dir);
+  const left: string[] = [];
+  for (const pid of await sandboxProcesses(id, record?.init.pidNamespace ?? null)) {
+    const proc = await readProcStat(pid);
+    if (proc) left.push(`process ${pid} (${proc.comm})`);
+  }
+  for (const socket of ['vnc.sock', 'agent.sock']) {
+    const path = join(dir, 'run', socket);
+    if (await stat(path).then(() => true, () => false)) left.push(`socket ${path}`);
+  }
+  if (await stat(dir).then(() => true, () => false)) left.push(`directory ${dir}`);
+  return left;
+}
+
+function readBwrapInfo(child: ChildProcess): Promise<{ childPid: number; pidNamespace: number }> {
+  return new Promise((resolvePromise, reject) => {
+    const stream = child.stdio[bwrapFds.info] as Readable;
+    let text = '';
+    const timer = setTimeout(() => fail(new Error(`bwrap did not report its sandbox within ${infoTimeoutMs} ms`)), infoTimeoutMs);
+    const fail = (error: Error): void => {
+      clearTimeout(timer);
+      stream.destroy();
+      reject(error);
+    };
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      text += chunk;
+      try {
+        const info = JSON.parse(text) as Record<string, unknown>;
+        if (typeof info['child-pid'] !== 'number' || typeof info['pid-namespace'] !== 'number') throw new Error('incomplete');
+        clearTimeout(timer);
+        stream.destroy();
+        resolvePromise({ childPid: info['child-pid'], pidNamespace: info['pid-namespace'] });
+      } catch {
+        // Not all of it yet.
+      }
+    });
+    stream.on('error', () => {}); // ECONNRESET when bwrap dies: 'close' follows
+    stream.on('close', () => fail(new Error('bwrap exited before reporting its sandbox (see logs/agent.log)')));
+    child.once('error', (error) => fail(new Error(`bwrap could not be started: ${error.message}`, { cause: error })));
+  });
+}
+
+/** bwrap exits with its init's status; an init killed by a signal shows as 128 + the signal. */
+function describeBwrapExit(code: number | null, sig: NodeJS.Signals | null): string {
+  if (sig) return `signal ${sig}`;
+  if (code !== null && code > 128) {
+    const name = Object.entries(osConstants.signals).find(([, n]) => n === code - 128)?.[0];
+    if (name) return `signal ${name}`;
+  }
+  return `exit ${code ?? '?'}`;
+}
+
+function abortable<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  signal.throwIfAborted();
+  return new Promise((resolvePromise, reject) => {
+    const onAbort = (): void => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolvePromise(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(error);
+      },
+    );
+  });
+}
+
+function signal(pid: number, name: NodeJS.Signals): void {
+  try {
+    process.kill(pid, name);
+  } catch {
+    // ESRCH: already gone.
+  }
+}
+
+/**
+ * bwrap runs as the sandbox uid and must reach its bind sources: every directory above them has
+ * to be searchable by that uid (and the agent bundle readable). Checked up front so the failure
+ * names the directory instead of bwrap's "Can't find source path".
+ */
+async function assertReachable(path: string, uid: number, gid: number, access: 'r' | 'x'): Promise<void> {
+  const permitted = (mode: number, ownerUid: number, ownerGid: number, bit: number): boolean =>
+    ownerUid === uid ? (mode & (bit << 6)) !== 0 : ownerGid === gid ? (mode & (bit << 3)) !== 0 : (mode & bit) !== 0;
+  for (let dir = dirname(path); ; dir = dirname(dir)) {
+    const s = await stat(dir);
+    if (!permitted(s.mode, s.uid, s.gid, 1)) {
+      throw new Error(`${dir} is not searchable by the sandbox uid ${uid}, which must reach ${path} (chmod o+x ${dir}, or use another directory)`);
+    }
+    if (dir === '/') break;
+  }
+  if (access === 'r') {
+    const s = await stat(path);
+    if (!permitted(s.mode, s.uid, s.gid, 4)) throw new Error(`${path} is not readable by the sandbox uid ${uid}`);
+  }
+}
+
+async function tailOf(path: string, bytes = 2048): Promise<string | null> {
+  const file = await open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW).catch(() => null);
+  if (!file) return null;
+  try {
+    const { size } = await file.stat();
+    const length = Math.min(size, bytes);
+    const buffer = Buffer.alloc(length);
+    await file.read(buffer, 0, length, size - length);
+    return buffer.toString('utf8').trim() || null;
+  } finally {
+    await file.close();
+  }
+}

@@ -1,0 +1,86 @@
+import { readFile, readdir, readlink } from 'node:fs/promises';
+
+// What /proc says about the sandbox's processes. The driver's state comes from here and from
+// sandbox.json, never only from ChildProcess objects: after a server restart there are none.
+// Every read tolerates the process vanishing meanwhile (ENOENT/ESRCH → null).
+
+export interface ProcStat {
+  readonly pid: number;
+  readonly comm: string;
+  /** R, S, D, Z (zombie), … */
+  readonly state: string;
+  readonly ppid: number;
+  readonly pgid: number;
+  /** Clock ticks since boot: with the pid, identifies a process across pid reuse. */
+  readonly startTime: number;
+}
+
+export async function readProcStat(pid: number): Promise<ProcStat | null> {
+  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
+  if (text === null) return null;
+  // comm is in parentheses and may itself contain spaces and parentheses: split after the last ')'.
+  const close = text.lastIndexOf(')');
+  const comm = text.slice(text.indexOf('(') + 1, close);
+  const fields = text.slice(close + 2).split(' ');
+  // fields[0] is field 3 (state) of proc(5).
+  return { pid, comm, state: fields[0] ?? '?', ppid: Number(fields[1]), pgid: Number(fields[2]), startTime: Number(fields[19]) };
+}
+
+/** The inode of a process's pid namespace; null when it is gone or a zombie. */
+export async function pidNamespaceOf(pid: number | 'self'): Promise<number | null> {
+  const link = await readlink(`/proc/${pid}/ns/pid`).catch(() => null);
+  const match = link?.match(/^pid:\[(\d+)\]$/);
+  return match ? Number(match[1]) : null;
+}
+
+export async function listPids(): Promise<number[]> {
+  const names = await readdir('/proc');
+  return names.filter((name) => /^\d+$/.test(name)).map(Number);
+}
+
+export async function childrenOf(pid: number): Promise<ProcStat[]> {
+  const stats = await Promise.all((await listPids()).map(readProcStat));
+  return stats.filter((s): s is ProcStat => s !== null && s.ppid === pid);
+}
+
+export interface ScannedProcess extends ProcStat {
+  readonly pidNamespace: number | null;
+  /** Its environment holds the variable asked for. */
+  readonly hasEnv: boolean;
+}
+
+/**
+ * Every process of the host with its pid namespace, and whether its environment holds `NAME=value`
+ * (bwrap's --setenv survives into the sandbox's processes, though Chromium's helpers may overwrite
+ * theirs when they set their title).
+ */
+export async function scanProcesses(env: { name: string; value: string }): Promise<ScannedProcess[]> {
+  const needle = Buffer.from(`\0${env.name}=${env.value}\0`);
+  const scanned = await Promise.all(
+    (await listPids()).map(async (pid): Promise<ScannedProcess | null> => {
+      const [proc, pidNamespace, environ] = await Promise.all([readProcStat(pid), pidNamespaceOf(pid), readFile(`/proc/${pid}/environ`).catch(() => null)]);
+      if (!proc) return null;
+      const hasEnv = environ !== null && Buffer.concat([Buffer.from([0]), environ]).includes(needle);
+      return { ...proc, pidNamespace, hasEnv };
+    }),
+  );
+  return scanned.filter((p): p is ScannedProcess => p !== null);
+}
+
+/** The processes' socket inodes, from their fd links (`socket:[N]`). */
+export async function socketInodesOf(pids: readonly number[]): Promise<Set<number>> {
+  const inodes = new Set<number>();
+  await Promise.all(
+    pids.map(async (pid) => {
+      const fds = await readdir(`/proc/${pid}/fd`).catch(() => [] as string[]);
+      await Promise.all(
+        fds.map(async (fd) => {
+          const link = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
+          const match = link.match(/^socket:\[(\d+)\]$/);
+          if (match) inodes.add(Number(match[1]));
+        }),
+      );
+    }),
+  );
+  return inodes;
+}

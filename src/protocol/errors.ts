@@ -1,0 +1,71 @@
+// The one error registry. Every failure that crosses a boundary (HTTP response, WebSocket close,
+// CLI exit, session reason) is one of these codes. WebSocket close codes are 4000 + HTTP status,
+// with the code itself as the close reason. `docs/errors.md` documents every code; a test holds that.
+
+export interface ErrorSpec {
+  readonly status: number;
+  readonly message: string;
+}
+
+export const errorRegistry = {
+  VALIDATION_FAILED: { status: 400, message: 'The request does not match the schema.' },
+  MALFORMED_JSON: { status: 400, message: 'The request body is not valid JSON.' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The request body must be application/json.' },
+  BODY_TOO_LARGE: { status: 413, message: 'The request body is larger than the server accepts.' },
+  PROVIDER_UNKNOWN: { status: 400, message: 'No provider has that name.' },
+  UNAUTHENTICATED: { status: 401, message: 'An API key (Authorization: Bearer …) or a dashboard login is required.' },
+  API_KEY_INVALID: { status: 401, message: 'The API key is not valid.' },
+  LOGIN_TOKEN_INVALID: { status: 401, message: 'The login link is not valid or was already used; restart porthole for a new one.' },
+  TICKET_MISSING: { status: 401, message: 'A viewer ticket is required.' },
+  TICKET_INVALID: { status: 401, message: 'The viewer ticket is not valid.' },
+  TICKET_EXPIRED: { status: 401, message: 'The viewer ticket has expired.' },
+  TICKET_WRONG_SESSION: { status: 403, message: 'The viewer ticket belongs to another session.' },
+  ORIGIN_NOT_ALLOWED: { status: 403, message: 'The page opening this connection is not on an allowed origin.' },
+  CSRF_REJECTED: { status: 403, message: 'A cookie-authenticated change must come from porthole’s own pages.' },
+  ROUTE_NOT_FOUND: { status: 404, message: 'No such route.' },
+  SESSION_NOT_FOUND: { status: 404, message: 'No session has that id.' },
+  SESSION_STATE_CONFLICT: { status: 409, message: 'The session changed state meanwhile; read it again.' },
+  SESSION_NOT_READY: { status: 409, message: 'The session’s desktop is still starting.' },
+  SESSION_ENDED: { status: 410, message: 'The session has ended.' },
+  SESSION_FAILED: { status: 410, message: 'The session failed.' },
+  TOO_MANY_SESSIONS: { status: 429, message: 'The server runs as many sessions as it is configured for.' },
+  INTERNAL: { status: 500, message: 'Internal error; the server log has the cause under this request id.' },
+  SANDBOX_START_FAILED: { status: 502, message: 'The sandbox could not be started.' },
+  SANDBOX_UNREACHABLE: { status: 502, message: 'The sandbox’s desktop does not answer.' },
+  AGENT_VERSION_MISMATCH: { status: 502, message: 'The sandbox’s agent runs a different version than the server.' },
+  STORE_UNAVAILABLE: { status: 503, message: 'The database does not answer; nothing was changed.' },
+  SERVER_SHUTTING_DOWN: { status: 503, message: 'The server is shutting down.' },
+  BOOT_TIMEOUT: { status: 504, message: 'The sandbox did not become ready in time.' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof errorRegistry;
+
+export const errorCodes = Object.keys(errorRegistry) as ErrorCode[];
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.hasOwn(errorRegistry, value);
+}
+
+/** WebSocket close code for an error: 4000 + its HTTP status. */
+export function closeCodeOf(code: ErrorCode): number {
+  return 4000 + errorRegistry[code].status;
+}
+
+/** The wire shape of every error response. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; requestId?: string; details?: Record<string, unknown> };
+}
+
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, options: { message?: string; cause?: unknown; details?: Record<string, unknown> } = {}) {
+    super(options.message ?? errorRegistry[code].message, { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.status = errorRegistry[code].status;
+    this.details = options.details;
+  }
+}

@@ -1,0 +1,127 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { Secret } from './secret.js';
+
+// The one place that reads the environment. Every problem is reported at once; the result is frozen.
+
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveMs = z.coerce.number().int().min(1);
+
+const envSchema = z.object({
+  PORTHOLE_HOST: z.string().default('127.0.0.1'),
+  PORTHOLE_PORT: port.default(8480),
+  PORTHOLE_PUBLIC_URL: z.url().optional(),
+  PORTHOLE_ALLOWED_ORIGINS: z.string().default(''),
+  PORTHOLE_DATA_DIR: z.string().default('.porthole'),
+  PORTHOLE_API_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
+  PORTHOLE_DRIVER: z.enum(['local']).default('local'),
+  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+  PORTHOLE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  PORTHOLE_SANDBOX_UID: z.coerce.number().int().min(1).max(4294967294).default(61000),
+  PORTHOLE_SANDBOX_GID: z.coerce.number().int().min(1).max(4294967294).default(61000),
+  PORTHOLE_SANDBOX_START_URL: z.string().min(1).optional(),
+  PORTHOLE_DESKTOP_WIDTH: z.coerce.number().int().min(320).max(7680).default(1280),
+  PORTHOLE_DESKTOP_HEIGHT: z.coerce.number().int().min(200).max(4320).default(800),
+  PORTHOLE_BOOT_TIMEOUT_MS: positiveMs.default(30_000),
+  PORTHOLE_TICKET_TTL_MS: positiveMs.default(60_000),
+  PORTHOLE_PING_INTERVAL_MS: positiveMs.default(20_000),
+  PORTHOLE_MAX_SESSIONS: z.coerce.number().int().min(1).max(1000).default(8),
+  PORTHOLE_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
+});
+
+export const welcomePage =
+  'data:text/html,<title>porthole</title><body style="font:20px sans-serif;margin:3em;color:%23223">' +
+  '<h1>porthole sandbox</h1><p>This browser runs inside an isolated desktop. It is destroyed when the session ends.</p></body>';
+
+export interface Config {
+  readonly host: string;
+  readonly port: number;
+  /** Base URL people reach porthole at; viewer URLs are built on it. Empty origin until listening when port is 0. */
+  readonly publicUrl: string | null;
+  readonly allowedOrigins: readonly string[];
+  readonly dataDir: string;
+  readonly apiKey: Secret | null;
+  readonly driver: 'local';
+  readonly databaseUrl: Secret | null;
+  readonly logLevel: string;
+  readonly sandboxUid: number;
+  readonly sandboxGid: number;
+  readonly sandboxStartUrl: string;
+  readonly desktopWidth: number;
+  readonly desktopHeight: number;
+  readonly bootTimeoutMs: number;
+  readonly ticketTtlMs: number;
+  readonly pingIntervalMs: number;
+  readonly maxSessions: number;
+  readonly bodyLimitBytes: number;
+}
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+/** Secrets may also be given as NAME_FILE: the file's content, trimmed. */
+function withFileSecrets(env: Record<string, string | undefined>, problems: string[]): Record<string, string | undefined> {
+  const out = { ...env };
+  for (const name of ['PORTHOLE_API_KEY', 'DATABASE_URL']) {
+    const file = env[`${name}_FILE`];
+    if (file === undefined || file === '') continue;
+    if (env[name] !== undefined) {
+      problems.push(`${name} and ${name}_FILE are both set; set one`);
+      continue;
+    }
+    try {
+      out[name] = readFileSync(file, 'utf8').trim();
+    } catch (error) {
+      problems.push(`${name}_FILE: cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+    }
+  }
+  // An empty variable means "not set", as shells and compose files often leave them.
+  for (const [key, value] of Object.entries(out)) if (value === '') delete out[key];
+  return out;
+}
+
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const problems: string[] = [];
+  const merged = withFileSecrets(env, problems);
+  const parsed = envSchema.safeParse(merged);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) problems.push(`${issue.path.join('.')}: ${issue.message}`);
+  }
+  if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
+  const e = parsed.data;
+  const publicUrl = e.PORTHOLE_PUBLIC_URL?.replace(/\/+$/, '') ?? null;
+  const allowedOrigins = e.PORTHOLE_ALLOWED_ORIGINS.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  return Object.freeze({
+    host: e.PORTHOLE_HOST,
+    port: e.PORTHOLE_PORT,
+    publicUrl,
+    allowedOrigins: Object.freeze(publicUrl ? [new URL(publicUrl).origin, ...allowedOrigins] : allowedOrigins),
+    dataDir: resolve(e.PORTHOLE_DATA_DIR),
+    apiKey: e.PORTHOLE_API_KEY ? new Secret(e.PORTHOLE_API_KEY) : null,
+    driver: e.PORTHOLE_DRIVER,
+    databaseUrl: e.DATABASE_URL ? new Secret(e.DATABASE_URL) : null,
+    logLevel: e.PORTHOLE_LOG_LEVEL,
+    sandboxUid: e.PORTHOLE_SANDBOX_UID,
+    sandboxGid: e.PORTHOLE_SANDBOX_GID,
+    sandboxStartUrl: e.PORTHOLE_SANDBOX_START_URL ?? welcomePage,
+    desktopWidth: e.PORTHOLE_DESKTOP_WIDTH,
+    desktopHeight: e.PORTHOLE_DESKTOP_HEIGHT,
+    bootTimeoutMs: e.PORTHOLE_BOOT_TIMEOUT_MS,
+    ticketTtlMs: e.PORTHOLE_TICKET_TTL_MS,
+    pingIntervalMs: e.PORTHOLE_PING_INTERVAL_MS,
+    maxSessions: e.PORTHOLE_MAX_SESSIONS,
+    bodyLimitBytes: e.PORTHOLE_BODY_LIMIT_BYTES,
+  });
+}
+
+/** Documented variables, for docs/config.md and `porthole start --help`; a test keeps it in step with the schema. */
+export const configVariables = Object.keys(envSchema.shape);

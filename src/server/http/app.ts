@@ -1,0 +1,164 @@
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Fastify, { type FastifyError, type FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { AppError, errorRegistry, type ErrorCode } from '../../protocol/errors.js';
+import type { SessionId } from '../../protocol/ids.js';
+import { createAuthenticator, loginCookie, sameSecret, type Principal } from './auth.js';
+import { openApiDocument } from './openapi.js';
+import { apiRoutes, type RouteDeps } from './routes.js';
+import type { Store } from '../../store/store.js';
+import type { Secret } from '../secret.js';
+import type { TicketSigner } from '../tickets.js';
+
+export interface AppOptions extends RouteDeps {
+  logger: Logger;
+  store: Store;
+  apiKey: Secret | null;
+  tickets: TicketSigner;
+  allowedOrigins: readonly string[];
+  bodyLimitBytes: number;
+  /** One-time dashboard login token (Jupyter-style); consumed by GET /login. */
+  loginToken: Secret;
+}
+
+const viewerDir = fileURLToPath(new URL('../../../viewer/', import.meta.url));
+const assetTypes: Record<string, string> = {
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.map': 'application/json',
+  '.svg': 'image/svg+xml',
+  '.html': 'text/html; charset=utf-8',
+};
+const pageHeaders = {
+  'cache-control': 'no-store',
+  // The viewer URL carries a ticket: never leak it through Referer.
+  'referrer-policy': 'no-referrer',
+  'x-content-type-options': 'nosniff',
+  'content-security-policy':
+    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'",
+};
+const loginLifetimeMs = 7 * 24 * 3600 * 1000;
+
+function sendError(reply: import('fastify').FastifyReply, requestId: string, code: ErrorCode, message?: string, details?: Record<string, unknown>) {
+  const body: Record<string, unknown> = { code, message: message ?? errorRegistry[code].message, requestId };
+  if (details) body.details = details;
+  return reply.status(errorRegistry[code].status).header('cache-control', 'no-store').send({ error: body });
+}
+
+/** Maps what Fastify itself rejects (body parsing, limits) to registry codes. */
+function codeOfFrameworkError(error: FastifyError): ErrorCode | null {
+  switch (error.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return 'BODY_TOO_LARGE';
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return 'UNSUPPORTED_MEDIA_TYPE';
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return 'MALFORMED_JSON';
+  }
+  if (error instanceof SyntaxError) return 'MALFORMED_JSON';
+  if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) return 'VALIDATION_FAILED';
+  return null;
+}
+
+export async function buildApp(options: AppOptions) {
+  let nextId = 0;
+  const prefix = randomBytes(3).toString('hex');
+  const app = Fastify({
+    loggerInstance: options.logger.child({ component: 'http' }),
+    disableRequestLogging: false,
+    requestIdLogLabel: 'requestId',
+    genReqId: () => `${prefix}-${(++nextId).toString(36)}`,
+    bodyLimit: options.bodyLimitBytes,
+    maxParamLength: 200,
+    return503OnClosing: true,
+    forceCloseConnections: true,
+  });
+  // JSON only: a text/plain body is refused with UNSUPPORTED_MEDIA_TYPE rather than parsed as a string.
+  app.removeContentTypeParser('text/plain');
+  const registered: Array<{ method: string; url: string }> = [];
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) if (method !== 'HEAD') registered.push({ method, url: route.url });
+  });
+  const auth = createAuthenticator({ store: options.store, configuredKey: options.apiKey, tickets: options.tickets, allowedOrigins: options.allowedOrigins });
+  const routes = apiRoutes(options);
+
+  app.setErrorHandler((error: FastifyError | AppError, request, reply) => {
+    if (error instanceof AppError) {
+      if (error.status >= 500) request.log.error({ err: error }, 'request failed');
+      return sendError(reply, request.id, error.code, error.message, error.details);
+    }
+    const code = codeOfFrameworkError(error as FastifyError);
+    if (code) return sendError(reply, request.id, code, code === 'VALIDATION_FAILED' ? error.message : undefined);
+    request.log.error({ err: error }, 'unhandled error');
+    return sendError(reply, request.id, 'INTERNAL');
+  });
+  app.setNotFoundHandler((request, reply) => sendError(reply, request.id, 'ROUTE_NOT_FOUND', `No route ${request.method} ${request.url.split('?')[0]}.`));
+
+  const parse = <T extends z.ZodType>(schema: T | undefined, value: unknown, where: string): z.infer<T> | undefined => {
+    if (!schema) return undefined;
+    const result = schema.safeParse(value ?? {});
+    if (!result.success) {
+      throw new AppError('VALIDATION_FAILED', {
+        message: `Invalid ${where}: ${result.error.issues.map((i) => `${i.path.join('.') || where} ${i.message}`).join('; ')}`,
+        details: { issues: result.error.issues.map((i) => ({ path: [where, ...i.path.map(String)], message: i.message })) },
+      });
+    }
+    return result.data;
+  };
+
+  for (const route of routes) {
+    app.route({
+      method: route.method,
+      url: route.url,
+      handler: async (request, reply) => {
+        const params = (parse(route.params, request.params, 'path') ?? {}) as Record<string, string>;
+        let principal: Principal | null = null;
+        if (route.auth !== 'none') {
+          principal = await auth.authenticate(request, { ticketFor: route.auth === 'api-or-viewer' ? (params.id as SessionId) : undefined });
+        }
+        const query = (parse(route.query, request.query, 'query') ?? {}) as Record<string, unknown>;
+        if (route.body && (request.body === undefined || request.body === null)) throw new AppError('MALFORMED_JSON', { message: 'A JSON body is required.' });
+        const body = parse(route.body, request.body, 'body');
+        const result = await route.handler({ params, query, body, principal, request, reply });
+        return reply.status(route.status ?? 200).header('cache-control', 'no-store').send(result);
+      },
+    });
+  }
+
+  const document = openApiDocument(routes);
+  app.get('/v1/openapi.json', async () => document);
+
+  // ---- pages: dashboard, viewer, assets, first-run login ----
+  const page = (file: string) => async (_request: FastifyRequest, reply: import('fastify').FastifyReply) =>
+    reply.headers(pageHeaders).type('text/html; charset=utf-8').send(await readFile(join(viewerDir, file)));
+  app.get('/', page('dashboard.html'));
+  app.get('/v1/sessions/:id/viewer', page('viewer.html'));
+  app.get('/assets/:file', async (request, reply) => {
+    const file = (request.params as { file: string }).file;
+    const type = assetTypes[extname(file)];
+    if (!type || !/^[a-z0-9][a-z0-9._-]*$/i.test(file)) throw new AppError('ROUTE_NOT_FOUND');
+    const content = await readFile(join(viewerDir, file)).catch(() => null);
+    if (!content) throw new AppError('ROUTE_NOT_FOUND');
+    return reply.header('cache-control', 'no-cache').header('x-content-type-options', 'nosniff').type(type).send(content);
+  });
+  let loginUsed = false;
+  app.get('/login', async (request, reply) => {
+    const token = (request.query as { token?: unknown }).token;
+    if (loginUsed || typeof token !== 'string' || !sameSecret(token, options.loginToken.reveal())) throw new AppError('LOGIN_TOKEN_INVALID');
+    loginUsed = true;
+    const cookie = options.tickets.issueLogin(loginLifetimeMs);
+    const secure = request.protocol === 'https' ? '; Secure' : '';
+    return reply
+      .header('set-cookie', `${loginCookie}=${cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${loginLifetimeMs / 1000}${secure}`)
+      .header('referrer-policy', 'no-referrer')
+      .redirect('/', 303);
+  });
+
+  return { app, routes, registered };
+}

@@ -1,0 +1,67 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyRequest } from 'fastify';
+import { AppError } from '../../protocol/errors.js';
+import type { SessionId } from '../../protocol/ids.js';
+import type { Store } from '../../store/store.js';
+import type { Secret } from '../secret.js';
+import type { TicketSigner } from '../tickets.js';
+import { isOriginAllowed } from './origin.js';
+
+/** Who is calling. A viewer (ticket) may only act on its own session, on the routes that allow it. */
+export type Principal = { kind: 'api-key'; keyId: string } | { kind: 'dashboard' } | { kind: 'viewer'; sessionId: SessionId };
+
+export const loginCookie = 'porthole_login';
+
+export function hashApiKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+export function sameSecret(a: string, b: string): boolean {
+  const x = createHash('sha256').update(a).digest();
+  const y = createHash('sha256').update(b).digest();
+  return timingSafeEqual(x, y);
+}
+
+export function readCookie(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+export interface Authenticator {
+  /** Throws UNAUTHENTICATED / API_KEY_INVALID / TICKET_* / CSRF_REJECTED. */
+  authenticate(request: FastifyRequest, options: { ticketFor?: SessionId }): Promise<Principal>;
+}
+
+export function createAuthenticator(deps: { store: Store; configuredKey: Secret | null; tickets: TicketSigner; allowedOrigins: readonly string[] }): Authenticator {
+  return {
+    async authenticate(request, { ticketFor }) {
+      const header = request.headers.authorization;
+      if (header !== undefined) {
+        const [scheme, value = ''] = header.split(/\s+/, 2);
+        if (scheme?.toLowerCase() === 'bearer') {
+          if (deps.configuredKey && sameSecret(value, deps.configuredKey.reveal())) return { kind: 'api-key', keyId: 'env' };
+          const record = value.length > 0 && value.length <= 256 ? await deps.store.findApiKey(hashApiKey(value)) : null;
+          if (!record) throw new AppError('API_KEY_INVALID');
+          return { kind: 'api-key', keyId: record.id };
+        }
+        if (scheme?.toLowerCase() === 'ticket' && ticketFor) {
+          deps.tickets.verify(value, ticketFor);
+          return { kind: 'viewer', sessionId: ticketFor };
+        }
+        throw new AppError('UNAUTHENTICATED', { message: 'The Authorization header must be "Bearer <API key>".' });
+      }
+      if (deps.tickets.isValidLogin(readCookie(request.headers.cookie, loginCookie))) {
+        // The cookie is SameSite=Strict; an Origin from elsewhere on a change is refused all the same.
+        if (request.method !== 'GET' && !isOriginAllowed(request.headers.origin, request.headers.host, deps.allowedOrigins)) {
+          throw new AppError('CSRF_REJECTED');
+        }
+        return { kind: 'dashboard' };
+      }
+      throw new AppError('UNAUTHENTICATED');
+    },
+  };
+}

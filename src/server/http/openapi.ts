@@ -1,0 +1,51 @@
+import { z } from 'zod';
+import { version } from '../../protocol/version.js';
+import type { RouteDef } from './routes.js';
+
+type JsonSchema = Record<string, unknown>;
+
+const toSchema = (schema: z.ZodType, io: 'input' | 'output'): JsonSchema => {
+  const { $schema: _drop, ...rest } = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as JsonSchema;
+  return rest;
+};
+
+/** OpenAPI 3.1 document generated from the route table, so the description cannot drift from what validates. */
+export function openApiDocument(routes: readonly RouteDef[]): JsonSchema {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const route of routes) {
+    const path = route.url.replace(/:([A-Za-z]+)/g, '{$1}');
+    const parameters: unknown[] = [];
+    for (const [where, schema] of [['path', route.params], ['query', route.query]] as const) {
+      if (!schema) continue;
+      for (const [name, field] of Object.entries(schema.shape)) {
+        parameters.push({ name, in: where, required: where === 'path' || !(field as z.ZodType).safeParse(undefined).success, schema: toSchema(field as z.ZodType, 'input') });
+      }
+    }
+    const operation: Record<string, unknown> = {
+      operationId: route.operationId,
+      summary: route.summary,
+      security: route.auth === 'none' ? [] : route.auth === 'api' ? [{ apiKey: [] }, { dashboardCookie: [] }] : [{ apiKey: [] }, { dashboardCookie: [] }, { viewerTicket: [] }],
+      parameters,
+      responses: Object.fromEntries(
+        Object.entries(route.responses).map(([status, schema]) => [
+          status,
+          { description: status.startsWith('2') ? 'OK' : 'Error (see docs/errors.md)', content: { 'application/json': { schema: toSchema(schema, 'output') } } },
+        ]),
+      ),
+    };
+    if (route.body) operation.requestBody = { required: true, content: { 'application/json': { schema: toSchema(route.body, 'input') } } };
+    (paths[path] ??= {})[route.method.toLowerCase()] = operation;
+  }
+  return {
+    openapi: '3.1.0',
+    info: { title: 'porthole', version, description: 'Sessions, viewer tickets and timelines. WebSocket: GET /v1/sessions/{id}/vnc?ticket=… (raw RFB).' },
+    components: {
+      securitySchemes: {
+        apiKey: { type: 'http', scheme: 'bearer', description: 'An API key.' },
+        dashboardCookie: { type: 'apiKey', in: 'cookie', name: 'porthole_login' },
+        viewerTicket: { type: 'http', scheme: 'ticket', description: 'Authorization: Ticket <viewer ticket>, for the session it is bound to.' },
+      },
+    },
+    paths,
+  };
+}

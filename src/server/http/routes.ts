@@ -1,0 +1,162 @@
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { AppError } from '../../protocol/errors.js';
+import { sessionIdPattern, type SessionId } from '../../protocol/ids.js';
+import {
+  createSessionBody,
+  errorResponse,
+  providerNames,
+  sessionEventsResponse,
+  sessionListResponse,
+  sessionSchema,
+  sessionStates,
+  ticketResponse,
+} from '../../protocol/session.js';
+import { version } from '../../protocol/version.js';
+import type { Store } from '../../store/store.js';
+import type { SessionManager } from '../sessions/session-manager.js';
+import type { TicketSigner } from '../tickets.js';
+import type { Principal } from './auth.js';
+
+// The API as one table: each route's schemas validate its input and, through openapi.ts, describe it.
+// A test holds the OpenAPI document and the routes the server really registered in step.
+
+export type RouteAuth = 'none' | 'api' | 'api-or-viewer';
+
+export interface RouteContext {
+  params: Record<string, string>;
+  query: Record<string, unknown>;
+  body: unknown;
+  principal: Principal | null;
+  request: FastifyRequest;
+  reply: FastifyReply;
+}
+
+export interface RouteDef {
+  method: 'GET' | 'POST' | 'DELETE';
+  url: string;
+  operationId: string;
+  summary: string;
+  auth: RouteAuth;
+  params?: z.ZodObject;
+  query?: z.ZodObject;
+  body?: z.ZodType;
+  status?: number;
+  responses: Record<number, z.ZodType>;
+  handler(context: RouteContext): Promise<unknown>;
+}
+
+export interface RouteDeps {
+  sessions: SessionManager;
+  store: Store;
+  tickets: TicketSigner;
+  ticketTtlMs: number;
+  /** Absolute base URL for links handed to clients, derived per request when not configured. */
+  baseUrl(request: FastifyRequest): string;
+}
+
+const idParams = z.object({ id: z.string().regex(sessionIdPattern, 'must be a session id (ses_…)') });
+const listQuery = z.object({
+  state: z.enum(sessionStates).optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+});
+const eventsQuery = z.object({ after: z.coerce.number().int().min(0).optional() });
+const healthResponse = z.object({ ok: z.boolean(), version: z.string() });
+
+const common = { 400: errorResponse, 401: errorResponse, 503: errorResponse };
+
+export function apiRoutes(deps: RouteDeps): RouteDef[] {
+  const idOf = (params: Record<string, string>) => params.id as SessionId;
+  return [
+    {
+      method: 'GET',
+      url: '/healthz',
+      operationId: 'health',
+      summary: 'Liveness of the server, with its version.',
+      auth: 'none',
+      responses: { 200: healthResponse },
+      handler: async () => ({ ok: true, version }),
+    },
+    {
+      method: 'POST',
+      url: '/v1/sessions',
+      operationId: 'createSession',
+      summary: 'Start a session: a sandbox boots; watch its events until it is ready.',
+      auth: 'api',
+      body: createSessionBody,
+      status: 201,
+      responses: { 201: sessionSchema, ...common, 429: errorResponse },
+      handler: async ({ body }) => {
+        const input = body as z.infer<typeof createSessionBody>;
+        if (input.provider !== undefined && !(providerNames as readonly string[]).includes(input.provider)) {
+          throw new AppError('PROVIDER_UNKNOWN', { message: `No provider is named "${input.provider}"; known: ${providerNames.join(', ')}.`, details: { known: providerNames } });
+        }
+        return deps.sessions.create(input);
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/sessions',
+      operationId: 'listSessions',
+      summary: 'Sessions, newest first.',
+      auth: 'api',
+      query: listQuery,
+      responses: { 200: sessionListResponse, ...common },
+      handler: async ({ query }) => {
+        const q = query as z.infer<typeof listQuery>;
+        return { sessions: await deps.store.listSessions({ states: q.state ? [q.state] : undefined, limit: q.limit }) };
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/sessions/:id',
+      operationId: 'getSession',
+      summary: 'One session.',
+      auth: 'api-or-viewer',
+      params: idParams,
+      responses: { 200: sessionSchema, ...common, 404: errorResponse },
+      handler: async ({ params }) => deps.sessions.get(idOf(params)),
+    },
+    {
+      method: 'DELETE',
+      url: '/v1/sessions/:id',
+      operationId: 'endSession',
+      summary: 'End a session (reason "user"); its viewers close and its sandbox is destroyed. Idempotent.',
+      auth: 'api-or-viewer',
+      params: idParams,
+      responses: { 200: sessionSchema, ...common, 404: errorResponse },
+      handler: async ({ params }) => deps.sessions.end(idOf(params), 'user', 'Ended on request.'),
+    },
+    {
+      method: 'GET',
+      url: '/v1/sessions/:id/events',
+      operationId: 'listSessionEvents',
+      summary: 'The session’s timeline: transitions and start-up steps, in order.',
+      auth: 'api-or-viewer',
+      params: idParams,
+      query: eventsQuery,
+      responses: { 200: sessionEventsResponse, ...common, 404: errorResponse },
+      handler: async ({ params, query }) => {
+        const session = await deps.sessions.get(idOf(params));
+        const after = (query as z.infer<typeof eventsQuery>).after;
+        return { events: await deps.store.listEvents(session.id as SessionId, after === undefined ? {} : { afterSeq: after }) };
+      },
+    },
+    {
+      method: 'POST',
+      url: '/v1/sessions/:id/ticket',
+      operationId: 'createViewerTicket',
+      summary: 'A short-lived viewer ticket and the viewer URL that carries it. A viewer renews its own ticket here.',
+      auth: 'api-or-viewer',
+      params: idParams,
+      status: 201,
+      responses: { 201: ticketResponse, ...common, 404: errorResponse },
+      handler: async ({ params, request }) => {
+        const session = await deps.sessions.get(idOf(params));
+        const { ticket, expiresAt } = deps.tickets.issue(session.id as SessionId);
+        const viewerUrl = `${deps.baseUrl(request)}/v1/sessions/${session.id}/viewer?ticket=${encodeURIComponent(ticket)}`;
+        return { ticket, viewerUrl, expiresAt: expiresAt.toISOString() };
+      },
+    },
+  ];
+}

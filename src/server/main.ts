@@ -1,0 +1,148 @@
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { createLocalDriver } from '../drivers/local/local-driver.js';
+import type { Driver } from '../drivers/driver.js';
+import { openPglite } from '../store/postgres/pglite-database.js';
+import { openPostgres } from '../store/postgres/pg-database.js';
+import type { Store } from '../store/store.js';
+import { version } from '../protocol/version.js';
+import type { Config } from './config.js';
+import { buildApp } from './http/app.js';
+import { hashApiKey } from './http/auth.js';
+import { createLogger } from './logger.js';
+import { Relay } from './relay/relay.js';
+import { Secret } from './secret.js';
+import { SessionManager } from './sessions/session-manager.js';
+import { ViewerRegistry } from './sessions/viewer-registry.js';
+import { createTicketSigner } from './tickets.js';
+
+// The composition root: config → logger → store → driver → sessions → http + relay. The only
+// module that picks concrete drivers and stores.
+
+export interface RunningServer {
+  readonly url: string;
+  /** One-time dashboard login link (Jupyter-style). */
+  readonly loginUrl: string;
+  /** Set only on the first run: the API key generated then, shown once and stored hashed. */
+  readonly generatedApiKey: string | null;
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly store: Store;
+  readonly driver: Driver;
+  readonly sessions: SessionManager;
+  readonly relay: Relay;
+  readonly tickets: ReturnType<typeof createTicketSigner>;
+  /** Every route the HTTP server registered (method, url): the OpenAPI test compares them. */
+  readonly routes: ReadonlyArray<{ method: string; url: string }>;
+  close(): Promise<void>;
+}
+
+const agentBundle = fileURLToPath(new URL('../../agent/porthole-agent.mjs', import.meta.url));
+
+/** A 32-byte key kept in the data directory (mode 0600), created on first run. */
+async function loadOrCreateKey(path: string): Promise<Buffer> {
+  try {
+    const key = await readFile(path);
+    if (key.length === 32) return key;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+  }
+  const key = randomBytes(32);
+  await writeFile(path, key, { mode: 0o600, flag: 'wx' }).catch(async (error) => {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  });
+  await chmod(path, 0o600);
+  return readFile(path);
+}
+
+export async function startServer(config: Config, options: { logger?: Logger } = {}): Promise<RunningServer> {
+  const logger = options.logger ?? createLogger(config.logLevel);
+  // 0711: the sandbox uid must traverse it to reach its own sandbox directory; secrets inside keep 0600/0700.
+  await mkdir(config.dataDir, { recursive: true, mode: 0o711 });
+  const cleanup: Array<() => Promise<void>> = [];
+  try {
+    const store = config.databaseUrl
+      ? await openPostgres(config.databaseUrl.reveal(), { onConnectionError: (error) => logger.warn({ err: error, component: 'store' }, 'database connection dropped') })
+      : await openPglite(config.dataDir);
+    cleanup.push(() => store.close());
+    await store.migrate();
+
+    let generatedApiKey: string | null = null;
+    if ((await store.countApiKeys()) === 0 && !config.apiKey) {
+      generatedApiKey = `ph_${randomBytes(24).toString('base64url')}`;
+      await store.addApiKey({ id: `key_${randomBytes(6).toString('hex')}`, name: 'first-run', keyHash: hashApiKey(generatedApiKey) });
+    }
+
+    const tickets = createTicketSigner(await loadOrCreateKey(join(config.dataDir, 'signing.key')), config.ticketTtlMs);
+    const driver = createLocalDriver({ dataDir: config.dataDir, sandboxUid: config.sandboxUid, sandboxGid: config.sandboxGid, agentBundle, logger: logger.child({ component: 'driver' }) });
+    cleanup.push(() => driver.close());
+    const viewers = new ViewerRegistry();
+    const sessions = new SessionManager({
+      store,
+      driver,
+      viewers,
+      logger,
+      desktop: { width: config.desktopWidth, height: config.desktopHeight, startUrl: config.sandboxStartUrl },
+      bootTimeoutMs: config.bootTimeoutMs,
+      maxSessions: config.maxSessions,
+    });
+    cleanup.push(() => sessions.close());
+    const reconciled = await sessions.reconcile();
+    if (reconciled.ended + reconciled.destroyed > 0) logger.info(reconciled, 'start-up reconcile: state brought in line with running sandboxes');
+    sessions.startReconciling();
+
+    const loginToken = new Secret(randomBytes(18).toString('base64url'));
+    let baseUrl = config.publicUrl ?? '';
+    const { app, registered } = await buildApp({
+      logger,
+      store,
+      sessions,
+      apiKey: config.apiKey,
+      tickets,
+      ticketTtlMs: config.ticketTtlMs,
+      allowedOrigins: config.allowedOrigins,
+      bodyLimitBytes: config.bodyLimitBytes,
+      loginToken,
+      baseUrl: (request) => config.publicUrl ?? `${request.protocol}://${request.headers.host ?? new URL(baseUrl).host}`,
+    });
+    const relay = new Relay({ sessions, viewers, tickets, logger, allowedOrigins: config.allowedOrigins, pingIntervalMs: config.pingIntervalMs });
+    relay.attach(app.server);
+    await app.listen({ host: config.host, port: config.port });
+    // Viewers first get a close code that says why (they reconnect to the next server), then HTTP stops.
+    cleanup.push(async () => {
+      relay.close();
+      await app.close();
+    });
+    const address = app.server.address() as AddressInfo;
+    const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    baseUrl = config.publicUrl ?? `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`;
+    logger.info({ url: baseUrl, version, driver: driver.name, store: config.databaseUrl ? 'postgres' : 'pglite', dataDir: config.dataDir }, 'porthole listening');
+
+    let closing: Promise<void> | null = null;
+    return {
+      url: baseUrl,
+      loginUrl: `${baseUrl}/login?token=${loginToken.reveal()}`,
+      generatedApiKey,
+      config,
+      logger,
+      store,
+      driver,
+      sessions,
+      relay,
+      tickets,
+      routes: registered,
+      close: () =>
+        (closing ??= (async () => {
+          for (const undo of cleanup.reverse()) await undo().catch((error) => logger.error({ err: error }, 'shutdown step failed'));
+          logger.flush?.();
+        })()),
+    };
+  } catch (error) {
+    for (const undo of cleanup.reverse()) await undo().catch(() => {});
+    throw error;
+  }
+}

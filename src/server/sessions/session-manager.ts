@@ -1,0 +1,328 @@
+import type { Logger } from 'pino';
+import type { Driver, SandboxHandle } from '../../drivers/driver.js';
+import { fetchAgentHealth, readRfbBanner } from '../../drivers/endpoint-probes.js';
+import { AppError, closeCodeOf, type ErrorCode } from '../../protocol/errors.js';
+import { newSandboxId, newSessionId, type SandboxId, type SessionId } from '../../protocol/ids.js';
+import {
+  canTransition,
+  isTerminal,
+  startStepLabels,
+  type CreateSessionBody,
+  type EndReason,
+  type Session,
+  type SessionState,
+  type StartStep,
+} from '../../protocol/session.js';
+import { version } from '../../protocol/version.js';
+import type { Store } from '../../store/store.js';
+import type { ViewerRegistry } from './viewer-registry.js';
+
+export interface SessionManagerOptions {
+  store: Store;
+  driver: Driver;
+  viewers: ViewerRegistry;
+  logger: Logger;
+  desktop: { width: number; height: number; startUrl: string };
+  bootTimeoutMs: number;
+  maxSessions: number;
+  reconcileIntervalMs?: number;
+}
+
+const liveStates: readonly SessionState[] = ['starting', 'ready', 'authenticating'];
+const probeIntervalMs = 100;
+
+/** A start-up step that did not answer: carries the step so the failure names its hop. */
+class StepError extends Error {
+  constructor(
+    readonly step: StartStep,
+    readonly code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+function describeCause(error: unknown): string {
+  if (error instanceof AppError && error.cause) return `${error.code}: ${describeCause(error.cause)}`;
+  const errno = (error as NodeJS.ErrnoException | undefined)?.code;
+  const message = error instanceof Error ? error.message : String(error);
+  return errno && !message.includes(errno) ? `${errno} ${message}` : message;
+}
+
+/**
+ * Owns the session lifecycle: boot (sandbox → agent → VNC → ready), end, failure, viewer presence
+ * and the resync with what the driver really runs. Every state change goes through the store's
+ * compare-and-set transition; this class never trusts its own memory over the store.
+ */
+export class SessionManager {
+  readonly #o: SessionManagerOptions;
+  readonly #log: Logger;
+  /** Boots in flight, so that ending a starting session stops its boot. */
+  readonly #boots = new Map<SessionId, AbortController>();
+  #reconcileTimer: NodeJS.Timeout | null = null;
+  #closed = false;
+
+  constructor(options: SessionManagerOptions) {
+    this.#o = options;
+    this.#log = options.logger.child({ component: 'sessions' });
+  }
+
+  async create(input: CreateSessionBody): Promise<Session> {
+    if (this.#closed) throw new AppError('SERVER_SHUTTING_DOWN');
+    const live = await this.#o.store.listSessions({ states: liveStates, limit: this.#o.maxSessions + 1 });
+    if (live.length >= this.#o.maxSessions) {
+      throw new AppError('TOO_MANY_SESSIONS', { details: { maxSessions: this.#o.maxSessions } });
+    }
+    const session = await this.#o.store.createSession({
+      id: newSessionId(),
+      provider: input.provider ?? null,
+      userId: input.userId ?? null,
+    });
+    this.#log.info({ sessionId: session.id, provider: session.provider }, 'session created');
+    const controller = new AbortController();
+    this.#boots.set(session.id as SessionId, controller);
+    void this.#boot(session, controller.signal).finally(() => this.#boots.delete(session.id as SessionId));
+    return session;
+  }
+
+  async get(id: SessionId): Promise<Session> {
+    const session = await this.#o.store.getSession(id);
+    if (!session) throw new AppError('SESSION_NOT_FOUND', { details: { sessionId: id } });
+    return session;
+  }
+
+  /** Ends a session for `reason`. Idempotent: a session already in a terminal state is returned as it is. */
+  async end(id: SessionId, reason: EndReason, detail: string | null = null): Promise<Session> {
+    const session = await this.#move(id, 'ended', reason, detail);
+    await this.#release(session);
+    return session;
+  }
+
+  /** Marks a session failed, naming the hop and cause, and releases its sandbox. */
+  async fail(id: SessionId, code: ErrorCode, detail: string, details: Record<string, unknown> = {}): Promise<Session> {
+    const session = await this.#move(id, 'failed', code, detail, details);
+    await this.#release(session);
+    return session;
+  }
+
+  /** The endpoints of a session's sandbox, or a clear error naming why there are none. */
+  async sandboxOf(session: Session): Promise<SandboxHandle> {
+    if (!session.sandboxId) throw new AppError('SANDBOX_UNREACHABLE', { details: { reason: 'no sandbox recorded' } });
+    const info = await this.#o.driver.inspect(session.sandboxId as SandboxId);
+    if (!info || info.status !== 'running') {
+      throw new AppError('SANDBOX_UNREACHABLE', {
+        details: { sandboxId: session.sandboxId, status: info?.status ?? 'missing', exit: info?.exit ?? null },
+      });
+    }
+    return info;
+  }
+
+  /** A viewer attached: the first one moves ready → authenticating. */
+  async viewerConnected(id: SessionId, details: Record<string, unknown>): Promise<void> {
+    await this.#o.store.appendEvent(id, { type: 'viewer.connected', details });
+    if (this.#o.viewers.count(id) === 1) await this.#moveIf(id, 'ready', 'authenticating', 'viewer_connected');
+  }
+
+  /** A viewer left: the last one moves authenticating → ready. */
+  async viewerDisconnected(id: SessionId, details: Record<string, unknown>): Promise<void> {
+    await this.#o.store.appendEvent(id, { type: 'viewer.disconnected', details });
+    if (this.#o.viewers.count(id) === 0) await this.#moveIf(id, 'authenticating', 'ready', 'viewer_left');
+  }
+
+  /**
+   * Brings the store in line with what the driver runs: a live session whose sandbox is gone ends
+   * (`sandbox_exited`); a sandbox no live session owns is destroyed. Sessions still booting are left
+   * to their boot. Runs at start-up and then every few seconds.
+   */
+  async reconcile(): Promise<{ ended: number; destroyed: number }> {
+    const [sessions, sandboxes] = await Promise.all([
+      this.#o.store.listSessions({ states: liveStates, limit: 10_000 }),
+      this.#o.driver.list(),
+    ]);
+    const byId = new Map(sandboxes.map((s) => [s.id as string, s]));
+    const owned = new Set<string>();
+    let ended = 0;
+    let destroyed = 0;
+    for (const session of sessions) {
+      if (session.sandboxId) owned.add(session.sandboxId);
+      if (this.#boots.has(session.id as SessionId)) continue;
+      const sandbox = session.sandboxId ? byId.get(session.sandboxId) : undefined;
+      if (sandbox?.status === 'running') continue;
+      const detail = sandbox
+        ? `The sandbox ${sandbox.id} exited${sandbox.exit ? ` (${sandbox.exit})` : ''}.`
+        : session.state === 'starting'
+          ? 'The server stopped while this session was starting.'
+          : `The sandbox ${session.sandboxId ?? ''} is gone.`;
+      await this.end(session.id as SessionId, 'sandbox_exited', detail).catch((error) =>
+        this.#log.warn({ err: error, sessionId: session.id }, 'reconcile: could not end session'),
+      );
+      ended++;
+    }
+    for (const sandbox of sandboxes) {
+      if (owned.has(sandbox.id)) continue;
+      this.#log.info({ sandboxId: sandbox.id }, 'reconcile: destroying sandbox that no live session owns');
+      await this.#o.driver.destroy(sandbox.id as SandboxId);
+      destroyed++;
+    }
+    return { ended, destroyed };
+  }
+
+  startReconciling(): void {
+    const every = this.#o.reconcileIntervalMs ?? 5_000;
+    const tick = () => {
+      this.reconcile()
+        .catch((error) => this.#log.warn({ err: error }, 'reconcile failed; retrying'))
+        .finally(() => {
+          if (!this.#closed) this.#reconcileTimer = setTimeout(tick, every).unref();
+        });
+    };
+    this.#reconcileTimer = setTimeout(tick, every).unref();
+  }
+
+  /**
+   * Stops boots in flight (their sessions fail as shutdown) and the reconciler. Running sandboxes
+   * are left running: the next server adopts them through `reconcile()`.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    if (this.#reconcileTimer) clearTimeout(this.#reconcileTimer);
+    const booting = [...this.#boots.entries()];
+    for (const [, controller] of booting) controller.abort(new AppError('SERVER_SHUTTING_DOWN'));
+    await Promise.all(
+      booting.map(([id]) => this.end(id, 'shutdown', 'The server shut down while the session was starting.').catch(() => {})),
+    );
+  }
+
+  // ---- internals ----
+
+  async #boot(session: Session, signal: AbortSignal): Promise<void> {
+    const id = session.id as SessionId;
+    const log = this.#log.child({ sessionId: id });
+    const deadline = AbortSignal.any([signal, AbortSignal.timeout(this.#o.bootTimeoutMs)]);
+    let step: StartStep = 'sandbox';
+    let lastError: unknown = null;
+    const run = async <T>(name: StartStep, work: () => Promise<T>): Promise<T> => {
+      step = name;
+      lastError = null;
+      const started = performance.now();
+      await this.#o.store.appendEvent(id, { type: 'step.started', details: { step: name, label: startStepLabels[name] } });
+      const result = await work();
+      const ms = Math.round(performance.now() - started);
+      await this.#o.store.appendEvent(id, { type: 'step.succeeded', details: { step: name, ms } });
+      log.info({ step: name, ms }, 'start-up step done');
+      return result;
+    };
+    /** Retries a probe until it answers or the deadline passes, remembering the last error for the failure. */
+    const until = async <T>(probe: () => Promise<T>): Promise<T> => {
+      for (;;) {
+        deadline.throwIfAborted();
+        try {
+          return await probe();
+        } catch (error) {
+          if (error instanceof StepError) throw error;
+          if (deadline.aborted) throw deadline.reason;
+          lastError = error;
+        }
+        await new Promise((resolve) => setTimeout(resolve, probeIntervalMs));
+      }
+    };
+
+    try {
+      const sandboxId = newSandboxId();
+      const handle = await run('sandbox', async () => {
+        await this.#o.store.setSandbox(id, sandboxId);
+        return this.#o.driver.create({ id: sandboxId, ...this.#o.desktop }, { signal: deadline });
+      });
+      await run('agent', () =>
+        until(async () => {
+          const health = await fetchAgentHealth(handle.agent, { signal: deadline, timeoutMs: 2_000 });
+          if (health.version !== version) {
+            throw new StepError('agent', 'AGENT_VERSION_MISMATCH', `The sandbox agent runs version ${health.version}; the server runs ${version}.`);
+          }
+          if (!health.healthy) {
+            const down = health.processes.filter((p) => !p.running).map((p) => `${p.name}${p.lastExit ? ` (${p.lastExit})` : ''}`);
+            throw new Error(`agent reports not healthy: ${down.join(', ') || 'desktop still starting'}`);
+          }
+          return health;
+        }),
+      );
+      await run('vnc', () =>
+        until(async () => {
+          const banner = await readRfbBanner(handle.vnc, { signal: deadline, timeoutMs: 2_000 });
+          if (!banner.startsWith('RFB ')) throw new Error(`not an RFB server: banner ${JSON.stringify(banner)}`);
+          return banner;
+        }),
+      );
+      const current = await this.get(id);
+      const ready = await this.#o.store.transition(id, {
+        from: current.state,
+        to: 'ready',
+        expectVersion: current.version,
+        reason: 'desktop_answered',
+      });
+      log.info({ sandboxId, state: ready.state }, 'session ready');
+    } catch (error) {
+      if (signal.aborted) {
+        // Ended meanwhile (user, shutdown): end() already moved the state; make sure the sandbox goes.
+        const current = await this.#o.store.getSession(id).catch(() => null);
+        if (current) await this.#release(current);
+        return;
+      }
+      const stepError = error instanceof StepError ? error : null;
+      const timedOut = !stepError && deadline.aborted;
+      const code: ErrorCode = stepError?.code ?? (timedOut ? 'BOOT_TIMEOUT' : error instanceof AppError ? error.code : 'SANDBOX_START_FAILED');
+      const cause = stepError ? stepError.message : describeCause(lastError ?? error);
+      const detail = timedOut
+        ? `Start-up step "${step}" (${startStepLabels[step]}) did not answer within ${this.#o.bootTimeoutMs} ms${lastError ? `: ${cause}` : '.'}`
+        : `Start-up step "${step}" (${startStepLabels[step]}) failed: ${cause}`;
+      log.warn({ err: error, step, code }, 'session failed to start');
+      await this.#o.store
+        .appendEvent(id, { type: 'step.failed', details: { step, error: code, cause } })
+        .catch(() => {});
+      await this.fail(id, code, detail, { step }).catch((failError) => log.error({ err: failError }, 'could not record failure'));
+    }
+  }
+
+  /** Moves a session to a terminal state; returns it unchanged when it is already terminal. */
+  async #move(id: SessionId, to: SessionState, reason: string, detail: string | null, details?: Record<string, unknown>): Promise<Session> {
+    for (let attempt = 0; ; attempt++) {
+      const session = await this.get(id);
+      if (isTerminal(session.state) || !canTransition(session.state, to)) return session;
+      try {
+        const moved = await this.#o.store.transition(id, { from: session.state, to, expectVersion: session.version, reason, detail, details });
+        this.#log.info({ sessionId: id, from: session.state, to, reason }, 'session state changed');
+        return moved;
+      } catch (error) {
+        if (!(error instanceof AppError && error.code === 'SESSION_STATE_CONFLICT') || attempt >= 5) throw error;
+      }
+    }
+  }
+
+  /** A non-terminal move that only applies when the session is still at `from`. */
+  async #moveIf(id: SessionId, from: SessionState, to: SessionState, reason: string): Promise<void> {
+    const session = await this.#o.store.getSession(id);
+    if (!session || session.state !== from) return;
+    try {
+      await this.#o.store.transition(id, { from, to, expectVersion: session.version, reason });
+    } catch (error) {
+      if (!(error instanceof AppError && error.code === 'SESSION_STATE_CONFLICT')) throw error;
+    }
+  }
+
+  /** After a terminal move: stop the boot, close viewers with the session's code, destroy the sandbox. */
+  async #release(session: Session): Promise<void> {
+    if (!isTerminal(session.state)) return;
+    const id = session.id as SessionId;
+    this.#boots.get(id)?.abort(new AppError('SESSION_ENDED'));
+    const code: ErrorCode = session.state === 'failed' ? 'SESSION_FAILED' : 'SESSION_ENDED';
+    if (session.state === 'completed') this.#o.viewers.closeAll(id, 1000, 'completed');
+    else this.#o.viewers.closeAll(id, closeCodeOf(code), code);
+    if (session.sandboxId) {
+      await this.#o.driver
+        .destroy(session.sandboxId as SandboxId)
+        .catch((error) => this.#log.error({ err: error, sessionId: id, sandboxId: session.sandboxId }, 'could not destroy sandbox'));
+    }
+  }
+}
+

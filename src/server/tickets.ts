@@ -1,0 +1,65 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { AppError } from '../protocol/errors.js';
+import type { SessionId } from '../protocol/ids.js';
+
+// Viewer tickets: short-lived, HMAC-signed, bound to one session. They ride in a URL (the viewer
+// page, the WebSocket) because browsers cannot set headers on a WebSocket, so they must expire fast;
+// the viewer renews its ticket at half-life to reconnect for the session's whole life.
+// Format: <purpose>.<subject>.<expiresAtMs base36>.<nonce>.<hmac base64url>
+
+type Purpose = 'vt' | 'dash';
+
+export interface TicketSigner {
+  issue(sessionId: SessionId): { ticket: string; expiresAt: Date };
+  /** Throws TICKET_MISSING/TICKET_INVALID/TICKET_EXPIRED/TICKET_WRONG_SESSION. */
+  verify(ticket: string | null | undefined, sessionId: SessionId): void;
+  /** A dashboard login cookie value, valid for `ttlMs`. */
+  issueLogin(ttlMs: number): string;
+  isValidLogin(value: string | undefined): boolean;
+}
+
+export function createTicketSigner(key: Buffer, ttlMs: number, now: () => number = Date.now): TicketSigner {
+  const mac = (text: string) => createHmac('sha256', key).update(text).digest('base64url');
+
+  function sign(purpose: Purpose, subject: string, lifetimeMs: number): { value: string; expiresAt: number } {
+    const expiresAt = now() + lifetimeMs;
+    const body = `${purpose}.${subject}.${expiresAt.toString(36)}.${randomBytes(9).toString('base64url')}`;
+    return { value: `${body}.${mac(body)}`, expiresAt };
+  }
+
+  /** Returns the parts of a well-signed value of that purpose, or null. Expiry is checked by callers. */
+  function open(purpose: Purpose, value: string): { subject: string; expiresAt: number } | null {
+    if (value.length > 256) return null;
+    const parts = value.split('.');
+    if (parts.length !== 5 || parts[0] !== purpose) return null;
+    const body = parts.slice(0, 4).join('.');
+    const given = Buffer.from(parts[4] ?? '', 'base64url');
+    const expected = Buffer.from(mac(body), 'base64url');
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
+    const expiresAt = parseInt(parts[2] ?? '', 36);
+    if (!Number.isSafeInteger(expiresAt)) return null;
+    return { subject: parts[1] ?? '', expiresAt };
+  }
+
+  return {
+    issue(sessionId) {
+      const { value, expiresAt } = sign('vt', sessionId, ttlMs);
+      return { ticket: value, expiresAt: new Date(expiresAt) };
+    },
+    verify(ticket, sessionId) {
+      if (!ticket) throw new AppError('TICKET_MISSING');
+      const opened = open('vt', ticket);
+      if (!opened) throw new AppError('TICKET_INVALID');
+      if (opened.expiresAt <= now()) throw new AppError('TICKET_EXPIRED');
+      if (opened.subject !== sessionId) throw new AppError('TICKET_WRONG_SESSION');
+    },
+    issueLogin(lifetimeMs) {
+      return sign('dash', 'admin', lifetimeMs).value;
+    },
+    isValidLogin(value) {
+      if (!value) return false;
+      const opened = open('dash', value);
+      return opened !== null && opened.expiresAt > now();
+    },
+  };
+}

@@ -1,0 +1,34 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PGlite, type Transaction } from '@electric-sql/pglite';
+import type { Store } from '../store.js';
+import { SqlStore, type Database, type Queryable } from './sql-store.js';
+
+function queryable(target: PGlite | Transaction): Queryable {
+  return {
+    async query<Row>(sql: string, params: readonly unknown[] = []) {
+      const { rows } = await target.query<Row>(sql, [...params]);
+      return { rows };
+    },
+    async exec(sql: string) {
+      await target.exec(sql);
+    },
+  };
+}
+
+/**
+ * The embedded store: PGlite persisted in `<dataDir>/pglite` (created when missing). Does not
+ * migrate; call `migrate()`. One process at a time may open a data dir.
+ */
+export async function openPglite(dataDir: string): Promise<Store> {
+  const dir = join(dataDir, 'pglite');
+  await mkdir(dir, { recursive: true });
+  const pglite = await PGlite.create(dir);
+  const database: Database = {
+    ...queryable(pglite),
+    // PGlite runs one transaction at a time, so a compare-and-set here never waits on a lock.
+    transaction: (fn) => pglite.transaction((tx) => fn(queryable(tx))),
+    close: () => pglite.close(),
+  };
+  return new SqlStore(database);
+}

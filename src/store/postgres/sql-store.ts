@@ -1,0 +1,227 @@
+import { AppError } from '../../protocol/errors.js';
+import type { SessionId } from '../../protocol/ids.js';
+import {
+  canTransition,
+  isTerminal,
+  terminalStates,
+  transitions,
+  type EventType,
+  type Session,
+  type SessionEvent,
+  type SessionState,
+} from '../../protocol/session.js';
+import { runMigrations } from '../migrate.js';
+import type { ApiKeyRecord, NewEvent, NewSession, Store, TransitionRequest } from '../store.js';
+
+/** What a backend must offer so that both share every SQL statement below. */
+export interface Queryable {
+  /** One statement with `$n` parameters. */
+  query<Row = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<{ rows: Row[] }>;
+  /** A script of several statements without parameters (a migration file). */
+  exec(sql: string): Promise<void>;
+}
+
+export interface Database extends Queryable {
+  /** Runs `fn` on one connection inside BEGIN/COMMIT; rolls back and rethrows when it throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+interface SessionRow {
+  id: string;
+  state: SessionState;
+  provider: string | null;
+  user_id: string | null;
+  reason: string | null;
+  detail: string | null;
+  sandbox_id: string | null;
+  version: number;
+  created_at: Date | string;
+  updated_at: Date | string;
+}
+
+interface EventRow {
+  // int8: node-postgres returns a string, PGlite a number.
+  seq: number | string;
+  session_id: string;
+  type: EventType;
+  from_state: SessionState | null;
+  to_state: SessionState | null;
+  reason: string | null;
+  details: Record<string, unknown>;
+  at: Date | string;
+}
+
+function iso(value: Date | string): string {
+  return (value instanceof Date ? value : new Date(value)).toISOString();
+}
+
+function toSession(row: SessionRow): Session {
+  return {
+    id: row.id,
+    state: row.state,
+    provider: row.provider,
+    userId: row.user_id,
+    reason: row.reason,
+    detail: row.detail,
+    sandboxId: row.sandbox_id,
+    version: row.version,
+    createdAt: iso(row.created_at),
+    updatedAt: iso(row.updated_at),
+  };
+}
+
+function toEvent(row: EventRow): SessionEvent {
+  return {
+    seq: Number(row.seq),
+    sessionId: row.session_id,
+    type: row.type,
+    from: row.from_state,
+    to: row.to_state,
+    reason: row.reason,
+    details: row.details,
+    at: iso(row.at),
+  };
+}
+
+/** The one Store implementation; PGlite and node-postgres differ only in their `Database`. */
+export class SqlStore implements Store {
+  #closing: Promise<void> | undefined;
+
+  constructor(private readonly db: Database) {}
+
+  async migrate(): Promise<void> {
+    await runMigrations(this.db);
+  }
+
+  createSession(input: NewSession): Promise<Session> {
+    return this.db.transaction(async (tx) => {
+      const { rows } = await tx.query<SessionRow>(
+        `INSERT INTO sessions (id, state, provider, user_id) VALUES ($1, 'starting', $2, $3) RETURNING *`,
+        [input.id, input.provider, input.userId],
+      );
+      await tx.query(
+        `INSERT INTO session_events (session_id, type, to_state) VALUES ($1, 'session.created', 'starting')`,
+        [input.id],
+      );
+      return toSession(rows[0]!);
+    });
+  }
+
+  async getSession(id: SessionId): Promise<Session | null> {
+    const { rows } = await this.db.query<SessionRow>('SELECT * FROM sessions WHERE id = $1', [id]);
+    return rows[0] ? toSession(rows[0]) : null;
+  }
+
+  async listSessions(options: { states?: readonly SessionState[]; limit?: number } = {}): Promise<Session[]> {
+    // A NULL filter or limit means "all" (LIMIT NULL is LIMIT ALL).
+    const { rows } = await this.db.query<SessionRow>(
+      `SELECT * FROM sessions WHERE ($1::text[] IS NULL OR state = ANY($1::text[]))
+        ORDER BY created_at DESC, id DESC LIMIT $2`,
+      [options.states ?? null, options.limit ?? null],
+    );
+    return rows.map(toSession);
+  }
+
+  async transition(id: SessionId, request: TransitionRequest): Promise<Session> {
+    const { from, to, expectVersion } = request;
+    if (!canTransition(from, to)) {
+      throw new AppError('SESSION_STATE_CONFLICT', {
+        message: `A session cannot move from ${from} to ${to}.`,
+        details: { sessionId: id, from, to, allowed: transitions[from] },
+      });
+    }
+    // reason/detail describe how a session ended; a live session has none.
+    const ending = isTerminal(to);
+    return this.db.transaction(async (tx) => {
+      const { rows } = await tx.query<SessionRow>(
+        `UPDATE sessions SET state = $4, version = version + 1, reason = $5, detail = $6, updated_at = now()
+          WHERE id = $1 AND state = $2 AND version = $3 RETURNING *`,
+        [id, from, expectVersion, to, ending ? request.reason : null, ending ? (request.detail ?? null) : null],
+      );
+      if (!rows[0]) throw await conflictOrMissing(tx, id, { state: from, version: expectVersion });
+      await tx.query(
+        `INSERT INTO session_events (session_id, type, from_state, to_state, reason, details)
+         VALUES ($1, $2, $3, $4, $5, $6::jsonb)`,
+        [id, `session.${to}`, from, to, request.reason, JSON.stringify(request.details ?? {})],
+      );
+      return toSession(rows[0]);
+    });
+  }
+
+  async setSandbox(id: SessionId, sandboxId: string): Promise<Session> {
+    const { rows } = await this.db.query<SessionRow>(
+      `UPDATE sessions SET sandbox_id = $2, version = version + 1, updated_at = now()
+        WHERE id = $1 AND NOT (state = ANY($3::text[])) RETURNING *`,
+      [id, sandboxId, terminalStates],
+    );
+    if (!rows[0]) throw await conflictOrMissing(this.db, id);
+    return toSession(rows[0]);
+  }
+
+  async appendEvent(id: SessionId, event: NewEvent): Promise<SessionEvent> {
+    // Locking the session row makes events of one session commit in seq order, so a reader
+    // polling with `afterSeq` cannot skip one that was still uncommitted when it read.
+    const { rows } = await this.db.query<EventRow>(
+      `INSERT INTO session_events (session_id, type, reason, details)
+       SELECT id, $2::text, $3::text, $4::jsonb FROM sessions WHERE id = $1 FOR NO KEY UPDATE
+       RETURNING *`,
+      [id, event.type, event.reason ?? null, JSON.stringify(event.details ?? {})],
+    );
+    if (!rows[0]) throw new AppError('SESSION_NOT_FOUND', { details: { sessionId: id } });
+    return toEvent(rows[0]);
+  }
+
+  async listEvents(id: SessionId, options: { afterSeq?: number } = {}): Promise<SessionEvent[]> {
+    const { rows } = await this.db.query<EventRow>(
+      'SELECT * FROM session_events WHERE session_id = $1 AND seq > $2 ORDER BY seq',
+      [id, options.afterSeq ?? 0],
+    );
+    return rows.map(toEvent);
+  }
+
+  async addApiKey(input: { id: string; name: string; keyHash: string }): Promise<void> {
+    await this.db.query('INSERT INTO api_keys (id, name, key_hash) VALUES ($1, $2, $3)', [
+      input.id,
+      input.name,
+      input.keyHash,
+    ]);
+  }
+
+  async findApiKey(keyHash: string): Promise<ApiKeyRecord | null> {
+    const { rows } = await this.db.query<{ id: string; name: string; created_at: Date | string }>(
+      'SELECT id, name, created_at FROM api_keys WHERE key_hash = $1',
+      [keyHash],
+    );
+    const row = rows[0];
+    return row ? { id: row.id, name: row.name, createdAt: iso(row.created_at) } : null;
+  }
+
+  async countApiKeys(): Promise<number> {
+    const { rows } = await this.db.query<{ count: number | string }>('SELECT count(*) AS count FROM api_keys');
+    return Number(rows[0]!.count);
+  }
+
+  /** Idempotent. */
+  close(): Promise<void> {
+    this.#closing ??= this.db.close();
+    return this.#closing;
+  }
+}
+
+/** Why a conditional UPDATE matched no row: the session is missing, or not where the caller thought. */
+async function conflictOrMissing(
+  q: Queryable,
+  id: SessionId,
+  expected?: { state: SessionState; version: number },
+): Promise<AppError> {
+  const { rows } = await q.query<{ state: SessionState; version: number }>(
+    'SELECT state, version FROM sessions WHERE id = $1',
+    [id],
+  );
+  const current = rows[0];
+  if (!current) return new AppError('SESSION_NOT_FOUND', { details: { sessionId: id } });
+  return new AppError('SESSION_STATE_CONFLICT', {
+    details: { sessionId: id, ...(expected && { expected }), current: { state: current.state, version: current.version } },
+  });
+}

@@ -1,0 +1,68 @@
+import type { EndReason, EventType, Session, SessionEvent, SessionState } from '../protocol/session.js';
+import type { SessionId } from '../protocol/ids.js';
+
+export interface NewSession {
+  id: SessionId;
+  provider: string | null;
+  userId: string | null;
+}
+
+export interface TransitionRequest {
+  from: SessionState;
+  to: SessionState;
+  /** Compare-and-set: the version the caller read. */
+  expectVersion: number;
+  /** End reason, error code, or a short word for non-terminal moves. */
+  reason: string | null;
+  /** Human sentence for failures. Stored on the session for terminal states. */
+  detail?: string | null;
+  details?: Record<string, unknown>;
+}
+
+export interface NewEvent {
+  type: EventType;
+  reason?: string | null;
+  details?: Record<string, unknown>;
+}
+
+export interface ApiKeyRecord {
+  id: string;
+  name: string;
+  createdAt: string;
+}
+
+/**
+ * The persistence seam. Both implementations (PGlite, PostgreSQL) pass src/store/conformance.ts.
+ * Every method throws AppError('STORE_UNAVAILABLE') when the database cannot be reached.
+ */
+export interface Store {
+  /** Runs pending numbered migrations. Idempotent. */
+  migrate(): Promise<void>;
+  /** Inserts a session in `starting` (version 1) with its `session.created` event. Throws on a duplicate id. */
+  createSession(input: NewSession): Promise<Session>;
+  /** null when unknown. */
+  getSession(id: SessionId): Promise<Session | null>;
+  /** Newest first. `states` filters; without `limit`, all of them. */
+  listSessions(options?: { states?: readonly SessionState[]; limit?: number }): Promise<Session[]>;
+  /**
+   * Compare-and-set state change, checked against the transition table; writes the event
+   * `session.<to>` in the same transaction. Throws AppError('SESSION_STATE_CONFLICT') when the
+   * session is not at `from`/`expectVersion` or the move is not in the table, and
+   * AppError('SESSION_NOT_FOUND') for an unknown id. Returns the updated session.
+   */
+  transition(id: SessionId, request: TransitionRequest): Promise<Session>;
+  /** Sets the sandbox id of a non-terminal session (bumps version). */
+  setSandbox(id: SessionId, sandboxId: string): Promise<Session>;
+  /** Appends a non-transition event (a start-up step, a viewer connect). Returns it with its seq. */
+  appendEvent(id: SessionId, event: NewEvent): Promise<SessionEvent>;
+  /** Events in order; `afterSeq` returns only later ones. [] for an unknown id. */
+  listEvents(id: SessionId, options?: { afterSeq?: number }): Promise<SessionEvent[]>;
+  /** Stores only the SHA-256 hash of the key. */
+  addApiKey(input: { id: string; name: string; keyHash: string }): Promise<void>;
+  /** The key's record when a key with that hash exists. */
+  findApiKey(keyHash: string): Promise<ApiKeyRecord | null>;
+  countApiKeys(): Promise<number>;
+  close(): Promise<void>;
+}
+
+export type { EndReason };

@@ -1,0 +1,416 @@
+// The dashboard (GET /): every session with its state, a way to start one, open its viewer in this
+// tab, end it, and read its timeline. Authenticated by the login cookie that `porthole start`'s
+// link sets. It redraws rows in place every couple of seconds, so an open timeline or a focused
+// button survives the refresh.
+
+import type { ProviderName, Session, SessionEvent, TicketResponse } from '../protocol/session.js';
+import { ApiError, describeApiError, requestJson } from './lib/api-client.js';
+import { h, mustFind } from './lib/element.js';
+import { isTerminal, providerNames, startStepLabels } from './lib/session-contract.js';
+import { endReasonLabels, failedSentence } from './lib/sentences.js';
+import { formatAgo, formatClock, formatClockMs, formatDurationMs } from './lib/time-format.js';
+
+const refreshIntervalMs = 2_000;
+/** Not logged in: keep checking (the person may log in from another tab), but calmly. */
+const loggedOutRefreshIntervalMs = 5_000;
+
+const providerLabels: Record<ProviderName, string> = {
+  demo: 'Demo login',
+  'claude-code': 'Claude Code',
+  codex: 'Codex CLI',
+  'gemini-cli': 'Gemini CLI',
+};
+
+const loginSentence =
+  'You are not logged in to this porthole. Open the login link that “porthole start” printed in its terminal; it signs this browser in.';
+
+const ui = {
+  newForm: mustFind<HTMLFormElement>('#new-session-form'),
+  newProvider: mustFind<HTMLSelectElement>('#new-provider'),
+  newSession: mustFind<HTMLButtonElement>('#new-session'),
+  notice: mustFind('#notice'),
+  noticeText: mustFind('#notice-text'),
+  noticeDismiss: mustFind<HTMLButtonElement>('#notice-dismiss'),
+  summary: mustFind('#summary'),
+  table: mustFind<HTMLTableElement>('#sessions'),
+  rows: mustFind<HTMLTableSectionElement>('#session-rows'),
+  empty: mustFind('#empty'),
+};
+
+interface Timeline {
+  row: HTMLTableRowElement;
+  body: HTMLTableSectionElement;
+  after: number;
+  isLoading: boolean;
+}
+
+interface SessionRow {
+  session: Session;
+  row: HTMLTableRowElement;
+  cells: Record<'id' | 'state' | 'provider' | 'user' | 'created' | 'reason', HTMLTableCellElement>;
+  open: HTMLButtonElement;
+  end: HTMLButtonElement;
+  toggle: HTMLButtonElement;
+  timeline: Timeline | null;
+}
+
+const rows = new Map<string, SessionRow>();
+let refreshTimer: number | undefined;
+let isLoggedOut = false;
+/** Set while this tab is on its way to a viewer: no more redraws or clicks meanwhile. */
+let isLeaving = false;
+
+// ---- notice: the one place errors are said ----
+
+type NoticeSource = 'list' | 'action';
+let noticeSource: NoticeSource | null = null;
+
+function showNotice(sentence: string, source: NoticeSource): void {
+  noticeSource = source;
+  ui.noticeText.textContent = sentence;
+  ui.notice.hidden = false;
+}
+
+/** A successful list refresh clears a list problem, never the report of a failed action. */
+function clearNotice(source: NoticeSource): void {
+  if (noticeSource !== source) return;
+  noticeSource = null;
+  ui.notice.hidden = true;
+  ui.noticeText.textContent = '';
+}
+
+function sentenceFor(error: unknown, doing: string): string {
+  if (error instanceof ApiError && error.status === 401) return loginSentence;
+  return `${doing}: ${describeApiError(error)}`;
+}
+
+// ---- API ----
+
+const sessionPath = (id: string) => `/v1/sessions/${encodeURIComponent(id)}`;
+
+function listSessions(): Promise<{ sessions: Session[] }> {
+  return requestJson('/v1/sessions', { auth: 'cookie' });
+}
+
+async function openViewer(id: string): Promise<void> {
+  const { viewerUrl } = await requestJson<TicketResponse>(`${sessionPath(id)}/ticket`, {
+    method: 'POST',
+    auth: 'cookie',
+    body: {},
+  });
+  isLeaving = true;
+  // This tab, not a popup: popups get blocked after an await, and one tab per session is calmer.
+  location.assign(viewerUrl);
+}
+
+// ---- rows ----
+
+function shortId(id: string): string {
+  return id.length > 12 ? `${id.slice(0, 10)}…` : id;
+}
+
+function providerCell(provider: string | null): Node {
+  if (provider === null) return h('span', { class: 'muted' }, 'Desktop only');
+  const label = (providerLabels as Record<string, string>)[provider];
+  return label ? h('span', { title: provider }, label) : document.createTextNode(provider);
+}
+
+function reasonCell(session: Session): Node {
+  if (session.state === 'ended' && session.reason) {
+    const label = (endReasonLabels as Record<string, string>)[session.reason] ?? session.reason;
+    return h('span', {}, label);
+  }
+  if (session.state === 'failed') {
+    return h(
+      'span',
+      { class: 'failure' },
+      session.reason ? h('code', {}, session.reason) : null,
+      h('span', { class: 'failure-detail' }, failedSentence(session.reason, session.detail)),
+    );
+  }
+  return h('span', { class: 'muted' }, session.reason ?? '—');
+}
+
+function createRow(session: Session): SessionRow {
+  const cell = (label: string, isNoWrap = false) => h('td', { 'data-label': label, class: isNoWrap ? 'nowrap' : undefined });
+  const cells = {
+    id: cell('Session', true),
+    state: cell('State', true),
+    provider: cell('Provider', true),
+    user: cell('User'),
+    created: cell('Created', true),
+    reason: cell('Reason'),
+  };
+  const open = h('button', { type: 'button', 'data-action': 'open', class: 'primary small' }, 'Open');
+  const toggle = h(
+    'button',
+    { type: 'button', 'data-action': 'timeline', class: 'ghost small', 'aria-expanded': 'false' },
+    'Timeline',
+  );
+  const end = h('button', { type: 'button', 'data-action': 'end', class: 'danger small' }, 'End');
+  const row = h('tr', { 'data-session-id': session.id });
+  row.append(...Object.values(cells), h('td', { class: 'actions' }, open, toggle, end));
+  const view: SessionRow = { session, row, cells, open, end, toggle, timeline: null };
+
+  open.addEventListener('click', () => void onOpen(view));
+  end.addEventListener('click', () => void onEnd(view));
+  toggle.addEventListener('click', () => void onToggleTimeline(view));
+  return view;
+}
+
+/** Writes a session into its row; cells are rewritten only when their content changed. */
+function updateRow(view: SessionRow, session: Session): void {
+  view.session = session;
+  view.row.dataset.state = session.state;
+  const set = (cell: HTMLTableCellElement, key: string, content: () => Node) => {
+    if (cell.dataset.key === key) return;
+    cell.dataset.key = key;
+    cell.replaceChildren(content());
+  };
+  set(view.cells.id, session.id, () => h('code', { title: session.id }, shortId(session.id)));
+  set(view.cells.state, session.state, () => h('span', { class: 'badge', 'data-state': session.state }, session.state));
+  set(view.cells.provider, String(session.provider), () => providerCell(session.provider));
+  set(view.cells.user, String(session.userId), () =>
+    session.userId === null ? h('span', { class: 'muted' }, '—') : document.createTextNode(session.userId),
+  );
+  // Relative time changes as time passes, so this one is keyed on its text.
+  const ago = formatAgo(session.createdAt);
+  set(view.cells.created, ago, () =>
+    h(
+      'time',
+      { datetime: session.createdAt, title: new Date(session.createdAt).toLocaleString() },
+      formatClock(session.createdAt),
+      h('span', { class: 'ago' }, ago),
+    ),
+  );
+  set(view.cells.reason, `${session.state}|${session.reason}|${session.detail}`, () => reasonCell(session));
+
+  const isOver = isTerminal(session.state);
+  view.open.disabled = isOver;
+  view.open.title = isOver ? 'The session is over; its timeline tells what happened.' : 'Open its desktop in this tab';
+  if (view.end.dataset.busy !== 'true') view.end.disabled = isOver;
+}
+
+function render(sessions: Session[]): void {
+  const seen = new Set<string>();
+  const order: HTMLTableRowElement[] = [];
+  for (const session of sessions) {
+    seen.add(session.id);
+    let view = rows.get(session.id);
+    if (!view) {
+      view = createRow(session);
+      rows.set(session.id, view);
+    }
+    updateRow(view, session);
+    order.push(view.row);
+    if (view.timeline) order.push(view.timeline.row);
+  }
+  for (const [id] of rows) if (!seen.has(id)) rows.delete(id);
+
+  // Moving a row that holds focus would drop the focus: only reorder when the order changed.
+  const current = [...ui.rows.children];
+  if (current.length !== order.length || current.some((row, index) => row !== order[index])) {
+    ui.rows.replaceChildren(...order);
+  }
+  ui.empty.hidden = sessions.length > 0;
+  ui.table.hidden = sessions.length === 0;
+
+  const live = sessions.filter((session) => !isTerminal(session.state)).length;
+  const count = `${sessions.length} session${sessions.length === 1 ? '' : 's'}, ${live} live`;
+  ui.summary.textContent = `${count} · updated ${formatClock(new Date().toISOString())}`;
+}
+
+// ---- timelines ----
+
+function createTimeline(sessionId: string): Timeline {
+  const body = h('tbody');
+  const table = h(
+    'table',
+    { class: 'timeline-table' },
+    h(
+      'thead',
+      {},
+      h('tr', {}, h('th', {}, 'Time'), h('th', {}, 'Event'), h('th', {}, 'State'), h('th', {}, 'Reason'), h('th', {}, 'Step'), h('th', {}, 'Took / error')),
+    ),
+    body,
+  );
+  const row = h(
+    'tr',
+    { class: 'timeline-row', 'data-timeline-for': sessionId },
+    h('td', { colspan: '7' }, h('div', { class: 'timeline' }, table)),
+  );
+  body.append(h('tr', { class: 'timeline-empty' }, h('td', { colspan: '6' }, 'Loading events…')));
+  return { row, body, after: 0, isLoading: false };
+}
+
+function eventRow(event: SessionEvent): HTMLTableRowElement {
+  const { step, ms, error, ...rest } = event.details;
+  const stepLabel = typeof step === 'string' ? ((startStepLabels as Record<string, string>)[step] ?? step) : '';
+  let outcome: Node | null = null;
+  if (error !== undefined) {
+    const text = typeof error === 'string' ? error : JSON.stringify(error);
+    outcome = h('span', { class: 'failure-detail' }, text);
+  } else if (typeof ms === 'number') {
+    outcome = document.createTextNode(formatDurationMs(ms));
+  }
+  // Anything else the server attached is shown as is: it is there to explain something.
+  const extra = Object.entries(rest).map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`);
+  return h(
+    'tr',
+    { 'data-seq': String(event.seq), 'data-type': event.type },
+    h('td', {}, h('time', { datetime: event.at }, formatClockMs(event.at))),
+    h('td', {}, h('code', {}, event.type)),
+    h('td', {}, event.to ? `${event.from ? `${event.from} → ` : '→ '}${event.to}` : ''),
+    h('td', {}, event.reason ?? ''),
+    h('td', { title: typeof step === 'string' ? step : undefined }, stepLabel),
+    h('td', {}, outcome, extra.length ? h('span', { class: 'muted extra' }, extra.join(' ')) : null),
+  );
+}
+
+async function loadTimeline(view: SessionRow): Promise<void> {
+  const timeline = view.timeline;
+  if (!timeline || timeline.isLoading) return;
+  timeline.isLoading = true;
+  try {
+    const { events } = await requestJson<{ events: SessionEvent[] }>(
+      `${sessionPath(view.session.id)}/events?after=${timeline.after}`,
+      { auth: 'cookie' },
+    );
+    const fresh = events.filter((event) => event.seq > timeline.after);
+    if (timeline.after === 0) timeline.body.replaceChildren();
+    if (fresh.length > 0) {
+      timeline.body.append(...fresh.map(eventRow));
+      timeline.after = fresh[fresh.length - 1]?.seq ?? timeline.after;
+    }
+    if (timeline.body.children.length === 0) {
+      timeline.body.append(h('tr', { class: 'timeline-empty' }, h('td', { colspan: '6' }, 'No events yet.')));
+    }
+  } catch (error) {
+    showNotice(sentenceFor(error, `Could not read the timeline of ${view.session.id}`), 'action');
+  } finally {
+    timeline.isLoading = false;
+  }
+}
+
+async function onToggleTimeline(view: SessionRow): Promise<void> {
+  if (view.timeline) {
+    view.timeline.row.remove();
+    view.timeline = null;
+    view.toggle.setAttribute('aria-expanded', 'false');
+    return;
+  }
+  view.timeline = createTimeline(view.session.id);
+  view.row.after(view.timeline.row);
+  view.toggle.setAttribute('aria-expanded', 'true');
+  await loadTimeline(view);
+}
+
+// ---- actions ----
+
+async function onOpen(view: SessionRow): Promise<void> {
+  if (isLeaving) return;
+  view.open.disabled = true;
+  try {
+    await openViewer(view.session.id);
+  } catch (error) {
+    view.open.disabled = isTerminal(view.session.state);
+    showNotice(sentenceFor(error, `Could not open ${view.session.id}`), 'action');
+  }
+}
+
+async function onEnd(view: SessionRow): Promise<void> {
+  view.end.disabled = true;
+  view.end.dataset.busy = 'true';
+  try {
+    const session = await requestJson<Session>(sessionPath(view.session.id), { method: 'DELETE', auth: 'cookie' });
+    delete view.end.dataset.busy;
+    updateRow(view, session);
+    if (view.timeline) await loadTimeline(view);
+  } catch (error) {
+    delete view.end.dataset.busy;
+    view.end.disabled = isTerminal(view.session.state);
+    showNotice(sentenceFor(error, `Could not end ${view.session.id}`), 'action');
+  }
+}
+
+async function onNewSession(event: SubmitEvent): Promise<void> {
+  event.preventDefault();
+  if (isLeaving || ui.newSession.disabled) return;
+  const provider = ui.newProvider.value;
+  ui.newSession.disabled = true;
+  ui.newSession.textContent = 'Starting…';
+  let created: Session | null = null;
+  try {
+    created = await requestJson<Session>('/v1/sessions', {
+      method: 'POST',
+      auth: 'cookie',
+      body: provider ? { provider } : {},
+    });
+    await openViewer(created.id);
+  } catch (error) {
+    ui.newSession.disabled = false;
+    ui.newSession.textContent = 'New session';
+    const doing = created ? `Session ${created.id} was created but could not be opened` : 'Could not create a session';
+    showNotice(sentenceFor(error, doing), 'action');
+    void refresh();
+  }
+}
+
+// ---- refresh loop ----
+
+async function refresh(): Promise<void> {
+  window.clearTimeout(refreshTimer);
+  if (isLeaving) return;
+  try {
+    const { sessions } = await listSessions();
+    if (isLeaving) return;
+    isLoggedOut = false;
+    clearNotice('list');
+    document.body.dataset.auth = 'ok';
+    render(sessions);
+    await Promise.all([...rows.values()].filter((view) => view.timeline).map((view) => loadTimeline(view)));
+  } catch (error) {
+    isLoggedOut = error instanceof ApiError && error.status === 401;
+    document.body.dataset.auth = isLoggedOut ? 'logged-out' : 'error';
+    const sentence = error instanceof ApiError && error.code === 'NETWORK'
+      ? `${error.message} The list refreshes by itself when it answers again.`
+      : sentenceFor(error, 'Could not list the sessions');
+    showNotice(sentence, 'list');
+    // Rows already shown stay, better stale than blank; this line says they are stale.
+    ui.summary.textContent = isLoggedOut
+      ? 'Not logged in.'
+      : rows.size > 0
+        ? `Showing the list as of its last refresh; retrying every ${refreshIntervalMs / 1000} s.`
+        : 'The list could not be loaded yet.';
+  } finally {
+    if (!isLeaving) {
+      refreshTimer = window.setTimeout(() => void refresh(), isLoggedOut ? loggedOutRefreshIntervalMs : refreshIntervalMs);
+    }
+  }
+}
+
+function start(): void {
+  for (const name of providerNames) {
+    ui.newProvider.append(h('option', { value: name }, providerLabels[name]));
+  }
+  ui.newForm.addEventListener('submit', (event) => void onNewSession(event));
+  ui.noticeDismiss.addEventListener('click', () => {
+    noticeSource = null;
+    ui.notice.hidden = true;
+  });
+  // A tab coming back from the background should not show a list that is minutes old.
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible') void refresh();
+  });
+  // Back/forward cache: the page returns with isLeaving set from the navigation it made.
+  window.addEventListener('pageshow', (event) => {
+    if (!event.persisted) return;
+    isLeaving = false;
+    ui.newSession.disabled = false;
+    ui.newSession.textContent = 'New session';
+    void refresh();
+  });
+  void refresh();
+}
+
+start();

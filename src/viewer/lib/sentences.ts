@@ -1,0 +1,145 @@
+// Every sentence the viewer can show about a session's state or a closed connection, in one place,
+// built from the error registry so a new code cannot silently fall through to a bare "Disconnected".
+// Pure functions: no DOM, so they read (and test) on their own.
+
+import { errorRegistry, isErrorCode } from '../../protocol/errors.js';
+import type { EndReason, Session } from '../../protocol/session.js';
+
+export const completedSentence = 'Connected — credentials captured.';
+export const completedTitle = 'Signed in';
+
+const endSentences: Record<EndReason, string> = {
+  user: 'You ended this session.',
+  idle_timeout: 'The session ended because nobody used it for too long (idle timeout).',
+  max_lifetime: 'The session ended because it reached its maximum lifetime.',
+  sandbox_exited: 'The session ended because its sandbox exited.',
+  shutdown: 'The session ended because the porthole server shut down.',
+};
+
+/** Short labels for the dashboard's reason column. */
+export const endReasonLabels: Record<EndReason, string> = {
+  user: 'ended by user',
+  idle_timeout: 'idle timeout',
+  max_lifetime: 'max lifetime',
+  sandbox_exited: 'sandbox exited',
+  shutdown: 'server shutdown',
+};
+
+export function endedSentence(reason: string | null): string {
+  return reason !== null && Object.hasOwn(endSentences, reason)
+    ? endSentences[reason as EndReason]
+    : 'The session has ended.';
+}
+
+export function failedSentence(reason: string | null, detail: string | null): string {
+  if (detail) return detail;
+  if (isErrorCode(reason)) return `The session failed: ${errorRegistry[reason].message} (${reason})`;
+  return reason ? `The session failed (${reason}).` : 'The session failed.';
+}
+
+/** The sentence for a session as the API reports it. */
+export function sessionSentence(session: Pick<Session, 'state' | 'reason' | 'detail'>): string {
+  switch (session.state) {
+    case 'starting':
+      return 'The desktop is starting…';
+    case 'ready':
+    case 'authenticating':
+      return 'The desktop is ready.';
+    case 'completed':
+      return completedSentence;
+    case 'failed':
+      return failedSentence(session.reason, session.detail);
+    case 'ended':
+      return endedSentence(session.reason);
+  }
+}
+
+/** The viewer's heading over a terminal session's sentence. */
+export function sessionTitle(state: Session['state']): string {
+  if (state === 'completed') return completedTitle;
+  if (state === 'failed') return 'The session failed';
+  if (state === 'ended') return 'Session ended';
+  return 'porthole';
+}
+
+/** What the viewer does after its WebSocket closed. */
+export type CloseAction =
+  /** The session is over: read it to say why (its end reason or failure detail). */
+  | { kind: 'read-session'; fallback: string }
+  /** Nothing to retry: show the sentence and stop. */
+  | { kind: 'final'; phase: 'closed' | 'failed'; title: string; sentence: string }
+  /** Possibly passing: check the session is alive, then reconnect, saying this meanwhile. */
+  | { kind: 'retry'; cause: string };
+
+/** Decides, from the close code and reason alone, how to explain and handle a closed connection. */
+export function closeAction(code: number, reason: string, pageOrigin: string): CloseAction {
+  if (code === 1000 && reason === 'completed') {
+    return { kind: 'final', phase: 'closed', title: completedTitle, sentence: completedSentence };
+  }
+  const cannotShow = 'This session cannot be shown';
+  switch (code) {
+    case 4410:
+      return reason === 'SESSION_FAILED'
+        ? { kind: 'read-session', fallback: 'The session failed.' }
+        : { kind: 'read-session', fallback: endedSentence(null) };
+    case 4404:
+      return { kind: 'final', phase: 'closed', title: cannotShow, sentence: 'This session does not exist.' };
+    case 4401:
+      return { kind: 'final', phase: 'closed', title: cannotShow, sentence: ticketSentence(reason) };
+    case 4403:
+      return { kind: 'final', phase: 'closed', title: cannotShow, sentence: forbiddenSentence(reason, pageOrigin) };
+    case 4409:
+      return { kind: 'retry', cause: 'The desktop is still starting' };
+  }
+  return { kind: 'retry', cause: retryCause(code, reason) };
+}
+
+export function ticketSentence(code: string): string {
+  const reopen = 'Open the session again from the dashboard, or ask the app that sent you here for a new link.';
+  switch (code) {
+    case 'TICKET_EXPIRED':
+      return `This viewer link has expired. ${reopen}`;
+    case 'TICKET_MISSING':
+      return `This viewer link has no ticket. ${reopen}`;
+    case 'TICKET_INVALID':
+      return `This viewer link is not valid. ${reopen}`;
+    default:
+      return `porthole did not accept this viewer’s ticket${isErrorCode(code) ? ` (${code})` : ''}. ${reopen}`;
+  }
+}
+
+function forbiddenSentence(code: string, pageOrigin: string): string {
+  if (code === 'TICKET_WRONG_SESSION') return 'This viewer link belongs to another session.';
+  if (code === 'ORIGIN_NOT_ALLOWED') {
+    return (
+      `porthole refused the connection from this page’s origin (${pageOrigin}). ` +
+      'Open the viewer at porthole’s own address, or add this origin to PORTHOLE_ALLOWED_ORIGINS.'
+    );
+  }
+  return `porthole refused the connection${isErrorCode(code) ? ` (${code})` : ''}.`;
+}
+
+/** The first half of "<cause> — reconnecting in N s…". */
+function retryCause(code: number, reason: string): string {
+  if (code === 4502 || reason === 'SANDBOX_UNREACHABLE') return 'The sandbox’s desktop does not answer';
+  if (code === 4504 || reason === 'BOOT_TIMEOUT') return 'The sandbox did not become ready in time';
+  if (reason === 'SERVER_SHUTTING_DOWN') return 'The porthole server is shutting down';
+  if (isErrorCode(reason)) return withoutFinalStop(errorRegistry[reason].message);
+  if (code >= 4000 && code < 5000) return `The connection was closed (code ${code}${reason ? `, ${reason}` : ''})`;
+  // 1005/1006 and friends: the browser saw the connection die without a reason.
+  return 'Connection lost';
+}
+
+function withoutFinalStop(sentence: string): string {
+  return sentence.replace(/[.。]$/, '');
+}
+
+export function reconnectingSentence(cause: string, inMs: number): string {
+  const seconds = Math.max(1, Math.ceil(inMs / 1000));
+  return `${cause} — reconnecting in ${seconds} s…`;
+}
+
+export function unreachableSentence(inMs: number): string {
+  const seconds = Math.max(1, Math.ceil(inMs / 1000));
+  return `The porthole server cannot be reached — retrying in ${seconds} s…`;
+}

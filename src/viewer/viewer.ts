@@ -1,0 +1,448 @@
+// The viewer page: /v1/sessions/:id/viewer?ticket=…. It follows the session's start-up, shows its
+// desktop through noVNC over one WebSocket to porthole, and when that connection closes it says why
+// — from the close code, or by asking the server — and reconnects while the session is alive.
+//
+// Every course of action (following start-up, one connection, a wait before reconnecting, the final
+// sentence) bumps `generation`; a timer or request that finishes after a newer course began sees a
+// different number and does nothing, so two loops can never fight over the page.
+
+import type RFB from '@novnc/novnc';
+import type { Session, SessionEvent } from '../protocol/session.js';
+import { ApiError, describeApiError, requestJson } from './lib/api-client.js';
+import { mustFind } from './lib/element.js';
+import { reconnectDelayMs } from './lib/reconnect-backoff.js';
+import {
+  closeAction,
+  failedSentence,
+  reconnectingSentence,
+  sessionSentence,
+  sessionTitle,
+  ticketSentence,
+  unreachableSentence,
+} from './lib/sentences.js';
+import { isTerminal } from './lib/session-contract.js';
+import { StartProgress } from './lib/start-progress.js';
+import { TicketRenewer } from './lib/ticket-renewer.js';
+import { VncConnection, vncUrl } from './lib/vnc-connection.js';
+import type { VncClose } from './lib/vnc-connection.js';
+
+type Phase = 'starting' | 'connecting' | 'connected' | 'reconnecting' | 'closed' | 'failed';
+
+/** What tests (and a curious person in the console) can read. */
+interface PortholeHandle {
+  rfb: RFB | null;
+  sessionId: string;
+  lastClose: { code: number; reason: string } | null;
+}
+
+declare global {
+  interface Window {
+    porthole: PortholeHandle;
+  }
+}
+
+const pollIntervalMs = 250;
+/** Events only say when to look; the session itself is the truth, read at least this often. */
+const sessionReadEveryPolls = 4;
+/** After the session ended, how long the server has to close the connection itself. */
+const serverCloseGraceMs = 2_000;
+
+const ui = {
+  sessionId: mustFind('#session-id'),
+  status: mustFind('#status'),
+  screen: mustFind('#screen'),
+  panel: mustFind('#panel'),
+  panelTitle: mustFind('#panel-title'),
+  panelSentence: mustFind('#panel-sentence'),
+  failedStep: mustFind('#failed-step'),
+  steps: mustFind<HTMLOListElement>('#steps'),
+  reconnectNow: mustFind<HTMLButtonElement>('#reconnect-now'),
+  panelDashboard: mustFind('#panel-dashboard'),
+  endSession: mustFind<HTMLButtonElement>('#end-session'),
+  fullscreen: mustFind<HTMLButtonElement>('#fullscreen'),
+};
+
+const panelTitles: Record<Phase, string> = {
+  starting: 'Starting the desktop',
+  connecting: 'Connecting to the desktop',
+  connected: 'Connected',
+  reconnecting: 'Reconnecting',
+  closed: 'Session closed',
+  failed: 'The session failed',
+};
+
+// ---- where the page came from ----
+
+const sessionId = /^\/v1\/sessions\/([^/]+)\/viewer\/?$/.exec(location.pathname)?.[1] ?? '';
+const ticketStorageKey = `porthole.ticket.${sessionId}`;
+const initialTicket = takeTicket();
+
+const handle: PortholeHandle = { rfb: null, sessionId: decodeURIComponent(sessionId), lastClose: null };
+window.porthole = handle;
+
+/**
+ * The ticket from ?ticket=, taken out of the address bar at once (it must not linger in history,
+ * bookmarks or a screen share). A copy in sessionStorage lets a reload of this tab work while the
+ * renewed ticket is valid; storage can be blocked inside an iframe, and then reload simply cannot.
+ */
+function takeTicket(): string | null {
+  const params = new URLSearchParams(location.search);
+  const fromUrl = params.get('ticket');
+  if (fromUrl !== null) {
+    params.delete('ticket');
+    const query = params.toString();
+    history.replaceState(history.state, '', `${location.pathname}${query ? `?${query}` : ''}${location.hash}`);
+    rememberTicket(fromUrl);
+    return fromUrl;
+  }
+  try {
+    return sessionStorage.getItem(ticketStorageKey);
+  } catch {
+    return null;
+  }
+}
+
+function rememberTicket(ticket: string): void {
+  try {
+    sessionStorage.setItem(ticketStorageKey, ticket);
+  } catch {
+    // Storage blocked (third-party iframe): only reload-survival is lost.
+  }
+}
+
+// ---- state ----
+
+const renewer = new TicketRenewer(handle.sessionId, initialTicket ?? '', {
+  onRenewed: (ticket) => rememberTicket(ticket),
+});
+const progress = new StartProgress();
+let generation = 0;
+let connection: VncConnection | null = null;
+/** Consecutive reconnect attempts; reset once a connection reaches the desktop. */
+let attempt = 0;
+/** Set by "Reconnect now" while a retry is counting down. */
+let retryNow: (() => void) | null = null;
+let isEnding = false;
+/** A close that arrived while "End session" was in flight; handled if ending fails. */
+let closeDuringEnd: { close: VncClose; generation: number } | null = null;
+
+// ---- drawing ----
+
+function setPhase(phase: Phase, sentence: string, title: string = panelTitles[phase]): void {
+  document.body.dataset.phase = phase;
+  ui.panelTitle.textContent = title;
+  setSentence(sentence);
+  ui.panel.hidden = phase === 'connected';
+  ui.reconnectNow.hidden = phase !== 'reconnecting';
+  ui.panelDashboard.hidden = (phase !== 'closed' && phase !== 'failed') || ui.panelDashboard.dataset.embedded === 'true';
+  ui.endSession.disabled = phase === 'closed' || phase === 'failed' || isEnding;
+  drawSteps(phase);
+}
+
+function setSentence(sentence: string): void {
+  ui.status.textContent = sentence;
+  ui.status.title = sentence;
+  ui.panelSentence.textContent = sentence;
+}
+
+/** The checklist matters while starting, and afterwards only if start-up is what went wrong. */
+function drawSteps(phase: Phase = (document.body.dataset.phase as Phase | undefined) ?? 'starting'): void {
+  progress.render(ui.steps);
+  const failed = progress.failedStep();
+  const isStartUpStory =
+    phase === 'starting' || phase === 'failed' || progress.views.some((view) => view.state === 'stopped');
+  ui.steps.hidden = !isStartUpStory;
+  ui.failedStep.hidden = !(phase === 'failed' && failed);
+  ui.failedStep.textContent = failed ? `Failed step: ${failed.label}` : '';
+  ui.failedStep.dataset.step = failed?.step ?? '';
+}
+
+// ---- API ----
+
+const sessionPath = `/v1/sessions/${sessionId}`;
+
+function getSession(): Promise<Session> {
+  return requestJson<Session>(sessionPath, { auth: { ticket: renewer.current } });
+}
+
+async function getEvents(after: number): Promise<SessionEvent[]> {
+  const body = await requestJson<{ events: SessionEvent[] }>(`${sessionPath}/events?after=${after}`, {
+    auth: { ticket: renewer.current },
+  });
+  return body.events;
+}
+
+/** True when asking again later may help: no answer, or the server's own 5xx (e.g. STORE_UNAVAILABLE). */
+function isRetryable(error: unknown): boolean {
+  return !(error instanceof ApiError) || error.isUnreachable || error.status >= 500;
+}
+
+function retryableSentence(error: unknown, inMs: number): string {
+  if (error instanceof ApiError && !error.isUnreachable) {
+    return `${describeApiError(error)} — retrying in ${Math.max(1, Math.ceil(inMs / 1000))} s…`;
+  }
+  return unreachableSentence(inMs);
+}
+
+// ---- courses of action ----
+
+/** The end: a sentence and nothing more to try. */
+function finish(phase: 'closed' | 'failed', sentence: string, title?: string): void {
+  generation++;
+  retryNow = null;
+  renewer.stop();
+  setPhase(phase, sentence, title);
+  // Only "End session" gets here with the connection still open. The server closes it with the
+  // code that says why (4410 SESSION_ENDED), which tests and logs want to see; close it ourselves
+  // only if the server does not. The panel already covers the desktop meanwhile.
+  const open = connection;
+  if (open) window.setTimeout(() => open.disconnect(sentence), serverCloseGraceMs);
+}
+
+function showTerminal(session: Session): void {
+  progress.settle(session.state);
+  finish(session.state === 'failed' ? 'failed' : 'closed', sessionSentence(session), sessionTitle(session.state));
+}
+
+/** A request the server answered with a 4xx: nothing to retry, only a sentence to show. */
+function showRefusal(error: ApiError): void {
+  const cannotShow = 'This session cannot be shown';
+  if (error.status === 404) return finish('closed', 'This session does not exist.', cannotShow);
+  if (error.status === 401) return finish('closed', ticketSentence(error.code), cannotShow);
+  if (error.code === 'SESSION_FAILED') return finish('failed', failedSentence('SESSION_FAILED', null));
+  if (error.code === 'SESSION_ENDED') return finish('closed', error.message, sessionTitle('ended'));
+  finish('closed', describeApiError(error), cannotShow);
+}
+
+/**
+ * Reads the session and does what its state calls for. `cause` is set after a connection closed:
+ * then a live session is reconnected after a backoff delay, with the cause in the sentence.
+ */
+async function proceed(cause: string | null): Promise<void> {
+  const current = ++generation;
+  let session: Session;
+  try {
+    session = await getSession();
+  } catch (error) {
+    if (current !== generation) return;
+    if (!isRetryable(error)) return showRefusal(error as ApiError);
+    return waitThen((ms) => retryableSentence(error, ms), () => void proceed(cause));
+  }
+  if (current !== generation) return;
+  await act(session, cause, current);
+}
+
+async function act(session: Session, cause: string | null, current: number): Promise<void> {
+  if (isTerminal(session.state)) {
+    // The events say which start step failed; worth one more read before the final sentence.
+    await getEvents(progress.after).then((events) => progress.apply(events), () => undefined);
+    if (current !== generation) return;
+    return showTerminal(session);
+  }
+  renewer.start();
+  if (session.state === 'starting') return followStartUp();
+  if (cause === null) return connect();
+  waitThen((ms) => reconnectingSentence(cause, ms), connect);
+}
+
+/** Polls the start-up events until the session is ready (then connects) or terminal. */
+async function followStartUp(): Promise<void> {
+  const current = ++generation;
+  setPhase('starting', 'The desktop is starting…');
+  let polls = 0;
+  let failures = 0;
+  while (current === generation) {
+    let delayMs = pollIntervalMs;
+    try {
+      const events = await getEvents(progress.after);
+      if (current !== generation) return;
+      progress.apply(events);
+      const hasTransition = events.some((event) => event.to !== null);
+      if (hasTransition || polls % sessionReadEveryPolls === 0) {
+        const session = await getSession();
+        if (current !== generation) return;
+        if (session.state !== 'starting') return act(session, null, current);
+      }
+      failures = 0;
+      const running = progress.views.find((view) => view.state === 'running');
+      setSentence(running ? `${running.label}…` : 'The desktop is starting…');
+    } catch (error) {
+      if (current !== generation) return;
+      if (!isRetryable(error)) return showRefusal(error as ApiError);
+      delayMs = reconnectDelayMs(failures++);
+      setSentence(retryableSentence(error, delayMs));
+    }
+    drawSteps('starting');
+    polls++;
+    await sleep(delayMs);
+  }
+}
+
+function connect(): void {
+  const current = ++generation;
+  retryNow = null;
+  setPhase('connecting', 'Connecting to the desktop…');
+  try {
+    const opened: VncConnection = new VncConnection(ui.screen, vncUrl(sessionId, renewer.current), {
+      onConnected: () => {
+        if (current !== generation) return;
+        attempt = 0;
+        setPhase('connected', 'Connected to the desktop.');
+      },
+      onClosed: (close) => {
+        // A late close of an older connection must not forget the current one.
+        if (connection === opened) {
+          connection = null;
+          handle.rfb = null;
+        }
+        closed(close, current);
+      },
+    });
+    connection = opened;
+    handle.rfb = opened.rfb;
+  } catch (error) {
+    connection = null;
+    finish('failed', `The viewer could not open its connection: ${describeApiError(error)}`);
+  }
+}
+
+function closed(close: VncClose, closedGeneration: number): void {
+  handle.lastClose = { code: close.code, reason: close.reason };
+  document.body.dataset.closeCode = String(close.code);
+  document.body.dataset.closeReason = close.reason;
+  if (closedGeneration !== generation) return;
+  if (isEnding) {
+    closeDuringEnd = { close, generation: closedGeneration };
+    return;
+  }
+
+  const action = closeAction(close.code, close.reason, location.origin);
+  switch (action.kind) {
+    case 'final':
+      return finish(action.phase, action.sentence, action.title);
+    case 'read-session':
+      return void readEndedSession(action.fallback, close.reason === 'SESSION_FAILED' ? 'failed' : 'closed');
+    case 'retry':
+      // The page's own cause (a handshake timeout) is more precise than a bare 1005/1006.
+      return void proceed(close.cause ?? action.cause);
+  }
+}
+
+/** After 4410: the server says the session is over; its record says why. */
+async function readEndedSession(fallback: string, phase: 'closed' | 'failed'): Promise<void> {
+  const current = ++generation;
+  setSentence('The session is over — reading why…');
+  try {
+    const session = await getSession();
+    if (current !== generation) return;
+    if (isTerminal(session.state)) return act(session, null, current);
+    // Closed as ended yet alive: trust the state, not the close, and reconnect.
+    return act(session, 'The connection was closed', current);
+  } catch (error) {
+    if (current !== generation) return;
+    finish(phase, error instanceof ApiError && error.code === 'SESSION_FAILED' ? failedSentence(error.code, null) : fallback);
+  }
+}
+
+/** Counts down (the sentence says how long), then runs `then`; "Reconnect now" skips the wait. */
+function waitThen(sentenceFor: (remainingMs: number) => string, then: () => void): void {
+  const current = ++generation;
+  const delayMs = reconnectDelayMs(attempt++);
+  const dueAt = Date.now() + delayMs;
+  setPhase('reconnecting', sentenceFor(delayMs));
+  const go = () => {
+    if (current !== generation) return;
+    retryNow = null;
+    then();
+  };
+  retryNow = go;
+  const tick = () => {
+    if (current !== generation) return;
+    const remainingMs = dueAt - Date.now();
+    if (remainingMs <= 0) return go();
+    setSentence(sentenceFor(remainingMs));
+    window.setTimeout(tick, Math.min(250, remainingMs));
+  };
+  window.setTimeout(tick, Math.min(250, delayMs));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => window.setTimeout(resolve, ms));
+}
+
+// ---- toolbar ----
+
+async function endSession(): Promise<void> {
+  if (isEnding) return;
+  isEnding = true;
+  closeDuringEnd = null;
+  ui.endSession.disabled = true;
+  setSentence('Ending the session…');
+  try {
+    const session = await requestJson<Session>(sessionPath, { method: 'DELETE', auth: { ticket: renewer.current } });
+    if (isTerminal(session.state)) return showTerminal(session);
+    // Not over after all (should not happen): follow whatever state it is in.
+    isEnding = false;
+    void proceed(null);
+  } catch (error) {
+    isEnding = false;
+    ui.endSession.disabled = false;
+    const pending = takeCloseDuringEnd();
+    if (pending) closed(pending.close, pending.generation);
+    // Said after any close handling so that it is the sentence left on screen.
+    setSentence(`The session could not be ended: ${describeApiError(error)}`);
+  }
+}
+
+/** A function, not an inline read: TypeScript cannot see that the close handler set it meanwhile. */
+function takeCloseDuringEnd(): typeof closeDuringEnd {
+  const pending = closeDuringEnd;
+  closeDuringEnd = null;
+  return pending;
+}
+
+function setUpToolbar(): void {
+  const shortId = handle.sessionId.length > 12 ? `${handle.sessionId.slice(0, 10)}…` : handle.sessionId;
+  ui.sessionId.textContent = shortId;
+  ui.sessionId.title = handle.sessionId;
+  document.title = `porthole · ${shortId}`;
+
+  ui.endSession.addEventListener('click', () => void endSession());
+  ui.reconnectNow.addEventListener('click', () => retryNow?.());
+
+  // Inside an embedding app's iframe the app owns navigation, and porthole's dashboard (cookie
+  // login) would not open there anyway.
+  if (window.top !== window.self) {
+    for (const link of document.querySelectorAll<HTMLElement>('a[href="/"]')) link.hidden = true;
+    ui.panelDashboard.dataset.embedded = 'true';
+  }
+  if (!document.fullscreenEnabled) ui.fullscreen.hidden = true;
+  ui.fullscreen.addEventListener('click', () => {
+    const request = document.fullscreenElement ? document.exitFullscreen() : document.documentElement.requestFullscreen();
+    request.catch((error: unknown) => setSentence(`Fullscreen is not available here: ${describeApiError(error)}`));
+  });
+  document.addEventListener('fullscreenchange', () => {
+    const isFull = document.fullscreenElement !== null;
+    ui.fullscreen.textContent = isFull ? 'Exit fullscreen' : 'Fullscreen';
+    ui.fullscreen.setAttribute('aria-pressed', String(isFull));
+  });
+
+  // Clicks on the letterbox around the desktop also give it the keyboard.
+  ui.screen.addEventListener('click', () => handle.rfb?.focus({ preventScroll: true }));
+}
+
+function start(): void {
+  setUpToolbar();
+  if (!sessionId) {
+    finish('closed', 'This address is not a porthole viewer address (/v1/sessions/<id>/viewer).', 'This session cannot be shown');
+    return;
+  }
+  if (!initialTicket) {
+    finish('closed', ticketSentence('TICKET_MISSING'), 'This session cannot be shown');
+    return;
+  }
+  setPhase('starting', 'Loading the session…');
+  void proceed(null);
+}
+
+start();

@@ -1,0 +1,56 @@
+import assert from 'node:assert/strict';
+import { readFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { inspect } from 'node:util';
+import { test } from 'node:test';
+import { ConfigError, configVariables, loadConfig } from '../../src/server/config.js';
+
+test('defaults need nothing: local driver, PGlite in ./.porthole, loopback', () => {
+  const config = loadConfig({});
+  assert.equal(config.driver, 'local');
+  assert.equal(config.databaseUrl, null);
+  assert.equal(config.host, '127.0.0.1');
+  assert.equal(config.port, 8480);
+  assert.ok(config.dataDir.endsWith('/.porthole'));
+  assert.ok(Object.isFrozen(config));
+});
+
+test('honours PORTHOLE_PORT, PORTHOLE_DATA_DIR, PORTHOLE_API_KEY and DATABASE_URL', () => {
+  const config = loadConfig({ PORTHOLE_PORT: '9000', PORTHOLE_DATA_DIR: '/tmp/x', PORTHOLE_API_KEY: 'k'.repeat(20), DATABASE_URL: 'postgres://u:p@127.0.0.1/db' });
+  assert.equal(config.port, 9000);
+  assert.equal(config.dataDir, '/tmp/x');
+  assert.equal(config.apiKey?.reveal(), 'k'.repeat(20));
+  assert.equal(config.databaseUrl?.reveal(), 'postgres://u:p@127.0.0.1/db');
+});
+
+test('every problem is reported at once', () => {
+  try {
+    loadConfig({ PORTHOLE_PORT: 'eighty', PORTHOLE_API_KEY: 'short', DATABASE_URL: 'mysql://x', PORTHOLE_BOOT_TIMEOUT_MS: '-1' });
+    assert.fail('should throw');
+  } catch (error) {
+    assert.ok(error instanceof ConfigError);
+    const text = error.problems.join('\n');
+    for (const name of ['PORTHOLE_PORT', 'PORTHOLE_API_KEY', 'DATABASE_URL', 'PORTHOLE_BOOT_TIMEOUT_MS']) assert.match(text, new RegExp(name));
+  }
+});
+
+test('secrets may come from *_FILE and never print', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'porthole-test-config-'));
+  try {
+    await writeFile(join(dir, 'key'), 'from-a-file-0123456789\n');
+    const config = loadConfig({ PORTHOLE_API_KEY_FILE: join(dir, 'key') });
+    assert.equal(config.apiKey?.reveal(), 'from-a-file-0123456789');
+    assert.doesNotMatch(JSON.stringify(config), /from-a-file/);
+    assert.doesNotMatch(inspect(config), /from-a-file/);
+    assert.doesNotMatch(`${config.apiKey}`, /from-a-file/);
+    assert.throws(() => loadConfig({ PORTHOLE_API_KEY_FILE: join(dir, 'missing') }), /PORTHOLE_API_KEY_FILE/);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('docs/config.md documents every variable', async () => {
+  const doc = await readFile(new URL('../../../docs/config.md', import.meta.url), 'utf8');
+  for (const name of configVariables) assert.match(doc, new RegExp(`\`${name}\``), `${name} is not in docs/config.md`);
+});

@@ -1,0 +1,99 @@
+import { createWriteStream } from 'node:fs';
+import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ApiClient } from '../../src/cli/api-client.js';
+import type { SessionId } from '../../src/protocol/ids.js';
+import { isTerminal, type Session } from '../../src/protocol/session.js';
+import { loadConfig } from '../../src/server/config.js';
+import { createLogger } from '../../src/server/logger.js';
+import { startServer, type RunningServer } from '../../src/server/main.js';
+
+export const testApiKey = 'test-api-key-0123456789abcdef';
+/** Test sandboxes run as their own uid, so the after-test leak check (scripts/test.mjs) can find strays. */
+export const testSandboxUid = process.env.PORTHOLE_TEST_SANDBOX_UID ?? '61100';
+
+export function testOutputDir(name: string): string {
+  return join(process.env.PORTHOLE_TEST_OUTPUT ?? join(tmpdir(), 'porthole-test-output'), name);
+}
+
+export interface TestServer {
+  server: RunningServer;
+  api: ApiClient;
+  dataDir: string;
+  logFile: string;
+  /** Creates a session and waits until it leaves `starting`. */
+  readySession(body?: { provider?: string; userId?: string }): Promise<Session>;
+  waitForState(id: string, states: Session['state'][], timeoutMs?: number): Promise<Session>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A real porthole server on 127.0.0.1:0 with a temp data dir, PGlite (or DATABASE_URL when given),
+ * the local driver and a fixed API key. Logs go to test-output/<name>/server.log. `stop()` ends every
+ * session (destroying its sandbox), closes the server and removes the data dir.
+ */
+export async function startTestServer(name: string, env: Record<string, string> = {}): Promise<TestServer> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'porthole-test-'));
+  await chmod(dataDir, 0o711); // as porthole's own data dir: the sandbox uid must traverse it
+  const outDir = testOutputDir(name);
+  await mkdir(outDir, { recursive: true });
+  const logFile = join(outDir, 'server.log');
+  const config = loadConfig({
+    PORTHOLE_HOST: '127.0.0.1',
+    PORTHOLE_PORT: '0',
+    PORTHOLE_DATA_DIR: dataDir,
+    PORTHOLE_API_KEY: testApiKey,
+    PORTHOLE_SANDBOX_UID: testSandboxUid,
+    PORTHOLE_SANDBOX_GID: testSandboxUid,
+    PORTHOLE_LOG_LEVEL: 'debug',
+    ...env,
+  });
+  const logStream = createWriteStream(logFile, { flags: 'a' });
+  const logger = createLogger(config.logLevel, logStream);
+  let server: RunningServer;
+  try {
+    server = await startServer(config, { logger });
+  } catch (error) {
+    await rm(dataDir, { recursive: true, force: true });
+    throw error;
+  }
+  const api = new ApiClient(server.url, testApiKey);
+
+  const waitForState = async (id: string, states: Session['state'][], timeoutMs = 60_000) => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const session = await api.getSession(id);
+      if (states.includes(session.state)) return session;
+      if (Date.now() > deadline) throw new Error(`session ${id} is ${session.state} (${session.detail ?? session.reason ?? ''}), not ${states.join('|')}, after ${timeoutMs} ms; log: ${logFile}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
+
+  return {
+    server,
+    api,
+    dataDir,
+    logFile,
+    waitForState,
+    async readySession(body = {}) {
+      const created = await api.createSession(body);
+      const session = await waitForState(created.id, ['ready', 'authenticating', 'failed', 'ended']);
+      if (session.state === 'failed' || session.state === 'ended') throw new Error(`session ${session.id} ${session.state}: ${session.detail}; log: ${logFile}`);
+      return session;
+    },
+    async stop() {
+      try {
+        const live = await server.store.listSessions({ limit: 10_000 });
+        for (const session of live) {
+          if (!isTerminal(session.state)) await server.sessions.end(session.id as SessionId, 'shutdown').catch(() => {});
+        }
+        for (const sandbox of await server.driver.list()) await server.driver.destroy(sandbox.id);
+      } finally {
+        await server.close();
+        await new Promise<void>((resolve) => logStream.end(resolve));
+        await rm(dataDir, { recursive: true, force: true });
+      }
+    },
+  };
+}
