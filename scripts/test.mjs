@@ -34,6 +34,8 @@ function leftovers() {
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+      // A zombie has released everything; only its exit status waits for a reaper (here pid 1).
+      if (/^State:\s+Z/m.test(status)) continue;
       const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
       if (uid === testUid || cmdline.includes('porthole-test-')) found.push(`process ${pid} (uid ${uid}): ${cmdline.slice(0, 120)}`);
@@ -62,9 +64,13 @@ ok =
     env: { ...process.env, PORTHOLE_TEST_OUTPUT: join(root, 'test-output') },
   }) && ok;
 
-// Give killed processes a moment to be reaped before judging.
-await new Promise((resolve) => setTimeout(resolve, 500));
-const after = leftovers().filter((l) => !before.includes(l));
+// Give killed processes a moment to die before judging.
+let after = [];
+for (let waited = 0; waited <= 5_000; waited += 250) {
+  after = leftovers().filter((l) => !before.includes(l));
+  if (after.length === 0) break;
+  await new Promise((resolve) => setTimeout(resolve, 250));
+}
 if (after.length > 0) {
   ok = false;
   process.stderr.write(`\nLEAK: the tests left these behind:\n  ${after.join('\n  ')}\n`);

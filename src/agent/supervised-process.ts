@@ -57,10 +57,6 @@ export class SupervisedProcess {
     return { name: this.spec.name, pid: this.child?.pid ?? null, running: this.isRunning, restarts: this.restarts, lastExit: this.lastExit };
   }
 
-  get running(): boolean {
-    return this.isRunning;
-  }
-
   /** Starts the process (after `beforeStart`); never throws: a failed start is retried like an exit. */
   async start(): Promise<void> {
     const signal = this.stopping.signal;
@@ -73,14 +69,20 @@ export class SupervisedProcess {
       return;
     }
     if (signal.aborted) return;
-    const log = openSync(join(this.logsDir, `${this.spec.name}.log`), 'a');
     const startedAt = Date.now();
     let child: ChildProcess;
     try {
-      // detached: its own process group, so stop() can signal the whole tree it forks.
-      child = spawn(this.spec.command, this.spec.args, { stdio: ['ignore', log, log], env: this.env, detached: true, cwd: this.env.HOME ?? '/' });
-    } finally {
-      closeSync(log);
+      const log = openSync(join(this.logsDir, `${this.spec.name}.log`), 'a');
+      try {
+        // detached: its own process group, so stop() can signal the whole tree it forks.
+        child = spawn(this.spec.command, this.spec.args, { stdio: ['ignore', log, log], env: this.env, detached: true, cwd: this.env.HOME ?? '/' });
+      } finally {
+        closeSync(log);
+      }
+    } catch (error) {
+      this.onEvent('process.start_failed', { name: this.spec.name, error: String(error) });
+      this.scheduleRestart(0);
+      return;
     }
     this.child = child;
     this.exited = new Promise((resolve) => {

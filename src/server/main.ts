@@ -59,7 +59,13 @@ async function loadOrCreateKey(path: string): Promise<Buffer> {
   return readFile(path);
 }
 
-export async function startServer(config: Config, options: { logger?: Logger } = {}): Promise<RunningServer> {
+export interface StartOptions {
+  logger?: Logger;
+  /** The agent bundle sandboxes run; tests point it at a differently versioned build. */
+  agentBundle?: string;
+}
+
+export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(config.logLevel);
   // 0711: the sandbox uid must traverse it to reach its own sandbox directory; secrets inside keep 0600/0700.
   await mkdir(config.dataDir, { recursive: true, mode: 0o711 });
@@ -78,7 +84,7 @@ export async function startServer(config: Config, options: { logger?: Logger } =
     }
 
     const tickets = createTicketSigner(await loadOrCreateKey(join(config.dataDir, 'signing.key')), config.ticketTtlMs);
-    const driver = createLocalDriver({ dataDir: config.dataDir, sandboxUid: config.sandboxUid, sandboxGid: config.sandboxGid, agentBundle, logger: logger.child({ component: 'driver' }) });
+    const driver = createLocalDriver({ dataDir: config.dataDir, sandboxUid: config.sandboxUid, sandboxGid: config.sandboxGid, agentBundle: options.agentBundle ?? agentBundle, logger: logger.child({ component: 'driver' }) });
     cleanup.push(() => driver.close());
     const viewers = new ViewerRegistry();
     const sessions = new SessionManager({

@@ -6,7 +6,7 @@
 import type { ProviderName, Session, SessionEvent, TicketResponse } from '../protocol/session.js';
 import { ApiError, describeApiError, requestJson } from './lib/api-client.js';
 import { h, mustFind } from './lib/element.js';
-import { isTerminal, providerNames, startStepLabels } from './lib/session-contract.js';
+import { isTerminal, providerNames, startStepLabels } from '../protocol/session-states.js';
 import { endReasonLabels, failedSentence } from './lib/sentences.js';
 import { formatAgo, formatClock, formatClockMs, formatDurationMs } from './lib/time-format.js';
 

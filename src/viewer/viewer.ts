@@ -20,7 +20,7 @@ import {
   ticketSentence,
   unreachableSentence,
 } from './lib/sentences.js';
-import { isTerminal } from './lib/session-contract.js';
+import { isTerminal } from '../protocol/session-states.js';
 import { StartProgress } from './lib/start-progress.js';
 import { TicketRenewer } from './lib/ticket-renewer.js';
 import { VncConnection, vncUrl } from './lib/vnc-connection.js';

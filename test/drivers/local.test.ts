@@ -221,7 +221,7 @@ describe('local driver', { timeout: 300_000 }, () => {
     assert.deepEqual(await fixture!.leftovers(spec.id), []);
   });
 
-  it('restarts a desktop process that dies and counts it', async () => {
+  it('restarts desktop processes that die (xterm, then Xvnc) and counts it', async () => {
     const { driver, dataDir } = fixture!;
     const spec = conformanceSpec();
     created.add(spec.id);
@@ -237,6 +237,17 @@ describe('local driver', { timeout: 300_000 }, () => {
       return h.healthy && terminal?.restarts === 1 ? h : null;
     });
     assert.equal(health.processes.find((p) => p.name === 'terminal')?.lastExit, 'signal SIGKILL');
+
+    // A killed Xvnc leaves its lock and sockets; the agent clears them, restarts it, and the
+    // clients that lost their display come back too.
+    for (const pid of await sandboxProcesses(spec.id, record.init.pidNamespace)) {
+      if ((await readProcStat(pid))?.comm === 'Xvnc') process.kill(pid, 'SIGKILL');
+    }
+    await until('Xvnc to be restarted and the desktop healthy again', async () => {
+      const h = await fetchAgentHealth(handle.agent);
+      return h.healthy && h.processes.find((p) => p.name === 'vnc')?.restarts === 1;
+    });
+    assert.match(await readRfbBanner(handle.vnc), /^RFB /);
     await driver.destroy(spec.id);
   });
 
@@ -246,7 +257,8 @@ describe('local driver', { timeout: 300_000 }, () => {
     created.add(spec.id);
     const handle = await driver.create(spec);
     await waitUntilHealthy(handle.agent);
-    await fixture!.kill(spec.id);
+    // Only the namespace's init: the kernel kills the rest, and bwrap reports how its init ended.
+    process.kill((await recordOf(fixture!.dataDir, spec.id)).init.pid, 'SIGKILL');
     const info = await until('the sandbox to exit', async () => {
       const i = await driver.inspect(spec.id);
       return i?.status === 'exited' && i.exit !== null ? i : null;

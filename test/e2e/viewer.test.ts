@@ -128,7 +128,7 @@ test('dashboard → live desktop → type → end, in a real browser', async () 
 
   const session = await t.api.getSession(sessionId);
   assert.equal(session.state, 'ended');
-  assert.deepEqual(await t.server.driver.list(), [], 'its sandbox is gone');
+  await until('its sandbox is gone', () => t.server.driver.list(), (list) => list.length === 0, 10_000);
   assert.deepEqual(consoleErrors.filter((e) => !/favicon/.test(e)), [], 'no console errors on the pages');
   await context.close();
 });

@@ -33,7 +33,7 @@ export interface TestServer {
  * the local driver and a fixed API key. Logs go to test-output/<name>/server.log. `stop()` ends every
  * session (destroying its sandbox), closes the server and removes the data dir.
  */
-export async function startTestServer(name: string, env: Record<string, string> = {}): Promise<TestServer> {
+export async function startTestServer(name: string, env: Record<string, string> = {}, options: { agentBundle?: string } = {}): Promise<TestServer> {
   const dataDir = await mkdtemp(join(tmpdir(), 'porthole-test-'));
   await chmod(dataDir, 0o711); // as porthole's own data dir: the sandbox uid must traverse it
   const outDir = testOutputDir(name);
@@ -53,7 +53,7 @@ export async function startTestServer(name: string, env: Record<string, string> 
   const logger = createLogger(config.logLevel, logStream);
   let server: RunningServer;
   try {
-    server = await startServer(config, { logger });
+    server = await startServer(config, { logger, ...options });
   } catch (error) {
     await rm(dataDir, { recursive: true, force: true });
     throw error;

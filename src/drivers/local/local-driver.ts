@@ -74,28 +74,28 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
     const runDir = join(dir, 'run');
     const cleanup = new CleanupStack();
     let step = 'prepare';
+    let hasSpawned = false;
     try {
       signal?.throwIfAborted();
       // The id becomes a path: only well-formed ids.
       if (!isSandboxId(spec.id)) throw new Error(`not a sandbox id: ${JSON.stringify(spec.id)}`);
-      const handle: SandboxHandle = { id: spec.id, vnc: { kind: 'unix', path: join(runDir, 'vnc.sock') }, agent: { kind: 'unix', path: join(runDir, 'agent.sock') } };
-      for (const endpoint of [handle.vnc, handle.agent]) {
-        if (endpoint.kind === 'unix' && Buffer.byteLength(endpoint.path) > maxUnixPathBytes) {
-          throw new Error(`socket path ${endpoint.path} is longer than ${maxUnixPathBytes} bytes: choose a shorter data directory`);
-        }
+      const vncSocket = join(runDir, 'vnc.sock');
+      const agentSocket = join(runDir, 'agent.sock');
+      for (const path of [vncSocket, agentSocket]) {
+        if (Buffer.byteLength(path) > maxUnixPathBytes) throw new Error(`socket path ${path} is longer than ${maxUnixPathBytes} bytes: choose a shorter data directory`);
       }
 
       step = 'directories';
       await mkdir(sandboxesDir(dataDir), { recursive: true, mode: 0o711 });
       await mkdir(dir, { mode: 0o711 }); // EEXIST: a second create with the same id fails here, before any undo exists
       cleanup.push('directory', () => rm(dir, { recursive: true, force: true }));
+      await stat(options.agentBundle).catch((cause: unknown) => {
+        throw new Error(`agent bundle ${options.agentBundle} is missing (run node scripts/build.mjs)`, { cause });
+      });
       if (isRoot) {
         await assertReachable(dir, uid, gid, 'x');
         await assertReachable(options.agentBundle, uid, gid, 'r');
       }
-      await stat(options.agentBundle).catch((cause: unknown) => {
-        throw new Error(`agent bundle ${options.agentBundle} is missing (run node scripts/build.mjs)`, { cause });
-      });
       for (const sub of [homeDir, runDir, join(runDir, 'logs')]) {
         await mkdir(sub, { mode: 0o700 });
         if (isRoot) await chown(sub, uid, gid);
@@ -112,6 +112,7 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
       signal?.throwIfAborted();
 
       step = 'spawn';
+      hasSpawned = true;
       const startedAt = new Date().toISOString();
       const child = spawnBwrap(spec.id, { homeDir, runDir, agentBundle: options.agentBundle, logFile: join(runDir, 'logs', 'agent.log') });
       const info = readBwrapInfo(child);
@@ -144,8 +145,8 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
         uid,
         gid,
         init,
-        vncSocket: handle.vnc.kind === 'unix' ? handle.vnc.path : '',
-        agentSocket: handle.agent.kind === 'unix' ? handle.agent.path : '',
+        vncSocket,
+        agentSocket,
         createdBy: version,
       };
       await writeRecord(dir, record);
@@ -154,9 +155,10 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
       cleanup.release();
       child.unref();
       logger?.info({ sandboxId: spec.id, initPid: init.pid, pidNamespace: init.pidNamespace }, 'sandbox started');
-      return handle;
+      return { id: spec.id, vnc: { kind: 'unix', path: vncSocket }, agent: { kind: 'unix', path: agentSocket } };
     } catch (error) {
-      const log = await tailOf(join(runDir, 'logs', 'agent.log'));
+      // The log is this start's only once bwrap ran (before, the directory may be another sandbox's).
+      const log = hasSpawned ? await tailOf(join(runDir, 'logs', 'agent.log')) : null;
       const failedUndos = await cleanup.unwind();
       if (failedUndos.length > 0) logger?.error({ sandboxId: spec.id, failedUndos }, 'sandbox start: cleanup failed');
       throw new AppError('SANDBOX_START_FAILED', {

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import Fastify, { type FastifyError, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { AppError, errorRegistry, type ErrorCode } from '../../protocol/errors.js';
@@ -43,6 +43,22 @@ const pageHeaders = {
 };
 const loginLifetimeMs = 7 * 24 * 3600 * 1000;
 
+/**
+ * One line per request, without the query string: viewer URLs carry a ticket, and tickets stay out
+ * of logs. The request id is logged as `requestId`, like everywhere else.
+ */
+class RequestLog extends LogController {
+  constructor() {
+    super({ requestIdLogLabel: 'requestId' });
+  }
+  override incomingRequest(): void {}
+  override requestCompleted(error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
+    const fields = { method: request.method, path: request.url.split('?')[0], status: reply.statusCode, ms: Math.round(reply.elapsedTime) };
+    if (error) reply.log.warn({ ...fields, err: error }, 'request failed');
+    else reply.log.info(fields, 'request');
+  }
+}
+
 function sendError(reply: import('fastify').FastifyReply, requestId: string, code: ErrorCode, message?: string, details?: Record<string, unknown>) {
   const body: Record<string, unknown> = { code, message: message ?? errorRegistry[code].message, requestId };
   if (details) body.details = details;
@@ -71,11 +87,10 @@ export async function buildApp(options: AppOptions) {
   const prefix = randomBytes(3).toString('hex');
   const app = Fastify({
     loggerInstance: options.logger.child({ component: 'http' }),
-    disableRequestLogging: false,
-    requestIdLogLabel: 'requestId',
+    logController: new RequestLog(),
     genReqId: () => `${prefix}-${(++nextId).toString(36)}`,
     bodyLimit: options.bodyLimitBytes,
-    maxParamLength: 200,
+    routerOptions: { maxParamLength: 200 },
     return503OnClosing: true,
     forceCloseConnections: true,
   });

@@ -1,7 +1,8 @@
 import pg from 'pg';
 import { AppError } from '../../protocol/errors.js';
 import type { Store } from '../store.js';
-import { SqlStore, type Database, type Queryable } from './sql-store.js';
+import type { Database, Queryable } from './database.js';
+import { SqlStore } from './sql-store.js';
 
 export interface PostgresOptions {
   /**

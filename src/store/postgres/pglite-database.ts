@@ -2,7 +2,8 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
 import type { Store } from '../store.js';
-import { SqlStore, type Database, type Queryable } from './sql-store.js';
+import type { Database, Queryable } from './database.js';
+import { SqlStore } from './sql-store.js';
 
 function queryable(target: PGlite | Transaction): Queryable {
   return {

@@ -10,22 +10,10 @@ import {
   type SessionEvent,
   type SessionState,
 } from '../../protocol/session.js';
-import { runMigrations } from '../migrate.js';
+import type { Database, Queryable } from './database.js';
+import { runMigrations } from './migrate.js';
 import type { ApiKeyRecord, NewEvent, NewSession, Store, TransitionRequest } from '../store.js';
 
-/** What a backend must offer so that both share every SQL statement below. */
-export interface Queryable {
-  /** One statement with `$n` parameters. */
-  query<Row = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<{ rows: Row[] }>;
-  /** A script of several statements without parameters (a migration file). */
-  exec(sql: string): Promise<void>;
-}
-
-export interface Database extends Queryable {
-  /** Runs `fn` on one connection inside BEGIN/COMMIT; rolls back and rethrows when it throws. */
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
-  close(): Promise<void>;
-}
 
 interface SessionRow {
   id: string;

@@ -131,7 +131,7 @@ function retryCause(code: number, reason: string): string {
 }
 
 function withoutFinalStop(sentence: string): string {
-  return sentence.replace(/[.。]$/, '');
+  return sentence.replace(/\.$/, '');
 }
 
 export function reconnectingSentence(cause: string, inMs: number): string {

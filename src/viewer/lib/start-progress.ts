@@ -3,7 +3,7 @@
 // after every hop answered, so showing the hops one by one tells the person where a slow or failed
 // start is stuck.
 
-import { startStepLabels, startSteps } from './session-contract.js';
+import { startStepLabels, startSteps } from '../../protocol/session-states.js';
 import type { SessionEvent, SessionState, StartStep } from '../../protocol/session.js';
 import { h } from './element.js';
 import { formatDurationMs } from './time-format.js';

@@ -5,7 +5,7 @@ export function formatDurationMs(ms: number): string {
   if (ms < 1_000) return `${Math.round(ms)} ms`;
   if (ms < 60_000) return `${(ms / 1_000).toFixed(1)} s`;
   const minutes = Math.floor(ms / 60_000);
-  return `${minutes} min ${Math.round((ms % 60_000) / 1_000)} s`;
+  return `${minutes} min ${Math.floor((ms % 60_000) / 1_000)} s`;
 }
 
 /** 14:03:07 today, or "12 Mar 14:03" on another day. */

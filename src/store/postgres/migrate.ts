@@ -1,9 +1,9 @@
 import { readdir, readFile } from 'node:fs/promises';
-import { AppError } from '../protocol/errors.js';
-import type { Database, Queryable } from './postgres/sql-store.js';
+import { AppError } from '../../protocol/errors.js';
+import type { Database, Queryable } from './database.js';
 
 // Resolves to src/store/migrations in the sources and dist/src/store/migrations in the build.
-const migrationsDir = new URL('./migrations/', import.meta.url);
+const migrationsDir = new URL('../migrations/', import.meta.url);
 
 // Any constant works as long as every porthole server sharing a database uses the same one.
 const migrationLockKey = 0x706f7274; // "port"

@@ -1,0 +1,61 @@
+// The session facts every side needs at run time, with no zod: the viewer bundles this file, and
+// zod would add ≈450 KB to pages that validate nothing. src/protocol/session.ts adds the schemas.
+
+// Persisted enum strings: changing one is a migration. test/protocol pins them.
+export const sessionStates = ['starting', 'ready', 'authenticating', 'completed', 'failed', 'ended'] as const;
+export type SessionState = (typeof sessionStates)[number];
+
+export const terminalStates: readonly SessionState[] = ['completed', 'failed', 'ended'];
+
+export function isTerminal(state: SessionState): boolean {
+  return terminalStates.includes(state);
+}
+
+/**
+ * The one transition table. A transition not listed here is refused by every store
+ * (SESSION_STATE_CONFLICT); terminal states have no way out.
+ */
+export const transitions: Readonly<Record<SessionState, readonly SessionState[]>> = {
+  starting: ['ready', 'failed', 'ended'],
+  ready: ['authenticating', 'completed', 'failed', 'ended'],
+  authenticating: ['ready', 'completed', 'failed', 'ended'],
+  completed: [],
+  failed: [],
+  ended: [],
+};
+
+export function canTransition(from: SessionState, to: SessionState): boolean {
+  return transitions[from].includes(to);
+}
+
+/** Why a session ended (state `ended`). */
+export const endReasons = ['user', 'idle_timeout', 'max_lifetime', 'sandbox_exited', 'shutdown'] as const;
+export type EndReason = (typeof endReasons)[number];
+
+/** The start-up steps, in order; a boot timeout names the first one that did not answer. */
+export const startSteps = ['sandbox', 'agent', 'vnc'] as const;
+export type StartStep = (typeof startSteps)[number];
+
+export const startStepLabels: Record<StartStep, string> = {
+  sandbox: 'Starting the sandbox',
+  agent: 'Waiting for the sandbox agent',
+  vnc: 'Connecting to the desktop',
+};
+
+export const providerNames = ['demo', 'claude-code', 'codex', 'gemini-cli'] as const;
+export type ProviderName = (typeof providerNames)[number];
+
+export const eventTypes = [
+  'session.created',
+  'session.ready',
+  'session.authenticating',
+  'session.completed',
+  'session.failed',
+  'session.ended',
+  'step.started',
+  'step.succeeded',
+  'step.failed',
+  'viewer.connected',
+  'viewer.disconnected',
+] as const;
+export type EventType = (typeof eventTypes)[number];

@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import { build } from 'esbuild';
+import { startTestServer, type TestServer } from '../support/server.js';
+
+// A boot that does not become ready fails, naming the step that did not answer; an agent of
+// another version is refused rather than used. Either way nothing is left running.
+
+const root = new URL('../../../', import.meta.url).pathname;
+let scratch: string;
+before(async () => {
+  scratch = await mkdtemp(join(tmpdir(), 'porthole-test-agent-'));
+  await chmod(scratch, 0o755); // the sandbox uid reads the bundle from here
+});
+after(() => rm(scratch, { recursive: true, force: true }));
+
+async function expectFailure(t: TestServer, code: string) {
+  const created = await t.api.createSession({});
+  const failed = await t.waitForState(created.id, ['failed', 'ready', 'ended']);
+  assert.equal(failed.state, 'failed', `session should fail, is ${failed.state}`);
+  assert.equal(failed.reason, code);
+  const { events } = await t.api.listEvents(failed.id);
+  const stepFailed = events.find((e) => e.type === 'step.failed');
+  assert.ok(stepFailed, 'a step.failed event is in the timeline');
+  assert.equal(events.at(-1)?.type, 'session.failed');
+  // The state moves first (viewers learn at once), then the sandbox is destroyed.
+  for (const started = Date.now(); (await t.server.driver.list()).length > 0; ) {
+    assert.ok(Date.now() - started < 10_000, 'the sandbox was destroyed');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return { failed, step: String(stepFailed.details.step) };
+}
+
+test('a boot that misses its deadline fails with BOOT_TIMEOUT naming the step that did not answer', async () => {
+  const t = await startTestServer('boot-timeout', { PORTHOLE_BOOT_TIMEOUT_MS: '120' });
+  try {
+    const { failed, step } = await expectFailure(t, 'BOOT_TIMEOUT');
+    assert.match(failed.detail ?? '', new RegExp(`Start-up step "${step}" \\(.+\\) did not answer within 120 ms`));
+  } finally {
+    await t.stop();
+  }
+});
+
+test('an agent of another version is refused with AGENT_VERSION_MISMATCH, naming both versions', async () => {
+  const bundle = join(scratch, 'porthole-agent.mjs');
+  await build({
+    entryPoints: [join(root, 'src/agent/main.ts')],
+    outfile: bundle,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    define: { __PORTHOLE_VERSION__: JSON.stringify('0.0.1-stale') },
+    logLevel: 'warning',
+  });
+  await chmod(bundle, 0o644);
+  const t = await startTestServer('boot-version', {}, { agentBundle: bundle });
+  try {
+    const { failed, step } = await expectFailure(t, 'AGENT_VERSION_MISMATCH');
+    assert.equal(step, 'agent');
+    assert.match(failed.detail ?? '', /0\.0\.1-stale/);
+    assert.match(failed.detail ?? '', /server runs \d+\.\d+\.\d+/);
+  } finally {
+    await t.stop();
+  }
+});
