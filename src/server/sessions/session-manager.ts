@@ -148,7 +148,13 @@ export class SessionManager {
       if (session.sandboxId) owned.add(session.sandboxId);
       if (this.#boots.has(session.id as SessionId)) continue;
       const sandbox = session.sandboxId ? byId.get(session.sandboxId) : undefined;
-      if (sandbox?.status === 'running') continue;
+      if (sandbox?.status === 'running') {
+        // A viewer count lives in this process: after a restart nobody is connected until they reconnect.
+        if (session.state === 'authenticating' && this.#o.viewers.count(session.id as SessionId) === 0) {
+          await this.#moveIf(session.id as SessionId, 'authenticating', 'ready', 'no_viewer');
+        }
+        continue;
+      }
       const detail = sandbox
         ? `The sandbox ${sandbox.id} exited${sandbox.exit ? ` (${sandbox.exit})` : ''}.`
         : session.state === 'starting'
@@ -206,7 +212,7 @@ export class SessionManager {
       step = name;
       lastError = null;
       const started = performance.now();
-      await this.#o.store.appendEvent(id, { type: 'step.started', details: { step: name, label: startStepLabels[name] } });
+      await this.#o.store.appendEvent(id, { type: 'step.started', details: { step: name } });
       const result = await work();
       const ms = Math.round(performance.now() - started);
       await this.#o.store.appendEvent(id, { type: 'step.succeeded', details: { step: name, ms } });
