@@ -24,6 +24,9 @@ const envSchema = z.object({
   PORTHOLE_DESKTOP_WIDTH: z.coerce.number().int().min(320).max(7680).default(1280),
   PORTHOLE_DESKTOP_HEIGHT: z.coerce.number().int().min(200).max(4320).default(800),
   PORTHOLE_BOOT_TIMEOUT_MS: positiveMs.default(30_000),
+  PORTHOLE_IDLE_TIMEOUT_MS: positiveMs.default(10 * 60_000),
+  PORTHOLE_MAX_LIFETIME_MS: positiveMs.default(60 * 60_000),
+  PORTHOLE_RECONCILE_INTERVAL_MS: positiveMs.default(5_000),
   PORTHOLE_TICKET_TTL_MS: positiveMs.default(60_000),
   PORTHOLE_PING_INTERVAL_MS: positiveMs.default(20_000),
   PORTHOLE_MAX_SESSIONS: z.coerce.number().int().min(1).max(1000).default(8),
@@ -51,6 +54,9 @@ export interface Config {
   readonly desktopWidth: number;
   readonly desktopHeight: number;
   readonly bootTimeoutMs: number;
+  readonly idleTimeoutMs: number;
+  readonly maxLifetimeMs: number;
+  readonly reconcileIntervalMs: number;
   readonly ticketTtlMs: number;
   readonly pingIntervalMs: number;
   readonly maxSessions: number;
@@ -116,6 +122,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     desktopWidth: e.PORTHOLE_DESKTOP_WIDTH,
     desktopHeight: e.PORTHOLE_DESKTOP_HEIGHT,
     bootTimeoutMs: e.PORTHOLE_BOOT_TIMEOUT_MS,
+    idleTimeoutMs: e.PORTHOLE_IDLE_TIMEOUT_MS,
+    maxLifetimeMs: e.PORTHOLE_MAX_LIFETIME_MS,
+    reconcileIntervalMs: e.PORTHOLE_RECONCILE_INTERVAL_MS,
     ticketTtlMs: e.PORTHOLE_TICKET_TTL_MS,
     pingIntervalMs: e.PORTHOLE_PING_INTERVAL_MS,
     maxSessions: e.PORTHOLE_MAX_SESSIONS,

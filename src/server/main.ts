@@ -14,6 +14,7 @@ import type { Config } from './config.js';
 import { buildApp } from './http/app.js';
 import { hashApiKey } from './http/auth.js';
 import { createLogger } from './logger.js';
+import { createMetrics, type Metrics } from './metrics.js';
 import { Relay } from './relay/relay.js';
 import { Secret } from './secret.js';
 import { SessionManager } from './sessions/session-manager.js';
@@ -35,6 +36,7 @@ export interface RunningServer {
   readonly driver: Driver;
   readonly sessions: SessionManager;
   readonly relay: Relay;
+  readonly metrics: Metrics;
   readonly tickets: ReturnType<typeof createTicketSigner>;
   /** Every route the HTTP server registered (method, url): the OpenAPI test compares them. */
   readonly routes: ReadonlyArray<{ method: string; url: string }>;
@@ -83,6 +85,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       await store.addApiKey({ id: `key_${randomBytes(6).toString('hex')}`, name: 'first-run', keyHash: hashApiKey(generatedApiKey) });
     }
 
+    const metrics = createMetrics(() => store.countSessions());
     const tickets = createTicketSigner(await loadOrCreateKey(join(config.dataDir, 'signing.key')), config.ticketTtlMs);
     const driver = createLocalDriver({ dataDir: config.dataDir, sandboxUid: config.sandboxUid, sandboxGid: config.sandboxGid, agentBundle: options.agentBundle ?? agentBundle, logger: logger.child({ component: 'driver' }) });
     cleanup.push(() => driver.close());
@@ -93,7 +96,11 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       viewers,
       logger,
       desktop: { width: config.desktopWidth, height: config.desktopHeight, startUrl: config.sandboxStartUrl },
+      metrics,
       bootTimeoutMs: config.bootTimeoutMs,
+      idleTimeoutMs: config.idleTimeoutMs,
+      maxLifetimeMs: config.maxLifetimeMs,
+      reconcileIntervalMs: config.reconcileIntervalMs,
       maxSessions: config.maxSessions,
     });
     cleanup.push(() => sessions.close());
@@ -113,9 +120,10 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       allowedOrigins: config.allowedOrigins,
       bodyLimitBytes: config.bodyLimitBytes,
       loginToken,
+      metrics,
       baseUrl: (request) => config.publicUrl ?? `${request.protocol}://${request.headers.host ?? new URL(baseUrl).host}`,
     });
-    const relay = new Relay({ sessions, viewers, tickets, logger, allowedOrigins: config.allowedOrigins, pingIntervalMs: config.pingIntervalMs });
+    const relay = new Relay({ sessions, viewers, tickets, logger, allowedOrigins: config.allowedOrigins, pingIntervalMs: config.pingIntervalMs, metrics });
     relay.attach(app.server);
     await app.listen({ host: config.host, port: config.port });
     // Viewers first get a close code that says why (they reconnect to the next server), then HTTP stops.
@@ -139,6 +147,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       driver,
       sessions,
       relay,
+      metrics,
       tickets,
       routes: registered,
       close: () =>

@@ -136,6 +136,16 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       assert.deepEqual(created, [...created].sort((x, y) => y - x));
     });
 
+    it('counts sessions by state, every state present', async () => {
+      const before = await store.countSessions();
+      assert.deepEqual(Object.keys(before).sort(), [...sessionStates].sort());
+      await create();
+      await move(await create(), 'ready');
+      const after = await store.countSessions();
+      assert.equal(after.starting, before.starting + 1);
+      assert.equal(after.ready, before.ready + 1);
+    });
+
     it('makes every move of the transition table', async () => {
       for (const from of sessionStates) {
         for (const to of transitions[from]) {

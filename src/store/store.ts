@@ -44,6 +44,8 @@ export interface Store {
   getSession(id: SessionId): Promise<Session | null>;
   /** Newest first. `states` filters; without `limit`, all of them. */
   listSessions(options?: { states?: readonly SessionState[]; limit?: number }): Promise<Session[]>;
+  /** How many sessions are in each state (every state present, 0 when none). */
+  countSessions(): Promise<Record<SessionState, number>>;
   /**
    * Compare-and-set state change, checked against the transition table; writes the event
    * `session.<to>` in the same transaction. Throws AppError('SESSION_STATE_CONFLICT') when the

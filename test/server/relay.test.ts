@@ -133,3 +133,17 @@ describe('after the upgrade', () => {
     assert.deepEqual(await nextClose(again.ws), { code: 4410, reason: 'SESSION_ENDED' }, 'a late viewer learns it too');
   });
 });
+
+test('/metrics reports sessions by state, start-up steps, relay traffic and errors by code', async () => {
+  const response = await fetch(`${t.server.url}/metrics`);
+  assert.equal(response.status, 200);
+  const text = await response.text();
+  const value = (pattern: RegExp) => Number(pattern.exec(text)?.[1] ?? NaN);
+  assert.ok(value(/^porthole_sessions\{state="ready"\} (\d+)/m) >= 1, 'a ready session is counted');
+  assert.ok(value(/^porthole_sessions\{state="ended"\} (\d+)/m) >= 1, 'the ended one too');
+  assert.ok(value(/^porthole_start_step_seconds_count\{step="agent",outcome="ok"\} (\d+)/m) >= 2);
+  assert.ok(value(/^porthole_relay_connections_total (\d+)/m) >= 3);
+  assert.ok(value(/^porthole_relay_bytes_total\{direction="to_viewer"\} (\d+)/m) > 1_000_000, 'the slow reader moved megabytes');
+  assert.ok(value(/^porthole_errors_total\{code="TICKET_INVALID",surface="relay"\} (\d+)/m) >= 2);
+  assert.ok(value(/^porthole_session_transitions_total\{to="ended",reason="user"\} (\d+)/m) >= 1);
+});

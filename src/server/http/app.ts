@@ -13,6 +13,7 @@ import { apiRoutes, type RouteDeps } from './routes.js';
 import type { Store } from '../../store/store.js';
 import type { Secret } from '../secret.js';
 import type { TicketSigner } from '../tickets.js';
+import type { Metrics } from '../metrics.js';
 
 export interface AppOptions extends RouteDeps {
   logger: Logger;
@@ -23,6 +24,7 @@ export interface AppOptions extends RouteDeps {
   bodyLimitBytes: number;
   /** One-time dashboard login token (Jupyter-style); consumed by GET /login. */
   loginToken: Secret;
+  metrics: Metrics;
 }
 
 const viewerDir = fileURLToPath(new URL('../../../viewer/', import.meta.url));
@@ -59,11 +61,6 @@ class RequestLog extends LogController {
   }
 }
 
-function sendError(reply: import('fastify').FastifyReply, requestId: string, code: ErrorCode, message?: string, details?: Record<string, unknown>) {
-  const body: Record<string, unknown> = { code, message: message ?? errorRegistry[code].message, requestId };
-  if (details) body.details = details;
-  return reply.status(errorRegistry[code].status).header('cache-control', 'no-store').send({ error: body });
-}
 
 /** Maps what Fastify itself rejects (body parsing, limits) to registry codes. */
 function codeOfFrameworkError(error: FastifyError): ErrorCode | null {
@@ -96,6 +93,12 @@ export async function buildApp(options: AppOptions) {
   });
   // JSON only: a text/plain body is refused with UNSUPPORTED_MEDIA_TYPE rather than parsed as a string.
   app.removeContentTypeParser('text/plain');
+  const sendError = (reply: FastifyReply, requestId: string, code: ErrorCode, message?: string, details?: Record<string, unknown>) => {
+    options.metrics.errors.inc({ code, surface: 'http' });
+    const body: Record<string, unknown> = { code, message: message ?? errorRegistry[code].message, requestId };
+    if (details) body.details = details;
+    return reply.status(errorRegistry[code].status).header('cache-control', 'no-store').send({ error: body });
+  };
   const registered: Array<{ method: string; url: string }> = [];
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) if (method !== 'HEAD') registered.push({ method, url: route.url });
@@ -148,6 +151,10 @@ export async function buildApp(options: AppOptions) {
 
   const document = openApiDocument(routes);
   app.get('/v1/openapi.json', async () => document);
+  // Counts only, no secrets: unauthenticated like most exporters; keep it off the public side of a proxy.
+  app.get('/metrics', async (_request, reply) =>
+    reply.header('cache-control', 'no-store').type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics()),
+  );
 
   // ---- pages: dashboard, viewer, assets, first-run login ----
   const page = (file: string) => async (_request: FastifyRequest, reply: import('fastify').FastifyReply) =>

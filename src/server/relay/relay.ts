@@ -6,7 +6,8 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { connectEndpoint } from '../../drivers/endpoint-probes.js';
 import { AppError, closeCodeOf, errorRegistry, type ErrorCode } from '../../protocol/errors.js';
 import { isSessionId, type SessionId } from '../../protocol/ids.js';
-import type { SessionManager } from '../sessions/session-manager.js';
+import { closeReasonOf, type SessionManager } from '../sessions/session-manager.js';
+import type { Metrics } from '../metrics.js';
 import type { ViewerConnection, ViewerRegistry } from '../sessions/viewer-registry.js';
 import type { TicketSigner } from '../tickets.js';
 import { isOriginAllowed } from '../http/origin.js';
@@ -23,6 +24,7 @@ export interface RelayOptions {
   logger: Logger;
   allowedOrigins: readonly string[];
   pingIntervalMs: number;
+  metrics: Metrics;
   /** Bytes buffered towards a slow viewer before the sandbox side is paused. */
   highWaterMarkBytes?: number;
 }
@@ -96,6 +98,7 @@ export class Relay {
     const log = this.#log.child({ requestId });
     const refuse = (code: ErrorCode) => {
       log.info({ code, path: url.pathname }, 'viewer upgrade refused');
+      this.#o.metrics.errors.inc({ code, surface: 'relay' });
       refuseUpgrade(socket, code, requestId);
     };
     if (!match || request.method !== 'GET') return refuse('ROUTE_NOT_FOUND');
@@ -113,6 +116,7 @@ export class Relay {
     const ws = await new Promise<WebSocket>((resolve) => this.#wss.handleUpgrade(request, socket, head, resolve));
     const closeWith = (code: ErrorCode, detail?: string) => {
       log.info({ sessionId, code, detail }, 'viewer closed');
+      this.#o.metrics.errors.inc({ code, surface: 'relay' });
       ws.close(closeCodeOf(code), code);
     };
     if (!isSessionId(sessionId)) return closeWith('SESSION_NOT_FOUND');
@@ -120,9 +124,8 @@ export class Relay {
     let handle;
     try {
       const session = await this.#o.sessions.get(sessionId);
-      if (session.state === 'failed') return closeWith('SESSION_FAILED');
       if (session.state === 'completed') return ws.close(1000, 'completed');
-      if (session.state === 'ended') return closeWith('SESSION_ENDED');
+      if (session.state === 'failed' || session.state === 'ended') return closeWith(closeReasonOf(session));
       if (session.state === 'starting') return closeWith('SESSION_NOT_READY');
       handle = await this.#o.sessions.sandboxOf(session);
     } catch (error) {
@@ -148,6 +151,9 @@ export class Relay {
     const highWaterMark = this.#o.highWaterMarkBytes ?? 256 * 1024;
     const stats = { sessionId, bytesToViewer: 0, bytesFromViewer: 0, bufferedAmount: 0, maxBufferedAmount: 0, sandboxPaused: false, alive: true };
     this.#connections.set(ws, stats);
+    const { metrics } = this.#o;
+    metrics.relayConnections.inc();
+    metrics.relayConnectionsTotal.inc();
     const viewer: ViewerConnection = { close: (code, reason) => ws.close(code, reason) };
     const count = this.#o.viewers.add(sessionId, viewer);
     log.info({ sessionId, viewers: count }, 'viewer connected');
@@ -158,6 +164,7 @@ export class Relay {
     // ws has flushed what it had. Memory per connection stays within highWaterMark + one chunk.
     vnc.on('data', (chunk: Buffer) => {
       stats.bytesToViewer += chunk.length;
+      metrics.relayBytes.inc({ direction: 'to_viewer' }, chunk.length);
       ws.send(chunk, { binary: true }, () => {
         stats.bufferedAmount = ws.bufferedAmount;
         if (stats.sandboxPaused && ws.bufferedAmount < highWaterMark / 2) {
@@ -176,6 +183,7 @@ export class Relay {
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (!isBinary) return;
       stats.bytesFromViewer += data.length;
+      metrics.relayBytes.inc({ direction: 'to_sandbox' }, data.length);
       if (!vnc.write(data)) {
         ws.pause();
         vnc.once('drain', () => ws.resume());
@@ -187,6 +195,8 @@ export class Relay {
       if (ended) return;
       ended = true;
       this.#connections.delete(ws);
+      metrics.relayConnections.dec();
+      if (closeCode) metrics.errors.inc({ code: closeCode, surface: 'relay' });
       const remaining = this.#o.viewers.remove(sessionId, viewer);
       vnc.destroy();
       if (closeCode && ws.readyState === ws.OPEN) ws.close(closeCodeOf(closeCode), closeCode);

@@ -15,6 +15,7 @@ import {
 } from '../../protocol/session.js';
 import { version } from '../../protocol/version.js';
 import type { Store } from '../../store/store.js';
+import type { Metrics } from '../metrics.js';
 import type { ViewerRegistry } from './viewer-registry.js';
 
 export interface SessionManagerOptions {
@@ -23,9 +24,14 @@ export interface SessionManagerOptions {
   viewers: ViewerRegistry;
   logger: Logger;
   desktop: { width: number; height: number; startUrl: string };
-  bootTimeoutMs: number;
+  metrics: Metrics;
   maxSessions: number;
-  reconcileIntervalMs?: number;
+  bootTimeoutMs: number;
+  /** A live session with no viewer for this long ends (`idle_timeout`). */
+  idleTimeoutMs: number;
+  /** A session older than this ends (`max_lifetime`). */
+  maxLifetimeMs: number;
+  reconcileIntervalMs: number;
 }
 
 const liveStates: readonly SessionState[] = ['starting', 'ready', 'authenticating'];
@@ -41,6 +47,14 @@ class StepError extends Error {
   ) {
     super(message, options);
   }
+}
+
+/** The close code a viewer gets when its session reaches a terminal state: each ending its own. */
+export function closeReasonOf(session: Pick<Session, 'state' | 'reason'>): ErrorCode {
+  if (session.state === 'failed') return 'SESSION_FAILED';
+  if (session.reason === 'idle_timeout') return 'SESSION_IDLE_TIMEOUT';
+  if (session.reason === 'max_lifetime') return 'SESSION_EXPIRED';
+  return 'SESSION_ENDED';
 }
 
 function describeCause(error: unknown): string {
@@ -60,7 +74,11 @@ export class SessionManager {
   readonly #log: Logger;
   /** Boots in flight, so that ending a starting session stops its boot. */
   readonly #boots = new Map<SessionId, AbortController>();
+  /** Since when each live session has had no viewer (absent while one is connected). In memory: after a restart the clock starts again. */
+  readonly #idleSince = new Map<SessionId, number>();
   #reconcileTimer: NodeJS.Timeout | null = null;
+  /** The reconcile pass under way, which close() waits for. */
+  #reconciling: Promise<void> | null = null;
   #closed = false;
 
   constructor(options: SessionManagerOptions) {
@@ -120,6 +138,7 @@ export class SessionManager {
 
   /** A viewer attached: the first one moves ready → authenticating. */
   async viewerConnected(id: SessionId, details: Record<string, unknown>): Promise<void> {
+    this.#idleSince.delete(id);
     await this.#o.store.appendEvent(id, { type: 'viewer.connected', details });
     if (this.#o.viewers.count(id) === 1) await this.#moveIf(id, 'ready', 'authenticating', 'viewer_connected');
   }
@@ -127,13 +146,17 @@ export class SessionManager {
   /** A viewer left: the last one moves authenticating → ready. */
   async viewerDisconnected(id: SessionId, details: Record<string, unknown>): Promise<void> {
     await this.#o.store.appendEvent(id, { type: 'viewer.disconnected', details });
-    if (this.#o.viewers.count(id) === 0) await this.#moveIf(id, 'authenticating', 'ready', 'viewer_left');
+    if (this.#o.viewers.count(id) === 0) {
+      this.#idleSince.set(id, Date.now());
+      await this.#moveIf(id, 'authenticating', 'ready', 'viewer_left');
+    }
   }
 
   /**
    * Brings the store in line with what the driver runs: a live session whose sandbox is gone ends
-   * (`sandbox_exited`); a sandbox no live session owns is destroyed. Sessions still booting are left
-   * to their boot. Runs at start-up and then every few seconds.
+   * (`sandbox_exited`); a sandbox no live session owns is destroyed; a running one is adopted. Then
+   * the timeouts: max lifetime, and idle (no viewer). Sessions still booting are left to their boot
+   * and its own deadline. Runs at start-up and then every `reconcileIntervalMs`.
    */
   async reconcile(): Promise<{ ended: number; destroyed: number }> {
     const [sessions, sandboxes] = await Promise.all([
@@ -149,10 +172,7 @@ export class SessionManager {
       if (this.#boots.has(session.id as SessionId)) continue;
       const sandbox = session.sandboxId ? byId.get(session.sandboxId) : undefined;
       if (sandbox?.status === 'running') {
-        // A viewer count lives in this process: after a restart nobody is connected until they reconnect.
-        if (session.state === 'authenticating' && this.#o.viewers.count(session.id as SessionId) === 0) {
-          await this.#moveIf(session.id as SessionId, 'authenticating', 'ready', 'no_viewer');
-        }
+        if (await this.#checkTimeouts(session)) ended++;
         continue;
       }
       const detail = sandbox
@@ -163,27 +183,58 @@ export class SessionManager {
       await this.end(session.id as SessionId, 'sandbox_exited', detail).catch((error) =>
         this.#log.warn({ err: error, sessionId: session.id }, 'reconcile: could not end session'),
       );
+      this.#o.metrics.reconcilerActions.inc({ action: 'ended' });
       ended++;
     }
     for (const sandbox of sandboxes) {
       if (owned.has(sandbox.id)) continue;
       this.#log.info({ sandboxId: sandbox.id }, 'reconcile: destroying sandbox that no live session owns');
       await this.#o.driver.destroy(sandbox.id as SandboxId);
+      this.#o.metrics.reconcilerActions.inc({ action: 'destroyed' });
       destroyed++;
     }
     return { ended, destroyed };
   }
 
   startReconciling(): void {
-    const every = this.#o.reconcileIntervalMs ?? 5_000;
     const tick = () => {
-      this.reconcile()
+      this.#reconciling = this.reconcile()
+        .then(() => undefined)
         .catch((error) => this.#log.warn({ err: error }, 'reconcile failed; retrying'))
         .finally(() => {
-          if (!this.#closed) this.#reconcileTimer = setTimeout(tick, every).unref();
+          this.#reconciling = null;
+          if (!this.#closed) this.#reconcileTimer = setTimeout(tick, this.#o.reconcileIntervalMs).unref();
         });
     };
-    this.#reconcileTimer = setTimeout(tick, every).unref();
+    this.#reconcileTimer = setTimeout(tick, this.#o.reconcileIntervalMs).unref();
+  }
+
+  /** For a live session whose sandbox runs: adopt it if new to this process, then apply the timeouts. Returns whether it ended. */
+  async #checkTimeouts(session: Session): Promise<boolean> {
+    const id = session.id as SessionId;
+    const now = Date.now();
+    const viewers = this.#o.viewers.count(id);
+    if (viewers === 0 && !this.#idleSince.has(id)) {
+      // First seen by this process (a restart): adopt it. Viewer counts live in memory, so nobody is
+      // connected until they reconnect, and the idle clock starts now.
+      this.#idleSince.set(id, now);
+      if (session.state === 'authenticating') await this.#moveIf(id, 'authenticating', 'ready', 'no_viewer');
+      this.#log.info({ sessionId: id, sandboxId: session.sandboxId }, 'reconcile: adopted running sandbox');
+      this.#o.metrics.reconcilerActions.inc({ action: 'adopted' });
+    }
+    const ageMs = now - Date.parse(session.createdAt);
+    if (ageMs >= this.#o.maxLifetimeMs) {
+      await this.end(id, 'max_lifetime', `The session reached its maximum lifetime of ${Math.round(this.#o.maxLifetimeMs / 1000)} s.`);
+      this.#o.metrics.reconcilerActions.inc({ action: 'max_lifetime' });
+      return true;
+    }
+    const idleSince = this.#idleSince.get(id);
+    if (viewers === 0 && idleSince !== undefined && now - idleSince >= this.#o.idleTimeoutMs) {
+      await this.end(id, 'idle_timeout', `No viewer was connected for ${Math.round(this.#o.idleTimeoutMs / 1000)} s.`);
+      this.#o.metrics.reconcilerActions.inc({ action: 'idle_timeout' });
+      return true;
+    }
+    return false;
   }
 
   /**
@@ -193,6 +244,7 @@ export class SessionManager {
   async close(): Promise<void> {
     this.#closed = true;
     if (this.#reconcileTimer) clearTimeout(this.#reconcileTimer);
+    await this.#reconciling;
     const booting = [...this.#boots.entries()];
     for (const [, controller] of booting) controller.abort(new AppError('SERVER_SHUTTING_DOWN'));
     await Promise.all(
@@ -207,6 +259,7 @@ export class SessionManager {
     const log = this.#log.child({ sessionId: id });
     const deadline = AbortSignal.any([signal, AbortSignal.timeout(this.#o.bootTimeoutMs)]);
     let step: StartStep = 'sandbox';
+    const bootStarted = performance.now();
     let lastError: unknown = null;
     const run = async <T>(name: StartStep, work: () => Promise<T>): Promise<T> => {
       step = name;
@@ -215,6 +268,7 @@ export class SessionManager {
       await this.#o.store.appendEvent(id, { type: 'step.started', details: { step: name } });
       const result = await work();
       const ms = Math.round(performance.now() - started);
+      this.#o.metrics.startStepSeconds.observe({ step: name, outcome: 'ok' }, ms / 1000);
       await this.#o.store.appendEvent(id, { type: 'step.succeeded', details: { step: name, ms } });
       log.info({ step: name, ms }, 'start-up step done');
       return result;
@@ -267,6 +321,8 @@ export class SessionManager {
         expectVersion: current.version,
         reason: 'desktop_answered',
       });
+      this.#idleSince.set(id, Date.now());
+      this.#o.metrics.transitions.inc({ to: 'ready', reason: 'desktop_answered' });
       log.info({ sandboxId, state: ready.state }, 'session ready');
     } catch (error) {
       if (signal.aborted) {
@@ -283,6 +339,7 @@ export class SessionManager {
         ? `Start-up step "${step}" (${startStepLabels[step]}) did not answer within ${this.#o.bootTimeoutMs} ms${lastError ? `: ${cause}` : '.'}`
         : `Start-up step "${step}" (${startStepLabels[step]}) failed: ${cause}`;
       log.warn({ err: error, step, code }, 'session failed to start');
+      this.#o.metrics.startStepSeconds.observe({ step, outcome: 'failed' }, (performance.now() - bootStarted) / 1000);
       await this.#o.store
         .appendEvent(id, { type: 'step.failed', details: { step, error: code, cause } })
         .catch(() => {});
@@ -298,6 +355,8 @@ export class SessionManager {
       try {
         const moved = await this.#o.store.transition(id, { from: session.state, to, expectVersion: session.version, reason, detail, details });
         this.#log.info({ sessionId: id, from: session.state, to, reason }, 'session state changed');
+        this.#o.metrics.transitions.inc({ to, reason });
+        if (to === 'failed') this.#o.metrics.errors.inc({ code: reason, surface: 'session' });
         return moved;
       } catch (error) {
         if (!(error instanceof AppError && error.code === 'SESSION_STATE_CONFLICT') || attempt >= 5) throw error;
@@ -311,6 +370,7 @@ export class SessionManager {
     if (!session || session.state !== from) return;
     try {
       await this.#o.store.transition(id, { from, to, expectVersion: session.version, reason });
+      this.#o.metrics.transitions.inc({ to, reason });
     } catch (error) {
       if (!(error instanceof AppError && error.code === 'SESSION_STATE_CONFLICT')) throw error;
     }
@@ -321,9 +381,12 @@ export class SessionManager {
     if (!isTerminal(session.state)) return;
     const id = session.id as SessionId;
     this.#boots.get(id)?.abort(new AppError('SESSION_ENDED'));
-    const code: ErrorCode = session.state === 'failed' ? 'SESSION_FAILED' : 'SESSION_ENDED';
+    this.#idleSince.delete(id);
     if (session.state === 'completed') this.#o.viewers.closeAll(id, 1000, 'completed');
-    else this.#o.viewers.closeAll(id, closeCodeOf(code), code);
+    else {
+      const code = closeReasonOf(session);
+      this.#o.viewers.closeAll(id, closeCodeOf(code), code);
+    }
     if (session.sandboxId) {
       await this.#o.driver
         .destroy(session.sandboxId as SandboxId)

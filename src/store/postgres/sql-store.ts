@@ -3,6 +3,7 @@ import type { SessionId } from '../../protocol/ids.js';
 import {
   canTransition,
   isTerminal,
+  sessionStates,
   terminalStates,
   transitions,
   type EventType,
@@ -109,6 +110,13 @@ export class SqlStore implements Store {
       [options.states ?? null, options.limit ?? null],
     );
     return rows.map(toSession);
+  }
+
+  async countSessions(): Promise<Record<SessionState, number>> {
+    const { rows } = await this.db.query<{ state: SessionState; n: string | number }>('SELECT state, count(*) AS n FROM sessions GROUP BY state');
+    const counts = Object.fromEntries(sessionStates.map((state) => [state, 0])) as Record<SessionState, number>;
+    for (const row of rows) counts[row.state] = Number(row.n);
+    return counts;
   }
 
   async transition(id: SessionId, request: TransitionRequest): Promise<Session> {
