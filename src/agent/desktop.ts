@@ -62,6 +62,10 @@ export function desktopProcesses(config: AgentConfig, home: string): ProcessSpec
         // sandbox's :0 would collide and any host process could reach the display.
         ...['-nolisten', 'tcp', '-nolisten', 'local'],
         ...['-AlwaysShared', '-AcceptSetDesktopSize', '-desktop', 'porthole'],
+        // Only the server reaches this socket. TigerVNC's blacklist counts a client that reads the
+        // banner and leaves (every readiness probe) as a failed login and, after 5, locks out every
+        // client, viewers included, for 10 s and longer.
+        '-UseBlacklist=0',
       ],
       beforeStart: async () => {
         // Xvnc as non-root does not create the socket directory; a killed Xvnc leaves its lock

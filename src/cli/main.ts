@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
+import type { SessionDiagnosis } from '../protocol/diagnosis.js';
 import { AppError, isErrorCode } from '../protocol/errors.js';
 import { startSteps, startStepLabels, type Session, type SessionEvent } from '../protocol/session.js';
 import { version } from '../protocol/version.js';
 import { ConfigError, configVariables, loadConfig } from '../server/config.js';
 import { ApiClient } from './api-client.js';
+import { doctorCommand, formatDiagnosis } from './doctor.js';
 
 // `porthole <noun> <verb>`. Exit codes: 0 done, 1 the operation failed (the error code is printed),
 // 2 the command line was wrong.
@@ -17,6 +19,8 @@ Usage:
   porthole sessions create [--provider NAME] [--user ID] [--no-wait] [--json]
   porthole sessions end <session-id>
   porthole sessions events <session-id> [--json]
+  porthole sessions diagnose <session-id> [--json]   walk the hops to its desktop; exit 1 when one failed
+  porthole doctor [--json]               check this host: packages, namespaces, data directory, store, port
 
 The sessions commands talk to PORTHOLE_URL (default http://127.0.0.1:8480) with PORTHOLE_API_KEY.`;
 
@@ -86,6 +90,13 @@ async function sessionsCommand(verb: string | undefined, args: string[]): Promis
       for (const e of events) print(`${short(e.at)}  ${e.type.padEnd(20)} ${describeEvent(e)}`);
       return;
     }
+    case 'diagnose': {
+      const diagnosis = await api.request<SessionDiagnosis>('GET', `/v1/sessions/${encodeURIComponent(idArg())}/diagnosis`);
+      print(values.json ? JSON.stringify(diagnosis, null, 2) : formatDiagnosis(diagnosis).join('\n'));
+      const failure = diagnosis.firstFailure;
+      if (failure) throw new AppError(failure.code, { message: `the ${failure.hop} hop failed: ${failure.cause}` });
+      return;
+    }
     default:
       throw new UsageError(`unknown command: porthole sessions ${verb ?? ''}`.trim());
   }
@@ -146,6 +157,11 @@ async function main(argv: string[]): Promise<void> {
   if (noun === '--version') return print(version);
   if (noun === 'start') return startCommand(argv.slice(1));
   if (noun === 'sessions') return sessionsCommand(verb, rest);
+  if (noun === 'doctor') {
+    const { values } = parseArgs({ args: argv.slice(1), options: { json: { type: 'boolean' } } });
+    process.exitCode = await doctorCommand({ json: values.json === true }, process.env, print);
+    return;
+  }
   throw new UsageError(`unknown command: ${noun}`);
 }
 

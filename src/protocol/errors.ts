@@ -35,6 +35,7 @@ export const errorRegistry = {
   SANDBOX_START_FAILED: { status: 502, message: 'The sandbox could not be started.' },
   SANDBOX_UNREACHABLE: { status: 502, message: 'The sandbox’s desktop does not answer.' },
   AGENT_VERSION_MISMATCH: { status: 502, message: 'The sandbox’s agent runs a different version than the server.' },
+  AGENT_UNHEALTHY: { status: 502, message: 'The sandbox’s agent answers but reports desktop processes that are not running.' },
   STORE_UNAVAILABLE: { status: 503, message: 'The database does not answer; nothing was changed.' },
   SERVER_SHUTTING_DOWN: { status: 503, message: 'The server is shutting down.' },
   BOOT_TIMEOUT: { status: 504, message: 'The sandbox did not become ready in time.' },

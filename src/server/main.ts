@@ -17,6 +17,7 @@ import { createLogger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { Relay } from './relay/relay.js';
 import { Secret } from './secret.js';
+import { createSessionDiagnosis } from './sessions/diagnosis.js';
 import { SessionManager } from './sessions/session-manager.js';
 import { ViewerRegistry } from './sessions/viewer-registry.js';
 import { createTicketSigner } from './tickets.js';
@@ -121,6 +122,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       bodyLimitBytes: config.bodyLimitBytes,
       loginToken,
       metrics,
+      diagnose: createSessionDiagnosis({ store, driver, tickets, logger }),
       baseUrl: (request) => config.publicUrl ?? `${request.protocol}://${request.headers.host ?? new URL(baseUrl).host}`,
     });
     const relay = new Relay({ sessions, viewers, tickets, logger, allowedOrigins: config.allowedOrigins, pingIntervalMs: config.pingIntervalMs, metrics });

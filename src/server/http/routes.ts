@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { sessionDiagnosisSchema } from '../../protocol/diagnosis.js';
 import { AppError } from '../../protocol/errors.js';
 import { sessionIdPattern, type SessionId } from '../../protocol/ids.js';
 import {
@@ -14,6 +15,7 @@ import {
 } from '../../protocol/session.js';
 import { version } from '../../protocol/version.js';
 import type { Store } from '../../store/store.js';
+import { serverUrlOf, type DiagnoseSession } from '../sessions/diagnosis.js';
 import type { SessionManager } from '../sessions/session-manager.js';
 import type { TicketSigner } from '../tickets.js';
 import type { Principal } from './auth.js';
@@ -53,6 +55,8 @@ export interface RouteDeps {
   ticketTtlMs: number;
   /** Absolute base URL for links handed to clients, derived per request when not configured. */
   baseUrl(request: FastifyRequest): string;
+  /** Per-hop diagnosis (createSessionDiagnosis). */
+  diagnose: DiagnoseSession;
 }
 
 const idParams = z.object({ id: z.string().regex(sessionIdPattern, 'must be a session id (ses_…)') });
@@ -156,6 +160,19 @@ export function apiRoutes(deps: RouteDeps): RouteDef[] {
         const { ticket, expiresAt } = deps.tickets.issue(session.id as SessionId);
         const viewerUrl = `${deps.baseUrl(request)}/v1/sessions/${session.id}/viewer?ticket=${encodeURIComponent(ticket)}`;
         return { ticket, viewerUrl, expiresAt: expiresAt.toISOString() };
+      },
+    },
+    {
+      method: 'GET',
+      url: '/v1/sessions/:id/diagnosis',
+      operationId: 'diagnoseSession',
+      summary: 'Walks the hops to the session’s desktop in order (store, driver, agent, vnc, relay): each one’s result, duration and cause, and the first failure.',
+      auth: 'api-or-viewer',
+      params: idParams,
+      responses: { 200: sessionDiagnosisSchema, ...common, 403: errorResponse, 404: errorResponse },
+      handler: async ({ params, request }) => {
+        // The relay hop dials the listener this request arrived on: the server itself, not a proxy in front.
+        return deps.diagnose(idOf(params), { serverUrl: serverUrlOf(request.socket) });
       },
     },
   ];

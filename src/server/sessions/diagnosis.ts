@@ -1,0 +1,461 @@
+import type { Socket } from 'node:net';
+import type { Logger } from 'pino';
+import { WebSocket } from 'ws';
+import type { Driver, Endpoint } from '../../drivers/driver.js';
+import { connectEndpoint, fetchAgentHealth } from '../../drivers/endpoint-probes.js';
+import type { AgentHealth } from '../../protocol/agent.js';
+import type { DiagnosisHop, HopReport, SessionDiagnosis } from '../../protocol/diagnosis.js';
+import { AppError, isErrorCode, type ErrorCode } from '../../protocol/errors.js';
+import type { SandboxId, SessionId } from '../../protocol/ids.js';
+import { isTerminal, type Session } from '../../protocol/session.js';
+import { version } from '../../protocol/version.js';
+import type { Store } from '../../store/store.js';
+import type { TicketSigner } from '../tickets.js';
+
+// Per-hop diagnosis of one session: the store's record, the driver's sandbox, the agent's health,
+// the VNC server, and a real WebSocket round trip through this server's own relay — walked in
+// that order, because each hop only means something when the ones before it answer. The first
+// failure stops the walk (later hops are `skipped`), so the answer names one hop and one cause
+// instead of a cascade: "ECONNREFUSED on …/run/vnc.sock", not five red lines.
+//
+// The vnc and relay hops do not stop at the 12-byte banner: they go on through the security
+// handshake (type None) and close once the server has said "OK". A connection that leaves after
+// the banner counts, for TigerVNC, as a failed login attempt; after 5 of them (BlacklistThreshold)
+// Xvnc refuses every client on that socket for 10 s and more, real viewers included, answering
+// "RFB 003.003" and "Too many security failures". A diagnosis must not cause what it looks for.
+//
+// It reads and probes; it never changes a session. One exception the relay imposes: the round
+// trip is a real viewer connection for a moment, so it appears in the timeline
+// (viewer.connected/disconnected) and restarts the idle clock.
+
+export interface SessionDiagnosisOptions {
+  store: Store;
+  driver: Driver;
+  /** Signs the viewer ticket the relay hop connects with. */
+  tickets: TicketSigner;
+  logger?: Logger;
+  /** Time limit of each probing hop (agent, vnc, relay). A hop that does not answer in time fails with ETIMEDOUT. */
+  hopTimeoutMs?: number;
+}
+
+export interface DiagnoseContext {
+  /**
+   * Where this server's own HTTP listener is reached from inside (http://127.0.0.1:8480), for the
+   * relay hop. Not the public URL: that one may be a proxy in front, which this process need not
+   * be able to reach. The route uses the local address the request arrived on (`serverUrlOf`).
+   */
+  serverUrl: string;
+}
+
+/**
+ * Walks the hops of one session. Throws SESSION_NOT_FOUND for an unknown id; every other failure
+ * (the store included) is a hop of the answer, never an exception.
+ */
+export type DiagnoseSession = (id: SessionId, context: DiagnoseContext) => Promise<SessionDiagnosis>;
+
+const defaultHopTimeoutMs = 3_000;
+const maxRefusalBodyBytes = 4096;
+/** After the handshake the relay hop closes with 1000 and waits this long for the close handshake. */
+const closeWaitMs = 1_000;
+
+/** A hop that answered wrongly: its code and one sentence of cause. */
+class HopFailure extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details: Record<string, unknown> = {},
+  ) {
+    super(message);
+    this.name = 'HopFailure';
+  }
+}
+
+interface HopOutcome {
+  cause: string;
+  details?: Record<string, unknown>;
+}
+
+/** The URL of the listener a request arrived on: the server itself, seen from this host. */
+export function serverUrlOf(socket: { localAddress?: string | undefined; localPort?: number | undefined }): string {
+  let address = socket.localAddress ?? '127.0.0.1';
+  if (address.startsWith('::ffff:') && address.includes('.')) address = address.slice('::ffff:'.length);
+  const host = address.includes(':') ? `[${address}]` : address;
+  return `http://${host}:${socket.localPort ?? 0}`;
+}
+
+export function createSessionDiagnosis(options: SessionDiagnosisOptions): DiagnoseSession {
+  const { store, driver, tickets } = options;
+  const timeoutMs = options.hopTimeoutMs ?? defaultHopTimeoutMs;
+  const log = options.logger?.child({ component: 'diagnosis' });
+
+  return async function diagnose(id, context) {
+    const at = new Date().toISOString();
+    const walkStarted = performance.now();
+    const hops: HopReport[] = [];
+    /** Set once the walk stops: why the remaining hops are not walked. */
+    let stopped: string | null = null;
+
+    const walk = async (hop: DiagnosisHop, work: () => Promise<HopOutcome>): Promise<void> => {
+      if (stopped !== null) {
+        hops.push({ hop, result: 'skipped', ms: 0, cause: stopped, code: null, details: {} });
+        return;
+      }
+      const started = performance.now();
+      try {
+        const outcome = await work();
+        hops.push({ hop, result: 'ok', ms: elapsed(started), cause: outcome.cause, code: null, details: outcome.details ?? {} });
+      } catch (error) {
+        const failure = asHopFailure(error);
+        if (!(error instanceof HopFailure)) log?.warn({ err: error, sessionId: id, hop }, 'diagnosis: hop threw');
+        hops.push({ hop, result: 'failed', ms: elapsed(started), cause: failure.message, code: failure.code, details: failure.details });
+        stopped = `not checked: the ${hop} hop failed`;
+      }
+    };
+
+    // 1. store. Outside `walk`: an unknown id is the caller's mistake (404), not a hop that failed.
+    let session: Session | null = null;
+    const storeStarted = performance.now();
+    try {
+      session = await store.getSession(id);
+    } catch (error) {
+      const failure = asHopFailure(error, 'STORE_UNAVAILABLE');
+      hops.push({ hop: 'store', result: 'failed', ms: elapsed(storeStarted), cause: `the store does not answer: ${failure.message}`, code: failure.code, details: failure.details });
+      stopped = 'not checked: the store hop failed';
+    }
+    if (session === null && stopped === null) throw new AppError('SESSION_NOT_FOUND', { details: { sessionId: id } });
+    if (session !== null) {
+      hops.push({ hop: 'store', result: 'ok', ms: elapsed(storeStarted), cause: describeRecord(session), code: null, details: recordDetails(session) });
+      if (isTerminal(session.state)) stopped = `session is ${session.state}${session.reason ? ` (${session.reason})` : ''}`;
+      else if (session.sandboxId === null && session.state === 'starting') stopped = 'not checked: the session is starting and has no sandbox yet';
+    }
+
+    // 2. driver: does the sandbox run?
+    let endpoints: { agent: Endpoint; vnc: Endpoint } | null = null;
+    const sandboxId = (session?.sandboxId ?? null) as SandboxId | null;
+    await walk('driver', async () => {
+      if (sandboxId === null) throw new HopFailure('SANDBOX_UNREACHABLE', `the session is ${session?.state} but has no sandbox recorded`);
+      const info = await driver.inspect(sandboxId);
+      if (info === null) {
+        throw new HopFailure('SANDBOX_UNREACHABLE', `sandbox ${sandboxId} is missing: the ${driver.name} driver has no such sandbox`, { sandboxId, status: 'missing' });
+      }
+      const details = { sandboxId, driver: driver.name, status: info.status, startedAt: info.startedAt, exit: info.exit };
+      if (info.status === 'exited') {
+        const how = info.exit ? `with ${info.exit}` : '(how is unknown: an earlier server process started it)';
+        throw new HopFailure('SANDBOX_UNREACHABLE', `sandbox process exited ${how}`, details);
+      }
+      endpoints = { agent: info.agent, vnc: info.vnc };
+      return { cause: `running for ${formatDuration(Date.now() - Date.parse(info.startedAt))} (${driver.name} driver)`, details };
+    });
+
+    // 3. agent: answers, runs the server's version, and has its desktop up.
+    await walk('agent', async () => {
+      const endpoint = endpoints!.agent;
+      let health: AgentHealth;
+      try {
+        health = await fetchAgentHealth(endpoint, { timeoutMs });
+      } catch (error) {
+        throw probeFailure(error, endpoint, sandboxId, timeoutMs);
+      }
+      const details = { version: health.version, healthy: health.healthy, uptimeMs: health.uptimeMs, processes: health.processes };
+      if (health.version !== version) throw new HopFailure('AGENT_VERSION_MISMATCH', `agent version ${health.version} ≠ server ${version}`, details);
+      if (!health.healthy) {
+        const down = health.processes.filter((p) => !p.running).map((p) => `${p.name} (${p.lastExit ?? 'not started yet'})`);
+        const cause = down.length > 0 ? `agent reports down: ${down.join(', ')}` : 'agent reports not healthy: every process runs but the VNC socket is not there yet';
+        throw new HopFailure('AGENT_UNHEALTHY', cause, details);
+      }
+      const restarted = health.processes.filter((p) => p.restarts > 0).map((p) => `${p.name} ${p.restarts}× (last ${p.lastExit ?? '?'})`);
+      return { cause: `healthy, version ${health.version}${restarted.length > 0 ? `; restarted: ${restarted.join(', ')}` : ''}`, details };
+    });
+
+    // 4. vnc: the RFB handshake straight on the sandbox's socket.
+    await walk('vnc', () => vncHandshake(endpoints!.vnc, sandboxId, timeoutMs));
+
+    // 5. relay: the same path a viewer takes, through this server's own WebSocket endpoint.
+    if (stopped === null && session?.state === 'starting') stopped = 'not checked: the relay admits viewers once the session is ready (it is starting)';
+    await walk('relay', () => relayRoundTrip(context.serverUrl, id, tickets, timeoutMs));
+
+    const failed = hops.find((h) => h.result === 'failed');
+    const diagnosis: SessionDiagnosis = {
+      sessionId: id,
+      state: session?.state ?? null,
+      serverVersion: version,
+      at,
+      ms: elapsed(walkStarted),
+      hops,
+      firstFailure: failed ? { hop: failed.hop, code: failed.code ?? 'INTERNAL', cause: failed.cause } : null,
+    };
+    log?.info({ sessionId: id, state: diagnosis.state, ms: diagnosis.ms, firstFailure: diagnosis.firstFailure }, 'session diagnosed');
+    return diagnosis;
+  };
+}
+
+function elapsed(started: number): number {
+  return Math.max(0, Math.round(performance.now() - started));
+}
+
+function asHopFailure(error: unknown, fallback: ErrorCode = 'INTERNAL'): HopFailure {
+  if (error instanceof HopFailure) return error;
+  if (error instanceof AppError) {
+    const inner = error.cause instanceof Error ? `: ${error.cause.message}` : '';
+    return new HopFailure(error.code, `${error.code}${inner}`, error.details ?? {});
+  }
+  const errno = (error as NodeJS.ErrnoException | undefined)?.code;
+  const message = error instanceof Error ? error.message : String(error);
+  return new HopFailure(fallback, errno && !message.includes(errno) ? `${errno} ${message}` : message, errno ? { errno } : {});
+}
+
+function describeRecord(session: Session): string {
+  const state = `${session.state}${session.reason ? ` (${session.reason})` : ''}`;
+  const sandbox = session.sandboxId ? `sandbox ${session.sandboxId}` : 'no sandbox yet';
+  return `${state}, version ${session.version}, ${sandbox}${session.state === 'failed' && session.detail ? `: ${session.detail}` : ''}`;
+}
+
+function recordDetails(session: Session): Record<string, unknown> {
+  return { state: session.state, version: session.version, sandboxId: session.sandboxId, reason: session.reason, detail: session.detail };
+}
+
+/**
+ * A sandbox endpoint as causes show it: unix paths from the sandbox's own directory on
+ * (`…/sbx_…/run/vnc.sock`), so the answer, which a viewer may read too, does not spell out the
+ * host's data directory.
+ */
+function shortEndpoint(endpoint: Endpoint, sandboxId: string | null): string {
+  if (endpoint.kind === 'tcp') return `tcp:${endpoint.host}:${endpoint.port}`;
+  const at = sandboxId ? endpoint.path.indexOf(`/${sandboxId}/`) : -1;
+  return at >= 0 ? `…${endpoint.path.slice(at)}` : endpoint.path;
+}
+
+/** An endpoint probe's AppError('SANDBOX_UNREACHABLE') as one sentence that keeps the errno. */
+function probeFailure(error: unknown, endpoint: Endpoint, sandboxId: string | null, timeoutMs: number): HopFailure {
+  const where = shortEndpoint(endpoint, sandboxId);
+  const d = error instanceof AppError ? (error.details ?? {}) : {};
+  const errno = typeof d.code === 'string' ? d.code : ((error as NodeJS.ErrnoException | undefined)?.code ?? null);
+  const details: Record<string, unknown> = { endpoint: where, ...(errno ? { errno } : {}), ...(typeof d.syscall === 'string' ? { syscall: d.syscall } : {}) };
+  const code: ErrorCode = error instanceof AppError ? error.code : 'SANDBOX_UNREACHABLE';
+  let cause: string;
+  if (errno === 'ETIMEDOUT') cause = `ETIMEDOUT on ${where}: no answer within ${timeoutMs} ms`;
+  else if (errno === 'ENOTSOCK') cause = `ENOTSOCK: ${where} is not a socket`;
+  else if (errno === 'EPROTO') cause = `EPROTO on ${where}: not an RFB server (it sent ${JSON.stringify(d.received ?? '')})`;
+  else if (errno === 'ECONNRESET' && typeof d.received === 'string') cause = `ECONNRESET on ${where}: closed before the RFB banner`;
+  else if (typeof d.status === 'number') cause = `GET /health answered ${d.status} on ${where}`;
+  else if (typeof d.reason === 'string') cause = `${d.reason} on ${where}`;
+  else if (errno) cause = `${errno} on ${where}`;
+  else cause = `${error instanceof Error && error.cause instanceof Error ? error.cause.message : String((error as Error)?.message ?? error)} on ${where}`;
+  return new HopFailure(code, cause, details);
+}
+
+type HandshakeOutcome = { ok: true; banner: string; security: string } | { ok: false; errno: string; cause: string };
+/** One step of the handshake: bytes to answer, the outcome once settled, or `more` to wait for bytes. */
+type HandshakeStep = { send?: Buffer; outcome?: HandshakeOutcome } | 'more';
+
+/**
+ * The client side of an RFB greeting, up to the server's security result, fed with whatever bytes
+ * arrive (a socket's chunks or a WebSocket's messages). Speaks 3.3, 3.7 and 3.8, and security type
+ * None only: porthole's sandboxes offer nothing else, and the relay is where viewers are checked.
+ */
+class RfbHandshake {
+  #buffer = Buffer.alloc(0);
+  #state: 'version' | 'type33' | 'types' | 'result' | 'reason' = 'version';
+  #minor = 8;
+  #banner = '';
+
+  /** Where a handshake that stopped got to, for causes: "before the RFB banner". */
+  get progress(): string {
+    return this.#state === 'version' ? 'before the RFB banner' : `after the banner ${this.#banner}, during the security handshake`;
+  }
+
+  /** Takes the server's bytes; returns what to answer and, once settled, the outcome. */
+  feed(chunk: Buffer): { send: Buffer | null; outcome: HandshakeOutcome | null } {
+    this.#buffer = Buffer.concat([this.#buffer, chunk]);
+    let send: Buffer | null = null;
+    for (;;) {
+      const step = this.#step();
+      if (step === 'more') return { send, outcome: null };
+      if (step.send) send = send ? Buffer.concat([send, step.send]) : step.send;
+      if (step.outcome) return { send, outcome: step.outcome };
+    }
+  }
+
+  #take(n: number): Buffer | null {
+    if (this.#buffer.length < n) return null;
+    const out = this.#buffer.subarray(0, n);
+    this.#buffer = this.#buffer.subarray(n);
+    return out;
+  }
+
+  #accepted(): HandshakeOutcome {
+    return { ok: true, banner: this.#banner, security: 'None' };
+  }
+
+  #step(): HandshakeStep {
+    switch (this.#state) {
+      case 'version': {
+        const bytes = this.#take(12);
+        if (!bytes) return 'more';
+        const text = bytes.toString('latin1');
+        const match = /^RFB (\d{3})\.(\d{3})\n$/.exec(text);
+        if (!match) return { outcome: { ok: false, errno: 'EPROTO', cause: `not an RFB server (it sent ${JSON.stringify(text)})` } };
+        this.#banner = text.trim();
+        // 3.7 and 3.8 as they are; anything older is 3.3, anything newer 3.8 (RFC 6143 §7.1.1).
+        const minor = Number(match[2]);
+        this.#minor = minor >= 8 ? 8 : minor === 7 ? 7 : 3;
+        this.#state = this.#minor === 3 ? 'type33' : 'types';
+        return { send: Buffer.from(`RFB 003.00${this.#minor}\n`, 'latin1') };
+      }
+      case 'type33': {
+        const bytes = this.#take(4);
+        if (!bytes) return 'more';
+        const type = bytes.readUInt32BE(0);
+        if (type === 0) {
+          this.#state = 'reason';
+          return {};
+        }
+        if (type === 1) return { outcome: this.#accepted() };
+        return { outcome: { ok: false, errno: 'EACCES', cause: `the VNC server asks for security type ${type}, not None` } };
+      }
+      case 'types': {
+        const count = this.#buffer[0];
+        if (count === undefined) return 'more';
+        if (count === 0) {
+          this.#take(1);
+          this.#state = 'reason';
+          return {};
+        }
+        const bytes = this.#take(1 + count);
+        if (!bytes) return 'more';
+        const types = [...bytes.subarray(1)];
+        if (!types.includes(1)) return { outcome: { ok: false, errno: 'EACCES', cause: `the VNC server offers security types ${types.join(', ')}, not None (1)` } };
+        // 3.7 sends no result for None: choosing it is the last step. 3.8 answers OK or a reason.
+        if (this.#minor === 7) return { send: Buffer.from([1]), outcome: this.#accepted() };
+        this.#state = 'result';
+        return { send: Buffer.from([1]) };
+      }
+      case 'result': {
+        const bytes = this.#take(4);
+        if (!bytes) return 'more';
+        if (bytes.readUInt32BE(0) === 0) return { outcome: this.#accepted() };
+        this.#state = 'reason';
+        return {};
+      }
+      case 'reason': {
+        if (this.#buffer.length < 4) return 'more';
+        const length = Math.min(this.#buffer.readUInt32BE(0), 1024);
+        const bytes = this.#take(4 + length);
+        if (!bytes) return 'more';
+        const reason = bytes.subarray(4).toString('utf8');
+        // TigerVNC's answer to a client it has blacklisted.
+        const hint = /too many security failures/i.test(reason) ? ' (TigerVNC blacklists a socket after repeated unauthenticated connections, for 10 s and more)' : '';
+        return { outcome: { ok: false, errno: 'EACCES', cause: `the VNC server refuses viewers: "${reason}"${hint}` } };
+      }
+    }
+  }
+}
+
+/** The RFB handshake on the sandbox's own socket, as the relay would open it. */
+async function vncHandshake(endpoint: Endpoint, sandboxId: string | null, timeoutMs: number): Promise<HopOutcome> {
+  const where = shortEndpoint(endpoint, sandboxId);
+  const signal = AbortSignal.timeout(timeoutMs);
+  let socket: Socket;
+  try {
+    socket = await connectEndpoint(endpoint, signal);
+  } catch (error) {
+    throw probeFailure(error, endpoint, sandboxId, timeoutMs);
+  }
+  const handshake = new RfbHandshake();
+  try {
+    const result = await new Promise<{ banner: string; security: string }>((resolve, reject) => {
+      const fail = (errno: string, cause: string) => reject(new HopFailure('SANDBOX_UNREACHABLE', `${errno} on ${where}: ${cause}`, { endpoint: where, errno }));
+      const onAbort = () => fail('ETIMEDOUT', `no answer ${handshake.progress} within ${timeoutMs} ms`);
+      signal.addEventListener('abort', onAbort, { once: true });
+      socket.on('data', (chunk: Buffer) => {
+        const { send, outcome } = handshake.feed(chunk);
+        if (send) socket.write(send);
+        if (!outcome) return;
+        signal.removeEventListener('abort', onAbort);
+        if (outcome.ok) resolve(outcome);
+        else fail(outcome.errno, outcome.cause);
+      });
+      socket.once('error', (error: NodeJS.ErrnoException) => fail(error.code ?? 'EIO', `${error.message} ${handshake.progress}`));
+      socket.once('close', () => fail('ECONNRESET', `closed ${handshake.progress}`));
+    });
+    return { cause: `banner ${result.banner}, security ${result.security} accepted`, details: { endpoint: where, banner: result.banner, security: result.security } };
+  } finally {
+    socket.destroy();
+  }
+}
+
+/**
+ * A viewer's path: sign a ticket, open `ws://<server>/v1/sessions/:id/vnc`, go through the RFB
+ * handshake the relay pipes to the sandbox, close with 1000. The ticket never appears in a cause.
+ */
+function relayRoundTrip(serverUrl: string, id: SessionId, tickets: TicketSigner, timeoutMs: number): Promise<HopOutcome> {
+  const url = `${serverUrl.replace(/^http/, 'ws').replace(/\/+$/, '')}/v1/sessions/${id}/vnc`;
+  const { ticket } = tickets.issue(id);
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${url}?ticket=${encodeURIComponent(ticket)}`, { perMessageDeflate: false, handshakeTimeout: timeoutMs, followRedirects: false });
+    const handshake = new RfbHandshake();
+    let settled = false;
+    const timer = setTimeout(() => fail('SANDBOX_UNREACHABLE', `ETIMEDOUT on ${url}: no answer ${handshake.progress} within ${timeoutMs} ms`), timeoutMs);
+    const fail = (code: ErrorCode, cause: string, details: Record<string, unknown> = {}): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      ws.terminate();
+      reject(new HopFailure(code, cause.replaceAll(ticket, '…'), { url, ...details }));
+    };
+    ws.on('unexpected-response', (_request, response) => {
+      let body = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => {
+        if (body.length < maxRefusalBodyBytes) body += chunk;
+      });
+      response.on('error', () => {});
+      response.on('end', () => {
+        let code: unknown;
+        try {
+          code = (JSON.parse(body) as { error?: { code?: unknown } }).error?.code;
+        } catch {
+          code = undefined;
+        }
+        const status = response.statusCode ?? 0;
+        fail(isErrorCode(code) ? code : 'INTERNAL', `the relay refused the upgrade: ${status}${typeof code === 'string' ? ` ${code}` : ''}`, { status });
+      });
+    });
+    ws.on('message', (data: Buffer) => {
+      if (settled) return;
+      const { send, outcome } = handshake.feed(data);
+      if (send) ws.send(send, { binary: true });
+      if (!outcome) return;
+      if (!outcome.ok) {
+        fail('SANDBOX_UNREACHABLE', `${outcome.errno} through the relay: ${outcome.cause}`, { errno: outcome.errno });
+        return;
+      }
+      const result = outcome;
+      settled = true;
+      clearTimeout(timer);
+      // A clean close, so the relay logs "viewer closed 1000"; bounded, since the answer is in.
+      const forced = setTimeout(() => ws.terminate(), closeWaitMs);
+      ws.once('close', () => {
+        clearTimeout(forced);
+        resolve({ cause: `banner ${result.banner}, security ${result.security} accepted through ${url}`, details: { url, banner: result.banner, security: result.security } });
+      });
+      ws.close(1000, 'diagnosis done');
+    });
+    ws.on('close', (code, reason) => {
+      const text = reason.toString();
+      fail(isErrorCode(text) ? text : 'SANDBOX_UNREACHABLE', `the relay closed ${code}${text ? ` ${text}` : ''} ${handshake.progress}`, { closeCode: code, closeReason: text });
+    });
+    ws.on('error', (error: NodeJS.ErrnoException) => {
+      fail('INTERNAL', `${error.code ?? error.message} on ${url}`, error.code ? { errno: error.code } : {});
+    });
+  });
+}
+
+/** "12 s", "3 min 12 s", "2 h 5 min". */
+function formatDuration(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${s % 60} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}

@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createServer, type Server } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { sandboxesDir } from '../../src/drivers/local/local-driver.js';
+import { readRecord } from '../../src/drivers/local/sandbox-record.js';
+import { sessionDiagnosisSchema } from '../../src/protocol/diagnosis.js';
+import type { SandboxId } from '../../src/protocol/ids.js';
+import type { Session } from '../../src/protocol/session.js';
+import { version } from '../../src/protocol/version.js';
+import { startTestServer, testApiKey, testSandboxUid, type TestServer } from '../support/server.js';
+
+// `porthole sessions diagnose` and `porthole doctor` as a person runs them: the built CLI in a
+// child process, against a real server with a real sandbox, on this very host.
+
+const run = promisify(execFile);
+const cli = new URL('../../src/cli/main.js', import.meta.url).pathname;
+let t: TestServer;
+let session: Session;
+
+before(async () => {
+  // No reconcile pass: the last test kills the sandbox and wants the diagnosis, not the reconciler, to see it first.
+  t = await startTestServer('doctor', { PORTHOLE_RECONCILE_INTERVAL_MS: '600000' });
+  session = await t.readySession();
+});
+after(() => t?.stop());
+
+function porthole(args: string[], env: Record<string, string> = {}) {
+  return run(process.execPath, [cli, ...args], { env: { ...process.env, PORTHOLE_URL: t.server.url, PORTHOLE_API_KEY: testApiKey, ...env } }).then(
+    (r) => ({ code: 0, stdout: r.stdout, stderr: r.stderr }),
+    (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+  );
+}
+
+/** The test server's own configuration, as `porthole start` would have read it. */
+const serverEnv = () => ({
+  PORTHOLE_DATA_DIR: t.dataDir,
+  PORTHOLE_SANDBOX_UID: testSandboxUid,
+  PORTHOLE_SANDBOX_GID: testSandboxUid,
+  PORTHOLE_HOST: '127.0.0.1',
+  PORTHOLE_PORT: new URL(t.server.url).port,
+});
+
+const checkNames = [
+  'configuration',
+  'package bubblewrap',
+  'package tigervnc-standalone-server',
+  'package openbox',
+  'package xterm',
+  'package chromium',
+  'package fonts-dejavu-core',
+  'node for the agent',
+  'agent bundle',
+  'user namespaces',
+  '/dev/kvm',
+  'data directory',
+  'data dir for the sandbox',
+  'socket paths',
+  'signing key',
+  'store',
+  'port',
+];
+
+describe('porthole sessions diagnose', () => {
+  test('one line per hop, in order; exit 0 when every hop answers', async () => {
+    const result = await porthole(['sessions', 'diagnose', session.id]);
+    assert.equal(result.code, 0, result.stderr + result.stdout);
+    const lines = result.stdout.trimEnd().split('\n');
+    assert.match(lines[0] ?? '', new RegExp(`^session ${session.id} \\((ready|authenticating)\\), server ${version.replaceAll('.', '\\.')}, \\d+ ms$`));
+    const expected = [
+      /^✔ store +\d+ ms {2}(ready|authenticating), version \d+, sandbox sbx_[0-9a-z]+$/,
+      /^✔ driver +\d+ ms {2}running for \d+ (s|min)/,
+      new RegExp(`^✔ agent +\\d+ ms {2}healthy, version ${version.replaceAll('.', '\\.')}`),
+      /^✔ vnc +\d+ ms {2}banner RFB 003\.008, security None accepted$/,
+      /^✔ relay +\d+ ms {2}banner RFB 003\.008, security None accepted through ws:\/\/127\.0\.0\.1:\d+\/v1\/sessions\/ses_[0-9a-z]+\/vnc$/,
+    ];
+    assert.equal(lines.length, 1 + expected.length, result.stdout);
+    expected.forEach((pattern, i) => assert.match(lines[i + 1] ?? '', pattern));
+  });
+
+  test('--json prints the API’s answer', async () => {
+    const result = await porthole(['sessions', 'diagnose', session.id, '--json']);
+    assert.equal(result.code, 0, result.stderr);
+    const diagnosis = sessionDiagnosisSchema.parse(JSON.parse(result.stdout));
+    assert.equal(diagnosis.firstFailure, null);
+    assert.deepEqual(diagnosis.hops.map((h) => h.result), ['ok', 'ok', 'ok', 'ok', 'ok']);
+  });
+
+  test('an unknown session exits 1 with SESSION_NOT_FOUND; no id exits 2', async () => {
+    const unknown = await porthole(['sessions', 'diagnose', 'ses_00000000000000000000']);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /^porthole: SESSION_NOT_FOUND: /);
+    const usage = await porthole(['sessions', 'diagnose']);
+    assert.equal(usage.code, 2);
+    assert.match(usage.stderr, /needs a session id/);
+  });
+});
+
+describe('porthole doctor', () => {
+  test('exits 0 on this host and prints every check, with the running server’s store and port', async () => {
+    const result = await porthole(['doctor'], serverEnv());
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    const lines = result.stdout.split('\n');
+    for (const name of checkNames) assert.ok(lines.some((l) => new RegExp(`^[✔✘ℹ] ${name.replace('/', '\\/')} `).test(l)), `no line for ${name}:\n${result.stdout}`);
+    assert.match(result.stdout, /^✔ user namespaces +bwrap creates a user and a pid namespace as uid \d+/m);
+    assert.match(result.stdout, /^✔ signing key +.*: mode 0600, 32 bytes$/m);
+    assert.match(result.stdout, new RegExp(`^✔ store +porthole ${version.replaceAll('.', '\\.')} at http://127\\.0\\.0\\.1:\\d+ reads its store$`, 'm'));
+    assert.match(result.stdout, /^✔ port +127\.0\.0\.1:\d+ is in use by porthole .* \(running\)$/m);
+    assert.match(result.stdout, /this host can run sandboxes\.$/m);
+  });
+
+  test('a port held by another program, or a bad variable, fails with exit 1 and says what to do', async () => {
+    // Accepts and reads, never answers: not a porthole. (resume(): a socket nobody reads never sees
+    // the client's FIN, and close() would wait for it forever.)
+    const squatter: Server = createServer((socket) => socket.resume());
+    await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = String((squatter.address() as AddressInfo).port);
+      const result = await porthole(['doctor', '--json'], { ...serverEnv(), PORTHOLE_PORT: port });
+      assert.equal(result.code, 1, result.stdout);
+      const report = JSON.parse(result.stdout) as { ok: boolean; checks: Array<{ name: string; status: string; detail: string; fix: string | null }> };
+      assert.equal(report.ok, false);
+      const portCheck = report.checks.find((c) => c.name === 'port');
+      assert.equal(portCheck?.status, 'failed');
+      assert.equal(portCheck?.detail, `127.0.0.1:${port} is in use by another program`);
+      assert.match(portCheck?.fix ?? '', /choose another PORTHOLE_PORT/);
+      assert.deepEqual(report.checks.filter((c) => c.status === 'failed').map((c) => c.name), ['port']);
+    } finally {
+      await new Promise((resolve) => squatter.close(resolve));
+    }
+    const bad = await porthole(['doctor'], { ...serverEnv(), PORTHOLE_PORT: 'eighty' });
+    assert.equal(bad.code, 1);
+    assert.match(bad.stdout, /^✘ configuration +PORTHOLE_PORT: /m);
+    assert.match(bad.stdout, /→ fix the PORTHOLE_\* variables named/);
+    assert.match(bad.stdout, /^ℹ port +not checked: the configuration is invalid$/m);
+  });
+});
+
+describe('porthole sessions diagnose, broken', () => {
+  test('a sandbox killed behind the server’s back: ✘ driver with the exit, later hops skipped, exit 1 with the code', async () => {
+    const sandboxId = session.sandboxId as SandboxId;
+    const record = await readRecord(join(sandboxesDir(t.dataDir), sandboxId));
+    assert.ok(record);
+    process.kill(record.init.pid, 'SIGKILL');
+    const deadline = Date.now() + 15_000;
+    while ((await t.server.driver.inspect(sandboxId))?.exit == null) {
+      assert.ok(Date.now() < deadline, 'the driver never saw the sandbox exit');
+      await sleep(50);
+    }
+    const result = await porthole(['sessions', 'diagnose', session.id]);
+    assert.equal(result.code, 1, result.stdout);
+    assert.match(result.stdout, /^✔ store +\d+ ms {2}/m);
+    assert.match(result.stdout, /^✘ driver +\d+ ms {2}sandbox process exited with signal SIGKILL$/m);
+    for (const hop of ['agent', 'vnc', 'relay']) assert.match(result.stdout, new RegExp(`^– ${hop} +– +not checked: the driver hop failed$`, 'm'));
+    assert.match(result.stdout, /^first failure: driver \(SANDBOX_UNREACHABLE\)$/m);
+    assert.equal(result.stderr, 'porthole: SANDBOX_UNREACHABLE: the driver hop failed: sandbox process exited with signal SIGKILL\n');
+  });
+});

@@ -1,0 +1,201 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { readRfbBanner } from '../../src/drivers/endpoint-probes.js';
+import { sandboxesDir, sandboxProcesses } from '../../src/drivers/local/local-driver.js';
+import { readProcStat } from '../../src/drivers/local/proc-scan.js';
+import { readRecord } from '../../src/drivers/local/sandbox-record.js';
+import { diagnosisHops, sessionDiagnosisSchema, type SessionDiagnosis } from '../../src/protocol/diagnosis.js';
+import { AppError } from '../../src/protocol/errors.js';
+import { newSessionId, type SandboxId, type SessionId } from '../../src/protocol/ids.js';
+import type { Session } from '../../src/protocol/session.js';
+import { version } from '../../src/protocol/version.js';
+import { createSessionDiagnosis } from '../../src/server/sessions/diagnosis.js';
+import { startTestServer, testApiKey, type TestServer } from '../support/server.js';
+
+// The per-hop diagnosis against a real server and real sandboxes: healthy, then broken one hop at
+// a time (Xvnc killed, the whole sandbox killed, the session ended). One sandbox serves the whole
+// file, broken further at each step, so the file stays within a small machine's memory.
+
+let t: TestServer;
+let session: Session;
+/** The diagnosis module itself, built from the server's parts as src/server/main.ts builds it. */
+let diagnose: (id: string) => Promise<SessionDiagnosis>;
+
+before(async () => {
+  // No reconcile pass during the file: it would end the session whose sandbox a test kills before
+  // the diagnosis gets to see the dead sandbox.
+  t = await startTestServer('diagnosis', { PORTHOLE_RECONCILE_INTERVAL_MS: '600000' });
+  const walk = createSessionDiagnosis({ store: t.server.store, driver: t.server.driver, tickets: t.server.tickets, logger: t.server.logger });
+  diagnose = (id) => walk(id as SessionId, { serverUrl: t.server.url });
+  session = await t.readySession();
+});
+after(() => t?.stop());
+
+async function call(path: string, authorization: string | null = `Bearer ${testApiKey}`) {
+  const response = await fetch(`${t.server.url}${path}`, { headers: authorization ? { authorization } : {} });
+  const json = (await response.json()) as any;
+  return { status: response.status, json };
+}
+
+const hop = (d: SessionDiagnosis, name: string) => d.hops.find((h) => h.hop === name)!;
+const show = (d: SessionDiagnosis) => d.hops.map((h) => `${h.hop}: ${h.result} ${h.cause}`).join('\n');
+
+function assertAllOk(d: SessionDiagnosis): void {
+  assert.deepEqual(
+    d.hops.map((h) => [h.hop, h.result]),
+    diagnosisHops.map((h) => [h, 'ok']),
+    show(d),
+  );
+  assert.equal(d.firstFailure, null);
+  assert.equal(d.serverVersion, version);
+  assert.match(hop(d, 'store').cause, new RegExp(`^(ready|authenticating), version \\d+, sandbox ${session.sandboxId}$`));
+  assert.match(hop(d, 'driver').cause, /^running for \d+ (s|min)/);
+  assert.equal(hop(d, 'agent').cause.startsWith(`healthy, version ${version}`), true, hop(d, 'agent').cause);
+  assert.equal(hop(d, 'vnc').cause, 'banner RFB 003.008, security None accepted');
+  assert.match(hop(d, 'relay').cause, new RegExp(`^banner RFB 003\\.008, security None accepted through ws://127\\.0\\.0\\.1:\\d+/v1/sessions/${session.id}/vnc$`));
+  assert.doesNotMatch(JSON.stringify(d), /vt\./, 'the relay hop’s ticket never appears in the answer');
+  for (const h of d.hops) assert.ok(Number.isInteger(h.ms) && h.ms >= 0, `${h.hop}: ms`);
+}
+
+/** SIGKILLs the sandbox's processes with this comm; returns how many. */
+async function killInSandbox(sandboxId: string, comm: string): Promise<number> {
+  const record = await readRecord(join(sandboxesDir(t.dataDir), sandboxId));
+  let killed = 0;
+  for (const pid of await sandboxProcesses(sandboxId, record?.init.pidNamespace ?? null)) {
+    if ((await readProcStat(pid))?.comm !== comm) continue;
+    try {
+      process.kill(pid, 'SIGKILL');
+      killed++;
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return killed;
+}
+
+describe('GET /v1/sessions/:id/diagnosis', () => {
+  test('with the API key: a healthy ready session has every hop ok, relay included', async () => {
+    const { status, json } = await call(`/v1/sessions/${session.id}/diagnosis`);
+    assert.equal(status, 200, JSON.stringify(json));
+    const d = sessionDiagnosisSchema.parse(json);
+    assert.equal(d.sessionId, session.id);
+    assertAllOk(d);
+    // The relay hop was a viewer for the length of a banner; once it left, the session is ready again.
+    await t.waitForState(session.id, ['ready'], 10_000);
+  });
+
+  test('with the session’s own viewer ticket: 200', async () => {
+    const { ticket } = t.server.tickets.issue(session.id as SessionId);
+    const { status, json } = await call(`/v1/sessions/${session.id}/diagnosis`, `Ticket ${ticket}`);
+    assert.equal(status, 200, JSON.stringify(json));
+    assert.equal(json.firstFailure, null);
+  });
+
+  test('a viewer ticket of another session → 403 TICKET_WRONG_SESSION', async () => {
+    const other = t.server.tickets.issue(newSessionId()).ticket;
+    const { status, json } = await call(`/v1/sessions/${session.id}/diagnosis`, `Ticket ${other}`);
+    assert.equal(status, 403);
+    assert.equal(json.error.code, 'TICKET_WRONG_SESSION');
+  });
+
+  test('no credentials → 401; unknown id → 404 SESSION_NOT_FOUND; a malformed id → 400', async () => {
+    assert.equal((await call(`/v1/sessions/${session.id}/diagnosis`, null)).status, 401);
+    const unknown = await call(`/v1/sessions/${newSessionId()}/diagnosis`);
+    assert.equal(unknown.status, 404);
+    assert.equal(unknown.json.error.code, 'SESSION_NOT_FOUND');
+    const malformed = await call('/v1/sessions/nope/diagnosis');
+    assert.equal(malformed.status, 400);
+    assert.equal(malformed.json.error.code, 'VALIDATION_FAILED');
+  });
+
+  test('is in the OpenAPI document, open to API keys, the dashboard and viewer tickets', async () => {
+    const { json } = await call('/v1/openapi.json', null);
+    const operation = json.paths['/v1/sessions/{id}/diagnosis']?.get;
+    assert.ok(operation, 'documented');
+    assert.equal(operation.operationId, 'diagnoseSession');
+    assert.deepEqual(operation.security, [{ apiKey: [] }, { dashboardCookie: [] }, { viewerTicket: [] }]);
+    assert.ok(operation.responses['200'].content['application/json'].schema.properties.firstFailure);
+  });
+});
+
+describe('hop by hop, breaking one sandbox further at each step', () => {
+  test('an unknown id is SESSION_NOT_FOUND, not a diagnosis', async () => {
+    await assert.rejects(diagnose(newSessionId()), (error: unknown) => error instanceof AppError && error.code === 'SESSION_NOT_FOUND');
+  });
+
+  test('healthy: every hop ok', async () => {
+    assertAllOk(await diagnose(session.id));
+  });
+
+  test('diagnosing again and again does not lock viewers out of the VNC server', async () => {
+    // A banner-only probe counts, for TigerVNC, as a failed login: 5 of them blacklist the socket.
+    for (let i = 0; i < 6; i++) assertAllOk(await diagnose(session.id));
+  });
+
+  test('banner-only probes (like every readiness check) do not lock viewers out of the VNC server', async () => {
+    // TigerVNC's blacklist would refuse every client after 5 of these; the agent starts Xvnc with -UseBlacklist=0.
+    const record = await readRecord(join(sandboxesDir(t.dataDir), session.sandboxId!));
+    for (let i = 0; i < 8; i++) await readRfbBanner({ kind: 'unix', path: record!.vncSocket });
+    assertAllOk(await diagnose(session.id));
+  });
+
+  test('Xvnc killed: the agent or the vnc hop fails and names the cause; later hops are skipped', async () => {
+    const sandboxId = session.sandboxId!;
+    // The agent restarts Xvnc after a short backoff: kill and look at once, again until caught.
+    let caught: SessionDiagnosis | null = null;
+    const tried: string[] = [];
+    for (let attempt = 0; attempt < 25 && !caught; attempt++) {
+      const killed = await killInSandbox(sandboxId, 'Xvnc');
+      const d = await diagnose(session.id);
+      if (d.firstFailure && (d.firstFailure.hop === 'agent' || d.firstFailure.hop === 'vnc')) caught = d;
+      else {
+        tried.push(`killed ${killed}: ${d.firstFailure ? `${d.firstFailure.hop} ${d.firstFailure.cause}` : 'all ok'}`);
+        await sleep(100);
+      }
+    }
+    assert.ok(caught, `no diagnosis saw Xvnc down:\n${tried.join('\n')}`);
+    const failure = caught.firstFailure!;
+    if (failure.hop === 'agent') {
+      assert.equal(failure.code, 'AGENT_UNHEALTHY');
+      assert.match(failure.cause, /^agent reports down: .*vnc \((signal SIGKILL|not started yet)\)/);
+    } else {
+      assert.equal(failure.code, 'SANDBOX_UNREACHABLE');
+      assert.match(failure.cause, /^(ECONNREFUSED|ENOENT|ECONNRESET) on …\/sbx_[0-9a-z]+\/run\/vnc\.sock/);
+    }
+    assert.equal(hop(caught, 'store').result, 'ok');
+    assert.equal(hop(caught, 'driver').result, 'ok');
+    const after = caught.hops.slice(diagnosisHops.indexOf(failure.hop) + 1);
+    assert.ok(after.length > 0);
+    for (const h of after) assert.deepEqual([h.result, h.cause], ['skipped', `not checked: the ${failure.hop} hop failed`]);
+  });
+
+  test('the whole sandbox killed behind the server’s back: the driver hop fails with the exit', async () => {
+    const sandboxId = session.sandboxId as SandboxId;
+    const record = await readRecord(join(sandboxesDir(t.dataDir), sandboxId));
+    assert.ok(record);
+    // The namespace's init: the kernel ends every process in it, and bwrap reports how it ended.
+    process.kill(record.init.pid, 'SIGKILL');
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      const info = await t.server.driver.inspect(sandboxId);
+      if (info?.status === 'exited' && info.exit !== null) break;
+      assert.ok(Date.now() < deadline, `the driver still reports ${info?.status} (${info?.exit})`);
+      await sleep(50);
+    }
+    const d = await diagnose(session.id);
+    assert.deepEqual(d.firstFailure, { hop: 'driver', code: 'SANDBOX_UNREACHABLE', cause: 'sandbox process exited with signal SIGKILL' }, show(d));
+    assert.equal(hop(d, 'driver').details.exit, 'signal SIGKILL');
+    for (const name of ['agent', 'vnc', 'relay']) assert.deepEqual([hop(d, name).result, hop(d, name).cause], ['skipped', 'not checked: the driver hop failed']);
+  });
+
+  test('an ended session: the store hop says so, every later hop is skipped with the reason', async () => {
+    await t.api.endSession(session.id);
+    const d = await diagnose(session.id);
+    assert.equal(d.state, 'ended');
+    assert.equal(d.firstFailure, null);
+    assert.match(hop(d, 'store').cause, new RegExp(`^ended \\(user\\), version \\d+, sandbox ${session.sandboxId}$`));
+    for (const name of ['driver', 'agent', 'vnc', 'relay']) assert.deepEqual([hop(d, name).result, hop(d, name).ms, hop(d, name).cause], ['skipped', 0, 'session is ended (user)']);
+  });
+});
