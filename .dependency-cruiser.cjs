@@ -43,10 +43,17 @@ module.exports = {
     },
     {
       name: 'agent-stays-small',
-      comment: 'The agent is bundled into sandboxes and images: it may use only protocol and its own modules.',
+      comment: 'The agent is bundled into sandboxes and images: it may use only protocol, providers and its own modules.',
       severity: 'error',
       from: { path: '^src/agent/' },
-      to: { path: '^src/(?!agent/|protocol/)' },
+      to: { path: '^src/(?!agent/|protocol/|providers/)' },
+    },
+    {
+      name: 'providers-are-pure',
+      comment: 'src/providers is data and validators shared by agent, server and CLI: protocol only, no I/O.',
+      severity: 'error',
+      from: { path: '^src/providers/' },
+      to: [{ path: '^src/(?!providers/|protocol/)' }],
     },
     {
       name: 'viewer-is-browser-code',

@@ -8,8 +8,9 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 
 # The sandbox: bubblewrap, the VNC X server, a window manager, a terminal, a browser, fonts.
 packages="bubblewrap tigervnc-standalone-server openbox xterm chromium fonts-dejavu-core"
-# Tests: a real PostgreSQL server; benches: websockify as the baseline relay.
-[ "${1:-}" = "--test" ] && packages="$packages postgresql websockify"
+# Tests: a real PostgreSQL server, nginx as the reverse proxy in front (test/faults/nginx.test.ts
+# runs its own with its own config); benches: websockify as the baseline relay.
+[ "${1:-}" = "--test" ] && packages="$packages postgresql nginx websockify"
 
 missing=""
 for p in $packages; do
@@ -24,6 +25,20 @@ if [ -n "$missing" ]; then
   say "installing Debian packages:$missing (a few minutes on a fresh machine)"
   apt-get update -q >&2
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >&2
+  case " $missing " in
+    *" nginx "*)
+      # Debian's package starts a system nginx on port 80 (where services may start): the tests run
+      # their own nginx, with their own config, on a free loopback port. Stop and disable this one.
+      say "stopping and disabling the nginx service the package started"
+      if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+        systemctl disable --now nginx >&2 || true
+      else
+        invoke-rc.d nginx stop >&2 2>/dev/null || true
+        update-rc.d nginx disable >&2 2>/dev/null || true
+        systemctl disable nginx >&2 2>/dev/null || true
+      fi
+      ;;
+  esac
 fi
 
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

@@ -58,7 +58,9 @@ const before = leftovers();
 if (before.length > 0) {
   process.stderr.write(`\nleftovers from an earlier run (not this one's fault, but cleaning them is):\n  ${before.join('\n  ')}\n`);
 }
-const files = findTests(join(root, 'dist/test')).filter((f) => only.length === 0 || only.some((o) => f.includes(o)));
+// PORTHOLE_DIST (as for scripts/build.mjs) runs the tests of another build directory.
+const dist = process.env.PORTHOLE_DIST ?? join(root, 'dist');
+const files = findTests(join(dist, 'test')).filter((f) => only.length === 0 || only.some((o) => f.includes(o)));
 ok =
   step(`tests (${files.length} files)`, process.execPath, ['--test', '--enable-source-maps', '--test-timeout=600000', ...files.map((f) => relative(root, f))], {
     env: { ...process.env, PORTHOLE_TEST_OUTPUT: join(root, 'test-output') },

@@ -159,7 +159,9 @@ describe('hop by hop, breaking one sandbox further at each step', () => {
     const failure = caught.firstFailure!;
     if (failure.hop === 'agent') {
       assert.equal(failure.code, 'AGENT_UNHEALTHY');
-      assert.match(failure.cause, /^agent reports down: .*vnc \((signal SIGKILL|not started yet)\)/);
+      // Either Xvnc itself is still down, or it is back and what it took with it (the window
+      // manager, the terminal) is not yet: then the restart is named beside what is down.
+      assert.match(failure.cause, /^agent reports down: (.*vnc \((signal SIGKILL|not started yet)\)|.*; restarted: (.*, )?vnc \d+× \(last signal SIGKILL\))/);
     } else {
       assert.equal(failure.code, 'SANDBOX_UNREACHABLE');
       assert.match(failure.cause, /^(ECONNREFUSED|ENOENT|ECONNRESET) on …\/sbx_[0-9a-z]+\/run\/vnc\.sock/);

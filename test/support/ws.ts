@@ -104,3 +104,77 @@ export function setEncodingsRaw(): Buffer {
   b.writeInt32BE(0, 4);
   return b;
 }
+
+/** The relay URL of a session's viewer socket on a server (`http://…` base), with a ticket when given. */
+export function viewerSocketUrl(baseUrl: string, sessionId: string, ticket?: string): string {
+  const query = ticket === undefined ? '' : `?ticket=${encodeURIComponent(ticket)}`;
+  return `${baseUrl.replace(/^http/, 'ws')}/v1/sessions/${sessionId}/vnc${query}`;
+}
+
+/**
+ * How a socket ended, recorded from the moment this is called (unlike `nextClose`, which only sees
+ * a close that happens after it is called, with a timeout). Never rejects; `at` is Date.now().
+ */
+export function closeOf(ws: WebSocket): Promise<Closed & { at: number }> {
+  return new Promise((resolve) => {
+    if (ws.readyState === WebSocket.CLOSED) return resolve({ code: 1006, reason: 'already closed', at: Date.now() });
+    ws.once('close', (code, reason) => resolve({ code, reason: reason.toString(), at: Date.now() }));
+  });
+}
+
+export interface ConnectedViewer {
+  ws: WebSocket;
+  reader: ReturnType<typeof createReader>;
+  /** From ServerInit. */
+  size: { width: number; height: number };
+  /** Resolves when the socket closes, whenever that is. */
+  closed: Promise<Closed & { at: number }>;
+}
+
+/**
+ * A viewer as noVNC is one: the WebSocket opens, the RFB 3.8 handshake completes. Throws, naming
+ * the refusal or the close code, when the relay refuses it or closes it before the desktop answers.
+ */
+export async function connectViewer(url: string, options: { origin?: string; timeoutMs?: number } = {}): Promise<ConnectedViewer> {
+  const opened = await openViewerSocket(url, options);
+  if ('refused' in opened) throw new Error(`viewer refused: ${opened.refused.status} ${opened.refused.code}`);
+  const { ws } = opened;
+  ws.on('error', () => {}); // the close event reports how it ended
+  const closed = closeOf(ws);
+  const reader = createReader(ws);
+  const early = closed.then((c) => {
+    throw new Error(`viewer closed ${c.code} ${c.reason} before the RFB handshake completed`);
+  });
+  early.catch(() => {});
+  try {
+    const size = await Promise.race([rfbHandshake(ws, reader), early]);
+    return { ws, reader, size, closed };
+  } catch (error) {
+    ws.terminate();
+    throw error;
+  }
+}
+
+/** Closes a viewer with 1000 and waits until the close handshake is done. */
+export async function closeViewer(viewer: Pick<ConnectedViewer, 'ws' | 'closed'>): Promise<void> {
+  if (viewer.ws.readyState === WebSocket.OPEN) viewer.ws.close(1000);
+  const timer = setTimeout(() => viewer.ws.terminate(), 5_000);
+  await viewer.closed;
+  clearTimeout(timer);
+}
+
+/** Asks for a small framebuffer region and waits for the FramebufferUpdate: the RFB stream still flows. */
+export async function expectFramebufferUpdate(viewer: Pick<ConnectedViewer, 'ws' | 'reader'>, timeoutMs = 10_000): Promise<void> {
+  viewer.ws.send(setEncodingsRaw());
+  viewer.ws.send(framebufferUpdateRequest(false, 0, 0, 4, 4));
+  // FramebufferUpdate: type 0, padding, 1 rectangle; then x, y, w, h, encoding (raw) and 4x4x4 bytes.
+  const header = await viewer.reader.read(4, timeoutMs);
+  if (header[0] !== 0) throw new Error(`expected a FramebufferUpdate, got message type ${header[0]}`);
+  const rectangles = header.readUInt16BE(2);
+  for (let i = 0; i < rectangles; i++) {
+    const rect = await viewer.reader.read(12, timeoutMs);
+    const encoding = rect.readInt32BE(8);
+    if (encoding !== 0) throw new Error(`expected a raw rectangle, got encoding ${encoding}`);
+    await viewer.reader.read(rect.readUInt16BE(4) * rect.readUInt16BE(6) * 4, timeoutMs);
+  }
+}

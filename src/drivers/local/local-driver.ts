@@ -14,7 +14,7 @@ import type { Driver, SandboxHandle, SandboxInfo, SandboxSpec } from '../driver.
 import { bwrapArgs, bwrapFds, inside, sandboxGroup, sandboxPasswd } from './bwrap-command.js';
 import { CleanupStack } from './cleanup-stack.js';
 import { childrenOf, pidNamespaceOf, readProcStat, scanProcesses } from './proc-scan.js';
-import { readRecord, writeRecord, type SandboxRecord } from './sandbox-record.js';
+import { readRecord, recordFile, writeRecord, type SandboxRecord } from './sandbox-record.js';
 
 // The `local` driver: a sandbox is a group of processes on this host, isolated by bubblewrap (own
 // user, pid, ipc, uts and mount namespaces; an unprivileged host uid), running the agent, which
@@ -227,6 +227,10 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
     const record = await readRecord(dir);
     await stopSandbox(id, record?.init ?? null);
     await reaped(children.get(id));
+    // sandbox.json goes last: while anything of the sandbox is on disk, list() still reports it.
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      if (name !== recordFile) await rm(join(dir, name), { recursive: true, force: true });
+    }
     await rm(dir, { recursive: true, force: true });
     children.delete(id);
     exits.delete(id);

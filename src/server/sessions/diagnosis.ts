@@ -160,11 +160,16 @@ export function createSessionDiagnosis(options: SessionDiagnosisOptions): Diagno
       if (health.version !== version) throw new HopFailure('AGENT_VERSION_MISMATCH', `agent version ${health.version} ≠ server ${version}`, details);
       if (!health.healthy) {
         const down = health.processes.filter((p) => !p.running).map((p) => `${p.name} (${p.lastExit ?? 'not started yet'})`);
-        const cause = down.length > 0 ? `agent reports down: ${down.join(', ')}` : 'agent reports not healthy: every process runs but the VNC socket is not there yet';
+        // A process that died and came back is often the root cause of the ones still down (the X
+        // server killed takes the window manager with it), so it is named too.
+        const restarted = restartedProcesses(health.processes.filter((p) => p.running));
+        const cause = down.length > 0
+          ? `agent reports down: ${down.join(', ')}${restarted ? `; restarted: ${restarted}` : ''}`
+          : 'agent reports not healthy: every process runs but the VNC socket is not there yet';
         throw new HopFailure('AGENT_UNHEALTHY', cause, details);
       }
-      const restarted = health.processes.filter((p) => p.restarts > 0).map((p) => `${p.name} ${p.restarts}× (last ${p.lastExit ?? '?'})`);
-      return { cause: `healthy, version ${health.version}${restarted.length > 0 ? `; restarted: ${restarted.join(', ')}` : ''}`, details };
+      const restarted = restartedProcesses(health.processes);
+      return { cause: `healthy, version ${health.version}${restarted ? `; restarted: ${restarted}` : ''}`, details };
     });
 
     // 4. vnc: the RFB handshake straight on the sandbox's socket.
@@ -202,6 +207,11 @@ function asHopFailure(error: unknown, fallback: ErrorCode = 'INTERNAL'): HopFail
   const errno = (error as NodeJS.ErrnoException | undefined)?.code;
   const message = error instanceof Error ? error.message : String(error);
   return new HopFailure(fallback, errno && !message.includes(errno) ? `${errno} ${message}` : message, errno ? { errno } : {});
+}
+
+/** "vnc 1× (last signal SIGKILL)" for each process the agent has had to restart, or '' when none. */
+function restartedProcesses(processes: AgentHealth['processes']): string {
+  return processes.filter((p) => p.restarts > 0).map((p) => `${p.name} ${p.restarts}× (last ${p.lastExit ?? '?'})`).join(', ');
 }
 
 function describeRecord(session: Session): string {

@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { fetchAgentHealth } from '../../src/drivers/endpoint-probes.js';
+import { sandboxLeftovers } from '../../src/drivers/local/local-driver.js';
+import type { AgentHealth } from '../../src/protocol/agent.js';
+import type { SandboxId, SessionId } from '../../src/protocol/ids.js';
+import type { Session } from '../../src/protocol/session.js';
+import { sandboxProcesses } from './sandbox-processes.js';
+import type { TestServer } from './server.js';
+import { connectViewer, viewerSocketUrl, type ConnectedViewer } from './ws.js';
+
+// Shared by the fault tests (test/faults): a watched session, the agent's health, and the check
+// that a sandbox left nothing behind.
+
+/** A viewer socket URL with a fresh ticket signed by this server. */
+export function freshViewerUrl(t: Pick<TestServer, 'server'>, sessionId: string): string {
+  return viewerSocketUrl(t.server.url, sessionId, t.server.tickets.issue(sessionId as SessionId).ticket);
+}
+
+/** A ready session with a viewer that completed the RFB handshake (the session is then `authenticating`). */
+export async function watchedSession(t: TestServer): Promise<{ session: Session; sandboxId: string; viewer: ConnectedViewer }> {
+  const session = await t.readySession();
+  assert.ok(session.sandboxId, 'a ready session has a sandbox');
+  const viewer = await connectViewer(freshViewerUrl(t, session.id));
+  await t.waitForState(session.id, ['authenticating'], 5_000);
+  return { session, sandboxId: session.sandboxId, viewer };
+}
+
+/** GET /health of the sandbox's agent, through the driver's endpoint. */
+export async function agentHealth(t: Pick<TestServer, 'server'>, sandboxId: string): Promise<AgentHealth> {
+  const info = await t.server.driver.inspect(sandboxId as SandboxId);
+  assert.ok(info, `sandbox ${sandboxId} is known to the driver`);
+  return fetchAgentHealth(info.agent);
+}
+
+/** Rejects when `promise` does not settle within `ms`. */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+    }),
+  ]);
+}
+
+/**
+ * After its session ended: neither the driver, nor /proc, nor the data dir, nor the relay knows the
+ * sandbox. The state is `ended` as soon as the transition commits; the sandbox is destroyed right
+ * after (the reconciler's end() is still at it when a poll sees `ended`), so the driver gets a moment.
+ */
+export async function assertNothingLeft(t: TestServer, sandboxId: string): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while ((await t.server.driver.list()).length > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.deepEqual(await t.server.driver.list(), [], 'the driver lists no sandbox once the session ended');
+  assert.deepEqual(await sandboxProcesses(sandboxId), [], 'no process of the sandbox remains');
+  assert.deepEqual(await sandboxLeftovers(t.dataDir, sandboxId as SandboxId), [], 'no socket or directory of the sandbox remains');
+  assert.deepEqual(t.server.relay.stats(), [], 'the relay holds no connection');
+}
