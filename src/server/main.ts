@@ -45,6 +45,9 @@ export interface RunningServer {
 }
 
 const agentBundle = fileURLToPath(new URL('../../agent/porthole-agent.mjs', import.meta.url));
+const demoCli = fileURLToPath(new URL('../../agent/porthole-demo-cli.mjs', import.meta.url));
+/** clis/ at the project's root (dist/src/server/main.js → ../../../clis). */
+const clis = fileURLToPath(new URL('../../../clis', import.meta.url));
 
 /** A 32-byte key kept in the data directory (mode 0600), created on first run. */
 async function loadOrCreateKey(path: string): Promise<Buffer> {
@@ -88,7 +91,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
 
     const metrics = createMetrics(() => store.countSessions());
     const tickets = createTicketSigner(await loadOrCreateKey(join(config.dataDir, 'signing.key')), config.ticketTtlMs);
-    const driver = createLocalDriver({ dataDir: config.dataDir, sandboxUid: config.sandboxUid, sandboxGid: config.sandboxGid, agentBundle: options.agentBundle ?? agentBundle, logger: logger.child({ component: 'driver' }) });
+    const driver = createLocalDriver({ dataDir: config.dataDir, sandboxUid: config.sandboxUid, sandboxGid: config.sandboxGid, agentBundle: options.agentBundle ?? agentBundle, clis, demoCli, logger: logger.child({ component: 'driver' }) });
     cleanup.push(() => driver.close());
     const viewers = new ViewerRegistry();
     const sessions = new SessionManager({

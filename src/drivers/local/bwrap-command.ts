@@ -9,6 +9,10 @@ export const inside = {
   agentConfig: '/run/porthole/agent.json',
   vncSocket: '/run/porthole/vnc.sock',
   agentSocket: '/run/porthole/agent.sock',
+  /** The pinned provider CLIs (clis/ in the project, installed by scripts/setup.sh). */
+  clis: '/opt/porthole/clis',
+  /** The demo provider's CLI (bundled from src/demo/cli). */
+  demoCli: '/opt/porthole/demo-cli.mjs',
 } as const;
 
 /** The uid/gid the sandbox's processes have inside their user namespace. */
@@ -62,7 +66,7 @@ export const sandboxPasswd = [
 
 export const sandboxGroup = ['porthole:x:1000:', 'nogroup:x:65534:', ''].join('\n');
 
-export function bwrapArgs(options: { sandboxId: string; homeDir: string; runDir: string; agentBundle: string }): string[] {
+export function bwrapArgs(options: { sandboxId: string; homeDir: string; runDir: string; agentBundle: string; clis?: string | undefined; demoCli?: string | undefined }): string[] {
   const etc = etcEntries.flatMap((name) => ['--ro-bind-try', `/etc/${name}`, `/etc/${name}`]);
   return [
     ...['--unshare-user', '--uid', String(insideUid), '--gid', String(insideUid)],
@@ -86,6 +90,9 @@ export function bwrapArgs(options: { sandboxId: string; homeDir: string; runDir:
     ...['--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp'],
     ...['--bind', options.homeDir, inside.home, '--bind', options.runDir, inside.run],
     ...['--ro-bind', options.agentBundle, inside.agent],
+    // Read-only and optional: a sandbox without them still has its desktop; a login that needs one says so.
+    ...(options.clis ? ['--ro-bind-try', options.clis, inside.clis] : []),
+    ...(options.demoCli ? ['--ro-bind-try', options.demoCli, inside.demoCli] : []),
     ...['--chdir', inside.home, '--info-fd', String(bwrapFds.info)],
     '--',
     ...['/usr/bin/node', inside.agent],

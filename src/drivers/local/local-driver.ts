@@ -32,6 +32,10 @@ export interface LocalDriverOptions {
   readonly sandboxGid: number;
   /** Absolute path of dist/agent/porthole-agent.mjs. */
   readonly agentBundle: string;
+  /** The pinned provider CLIs (a directory with node_modules/.bin), mounted read-only at /opt/porthole/clis. */
+  readonly clis?: string;
+  /** The demo provider's CLI bundle, mounted read-only at /opt/porthole/demo-cli.mjs. */
+  readonly demoCli?: string;
   readonly logger?: Logger;
 }
 
@@ -107,6 +111,7 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
         width: spec.width,
         height: spec.height,
         startUrl: spec.startUrl,
+        tools: { clis: inside.clis, demoCli: inside.demoCli },
       };
       await writeFile(join(runDir, 'agent.json'), JSON.stringify(agentConfig, null, 2) + '\n', { mode: 0o644 });
       signal?.throwIfAborted();
@@ -114,7 +119,7 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
       step = 'spawn';
       hasSpawned = true;
       const startedAt = new Date().toISOString();
-      const child = spawnBwrap(spec.id, { homeDir, runDir, agentBundle: options.agentBundle, logFile: join(runDir, 'logs', 'agent.log') });
+      const child = spawnBwrap(spec.id, { homeDir, runDir, agentBundle: options.agentBundle, clis: options.clis, demoCli: options.demoCli, logFile: join(runDir, 'logs', 'agent.log') });
       const info = readBwrapInfo(child);
       child.once('exit', (code, sig) => {
         if (children.get(spec.id) === child) exits.set(spec.id, describeBwrapExit(code, sig));
@@ -168,7 +173,7 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
     }
   }
 
-  function spawnBwrap(id: string, paths: { homeDir: string; runDir: string; agentBundle: string; logFile: string }): ChildProcess {
+  function spawnBwrap(id: string, paths: { homeDir: string; runDir: string; agentBundle: string; clis?: string | undefined; demoCli?: string | undefined; logFile: string }): ChildProcess {
     const log = openSync(paths.logFile, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_NOFOLLOW, 0o644);
     try {
       const child = spawn('bwrap', bwrapArgs({ sandboxId: id, ...paths }), {

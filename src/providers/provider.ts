@@ -1,0 +1,55 @@
+import type { ProviderName } from '../protocol/session-states.js';
+
+// A provider is data plus a little code (DESIGN.md, Providers): what the agent runs in the
+// sandbox's terminal, how the CLI's credential storage is pinned to a directory the agent watches,
+// which file in it is the credential, and how to tell a finished file from a half-written one.
+// Pure: no I/O. The agent (inside the sandbox), the server and the CLI all import it.
+
+/** Where things are for one login, as the sandbox (or, for `installPath`, this machine) sees them. */
+export interface ProviderContext {
+  /** The sandbox user's HOME. */
+  readonly home: string;
+  /** The directory the CLI's credential storage is pinned to; the agent watches it. Exists, empty. */
+  readonly credentialDir: string;
+  /** Where the pinned CLIs are installed: `<cliDir>/node_modules/.bin/<bin>`. */
+  readonly cliDir: string;
+  /** A command that opens a URL in the sandbox's Chromium (what BROWSER is set to). */
+  readonly openUrlCommand: string;
+  /** For `demo`: porthole's demo OpenID Connect provider. */
+  readonly demo?: { readonly issuer: string; readonly clientId: string };
+}
+
+export type CredentialCheck =
+  | {
+      readonly ok: true;
+      /** ISO time the access token expires, when the file says (null when it does not). */
+      readonly expiresAt: string | null;
+      /** Who signed in (e-mail or subject), when the file says; shown as "Connected as …". */
+      readonly account: string | null;
+    }
+  | {
+      readonly ok: false;
+      /** What is missing, as a timeline can show it: "a refresh token", "valid JSON", … Never file content. */
+      readonly waitingFor: string;
+    };
+
+export interface Provider {
+  readonly name: ProviderName;
+  readonly displayName: string;
+  /** The npm package the project's set-up installs into the sandbox's CLI directory; null for `demo`. */
+  readonly package: { readonly name: string; readonly version: string } | null;
+  /** argv the agent runs in the terminal window (through xterm -e). */
+  loginCommand(context: ProviderContext): readonly string[];
+  /** Environment added to the login: pins the credential storage to `credentialDir`. */
+  env(context: ProviderContext): Readonly<Record<string, string>>;
+  /** Files written before the login starts, relative to `credentialDir` (e.g. Codex's config.toml). */
+  setupFiles(context: ProviderContext): Readonly<Record<string, string>>;
+  /** The credential file, relative to `credentialDir`. */
+  readonly credentialFile: string;
+  /** Parses and checks the credential file's content. Never throws; never echoes content. */
+  validate(content: string): CredentialCheck;
+  /** Where `porthole credentials install` writes the file on this machine. */
+  installPath(env: Readonly<Record<string, string | undefined>> & { readonly HOME: string }): string;
+  /** The authorization endpoint the CLI opens in the browser (host and path), for tests and the timeline. */
+  readonly authorizeUrl: { readonly host: string; readonly path: string } | null;
+}
