@@ -54,6 +54,18 @@ await Promise.all([
     banner: { js: '// porthole agent ' + define.__PORTHOLE_VERSION__ + ' (bundled; see src/agent)' },
     logLevel: 'warning',
   }),
+  // The demo provider's CLI, one file beside the agent: the local driver mounts it in sandboxes.
+  build({
+    entryPoints: [join(root, 'src/demo/cli/main.ts')],
+    outfile: join(out, 'agent/porthole-demo-cli.mjs'),
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    define,
+    banner: { js: '// porthole demo CLI ' + define.__PORTHOLE_VERSION__ + ' (bundled; see src/demo/cli)' },
+    logLevel: 'warning',
+  }),
   build({
     entryPoints: (await walk(join(root, 'src/viewer'), (p) => p.endsWith('.ts'))).filter((p) => !p.includes('/lib/')),
     outdir: join(out, 'viewer'),

@@ -46,4 +46,16 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund >&2
 fi
 
+# The coding CLIs the providers sign in (Claude Code, Codex, Gemini CLI), at the exact versions in
+# clis/package-lock.json: ≈ 870 MB on disk, ≈ 10 s from the registry. The local driver mounts clis/
+# read-only at /opt/porthole/clis in each sandbox. Claude Code's postinstall (allowed in
+# clis/package.json) puts its native binary in place; Gemini's optional keytar and node-pty builds
+# are denied: a login needs neither.
+if [ ! -f clis/node_modules/.package-lock.json ] || [ clis/package-lock.json -nt clis/node_modules/.package-lock.json ]; then
+  say "installing the pinned provider CLIs into clis/node_modules (npm ci --prefix clis, ≈ 870 MB)"
+  npm ci --prefix clis --no-audit --no-fund >&2
+  # The sandbox runs them as an unprivileged uid: readable and runnable by all, whatever the umask.
+  chmod -R a+rX clis/node_modules
+fi
+
 node scripts/build.mjs >&2

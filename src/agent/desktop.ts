@@ -21,12 +21,15 @@ export const xSocket = `${xSocketDir}/X0`;
 /** Where each window goes, in pixels; xterm is sized in character cells. */
 export function desktopLayout(width: number, height: number): { browser: { x: number; y: number; width: number; height: number }; terminal: { x: number; y: number; columns: number; rows: number } } {
   const browserHeight = Math.round(height * 0.62);
-  // Monospace 11 pt at 96 dpi is about 9 x 17 px a cell; openbox adds a ~24 px title bar and borders.
-  const cellWidth = 9;
-  const cellHeight = 17;
-  const terminalTop = browserHeight + 2;
-  const columns = Math.max(20, Math.floor((width - 8) / cellWidth));
-  const rows = Math.max(4, Math.floor((height - terminalTop - 30) / cellHeight));
+  // Measured with Xvnc's 96 dpi: xterm's Monospace 11 pt cell is 10 x 21 px plus 4 px of base size;
+  // openbox frames it with 1 px sides, a 20 px title bar and a 5 px bottom handle. These are only
+  // the start geometry: src/agent/layout.ts sizes the windows in pixels once they are mapped, and
+  // again whenever the viewer changes the screen's size.
+  const cellWidth = 10;
+  const cellHeight = 21;
+  const terminalTop = browserHeight;
+  const columns = Math.max(20, Math.floor((width - 2 - 4) / cellWidth));
+  const rows = Math.max(4, Math.floor((height - terminalTop - 25 - 4) / cellHeight));
   return { browser: { x: 0, y: 0, width, height: browserHeight }, terminal: { x: 0, y: terminalTop, columns, rows } };
 }
 

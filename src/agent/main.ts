@@ -4,11 +4,13 @@ import { dirname, join } from 'node:path';
 import { agentConfigSchema, type AgentHealth } from '../protocol/agent.js';
 import { version } from '../protocol/version.js';
 import { desktopProcesses, display, xSocket } from './desktop.js';
-import { serveHealth } from './health-server.js';
+import { watchScreenLayout } from './layout.js';
+import { serveAgent } from './agent-server.js';
+import { describeNetworkError, Login } from './login.js';
 import { SupervisedProcess } from './supervised-process.js';
 
 // The porthole agent: runs inside the sandbox as /usr/bin/node /opt/porthole/agent.mjs, starts
-// and supervises the desktop and serves its health. Its stdout (one JSON line per event) is the
+// and supervises the desktop, serves its health, and runs the provider login the server asks for. Its stdout (one JSON line per event) is the
 // driver's log of the sandbox; each child writes to <dir of agentSocket>/logs/<name>.log.
 
 function log(event: string, fields: Record<string, unknown> = {}): void {
@@ -29,11 +31,22 @@ async function main(): Promise<void> {
   const health = (): AgentHealth => {
     const states = processes.map((p) => p.state());
     const isHealthy = states.every((s) => s.running) && existsSync(config.vncSocket) && existsSync(xSocket);
-    return { version, healthy: isHealthy, display, uptimeMs: Date.now() - startedAt, processes: states };
+    return { version, healthy: isHealthy, display, uptimeMs: Date.now() - startedAt, processes: states, login: login.state() };
   };
-  const server = await serveHealth(config.agentSocket, health);
+  const login = new Login({ config, home, env, logsDir, log });
+  const server = await serveAgent(config.agentSocket, {
+    health,
+    isLoginStarted: () => login.isStarted,
+    login: (request) =>
+      login.start(request).catch((error: unknown) => {
+        // The usual cause is the agent → server hop: say which and why, for the session's failure.
+        throw new Error(`could not start the ${request.provider} login: ${describeNetworkError(error)} (server ${request.serverUrl})`, { cause: error });
+      }),
+    open: (url) => login.open(url),
+  });
   log('agent.started', { version, sandboxId: config.sandboxId, pid: process.pid });
   for (const p of processes) void p.start();
+  watchScreenLayout(env, log); // re-lays out the windows when the viewer resizes the screen
 
   let isStopping = false;
   const stop = (signal: NodeJS.Signals): void => {
@@ -41,7 +54,7 @@ async function main(): Promise<void> {
     isStopping = true;
     log('agent.stopping', { signal });
     server.close();
-    void Promise.all(processes.map((p) => p.stop())).then(() => {
+    void Promise.all([login.stop(), ...processes.map((p) => p.stop())]).then(() => {
       log('agent.stopped');
       process.exit(0);
     });

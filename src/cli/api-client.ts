@@ -1,4 +1,5 @@
 import { AppError, isErrorCode } from '../protocol/errors.js';
+import type { CredentialResponse, KeyRotationResponse } from '../protocol/credentials.js';
 import type { Session, SessionEvent, TicketResponse } from '../protocol/session.js';
 
 /** A small typed client of porthole's HTTP API, for the CLI (and usable by scripts and benches). */
@@ -50,5 +51,12 @@ export class ApiClient {
   }
   createTicket(id: string): Promise<TicketResponse> {
     return this.request('POST', `/v1/sessions/${encodeURIComponent(id)}/ticket`);
+  }
+  /** The captured credential file; the server records the read on the session's timeline. */
+  getCredentials(id: string): Promise<CredentialResponse> {
+    return this.request('GET', `/v1/sessions/${encodeURIComponent(id)}/credentials`);
+  }
+  rotateKeys(): Promise<KeyRotationResponse> {
+    return this.request('POST', '/v1/keys/rotate');
   }
 }

@@ -6,6 +6,7 @@ import { startSteps, startStepLabels, type Session, type SessionEvent } from '..
 import { version } from '../protocol/version.js';
 import { ConfigError, configVariables, loadConfig } from '../server/config.js';
 import { ApiClient } from './api-client.js';
+import { installCredential } from './credentials.js';
 import { doctorCommand, formatDiagnosis } from './doctor.js';
 
 // `porthole <noun> <verb>`. Exit codes: 0 done, 1 the operation failed (the error code is printed),
@@ -21,6 +22,10 @@ Usage:
   porthole sessions events <session-id> [--json]
   porthole sessions diagnose <session-id> [--json]   walk the hops to its desktop; exit 1 when one failed
   porthole doctor [--json]               check this host: packages, namespaces, data directory, store, port
+  porthole credentials get <session-id>  print the captured credential file to stdout (the read is audited)
+  porthole credentials install <session-id> [--force]
+                                         write it where the provider's CLI expects it here (mode 0600)
+  porthole keys rotate                   re-encrypt stored credentials under a new master key
 
 The sessions commands talk to PORTHOLE_URL (default http://127.0.0.1:8480) with PORTHOLE_API_KEY.`;
 
@@ -102,6 +107,25 @@ async function sessionsCommand(verb: string | undefined, args: string[]): Promis
   }
 }
 
+async function credentialsCommand(verb: string | undefined, args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { force: { type: 'boolean' } } });
+  if (verb !== 'get' && verb !== 'install') throw new UsageError(`unknown command: porthole credentials ${verb ?? ''}`.trim());
+  const id = positionals[0];
+  if (!id) throw new UsageError(`porthole credentials ${verb} needs a session id`);
+  const credential = await ApiClient.fromEnv(process.env).getCredentials(id);
+  // Exactly the file, nothing added: `porthole credentials get … > file` must reproduce it.
+  if (verb === 'get') return void process.stdout.write(credential.file);
+  const path = await installCredential(credential, { force: values.force === true, env: process.env });
+  print(`wrote ${credential.provider} credentials${credential.account ? ` for ${credential.account}` : ''} to ${path} (mode 0600)`);
+}
+
+async function keysCommand(verb: string | undefined): Promise<void> {
+  if (verb !== 'rotate') throw new UsageError(`unknown command: porthole keys ${verb ?? ''}`.trim());
+  // Through the running server: PGlite is single-process, so the CLI cannot open the store itself.
+  const { keyId, reencrypted } = await ApiClient.fromEnv(process.env).rotateKeys();
+  print(`master key is now ${keyId}; ${reencrypted} stored credential${reencrypted === 1 ? '' : 's'} re-encrypted`);
+}
+
 /** Prints each start-up step as it happens, until the session leaves `starting`. */
 async function followStart(api: ApiClient, created: Session, show: boolean): Promise<Session> {
   let after = 0;
@@ -157,6 +181,8 @@ async function main(argv: string[]): Promise<void> {
   if (noun === '--version') return print(version);
   if (noun === 'start') return startCommand(argv.slice(1));
   if (noun === 'sessions') return sessionsCommand(verb, rest);
+  if (noun === 'credentials') return credentialsCommand(verb, rest);
+  if (noun === 'keys') return keysCommand(verb);
   if (noun === 'doctor') {
     const { values } = parseArgs({ args: argv.slice(1), options: { json: { type: 'boolean' } } });
     process.exitCode = await doctorCommand({ json: values.json === true }, process.env, print);

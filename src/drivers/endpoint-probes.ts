@@ -1,7 +1,7 @@
 import { lstat } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { agentHealthSchema, type AgentHealth } from '../protocol/agent.js';
+import { agentHealthSchema, type AgentHealth, type AgentLoginRequest } from '../protocol/agent.js';
 import { AppError } from '../protocol/errors.js';
 import type { Endpoint } from './driver.js';
 
@@ -73,25 +73,39 @@ export async function connectEndpoint(endpoint: Endpoint, signal?: AbortSignal):
   });
 }
 
-/** GET /health on the agent, validated against the shared schema. */
-export async function fetchAgentHealth(endpoint: Endpoint, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<AgentHealth> {
+/** One HTTP request to the agent (unix socket or TCP); the body is capped at 64 KiB. */
+async function agentRequest(
+  endpoint: Endpoint,
+  method: 'GET' | 'POST',
+  path: string,
+  json: unknown,
+  options: { signal?: AbortSignal | undefined; timeoutMs?: number | undefined },
+): Promise<{ status: number; body: string }> {
   const signal = withTimeout(options.signal, options.timeoutMs ?? defaultTimeoutMs);
   await checkUnixSocket(endpoint);
   const target = endpoint.kind === 'unix' ? { socketPath: endpoint.path } : { host: endpoint.host, port: endpoint.port };
-  const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const req = request({ ...target, path: '/health', method: 'GET', headers: { accept: 'application/json' }, signal }, (res) => {
+  const payload = json === undefined ? undefined : JSON.stringify(json);
+  const headers: Record<string, string | number> = { accept: 'application/json' };
+  if (payload !== undefined) Object.assign(headers, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) });
+  return new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const req = request({ ...target, path, method, headers, signal }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {
         body += chunk;
-        if (body.length > maxHealthBytes) req.destroy(new Error(`health response larger than ${maxHealthBytes} bytes`));
+        if (body.length > maxHealthBytes) req.destroy(new Error(`agent response larger than ${maxHealthBytes} bytes`));
       });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
       res.on('error', reject);
     });
     req.on('error', (error) => reject(signal.aborted ? unreachable(endpoint, error, { code: abortCode(signal) }) : unreachable(endpoint, error)));
-    req.end();
+    req.end(payload);
   });
+}
+
+/** GET /health on the agent, validated against the shared schema. */
+export async function fetchAgentHealth(endpoint: Endpoint, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<AgentHealth> {
+  const { status, body } = await agentRequest(endpoint, 'GET', '/health', undefined, options);
   if (status !== 200) throw unreachable(endpoint, new Error(`GET /health answered ${status}`), { status, body: body.slice(0, 200) });
   let json: unknown;
   try {
@@ -102,6 +116,24 @@ export async function fetchAgentHealth(endpoint: Endpoint, options: { signal?: A
   const parsed = agentHealthSchema.safeParse(json);
   if (!parsed.success) throw unreachable(endpoint, parsed.error, { reason: 'GET /health does not match the agent schema', issues: parsed.error.issues });
   return parsed.data;
+}
+
+/**
+ * POST /login: hands the agent the sandbox token and starts the provider login. Resolves once the
+ * agent has started it (202); otherwise rejects with AppError('LOGIN_START_FAILED') carrying the
+ * agent's own reason (e.g. it could not reach the server), or SANDBOX_UNREACHABLE.
+ */
+export async function startAgentLogin(endpoint: Endpoint, login: AgentLoginRequest, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<void> {
+  const { status, body } = await agentRequest(endpoint, 'POST', '/login', login, options);
+  if (status === 202) return;
+  let reason = body.slice(0, 500);
+  try {
+    const error = (JSON.parse(body) as { error?: unknown }).error;
+    if (typeof error === 'string') reason = error;
+  } catch {
+    // not JSON: keep the text
+  }
+  throw new AppError('LOGIN_START_FAILED', { message: `The agent answered ${status}: ${reason}`, details: { endpoint: describeEndpoint(endpoint), status, reason } });
 }
 
 /** Reads the server's 12-byte protocol banner (`RFB 003.008\n`), then closes. */

@@ -23,6 +23,16 @@ export const agentHealthSchema = z.object({
   display: z.string(),
   uptimeMs: z.number(),
   processes: z.array(agentProcessSchema),
+  /** The provider login, once the server started one (POST /login). */
+  login: z
+    .object({
+      provider: z.enum(providerNames),
+      phase: z.enum(['starting', 'waiting', 'delivering', 'delivered', 'failed']),
+      /** What the agent waits for, or why it failed. Never credential content. */
+      detail: z.string().nullable(),
+    })
+    .nullable()
+    .default(null),
 });
 export type AgentHealth = z.infer<typeof agentHealthSchema>;
 
@@ -63,9 +73,7 @@ export const agentLoginRequest = z
   .strict();
 export type AgentLoginRequest = z.infer<typeof agentLoginRequest>;
 
-/** What the agent reports of the login, in its health and as timeline events. */
-export const loginPhases = ['idle', 'starting', 'waiting', 'delivering', 'delivered', 'failed'] as const;
-export type LoginPhase = (typeof loginPhases)[number];
+export type LoginPhase = NonNullable<AgentHealth['login']>['phase'];
 
 /**
  * Agent → server: `POST /v1/agent/sessions/:id/events` with `Authorization: Bearer <token>`.

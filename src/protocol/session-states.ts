@@ -33,17 +33,27 @@ export const endReasons = ['user', 'idle_timeout', 'max_lifetime', 'sandbox_exit
 export type EndReason = (typeof endReasons)[number];
 
 /** The start-up steps, in order; a boot timeout names the first one that did not answer. */
-export const startSteps = ['sandbox', 'agent', 'vnc'] as const;
+/** `login` runs only for a session with a provider: the agent starts the CLI and reaches the server with its token. */
+export const startSteps = ['sandbox', 'agent', 'vnc', 'login'] as const;
 export type StartStep = (typeof startSteps)[number];
 
 export const startStepLabels: Record<StartStep, string> = {
   sandbox: 'Starting the sandbox',
   agent: 'Waiting for the sandbox agent',
   vnc: 'Connecting to the desktop',
+  login: 'Starting the sign-in',
 };
 
 export const providerNames = ['demo', 'claude-code', 'codex', 'gemini-cli'] as const;
 export type ProviderName = (typeof providerNames)[number];
+
+/** What people read for each provider (dashboard, viewer), in the order the dashboard offers them. */
+export const providerLabels: Record<ProviderName, string> = {
+  demo: 'porthole demo',
+  'claude-code': 'Claude Code',
+  codex: 'Codex',
+  'gemini-cli': 'Gemini CLI',
+};
 
 export const eventTypes = [
   'session.created',
@@ -57,5 +67,13 @@ export const eventTypes = [
   'step.failed',
   'viewer.connected',
   'viewer.disconnected',
+  'login.started',
+  'login.waiting',
+  'login.browser_opened',
+  'login.exited',
+  'login.failed',
+  'credentials.stored',
+  /** Audit: the credential was handed out (details: requestId, apiKeyId; never content). */
+  'credentials.read',
 ] as const;
 export type EventType = (typeof eventTypes)[number];

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { credentialSummarySchema } from './credentials.js';
 import { errorCodes } from './errors.js';
 import { eventTypes, sessionStates } from './session-states.js';
 
@@ -17,6 +18,8 @@ export const sessionSchema = z.object({
   version: z.number().int(),
   createdAt: z.string(),
   updatedAt: z.string(),
+  /** The captured credential's summary (never its content); null until one is stored. */
+  credential: credentialSummarySchema.nullable(),
 });
 export type Session = z.infer<typeof sessionSchema>;
 

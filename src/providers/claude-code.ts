@@ -1,15 +1,58 @@
-import type { Provider } from './provider.js';
+import { isNonEmptyString, isObject, isoFromEpochMs, parseCredentialJson } from './credential-json.js';
+import type { CredentialCheck, Provider } from './provider.js';
 
-// PLACEHOLDER: being written (issue 4).
+// Claude Code (@anthropic-ai/claude-code, a native binary the package's postinstall puts at
+// bin/claude.exe). Verified against 2.1.330 by running it and reading its code (docs/providers.md):
+// - `claude auth login --claudeai` starts the claude.ai subscription login at once: no theme picker,
+//   no menu, no TTY needed. It listens on localhost:<random port>/callback and also accepts a pasted
+//   code.
+// - It opens the URL with `$BROWSER <url>` when BROWSER is set, else `xdg-open <url>`; with neither
+//   BROWSER nor DISPLAY/WAYLAND_DISPLAY on Linux it opens nothing and only prints the URL.
+// - Credentials go to `<config dir>/.credentials.json` (plaintext on Linux; the macOS keychain
+//   elsewhere), the config dir being CLAUDE_CONFIG_DIR or ~/.claude. `claude auth status` reads the
+//   same place, which is how the shape below was checked.
+
+/** The sandbox's CLI directory holds this exact version (clis/package.json). */
+export const claudeCodePackage = { name: '@anthropic-ai/claude-code', version: '2.1.330' } as const;
+
+export const claudeCodeCredentialFile = '.credentials.json';
+
+/**
+ * `{"claudeAiOauth": {"accessToken", "refreshToken", "expiresAt" (ms epoch), "scopes",
+ * "subscriptionType", …}}`. The file names no account (e-mail lives in .claude.json's
+ * oauthAccount), so `account` is null. An expired access token is fine: the refresh token is what
+ * makes the credential usable.
+ */
+export function validateClaudeCodeCredentials(content: string): CredentialCheck {
+  try {
+    const file = parseCredentialJson(content);
+    if (!file.ok) return file;
+    const oauth = file.value.claudeAiOauth;
+    if (!isObject(oauth)) return { ok: false, waitingFor: 'a claude.ai OAuth entry (claudeAiOauth)' };
+    if (!isNonEmptyString(oauth.accessToken)) return { ok: false, waitingFor: 'an access token' };
+    if (!isNonEmptyString(oauth.refreshToken)) return { ok: false, waitingFor: 'a refresh token' };
+    return { ok: true, expiresAt: isoFromEpochMs(oauth.expiresAt), account: null };
+  } catch {
+    return { ok: false, waitingFor: 'a readable credential file' };
+  }
+}
+
 export const claudeCode: Provider = {
   name: 'claude-code',
   displayName: 'Claude Code',
-  package: null,
-  loginCommand: () => ['false'],
-  env: () => ({}),
+  package: claudeCodePackage,
+  loginCommand: (context) => [`${context.cliDir}/node_modules/.bin/claude`, 'auth', 'login', '--claudeai'],
+  env: (context) => ({
+    CLAUDE_CONFIG_DIR: context.credentialDir,
+    BROWSER: context.openUrlCommand,
+    // The CLI directory is read-only and pinned; a login has no use for an update check.
+    DISABLE_AUTOUPDATER: '1',
+  }),
+  // `claude auth login` shows no onboarding, so nothing needs pre-seeding.
   setupFiles: () => ({}),
-  credentialFile: 'credentials.json',
-  validate: () => ({ ok: false, waitingFor: 'a provider module' }),
-  installPath: (env) => `${env.HOME}/.porthole-claude-code.json`,
-  authorizeUrl: null,
+  credentialFile: claudeCodeCredentialFile,
+  validate: validateClaudeCodeCredentials,
+  installPath: (env) => `${env.CLAUDE_CONFIG_DIR || `${env.HOME}/.claude`}/${claudeCodeCredentialFile}`,
+  // What 2.1.330 hands the browser (its CLAUDE_AI_AUTHORIZE_URL); claude.com forwards to claude.ai.
+  authorizeUrl: { host: 'claude.com', path: '/cai/oauth/authorize' },
 };

@@ -1,15 +1,77 @@
-import type { Provider } from './provider.js';
+import { isNonEmptyString, isoFromEpochMs, jwtClaims, parseCredentialJson } from './credential-json.js';
+import type { CredentialCheck, Provider } from './provider.js';
 
-// PLACEHOLDER: being written (issue 4).
+// Google Gemini CLI (@google/gemini-cli, a node bundle). Verified against 0.61.0 by running it and
+// reading its code (docs/providers.md):
+// - There is no login subcommand: the interactive CLI signs in at start when settings.json selects
+//   "oauth-personal" (Sign in with Google). It needs a TTY (the xterm is one). Before the first
+//   frame its consent prompt has no listener yet, so the first attempt fails and the auth menu
+//   shows with "Sign in with Google" selected: Enter, then Enter on "Yes" in "Opening
+//   authentication page in your browser. Do you want to continue?" — two Enters, both on the
+//   preselected answer. Only then does it listen on 127.0.0.1:<random port>/oauth2callback.
+// - It opens a browser only when DISPLAY (or WAYLAND_DISPLAY) is set and CI,
+//   DEBIAN_FRONTEND=noninteractive and BROWSER=www-browser are not; it opens the URL with the
+//   bundled `open` package, which runs `xdg-open` from PATH (BROWSER is not used).
+// - GEMINI_CLI_HOME replaces the home directory for everything it stores: settings in
+//   `$GEMINI_CLI_HOME/.gemini/settings.json`, the credential in `.gemini/oauth_creds.json`
+//   (unless GEMINI_FORCE_ENCRYPTED_FILE_STORAGE=true, which must stay unset).
+
+export const geminiCliPackage = { name: '@google/gemini-cli', version: '0.61.0' } as const;
+
+export const geminiCliCredentialFile = '.gemini/oauth_creds.json';
+
+/**
+ * Pre-seeded `.gemini/settings.json`: Sign in with Google already chosen (skips the auth-method
+ * menu's choice), no folder-trust dialog for the sandbox's home, no update checks against a
+ * read-only, pinned install.
+ */
+export const geminiCliSettings = {
+  security: { auth: { selectedType: 'oauth-personal' }, folderTrust: { enabled: false } },
+  general: { enableAutoUpdate: false, enableAutoUpdateNotification: false },
+} as const;
+
+/**
+ * The keys a person presses (or the agent sends) before the browser opens, each when its text is
+ * on the terminal: both choose the preselected answer. Ink reads Enter as "\r".
+ */
+export const geminiCliKeypresses = [
+  { when: 'Sign in with Google', send: '\r' },
+  { when: 'Do you want to continue?', send: '\r' },
+] as const;
+
+/**
+ * google-auth-library's token set, as the CLI writes it: `{"access_token", "refresh_token",
+ * "scope", "token_type", "id_token", "expiry_date" (ms epoch)}`. Account: the ID token's e-mail
+ * (it asks for userinfo.email).
+ */
+export function validateGeminiCliCredentials(content: string): CredentialCheck {
+  try {
+    const file = parseCredentialJson(content);
+    if (!file.ok) return file;
+    const creds = file.value;
+    if (!isNonEmptyString(creds.access_token)) return { ok: false, waitingFor: 'an access token' };
+    if (!isNonEmptyString(creds.refresh_token)) return { ok: false, waitingFor: 'a refresh token' };
+    const idClaims = jwtClaims(creds.id_token);
+    const account = isNonEmptyString(idClaims?.email) ? idClaims.email : null;
+    return { ok: true, expiresAt: isoFromEpochMs(creds.expiry_date), account };
+  } catch {
+    return { ok: false, waitingFor: 'a readable credential file' };
+  }
+}
+
 export const geminiCli: Provider = {
   name: 'gemini-cli',
   displayName: 'Gemini CLI',
-  package: null,
-  loginCommand: () => ['false'],
-  env: () => ({}),
-  setupFiles: () => ({}),
-  credentialFile: 'credentials.json',
-  validate: () => ({ ok: false, waitingFor: 'a provider module' }),
-  installPath: (env) => `${env.HOME}/.porthole-gemini-cli.json`,
-  authorizeUrl: null,
+  package: geminiCliPackage,
+  loginCommand: (context) => ['/usr/bin/node', `${context.cliDir}/node_modules/@google/gemini-cli/bundle/gemini.js`],
+  env: (context) => ({
+    GEMINI_CLI_HOME: context.credentialDir,
+    // Not read for the login (that goes through xdg-open on PATH), but harmless and consistent.
+    BROWSER: context.openUrlCommand,
+  }),
+  setupFiles: () => ({ '.gemini/settings.json': `${JSON.stringify(geminiCliSettings, null, 2)}\n` }),
+  credentialFile: geminiCliCredentialFile,
+  validate: validateGeminiCliCredentials,
+  installPath: (env) => `${env.GEMINI_CLI_HOME || env.HOME}/${geminiCliCredentialFile}`,
+  authorizeUrl: { host: 'accounts.google.com', path: '/o/oauth2/v2/auth' },
 };

@@ -17,6 +17,8 @@ export interface ProviderContext {
   readonly openUrlCommand: string;
   /** For `demo`: porthole's demo OpenID Connect provider. */
   readonly demo?: { readonly issuer: string; readonly clientId: string };
+  /** For `demo`: the bundled demo CLI (the agent config's `tools.demoCli`); default /opt/porthole/demo-cli.mjs. */
+  readonly demoCli?: string;
 }
 
 export type CredentialCheck =

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { defaultDemoAccount } from '../providers/demo.js';
 import { Secret } from './secret.js';
 
 // The one place that reads the environment. Every problem is reported at once; the result is frozen.
@@ -15,6 +16,11 @@ const envSchema = z.object({
   PORTHOLE_ALLOWED_ORIGINS: z.string().default(''),
   PORTHOLE_DATA_DIR: z.string().default('.porthole'),
   PORTHOLE_API_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
+  // Exactly 44 characters of standard base64 decoding to 32 bytes; the message never echoes the value.
+  PORTHOLE_MASTER_KEY: z
+    .string()
+    .refine((v) => /^[A-Za-z0-9+/]{43}=$/.test(v) && Buffer.from(v, 'base64').toString('base64') === v, 'must be the base64 of 32 random bytes (e.g. openssl rand -base64 32)')
+    .optional(),
   PORTHOLE_DRIVER: z.enum(['local']).default('local'),
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
   PORTHOLE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -31,6 +37,10 @@ const envSchema = z.object({
   PORTHOLE_PING_INTERVAL_MS: positiveMs.default(20_000),
   PORTHOLE_MAX_SESSIONS: z.coerce.number().int().min(1).max(1000).default(8),
   PORTHOLE_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
+  PORTHOLE_DEMO_PROVIDER: z.stringbool().default(true),
+  PORTHOLE_DEMO_PORT: port.default(0),
+  PORTHOLE_DEMO_EMAIL: z.email().default(defaultDemoAccount.email),
+  PORTHOLE_DEMO_PASSWORD: z.string().min(1).default(defaultDemoAccount.password),
 });
 
 export const welcomePage =
@@ -45,6 +55,8 @@ export interface Config {
   readonly allowedOrigins: readonly string[];
   readonly dataDir: string;
   readonly apiKey: Secret | null;
+  /** The master key sealing stored credentials (base64 of 32 bytes); null: a keyring file in dataDir, created on first run. */
+  readonly masterKey: Secret | null;
   readonly driver: 'local';
   readonly databaseUrl: Secret | null;
   readonly logLevel: string;
@@ -61,6 +73,8 @@ export interface Config {
   readonly pingIntervalMs: number;
   readonly maxSessions: number;
   readonly bodyLimitBytes: number;
+  /** porthole's own OpenID Connect provider for the `demo` provider, on 127.0.0.1 only. */
+  readonly demoProvider: { readonly isEnabled: boolean; readonly port: number; readonly email: string; readonly password: Secret };
 }
 
 export class ConfigError extends Error {
@@ -75,7 +89,7 @@ export class ConfigError extends Error {
 /** Secrets may also be given as NAME_FILE: the file's content, trimmed. */
 function withFileSecrets(env: Record<string, string | undefined>, problems: string[]): Record<string, string | undefined> {
   const out = { ...env };
-  for (const name of ['PORTHOLE_API_KEY', 'DATABASE_URL']) {
+  for (const name of ['PORTHOLE_API_KEY', 'DATABASE_URL', 'PORTHOLE_DEMO_PASSWORD', 'PORTHOLE_MASTER_KEY']) {
     const file = env[`${name}_FILE`];
     if (file === undefined || file === '') continue;
     if (env[name] !== undefined) {
@@ -113,6 +127,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     allowedOrigins: Object.freeze(publicUrl ? [new URL(publicUrl).origin, ...allowedOrigins] : allowedOrigins),
     dataDir: resolve(e.PORTHOLE_DATA_DIR),
     apiKey: e.PORTHOLE_API_KEY ? new Secret(e.PORTHOLE_API_KEY) : null,
+    masterKey: e.PORTHOLE_MASTER_KEY ? new Secret(e.PORTHOLE_MASTER_KEY) : null,
     driver: e.PORTHOLE_DRIVER,
     databaseUrl: e.DATABASE_URL ? new Secret(e.DATABASE_URL) : null,
     logLevel: e.PORTHOLE_LOG_LEVEL,
@@ -129,6 +144,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     pingIntervalMs: e.PORTHOLE_PING_INTERVAL_MS,
     maxSessions: e.PORTHOLE_MAX_SESSIONS,
     bodyLimitBytes: e.PORTHOLE_BODY_LIMIT_BYTES,
+    demoProvider: Object.freeze({ isEnabled: e.PORTHOLE_DEMO_PROVIDER, port: e.PORTHOLE_DEMO_PORT, email: e.PORTHOLE_DEMO_EMAIL, password: new Secret(e.PORTHOLE_DEMO_PASSWORD) }),
   });
 }
 

@@ -6,11 +6,14 @@ import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { createLocalDriver } from '../drivers/local/local-driver.js';
 import type { Driver } from '../drivers/driver.js';
+import type { DemoOidc } from '../demo/oidc/demo-oidc.js';
 import { openPglite } from '../store/postgres/pglite-database.js';
 import { openPostgres } from '../store/postgres/pg-database.js';
 import type { Store } from '../store/store.js';
 import { version } from '../protocol/version.js';
 import type { Config } from './config.js';
+import { Keyring } from './credentials/keyring.js';
+import { Vault } from './credentials/vault.js';
 import { buildApp } from './http/app.js';
 import { hashApiKey } from './http/auth.js';
 import { createLogger } from './logger.js';
@@ -39,8 +42,12 @@ export interface RunningServer {
   readonly relay: Relay;
   readonly metrics: Metrics;
   readonly tickets: ReturnType<typeof createTicketSigner>;
+  /** Captured credentials, sealed at rest (AES-256-GCM). */
+  readonly vault: Vault;
   /** Every route the HTTP server registered (method, url): the OpenAPI test compares them. */
   readonly routes: ReadonlyArray<{ method: string; url: string }>;
+  /** The demo provider's OpenID Connect provider on 127.0.0.1 (issuer, client id); null when PORTHOLE_DEMO_PROVIDER is off. */
+  readonly demoOidc: DemoOidc | null;
   close(): Promise<void>;
 }
 
@@ -69,6 +76,11 @@ export interface StartOptions {
   logger?: Logger;
   /** The agent bundle sandboxes run; tests point it at a differently versioned build. */
   agentBundle?: string;
+  /**
+   * Decorates the driver everything else uses (sessions, relay, diagnosis, reconciler). The fault
+   * tests put a fault-injection proxy in front of each sandbox's VNC endpoint this way.
+   */
+  wrapDriver?: (driver: Driver) => Driver;
 }
 
 export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
@@ -83,17 +95,37 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     cleanup.push(() => store.close());
     await store.migrate();
 
+    // A keyring file readable by others refuses the start (MASTER_KEY_INSECURE) before anything runs.
+    const keyring = config.masterKey ? Keyring.fromBase64(config.masterKey) : await Keyring.openFile(join(config.dataDir, 'keyring.json'));
+    const vault = new Vault(store, keyring, logger.child({ component: 'vault' }));
+    const missing = await vault.missingKeys();
+    if (missing.credentials > 0) {
+      logger.warn({ ...missing, keyId: keyring.current.id }, 'some stored credentials were sealed with a master key this server does not have; they cannot be read');
+    }
+
     let generatedApiKey: string | null = null;
     if ((await store.countApiKeys()) === 0 && !config.apiKey) {
       generatedApiKey = `ph_${randomBytes(24).toString('base64url')}`;
       await store.addApiKey({ id: `key_${randomBytes(6).toString('hex')}`, name: 'first-run', keyHash: hashApiKey(generatedApiKey) });
     }
 
+    let demoOidc: DemoOidc | null = null;
+    if (config.demoProvider.isEnabled) {
+      // Loaded only when enabled: oidc-provider is large and the demo is optional.
+      const { startDemoOidc } = await import('../demo/oidc/demo-oidc.js');
+      const started = await startDemoOidc({ port: config.demoProvider.port, account: { email: config.demoProvider.email, password: config.demoProvider.password.reveal() }, logger });
+      demoOidc = started;
+      cleanup.push(() => started.close());
+    }
+
     const metrics = createMetrics(() => store.countSessions());
     const tickets = createTicketSigner(await loadOrCreateKey(join(config.dataDir, 'signing.key')), config.ticketTtlMs);
-    const driver = createLocalDriver({ dataDir: config.dataDir, sandboxUid: config.sandboxUid, sandboxGid: config.sandboxGid, agentBundle: options.agentBundle ?? agentBundle, clis, demoCli, logger: logger.child({ component: 'driver' }) });
+    const localDriver = createLocalDriver({ dataDir: config.dataDir, sandboxUid: config.sandboxUid, sandboxGid: config.sandboxGid, agentBundle: options.agentBundle ?? agentBundle, clis, demoCli, logger: logger.child({ component: 'driver' }) });
+    const driver = options.wrapDriver ? options.wrapDriver(localDriver) : localDriver;
     cleanup.push(() => driver.close());
     const viewers = new ViewerRegistry();
+    /** Set once listening: how the agents reach this process. */
+    let agentServerUrl = '';
     const sessions = new SessionManager({
       store,
       driver,
@@ -106,6 +138,12 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       maxLifetimeMs: config.maxLifetimeMs,
       reconcileIntervalMs: config.reconcileIntervalMs,
       maxSessions: config.maxSessions,
+      login: {
+        // The agent talks to this process directly on loopback, never through a proxy in front.
+        serverUrl: () => agentServerUrl,
+        demo: () => (demoOidc ? { issuer: demoOidc.issuer, clientId: demoOidc.clientId } : undefined),
+      },
+      vault,
     });
     cleanup.push(() => sessions.close());
     const reconciled = await sessions.reconcile();
@@ -125,6 +163,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       bodyLimitBytes: config.bodyLimitBytes,
       loginToken,
       metrics,
+      vault,
       diagnose: createSessionDiagnosis({ store, driver, tickets, logger }),
       baseUrl: (request) => config.publicUrl ?? `${request.protocol}://${request.headers.host ?? new URL(baseUrl).host}`,
     });
@@ -138,6 +177,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     });
     const address = app.server.address() as AddressInfo;
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+    agentServerUrl = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`;
     baseUrl = config.publicUrl ?? `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`;
     logger.info({ url: baseUrl, version, driver: driver.name, store: config.databaseUrl ? 'postgres' : 'pglite', dataDir: config.dataDir }, 'porthole listening');
 
@@ -154,7 +194,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       relay,
       metrics,
       tickets,
+      vault,
       routes: registered,
+      demoOidc,
       close: () =>
         (closing ??= (async () => {
           for (const undo of cleanup.reverse()) await undo().catch((error) => logger.error({ err: error }, 'shutdown step failed'));

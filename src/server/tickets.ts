@@ -33,7 +33,13 @@ export function createTicketSigner(key: Buffer, ttlMs: number, now: () => number
     const parts = value.split('.');
     if (parts.length !== 5 || parts[0] !== purpose) return null;
     const body = parts.slice(0, 4).join('.');
-    const given = Buffer.from(parts[4] ?? '', 'base64url');
+    // Only the canonical spelling: Buffer.from(…, 'base64url') skips characters outside the
+    // alphabet and ignores the unused low bits of the last one, so `ab*c` or a sibling last
+    // character would otherwise verify too, and any list keyed on the ticket string (revocation,
+    // replay) could be sidestepped. A strict decode is one that encodes back to the same text.
+    const spelled = parts[4] ?? '';
+    const given = Buffer.from(spelled, 'base64url');
+    if (given.toString('base64url') !== spelled) return null;
     const expected = Buffer.from(mac(body), 'base64url');
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
     const expiresAt = parseInt(parts[2] ?? '', 36);

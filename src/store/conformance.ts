@@ -15,7 +15,7 @@ import {
   type Session,
   type SessionState,
 } from '../protocol/session.js';
-import type { Store } from './store.js';
+import type { NewCredential, SealedCredential, Store } from './store.js';
 
 const isoTimestamp = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
@@ -28,6 +28,20 @@ const pathTo: Record<SessionState, readonly SessionState[]> = {
   failed: ['failed'],
   ended: ['ended'],
 };
+
+/** Sealed-looking bytes: the store treats them as opaque, so any bytes do (every value 0–255 included). */
+function sealedFor(sessionId: SessionId, keyId = 'k_test', fill = 7): NewCredential {
+  return {
+    sessionId,
+    provider: 'demo',
+    keyId,
+    nonce: Buffer.alloc(12, fill),
+    ciphertext: Buffer.from(Array.from({ length: 300 }, (_, i) => (i + fill) % 256)),
+    tag: Buffer.alloc(16, fill + 1),
+    account: 'alice@example.com',
+    expiresAt: '2030-01-02T03:04:05.000Z',
+  };
+}
 
 async function expectAppError(promise: Promise<unknown>, code: ErrorCode): Promise<AppError> {
   try {
@@ -92,6 +106,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
           version: 1,
           createdAt: undefined,
           updatedAt: undefined,
+          credential: null,
         },
       );
       assert.match(session.createdAt, isoTimestamp);
@@ -292,6 +307,114 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       assert.equal(await store.countApiKeys(), count + 1);
       assert.equal(await store.findApiKey(`unknown-${suffix}`), null);
       await assert.rejects(store.addApiKey({ id: `key2_${suffix}`, name: 'dup', keyHash }), 'a hash is unique');
+    });
+
+    it('stores a sealed credential once per session: the first stays, a second put says it existed', async () => {
+      const session = await create();
+      const id = session.id as SessionId;
+      assert.equal(await store.getCredential(id), null);
+      const first = sealedFor(id);
+      assert.deepEqual(await store.putCredential(first), { created: true });
+
+      const stored = await store.getCredential(id);
+      assert.ok(stored);
+      assert.match(stored.capturedAt, isoTimestamp);
+      assert.deepEqual({ ...stored, capturedAt: '' }, { ...first, capturedAt: '' }, 'bytes and fields round-trip exactly');
+      assert.ok(Buffer.isBuffer(stored.ciphertext) && Buffer.isBuffer(stored.nonce) && Buffer.isBuffer(stored.tag));
+
+      assert.deepEqual(await store.putCredential(sealedFor(id, 'k_other', 9)), { created: false });
+      assert.deepEqual(await store.getCredential(id), stored, 'the first credential is kept');
+
+      await expectAppError(store.putCredential(sealedFor(newSessionId())), 'SESSION_NOT_FOUND');
+      assert.equal(await store.getCredential(newSessionId()), null);
+    });
+
+    it('lets exactly one of 10 concurrent puts for a session store its credential', async () => {
+      const id = (await create()).id as SessionId;
+      const results = await Promise.all(Array.from({ length: 10 }, (_, i) => store.putCredential(sealedFor(id, `k_${i}`, i))));
+      assert.equal(results.filter((r) => r.created).length, 1);
+      const winner = results.findIndex((r) => r.created);
+      assert.equal((await store.getCredential(id))?.keyId, `k_${winner}`);
+    });
+
+    it('reads a session with its credential summary, never its sealed content', async () => {
+      const session = await move(await create(), 'ready');
+      const id = session.id as SessionId;
+      assert.equal(session.credential, null);
+      await store.putCredential({ ...sealedFor(id), account: null, expiresAt: null });
+      await store.setAgentTokenHash(id, 'a'.repeat(64));
+      const read = await store.getSession(id);
+      assert.ok(read?.credential);
+      sessionSchema.parse(read);
+      assert.deepEqual({ ...read.credential, capturedAt: '' }, { provider: 'demo', account: null, capturedAt: '', expiresAt: null });
+      assert.equal(read.credential.capturedAt, (await store.getCredential(id))?.capturedAt);
+      assert.deepEqual(Object.keys(read).filter((k) => /token|hash|nonce|cipher|tag/i.test(k)), []);
+
+      const listed = (await store.listSessions({ states: ['ready'] })).find((s) => s.id === id);
+      assert.deepEqual(listed, read);
+      const completed = await move(read, 'completed');
+      assert.deepEqual(completed.credential, read.credential, 'a transition returns the summary too');
+      const other = await move(await create(), 'ready');
+      assert.equal(other.credential, null);
+    });
+
+    it('lists credentials without their sealed content', async () => {
+      const id = (await create()).id as SessionId;
+      await store.putCredential(sealedFor(id, 'k_listed'));
+      const listed = (await store.listCredentials()).find((c) => c.sessionId === id);
+      assert.ok(listed);
+      assert.deepEqual(Object.keys(listed).sort(), ['account', 'capturedAt', 'expiresAt', 'keyId', 'provider', 'sessionId']);
+      assert.equal(listed.keyId, 'k_listed');
+      assert.equal(listed.expiresAt, '2030-01-02T03:04:05.000Z');
+    });
+
+    it('re-seals every credential in one transaction, and changes nothing when re-sealing one fails', async () => {
+      const ids: SessionId[] = [];
+      for (let i = 0; i < 3; i++) {
+        const id = (await create()).id as SessionId;
+        await store.putCredential(sealedFor(id, 'k_before', i));
+        ids.push(id);
+      }
+      const before = await Promise.all(ids.map((id) => store.getCredential(id)));
+      const total = (await store.listCredentials()).length;
+
+      const poisoned = ids[1]!;
+      await assert.rejects(
+        store.resealCredentials((c) => {
+          if (c.sessionId === poisoned) throw new Error('cannot re-seal this one');
+          return { keyId: 'k_half', nonce: Buffer.alloc(12), ciphertext: Buffer.from('x'), tag: Buffer.alloc(16) };
+        }),
+        /cannot re-seal this one/,
+      );
+      assert.deepEqual(await Promise.all(ids.map((id) => store.getCredential(id))), before, 'rolled back');
+
+      const reseal = (c: { ciphertext: Buffer; nonce: Buffer; tag: Buffer }): SealedCredential => ({
+        keyId: 'k_after',
+        nonce: Buffer.alloc(12, 1),
+        ciphertext: Buffer.concat([Buffer.from('re:'), c.ciphertext]),
+        tag: Buffer.alloc(16, 2),
+      });
+      assert.equal(await store.resealCredentials(reseal), total);
+      for (const [i, id] of ids.entries()) {
+        const after = await store.getCredential(id);
+        const old = before[i]!;
+        assert.deepEqual(after, { ...old, ...reseal(old) }, 'only the sealed form changes');
+      }
+      assert.ok((await store.listCredentials()).every((c) => c.keyId === 'k_after'));
+    });
+
+    it('keeps the agent token only as a SHA-256 hex hash', async () => {
+      const id = (await create()).id as SessionId;
+      assert.equal(await store.getAgentTokenHash(id), null);
+      const hash = 'ab'.repeat(32);
+      await store.setAgentTokenHash(id, hash);
+      assert.equal(await store.getAgentTokenHash(id), hash);
+      await store.setAgentTokenHash(id, 'cd'.repeat(32));
+      assert.equal(await store.getAgentTokenHash(id), 'cd'.repeat(32), 'a later token replaces the earlier one');
+      await assert.rejects(store.setAgentTokenHash(id, 'the-token-itself-0123456789'), 'only a hex SHA-256 fits the column');
+      assert.equal(await store.getAgentTokenHash(id), 'cd'.repeat(32));
+      await expectAppError(store.setAgentTokenHash(newSessionId(), hash), 'SESSION_NOT_FOUND');
+      assert.equal(await store.getAgentTokenHash(newSessionId()), null);
     });
 
     it('lets exactly one of 10 concurrent transitions from the same version win', async () => {

@@ -31,6 +31,30 @@ export interface ApiKeyRecord {
   createdAt: string;
 }
 
+/** A credential as the server's vault sealed it (AES-256-GCM); the store never sees plaintext. */
+export interface SealedCredential {
+  /** The master key that sealed it. */
+  keyId: string;
+  nonce: Buffer;
+  ciphertext: Buffer;
+  tag: Buffer;
+}
+
+export interface NewCredential extends SealedCredential {
+  sessionId: SessionId;
+  provider: string;
+  account: string | null;
+  /** ISO time. */
+  expiresAt: string | null;
+}
+
+export interface StoredCredential extends NewCredential {
+  capturedAt: string;
+}
+
+/** A stored credential without its sealed content. */
+export type CredentialListing = Omit<StoredCredential, 'nonce' | 'ciphertext' | 'tag'>;
+
 /**
  * The persistence seam. Both implementations (PGlite, PostgreSQL) pass src/store/conformance.ts.
  * Every method throws AppError('STORE_UNAVAILABLE') when the database cannot be reached.
@@ -64,6 +88,25 @@ export interface Store {
   /** The key's record when a key with that hash exists. */
   findApiKey(keyHash: string): Promise<ApiKeyRecord | null>;
   countApiKeys(): Promise<number>;
+  /**
+   * Stores a session's sealed credential unless it has one: idempotent, the first one stays and
+   * `created` says whether this call stored it. Throws AppError('SESSION_NOT_FOUND').
+   */
+  putCredential(credential: NewCredential): Promise<{ created: boolean }>;
+  /** The session's sealed credential; null when it has none or the session is unknown. */
+  getCredential(sessionId: SessionId): Promise<StoredCredential | null>;
+  /** Every stored credential without its sealed content, oldest first. */
+  listCredentials(): Promise<CredentialListing[]>;
+  /**
+   * Replaces every stored credential's sealed form in one transaction (key rotation): `reseal`
+   * gets each record and returns it sealed anew. Concurrent puts wait until it commits; if `reseal`
+   * throws, nothing changes and the error is rethrown. Returns how many it re-sealed.
+   */
+  resealCredentials(reseal: (credential: StoredCredential) => SealedCredential): Promise<number>;
+  /** Sets the SHA-256 (lowercase hex) of the session's agent token; replaces an earlier one. Throws AppError('SESSION_NOT_FOUND'). */
+  setAgentTokenHash(id: SessionId, hash: string): Promise<void>;
+  /** null when the session is unknown or has no agent token. */
+  getAgentTokenHash(id: SessionId): Promise<string | null>;
   close(): Promise<void>;
 }
 

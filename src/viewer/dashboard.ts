@@ -1,25 +1,20 @@
-// The dashboard (GET /): every session with its state, a way to start one, open its viewer in this
-// tab, end it, and read its timeline. Authenticated by the login cookie that `porthole start`'s
+// The dashboard (GET /): every session with its state and captured credential, "Connect provider"
+// to start one (it opens the viewer in this tab), end it, and read its timeline. Authenticated by the login cookie that `porthole start`'s
 // link sets. It redraws rows in place every couple of seconds, so an open timeline or a focused
 // button survives the refresh.
 
 import type { ProviderName, Session, SessionEvent, TicketResponse } from '../protocol/session.js';
 import { ApiError, describeApiError, requestJson } from './lib/api-client.js';
 import { h, mustFind } from './lib/element.js';
-import { isTerminal, providerNames, startStepLabels } from '../protocol/session-states.js';
-import { endReasonLabels, failedSentence } from './lib/sentences.js';
-import { formatAgo, formatClock, formatClockMs, formatDurationMs } from './lib/time-format.js';
+import { isTerminal, providerLabels, providerNames, startStepLabels } from '../protocol/session-states.js';
+import { endReasonLabels, failedSentence, providerLabel, sessionCredential } from './lib/sentences.js';
+import { formatAgo, formatClock, formatClockMs, formatDurationMs, formatUntil } from './lib/time-format.js';
 
 const refreshIntervalMs = 2_000;
 /** Not logged in: keep checking (the person may log in from another tab), but calmly. */
 const loggedOutRefreshIntervalMs = 5_000;
 
-const providerLabels: Record<ProviderName, string> = {
-  demo: 'Demo login',
-  'claude-code': 'Claude Code',
-  codex: 'Codex CLI',
-  'gemini-cli': 'Gemini CLI',
-};
+const connectLabel = 'Connect';
 
 const loginSentence =
   'You are not logged in to this porthole. Open the login link that “porthole start” printed in its terminal; it signs this browser in.';
@@ -47,7 +42,7 @@ interface Timeline {
 interface SessionRow {
   session: Session;
   row: HTMLTableRowElement;
-  cells: Record<'id' | 'state' | 'provider' | 'user' | 'created' | 'reason', HTMLTableCellElement>;
+  cells: Record<'id' | 'state' | 'provider' | 'credential' | 'user' | 'created' | 'reason', HTMLTableCellElement>;
   open: HTMLButtonElement;
   end: HTMLButtonElement;
   toggle: HTMLButtonElement;
@@ -111,8 +106,33 @@ function shortId(id: string): string {
 
 function providerCell(provider: string | null): Node {
   if (provider === null) return h('span', { class: 'muted' }, 'Desktop only');
-  const label = (providerLabels as Record<string, string>)[provider];
-  return label ? h('span', { title: provider }, label) : document.createTextNode(provider);
+  return h('span', { title: provider }, providerLabel(provider));
+}
+
+/** Who signed in and until when the access token holds; a dash while nothing was captured. */
+function credentialCell(session: Session): Node {
+  const credential = sessionCredential(session);
+  if (!credential) return h('span', { class: 'muted' }, '—');
+  const captured = `Captured ${new Date(credential.capturedAt).toLocaleString()}`;
+  let expiry: Node;
+  if (credential.expiresAt === null) {
+    expiry = h('span', { class: 'muted' }, 'no expiry given');
+  } else {
+    const isExpired = new Date(credential.expiresAt).getTime() <= Date.now();
+    expiry = h(
+      'span',
+      { class: isExpired ? 'expiry expired' : 'expiry', 'data-expires-at': credential.expiresAt },
+      isExpired ? 'expired ' : 'expires ',
+      h('time', { datetime: credential.expiresAt, title: new Date(credential.expiresAt).toLocaleString() }, formatClock(credential.expiresAt)),
+      h('span', { class: 'ago' }, formatUntil(credential.expiresAt)),
+    );
+  }
+  return h(
+    'span',
+    { class: 'credential', title: captured },
+    h('span', { class: 'credential-account' }, credential.account ?? `${providerLabel(credential.provider)} account`),
+    expiry,
+  );
 }
 
 function reasonCell(session: Session): Node {
@@ -137,6 +157,7 @@ function createRow(session: Session): SessionRow {
     id: cell('Session', true),
     state: cell('State', true),
     provider: cell('Provider', true),
+    credential: cell('Credential'),
     user: cell('User'),
     created: cell('Created', true),
     reason: cell('Reason'),
@@ -170,6 +191,10 @@ function updateRow(view: SessionRow, session: Session): void {
   set(view.cells.id, session.id, () => h('code', { title: session.id }, shortId(session.id)));
   set(view.cells.state, session.state, () => h('span', { class: 'badge', 'data-state': session.state }, session.state));
   set(view.cells.provider, String(session.provider), () => providerCell(session.provider));
+  const credential = sessionCredential(session);
+  // Keyed on the relative expiry too, which changes as time passes.
+  const credentialKey = credential ? `${credential.account}|${credential.expiresAt}|${credential.expiresAt ? formatUntil(credential.expiresAt) : ''}` : '-';
+  set(view.cells.credential, credentialKey, () => credentialCell(session));
   set(view.cells.user, String(session.userId), () =>
     session.userId === null ? h('span', { class: 'muted' }, '—') : document.createTextNode(session.userId),
   );
@@ -237,7 +262,7 @@ function createTimeline(sessionId: string): Timeline {
   const row = h(
     'tr',
     { class: 'timeline-row', 'data-timeline-for': sessionId },
-    h('td', { colspan: '7' }, h('div', { class: 'timeline' }, table)),
+    h('td', { colspan: '8' }, h('div', { class: 'timeline' }, table)),
   );
   body.append(h('tr', { class: 'timeline-empty' }, h('td', { colspan: '6' }, 'Loading events…')));
   return { row, body, after: 0, isLoading: false };
@@ -349,7 +374,7 @@ async function onNewSession(event: SubmitEvent): Promise<void> {
     await openViewer(created.id);
   } catch (error) {
     ui.newSession.disabled = false;
-    ui.newSession.textContent = 'New session';
+    ui.newSession.textContent = connectLabel;
     const doing = created ? `Session ${created.id} was created but could not be opened` : 'Could not create a session';
     showNotice(sentenceFor(error, doing), 'action');
     void refresh();
@@ -390,9 +415,12 @@ async function refresh(): Promise<void> {
 }
 
 function start(): void {
-  for (const name of providerNames) {
-    ui.newProvider.append(h('option', { value: name }, providerLabels[name]));
-  }
+  // The providers first, the porthole demo leading; a bare desktop (no sign-in) last.
+  ui.newProvider.replaceChildren(
+    ...providerNames.map((name: ProviderName) => h('option', { value: name }, providerLabels[name])),
+    h('option', { value: '' }, 'Desktop only (no sign-in)'),
+  );
+  ui.newProvider.value = providerNames[0];
   ui.newForm.addEventListener('submit', (event) => void onNewSession(event));
   ui.noticeDismiss.addEventListener('click', () => {
     noticeSource = null;
@@ -407,7 +435,7 @@ function start(): void {
     if (!event.persisted) return;
     isLeaving = false;
     ui.newSession.disabled = false;
-    ui.newSession.textContent = 'New session';
+    ui.newSession.textContent = connectLabel;
     void refresh();
   });
   void refresh();

@@ -11,8 +11,12 @@ import type { Session, SessionEvent } from '../protocol/session.js';
 import { ApiError, describeApiError, requestJson } from './lib/api-client.js';
 import { mustFind } from './lib/element.js';
 import { reconnectDelayMs } from './lib/reconnect-backoff.js';
+import { checkPasteText, typeText } from './lib/paste.js';
 import {
   closeAction,
+  completedSentence,
+  completedSentenceFor,
+  completedTitle,
   failedSentence,
   reconnectingSentence,
   sessionSentence,
@@ -26,7 +30,8 @@ import { TicketRenewer } from './lib/ticket-renewer.js';
 import { VncConnection, vncUrl } from './lib/vnc-connection.js';
 import type { VncClose } from './lib/vnc-connection.js';
 
-type Phase = 'starting' | 'connecting' | 'connected' | 'reconnecting' | 'closed' | 'failed';
+type Phase = 'starting' | 'connecting' | 'connected' | 'reconnecting' | 'closed' | 'failed' | 'completed';
+type FinalPhase = 'closed' | 'failed' | 'completed';
 
 /** What tests (and a curious person in the console) can read. */
 interface PortholeHandle {
@@ -60,6 +65,13 @@ const ui = {
   panelDashboard: mustFind('#panel-dashboard'),
   endSession: mustFind<HTMLButtonElement>('#end-session'),
   fullscreen: mustFind<HTMLButtonElement>('#fullscreen'),
+  paste: mustFind<HTMLButtonElement>('#paste'),
+  pasteDialog: mustFind<HTMLDialogElement>('#paste-dialog'),
+  pasteForm: mustFind<HTMLFormElement>('#paste-form'),
+  pasteText: mustFind<HTMLInputElement>('#paste-text'),
+  pasteShow: mustFind<HTMLInputElement>('#paste-show'),
+  pasteError: mustFind('#paste-error'),
+  pasteCancel: mustFind<HTMLButtonElement>('#paste-cancel'),
 };
 
 const panelTitles: Record<Phase, string> = {
@@ -69,6 +81,7 @@ const panelTitles: Record<Phase, string> = {
   reconnecting: 'Reconnecting',
   closed: 'Session closed',
   failed: 'The session failed',
+  completed: completedTitle,
 };
 
 // ---- where the page came from ----
@@ -134,8 +147,11 @@ function setPhase(phase: Phase, sentence: string, title: string = panelTitles[ph
   setSentence(sentence);
   ui.panel.hidden = phase === 'connected';
   ui.reconnectNow.hidden = phase !== 'reconnecting';
-  ui.panelDashboard.hidden = (phase !== 'closed' && phase !== 'failed') || ui.panelDashboard.dataset.embedded === 'true';
-  ui.endSession.disabled = phase === 'closed' || phase === 'failed' || isEnding;
+  const isFinal = phase === 'closed' || phase === 'failed' || phase === 'completed';
+  ui.panelDashboard.hidden = !isFinal || ui.panelDashboard.dataset.embedded === 'true';
+  ui.endSession.disabled = isFinal || isEnding;
+  ui.paste.disabled = phase !== 'connected' || isPasting;
+  if (phase !== 'connected' && ui.pasteDialog.open) ui.pasteDialog.close();
   drawSteps(phase);
 }
 
@@ -150,7 +166,7 @@ function drawSteps(phase: Phase = (document.body.dataset.phase as Phase | undefi
   progress.render(ui.steps);
   const failed = progress.failedStep();
   const isStartUpStory =
-    phase === 'starting' || phase === 'failed' || progress.views.some((view) => view.state === 'stopped');
+    phase === 'starting' || phase === 'failed' || (phase !== 'completed' && progress.views.some((view) => view.state === 'stopped'));
   ui.steps.hidden = !isStartUpStory;
   ui.failedStep.hidden = !(phase === 'failed' && failed);
   ui.failedStep.textContent = failed ? `Failed step: ${failed.label}` : '';
@@ -187,7 +203,7 @@ function retryableSentence(error: unknown, inMs: number): string {
 // ---- courses of action ----
 
 /** The end: a sentence and nothing more to try. */
-function finish(phase: 'closed' | 'failed', sentence: string, title?: string): void {
+function finish(phase: FinalPhase, sentence: string, title?: string): void {
   generation++;
   retryNow = null;
   renewer.stop();
@@ -201,7 +217,8 @@ function finish(phase: 'closed' | 'failed', sentence: string, title?: string): v
 
 function showTerminal(session: Session): void {
   progress.settle(session.state);
-  finish(session.state === 'failed' ? 'failed' : 'closed', sessionSentence(session), sessionTitle(session.state));
+  const phase: FinalPhase = session.state === 'failed' ? 'failed' : session.state === 'completed' ? 'completed' : 'closed';
+  finish(phase, sessionSentence(session), sessionTitle(session.state));
 }
 
 /** A request the server answered with a 4xx: nothing to retry, only a sentence to show. */
@@ -320,12 +337,40 @@ function closed(close: VncClose, closedGeneration: number): void {
   switch (action.kind) {
     case 'final':
       return finish(action.phase, action.sentence, action.title);
+    case 'completed':
+      return void showCompleted();
     case 'read-session':
       return void readEndedSession(action.fallback, close.reason === 'SESSION_FAILED' ? 'failed' : 'closed');
     case 'retry':
       // The page's own cause (a handshake timeout) is more precise than a bare 1005/1006.
       return void proceed(close.cause ?? action.cause);
   }
+}
+
+/**
+ * After 1000 `completed`: the credential is stored and the sandbox is going away. Says who is
+ * connected to what, from the session's record; never reconnects, whatever that read does.
+ */
+async function showCompleted(): Promise<void> {
+  const current = ++generation;
+  renewer.stop();
+  setPhase('completed', 'Connected — reading the account…');
+  for (let tries = 0; tries < 3; tries++) {
+    try {
+      const session = await getSession();
+      if (current !== generation) return;
+      // The close can overtake the record's credential by a moment; the provider alone is worth a wait.
+      if (session.state === 'completed' || tries === 2) {
+        progress.settle('completed');
+        return finish('completed', completedSentenceFor(session), completedTitle);
+      }
+    } catch {
+      if (current !== generation) return;
+    }
+    await sleep(500);
+    if (current !== generation) return;
+  }
+  finish('completed', completedSentence, completedTitle);
 }
 
 /** After 4410: the server says the session is over; its record says why. */
@@ -370,6 +415,98 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => window.setTimeout(resolve, ms));
 }
 
+// ---- paste ----
+
+let isPasting = false;
+/** The sentence a paste put in the status line; put back to the phase's own after a while. */
+let pasteSentenceTimer: number | undefined;
+
+/** "Paste" and Ctrl/Cmd+Shift+V: the clipboard if the browser lets the page read it, else a dialog. */
+async function paste(): Promise<void> {
+  if (!handle.rfb || document.body.dataset.phase !== 'connected' || isPasting) return;
+  let text: string | null = null;
+  // Chromium asks once and then remembers; Firefox and Safari (and plain-HTTP pages) refuse or lack
+  // readText: the dialog is the way there, and a refusal is not worth a sentence.
+  if (window.isSecureContext && typeof navigator.clipboard?.readText === 'function') {
+    text = await navigator.clipboard.readText().catch(() => null);
+  }
+  if (text === null) return openPasteDialog();
+  const check = checkPasteText(text);
+  if (!check.ok) return sayAboutPaste(check.sentence);
+  await typeIntoDesktop(check.text);
+}
+
+async function typeIntoDesktop(text: string): Promise<void> {
+  const rfb = handle.rfb;
+  if (!rfb || document.body.dataset.phase !== 'connected') return sayAboutPaste('The desktop is not connected; nothing was typed.');
+  isPasting = true;
+  ui.paste.disabled = true;
+  document.body.dataset.paste = 'typing';
+  sayAboutPaste('Typing the pasted text into the desktop…');
+  try {
+    const typed = await typeText(rfb, text);
+    document.body.dataset.paste = 'typed';
+    sayAboutPaste(`Typed ${typed} character${typed === 1 ? '' : 's'} into the desktop’s focused field.`);
+  } finally {
+    isPasting = false;
+    ui.paste.disabled = document.body.dataset.phase !== 'connected';
+    rfb.focus({ preventScroll: true });
+  }
+}
+
+function sayAboutPaste(sentence: string): void {
+  setSentence(sentence);
+  window.clearTimeout(pasteSentenceTimer);
+  const current = generation;
+  pasteSentenceTimer = window.setTimeout(() => {
+    if (current === generation && document.body.dataset.phase === 'connected') setSentence('Connected to the desktop.');
+  }, 6_000);
+}
+
+function openPasteDialog(): void {
+  ui.pasteText.value = '';
+  ui.pasteText.type = 'password';
+  ui.pasteShow.checked = false;
+  ui.pasteError.textContent = '';
+  ui.pasteDialog.showModal();
+  ui.pasteText.focus();
+}
+
+function setUpPaste(): void {
+  ui.paste.addEventListener('click', () => void paste());
+  // Captured on window, before noVNC's canvas listener would send the V to the desktop.
+  window.addEventListener(
+    'keydown',
+    (event) => {
+      if (!(event.ctrlKey || event.metaKey) || !event.shiftKey || event.code !== 'KeyV') return;
+      if (ui.pasteDialog.open) return;
+      event.preventDefault();
+      event.stopImmediatePropagation();
+      void paste();
+    },
+    { capture: true },
+  );
+  ui.pasteShow.addEventListener('change', () => {
+    ui.pasteText.type = ui.pasteShow.checked ? 'text' : 'password';
+  });
+  ui.pasteCancel.addEventListener('click', () => ui.pasteDialog.close());
+  ui.pasteDialog.addEventListener('close', () => {
+    ui.pasteText.value = ''; // a password must not wait in the page's DOM
+    handle.rfb?.focus({ preventScroll: true });
+  });
+  ui.pasteForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const check = checkPasteText(ui.pasteText.value);
+    if (!check.ok) {
+      ui.pasteError.textContent = check.sentence;
+      ui.pasteText.focus();
+      return;
+    }
+    ui.pasteDialog.close();
+    void typeIntoDesktop(check.text);
+  });
+}
+
 // ---- toolbar ----
 
 async function endSession(): Promise<void> {
@@ -408,6 +545,7 @@ function setUpToolbar(): void {
   document.title = `porthole · ${shortId}`;
 
   ui.endSession.addEventListener('click', () => void endSession());
+  setUpPaste();
   ui.reconnectNow.addEventListener('click', () => retryNow?.());
 
   // Inside an embedding app's iframe the app owns navigation, and porthole's dashboard (cookie

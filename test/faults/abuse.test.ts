@@ -19,10 +19,10 @@ import { closeViewer, connectViewer, expectFramebufferUpdate, openViewerSocket, 
 // Invariants: no 5xx, no crash (/healthz answers, the session lives on), every error body names a
 // registry code whose status is the response's, the relay lets go of every connection.
 //
-// Inputs that porthole never sees because Node's HTTP parser or ws answer them first (431, bad
-// request lines, conflicting lengths, ws's own 400s) are held here only to "no 5xx, no crash":
-// their bodies carry no registry code today (abuse.pending.ts). A malformed percent-encoding in
-// the relay's path answers 500 today and is left out here (abuse.pending.ts).
+// Inputs that Node's HTTP parser, Fastify's router or ws refuse before porthole's handlers (431,
+// bad request lines, conflicting lengths, no Host, an odd Expect, malformed percent-encodings,
+// ws's own 400s) get a registry code too (src/server/http/client-errors.ts, the relay's
+// wsClientError listener).
 //
 // Xvnc (TigerVNC) may black-mark clients that leave before the RFB handshake (cycles.pending.ts),
 // so every upgrade that could succeed either completes the handshake or targets a session id that
@@ -67,12 +67,6 @@ function assertHandled(where: string, status: number, body: Buffer | string, met
   }
   assert.ok(isErrorCode(code), `${where} → ${status} without a registry code: ${text.slice(0, 300)}`);
   assert.equal(errorRegistry[code].status, status, `${where}: ${code} is a ${errorRegistry[code].status}, answered ${status}`);
-}
-
-/** Only the weaker promise: no 5xx (and the process is still here to answer). */
-function assertNo5xx(where: string, response: RawResponse): void {
-  count(response.status);
-  assert.ok(response.status < 500, `${where} → ${response.status} ${response.body.toString().slice(0, 300)}`);
 }
 
 async function post(path: string, body: string | Buffer, headers: string[] = [`Content-Type: application/json`]): Promise<RawResponse> {
@@ -190,7 +184,7 @@ test('2,000 headers on one request: answered like any other when they fit the he
   const big = Array.from({ length: 2_000 }, (_, i) => `x-header-${i}: v`);
   for (const [verb, path] of [['GET', '/v1/sessions'], ['GET', `/v1/sessions/${phantomId}/vnc`]] as const) {
     const refused = await rawRequest(port, requestText(verb, path, [hostLine(), bearerLine, ...big, 'Connection: close']));
-    assertNo5xx(`${path} + 2,000 long headers`, refused);
+    assertHandled(`${path} + 2,000 long headers`, refused.status, refused.body);
     assert.equal(refused.status, 431);
   }
 });
@@ -272,8 +266,9 @@ test('upgrades ws itself refuses (bad key, wrong version, not "websocket"): 400,
   await fc.assert(
     fc.asyncProperty(cases, async (overrides) => {
       const response = await rawRequest(port, requestText('GET', vncPath(phantomId, t.server.tickets.issue(phantomId).ticket), upgradeHeaders(overrides)));
-      assertNo5xx(`upgrade ${JSON.stringify(overrides)}`, response);
+      assertHandled(`upgrade ${JSON.stringify(overrides)}`, response.status, response.body);
       assert.equal(response.status, 400, JSON.stringify(overrides));
+      if ('Sec-WebSocket-Version' in overrides) assert.equal(response.headers['sec-websocket-version'], '13, 8', 'the versions ws speaks');
     }),
     runs(100),
   );
@@ -421,6 +416,85 @@ test('replayed tickets work until they expire (bearer tokens, by design); foreig
   assertHandled('ticket as API key', asKey.status, asKey.body);
   assert.equal(asKey.status, 401);
   assert.deepEqual(await openViewerSocket(viewerSocketUrl(t.server.url, session.id, testApiKey)), { refused: { status: 401, code: 'TICKET_INVALID' } });
+});
+
+// ---- what porthole's handlers never see ----
+
+/** A 4xx whose body names a registry code of that status. */
+function assertRefused(where: string, response: RawResponse): void {
+  assertHandled(where, response.status, response.body);
+  assert.ok(response.status >= 400, `${where} → ${response.status}`);
+}
+
+test('relay: a malformed percent-encoding in the path is a 4xx with a registry code, not 500', async () => {
+  const ticket = encodeURIComponent(t.server.tickets.issue(phantomId).ticket);
+  for (const id of ['%E0%A4%A', '%ZZ', '%', 'ses_%C0']) {
+    const response = await rawRequest(port, requestText('GET', `/v1/sessions/${id}/vnc?ticket=${ticket}`, upgradeHeaders()));
+    assertRefused(`upgrade /v1/sessions/${id}/vnc`, response);
+  }
+});
+
+test('HTTP: a malformed percent-encoding in the path has a registry code', async () => {
+  for (const path of ['/v1/sessions/%E0%A4%A', '/v1/sessions/%ZZ/events', '/%']) {
+    assertRefused(`GET ${path}`, await rawRequest(port, requestText('GET', path, [hostLine(), bearerLine, 'Connection: close'])));
+  }
+});
+
+test('requests Node’s parser refuses, or answers itself, have a registry code', async () => {
+  const big = Array.from({ length: 2_000 }, (_, i) => `x-header-${i}: v`);
+  const cases: Array<[string, string]> = [
+    ['2,000 long headers (431)', requestText('GET', '/v1/sessions', [hostLine(), ...big, 'Connection: close'])],
+    ['a space in the path', requestText('GET', '/v1/ses sions', [hostLine(), 'Connection: close'])],
+    ['an unknown method', requestText('BREW', '/v1/sessions', [hostLine(), 'Connection: close'])],
+    ['two Content-Lengths', requestText('POST', '/v1/sessions', [hostLine(), 'Content-Type: application/json', 'Content-Length: 2', 'Content-Length: 3', 'Connection: close'], '{}')],
+    ['Transfer-Encoding with Content-Length', requestText('POST', '/v1/sessions', [hostLine(), 'Content-Type: application/json', 'Transfer-Encoding: chunked', 'Content-Length: 2', 'Connection: close'], '{}')],
+    ['a header without a colon', requestText('GET', '/healthz', [hostLine(), 'no colon here', 'Connection: close'])],
+    ['no Host header', requestText('GET', '/v1/sessions', [bearerLine, 'Connection: close'])],
+    ['Expect: something', requestText('GET', '/v1/sessions', [hostLine(), 'Expect: something', 'Connection: close'])],
+  ];
+  const failures: string[] = [];
+  const seen: string[] = [];
+  for (const [what, request] of cases) {
+    try {
+      const response = await rawRequest(port, request);
+      seen.push(`${what} → ${response.status} ${String((JSON.parse(response.body.toString()) as { error?: { code?: string } }).error?.code)}`);
+      assertRefused(what, response);
+    } catch (error) {
+      failures.push((error as Error).message.split('\n')[0]!);
+    }
+  }
+  assert.deepEqual(failures, []);
+  assert.ok(seen.includes('2,000 long headers (431) → 431 HEADERS_TOO_LARGE'), seen.join('; '));
+  assert.ok(seen.includes('Expect: something → 417 EXPECTATION_FAILED'), seen.join('; '));
+});
+
+test('upgrades ws refuses have a registry code', async () => {
+  const path = vncPath(phantomId, t.server.tickets.issue(phantomId).ticket);
+  const cases: Array<[string, Record<string, string | null>]> = [
+    ['bad Sec-WebSocket-Key', { 'Sec-WebSocket-Key': 'bad' }],
+    ['no Sec-WebSocket-Key', { 'Sec-WebSocket-Key': null }],
+    ['Sec-WebSocket-Version 7', { 'Sec-WebSocket-Version': '7' }],
+    ['Upgrade: h2c', { Upgrade: 'h2c' }],
+  ];
+  for (const [what, overrides] of cases) {
+    const response = await rawRequest(port, requestText('GET', path, upgradeHeaders(overrides)));
+    assertRefused(what, response);
+    assert.equal((JSON.parse(response.body.toString()) as { error: { code: string } }).error.code, 'MALFORMED_REQUEST', what);
+  }
+  assert.deepEqual(t.server.relay.stats(), []);
+});
+
+test('only the canonical spelling of a ticket verifies', () => {
+  const ticket = t.server.tickets.issue(phantomId).ticket;
+  const mac = ticket.slice(ticket.lastIndexOf('.') + 1);
+  const body = ticket.slice(0, ticket.lastIndexOf('.') + 1);
+  // 32 bytes are 43 base64url characters: the last one carries 2 unused bits.
+  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  const sibling = alphabet[alphabet.indexOf(mac.at(-1)!) ^ 1]!;
+  for (const spelling of [`${body}${mac.slice(0, 10)}*${mac.slice(10)}`, `${body}${mac.slice(0, -1)}${sibling}`, `${body}${mac}=`]) {
+    assert.throws(() => t.server.tickets.verify(spelling, phantomId), { code: 'TICKET_INVALID' }, spelling);
+  }
+  assert.doesNotThrow(() => t.server.tickets.verify(ticket, phantomId));
 });
 
 test('afterwards: the server answers, the session lives, nothing is held, no error was logged', async (tc) => {

@@ -6,7 +6,7 @@ import { canTransition, endReasons, eventTypes, sessionStates, startSteps, termi
 test('persisted enum strings are pinned', () => {
   assert.deepEqual([...sessionStates], ['starting', 'ready', 'authenticating', 'completed', 'failed', 'ended']);
   assert.deepEqual([...endReasons], ['user', 'idle_timeout', 'max_lifetime', 'sandbox_exited', 'shutdown']);
-  assert.deepEqual([...startSteps], ['sandbox', 'agent', 'vnc']);
+  assert.deepEqual([...startSteps], ['sandbox', 'agent', 'vnc', 'login']);
   assert.ok(eventTypes.includes('session.ready') && eventTypes.includes('step.failed'));
 });
 

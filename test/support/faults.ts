@@ -2,10 +2,11 @@ import assert from 'node:assert/strict';
 import { fetchAgentHealth } from '../../src/drivers/endpoint-probes.js';
 import { sandboxLeftovers } from '../../src/drivers/local/local-driver.js';
 import type { AgentHealth } from '../../src/protocol/agent.js';
+import { sessionDiagnosisSchema, type DiagnosisHop, type HopReport, type SessionDiagnosis } from '../../src/protocol/diagnosis.js';
 import type { SandboxId, SessionId } from '../../src/protocol/ids.js';
 import type { Session } from '../../src/protocol/session.js';
 import { sandboxProcesses } from './sandbox-processes.js';
-import type { TestServer } from './server.js';
+import { testApiKey, type TestServer } from './server.js';
 import { connectViewer, viewerSocketUrl, type ConnectedViewer } from './ws.js';
 
 // Shared by the fault tests (test/faults): a watched session, the agent's health, and the check
@@ -30,6 +31,25 @@ export async function agentHealth(t: Pick<TestServer, 'server'>, sandboxId: stri
   const info = await t.server.driver.inspect(sandboxId as SandboxId);
   assert.ok(info, `sandbox ${sandboxId} is known to the driver`);
   return fetchAgentHealth(info.agent);
+}
+
+/** GET /v1/sessions/:id/diagnosis, as `porthole sessions diagnose` reads it. */
+export async function diagnose(t: Pick<TestServer, 'server'>, sessionId: string): Promise<SessionDiagnosis> {
+  const response = await fetch(`${t.server.url}/v1/sessions/${sessionId}/diagnosis`, { headers: { authorization: `Bearer ${testApiKey}` } });
+  const body: unknown = await response.json();
+  assert.equal(response.status, 200, JSON.stringify(body));
+  return sessionDiagnosisSchema.parse(body);
+}
+
+export function hopOf(diagnosis: SessionDiagnosis, hop: DiagnosisHop): HopReport {
+  const found = diagnosis.hops.find((h) => h.hop === hop);
+  assert.ok(found, `the diagnosis has a ${hop} hop`);
+  return found;
+}
+
+/** One line per hop, for assertion messages: "✘ vnc 3002 ms ETIMEDOUT on …". */
+export function showDiagnosis(diagnosis: SessionDiagnosis): string {
+  return diagnosis.hops.map((h) => `${h.result === 'ok' ? '✔' : h.result === 'failed' ? '✘' : '–'} ${h.hop} ${h.ms} ms ${h.cause}`).join('\n');
 }
 
 /** Rejects when `promise` does not settle within `ms`. */

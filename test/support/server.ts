@@ -7,7 +7,7 @@ import type { SessionId } from '../../src/protocol/ids.js';
 import { isTerminal, type Session } from '../../src/protocol/session.js';
 import { loadConfig } from '../../src/server/config.js';
 import { createLogger } from '../../src/server/logger.js';
-import { startServer, type RunningServer } from '../../src/server/main.js';
+import { startServer, type RunningServer, type StartOptions } from '../../src/server/main.js';
 
 export const testApiKey = 'test-api-key-0123456789abcdef';
 /** Test sandboxes run as their own uid, so the after-test leak check (scripts/test.mjs) can find strays. */
@@ -33,7 +33,7 @@ export interface TestServer {
  * the local driver and a fixed API key. Logs go to test-output/<name>/server.log. `stop()` ends every
  * session (destroying its sandbox), closes the server and removes the data dir.
  */
-export async function startTestServer(name: string, env: Record<string, string> = {}, options: { agentBundle?: string } = {}): Promise<TestServer> {
+export async function startTestServer(name: string, env: Record<string, string> = {}, options: Pick<StartOptions, 'agentBundle' | 'wrapDriver'> = {}): Promise<TestServer> {
   const dataDir = await mkdtemp(join(tmpdir(), 'porthole-test-'));
   await chmod(dataDir, 0o711); // as porthole's own data dir: the sandbox uid must traverse it
   const outDir = testOutputDir(name);

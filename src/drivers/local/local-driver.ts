@@ -13,7 +13,7 @@ import { version } from '../../protocol/version.js';
 import type { Driver, SandboxHandle, SandboxInfo, SandboxSpec } from '../driver.js';
 import { bwrapArgs, bwrapFds, inside, sandboxGroup, sandboxPasswd } from './bwrap-command.js';
 import { CleanupStack } from './cleanup-stack.js';
-import { childrenOf, pidNamespaceOf, readProcStat, scanProcesses } from './proc-scan.js';
+import { childrenOf, pidNamespaceOf, processExitingFlag, readProcStat, scanProcesses, type ProcStat } from './proc-scan.js';
 import { readRecord, recordFile, writeRecord, type SandboxRecord } from './sandbox-record.js';
 
 // The `local` driver: a sandbox is a group of processes on this host, isolated by bubblewrap (own
@@ -39,9 +39,13 @@ export interface LocalDriverOptions {
   readonly logger?: Logger;
 }
 
-interface InitRef {
+/** One process, across pid reuse. */
+interface ProcessRef {
   readonly pid: number;
   readonly startTime: number;
+}
+
+interface InitRef extends ProcessRef {
   readonly pidNamespace: number;
 }
 
@@ -140,6 +144,9 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
       const init = await initRef(childPid, pidNamespace);
       if (!init) throw new Error(`the sandbox's init (pid ${childPid}) exited at once; see ${join(runDir, 'logs', 'agent.log')}`);
 
+      step = 'agent';
+      const agent = await waitForAgent(init, signal); // polls, and stops on abort itself
+
       step = 'record';
       const record: SandboxRecord = {
         id: spec.id,
@@ -150,6 +157,7 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
         uid,
         gid,
         init,
+        agent,
         vncSocket,
         agentSocket,
         createdBy: version,
@@ -159,7 +167,7 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
 
       cleanup.release();
       child.unref();
-      logger?.info({ sandboxId: spec.id, initPid: init.pid, pidNamespace: init.pidNamespace }, 'sandbox started');
+      logger?.info({ sandboxId: spec.id, initPid: init.pid, agentPid: agent.pid, pidNamespace: init.pidNamespace }, 'sandbox started');
       return { id: spec.id, vnc: { kind: 'unix', path: vncSocket }, agent: { kind: 'unix', path: agentSocket } };
     } catch (error) {
       // The log is this start's only once bwrap ran (before, the directory may be another sandbox's).
@@ -209,14 +217,19 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
     if (!isSandboxId(id)) return null;
     const record = await readRecord(sandboxDir(dataDir, id));
     if (!record) return null;
-    const isRunning = await isInitAlive(record.init);
+    // Running while the agent runs: bwrap's init reaps until no child is left, so a desktop whose
+    // agent died would run on unsupervised, with nobody answering /health or restarting it.
+    const isInitRunning = await isRunning(record.init);
+    const isAgentRunning = isInitRunning && (record.agent === undefined || (await isRunning(record.agent)));
+    // The outer bwrap exits with its command's status, i.e. the agent's.
+    const how = exits.get(id) ?? null;
     return {
       id,
       vnc: { kind: 'unix', path: record.vncSocket },
       agent: { kind: 'unix', path: record.agentSocket },
-      status: isRunning ? 'running' : 'exited',
+      status: isAgentRunning ? 'running' : 'exited',
       startedAt: record.startedAt,
-      exit: isRunning ? null : (exits.get(id) ?? null),
+      exit: isAgentRunning ? null : isInitRunning ? `agent exited${how ? `: ${how}` : ''}` : how,
     };
   }
 
@@ -230,7 +243,7 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
     if (!isSandboxId(id)) return;
     const dir = sandboxDir(dataDir, id);
     const record = await readRecord(dir);
-    await stopSandbox(id, record?.init ?? null);
+    await stopSandbox(id, record?.init ?? null, record?.agent);
     await reaped(children.get(id));
     // sandbox.json goes last: while anything of the sandbox is on disk, list() still reports it.
     for (const name of await readdir(dir).catch(() => [] as string[])) {
@@ -260,9 +273,29 @@ async function reaped(child: ChildProcess | undefined): Promise<void> {
   await Promise.race([new Promise((resolve) => child.once('exit', resolve)), sleep(2_000)]);
 }
 
-async function isInitAlive(init: InitRef): Promise<boolean> {
-  const proc = await readProcStat(init.pid);
-  return proc !== null && proc.state !== 'Z' && proc.startTime === init.startTime;
+/** That very process, while it runs: not recycled, not a zombie, not on its way out. */
+async function liveProcess(ref: ProcessRef): Promise<ProcStat | null> {
+  const proc = await readProcStat(ref.pid);
+  // An init that was killed stays in its exit path (not yet a zombie) until the kernel has ended
+  // the rest of its namespace: PF_EXITING tells that apart from an init that runs.
+  return proc !== null && proc.state !== 'Z' && proc.startTime === ref.startTime && (proc.flags & processExitingFlag) === 0 ? proc : null;
+}
+
+async function isRunning(ref: ProcessRef): Promise<boolean> {
+  return (await liveProcess(ref)) !== null;
+}
+
+/** The agent of a sandbox just started: the init forks it once the sandbox is set up. */
+async function waitForAgent(init: InitRef, signal: AbortSignal | undefined): Promise<ProcessRef> {
+  const deadline = Date.now() + infoTimeoutMs;
+  for (;;) {
+    signal?.throwIfAborted();
+    const agent = await agentOf(init);
+    if (agent) return { pid: agent.pid, startTime: agent.startTime };
+    if (!(await isRunning(init))) throw new Error(`the sandbox's init (pid ${init.pid}) exited before it started the agent`);
+    if (Date.now() > deadline) throw new Error(`the sandbox's init (pid ${init.pid}) started no agent within ${infoTimeoutMs} ms`);
+    await sleep(20);
+  }
 }
 
 /**
@@ -270,16 +303,18 @@ async function isInitAlive(init: InitRef): Promise<boolean> {
  * then KILL to the pid-namespace init, which makes the kernel kill everything in the namespace.
  * Returns once no process of the sandbox remains. Idempotent.
  */
-async function stopSandbox(id: string, init: InitRef | null): Promise<void> {
-  if (init && (await isInitAlive(init))) {
-    const agent = await agentOf(init);
+async function stopSandbox(id: string, init: InitRef | null, agentRef?: ProcessRef): Promise<void> {
+  if (init && (await isRunning(init))) {
+    // The recorded agent (gone already when it was killed: then straight to the init), or for a
+    // record without one, the init's child.
+    const agent = agentRef ? await liveProcess(agentRef) : await agentOf(init);
     if (agent) {
       signal(-agent.pgid, 'SIGTERM');
       const deadline = Date.now() + agentStopGraceMs;
       while (Date.now() < deadline && (await readProcStat(agent.pid))?.startTime === agent.startTime) await sleep(50);
     }
     // Checked again right before the kill: never signal a recycled pid.
-    if (await isInitAlive(init)) signal(init.pid, 'SIGKILL');
+    if (await isRunning(init)) signal(init.pid, 'SIGKILL');
   }
   const started = Date.now();
   for (;;) {
@@ -294,8 +329,8 @@ async function stopSandbox(id: string, init: InitRef | null): Promise<void> {
   }
 }
 
-/** The agent: the child of the namespace's init. */
-async function agentOf(init: InitRef): Promise<{ pid: number; pgid: number; startTime: number } | null> {
+/** The agent: the child of the namespace's init (the first one; orphans of the desktop are reparented to it too). */
+async function agentOf(init: InitRef): Promise<ProcStat | null> {
   return (await childrenOf(init.pid)).find((p) => p.state !== 'Z') ?? null;
 }
 

@@ -13,7 +13,12 @@ export interface ProcStat {
   readonly pgid: number;
   /** Clock ticks since boot: with the pid, identifies a process across pid reuse. */
   readonly startTime: number;
+  /** The kernel's PF_* flags (proc(5) field 9). */
+  readonly flags: number;
 }
+
+/** PF_EXITING: the process is on its way out (a pid-namespace init waits there until its namespace is empty). */
+export const processExitingFlag = 0x4;
 
 export async function readProcStat(pid: number): Promise<ProcStat | null> {
   const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
@@ -23,7 +28,7 @@ export async function readProcStat(pid: number): Promise<ProcStat | null> {
   const comm = text.slice(text.indexOf('(') + 1, close);
   const fields = text.slice(close + 2).split(' ');
   // fields[0] is field 3 (state) of proc(5).
-  return { pid, comm, state: fields[0] ?? '?', ppid: Number(fields[1]), pgid: Number(fields[2]), startTime: Number(fields[19]) };
+  return { pid, comm, state: fields[0] ?? '?', ppid: Number(fields[1]), pgid: Number(fields[2]), flags: Number(fields[6]), startTime: Number(fields[19]) };
 }
 
 /** The inode of a process's pid namespace; null when it is gone or a zombie. */

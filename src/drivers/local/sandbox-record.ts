@@ -23,6 +23,13 @@ export const sandboxRecordSchema = z.object({
     /** Inode of its pid namespace: every process of the sandbox shares it. */
     pidNamespace: z.number().int(),
   }),
+  /**
+   * The agent: the init's one child, which supervises the desktop. The sandbox runs while it runs:
+   * bwrap's init reaps until no child is left, so without the agent the desktop would run on
+   * unsupervised. Optional so that records written before it was recorded still parse (then the
+   * init alone counts).
+   */
+  agent: z.object({ pid: z.number().int(), startTime: z.number().int() }).optional(),
   vncSocket: z.string(),
   agentSocket: z.string(),
   /** Version of the server that created it. */

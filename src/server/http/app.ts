@@ -7,15 +7,18 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { AppError, errorRegistry, type ErrorCode } from '../../protocol/errors.js';
 import type { SessionId } from '../../protocol/ids.js';
-import { createAuthenticator, loginCookie, sameSecret, type Principal } from './auth.js';
+import { answerClientError, answerExpectation } from './client-errors.js';
+import { authenticateAgent, createAuthenticator, loginCookie, sameSecret, type Principal } from './auth.js';
 import { openApiDocument } from './openapi.js';
+import { agentRoutes } from './agent-routes.js';
+import { credentialRoutes, type CredentialRouteDeps } from './credential-routes.js';
 import { apiRoutes, type RouteDeps } from './routes.js';
 import type { Store } from '../../store/store.js';
 import type { Secret } from '../secret.js';
 import type { TicketSigner } from '../tickets.js';
 import type { Metrics } from '../metrics.js';
 
-export interface AppOptions extends RouteDeps {
+export interface AppOptions extends RouteDeps, CredentialRouteDeps {
   logger: Logger;
   store: Store;
   apiKey: Secret | null;
@@ -90,6 +93,20 @@ export async function buildApp(options: AppOptions) {
     routerOptions: { maxParamLength: 200 },
     return503OnClosing: true,
     forceCloseConnections: true,
+    // What the parser and router refuse before any handler still answers with a registry code
+    // (client-errors.ts). A request without Host reaches the onRequest hook below instead of
+    // Node's empty 400.
+    http: { requireHostHeader: false },
+    clientErrorHandler: (error, socket) => answerClientError(error, socket, `${prefix}-${(++nextId).toString(36)}`, options.metrics),
+    frameworkErrors: (error, request, reply) =>
+      error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+        ? sendError(reply, request.id, 'ROUTE_NOT_FOUND', 'A path segment is longer than any id.')
+        : sendError(reply, request.id, 'MALFORMED_REQUEST', error.code === 'FST_ERR_BAD_URL' ? 'The path is not valid percent-encoding.' : undefined),
+  });
+  app.server.on('checkExpectation', (request, response) => answerExpectation(request, response, `${prefix}-${(++nextId).toString(36)}`, options.metrics));
+  app.addHook('onRequest', async (request) => {
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400.
+    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) throw new AppError('MALFORMED_REQUEST', { message: 'An HTTP/1.1 request needs a Host header.' });
   });
   // JSON only: a text/plain body is refused with UNSUPPORTED_MEDIA_TYPE rather than parsed as a string.
   app.removeContentTypeParser('text/plain');
@@ -104,7 +121,7 @@ export async function buildApp(options: AppOptions) {
     for (const method of [route.method].flat()) if (method !== 'HEAD') registered.push({ method, url: route.url });
   });
   const auth = createAuthenticator({ store: options.store, configuredKey: options.apiKey, tickets: options.tickets, allowedOrigins: options.allowedOrigins });
-  const routes = apiRoutes(options);
+  const routes = [...apiRoutes(options), ...agentRoutes(options), ...credentialRoutes(options)];
 
   app.setErrorHandler((error: FastifyError | AppError, request, reply) => {
     if (error instanceof AppError) {
@@ -137,14 +154,18 @@ export async function buildApp(options: AppOptions) {
       handler: async (request, reply) => {
         const params = (parse(route.params, request.params, 'path') ?? {}) as Record<string, string>;
         let principal: Principal | null = null;
-        if (route.auth !== 'none') {
+        if (route.auth === 'agent') principal = await authenticateAgent(options.store, request, params.id as SessionId);
+        else if (route.auth !== 'none') {
           principal = await auth.authenticate(request, { ticketFor: route.auth === 'api-or-viewer' ? (params.id as SessionId) : undefined });
+          if (route.auth === 'api-key' && principal.kind !== 'api-key') throw new AppError('API_KEY_REQUIRED');
         }
         const query = (parse(route.query, request.query, 'query') ?? {}) as Record<string, unknown>;
         if (route.body && (request.body === undefined || request.body === null)) throw new AppError('MALFORMED_JSON', { message: 'A JSON body is required.' });
         const body = parse(route.body, request.body, 'body');
         const result = await route.handler({ params, query, body, principal, request, reply });
-        return reply.status(route.status ?? 200).header('cache-control', 'no-store').send(result);
+        // A handler may choose among its documented statuses (201 vs 200); route.status is the fixed one.
+        if (route.status) reply.status(route.status);
+        return reply.header('cache-control', 'no-store').send(result);
       },
     });
   }

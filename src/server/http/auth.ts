@@ -8,7 +8,7 @@ import type { TicketSigner } from '../tickets.js';
 import { isOriginAllowed } from './origin.js';
 
 /** Who is calling. A viewer (ticket) may only act on its own session, on the routes that allow it. */
-export type Principal = { kind: 'api-key'; keyId: string } | { kind: 'dashboard' } | { kind: 'viewer'; sessionId: SessionId };
+export type Principal = { kind: 'api-key'; keyId: string } | { kind: 'dashboard' } | { kind: 'viewer'; sessionId: SessionId } | { kind: 'agent'; sessionId: SessionId };
 
 export const loginCookie = 'porthole_login';
 
@@ -64,4 +64,17 @@ export function createAuthenticator(deps: { store: Store; configuredKey: Secret 
       throw new AppError('UNAUTHENTICATED');
     },
   };
+}
+
+/**
+ * The in-sandbox agent: `Authorization: Bearer <sandbox token>`, whose SHA-256 must equal the one
+ * the server stored for this session at start. A missing token, a wrong one, or another sandbox's
+ * all get the same AGENT_TOKEN_INVALID (401).
+ */
+export async function authenticateAgent(store: Store, request: FastifyRequest, sessionId: SessionId): Promise<Principal> {
+  const [scheme, token] = (request.headers.authorization ?? '').split(' ', 2);
+  const expected = await store.getAgentTokenHash(sessionId);
+  if (scheme?.toLowerCase() !== 'bearer' || !token || !expected) throw new AppError('AGENT_TOKEN_INVALID');
+  if (!sameSecret(createHash('sha256').update(token).digest('hex'), expected)) throw new AppError('AGENT_TOKEN_INVALID');
+  return { kind: 'agent', sessionId };
 }

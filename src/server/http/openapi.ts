@@ -24,7 +24,7 @@ export function openApiDocument(routes: readonly RouteDef[]): JsonSchema {
     const operation: Record<string, unknown> = {
       operationId: route.operationId,
       summary: route.summary,
-      security: route.auth === 'none' ? [] : route.auth === 'api' ? [{ apiKey: [] }, { dashboardCookie: [] }] : [{ apiKey: [] }, { dashboardCookie: [] }, { viewerTicket: [] }],
+      security: route.auth === 'none' ? [] : route.auth === 'agent' ? [{ sandboxToken: [] }] : route.auth === 'api-key' ? [{ apiKey: [] }] : route.auth === 'api' ? [{ apiKey: [] }, { dashboardCookie: [] }] : [{ apiKey: [] }, { dashboardCookie: [] }, { viewerTicket: [] }],
       parameters,
       responses: Object.fromEntries(
         Object.entries(route.responses).map(([status, schema]) => [
@@ -43,6 +43,7 @@ export function openApiDocument(routes: readonly RouteDef[]): JsonSchema {
       securitySchemes: {
         apiKey: { type: 'http', scheme: 'bearer', description: 'An API key.' },
         dashboardCookie: { type: 'apiKey', in: 'cookie', name: 'porthole_login' },
+        sandboxToken: { type: 'http', scheme: 'bearer', description: 'The per-sandbox token the server hands its agent (agent routes only).' },
         viewerTicket: { type: 'http', scheme: 'ticket', description: 'Authorization: Ticket <viewer ticket>, for the session it is bound to.' },
       },
     },

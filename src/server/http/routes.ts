@@ -23,7 +23,11 @@ import type { Principal } from './auth.js';
 // The API as one table: each route's schemas validate its input and, through openapi.ts, describe it.
 // A test holds the OpenAPI document and the routes the server really registered in step.
 
-export type RouteAuth = 'none' | 'api' | 'api-or-viewer';
+/**
+ * `agent`: the sandbox's own token, for the session named in the path (see authenticateAgent).
+ * `api-key`: an API key only, not a dashboard login or a viewer ticket (routes that hand out secrets).
+ */
+export type RouteAuth = 'none' | 'api' | 'api-or-viewer' | 'agent' | 'api-key';
 
 export interface RouteContext {
   params: Record<string, string>;

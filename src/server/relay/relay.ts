@@ -3,9 +3,12 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { connectEndpoint } from '../../drivers/endpoint-probes.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Endpoint } from '../../drivers/driver.js';
+import { connectEndpoint, readRfbBanner } from '../../drivers/endpoint-probes.js';
 import { AppError, closeCodeOf, errorRegistry, type ErrorCode } from '../../protocol/errors.js';
 import { isSessionId, type SessionId } from '../../protocol/ids.js';
+import type { Session } from '../../protocol/session.js';
 import { closeReasonOf, type SessionManager } from '../sessions/session-manager.js';
 import type { Metrics } from '../metrics.js';
 import type { ViewerConnection, ViewerRegistry } from '../sessions/viewer-registry.js';
@@ -23,6 +26,11 @@ export interface RelayOptions {
   tickets: TicketSigner;
   logger: Logger;
   allowedOrigins: readonly string[];
+  /**
+   * How often each viewer is pinged (one missed pong drops it), and the bound on noticing a dead
+   * sandbox side: a VNC connection silent for half of it is checked with a fresh RFB greeting that
+   * must answer within the other half.
+   */
   pingIntervalMs: number;
   metrics: Metrics;
   /** Bytes buffered towards a slow viewer before the sandbox side is paused. */
@@ -38,19 +46,29 @@ export interface RelayConnectionStats {
   /** Largest bufferedAmount seen: the backpressure bound. */
   maxBufferedAmount: number;
   sandboxPaused: boolean;
+  /** performance.now() of the last byte from the sandbox. */
+  lastSandboxByteAt: number;
+  /** Fresh RFB greetings made while the sandbox side was silent (see #watchSandbox). */
+  sandboxProbes: number;
 }
 
 const routePattern = /^\/v1\/sessions\/([^/]+)\/vnc$/;
 const maxViewerMessageBytes = 1024 * 1024;
 
+/** After the VNC connection drops, how long the sandbox's processes of a killed sandbox may take to be gone. */
+const sandboxExitGraceMs = 250;
+/** Bound on asking the session layer whether the sandbox still runs, so a viewer is never left waiting. */
+const sandboxCheckTimeoutMs = 3_000;
+
 /** Writes an HTTP error response on a socket that asked to upgrade, then closes it (cf. ws's abortHandshake). */
-function refuseUpgrade(socket: Duplex, code: ErrorCode, requestId: string): void {
-  const { status, message } = errorRegistry[code];
-  const body = JSON.stringify({ error: { code, message, requestId } });
+function refuseUpgrade(socket: Duplex, code: ErrorCode, requestId: string, options: { message?: string; headers?: Record<string, string> } = {}): void {
+  const { status } = errorRegistry[code];
+  const body = JSON.stringify({ error: { code, message: options.message ?? errorRegistry[code].message, requestId } });
+  const extra = Object.entries(options.headers ?? {}).map(([name, value]) => `${name}: ${value}\r\n`).join('');
   if (socket.writable) {
     socket.end(
       `HTTP/1.1 ${status} ${code}\r\nConnection: close\r\nContent-Type: application/json\r\n` +
-        `Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\n\r\n${body}`,
+        `Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${requestId}\r\n${extra}\r\n${body}`,
     );
   }
   socket.destroy();
@@ -68,6 +86,15 @@ export class Relay {
     this.#o = options;
     this.#log = options.logger.child({ component: 'relay' });
     this.#wss = new WebSocketServer({ noServer: true, maxPayload: maxViewerMessageBytes, perMessageDeflate: false, clientTracking: false });
+    // An upgrade ws itself refuses (bad Sec-WebSocket-Key, a version other than 13/8, an Upgrade
+    // other than websocket) gets the same JSON refusal as every other, not ws's text/html one.
+    this.#wss.on('wsClientError', (error: Error, socket: Duplex) => {
+      const requestId = `ws-${(++this.#nextRequest).toString(36)}`;
+      this.#log.info({ requestId, code: 'MALFORMED_REQUEST', cause: error.message }, 'viewer upgrade refused');
+      this.#o.metrics.errors.inc({ code: 'MALFORMED_REQUEST', surface: 'relay' });
+      const headers: Record<string, string> = error.message.includes('Sec-WebSocket-Version') ? { 'Sec-WebSocket-Version': '13, 8' } : {};
+      refuseUpgrade(socket, 'MALFORMED_REQUEST', requestId, { message: `${error.message}.`, headers });
+    });
   }
 
   attach(server: Server): void {
@@ -102,7 +129,13 @@ export class Relay {
       refuseUpgrade(socket, code, requestId);
     };
     if (!match || request.method !== 'GET') return refuse('ROUTE_NOT_FOUND');
-    const rawId = decodeURIComponent(match[1] ?? '');
+    let rawId: string;
+    try {
+      rawId = decodeURIComponent(match[1] ?? '');
+    } catch {
+      // A malformed percent-encoding (%E0%A4%A, %ZZ): no session can have that id, nor a route that path.
+      return refuse('ROUTE_NOT_FOUND');
+    }
     if (!isOriginAllowed(request.headers.origin, request.headers.host, this.#o.allowedOrigins)) return refuse('ORIGIN_NOT_ALLOWED');
     // An id that cannot be a session id cannot be signed into a ticket either; say "not found" as a close, like an unknown one.
     const sessionId = rawId as SessionId;
@@ -144,17 +177,33 @@ export class Relay {
       vnc.destroy();
       return;
     }
-    this.#pipe(ws, vnc, sessionId, log);
+    this.#pipe(ws, vnc, handle.vnc, sessionId, log);
   }
 
-  #pipe(ws: WebSocket, vnc: Socket, sessionId: SessionId, log: Logger): void {
+  #pipe(ws: WebSocket, vnc: Socket, endpoint: Endpoint, sessionId: SessionId, log: Logger): void {
     const highWaterMark = this.#o.highWaterMarkBytes ?? 256 * 1024;
-    const stats = { sessionId, bytesToViewer: 0, bytesFromViewer: 0, bufferedAmount: 0, maxBufferedAmount: 0, sandboxPaused: false, alive: true };
+    const stats = {
+      sessionId,
+      bytesToViewer: 0,
+      bytesFromViewer: 0,
+      bufferedAmount: 0,
+      maxBufferedAmount: 0,
+      sandboxPaused: false,
+      lastSandboxByteAt: performance.now(),
+      sandboxProbes: 0,
+      alive: true,
+    };
     this.#connections.set(ws, stats);
     const { metrics } = this.#o;
     metrics.relayConnections.inc();
     metrics.relayConnectionsTotal.inc();
-    const viewer: ViewerConnection = { close: (code, reason) => ws.close(code, reason) };
+    // A WebSocket paused for backpressure reads nothing, not even the viewer's answering close
+    // frame: resumed first, or the close handshake would hang until ws's 30 s close timeout.
+    const closeViewerWith = (code: number, reason: string) => {
+      if (ws.isPaused) ws.resume();
+      ws.close(code, reason);
+    };
+    const viewer: ViewerConnection = { close: closeViewerWith };
     const count = this.#o.viewers.add(sessionId, viewer);
     log.info({ sessionId, viewers: count }, 'viewer connected');
     void this.#o.sessions.viewerConnected(sessionId, { viewers: count }).catch((error) => log.warn({ err: error }, 'could not record viewer'));
@@ -163,6 +212,7 @@ export class Relay {
     // Sandbox → viewer: pause the sandbox socket while the viewer's socket is behind; resume once
     // ws has flushed what it had. Memory per connection stays within highWaterMark + one chunk.
     vnc.on('data', (chunk: Buffer) => {
+      stats.lastSandboxByteAt = performance.now();
       stats.bytesToViewer += chunk.length;
       metrics.relayBytes.inc({ direction: 'to_viewer' }, chunk.length);
       ws.send(chunk, { binary: true }, () => {
@@ -184,6 +234,8 @@ export class Relay {
       if (!isBinary) return;
       stats.bytesFromViewer += data.length;
       metrics.relayBytes.inc({ direction: 'to_sandbox' }, data.length);
+      // Nowhere to go once the sandbox side is gone (and a destroyed socket's write() is false: no pause for it).
+      if (vnc.destroyed) return;
       if (!vnc.write(data)) {
         ws.pause();
         vnc.once('drain', () => ws.resume());
@@ -191,23 +243,98 @@ export class Relay {
     });
 
     let ended = false;
+    const stopWatching = new AbortController();
     const finish = (why: string, closeCode?: ErrorCode) => {
       if (ended) return;
       ended = true;
+      stopWatching.abort();
       this.#connections.delete(ws);
       metrics.relayConnections.dec();
       if (closeCode) metrics.errors.inc({ code: closeCode, surface: 'relay' });
       const remaining = this.#o.viewers.remove(sessionId, viewer);
       vnc.destroy();
-      if (closeCode && ws.readyState === ws.OPEN) ws.close(closeCodeOf(closeCode), closeCode);
+      if (closeCode && ws.readyState === ws.OPEN) closeViewerWith(closeCodeOf(closeCode), closeCode);
       else if (ws.readyState !== ws.CLOSED && ws.readyState !== ws.CLOSING) ws.terminate();
       log.info({ sessionId, why, bytesToViewer: stats.bytesToViewer, bytesFromViewer: stats.bytesFromViewer, viewers: remaining }, 'viewer disconnected');
       void this.#o.sessions.viewerDisconnected(sessionId, { why, viewers: remaining }).catch((error) => log.warn({ err: error }, 'could not record viewer leaving'));
     };
+    // The sandbox side is gone (closed, reset, or dead silent): when the sandbox itself has exited,
+    // the session ends now (its viewers get the ended code and sentence through the registry);
+    // otherwise the VNC server alone went away and this viewer gets 4502 and may come back.
+    let isSandboxLost = false;
+    const sandboxLost = (why: string, graceMs: number) => {
+      if (ended || isSandboxLost) return;
+      isSandboxLost = true;
+      vnc.destroy();
+      log.info({ sessionId, why }, 'sandbox side of a viewer connection lost');
+      void this.#endedSession(sessionId, graceMs, log).then((session) => {
+        if (session?.state === 'completed') finish(why);
+        else finish(why, session ? closeReasonOf(session) : 'SANDBOX_UNREACHABLE');
+      });
+    };
     ws.on('close', (code, reason) => finish(`viewer closed ${code}${reason.length ? ` ${reason.toString()}` : ''}`));
     ws.on('error', (error) => finish(`viewer error: ${error.message}`));
-    vnc.on('error', (error) => finish(`sandbox socket error: ${(error as NodeJS.ErrnoException).code ?? error.message}`, 'SANDBOX_UNREACHABLE'));
-    vnc.on('close', () => finish('sandbox closed the VNC connection', 'SANDBOX_UNREACHABLE'));
+    vnc.on('error', (error) => sandboxLost(`sandbox socket error: ${(error as NodeJS.ErrnoException).code ?? error.message}`, sandboxExitGraceMs));
+    vnc.on('close', () => sandboxLost('sandbox closed the VNC connection', sandboxExitGraceMs));
+    this.#watchSandbox(stats, endpoint, stopWatching.signal, (why) => sandboxLost(why, 0));
+  }
+
+  /**
+   * The session, when the sandbox behind a dropped VNC connection has exited and the session is
+   * therefore (now) terminal; null while the sandbox runs. A killed sandbox's VNC connection can
+   * drop a moment before its last process is gone, hence a second look after `graceMs` (0: none).
+   */
+  async #endedSession(sessionId: SessionId, graceMs: number, log: Logger): Promise<Session | null> {
+    const check = async (): Promise<Session | null> =>
+      (await this.#o.sessions.endIfSandboxExited(sessionId)) ??
+      (graceMs > 0 ? (await sleep(graceMs), await this.#o.sessions.endIfSandboxExited(sessionId)) : null);
+    const timeout = sleep(sandboxCheckTimeoutMs, null, { ref: false });
+    try {
+      return await Promise.race([check(), timeout]);
+    } catch (error) {
+      log.warn({ err: error, sessionId }, 'could not check whether the sandbox still runs');
+      return null;
+    }
+  }
+
+  /**
+   * Liveness of the sandbox side, which pings cannot give: RFB has no ping, and a VNC server may
+   * rightly say nothing for minutes (an incremental FramebufferUpdateRequest is only answered when
+   * the screen changes), so silence alone proves nothing and the stream itself cannot be probed
+   * without disturbing the viewer. Instead, once the connection has been silent for half the ping
+   * interval, a fresh connection to the same endpoint must bring an RFB banner within the other
+   * half. A blackholed or half-open path (bytes go in, nothing comes out, no FIN, no RST) fails
+   * that and is dropped within one ping interval of its last byte; a healthy idle server answers in
+   * milliseconds. A byte on the stream meanwhile, or the viewer being the slow side (the sandbox
+   * socket paused by backpressure), counts as alive.
+   */
+  #watchSandbox(stats: RelayConnectionStats, endpoint: Endpoint, signal: AbortSignal, sandboxLost: (why: string) => void): void {
+    const silenceMs = Math.max(1, Math.floor(this.#o.pingIntervalMs / 2));
+    const probeTimeoutMs = Math.max(1, this.#o.pingIntervalMs - silenceMs);
+    let timer: NodeJS.Timeout | null = null;
+    const arm = (ms: number) => {
+      if (!signal.aborted) timer = setTimeout(check, ms).unref();
+    };
+    const check = () => {
+      const quietMs = performance.now() - stats.lastSandboxByteAt;
+      if (stats.sandboxPaused) return arm(silenceMs);
+      if (quietMs < silenceMs) return arm(silenceMs - quietMs);
+      const probeStarted = performance.now();
+      stats.sandboxProbes++;
+      readRfbBanner(endpoint, { signal, timeoutMs: probeTimeoutMs }).then(
+        () => arm(silenceMs),
+        (error: unknown) => {
+          if (signal.aborted) return;
+          if (stats.lastSandboxByteAt > probeStarted) return arm(silenceMs); // the stream spoke meanwhile
+          const details = error instanceof AppError ? (error.details ?? {}) : {};
+          const errno = typeof details.code === 'string' ? details.code : ((error as NodeJS.ErrnoException).code ?? 'EIO');
+          const silentMs = Math.round(performance.now() - stats.lastSandboxByteAt);
+          sandboxLost(`no byte from the VNC server for ${silentMs} ms, and a new connection to it got no RFB banner within ${probeTimeoutMs} ms (${errno})`);
+        },
+      );
+    };
+    signal.addEventListener('abort', () => timer && clearTimeout(timer), { once: true });
+    arm(silenceMs);
   }
 
   #pingAll(): void {

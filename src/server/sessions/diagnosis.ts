@@ -140,7 +140,9 @@ export function createSessionDiagnosis(options: SessionDiagnosisOptions): Diagno
       }
       const details = { sandboxId, driver: driver.name, status: info.status, startedAt: info.startedAt, exit: info.exit };
       if (info.status === 'exited') {
-        const how = info.exit ? `with ${info.exit}` : '(how is unknown: an earlier server process started it)';
+        // "signal SIGKILL" (the whole sandbox) reads "with …"; "agent exited: signal SIGKILL" (the
+        // agent alone: the sandbox counts as exited with it) goes in parentheses.
+        const how = info.exit ? (info.exit.startsWith('agent ') ? `(${info.exit})` : `with ${info.exit}`) : '(how is unknown: an earlier server process started it)';
         throw new HopFailure('SANDBOX_UNREACHABLE', `sandbox process exited ${how}`, details);
       }
       endpoints = { agent: info.agent, vnc: info.vnc };

@@ -1,6 +1,8 @@
+import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { Driver, SandboxHandle } from '../../drivers/driver.js';
-import { fetchAgentHealth, readRfbBanner } from '../../drivers/endpoint-probes.js';
+import type { Driver, SandboxHandle, SandboxInfo } from '../../drivers/driver.js';
+import { fetchAgentHealth, readRfbBanner, startAgentLogin } from '../../drivers/endpoint-probes.js';
+import type { CredentialDelivery } from '../../protocol/agent.js';
 import { AppError, closeCodeOf, type ErrorCode } from '../../protocol/errors.js';
 import { newSandboxId, newSessionId, type SandboxId, type SessionId } from '../../protocol/ids.js';
 import {
@@ -14,6 +16,7 @@ import {
   type StartStep,
 } from '../../protocol/session.js';
 import { version } from '../../protocol/version.js';
+import { providers } from '../../providers/index.js';
 import type { Store } from '../../store/store.js';
 import type { Metrics } from '../metrics.js';
 import type { ViewerRegistry } from './viewer-registry.js';
@@ -32,6 +35,15 @@ export interface SessionManagerOptions {
   /** A session older than this ends (`max_lifetime`). */
   maxLifetimeMs: number;
   reconcileIntervalMs: number;
+  /** For sessions with a provider: where the agent reaches this server, and the demo provider when it runs. */
+  login: { serverUrl(): string; demo(): { issuer: string; clientId: string } | undefined };
+  /** Where delivered credentials go, sealed. */
+  vault: { put(sessionId: SessionId, credential: { provider: string; content: string; expiresAt: string | null; account: string | null }): Promise<{ created: boolean }> };
+}
+
+/** The server keeps only this of a sandbox token. */
+export function hashAgentToken(token: string): string {
+  return createHash('sha256').update(token).digest('hex');
 }
 
 const liveStates: readonly SessionState[] = ['starting', 'ready', 'authenticating'];
@@ -55,6 +67,12 @@ export function closeReasonOf(session: Pick<Session, 'state' | 'reason'>): Error
   if (session.reason === 'idle_timeout') return 'SESSION_IDLE_TIMEOUT';
   if (session.reason === 'max_lifetime') return 'SESSION_EXPIRED';
   return 'SESSION_ENDED';
+}
+
+/** The detail of a session ended because its sandbox is not running: exited (and how) or gone. */
+function sandboxGoneDetail(session: Session, sandbox: SandboxInfo | null): string {
+  if (sandbox) return `The sandbox ${sandbox.id} exited${sandbox.exit ? ` (${sandbox.exit})` : ''}.`;
+  return session.state === 'starting' ? 'The server stopped while this session was starting.' : `The sandbox ${session.sandboxId ?? ''} is gone.`;
 }
 
 function describeCause(error: unknown): string {
@@ -124,16 +142,41 @@ export class SessionManager {
     return session;
   }
 
-  /** The endpoints of a session's sandbox, or a clear error naming why there are none. */
+  /**
+   * The endpoints of a session's sandbox, or a clear error naming why there are none. A live
+   * session whose sandbox has exited ends here (`sandbox_exited`) rather than on the next
+   * reconcile tick, and the error is the ended session's code (SESSION_ENDED).
+   */
   async sandboxOf(session: Session): Promise<SandboxHandle> {
     if (!session.sandboxId) throw new AppError('SANDBOX_UNREACHABLE', { details: { reason: 'no sandbox recorded' } });
     const info = await this.#o.driver.inspect(session.sandboxId as SandboxId);
     if (!info || info.status !== 'running') {
+      const id = session.id as SessionId;
+      if (!isTerminal(session.state) && !this.#boots.has(id)) {
+        const ended = await this.end(id, 'sandbox_exited', sandboxGoneDetail(session, info));
+        if (isTerminal(ended.state) && ended.state !== 'completed') throw new AppError(closeReasonOf(ended), { details: { sandboxId: session.sandboxId, exit: info?.exit ?? null } });
+      }
       throw new AppError('SANDBOX_UNREACHABLE', {
         details: { sandboxId: session.sandboxId, status: info?.status ?? 'missing', exit: info?.exit ?? null },
       });
     }
     return info;
+  }
+
+  /**
+   * Asks the driver whether a session's sandbox still runs, and when it has exited ends the session
+   * (`sandbox_exited`) at once, closing its viewers with the ended code, instead of on the next
+   * reconcile tick. Returns the session when it is (now) in a terminal state, null while its sandbox
+   * runs or it is still booting. The relay calls it when a sandbox's VNC connection drops.
+   */
+  async endIfSandboxExited(id: SessionId): Promise<Session | null> {
+    const session = await this.get(id);
+    if (isTerminal(session.state)) return session;
+    if (!session.sandboxId || this.#boots.has(id)) return null;
+    const info = await this.#o.driver.inspect(session.sandboxId as SandboxId);
+    if (info?.status === 'running') return null;
+    const ended = await this.end(id, 'sandbox_exited', sandboxGoneDetail(session, info));
+    return isTerminal(ended.state) ? ended : null;
   }
 
   /** A viewer attached: the first one moves ready → authenticating. */
@@ -175,12 +218,7 @@ export class SessionManager {
         if (await this.#checkTimeouts(session)) ended++;
         continue;
       }
-      const detail = sandbox
-        ? `The sandbox ${sandbox.id} exited${sandbox.exit ? ` (${sandbox.exit})` : ''}.`
-        : session.state === 'starting'
-          ? 'The server stopped while this session was starting.'
-          : `The sandbox ${session.sandboxId ?? ''} is gone.`;
-      await this.end(session.id as SessionId, 'sandbox_exited', detail).catch((error) =>
+      await this.end(session.id as SessionId, 'sandbox_exited', sandboxGoneDetail(session, sandbox ?? null)).catch((error) =>
         this.#log.warn({ err: error, sessionId: session.id }, 'reconcile: could not end session'),
       );
       this.#o.metrics.reconcilerActions.inc({ action: 'ended' });
@@ -314,6 +352,8 @@ export class SessionManager {
           return banner;
         }),
       );
+      const provider = session.provider;
+      if (provider !== null) await run('login', () => this.#startLogin(id, provider, handle, deadline));
       const current = await this.get(id);
       const ready = await this.#o.store.transition(id, {
         from: current.state,
@@ -345,6 +385,54 @@ export class SessionManager {
         .catch(() => {});
       await this.fail(id, code, detail, { step }).catch((failError) => log.error({ err: failError }, 'could not record failure'));
     }
+  }
+
+  /**
+   * The `login` step: a fresh sandbox token (the store keeps its hash; the plain token goes to the
+   * agent only, after start, and is then forgotten here), and the agent starts the provider's login.
+   * The agent reports the start to the server with that token before answering, so a session is
+   * only ready once the agent → server hop has carried a token too.
+   */
+  async #startLogin(id: SessionId, provider: string, handle: SandboxHandle, signal: AbortSignal): Promise<void> {
+    if (!(provider in providers)) throw new StepError('login', 'PROVIDER_UNKNOWN', `No provider is named "${provider}".`);
+    const token = randomBytes(32).toString('base64url');
+    await this.#o.store.setAgentTokenHash(id, hashAgentToken(token));
+    const demo = provider === 'demo' ? this.#o.login.demo() : undefined;
+    if (provider === 'demo' && !demo) throw new StepError('login', 'LOGIN_START_FAILED', 'The demo provider is switched off on this server (PORTHOLE_DEMO_PROVIDER).');
+    try {
+      await startAgentLogin(
+        handle.agent,
+        { sessionId: id, provider: provider as CredentialDelivery['provider'], token, serverUrl: this.#o.login.serverUrl(), ...(demo ? { demo } : {}) },
+        { signal, timeoutMs: 15_000 },
+      );
+    } catch (error) {
+      if (signal.aborted) throw error;
+      throw new StepError('login', error instanceof AppError ? error.code : 'LOGIN_START_FAILED', describeCause(error), { cause: error });
+    }
+  }
+
+  /**
+   * A credential the agent delivered (its token already checked): checked again with the
+   * provider's validator, sealed and stored, then the session completes, its viewers close with
+   * 1000 `completed` and the sandbox goes. Idempotent: a second delivery for a completed session
+   * stores nothing and says so.
+   */
+  async complete(id: SessionId, delivery: CredentialDelivery): Promise<{ created: boolean; session: Session }> {
+    const session = await this.get(id);
+    if (session.provider !== delivery.provider) {
+      throw new AppError('PROVIDER_MISMATCH', { details: { session: session.provider, delivered: delivery.provider } });
+    }
+    const check = providers[delivery.provider].validate(delivery.content);
+    if (!check.ok) throw new AppError('CREDENTIAL_INVALID', { details: { waitingFor: check.waitingFor } });
+    if (isTerminal(session.state) && session.state !== 'completed') throw new AppError(closeReasonOf(session), { details: { state: session.state, reason: session.reason } });
+    const { created } = await this.#o.vault.put(id, { provider: delivery.provider, content: delivery.content, expiresAt: check.expiresAt, account: check.account });
+    const facts = { provider: delivery.provider, account: check.account, expiresAt: check.expiresAt, file: delivery.file };
+    if (created) await this.#o.store.appendEvent(id, { type: 'credentials.stored', details: facts });
+    const moved = await this.#move(id, 'completed', 'credentials_captured', null, facts);
+    // After the answer: the agent that asked is in the sandbox about to be destroyed.
+    setImmediate(() => void this.#release(moved).catch((error: unknown) => this.#log.error({ err: error, sessionId: id }, 'could not release a completed session')));
+    this.#log.info({ sessionId: id, provider: delivery.provider, created }, 'credentials captured');
+    return { created, session: moved };
   }
 
   /** Moves a session to a terminal state; returns it unchanged when it is already terminal. */

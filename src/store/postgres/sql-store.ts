@@ -13,7 +13,17 @@ import {
 } from '../../protocol/session.js';
 import type { Database, Queryable } from './database.js';
 import { runMigrations } from './migrate.js';
-import type { ApiKeyRecord, NewEvent, NewSession, Store, TransitionRequest } from '../store.js';
+import type {
+  ApiKeyRecord,
+  CredentialListing,
+  NewCredential,
+  NewEvent,
+  NewSession,
+  SealedCredential,
+  Store,
+  StoredCredential,
+  TransitionRequest,
+} from '../store.js';
 
 
 interface SessionRow {
@@ -27,6 +37,34 @@ interface SessionRow {
   version: number;
   created_at: Date | string;
   updated_at: Date | string;
+  // From the LEFT JOIN of withCredential(); absent on a plain INSERT … RETURNING (a new session has none).
+  credential_provider?: string | null;
+  credential_account?: string | null;
+  credential_captured_at?: Date | string | null;
+  credential_expires_at?: Date | string | null;
+}
+
+interface CredentialRow {
+  session_id: string;
+  provider: string;
+  key_id: string;
+  nonce: Uint8Array;
+  ciphertext: Uint8Array;
+  tag: Uint8Array;
+  account: string | null;
+  captured_at: Date | string;
+  expires_at: Date | string | null;
+}
+
+/**
+ * Wraps a statement yielding session rows (a SELECT, or an UPDATE … RETURNING *) so that each row
+ * also carries its credential's summary. Ordering must be applied to the result, as `s`.
+ */
+function withCredential(sql: string): string {
+  return `WITH s AS (${sql})
+    SELECT s.*, c.provider AS credential_provider, c.account AS credential_account,
+           c.captured_at AS credential_captured_at, c.expires_at AS credential_expires_at
+      FROM s LEFT JOIN credentials c ON c.session_id = s.id`;
 }
 
 interface EventRow {
@@ -57,6 +95,29 @@ function toSession(row: SessionRow): Session {
     version: row.version,
     createdAt: iso(row.created_at),
     updatedAt: iso(row.updated_at),
+    credential: row.credential_provider
+      ? {
+          provider: row.credential_provider,
+          account: row.credential_account ?? null,
+          capturedAt: iso(row.credential_captured_at!),
+          expiresAt: row.credential_expires_at ? iso(row.credential_expires_at) : null,
+        }
+      : null,
+  };
+}
+
+function toCredential(row: CredentialRow): StoredCredential {
+  return {
+    sessionId: row.session_id as SessionId,
+    provider: row.provider,
+    keyId: row.key_id,
+    // bytea: node-postgres returns a Buffer, PGlite a Uint8Array.
+    nonce: Buffer.from(row.nonce),
+    ciphertext: Buffer.from(row.ciphertext),
+    tag: Buffer.from(row.tag),
+    account: row.account,
+    capturedAt: iso(row.captured_at),
+    expiresAt: row.expires_at === null ? null : iso(row.expires_at),
   };
 }
 
@@ -98,15 +159,17 @@ export class SqlStore implements Store {
   }
 
   async getSession(id: SessionId): Promise<Session | null> {
-    const { rows } = await this.db.query<SessionRow>('SELECT * FROM sessions WHERE id = $1', [id]);
+    const { rows } = await this.db.query<SessionRow>(withCredential('SELECT * FROM sessions WHERE id = $1'), [id]);
     return rows[0] ? toSession(rows[0]) : null;
   }
 
   async listSessions(options: { states?: readonly SessionState[]; limit?: number } = {}): Promise<Session[]> {
     // A NULL filter or limit means "all" (LIMIT NULL is LIMIT ALL).
     const { rows } = await this.db.query<SessionRow>(
-      `SELECT * FROM sessions WHERE ($1::text[] IS NULL OR state = ANY($1::text[]))
-        ORDER BY created_at DESC, id DESC LIMIT $2`,
+      withCredential(
+        `SELECT * FROM sessions WHERE ($1::text[] IS NULL OR state = ANY($1::text[]))
+          ORDER BY created_at DESC, id DESC LIMIT $2`,
+      ) + ' ORDER BY s.created_at DESC, s.id DESC',
       [options.states ?? null, options.limit ?? null],
     );
     return rows.map(toSession);
@@ -131,8 +194,8 @@ export class SqlStore implements Store {
     const ending = isTerminal(to);
     return this.db.transaction(async (tx) => {
       const { rows } = await tx.query<SessionRow>(
-        `UPDATE sessions SET state = $4, version = version + 1, reason = $5, detail = $6, updated_at = now()
-          WHERE id = $1 AND state = $2 AND version = $3 RETURNING *`,
+        withCredential(`UPDATE sessions SET state = $4, version = version + 1, reason = $5, detail = $6, updated_at = now()
+          WHERE id = $1 AND state = $2 AND version = $3 RETURNING *`),
         [id, from, expectVersion, to, ending ? request.reason : null, ending ? (request.detail ?? null) : null],
       );
       if (!rows[0]) throw await conflictOrMissing(tx, id, { state: from, version: expectVersion });
@@ -147,8 +210,8 @@ export class SqlStore implements Store {
 
   async setSandbox(id: SessionId, sandboxId: string): Promise<Session> {
     const { rows } = await this.db.query<SessionRow>(
-      `UPDATE sessions SET sandbox_id = $2, version = version + 1, updated_at = now()
-        WHERE id = $1 AND NOT (state = ANY($3::text[])) RETURNING *`,
+      withCredential(`UPDATE sessions SET sandbox_id = $2, version = version + 1, updated_at = now()
+        WHERE id = $1 AND NOT (state = ANY($3::text[])) RETURNING *`),
       [id, sandboxId, terminalStates],
     );
     if (!rows[0]) throw await conflictOrMissing(this.db, id);
@@ -196,6 +259,78 @@ export class SqlStore implements Store {
   async countApiKeys(): Promise<number> {
     const { rows } = await this.db.query<{ count: number | string }>('SELECT count(*) AS count FROM api_keys');
     return Number(rows[0]!.count);
+  }
+
+  async putCredential(credential: NewCredential): Promise<{ created: boolean }> {
+    // INSERT … SELECT FROM sessions: an unknown session inserts nothing instead of raising a
+    // foreign-key error; ON CONFLICT keeps the first credential of a session.
+    const { rows } = await this.db.query<{ session_id: string }>(
+      `INSERT INTO credentials (session_id, provider, key_id, nonce, ciphertext, tag, account, expires_at)
+       SELECT id, $2, $3, $4, $5, $6, $7, $8 FROM sessions WHERE id = $1
+       ON CONFLICT (session_id) DO NOTHING RETURNING session_id`,
+      [
+        credential.sessionId,
+        credential.provider,
+        credential.keyId,
+        credential.nonce,
+        credential.ciphertext,
+        credential.tag,
+        credential.account,
+        credential.expiresAt,
+      ],
+    );
+    if (rows[0]) return { created: true };
+    if (!(await this.getSession(credential.sessionId))) throw new AppError('SESSION_NOT_FOUND', { details: { sessionId: credential.sessionId } });
+    return { created: false };
+  }
+
+  async getCredential(sessionId: SessionId): Promise<StoredCredential | null> {
+    const { rows } = await this.db.query<CredentialRow>('SELECT * FROM credentials WHERE session_id = $1', [sessionId]);
+    return rows[0] ? toCredential(rows[0]) : null;
+  }
+
+  async listCredentials(): Promise<CredentialListing[]> {
+    const { rows } = await this.db.query<CredentialRow>(
+      `SELECT session_id, provider, key_id, account, captured_at, expires_at FROM credentials ORDER BY captured_at, session_id`,
+    );
+    return rows.map((row) => ({
+      sessionId: row.session_id as SessionId,
+      provider: row.provider,
+      keyId: row.key_id,
+      account: row.account,
+      capturedAt: iso(row.captured_at),
+      expiresAt: row.expires_at === null ? null : iso(row.expires_at),
+    }));
+  }
+
+  resealCredentials(reseal: (credential: StoredCredential) => SealedCredential): Promise<number> {
+    return this.db.transaction(async (tx) => {
+      // EXCLUSIVE still lets readers read, but makes a put from another server wait, so that no
+      // record sealed under the old key can slip in while the old key is being retired.
+      await tx.query('LOCK TABLE credentials IN EXCLUSIVE MODE');
+      const { rows } = await tx.query<CredentialRow>('SELECT * FROM credentials ORDER BY session_id');
+      for (const row of rows) {
+        const sealed = reseal(toCredential(row));
+        await tx.query('UPDATE credentials SET key_id = $2, nonce = $3, ciphertext = $4, tag = $5 WHERE session_id = $1', [
+          row.session_id,
+          sealed.keyId,
+          sealed.nonce,
+          sealed.ciphertext,
+          sealed.tag,
+        ]);
+      }
+      return rows.length;
+    });
+  }
+
+  async setAgentTokenHash(id: SessionId, hash: string): Promise<void> {
+    const { rows } = await this.db.query('UPDATE sessions SET agent_token_hash = $2 WHERE id = $1 RETURNING id', [id, hash]);
+    if (!rows[0]) throw new AppError('SESSION_NOT_FOUND', { details: { sessionId: id } });
+  }
+
+  async getAgentTokenHash(id: SessionId): Promise<string | null> {
+    const { rows } = await this.db.query<{ agent_token_hash: string | null }>('SELECT agent_token_hash FROM sessions WHERE id = $1', [id]);
+    return rows[0]?.agent_token_hash ?? null;
   }
 
   /** Idempotent. */

@@ -33,6 +33,10 @@ declare module '@novnc/novnc' {
     qualityLevel: number;
     compressionLevel: number;
     disconnect(): void;
+    /** A key press (down and up when `down` is omitted); `code` is the KeyboardEvent.code or null. */
+    sendKey(keysym: number, code: string | null, down?: boolean): void;
+    /** Hands text to the VNC server's clipboard (ClientCutText or the extended clipboard). */
+    clipboardPasteFrom(text: string): void;
     focus(options?: FocusOptions): void;
     blur(): void;
     addEventListener<K extends keyof RfbEventDetails>(type: K, listener: (event: CustomEvent<RfbEventDetails[K]>) => void): void;

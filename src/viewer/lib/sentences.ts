@@ -4,9 +4,47 @@
 
 import { errorRegistry, isErrorCode } from '../../protocol/errors.js';
 import type { EndReason, Session } from '../../protocol/session.js';
+import { providerLabels } from '../../protocol/session-states.js';
 
 export const completedSentence = 'Connected — credentials captured.';
-export const completedTitle = 'Signed in';
+export const completedTitle = 'Connected';
+
+/**
+ * A session's captured credential as the API reports it (src/protocol/credentials.ts, no content).
+ * Read defensively: a server of an earlier version sends no `credential` field at all.
+ */
+export interface CredentialView {
+  provider: string;
+  account: string | null;
+  capturedAt: string;
+  expiresAt: string | null;
+}
+
+export function sessionCredential(session: object): CredentialView | null {
+  const credential = (session as { credential?: unknown }).credential;
+  if (typeof credential !== 'object' || credential === null) return null;
+  const c = credential as Record<string, unknown>;
+  if (typeof c.provider !== 'string' || typeof c.capturedAt !== 'string') return null;
+  return {
+    provider: c.provider,
+    account: typeof c.account === 'string' && c.account !== '' ? c.account : null,
+    capturedAt: c.capturedAt,
+    expiresAt: typeof c.expiresAt === 'string' ? c.expiresAt : null,
+  };
+}
+
+export function providerLabel(provider: string): string {
+  return Object.hasOwn(providerLabels, provider) ? providerLabels[provider as keyof typeof providerLabels] : provider;
+}
+
+/** After the server closed the viewer with 1000 `completed`: who is connected to what. */
+export function completedSentenceFor(session: { provider?: string | null; credential?: unknown }): string {
+  const credential = sessionCredential(session);
+  const provider = credential?.provider ?? session.provider ?? null;
+  if (provider === null) return completedSentence;
+  const who = credential?.account ? ` as ${credential.account}` : '';
+  return `Connected to ${providerLabel(provider)}${who}. porthole stored the credential and closed this desktop; you can close this page.`;
+}
 
 const endSentences: Record<EndReason, string> = {
   user: 'You ended this session.',
@@ -38,7 +76,9 @@ export function failedSentence(reason: string | null, detail: string | null): st
 }
 
 /** The sentence for a session as the API reports it. */
-export function sessionSentence(session: Pick<Session, 'state' | 'reason' | 'detail'>): string {
+export function sessionSentence(
+  session: Pick<Session, 'state' | 'reason' | 'detail'> & { provider?: string | null; credential?: unknown },
+): string {
   switch (session.state) {
     case 'starting':
       return 'The desktop is starting…';
@@ -46,7 +86,7 @@ export function sessionSentence(session: Pick<Session, 'state' | 'reason' | 'det
     case 'authenticating':
       return 'The desktop is ready.';
     case 'completed':
-      return completedSentence;
+      return completedSentenceFor(session);
     case 'failed':
       return failedSentence(session.reason, session.detail);
     case 'ended':
@@ -66,6 +106,8 @@ export function sessionTitle(state: Session['state']): string {
 export type CloseAction =
   /** The session is over: read it to say why (its end reason or failure detail). */
   | { kind: 'read-session'; fallback: string }
+  /** The session completed (credentials captured): read it to say who is connected; never reconnect. */
+  | { kind: 'completed' }
   /** Nothing to retry: show the sentence and stop. */
   | { kind: 'final'; phase: 'closed' | 'failed'; title: string; sentence: string }
   /** Possibly passing: check the session is alive, then reconnect, saying this meanwhile. */
@@ -73,9 +115,7 @@ export type CloseAction =
 
 /** Decides, from the close code and reason alone, how to explain and handle a closed connection. */
 export function closeAction(code: number, reason: string, pageOrigin: string): CloseAction {
-  if (code === 1000 && reason === 'completed') {
-    return { kind: 'final', phase: 'closed', title: completedTitle, sentence: completedSentence };
-  }
+  if (code === 1000 && reason === 'completed') return { kind: 'completed' };
   const cannotShow = 'This session cannot be shown';
   switch (code) {
     case 4410:

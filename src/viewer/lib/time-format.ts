@@ -35,3 +35,14 @@ export function formatAgo(iso: string, now: number = Date.now()): string {
   if (ms < 86_400_000) return `${Math.floor(ms / 3_600_000)} h ago`;
   return `${Math.floor(ms / 86_400_000)} d ago`;
 }
+
+/** "in 42 min", "in 3 h", "in 2 d" — or, once past, "2 h ago". */
+export function formatUntil(iso: string, now: number = Date.now()): string {
+  const ms = new Date(iso).getTime() - now;
+  if (!Number.isFinite(ms)) return iso;
+  if (ms <= 0) return formatAgo(iso, now);
+  if (ms < 60_000) return `in ${Math.max(1, Math.floor(ms / 1_000))} s`;
+  if (ms < 3_600_000) return `in ${Math.floor(ms / 60_000)} min`;
+  if (ms < 86_400_000) return `in ${Math.floor(ms / 3_600_000)} h`;
+  return `in ${Math.floor(ms / 86_400_000)} d`;
+}

@@ -4,6 +4,7 @@
 // reconnecting makes a new one.
 
 import RFB from '@novnc/novnc';
+import { RemoteResize } from './remote-resize.js';
 
 export interface VncClose {
   code: number;
@@ -38,6 +39,7 @@ export class VncConnection {
   private handshakeTimer: number | undefined;
   private cause: string | null = null;
   private isClosed = false;
+  private readonly remoteResize: RemoteResize;
 
   /** Throws if the URL is not a valid WebSocket URL. */
   constructor(container: HTMLElement, url: string, private readonly hooks: VncConnectionHooks) {
@@ -52,14 +54,18 @@ export class VncConnection {
       this.socket.close();
       throw error;
     }
+    // Scaling stays on as the fallback: a size the server refuses, or a container under 640x480.
     this.rfb.scaleViewport = true;
+    // RemoteResize asks for the container's size itself, with a floor noVNC's resizeSession lacks.
     this.rfb.resizeSession = false;
+    this.remoteResize = new RemoteResize(this.rfb, container);
     this.rfb.focusOnClick = true;
     this.rfb.background = 'transparent';
 
     this.rfb.addEventListener('connect', () => {
       window.clearTimeout(this.handshakeTimer);
       this.rfb.focus({ preventScroll: true });
+      this.remoteResize.connected();
       this.hooks.onConnected();
     });
     this.rfb.addEventListener('securityfailure', (event) => {
@@ -90,6 +96,7 @@ export class VncConnection {
     if (this.isClosed) return;
     this.isClosed = true;
     window.clearTimeout(this.handshakeTimer);
+    this.remoteResize.stop();
     this.hooks.onClosed({ code, reason, cause: this.cause });
   }
 }

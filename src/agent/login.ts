@@ -1,0 +1,240 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { AgentConfig, AgentHealth, AgentLoginRequest } from '../protocol/agent.js';
+import { providers, type Provider, type ProviderContext } from '../providers/index.js';
+import { readCredentialFile } from './credential-file.js';
+import { desktopLayout } from './desktop.js';
+import { DeliveryRefused, ServerClient } from './server-client.js';
+import { describeExit } from './supervised-process.js';
+
+// The provider login: runs the CLI's own login in a terminal window on the desktop, watches the
+// directory its credential storage is pinned to, and delivers the file once it validates on two
+// reads in a row with the same content (CLIs that write non-atomically show half a file first).
+// Then it stops the CLI, so that only porthole's side ever uses the refresh token.
+
+const pollMs = 250;
+/** Where the browser wrappers go (first on the login's PATH); the sandbox's /tmp is its own tmpfs. */
+const binDir = '/tmp/porthole-bin';
+const openerNames = ['xdg-open', 'x-www-browser', 'www-browser', 'sensible-browser', 'open'];
+
+type Phase = NonNullable<AgentHealth['login']>['phase'];
+
+export interface LoginOptions {
+  readonly config: AgentConfig;
+  readonly home: string;
+  /** The desktop's environment (DISPLAY and the sandbox's base variables). */
+  readonly env: NodeJS.ProcessEnv;
+  readonly logsDir: string;
+  readonly log: (event: string, fields?: Record<string, unknown>) => void;
+}
+
+export class Login {
+  readonly #o: LoginOptions;
+  #provider: Provider | null = null;
+  #phase: Phase = 'starting';
+  #detail: string | null = null;
+  #client: ServerClient | null = null;
+  #terminal: ChildProcess | null = null;
+  readonly #stopping = new AbortController();
+
+  constructor(options: LoginOptions) {
+    this.#o = options;
+  }
+
+  get isStarted(): boolean {
+    return this.#provider !== null;
+  }
+
+  state(): AgentHealth['login'] {
+    return this.#provider ? { provider: this.#provider.name, phase: this.#phase, detail: this.#detail } : null;
+  }
+
+  /**
+   * Starts the login. Resolves once the server has acknowledged the start (so the agent → server
+   * hop is proven before the session is called ready) and the CLI's terminal is launched.
+   */
+  async start(request: AgentLoginRequest): Promise<void> {
+    const provider = providers[request.provider];
+    this.#provider = provider;
+    const client = new ServerClient(request.serverUrl, request.sessionId, request.token);
+    this.#client = client;
+    const credentialDir = join(this.#o.home, '.porthole', 'login', provider.name);
+    const context: ProviderContext = {
+      home: this.#o.home,
+      credentialDir,
+      cliDir: this.#o.config.tools.clis,
+      demoCli: this.#o.config.tools.demoCli,
+      openUrlCommand: join(binDir, 'xdg-open'),
+      ...(request.demo ? { demo: request.demo } : {}),
+    };
+    await mkdir(credentialDir, { recursive: true, mode: 0o700 });
+    for (const [name, content] of Object.entries(provider.setupFiles(context))) {
+      const path = join(credentialDir, name);
+      await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+      await writeFile(path, content, { mode: 0o600 });
+    }
+    await writeOpeners(this.#o.config.agentSocket);
+    await client.event('login.started', { provider: provider.name, file: provider.credentialFile });
+    this.#startTerminal(provider, context);
+    this.#setPhase('waiting', `the CLI to write ${provider.credentialFile}`);
+    void this.#watch(provider, credentialDir);
+  }
+
+  /** A URL a CLI asked the desktop to open (through the wrappers): open it in the sandbox's Chromium. */
+  open(url: URL): void {
+    const profile = join(this.#o.home, '.config/chromium');
+    // The running Chromium owns the profile: this process hands it the URL as a new tab and exits.
+    const child = spawn('chromium', [`--user-data-dir=${profile}`, url.href], { env: this.#o.env, stdio: 'ignore', detached: true });
+    child.on('error', (error) => this.#o.log('login.open_failed', { error: error.message }));
+    child.unref();
+    this.#o.log('login.browser_opened', { host: url.host, path: url.pathname });
+    void this.#client?.event('login.browser_opened', { host: url.host, path: url.pathname }).catch(() => {});
+  }
+
+  async stop(): Promise<void> {
+    this.#stopping.abort();
+    await this.#stopTerminal();
+  }
+
+  #startTerminal(provider: Provider, context: ProviderContext): void {
+    const { terminal } = desktopLayout(this.#o.config.width, this.#o.config.height);
+    const env = {
+      ...this.#o.env,
+      ...provider.env(context),
+      PATH: `${binDir}:${this.#o.env.PATH ?? '/usr/bin:/bin'}`,
+      BROWSER: context.openUrlCommand,
+    };
+    const args = [
+      ...['-fa', 'Monospace', '-fs', '11', '-title', `${provider.displayName} sign-in`],
+      ...['-geometry', `${terminal.columns}x${terminal.rows}+${terminal.x}+${terminal.y}`],
+      // Keeps the window open after the CLI exits, so its last words stay readable.
+      '-hold',
+      ...['-e', ...provider.loginCommand(context)],
+    ];
+    const child = spawn('xterm', args, { env, cwd: this.#o.home, stdio: 'ignore', detached: true });
+    this.#terminal = child;
+    this.#o.log('login.started', { provider: provider.name, pid: child.pid });
+    child.on('error', (error) => this.#fail(`the terminal could not be started: ${error.message}`));
+    child.once('exit', (code, signal) => {
+      this.#terminal = null;
+      const how = describeExit(code, signal);
+      this.#o.log('login.exited', { provider: provider.name, exit: how });
+      if (this.#phase === 'waiting') void this.#client?.event('login.exited', { exit: how }).catch(() => {});
+    });
+  }
+
+  async #stopTerminal(): Promise<void> {
+    const child = this.#terminal;
+    if (!child?.pid) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      process.kill(-child.pid, 'SIGTERM');
+    } catch {
+      return; // already gone
+    }
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+    }, 2_000);
+    await exited;
+    clearTimeout(timer);
+  }
+
+  async #watch(provider: Provider, credentialDir: string): Promise<void> {
+    const signal = this.#stopping.signal;
+    let candidate: string | null = null;
+    while (!signal.aborted) {
+      await sleep(pollMs, undefined, { signal }).catch(() => undefined);
+      if (signal.aborted) return;
+      const read = await readCredentialFile(credentialDir, provider.credentialFile).catch((error: Error) => ({ kind: 'refused' as const, why: error.message }));
+      if (read.kind !== 'content') {
+        candidate = null;
+        this.#waitFor(read.kind === 'missing' ? `the CLI to write ${provider.credentialFile}` : `a usable file: ${read.why}`);
+        continue;
+      }
+      const check = provider.validate(read.content);
+      if (!check.ok) {
+        candidate = null;
+        this.#waitFor(`${provider.credentialFile} to hold ${check.waitingFor}`);
+        continue;
+      }
+      // Valid now; deliver only when the next read finds the very same content.
+      if (candidate !== read.content) {
+        candidate = read.content;
+        continue;
+      }
+      await this.#deliver(provider, read.content, check);
+      return;
+    }
+  }
+
+  async #deliver(provider: Provider, content: string, check: { expiresAt: string | null; account: string | null }): Promise<void> {
+    this.#setPhase('delivering', null);
+    try {
+      const status = await this.#client!.deliver({
+        provider: provider.name,
+        file: provider.credentialFile,
+        content,
+        expiresAt: check.expiresAt,
+        account: check.account,
+      });
+      this.#setPhase('delivered', null);
+      this.#o.log('login.delivered', { provider: provider.name, status });
+    } catch (error) {
+      const why = error instanceof DeliveryRefused ? error.message : `the server did not answer: ${describeNetworkError(error)}`;
+      this.#fail(`the credential could not be delivered: ${why}`);
+    }
+    // Delivered or not, the CLI stops here: a second copy of a refresh token must not live on.
+    await this.#stopTerminal();
+  }
+
+  #waitFor(what: string): void {
+    if (this.#detail === what) return;
+    this.#setPhase('waiting', what);
+    void this.#client?.event('login.waiting', { waitingFor: what }).catch(() => {});
+  }
+
+  #fail(why: string): void {
+    this.#setPhase('failed', why);
+    void this.#client?.event('login.failed', { error: why }).catch(() => {});
+  }
+
+  #setPhase(phase: Phase, detail: string | null): void {
+    this.#phase = phase;
+    this.#detail = detail;
+    this.#o.log('login.phase', { phase, detail });
+  }
+}
+
+/** fetch() says "fetch failed" and keeps the reason (ECONNREFUSED, …) in its cause. */
+export function describeNetworkError(error: unknown): string {
+  const cause = (error as { cause?: NodeJS.ErrnoException } | null)?.cause;
+  if (cause?.code) return `${cause.code}${cause.message && !cause.message.includes(cause.code) ? ` ${cause.message}` : ''}`;
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * The browser wrappers CLIs find through BROWSER, xdg-open or the `open` package: each asks the
+ * agent to open the URL in the sandbox's Chromium, so every login's browser is the one the person sees.
+ */
+async function writeOpeners(agentSocket: string): Promise<void> {
+  await mkdir(binDir, { recursive: true, mode: 0o755 });
+  const script = `#!/usr/bin/node
+// porthole: opens a URL in the sandbox's Chromium, through the agent.
+const url = process.argv.slice(2).find((a) => /^https?:\\/\\//i.test(a));
+if (!url) { process.stderr.write('porthole: only http(s) URLs open here\\n'); process.exit(2); }
+const req = require('node:http').request({ socketPath: ${JSON.stringify(agentSocket)}, path: '/open', method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => { res.resume(); process.exit(res.statusCode === 204 ? 0 : 1); });
+req.on('error', (e) => { process.stderr.write('porthole: ' + e.message + '\\n'); process.exit(1); });
+req.end(JSON.stringify({ url }));
+`;
+  for (const name of openerNames) {
+    const path = join(binDir, name);
+    await writeFile(path, script, { mode: 0o755 });
+    await chmod(path, 0o755);
+  }
+}

@@ -1,0 +1,42 @@
+import { randomBytes } from 'node:crypto';
+import { link, mkdir, rename, unlink, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { dirname } from 'node:path';
+import type { CredentialResponse } from '../protocol/credentials.js';
+import { AppError } from '../protocol/errors.js';
+import { providerNames, type ProviderName } from '../protocol/session-states.js';
+import { providers } from '../providers/index.js';
+
+// `porthole credentials install`: puts a captured credential file where that provider's CLI looks
+// for it on this machine, readable by its owner only.
+
+/**
+ * Writes the credential to the provider's install path with mode 0600 and returns the path. An
+ * existing file is kept unless `force` (AppError CREDENTIAL_FILE_EXISTS). The file appears whole or
+ * not at all: a temp file beside it is linked (no force: fails if one appeared) or renamed into place.
+ */
+export async function installCredential(
+  credential: CredentialResponse,
+  options: { force: boolean; env: Readonly<Record<string, string | undefined>> },
+): Promise<string> {
+  if (!(providerNames as readonly string[]).includes(credential.provider)) {
+    throw new AppError('PROVIDER_UNKNOWN', { message: `This porthole CLI does not know the provider "${credential.provider}"; use porthole credentials get instead.` });
+  }
+  const provider = providers[credential.provider as ProviderName];
+  const path = provider.installPath({ ...options.env, HOME: options.env.HOME ?? homedir() });
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  const temp = `${path}.porthole-${randomBytes(6).toString('hex')}.tmp`;
+  await writeFile(temp, credential.file, { flag: 'wx', mode: 0o600 });
+  try {
+    if (options.force) await rename(temp, path);
+    else await link(temp, path);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') {
+      throw new AppError('CREDENTIAL_FILE_EXISTS', { message: `${path} already exists; porthole does not replace it without --force.` });
+    }
+    throw error;
+  } finally {
+    await unlink(temp).catch(() => {}); // after a rename it is gone already
+  }
+  return path;
+}

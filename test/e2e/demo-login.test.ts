@@ -1,0 +1,218 @@
+import assert from 'node:assert/strict';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, test } from 'node:test';
+import type { Page } from 'playwright-core';
+import type { SessionId } from '../../src/protocol/ids.js';
+import { launchBrowser } from '../support/browser.js';
+import { sandboxProcesses } from '../support/sandbox-processes.js';
+import { startTestServer, testApiKey, testOutputDir, type TestServer } from '../support/server.js';
+
+// The whole purpose, end to end, in a real browser and with nothing done behind the viewer's back:
+// the dashboard connects the demo provider; the demo CLI starts in the sandbox's terminal and opens
+// porthole's OpenID Connect login in the sandbox's Chromium; this test signs in by clicking and
+// typing through the noVNC canvas (the password goes in through the viewer's Paste action); the
+// agent captures the credential file and delivers it; the session completes, the viewer says
+// "Connected", the sandbox is gone, and the token the provider issued comes back from the
+// credentials API, works at the provider's userinfo endpoint, and rests nowhere in plaintext.
+
+let t: TestServer;
+let browserHandle: Awaited<ReturnType<typeof launchBrowser>>;
+const out = testOutputDir('e2e-demo-login');
+const email = 'demo@porthole.test';
+const password = 'Demo-Pa55word!#';
+
+before(async () => {
+  t = await startTestServer('e2e-demo-login', { PORTHOLE_DEMO_EMAIL: email, PORTHOLE_DEMO_PASSWORD: password });
+  browserHandle = await launchBrowser();
+});
+after(async () => {
+  await browserHandle?.close();
+  await t?.stop();
+});
+
+type Box = { x: number; y: number; w: number; h: number };
+const blue = [47, 111, 222] as const; // the demo pages' primary button
+
+/**
+ * The demo pages' primary button ("Sign in", "Allow"), in desktop pixels: the tallest band of rows
+ * with a long run of its blue (a focused field's ring and the logo are the same blue, but thin).
+ */
+function buttonBox(p: Page): Promise<Box | null> {
+  return p.evaluate((rgb) => {
+    const canvas = document.querySelector('#screen canvas') as HTMLCanvasElement | null;
+    if (!canvas || canvas.width === 0) return null;
+    const { width, height } = canvas;
+    const data = canvas.getContext('2d')!.getImageData(0, 0, width, height).data;
+    const isBlue = (i: number) => Math.abs(data[i]! - rgb[0]!) < 10 && Math.abs(data[i + 1]! - rgb[1]!) < 10 && Math.abs(data[i + 2]! - rgb[2]!) < 10;
+    let best: { x: number; y: number; w: number; h: number } | null = null;
+    let band: { y: number; x0: number; x1: number } | null = null;
+    for (let y = 0; y <= height; y++) {
+      let n = 0;
+      let x0 = width;
+      let x1 = -1;
+      if (y < height) {
+        for (let x = 0; x < width; x++) {
+          if (isBlue((y * width + x) * 4)) {
+            n++;
+            x0 = Math.min(x0, x);
+            x1 = Math.max(x1, x);
+          }
+        }
+      }
+      if (n >= 150) {
+        band = band ? { y: band.y, x0: Math.min(band.x0, x0), x1: Math.max(band.x1, x1) } : { y, x0, x1 };
+      } else if (band) {
+        const h = y - band.y;
+        if (h >= 20 && (!best || h > best.h)) best = { x: band.x0, y: band.y, w: band.x1 - band.x0 + 1, h };
+        band = null;
+      }
+    }
+    return best;
+  }, blue);
+}
+
+/**
+ * The two text fields above the "Sign in" button, found the way a person's eye does: walking up
+ * the column through the button's centre, each field is a pair of border runs (non-white rows)
+ * around a white interior at least 25 px tall. Returns their centres, password field first.
+ */
+function fieldsAbove(p: Page, button: Box): Promise<Array<{ x: number; y: number }>> {
+  return p.evaluate((button) => {
+    const canvas = document.querySelector('#screen canvas') as HTMLCanvasElement;
+    const x = Math.round(button.x + button.w / 2);
+    const column = canvas.getContext('2d')!.getImageData(x, 0, 1, button.y).data;
+    const isWhite = (y: number) => column[y * 4]! > 245 && column[y * 4 + 1]! > 245 && column[y * 4 + 2]! > 245;
+    const fields: Array<{ x: number; y: number }> = [];
+    let y = button.y - 1;
+    while (y > 0 && fields.length < 2) {
+      while (y > 0 && isWhite(y)) y--; // gap above the button or the previous field
+      while (y > 0 && !isWhite(y)) y--; // a field's bottom border (and focus ring)
+      const bottom = y;
+      while (y > 0 && isWhite(y)) y--; // its interior
+      if (bottom - y >= 25) {
+        fields.push({ x, y: Math.round((bottom + y) / 2) });
+        while (y > 0 && !isWhite(y)) y--; // its top border, so the label gap above is not taken for a field
+      }
+    }
+    return fields;
+  }, button);
+}
+
+async function until<T>(what: string, probe: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last = await probe();
+  while (!ok(last)) {
+    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    last = await probe();
+  }
+  return last;
+}
+
+async function filesContaining(dir: string, needle: string): Promise<string[]> {
+  const found: string[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile()) continue;
+    const path = join(entry.parentPath, entry.name);
+    const content = await readFile(path).catch(() => null);
+    if (content?.includes(needle)) found.push(path);
+  }
+  return found;
+}
+
+test('connect the demo provider and sign in through the canvas: completed, captured, sealed', async () => {
+  const context = await browserHandle.browser.newContext({ viewport: { width: 1400, height: 960 } });
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: t.server.url });
+  const p = await context.newPage();
+  await p.goto(t.server.loginUrl);
+
+  // Dashboard: "Connect provider" with the demo first.
+  assert.equal(await p.inputValue('#new-provider'), 'demo', 'the demo provider is offered first');
+  await p.click('#new-session');
+  await p.waitForURL(/\/v1\/sessions\/ses_[0-9a-z]+\/viewer/, { timeout: 15_000 });
+  await p.waitForSelector('body[data-phase=connected]', { timeout: 60_000 });
+  const sessionId = await p.evaluate(() => (window as any).porthole.sessionId as string);
+  assert.equal((await t.api.getSession(sessionId)).provider, 'demo');
+
+  // The demo CLI opened the provider's login page in the sandbox's Chromium: its blue button shows.
+  const signIn = await until('the login page in the canvas', () => buttonBox(p), (box) => box !== null, 60_000);
+  await p.screenshot({ path: `${out}/1-login-page.png` });
+  const canvas = (await p.locator('#screen canvas').boundingBox())!;
+  const size = await p.locator('#screen canvas').evaluate((c: HTMLCanvasElement) => ({ w: c.width, h: c.height }));
+  const toPage = (point: { x: number; y: number }) => ({ x: canvas.x + (point.x * canvas.width) / size.w, y: canvas.y + (point.y * canvas.height) / size.h });
+  const [passwordField, emailField] = await fieldsAbove(p, signIn!);
+  assert.ok(passwordField && emailField, 'found the e-mail and password fields above the button');
+
+  // E-mail: click the field in the canvas, type.
+  let at = toPage(emailField);
+  await p.mouse.click(at.x, at.y);
+  await p.keyboard.press('Control+A');
+  await p.evaluate((text) => navigator.clipboard.writeText(text), email);
+  await p.click('#paste');
+  await p.waitForTimeout(1_000); // let the sandbox's Chromium take every key before the focus moves
+  // Password: click the field, then the viewer's Paste action with the password on the clipboard.
+  at = toPage(passwordField);
+  await p.mouse.click(at.x, at.y);
+  await p.evaluate((text) => navigator.clipboard.writeText(text), password);
+  await p.click('#paste');
+  await p.waitForSelector('#status:has-text("Typed")', { timeout: 10_000 });
+  await p.waitForTimeout(1_000);
+  await p.screenshot({ path: `${out}/2-filled.png` });
+  // Sign in: click the button.
+  at = toPage({ x: signIn!.x + signIn!.w / 2, y: signIn!.y + signIn!.h / 2 });
+  await p.mouse.click(at.x, at.y);
+
+  // Consent: the page changes (the button moves), then "Allow".
+  const allow = await until(
+    'the consent page in the canvas',
+    () => buttonBox(p),
+    (box) => box !== null && Math.abs(box.y - signIn!.y) > 10,
+    30_000,
+  ).catch(async (error: unknown) => {
+    await p.screenshot({ path: `${out}/3-no-consent.png` });
+    throw error;
+  });
+  await p.screenshot({ path: `${out}/3-consent.png` });
+  at = toPage({ x: allow!.x + allow!.w / 2, y: allow!.y + allow!.h / 2 });
+  await p.mouse.click(at.x, at.y);
+
+  // The agent captures and delivers; the viewer says so, not a dropped connection.
+  await p.waitForSelector('body[data-phase=completed]', { timeout: 60_000 });
+  await p.screenshot({ path: `${out}/4-connected.png` });
+  assert.equal(await p.evaluate(() => document.body.dataset.closeCode), '1000');
+  assert.equal(await p.evaluate(() => document.body.dataset.closeReason), 'completed');
+  const sentence = (await p.textContent('#status')) ?? '';
+  assert.match(sentence, /connected/i);
+  assert.match(sentence, new RegExp(email.replace('.', '\\.')));
+
+  const session = await t.api.getSession(sessionId);
+  assert.equal(session.state, 'completed');
+  assert.equal(session.credential?.account, email);
+  await until('the sandbox is destroyed', () => t.server.driver.list(), (list) => list.length === 0, 15_000);
+  assert.deepEqual(await sandboxProcesses(session.sandboxId!), []);
+
+  // The credentials API returns what the provider issued; the provider accepts that token.
+  const response = await fetch(`${t.server.url}/v1/sessions/${sessionId}/credentials`, { headers: { authorization: `Bearer ${testApiKey}` } });
+  assert.equal(response.status, 200);
+  const credentials = (await response.json()) as { provider: string; file: string; account: string | null };
+  assert.equal(credentials.provider, 'demo');
+  const file = JSON.parse(credentials.file) as { access_token: string; refresh_token: string };
+  const discovery = (await (await fetch(`${t.server.demoOidc!.issuer}/.well-known/openid-configuration`)).json()) as { userinfo_endpoint: string };
+  const userinfo = await fetch(discovery.userinfo_endpoint, { headers: { authorization: `Bearer ${file.access_token}` } });
+  assert.equal(userinfo.status, 200, 'the provider accepts the captured access token');
+  assert.equal(((await userinfo.json()) as { email: string }).email, email);
+  const { events } = await t.api.listEvents(sessionId);
+  assert.ok(events.some((e) => e.type === 'credentials.read'), 'the read is audited');
+  assert.ok(events.some((e) => e.type === 'login.browser_opened'), 'the timeline shows the browser hand-off');
+
+  // No plaintext copy at rest or in the logs.
+  const sealed = await t.server.store.getCredential(sessionId as SessionId);
+  assert.ok(sealed, 'the store holds the sealed credential');
+  for (const field of [sealed.ciphertext, sealed.nonce, sealed.tag]) assert.equal(field.includes(file.access_token), false);
+  for (const secret of [file.access_token, file.refresh_token, password]) {
+    assert.deepEqual(await filesContaining(t.dataDir, secret), [], 'the data directory (database included) holds no plaintext copy');
+    assert.equal((await readFile(t.logFile, 'utf8')).includes(secret), false, 'the server log holds no copy');
+  }
+  await context.close();
+});
