@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 
-# The sandbox: bubblewrap, the VNC X server, a window manager, a terminal, a browser, fonts.
-packages="bubblewrap tigervnc-standalone-server openbox xterm chromium fonts-dejavu-core"
+# The sandbox: bubblewrap, the VNC X server, a window manager, a terminal, a browser, fonts, and
+# xev/xprop (x11-utils) with xdotool, which re-lay out the windows when the viewer resizes the screen.
+packages="bubblewrap tigervnc-standalone-server openbox xterm chromium fonts-dejavu-core x11-utils xdotool"
 # Tests: a real PostgreSQL server, nginx as the reverse proxy in front (test/faults/nginx.test.ts
 # runs its own with its own config); benches: websockify as the baseline relay.
 [ "${1:-}" = "--test" ] && packages="$packages postgresql nginx websockify"

@@ -15,6 +15,9 @@ import type { ProcessSpec } from './supervised-process.js';
 // `-rfbport 0 -rfbportv6 -1` to keep off TCP, and refuses unix-socket clients with -localhost.
 
 export const display = ':0';
+
+/** Chromium resolves no name but loopback: a sign-in page on the internet shows "not found" and is never fetched. */
+export const loopbackOnlyFlag = '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1';
 const xSocketDir = '/tmp/.X11-unix';
 export const xSocket = `${xSocketDir}/X0`;
 
@@ -95,6 +98,7 @@ export function desktopProcesses(config: AgentConfig, home: string): ProcessSpec
       args: [
         ...['--no-first-run', '--no-default-browser-check', '--disable-background-networking', '--disable-component-update'],
         ...['--disable-sync', '--password-store=basic', `--user-data-dir=${join(home, '.config/chromium')}`],
+        ...(config.loopbackOnly ? [loopbackOnlyFlag] : []),
         `--window-position=${layout.browser.x},${layout.browser.y}`,
         `--window-size=${layout.browser.width},${layout.browser.height}`,
         config.startUrl,

@@ -48,6 +48,14 @@ export function windowLayout(width: number, height: number): { browser: Rect; te
 /** After the last screen change or new window, wait this long: a dragged viewer resizes many times. */
 const settleMs = 250;
 const restartMs = 1_000;
+/**
+ * A window just mapped is laid out again for this long: Chromium applies its own --window-size
+ * a moment after it maps, over the layout (measured: a viewer that resized the screen while
+ * Chromium started found it at 1280x496 on a 1400x912 screen). After that the window is the
+ * person's to move, until the screen changes size.
+ */
+const settlingWindowMs = 5_000;
+const recheckMs = 1_000;
 
 function run(command: string, args: readonly string[], env: NodeJS.ProcessEnv): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -100,8 +108,8 @@ export function watchScreenLayout(env: NodeJS.ProcessEnv, log: Log): () => void 
   let timer: NodeJS.Timeout | null = null;
   let isScreenChanged = false;
   let pass: Promise<void> = Promise.resolve();
-  /** Windows laid out for `laidOutFor`; a new screen size starts over. */
-  let laidOut = new Set<string>();
+  /** Windows laid out for `laidOutFor`, and when first; a new screen size starts over. */
+  let laidOut = new Map<string, number>();
   let laidOutFor = '';
   let hasReportedFailure = false;
 
@@ -117,35 +125,41 @@ export function watchScreenLayout(env: NodeJS.ProcessEnv, log: Log): () => void 
     if (!(width > 0 && height > 0)) return;
     const size = `${width}x${height}`;
     if (size !== laidOutFor) {
-      laidOut = new Set();
+      laidOut = new Map();
       laidOutFor = size;
     }
     const layout = windowLayout(width, height);
     const moved: string[] = [];
+    let isSettling = false;
     for (const window of await managedWindows(env)) {
       const key = String(window.id);
-      if (laidOut.has(key)) continue;
+      const firstAt = laidOut.get(key);
+      if (firstAt !== undefined && Date.now() - firstAt > settlingWindowMs) continue;
+      isSettling = true;
       const frame = layout[window.role];
       const [left, right, top, bottom] = window.extents;
       // windowsize sets the client area; windowmove places the frame's corner (NorthWest gravity).
       const clientWidth = Math.max(100, frame.width - left - right);
       const clientHeight = Math.max(60, frame.height - top - bottom);
       await run('xdotool', ['windowsize', key, String(clientWidth), String(clientHeight), 'windowmove', key, String(frame.x), String(frame.y)], env);
-      laidOut.add(key);
-      moved.push(`${window.role}:${key}`);
+      if (firstAt === undefined) {
+        laidOut.set(key, Date.now());
+        moved.push(`${window.role}:${key}`);
+      }
     }
+    if (isSettling) schedule(recheckMs);
     if (isScreenChanged || moved.length > 0) log('layout.applied', { width, height, windows: moved });
     isScreenChanged = false;
   };
 
-  const schedule = (): void => {
+  const schedule = (delayMs: number = settleMs): void => {
     if (isStopped) return;
     if (timer) clearTimeout(timer);
     timer = setTimeout(() => {
       timer = null;
       // One pass at a time: xdotool's own moves must not interleave with the next pass's.
       pass = pass.then(layOut).catch((error: unknown) => reportOnce('layout.failed', error));
-    }, settleMs);
+    }, delayMs);
   };
 
   const startXev = (): void => {

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentConfig, AgentHealth, AgentLoginRequest } from '../protocol/agent.js';
 import { providers, type Provider, type ProviderContext } from '../providers/index.js';
 import { readCredentialFile } from './credential-file.js';
-import { desktopLayout } from './desktop.js';
+import { desktopLayout, loopbackOnlyFlag } from './desktop.js';
 import { DeliveryRefused, ServerClient } from './server-client.js';
 import { describeExit } from './supervised-process.js';
 
@@ -28,6 +28,8 @@ export interface LoginOptions {
   readonly env: NodeJS.ProcessEnv;
   readonly logsDir: string;
   readonly log: (event: string, fields?: Record<string, unknown>) => void;
+  /** Takes the plain terminal off the desktop, so the sign-in terminal is the one the person sees. */
+  readonly replaceTerminal: () => Promise<void>;
 }
 
 export class Login {
@@ -77,6 +79,7 @@ export class Login {
     }
     await writeOpeners(this.#o.config.agentSocket);
     await client.event('login.started', { provider: provider.name, file: provider.credentialFile });
+    await this.#o.replaceTerminal();
     this.#startTerminal(provider, context);
     this.#setPhase('waiting', `the CLI to write ${provider.credentialFile}`);
     void this.#watch(provider, credentialDir);
@@ -86,7 +89,9 @@ export class Login {
   open(url: URL): void {
     const profile = join(this.#o.home, '.config/chromium');
     // The running Chromium owns the profile: this process hands it the URL as a new tab and exits.
-    const child = spawn('chromium', [`--user-data-dir=${profile}`, url.href], { env: this.#o.env, stdio: 'ignore', detached: true });
+    // Should Chromium not run (it is restarting), this starts one with the same isolation.
+    const flags = this.#o.config.loopbackOnly ? [loopbackOnlyFlag] : [];
+    const child = spawn('chromium', [`--user-data-dir=${profile}`, ...flags, url.href], { env: this.#o.env, stdio: 'ignore', detached: true });
     child.on('error', (error) => this.#o.log('login.open_failed', { error: error.message }));
     child.unref();
     this.#o.log('login.browser_opened', { host: url.host, path: url.pathname });

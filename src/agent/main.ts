@@ -30,10 +30,12 @@ async function main(): Promise<void> {
   const startedAt = Date.now();
   const health = (): AgentHealth => {
     const states = processes.map((p) => p.state());
-    const isHealthy = states.every((s) => s.running) && existsSync(config.vncSocket) && existsSync(xSocket);
+    const isHealthy = processes.every((p, i) => p.isRetired || states[i]!.running) && existsSync(config.vncSocket) && existsSync(xSocket);
     return { version, healthy: isHealthy, display, uptimeMs: Date.now() - startedAt, processes: states, login: login.state() };
   };
-  const login = new Login({ config, home, env, logsDir, log });
+  // The sign-in terminal takes the plain terminal's place: one terminal on the desktop, the CLI's.
+  const replaceTerminal = () => processes.find((p) => p.spec.name === 'terminal')?.retire('replaced by the sign-in terminal') ?? Promise.resolve();
+  const login = new Login({ config, home, env, logsDir, log, replaceTerminal });
   const server = await serveAgent(config.agentSocket, {
     health,
     isLoginStarted: () => login.isStarted,

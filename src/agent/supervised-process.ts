@@ -41,6 +41,7 @@ export class SupervisedProcess {
   private isRunning = false;
   private restarts = 0;
   private lastExit: string | null = null;
+  private retiredAs: string | null = null;
   private failuresInARow = 0;
   private restartTimer: NodeJS.Timeout | null = null;
   private readonly stopping = new AbortController();
@@ -54,7 +55,19 @@ export class SupervisedProcess {
   }
 
   state(): ProcessState {
-    return { name: this.spec.name, pid: this.child?.pid ?? null, running: this.isRunning, restarts: this.restarts, lastExit: this.lastExit };
+    return { name: this.spec.name, pid: this.child?.pid ?? null, running: this.isRunning, restarts: this.restarts, lastExit: this.retiredAs ?? this.lastExit };
+  }
+
+  /** Retired on purpose (see retire()): not running, and not counted against the agent's health. */
+  get isRetired(): boolean {
+    return this.retiredAs !== null;
+  }
+
+  /** Stops it for good because something took its place; `why` shows as its last exit. */
+  async retire(why: string): Promise<void> {
+    this.retiredAs = why;
+    this.onEvent('process.retired', { name: this.spec.name, why });
+    await this.stop();
   }
 
   /** Starts the process (after `beforeStart`); never throws: a failed start is retried like an exit. */

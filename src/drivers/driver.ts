@@ -9,6 +9,8 @@ export interface SandboxSpec {
   readonly height: number;
   /** The page the sandbox's Chromium opens first. */
   readonly startUrl: string;
+  /** The sandbox's Chromium resolves no host name but loopback. */
+  readonly loopbackOnly?: boolean;
 }
 
 /** Where the server reaches a sandbox. Nothing backend-specific beyond how to connect. */

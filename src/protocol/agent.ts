@@ -47,6 +47,8 @@ export const agentConfigSchema = z.object({
   height: z.number().int().min(200).max(4320),
   /** The page the sandbox's Chromium opens first. */
   startUrl: z.string(),
+  /** Chromium resolves no host name but loopback (--host-resolver-rules). */
+  loopbackOnly: z.boolean().default(false),
   /** Where the provider CLIs are inside the sandbox (read-only; may be absent). */
   tools: z.object({ clis: z.string(), demoCli: z.string() }).default({ clis: '/opt/porthole/clis', demoCli: '/opt/porthole/demo-cli.mjs' }),
 });

@@ -27,6 +27,7 @@ const envSchema = z.object({
   PORTHOLE_SANDBOX_UID: z.coerce.number().int().min(1).max(4294967294).default(61000),
   PORTHOLE_SANDBOX_GID: z.coerce.number().int().min(1).max(4294967294).default(61000),
   PORTHOLE_SANDBOX_START_URL: z.string().min(1).optional(),
+  PORTHOLE_SANDBOX_LOOPBACK_ONLY: z.stringbool().default(false),
   PORTHOLE_DESKTOP_WIDTH: z.coerce.number().int().min(320).max(7680).default(1280),
   PORTHOLE_DESKTOP_HEIGHT: z.coerce.number().int().min(200).max(4320).default(800),
   PORTHOLE_BOOT_TIMEOUT_MS: positiveMs.default(30_000),
@@ -63,6 +64,8 @@ export interface Config {
   readonly sandboxUid: number;
   readonly sandboxGid: number;
   readonly sandboxStartUrl: string;
+  /** The sandbox's Chromium resolves no host name but loopback (air-gapped hosts, tests). */
+  readonly sandboxLoopbackOnly: boolean;
   readonly desktopWidth: number;
   readonly desktopHeight: number;
   readonly bootTimeoutMs: number;
@@ -134,6 +137,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     sandboxUid: e.PORTHOLE_SANDBOX_UID,
     sandboxGid: e.PORTHOLE_SANDBOX_GID,
     sandboxStartUrl: e.PORTHOLE_SANDBOX_START_URL ?? welcomePage,
+    sandboxLoopbackOnly: e.PORTHOLE_SANDBOX_LOOPBACK_ONLY,
     desktopWidth: e.PORTHOLE_DESKTOP_WIDTH,
     desktopHeight: e.PORTHOLE_DESKTOP_HEIGHT,
     bootTimeoutMs: e.PORTHOLE_BOOT_TIMEOUT_MS,

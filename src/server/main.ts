@@ -131,7 +131,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       driver,
       viewers,
       logger,
-      desktop: { width: config.desktopWidth, height: config.desktopHeight, startUrl: config.sandboxStartUrl },
+      desktop: { width: config.desktopWidth, height: config.desktopHeight, startUrl: config.sandboxStartUrl, loopbackOnly: config.sandboxLoopbackOnly },
       metrics,
       bootTimeoutMs: config.bootTimeoutMs,
       idleTimeoutMs: config.idleTimeoutMs,

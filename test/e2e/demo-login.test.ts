@@ -150,13 +150,14 @@ test('connect the demo provider and sign in through the canvas: completed, captu
   await p.keyboard.press('Control+A');
   await p.evaluate((text) => navigator.clipboard.writeText(text), email);
   await p.click('#paste');
+  await p.waitForSelector('#status:has-text("Typed 18")', { timeout: 10_000 });
   await p.waitForTimeout(1_000); // let the sandbox's Chromium take every key before the focus moves
   // Password: click the field, then the viewer's Paste action with the password on the clipboard.
   at = toPage(passwordField);
   await p.mouse.click(at.x, at.y);
   await p.evaluate((text) => navigator.clipboard.writeText(text), password);
   await p.click('#paste');
-  await p.waitForSelector('#status:has-text("Typed")', { timeout: 10_000 });
+  await p.waitForSelector('#status:has-text("Typed 15")', { timeout: 10_000 });
   await p.waitForTimeout(1_000);
   await p.screenshot({ path: `${out}/2-filled.png` });
   // Sign in: click the button.

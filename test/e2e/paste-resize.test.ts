@@ -258,6 +258,9 @@ test('below 640x480 the desktop stays 640x480 and is scaled to fit', async () =>
 // desktop's clipboard, where the next Ctrl+V anywhere pastes it again.
 test('measured alternative: VNC clipboard + Ctrl+V pastes in Chromium but leaves the text on the desktop clipboard', async (t) => {
   await p.setViewportSize({ width: 1280, height: 800 });
+  // Click only once the desktop and its windows have their new size.
+  await until('the remote framebuffer follows', () => remoteSize(p), (s) => s.fb === s.container && s.canvas === s.container, 10_000);
+  await until('the sandbox Chromium is laid out again', () => site_.size, (s) => s !== null && s.sw === 1280 && s.ow === 1280, 10_000);
   await clearField(p);
   const startedAt = Date.now();
   await p.evaluate((text) => {

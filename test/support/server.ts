@@ -47,6 +47,8 @@ export async function startTestServer(name: string, env: Record<string, string> 
     PORTHOLE_SANDBOX_UID: testSandboxUid,
     PORTHOLE_SANDBOX_GID: testSandboxUid,
     PORTHOLE_LOG_LEVEL: 'debug',
+    // Tests send no traffic beyond loopback: a CLI's sign-in URL on the internet is not fetched.
+    PORTHOLE_SANDBOX_LOOPBACK_ONLY: 'true',
     ...env,
   });
   const logStream = createWriteStream(logFile, { flags: 'a' });

@@ -115,6 +115,7 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
         width: spec.width,
         height: spec.height,
         startUrl: spec.startUrl,
+        loopbackOnly: spec.loopbackOnly ?? false,
         tools: { clis: inside.clis, demoCli: inside.demoCli },
       };
       await writeFile(join(runDir, 'agent.json'), JSON.stringify(agentConfig, null, 2) + '\n', { mode: 0o644 });

@@ -26,7 +26,7 @@ export interface SessionManagerOptions {
   driver: Driver;
   viewers: ViewerRegistry;
   logger: Logger;
-  desktop: { width: number; height: number; startUrl: string };
+  desktop: { width: number; height: number; startUrl: string; loopbackOnly?: boolean };
   metrics: Metrics;
   maxSessions: number;
   bootTimeoutMs: number;

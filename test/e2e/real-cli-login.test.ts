@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { after, before, test } from 'node:test';
+import type { SessionId } from '../../src/protocol/ids.js';
+import type { ProviderName, SessionEvent } from '../../src/protocol/session.js';
+import { providers } from '../../src/providers/index.js';
+import { launchBrowser } from '../support/browser.js';
+import { sandboxProcesses } from '../support/sandbox-processes.js';
+import { startTestServer, testOutputDir, type TestServer } from '../support/server.js';
+
+// The real CLIs (pinned in clis/, installed by scripts/setup.sh) in a real sandbox: the agent runs
+// each one's login in the desktop's terminal with its credential storage pinned to the login's
+// directory, and the CLI hands its authorization URL to the sandbox's Chromium through porthole's
+// browser wrappers. No internet here (and the test sandboxes' Chromium resolves only loopback), so
+// the sign-in itself cannot finish; this proves the CLI, the terminal, the browser hand-off and
+// the pinning, with a screenshot of the desktop at that moment.
+
+const cliDir = new URL('../../../clis/node_modules', import.meta.url).pathname;
+const out = testOutputDir('e2e-real-cli');
+let t: TestServer;
+let browserHandle: Awaited<ReturnType<typeof launchBrowser>>;
+
+/** The environment variable that pins each CLI's credential storage. */
+const pins: Record<Exclude<ProviderName, 'demo'>, string> = { 'claude-code': 'CLAUDE_CONFIG_DIR', codex: 'CODEX_HOME', 'gemini-cli': 'GEMINI_CLI_HOME' };
+
+before(async () => {
+  assert.ok(existsSync(cliDir), `${cliDir} is missing: the real CLIs are installed by scripts/setup.sh (npm ci --prefix clis)`);
+  t = await startTestServer('e2e-real-cli');
+  browserHandle = await launchBrowser();
+});
+after(async () => {
+  await browserHandle?.close();
+  await t?.stop();
+});
+
+/** The environment of the sandbox's process whose command line mentions `needle`, with the variable named. */
+async function pinOf(sandboxId: string, variable: string): Promise<string[]> {
+  const values: string[] = [];
+  for (const proc of await sandboxProcesses(sandboxId)) {
+    const environ = await readFile(`/proc/${proc.pid}/environ`, 'utf8').catch(() => '');
+    const entry = environ.split('\0').find((e) => e.startsWith(`${variable}=`));
+    if (entry) values.push(entry.slice(variable.length + 1));
+  }
+  return values;
+}
+
+for (const name of Object.keys(pins) as Array<keyof typeof pins>) {
+  const provider = providers[name];
+  test(`${provider.displayName}: its login starts in the sandbox terminal and opens the sandbox’s Chromium on ${provider.authorizeUrl!.host}${provider.authorizeUrl!.path}`, async () => {
+    const session = await t.readySession({ provider: name });
+    const context = await browserHandle.browser.newContext({ viewport: { width: 1400, height: 960 } });
+    const p = await context.newPage();
+    const { viewerUrl } = await t.api.createTicket(session.id);
+    await p.goto(viewerUrl);
+    await p.waitForSelector('body[data-phase=connected]', { timeout: 30_000 });
+
+    // Wait for the hand-off. Gemini CLI asks two questions first (sign in with Google? continue?),
+    // both answered with Enter, which a person presses in the terminal: so does this test.
+    let opened: SessionEvent | undefined;
+    const deadline = Date.now() + 60_000;
+    let lastEnter = Date.now();
+    while (!opened && Date.now() < deadline) {
+      const { events } = await t.api.listEvents(session.id);
+      opened = events.find((e) => e.type === 'login.browser_opened');
+      if (!opened && name === 'gemini-cli' && Date.now() - lastEnter > 4_000) {
+        const canvas = (await p.locator('#screen canvas').boundingBox())!;
+        await p.mouse.click(canvas.x + canvas.width * 0.5, canvas.y + canvas.height * 0.85);
+        await p.keyboard.press('Enter');
+        lastEnter = Date.now();
+      }
+      if (!opened) await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    assert.ok(opened, `${provider.displayName} opened no browser within 60 s; timeline: ${JSON.stringify((await t.api.listEvents(session.id)).events.map((e) => e.type))}`);
+    assert.deepEqual({ host: opened.details.host, path: opened.details.path }, provider.authorizeUrl);
+
+    // The CLI runs with its storage pinned to the login's directory, which the agent watches.
+    const pinned = await pinOf(session.sandboxId!, pins[name]);
+    assert.ok(pinned.includes(`/home/porthole/.porthole/login/${name}`), `${pins[name]} of the CLI: ${pinned.join(', ') || 'none'}`);
+    const health = (await t.api.getSession(session.id)).state;
+    assert.ok(health === 'authenticating' || health === 'ready');
+
+    await new Promise((resolve) => setTimeout(resolve, 1_500)); // let the new tab draw
+    await p.screenshot({ path: `${out}/${name}.png` });
+    await t.server.sessions.end(session.id as SessionId, 'user');
+    await context.close();
+  });
+}
