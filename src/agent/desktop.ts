@@ -72,6 +72,7 @@ export function desktopProcesses(config: AgentConfig, home: string): ProcessSpec
         // banner and leaves (every readiness probe) as a failed login and, after 5, locks out every
         // client, viewers included, for 10 s and longer.
         '-UseBlacklist=0',
+        ...['-Log', '*:stderr:100'], // TEMP-KEYS
       ],
       beforeStart: async () => {
         // Xvnc as non-root does not create the socket directory; a killed Xvnc leaves its lock

@@ -81,7 +81,7 @@ export class Login {
     await client.event('login.started', { provider: provider.name, file: provider.credentialFile });
     await this.#o.replaceTerminal();
     this.#startTerminal(provider, context);
-    this.#setPhase('waiting', `the CLI to write ${provider.credentialFile}`);
+    this.#waitFor(`the CLI to write ${provider.credentialFile}`);
     void this.#watch(provider, credentialDir);
   }
 

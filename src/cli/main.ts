@@ -129,14 +129,19 @@ async function keysCommand(verb: string | undefined): Promise<void> {
 /** Prints each start-up step as it happens, until the session leaves `starting`. */
 async function followStart(api: ApiClient, created: Session, show: boolean): Promise<Session> {
   let after = 0;
-  for (;;) {
+  const printNewSteps = async () => {
     const { events } = await api.listEvents(created.id, after);
     for (const event of events) {
       after = Math.max(after, event.seq);
       if (show && event.type.startsWith('step.')) print(`  ${describeEvent(event)}`);
     }
+  };
+  for (;;) {
+    await printNewSteps();
     const session = await api.getSession(created.id);
     if (session.state !== 'starting') {
+      // The last step's event may have landed between the two reads: print it before the outcome.
+      await printNewSteps();
       if (show && session.state === 'failed') print(`  failed: ${session.detail ?? session.reason}`);
       return session;
     }

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { rm, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { SandboxId, SessionId } from '../../src/protocol/ids.js';
 import type { Session } from '../../src/protocol/session.js';
@@ -123,4 +125,42 @@ test('a good delivery completes the session, closes the viewer with 1000 "comple
   assert.equal(events.filter((e) => e.type === 'credentials.stored').length, 1, 'stored once');
   const stored = events.find((e) => e.type === 'credentials.stored')!;
   assert.equal(JSON.stringify(stored.details).includes('rt_'), false, 'the timeline holds no token');
+});
+
+test('the real agent: a file that does not validate is never delivered and the timeline says what it waits for; a symlink is refused; a valid file completes the session', async () => {
+  const session = await t.readySession({ provider: 'demo' });
+  // The login's directory as the host sees it (the sandbox's HOME is <data>/sandboxes/<id>/home).
+  const dir = join(t.dataDir, 'sandboxes', session.sandboxId!, 'home', '.porthole', 'login', 'demo');
+  const file = join(dir, 'credentials.json');
+  const waitingFor = async (pattern: RegExp) => {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const { events } = await t.api.listEvents(session.id);
+      const found = events.find((e) => e.type === 'login.waiting' && pattern.test(String(e.details.waitingFor)));
+      if (found) return found;
+      assert.ok(Date.now() < deadline, `no login.waiting matching ${pattern}; got ${JSON.stringify(events.filter((e) => e.type === 'login.waiting').map((e) => e.details.waitingFor))}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
+  await waitingFor(/the CLI to write credentials\.json/);
+
+  const content = demoCredential();
+  await writeFile(file, content.slice(0, 60), { mode: 0o644 });
+  const half = await waitingFor(/credentials\.json to hold/);
+  assert.equal(JSON.stringify(half.details).includes(content.slice(20, 60)), false, 'the timeline never echoes file content');
+
+  await rm(file);
+  await writeFile(join(t.dataDir, 'outside.json'), content, { mode: 0o644 });
+  await symlink(join(t.dataDir, 'outside.json'), file);
+  await waitingFor(/symbolic link/);
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  assert.equal(await storedCredentialStatus(session.id), 404, 'neither the half file nor the symlink was delivered');
+  assert.notEqual((await t.api.getSession(session.id)).state, 'completed');
+
+  await rm(file);
+  await writeFile(file, content, { mode: 0o644 });
+  const done = await t.waitForState(session.id, ['completed'], 15_000);
+  assert.equal(done.credential?.account, 'demo@porthole.test');
+  const { events } = await t.api.listEvents(session.id);
+  assert.ok(events.some((e) => e.type === 'credentials.stored'));
 });

@@ -100,9 +100,12 @@ describe('after the upgrade', () => {
     for (let i = 0; i < 100; i++) ws.send(framebufferUpdateRequest(false, 0, 0, width, height));
     const rssBefore = process.memoryUsage().rss;
     ws.pause(); // stops reading: neither frames nor pings are answered
-    // Sample within one ping interval: the relay drops a viewer only after it missed a whole one.
-    await new Promise((resolve) => setTimeout(resolve, pingMs * 0.75));
-    const stats = t.server.relay.stats().find((s) => s.sessionId === session.id);
+    // Within one ping interval (the relay drops a viewer only after it missed a whole one), the
+    // sandbox side must be paused: polled, as a loaded machine may take a while to fill the buffers.
+    const pausedBy = Date.now() + pingMs * 0.9;
+    const statsNow = () => t.server.relay.stats().find((s) => s.sessionId === session.id);
+    while (!statsNow()?.sandboxPaused && Date.now() < pausedBy) await new Promise((resolve) => setTimeout(resolve, 50));
+    const stats = statsNow();
     assert.ok(stats, 'connection registered');
     const grew = process.memoryUsage().rss - rssBefore;
     assert.ok(stats.sandboxPaused, 'the sandbox side is paused while the viewer does not read');

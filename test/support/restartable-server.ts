@@ -5,10 +5,9 @@ import { join } from 'node:path';
 import { ApiClient } from '../../src/cli/api-client.js';
 import type { SessionId } from '../../src/protocol/ids.js';
 import { isTerminal, type Session } from '../../src/protocol/session.js';
-import { loadConfig } from '../../src/server/config.js';
 import { createLogger } from '../../src/server/logger.js';
 import { startServer } from '../../src/server/main.js';
-import { testApiKey, testOutputDir, testSandboxUid, type TestServer } from './server.js';
+import { testApiKey, testConfig, testOutputDir, type TestServer } from './server.js';
 
 // A test server on a data directory the caller owns, so that a second server can start on the
 // same one: how the restart fault test shows sessions, sandboxes and the ticket key surviving a
@@ -42,16 +41,7 @@ export async function startTestServerIn(dataDir: string, name: string, env: Reco
   const outDir = testOutputDir(name);
   await mkdir(outDir, { recursive: true });
   const logFile = join(outDir, 'server.log');
-  const config = loadConfig({
-    PORTHOLE_HOST: '127.0.0.1',
-    PORTHOLE_PORT: '0',
-    PORTHOLE_DATA_DIR: dataDir,
-    PORTHOLE_API_KEY: testApiKey,
-    PORTHOLE_SANDBOX_UID: testSandboxUid,
-    PORTHOLE_SANDBOX_GID: testSandboxUid,
-    PORTHOLE_LOG_LEVEL: 'debug',
-    ...env,
-  });
+  const config = testConfig(dataDir, env);
   const logStream = createWriteStream(logFile, { flags: 'a' });
   const server = await startServer(config, { logger: createLogger(config.logLevel, logStream) }).catch(async (error: unknown) => {
     await new Promise<void>((resolve) => logStream.end(resolve));

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { ApiClient } from '../../src/cli/api-client.js';
 import type { SessionId } from '../../src/protocol/ids.js';
 import { isTerminal, type Session } from '../../src/protocol/session.js';
-import { loadConfig } from '../../src/server/config.js';
+import { loadConfig, type Config } from '../../src/server/config.js';
 import { createLogger } from '../../src/server/logger.js';
 import { startServer, type RunningServer, type StartOptions } from '../../src/server/main.js';
 
@@ -28,18 +28,9 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-/**
- * A real porthole server on 127.0.0.1:0 with a temp data dir, PGlite (or DATABASE_URL when given),
- * the local driver and a fixed API key. Logs go to test-output/<name>/server.log. `stop()` ends every
- * session (destroying its sandbox), closes the server and removes the data dir.
- */
-export async function startTestServer(name: string, env: Record<string, string> = {}, options: Pick<StartOptions, 'agentBundle' | 'wrapDriver'> = {}): Promise<TestServer> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'porthole-test-'));
-  await chmod(dataDir, 0o711); // as porthole's own data dir: the sandbox uid must traverse it
-  const outDir = testOutputDir(name);
-  await mkdir(outDir, { recursive: true });
-  const logFile = join(outDir, 'server.log');
-  const config = loadConfig({
+/** The configuration every test server runs with, over `dataDir`; `env` adds or overrides. */
+export function testConfig(dataDir: string, env: Record<string, string> = {}): Config {
+  return loadConfig({
     PORTHOLE_HOST: '127.0.0.1',
     PORTHOLE_PORT: '0',
     PORTHOLE_DATA_DIR: dataDir,
@@ -51,6 +42,20 @@ export async function startTestServer(name: string, env: Record<string, string> 
     PORTHOLE_SANDBOX_LOOPBACK_ONLY: 'true',
     ...env,
   });
+}
+
+/**
+ * A real porthole server on 127.0.0.1:0 with a temp data dir, PGlite (or DATABASE_URL when given),
+ * the local driver and a fixed API key. Logs go to test-output/<name>/server.log. `stop()` ends every
+ * session (destroying its sandbox), closes the server and removes the data dir.
+ */
+export async function startTestServer(name: string, env: Record<string, string> = {}, options: Pick<StartOptions, 'agentBundle' | 'wrapDriver'> = {}): Promise<TestServer> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'porthole-test-'));
+  await chmod(dataDir, 0o711); // as porthole's own data dir: the sandbox uid must traverse it
+  const outDir = testOutputDir(name);
+  await mkdir(outDir, { recursive: true });
+  const logFile = join(outDir, 'server.log');
+  const config = testConfig(dataDir, env);
   const logStream = createWriteStream(logFile, { flags: 'a' });
   const logger = createLogger(config.logLevel, logStream);
   let server: RunningServer;
