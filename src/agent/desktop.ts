@@ -1,4 +1,4 @@
-import { access, mkdir, chmod, rm } from 'node:fs/promises';
+import { access, chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentConfig } from '../protocol/agent.js';
@@ -52,6 +52,26 @@ async function waitForPaths(paths: readonly string[], signal: AbortSignal): Prom
   }
 }
 
+/**
+ * The sandbox's Chromium never offers to save a password or fill a form: the person's password
+ * would otherwise rest in the profile (on the host's disk, readable to the sandbox) until the
+ * sandbox is destroyed, and the "Save password?" bubble covers the sign-in page's buttons.
+ * Written once, before Chromium's first start; Chromium keeps its own changes after that.
+ */
+async function seedProfile(profile: string): Promise<void> {
+  const preferences = {
+    credentials_enable_service: false,
+    credentials_enable_autosignin: false,
+    profile: { password_manager_enabled: false },
+    autofill: { enabled: false, profile_enabled: false, credit_card_enabled: false },
+    translate: { enabled: false },
+  };
+  await mkdir(join(profile, 'Default'), { recursive: true, mode: 0o700 });
+  await writeFile(join(profile, 'Default', 'Preferences'), JSON.stringify(preferences), { flag: 'wx', mode: 0o600 }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EEXIST') throw error;
+  });
+}
+
 export function desktopProcesses(config: AgentConfig, home: string): ProcessSpec[] {
   const layout = desktopLayout(config.width, config.height);
   const displayReady = (signal: AbortSignal): Promise<void> => waitForPaths([xSocket, config.vncSocket], signal);
@@ -72,7 +92,6 @@ export function desktopProcesses(config: AgentConfig, home: string): ProcessSpec
         // banner and leaves (every readiness probe) as a failed login and, after 5, locks out every
         // client, viewers included, for 10 s and longer.
         '-UseBlacklist=0',
-        ...['-Log', '*:stderr:100'], // TEMP-KEYS
       ],
       beforeStart: async () => {
         // Xvnc as non-root does not create the socket directory; a killed Xvnc leaves its lock
@@ -110,6 +129,7 @@ export function desktopProcesses(config: AgentConfig, home: string): ProcessSpec
         // would take the lock for another running instance and quit.
         const profile = join(home, '.config/chromium');
         await Promise.all(['SingletonLock', 'SingletonSocket', 'SingletonCookie'].map((name) => rm(join(profile, name), { force: true })));
+        await seedProfile(profile);
       },
     },
   ];

@@ -37,6 +37,8 @@ export const requiredPackages = [
   ['xterm', 'the terminal the login runs in'],
   ['chromium', 'the browser the login opens'],
   ['fonts-dejavu-core', 'fonts for the desktop'],
+  ['x11-utils', 'xev and xprop: the desktop follows the viewer’s size'],
+  ['xdotool', 'lays the windows out when the desktop changes size'],
 ] as const;
 
 const agentBundle = fileURLToPath(new URL('../../agent/porthole-agent.mjs', import.meta.url));

@@ -1,130 +1,285 @@
-import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
 import { mkdir } from 'node:fs/promises';
-import { execSync } from 'node:child_process';
-import type { Page } from 'playwright-core';
+import type { AddressInfo } from 'node:net';
+import { after, before, test } from 'node:test';
+import type { BrowserContext, Page } from 'playwright-core';
 import { launchBrowser } from '../support/browser.js';
 import { startTestServer, testOutputDir, type TestServer } from '../support/server.js';
 
+// The person's keyboard through the viewer's canvas, with a real sandbox and a real headless
+// Chromium: text with capitals, digits and symbols arrives exactly, as Playwright types it (no
+// Shift event for "@") and as a person types it (Shift held around each shifted key); shortcuts
+// arrive as themselves. The sandbox's Chromium opens a page this test serves on loopback: an e-mail
+// field in a sign-in form (as the demo provider's) that reports its value and every key event back,
+// so the test reads exactly what arrived on the desktop. One session serves every test, in order.
+//
+// The bug this holds: Ctrl+A whose letter came as "A" reached the desktop as Ctrl+Shift+A (Xvnc
+// fakes Shift for an uppercase keysym), Chromium's Tab Search bubble opened and took the keys typed
+// after it: "demo" in the field, "@porthole.test" in the bubble (src/viewer/lib/shortcut-keys.ts).
+
+const text = 'Demo.User+tag@Porthole.test!#$%^&*()_ Zz9';
+
+const sitePage = `<!doctype html><title>keyboard target</title>
+<body style="margin:0;background:rgb(20,120,90);height:100vh;overflow:hidden">
+<form method="post" action="/login" autocomplete="on" onsubmit="event.preventDefault(); send('/submit', field.value)">
+<input id="field" name="email" type="text" autocomplete="username" spellcheck="false" autocapitalize="off" autofocus
+  style="position:fixed;left:0;top:0;width:100%;height:60%;box-sizing:border-box;border:0;background:transparent;font-size:32px;color:#fff">
+<input id="other" name="password" type="password" autocomplete="current-password" style="position:fixed;left:0;top:75%;width:50%;font-size:20px">
+<button type="submit" tabindex="-1" style="position:fixed;left:60%;top:75%">Sign in</button>
+</form>
+<script>
+  const field = document.getElementById('field');
+  const send = (path, body) => fetch(path, { method: 'POST', body });
+  // Reports overtake each other (concurrent fetches): each carries its sequence number, then a space.
+  let seq = 0;
+  field.addEventListener('input', () => send('/value', ++seq + ' ' + field.value));
+  addEventListener('keydown', (e) => send('/key', JSON.stringify({ key: e.key, code: e.code, ctrl: e.ctrlKey, shift: e.shiftKey, capsLock: e.getModifierState('CapsLock'), target: document.activeElement?.id ?? '' })), true);
+  const focus = () => send('/focus', document.hasFocus() ? (document.activeElement?.id || 'none') : 'none');
+  for (const target of [window, ...document.querySelectorAll('input')]) for (const type of ['focus', 'blur']) target.addEventListener(type, () => setTimeout(focus));
+</script></body>`;
+
+interface KeyReport {
+  key: string;
+  code: string;
+  ctrl: boolean;
+  shift: boolean;
+  capsLock: boolean;
+  target: string;
+}
+
+let site: Server;
+const site_ = { value: null as string | null, seq: 0, keys: [] as KeyReport[], loads: 0, focused: 'none', submitted: null as string | null };
 let t: TestServer;
 let browserHandle: Awaited<ReturnType<typeof launchBrowser>>;
-const out = testOutputDir('e2e-keyboard-demo');
-const email = 'demo@porthole.test';
-before(async () => {
-  await mkdir(out, { recursive: true });
-  t = await startTestServer('e2e-keyboard-demo', { PORTHOLE_DEMO_EMAIL: email, PORTHOLE_DEMO_PASSWORD: 'Demo-Pa55word!#' });
-  browserHandle = await launchBrowser();
-});
-after(async () => {
-  execSync(`cp -r ${t.dataDir}/sandboxes/*/run/logs ${out}/ || true`);
-  await browserHandle?.close();
-  await t?.stop();
-});
-type Box = { x: number; y: number; w: number; h: number };
-const blue = [47, 111, 222] as const; // the demo pages' primary button
+let context: BrowserContext;
+let p: Page;
+const out = testOutputDir('e2e-keyboard');
 
-/**
- * The demo pages' primary button ("Sign in", "Allow"), in desktop pixels: the tallest band of rows
- * with a long run of its blue (a focused field's ring and the logo are the same blue, but thin).
- */
-function buttonBox(p: Page): Promise<Box | null> {
-  return p.evaluate((rgb) => {
-    const canvas = document.querySelector('#screen canvas') as HTMLCanvasElement | null;
-    if (!canvas || canvas.width === 0) return null;
-    const { width, height } = canvas;
-    const data = canvas.getContext('2d')!.getImageData(0, 0, width, height).data;
-    const isBlue = (i: number) => Math.abs(data[i]! - rgb[0]!) < 10 && Math.abs(data[i + 1]! - rgb[1]!) < 10 && Math.abs(data[i + 2]! - rgb[2]!) < 10;
-    let best: { x: number; y: number; w: number; h: number } | null = null;
-    let band: { y: number; x0: number; x1: number } | null = null;
-    for (let y = 0; y <= height; y++) {
-      let n = 0;
-      let x0 = width;
-      let x1 = -1;
-      if (y < height) {
-        for (let x = 0; x < width; x++) {
-          if (isBlue((y * width + x) * 4)) {
-            n++;
-            x0 = Math.min(x0, x);
-            x1 = Math.max(x1, x);
-          }
-        }
-      }
-      if (n >= 150) {
-        band = band ? { y: band.y, x0: Math.min(band.x0, x0), x1: Math.max(band.x1, x1) } : { y, x0, x1 };
-      } else if (band) {
-        const h = y - band.y;
-        if (h >= 20 && (!best || h > best.h)) best = { x: band.x0, y: band.y, w: band.x1 - band.x0 + 1, h };
-        band = null;
-      }
-    }
-    return best;
-  }, blue);
-}
-
-/**
- * The two text fields above the "Sign in" button, found the way a person's eye does: walking up
- * the column through the button's centre, each field is a pair of border runs (non-white rows)
- * around a white interior at least 25 px tall. Returns their centres, password field first.
- */
-function fieldsAbove(p: Page, button: Box): Promise<Array<{ x: number; y: number }>> {
-  return p.evaluate((button) => {
-    const canvas = document.querySelector('#screen canvas') as HTMLCanvasElement;
-    const x = Math.round(button.x + button.w / 2);
-    const column = canvas.getContext('2d')!.getImageData(x, 0, 1, button.y).data;
-    const isWhite = (y: number) => column[y * 4]! > 245 && column[y * 4 + 1]! > 245 && column[y * 4 + 2]! > 245;
-    const fields: Array<{ x: number; y: number }> = [];
-    let y = button.y - 1;
-    while (y > 0 && fields.length < 2) {
-      while (y > 0 && isWhite(y)) y--; // gap above the button or the previous field
-      while (y > 0 && !isWhite(y)) y--; // a field's bottom border (and focus ring)
-      const bottom = y;
-      while (y > 0 && isWhite(y)) y--; // its interior
-      if (bottom - y >= 25) {
-        fields.push({ x, y: Math.round((bottom + y) / 2) });
-        while (y > 0 && !isWhite(y)) y--; // its top border, so the label gap above is not taken for a field
-      }
-    }
-    return fields;
-  }, button);
-}
-
-async function until<T>(what: string, probe: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
+async function until<T>(what: string, probe: () => Promise<T> | T, ok: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  let last = await probe();
+  let last: T = await probe();
   while (!ok(last)) {
-    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    if (Date.now() > deadline) {
+      // What the desktop looked like when it did not happen says more than the value.
+      await p?.screenshot({ path: `${out}/timeout-${what.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}.png` }).catch(() => {});
+      throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs} ms`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
     last = await probe();
   }
   return last;
 }
 
+/** Waits for the field to hold `expected`, then a moment longer: a late key would still change it. */
+async function fieldHolds(what: string, expected: string): Promise<void> {
+  await until(what, () => site_.value, (v) => v === expected, 15_000);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  assert.equal(site_.value, expected, `${what}: nothing arrives after the text`);
+}
 
-test('demo page typing', async () => {
-  const context = await browserHandle.browser.newContext({ viewport: { width: 1400, height: 960 } });
-  const p = await context.newPage();
-  const created = await t.api.createSession({ provider: 'demo' });
-  await t.waitForState(created.id, ['ready']);
-  const { viewerUrl } = await t.api.createTicket(created.id);
+/**
+ * Clicks the page's field on the desktop and waits until it has the keyboard: openbox moves the X
+ * focus a moment after the click, and keys sent before that go to the previous window.
+ */
+async function focusField(): Promise<void> {
+  const box = (await p.locator('#screen canvas').boundingBox())!;
+  await p.mouse.click(box.x + box.width * 0.5, box.y + box.height * 0.3);
+  await until('the field has the keyboard', () => site_.focused, (id) => id === 'field', 10_000);
+}
+
+/** Empties the field with keys: select all, delete. */
+async function clearField(): Promise<void> {
+  await focusField();
+  await p.keyboard.press('Control+a');
+  await p.keyboard.press('Backspace');
+  await until('the field is empty', () => site_.value, (v) => v === '' || v === null, 10_000);
+}
+
+/** The key a person presses for each character on a US keyboard, and whether with Shift. */
+const usKeys: Record<string, [code: string, isShifted: boolean]> = {
+  ' ': ['Space', false], '.': ['Period', false], '+': ['Equal', true], '@': ['Digit2', true], '!': ['Digit1', true],
+  '#': ['Digit3', true], $: ['Digit4', true], '%': ['Digit5', true], '^': ['Digit6', true], '&': ['Digit7', true],
+  '*': ['Digit8', true], '(': ['Digit9', true], ')': ['Digit0', true], _: ['Minus', true],
+};
+
+function usKeyFor(char: string): [code: string, isShifted: boolean] {
+  if (/^[a-z]$/.test(char)) return [`Key${char.toUpperCase()}`, false];
+  if (/^[A-Z]$/.test(char)) return [`Key${char}`, true];
+  if (/^[0-9]$/.test(char)) return [`Digit${char}`, false];
+  const key = usKeys[char];
+  if (!key) throw new Error(`no US key for ${JSON.stringify(char)}`);
+  return key;
+}
+
+/** As a person types: Shift pressed and released around each character that needs it. */
+async function typeAsPerson(value: string): Promise<void> {
+  for (const char of value) {
+    const [code, isShifted] = usKeyFor(char);
+    if (isShifted) await p.keyboard.down('Shift');
+    await p.keyboard.press(code);
+    if (isShifted) await p.keyboard.up('Shift');
+  }
+}
+
+before(async () => {
+  await mkdir(out, { recursive: true });
+  site = createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
+    request.on('end', () => {
+      if (request.method === 'POST' && request.url === '/value') {
+        const space = body.indexOf(' ');
+        const seq = Number(body.slice(0, space));
+        if (seq > site_.seq) {
+          site_.seq = seq;
+          site_.value = body.slice(space + 1);
+        }
+      } else if (request.method === 'POST' && request.url === '/key') {
+        site_.keys.push(JSON.parse(body) as KeyReport);
+      } else if (request.method === 'POST' && request.url === '/focus') {
+        site_.focused = body;
+      } else if (request.method === 'POST' && request.url === '/submit') {
+        site_.submitted = body;
+      } else if (request.method === 'GET' && request.url === '/') {
+        site_.loads++;
+        response.writeHead(200, { 'content-type': 'text/html' }).end(sitePage);
+        return;
+      }
+      response.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => site.listen(0, '127.0.0.1', resolve));
+  const siteUrl = `http://127.0.0.1:${(site.address() as AddressInfo).port}/`;
+  t = await startTestServer('e2e-keyboard', { PORTHOLE_SANDBOX_START_URL: siteUrl });
+  browserHandle = await launchBrowser();
+  context = await browserHandle.browser.newContext({ viewport: { width: 1280, height: 800 } });
+  p = await context.newPage();
+
+  const session = await t.readySession();
+  const { viewerUrl } = await t.api.createTicket(session.id);
   await p.goto(viewerUrl);
   await p.waitForSelector('body[data-phase=connected]', { timeout: 60_000 });
-  const signIn = await until('the login page in the canvas', () => buttonBox(p), (box) => box !== null, 60_000);
-  const canvas = (await p.locator('#screen canvas').boundingBox())!;
-  const size = await p.locator('#screen canvas').evaluate((c: HTMLCanvasElement) => ({ w: c.width, h: c.height }));
-  const toPage = (point: { x: number; y: number }) => ({ x: canvas.x + (point.x * canvas.width) / size.w, y: canvas.y + (point.y * canvas.height) / size.h });
-  const [passwordField, emailField] = await fieldsAbove(p, signIn!);
-  for (let i = 0; i < 4; i++) {
-    const at = toPage(emailField!);
-    await p.mouse.click(at.x, at.y);
-    await p.keyboard.press('Control+A');
-    if (i % 2 === 0) await p.keyboard.type(email);
-    else for (const ch of email) { if (ch === '@') { await p.keyboard.down('Shift'); await p.keyboard.press('Digit2'); await p.keyboard.up('Shift'); } else await p.keyboard.press(ch); }
-    await p.waitForTimeout(1500);
-    await p.screenshot({ path: `${out}/typed-${i}.png` });
+  await until('the sandbox Chromium loaded the page', () => site_.loads, (n) => n > 0, 30_000);
+  // The desktop follows the viewer's size; click only once it has.
+  await until(
+    'the remote framebuffer matches the container',
+    () => p.evaluate(() => {
+      const rfb = (window as any).porthole.rfb;
+      const screen = document.querySelector('#screen') as HTMLElement;
+      return rfb ? `${rfb._fbWidth}x${rfb._fbHeight}` === `${screen.clientWidth}x${screen.clientHeight}` : false;
+    }),
+    (isSame) => isSame,
+    15_000,
+  );
+});
+
+after(async () => {
+  await context?.close();
+  await browserHandle?.close();
+  await t?.stop();
+  site?.close();
+});
+
+test('keyboard.type: letters, capitals, digits and symbols arrive exactly, twice in a row', async () => {
+  await clearField();
+  await p.keyboard.type(text);
+  await fieldHolds('the field holds the text typed once', text);
+  await p.keyboard.type(text);
+  await fieldHolds('the field holds the text typed twice', text + text);
+  await p.screenshot({ path: `${out}/typed-twice.png` });
+});
+
+test('as a person types, Shift held around each shifted key: arrives exactly, twice in a row', async () => {
+  await clearField();
+  await typeAsPerson(text);
+  await fieldHolds('the field holds the text typed once', text);
+  await typeAsPerson(text);
+  await fieldHolds('the field holds the text typed twice', text + text);
+});
+
+test('Ctrl+A then typing replaces the text, however the A comes (Control+a, Control+A)', async () => {
+  for (const selectAll of ['Control+a', 'Control+A']) {
+    await clearField();
+    await p.keyboard.type(text);
+    await fieldHolds(`the field holds the text (${selectAll})`, text);
+    site_.keys.length = 0;
+    await p.keyboard.press(selectAll);
+    await p.keyboard.type('demo@porthole.test');
+    await fieldHolds(`${selectAll} then typing replaced the text`, 'demo@porthole.test');
+    // The desktop saw Ctrl+A, not Ctrl+Shift+A (Chromium's Tab Search, which takes the keyboard).
+    const selectAllKey = site_.keys.find((k) => k.code === 'KeyA' && k.ctrl);
+    assert.ok(selectAllKey, `the desktop saw Ctrl+A (${JSON.stringify(site_.keys.slice(0, 4))})`);
+    assert.equal(selectAllKey.shift, false, `${selectAll} arrived without Shift`);
+    // A moment later the field still has the keyboard: no bubble took it.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    assert.equal(site_.focused, 'field', 'the field still has the keyboard');
+    await p.keyboard.type('!');
+    await fieldHolds(`a key typed later still lands in the field (${selectAll})`, 'demo@porthole.test!');
   }
-  const at = toPage(passwordField!);
-  await p.mouse.click(at.x, at.y);
-  await p.keyboard.type('Demo-Pa55word!#');
-  await p.waitForTimeout(1500);
-  await p.screenshot({ path: `${out}/typed-password.png` });
-  await context.close();
+  assert.ok(!site_.keys.some((k) => k.capsLock), 'Caps Lock was never on');
+});
+
+test('editing keys: Backspace, arrows, Ctrl+C/Ctrl+V inside the desktop, Tab and Enter', async () => {
+  await clearField();
+  await p.keyboard.type('abcd');
+  await fieldHolds('typed', 'abcd');
+  await p.keyboard.press('Backspace');
+  await fieldHolds('Backspace deleted one', 'abc');
+  await p.keyboard.press('ArrowLeft');
+  await p.keyboard.press('ArrowLeft');
+  await p.keyboard.type('X');
+  await fieldHolds('arrows moved the caret', 'aXbc');
+  await p.keyboard.press('Control+a');
+  await p.keyboard.press('Control+c');
+  await p.keyboard.press('End');
+  await p.keyboard.press('Control+v');
+  await fieldHolds("Ctrl+C, End, Ctrl+V used the desktop's clipboard", 'aXbcaXbc');
+  // A held modifier: Shift+Home selects to the start, typing replaces the selection.
+  await p.keyboard.down('Shift');
+  await p.keyboard.press('Home');
+  await p.keyboard.up('Shift');
+  await p.keyboard.type('Held');
+  await fieldHolds('Shift+Home then typing replaced the selection', 'Held');
+  await p.keyboard.press('Tab');
+  await until('Tab moved the focus to the next field', () => site_.focused, (id) => id === 'other', 10_000);
+  await p.keyboard.down('Shift');
+  await p.keyboard.press('Tab');
+  await p.keyboard.up('Shift');
+  await until('Shift+Tab moved it back', () => site_.focused, (id) => id === 'field', 10_000);
+  await p.keyboard.press('Enter');
+  await until('Enter submitted the form', () => site_.submitted, (v) => v === 'Held', 10_000);
+});
+
+/** A key as another layout's keyboard reports it (Playwright's own keyboard knows only US). */
+async function layoutKey(key: string, code: string, text = ''): Promise<void> {
+  const cdp = await context.newCDPSession(p);
+  await cdp.send('Input.dispatchKeyEvent', { type: text ? 'keyDown' : 'rawKeyDown', key, code, text });
+  await cdp.send('Input.dispatchKeyEvent', { type: 'keyUp', key, code });
+  await cdp.detach();
+}
+
+test('non-US layouts: German "@" (AltGr+Q) arrives', async () => {
+  await clearField();
+  // German "@" is AltGr+Q: AltGr held, then a key the browser reports as "@" on KeyQ.
+  const cdp = await context.newCDPSession(p);
+  await cdp.send('Input.dispatchKeyEvent', { type: 'rawKeyDown', key: 'AltGraph', code: 'AltRight' });
+  await cdp.send('Input.dispatchKeyEvent', { type: 'keyDown', key: '@', code: 'KeyQ', text: '@' });
+  await cdp.send('Input.dispatchKeyEvent', { type: 'keyUp', key: '@', code: 'KeyQ' });
+  await cdp.send('Input.dispatchKeyEvent', { type: 'keyUp', key: 'AltGraph', code: 'AltRight' });
+  await cdp.detach();
+  await p.keyboard.type('x');
+  await fieldHolds('the German "@" arrived', '@x');
+});
+
+// Measured, not fixed: a character the desktop's US keymap lacks makes Xvnc add it to a spare
+// keycode on the fly, and that key is sometimes lost in the sandbox's Chromium (3 runs of 3 lost
+// one of "é", "é", "ß"; the same with and without the shortcut fix). Kept as a todo so it shows.
+test('non-US layouts: French "é" and German "ß" (not in the US keymap) arrive', { todo: 'Xvnc adds these keysyms on the fly; one is sometimes lost' }, async () => {
+  await clearField();
+  await layoutKey('é', 'Digit2', 'é');
+  await layoutKey('é', 'Digit2', 'é');
+  await layoutKey('ß', 'Minus', 'ß');
+  await p.keyboard.type('x');
+  await fieldHolds('the layout characters arrived', 'ééßx');
 });

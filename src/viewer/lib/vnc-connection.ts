@@ -5,6 +5,7 @@
 
 import RFB from '@novnc/novnc';
 import { RemoteResize } from './remote-resize.js';
+import { keepShortcutsShortcuts } from './shortcut-keys.js';
 
 export interface VncClose {
   code: number;
@@ -40,6 +41,7 @@ export class VncConnection {
   private cause: string | null = null;
   private isClosed = false;
   private readonly remoteResize: RemoteResize;
+  private readonly stopShortcutKeys: () => void;
 
   /** Throws if the URL is not a valid WebSocket URL. */
   constructor(container: HTMLElement, url: string, private readonly hooks: VncConnectionHooks) {
@@ -60,6 +62,8 @@ export class VncConnection {
     this.rfb.resizeSession = false;
     this.remoteResize = new RemoteResize(this.rfb, container);
     this.rfb.focusOnClick = true;
+    // Ctrl+A must not reach the desktop as Ctrl+Shift+A: see lib/shortcut-keys.ts.
+    this.stopShortcutKeys = keepShortcutsShortcuts(this.rfb, container);
     this.rfb.background = 'transparent';
 
     this.rfb.addEventListener('connect', () => {
@@ -97,6 +101,7 @@ export class VncConnection {
     this.isClosed = true;
     window.clearTimeout(this.handshakeTimer);
     this.remoteResize.stop();
+    this.stopShortcutKeys();
     this.hooks.onClosed({ code, reason, cause: this.cause });
   }
 }
