@@ -1,13 +1,15 @@
 // The dashboard (GET /): every session with its state and captured credential, "Connect provider"
-// to start one (it opens the viewer in this tab), end it, and read its timeline. Authenticated by the login cookie that `porthole start`'s
-// link sets. It redraws rows in place every couple of seconds, so an open timeline or a focused
-// button survives the refresh.
+// to start one (it opens the viewer in this tab), end it, read its timeline, and diagnose a live one
+// (each hop between a viewer and its desktop, the first failing one marked). Authenticated by the
+// login cookie that `porthole start`'s link sets. It redraws rows in place every couple of seconds,
+// so an open timeline, a diagnosis or a focused button survives the refresh.
 
 import type { ProviderName, Session, SessionEvent, TicketResponse } from '../protocol/session.js';
 import { ApiError, describeApiError, requestJson } from './lib/api-client.js';
 import { h, mustFind } from './lib/element.js';
 import { isTerminal, providerLabels, providerNames, startStepLabels } from '../protocol/session-states.js';
 import { endReasonLabels, failedSentence, providerLabel, sessionCredential } from './lib/sentences.js';
+import { diagnosisSummary, hopList, type SessionDiagnosis } from './lib/diagnosis-report.js';
 import { formatAgo, formatClock, formatClockMs, formatDurationMs, formatUntil } from './lib/time-format.js';
 
 const refreshIntervalMs = 2_000;
@@ -39,6 +41,14 @@ interface Timeline {
   isLoading: boolean;
 }
 
+/** A diagnosis shown under its session's row: asked for by "Diagnose", asked again by pressing it again. */
+interface DiagnosisPanel {
+  row: HTMLTableRowElement;
+  summary: HTMLElement;
+  body: HTMLElement;
+  isLoading: boolean;
+}
+
 interface SessionRow {
   session: Session;
   row: HTMLTableRowElement;
@@ -46,7 +56,9 @@ interface SessionRow {
   open: HTMLButtonElement;
   end: HTMLButtonElement;
   toggle: HTMLButtonElement;
+  diagnose: HTMLButtonElement;
   timeline: Timeline | null;
+  diagnosis: DiagnosisPanel | null;
 }
 
 const rows = new Map<string, SessionRow>();
@@ -168,14 +180,20 @@ function createRow(session: Session): SessionRow {
     { type: 'button', 'data-action': 'timeline', class: 'ghost small', 'aria-expanded': 'false' },
     'Timeline',
   );
+  const diagnose = h(
+    'button',
+    { type: 'button', 'data-action': 'diagnose', class: 'ghost small', title: 'Check each hop between a viewer and this session’s desktop' },
+    'Diagnose',
+  );
   const end = h('button', { type: 'button', 'data-action': 'end', class: 'danger small' }, 'End');
   const row = h('tr', { 'data-session-id': session.id });
-  row.append(...Object.values(cells), h('td', { class: 'actions' }, open, toggle, end));
-  const view: SessionRow = { session, row, cells, open, end, toggle, timeline: null };
+  row.append(...Object.values(cells), h('td', { class: 'actions' }, open, toggle, diagnose, end));
+  const view: SessionRow = { session, row, cells, open, end, toggle, diagnose, timeline: null, diagnosis: null };
 
   open.addEventListener('click', () => void onOpen(view));
   end.addEventListener('click', () => void onEnd(view));
   toggle.addEventListener('click', () => void onToggleTimeline(view));
+  diagnose.addEventListener('click', () => void onDiagnose(view));
   return view;
 }
 
@@ -214,6 +232,9 @@ function updateRow(view: SessionRow, session: Session): void {
   view.open.disabled = isOver;
   view.open.title = isOver ? 'The session is over; its timeline tells what happened.' : 'Open its desktop in this tab';
   if (view.end.dataset.busy !== 'true') view.end.disabled = isOver;
+  // Only a live session has hops to walk; a diagnosis already shown stays as it was.
+  view.diagnose.hidden = isOver;
+  view.diagnose.disabled = isOver || view.diagnosis?.isLoading === true;
 }
 
 function render(sessions: Session[]): void {
@@ -229,6 +250,7 @@ function render(sessions: Session[]): void {
     updateRow(view, session);
     order.push(view.row);
     if (view.timeline) order.push(view.timeline.row);
+    if (view.diagnosis) order.push(view.diagnosis.row);
   }
   for (const [id] of rows) if (!seen.has(id)) rows.delete(id);
 
@@ -328,6 +350,64 @@ async function onToggleTimeline(view: SessionRow): Promise<void> {
   view.row.after(view.timeline.row);
   view.toggle.setAttribute('aria-expanded', 'true');
   await loadTimeline(view);
+}
+
+// ---- diagnosis ----
+
+function createDiagnosisPanel(view: SessionRow): DiagnosisPanel {
+  const summary = h('p', { class: 'diagnosis-summary' }, 'Diagnosing…');
+  const body = h('div', { class: 'diagnosis-hops' });
+  const hide = h('button', { type: 'button', class: 'ghost small', 'data-action': 'hide-diagnosis' }, 'Hide');
+  const row = h(
+    'tr',
+    { class: 'diagnosis-row', 'data-diagnosis-for': view.session.id },
+    h(
+      'td',
+      { colspan: '8' },
+      h('div', { class: 'diagnosis-head' }, h('strong', {}, 'Diagnosis'), summary, hide),
+      body,
+    ),
+  );
+  hide.addEventListener('click', () => {
+    row.remove();
+    view.diagnosis = null;
+    view.diagnose.setAttribute('aria-expanded', 'false');
+  });
+  return { row, summary, body, isLoading: false };
+}
+
+function drawDiagnosis(panel: DiagnosisPanel, diagnosis: SessionDiagnosis): void {
+  const verdict = diagnosis.firstFailure ? 'failed' : 'ok';
+  panel.row.dataset.verdict = verdict;
+  panel.row.dataset.firstFailure = diagnosis.firstFailure?.hop ?? '';
+  panel.summary.textContent = `${formatClock(diagnosis.at)} · ${diagnosisSummary(diagnosis)}`;
+  panel.body.replaceChildren(hopList(diagnosis));
+}
+
+/** Walks the session's hops (a few ms when all answer, up to a few seconds when one times out). */
+async function onDiagnose(view: SessionRow): Promise<void> {
+  if (!view.diagnosis) {
+    view.diagnosis = createDiagnosisPanel(view);
+    (view.timeline?.row ?? view.row).after(view.diagnosis.row);
+    view.diagnose.setAttribute('aria-expanded', 'true');
+  }
+  const panel = view.diagnosis;
+  if (panel.isLoading) return;
+  panel.isLoading = true;
+  view.diagnose.disabled = true;
+  panel.row.dataset.verdict = 'loading';
+  panel.summary.textContent = 'Diagnosing…';
+  try {
+    // The server gives each probing hop 3 s and stops at the first failure.
+    const diagnosis = await requestJson<SessionDiagnosis>(`${sessionPath(view.session.id)}/diagnosis`, { auth: 'cookie', timeoutMs: 15_000 });
+    drawDiagnosis(panel, diagnosis);
+  } catch (error) {
+    panel.row.dataset.verdict = 'error';
+    panel.summary.textContent = sentenceFor(error, 'The diagnosis did not answer');
+  } finally {
+    panel.isLoading = false;
+    view.diagnose.disabled = isTerminal(view.session.state);
+  }
 }
 
 // ---- actions ----

@@ -12,12 +12,14 @@ import { ApiError, describeApiError, requestJson } from './lib/api-client.js';
 import { mustFind } from './lib/element.js';
 import { reconnectDelayMs } from './lib/reconnect-backoff.js';
 import { checkPasteText, typeText } from './lib/paste.js';
+import { diagnosedCause, diagnosisSummary, hopList, type SessionDiagnosis } from './lib/diagnosis-report.js';
 import {
   closeAction,
   completedSentence,
   completedSentenceFor,
   completedTitle,
   failedSentence,
+  isWorthDiagnosing,
   reconnectingSentence,
   sessionSentence,
   sessionTitle,
@@ -38,6 +40,8 @@ interface PortholeHandle {
   rfb: RFB | null;
   sessionId: string;
   lastClose: { code: number; reason: string } | null;
+  /** The diagnosis asked for after the latest failed connection, once it answered. */
+  diagnosis: SessionDiagnosis | null;
 }
 
 declare global {
@@ -51,6 +55,11 @@ const pollIntervalMs = 250;
 const sessionReadEveryPolls = 4;
 /** After the session ended, how long the server has to close the connection itself. */
 const serverCloseGraceMs = 2_000;
+/**
+ * How long a diagnosis may take before the viewer stops waiting for it. The server gives each
+ * probing hop 3 s and stops at the first failure; the reconnect never waits for it either way.
+ */
+const diagnosisTimeoutMs = 5_000;
 
 const ui = {
   sessionId: mustFind('#session-id'),
@@ -61,6 +70,9 @@ const ui = {
   panelSentence: mustFind('#panel-sentence'),
   failedStep: mustFind('#failed-step'),
   steps: mustFind<HTMLOListElement>('#steps'),
+  diagnosis: mustFind<HTMLDetailsElement>('#diagnosis'),
+  diagnosisSummary: mustFind('#diagnosis-summary'),
+  diagnosisHops: mustFind('#diagnosis-hops'),
   reconnectNow: mustFind<HTMLButtonElement>('#reconnect-now'),
   panelDashboard: mustFind('#panel-dashboard'),
   endSession: mustFind<HTMLButtonElement>('#end-session'),
@@ -90,7 +102,7 @@ const sessionId = /^\/v1\/sessions\/([^/]+)\/viewer\/?$/.exec(location.pathname)
 const ticketStorageKey = `porthole.ticket.${sessionId}`;
 const initialTicket = takeTicket();
 
-const handle: PortholeHandle = { rfb: null, sessionId: decodeURIComponent(sessionId), lastClose: null };
+const handle: PortholeHandle = { rfb: null, sessionId: decodeURIComponent(sessionId), lastClose: null, diagnosis: null };
 window.porthole = handle;
 
 /**
@@ -138,6 +150,10 @@ let retryNow: (() => void) | null = null;
 let isEnding = false;
 /** A close that arrived while "End session" was in flight; handled if ending fails. */
 let closeDuringEnd: { close: VncClose; generation: number } | null = null;
+/** Counts failed connections; a diagnosis answering after a newer failure (or a success) is dropped. */
+let failureSeq = 0;
+/** The latest failure's cause as its diagnosis tells it; null until it answers, or when it decided nothing. */
+let diagnosedFailureCause: string | null = null;
 
 // ---- drawing ----
 
@@ -153,6 +169,7 @@ function setPhase(phase: Phase, sentence: string, title: string = panelTitles[ph
   ui.paste.disabled = phase !== 'connected' || isPasting;
   if (phase !== 'connected' && ui.pasteDialog.open) ui.pasteDialog.close();
   drawSteps(phase);
+  drawDiagnosis(phase);
 }
 
 function setSentence(sentence: string): void {
@@ -173,6 +190,16 @@ function drawSteps(phase: Phase = (document.body.dataset.phase as Phase | undefi
   ui.failedStep.dataset.step = failed?.step ?? '';
 }
 
+/** The hop list of the latest failure's diagnosis, while the viewer is trying to get back. */
+function drawDiagnosis(phase: Phase = (document.body.dataset.phase as Phase | undefined) ?? 'starting'): void {
+  const diagnosis = handle.diagnosis;
+  ui.diagnosis.hidden = diagnosis === null || !(phase === 'reconnecting' || phase === 'connecting');
+  if (diagnosis === null || ui.diagnosis.dataset.at === diagnosis.at) return;
+  ui.diagnosis.dataset.at = diagnosis.at;
+  ui.diagnosisSummary.textContent = diagnosisSummary(diagnosis);
+  ui.diagnosisHops.replaceChildren(hopList(diagnosis));
+}
+
 // ---- API ----
 
 const sessionPath = `/v1/sessions/${sessionId}`;
@@ -186,6 +213,33 @@ async function getEvents(after: number): Promise<SessionEvent[]> {
     auth: { ticket: renewer.current },
   });
   return body.events;
+}
+
+/**
+ * Asks the server which hop failed, once for this failure. Never awaited: the reconnect goes on by
+ * its own clock, and the countdown's sentence picks the cause up on its next tick (every 250 ms).
+ * A diagnosis that fails or times out changes nothing: the close code's sentence stays.
+ */
+function diagnose(failure: number): void {
+  requestJson<SessionDiagnosis>(`${sessionPath}/diagnosis`, { auth: { ticket: renewer.current }, timeoutMs: diagnosisTimeoutMs }).then(
+    (diagnosis) => {
+      if (failure !== failureSeq) return;
+      handle.diagnosis = diagnosis;
+      diagnosedFailureCause = diagnosedCause(diagnosis);
+      document.body.dataset.diagnosedHop = diagnosis.firstFailure?.hop ?? 'none';
+      drawDiagnosis();
+    },
+    () => undefined,
+  );
+}
+
+/** A new failure, or a connection that reached the desktop: what an older diagnosis said no longer holds. */
+function forgetDiagnosis(): void {
+  failureSeq++;
+  diagnosedFailureCause = null;
+  handle.diagnosis = null;
+  delete document.body.dataset.diagnosedHop;
+  drawDiagnosis();
 }
 
 /** True when asking again later may help: no answer, or the server's own 5xx (e.g. STORE_UNAVAILABLE). */
@@ -259,7 +313,7 @@ async function act(session: Session, cause: string | null, current: number): Pro
   renewer.start();
   if (session.state === 'starting') return followStartUp();
   if (cause === null) return connect();
-  waitThen((ms) => reconnectingSentence(cause, ms), connect);
+  waitThen((ms) => reconnectingSentence(diagnosedFailureCause ?? cause, ms), connect);
 }
 
 /** Polls the start-up events until the session is ready (then connects) or terminal. */
@@ -304,6 +358,7 @@ function connect(): void {
       onConnected: () => {
         if (current !== generation) return;
         attempt = 0;
+        forgetDiagnosis();
         setPhase('connected', 'Connected to the desktop.');
       },
       onClosed: (close) => {
@@ -333,6 +388,7 @@ function closed(close: VncClose, closedGeneration: number): void {
     return;
   }
 
+  forgetDiagnosis();
   const action = closeAction(close.code, close.reason, location.origin);
   switch (action.kind) {
     case 'final':
@@ -342,6 +398,7 @@ function closed(close: VncClose, closedGeneration: number): void {
     case 'read-session':
       return void readEndedSession(action.fallback, close.reason === 'SESSION_FAILED' ? 'failed' : 'closed');
     case 'retry':
+      if (isWorthDiagnosing(close.code, close.reason)) diagnose(failureSeq);
       // The page's own cause (a handshake timeout) is more precise than a bare 1005/1006.
       return void proceed(close.cause ?? action.cause);
   }

@@ -159,6 +159,27 @@ function forbiddenSentence(code: string, pageOrigin: string): string {
   return `porthole refused the connection${isErrorCode(code) ? ` (${code})` : ''}.`;
 }
 
+/** Closes that say the session or the server is going (or not there yet): a diagnosis would only repeat them. */
+const undiagnosedReasons: ReadonlySet<string> = new Set([
+  'completed',
+  'SESSION_NOT_READY',
+  'SESSION_IDLE_TIMEOUT',
+  'SESSION_ENDED',
+  'SESSION_EXPIRED',
+  'SESSION_FAILED',
+  'SERVER_SHUTTING_DOWN',
+]);
+
+/**
+ * Whether a closed connection is worth a diagnosis (GET …/diagnosis): a failure or a drop — 4502,
+ * 1006 with no close frame, a handshake timeout — not a normal ending (1000) or a session ending
+ * (4408, 4409 still starting, 4410, the server shutting down).
+ */
+export function isWorthDiagnosing(code: number, reason: string): boolean {
+  if (code === 1000 || code === 4408 || code === 4409 || code === 4410) return false;
+  return !undiagnosedReasons.has(reason);
+}
+
 /** The first half of "<cause> — reconnecting in N s…". */
 function retryCause(code: number, reason: string): string {
   if (code === 4502 || reason === 'SANDBOX_UNREACHABLE') return 'The sandbox’s desktop does not answer';

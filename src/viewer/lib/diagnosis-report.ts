@@ -1,0 +1,106 @@
+// A session's diagnosis (GET /v1/sessions/:id/diagnosis) as the pages show it: the one sentence the
+// viewer puts in its status line after a failed connection, and the hop list that the viewer's
+// details and the dashboard's Diagnose panel both draw, so that the two say the same thing.
+//
+// Only types come from src/protocol/diagnosis.ts: that module builds zod schemas, which would add
+// ≈450 KB to pages that validate nothing. The hop names are pinned to it by the Record types.
+
+import type { DiagnosisHop, HopReport, HopResult, SessionDiagnosis } from '../../protocol/diagnosis.js';
+import { h } from './element.js';
+import { formatDurationMs } from './time-format.js';
+
+export type { SessionDiagnosis };
+
+/** Hop names as a person reads them in a list (the server's own words are its causes). */
+export const hopNames: Record<DiagnosisHop, string> = {
+  store: 'Session record',
+  driver: 'Sandbox',
+  agent: 'Sandbox agent',
+  vnc: 'Desktop (VNC)',
+  relay: 'Relay (WebSocket)',
+};
+
+const resultSymbols: Record<HopResult, string> = { ok: '✔', failed: '✘', skipped: '–' };
+
+/** What a failing hop means for the person looking at the viewer; the hop's cause follows in brackets. */
+function failureLead(hop: DiagnosisHop, code: string): string {
+  switch (hop) {
+    case 'store':
+      return 'porthole cannot read this session';
+    case 'driver':
+      return 'The sandbox is not running';
+    case 'agent':
+      if (code === 'AGENT_UNHEALTHY') return 'The desktop is down';
+      if (code === 'AGENT_VERSION_MISMATCH') return 'The sandbox runs another porthole version';
+      return 'The sandbox does not answer';
+    case 'vnc':
+      return 'The desktop does not answer';
+    case 'relay':
+      return 'porthole’s relay cannot reach the desktop';
+  }
+}
+
+/** Long causes (five processes down and restarted) are cut in the sentence; the details list has them whole. */
+const maxCauseChars = 80;
+
+/**
+ * The cause as the sentence quotes it after "<hop>: ": without the hop's name repeated ("agent:
+ * agent reports …"), and cut at a clause ("…, …" or "…; …") rather than mid-word when it is long.
+ */
+function shortCause(hop: DiagnosisHop, cause: string): string {
+  const trimmed = cause.startsWith(`${hop} `) ? cause.slice(hop.length + 1) : cause;
+  if (trimmed.length <= maxCauseChars) return trimmed;
+  const head = trimmed.slice(0, maxCauseChars);
+  const cut = Math.max(head.lastIndexOf(', '), head.lastIndexOf('; '));
+  return cut > maxCauseChars / 2 ? `${head.slice(0, cut)}, …` : `${head.trimEnd()}…`;
+}
+
+/**
+ * The first half of the viewer's "<cause> — reconnecting in N s…" after a diagnosis: the failing
+ * hop and its cause ("The desktop does not answer (vnc: ECONNREFUSED on …/run/vnc.sock)"), or — when
+ * every hop answers — that the connection dropped. Null when the diagnosis decides nothing (the
+ * session is over or still starting: hops skipped without a failure); the close code's own
+ * sentence stays then.
+ */
+export function diagnosedCause(diagnosis: SessionDiagnosis): string | null {
+  const failure = diagnosis.firstFailure;
+  if (failure) return `${failureLead(failure.hop, failure.code)} (${failure.hop}: ${shortCause(failure.hop, failure.cause)})`;
+  if (diagnosis.hops.length > 0 && diagnosis.hops.every((hop) => hop.result === 'ok')) {
+    return 'The connection dropped, though every hop to the desktop answers now';
+  }
+  return null;
+}
+
+/** "first failure: agent (AGENT_UNHEALTHY)" or "every hop answers", with the walk's time. */
+export function diagnosisSummary(diagnosis: SessionDiagnosis): string {
+  const failure = diagnosis.firstFailure;
+  const verdict = failure
+    ? `first failure: ${failure.hop} (${failure.code})`
+    : diagnosis.hops.every((hop) => hop.result === 'ok')
+      ? 'every hop answers'
+      : 'nothing failed; some hops were not checked';
+  return `${verdict} · ${formatDurationMs(diagnosis.ms)}`;
+}
+
+function hopItem(report: HopReport, isFirstFailure: boolean): HTMLLIElement {
+  return h(
+    'li',
+    {
+      class: 'hop',
+      'data-hop': report.hop,
+      'data-result': report.result,
+      'data-first-failure': isFirstFailure ? 'true' : undefined,
+    },
+    h('span', { class: 'hop-symbol', 'aria-hidden': 'true' }, resultSymbols[report.result]),
+    h('span', { class: 'hop-name', title: report.hop }, hopNames[report.hop] ?? report.hop),
+    h('span', { class: 'hop-result' }, report.result),
+    h('span', { class: 'hop-ms' }, report.result === 'skipped' ? '—' : formatDurationMs(report.ms)),
+    h('span', { class: 'hop-cause' }, report.code ? h('code', {}, report.code) : null, report.code ? ' ' : null, report.cause),
+  );
+}
+
+/** The hops in the order they were walked, each with its result, time and cause; the first failure marked. */
+export function hopList(diagnosis: SessionDiagnosis): HTMLOListElement {
+  const failing = diagnosis.firstFailure?.hop ?? null;
+  return h('ol', { class: 'hops' }, ...diagnosis.hops.map((report) => hopItem(report, report.hop === failing)));
+}
