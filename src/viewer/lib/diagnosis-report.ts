@@ -17,7 +17,7 @@ export const hopNames: Record<DiagnosisHop, string> = {
   driver: 'Sandbox',
   agent: 'Sandbox agent',
   vnc: 'Desktop (VNC)',
-  relay: 'Relay (WebSocket)',
+  relay: 'Relay',
 };
 
 const resultSymbols: Record<HopResult, string> = { ok: '✔', failed: '✘', skipped: '–' };
