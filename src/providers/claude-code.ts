@@ -47,6 +47,8 @@ export const claudeCode: Provider = {
     BROWSER: context.openUrlCommand,
     // The CLI directory is read-only and pinned; a login has no use for an update check.
     DISABLE_AUTOUPDATER: '1',
+    // No telemetry, error reports or other calls home from a throwaway sign-in sandbox.
+    CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC: '1',
   }),
   // `claude auth login` shows no onboarding, so nothing needs pre-seeding.
   setupFiles: () => ({}),

@@ -23,11 +23,13 @@ export const geminiCliCredentialFile = '.gemini/oauth_creds.json';
 /**
  * Pre-seeded `.gemini/settings.json`: Sign in with Google already chosen (skips the auth-method
  * menu's choice), no folder-trust dialog for the sandbox's home, no update checks against a
- * read-only, pinned install.
+ * read-only, pinned install, and no usage statistics or telemetry from a throwaway sign-in sandbox.
  */
 export const geminiCliSettings = {
   security: { auth: { selectedType: 'oauth-personal' }, folderTrust: { enabled: false } },
   general: { enableAutoUpdate: false, enableAutoUpdateNotification: false },
+  privacy: { usageStatisticsEnabled: false },
+  telemetry: { enabled: false },
 } as const;
 
 /**
