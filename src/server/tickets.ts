@@ -7,12 +7,18 @@ import type { SessionId } from '../protocol/ids.js';
 // the viewer renews its ticket at half-life to reconnect for the session's whole life.
 // Format: <purpose>.<subject>.<expiresAtMs base36>.<nonce>.<hmac base64url>
 
-type Purpose = 'vt' | 'dash';
+/** vt: a viewer; vp: the server's own diagnosis probe (relay only, never counted as a viewer); dash: the dashboard. */
+type Purpose = 'vt' | 'vp' | 'dash';
 
 export interface TicketSigner {
   issue(sessionId: SessionId): { ticket: string; expiresAt: Date };
-  /** Throws TICKET_MISSING/TICKET_INVALID/TICKET_EXPIRED/TICKET_WRONG_SESSION. */
-  verify(ticket: string | null | undefined, sessionId: SessionId): void;
+  /** A ticket for the diagnosis's relay hop: opens the relay like a viewer's but is not counted as one. */
+  issueProbe(sessionId: SessionId): { ticket: string; expiresAt: Date };
+  /**
+   * Throws TICKET_MISSING/TICKET_INVALID/TICKET_EXPIRED/TICKET_WRONG_SESSION. A probe ticket is
+   * accepted only where `options.allowProbe` says so (the relay); the result says which it was.
+   */
+  verify(ticket: string | null | undefined, sessionId: SessionId, options?: { allowProbe?: boolean }): { isProbe: boolean };
   /** A dashboard login cookie value, valid for `ttlMs`. */
   issueLogin(ttlMs: number): string;
   isValidLogin(value: string | undefined): boolean;
@@ -52,12 +58,18 @@ export function createTicketSigner(key: Buffer, ttlMs: number, now: () => number
       const { value, expiresAt } = sign('vt', sessionId, ttlMs);
       return { ticket: value, expiresAt: new Date(expiresAt) };
     },
-    verify(ticket, sessionId) {
+    issueProbe(sessionId) {
+      const { value, expiresAt } = sign('vp', sessionId, ttlMs);
+      return { ticket: value, expiresAt: new Date(expiresAt) };
+    },
+    verify(ticket, sessionId, options = {}) {
       if (!ticket) throw new AppError('TICKET_MISSING');
-      const opened = open('vt', ticket);
+      const probe = options.allowProbe ? open('vp', ticket) : null;
+      const opened = probe ?? open('vt', ticket);
       if (!opened) throw new AppError('TICKET_INVALID');
       if (opened.expiresAt <= now()) throw new AppError('TICKET_EXPIRED');
       if (opened.subject !== sessionId) throw new AppError('TICKET_WRONG_SESSION');
+      return { isProbe: probe !== null };
     },
     issueLogin(lifetimeMs) {
       return sign('dash', 'admin', lifetimeMs).value;

@@ -129,6 +129,22 @@ describe('hop by hop, breaking one sandbox further at each step', () => {
     assertAllOk(await diagnose(session.id));
   });
 
+  test('the relay hop is the server’s own probe, not a viewer: no state change, no viewer events', async () => {
+    const own = await t.readySession();
+    const d = await diagnose(own.id);
+    assert.equal(d.firstFailure, null);
+    assert.equal(hop(d, 'relay').result, 'ok');
+    assert.equal((await t.api.getSession(own.id)).state, 'ready', 'not moved to authenticating and back');
+    const { events } = await t.api.listEvents(own.id);
+    assert.deepEqual(events.filter((e) => e.type.startsWith('viewer.')), []);
+    assert.deepEqual(t.server.relay.stats().filter((c) => c.sessionId === own.id), [], 'the probe is gone once the walk returns');
+    // A probe ticket opens the relay only: the API refuses it.
+    const probe = t.server.tickets.issueProbe(own.id as SessionId).ticket;
+    const response = await fetch(`${t.server.url}/v1/sessions/${own.id}`, { headers: { authorization: `Ticket ${probe}` } });
+    assert.equal(response.status, 401);
+    await t.server.sessions.end(own.id as SessionId, 'user');
+  });
+
   test('diagnosing again and again does not lock viewers out of the VNC server', async () => {
     // A banner-only probe counts, for TigerVNC, as a failed login: 5 of them blacklist the socket.
     for (let i = 0; i < 6; i++) assertAllOk(await diagnose(session.id));

@@ -139,8 +139,9 @@ export class Relay {
     if (!isOriginAllowed(request.headers.origin, request.headers.host, this.#o.allowedOrigins)) return refuse('ORIGIN_NOT_ALLOWED');
     // An id that cannot be a session id cannot be signed into a ticket either; say "not found" as a close, like an unknown one.
     const sessionId = rawId as SessionId;
+    let isProbe: boolean;
     try {
-      this.#o.tickets.verify(url.searchParams.get('ticket'), sessionId);
+      ({ isProbe } = this.#o.tickets.verify(url.searchParams.get('ticket'), sessionId, { allowProbe: true }));
     } catch (error) {
       if (error instanceof AppError) return refuse(error.code);
       throw error;
@@ -177,10 +178,14 @@ export class Relay {
       vnc.destroy();
       return;
     }
-    this.#pipe(ws, vnc, handle.vnc, sessionId, log);
+    this.#pipe(ws, vnc, handle.vnc, sessionId, log, isProbe);
   }
 
-  #pipe(ws: WebSocket, vnc: Socket, endpoint: Endpoint, sessionId: SessionId, log: Logger): void {
+  /**
+   * `isProbe`: the diagnosis's own round trip. Piped like any viewer, but not one: it does not move
+   * the session to authenticating, reset its idle clock, or appear in the viewer registry or timeline.
+   */
+  #pipe(ws: WebSocket, vnc: Socket, endpoint: Endpoint, sessionId: SessionId, log: Logger, isProbe = false): void {
     const highWaterMark = this.#o.highWaterMarkBytes ?? 256 * 1024;
     const stats = {
       sessionId,
@@ -204,9 +209,12 @@ export class Relay {
       ws.close(code, reason);
     };
     const viewer: ViewerConnection = { close: closeViewerWith };
-    const count = this.#o.viewers.add(sessionId, viewer);
-    log.info({ sessionId, viewers: count }, 'viewer connected');
-    void this.#o.sessions.viewerConnected(sessionId, { viewers: count }).catch((error) => log.warn({ err: error }, 'could not record viewer'));
+    if (isProbe) log.debug({ sessionId }, 'diagnosis probe connected');
+    else {
+      const count = this.#o.viewers.add(sessionId, viewer);
+      log.info({ sessionId, viewers: count }, 'viewer connected');
+      void this.#o.sessions.viewerConnected(sessionId, { viewers: count }).catch((error) => log.warn({ err: error }, 'could not record viewer'));
+    }
 
     ws.on('pong', () => (stats.alive = true));
     // Sandbox → viewer: pause the sandbox socket while the viewer's socket is behind; resume once
@@ -251,10 +259,11 @@ export class Relay {
       this.#connections.delete(ws);
       metrics.relayConnections.dec();
       if (closeCode) metrics.errors.inc({ code: closeCode, surface: 'relay' });
-      const remaining = this.#o.viewers.remove(sessionId, viewer);
       vnc.destroy();
       if (closeCode && ws.readyState === ws.OPEN) closeViewerWith(closeCodeOf(closeCode), closeCode);
       else if (ws.readyState !== ws.CLOSED && ws.readyState !== ws.CLOSING) ws.terminate();
+      if (isProbe) return log.debug({ sessionId, why }, 'diagnosis probe disconnected');
+      const remaining = this.#o.viewers.remove(sessionId, viewer);
       log.info({ sessionId, why, bytesToViewer: stats.bytesToViewer, bytesFromViewer: stats.bytesFromViewer, viewers: remaining }, 'viewer disconnected');
       void this.#o.sessions.viewerDisconnected(sessionId, { why, viewers: remaining }).catch((error) => log.warn({ err: error }, 'could not record viewer leaving'));
     };

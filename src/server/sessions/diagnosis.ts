@@ -402,7 +402,8 @@ async function vncHandshake(endpoint: Endpoint, sandboxId: string | null, timeou
  */
 function relayRoundTrip(serverUrl: string, id: SessionId, tickets: TicketSigner, timeoutMs: number): Promise<HopOutcome> {
   const url = `${serverUrl.replace(/^http/, 'ws').replace(/\/+$/, '')}/v1/sessions/${id}/vnc`;
-  const { ticket } = tickets.issue(id);
+  // A probe ticket: the relay pipes it like a viewer but does not count it as one.
+  const { ticket } = tickets.issueProbe(id);
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(`${url}?ticket=${encodeURIComponent(ticket)}`, { perMessageDeflate: false, handshakeTimeout: timeoutMs, followRedirects: false });
     const handshake = new RfbHandshake();
