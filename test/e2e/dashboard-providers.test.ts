@@ -5,6 +5,7 @@ import type { BrowserContext } from 'playwright-core';
 import type { SessionId } from '../../src/protocol/ids.js';
 import { launchBrowser } from '../support/browser.js';
 import { startTestServer, testOutputDir, type TestServer } from '../support/server.js';
+import { until } from '../support/until.js';
 
 // The dashboard's "Connect provider" choice and what it shows about captured credentials, and the
 // viewer's last word when a session completes (the server closes it with 1000 `completed`): who is
@@ -29,17 +30,6 @@ after(async () => {
   await browserHandle?.close();
   await t?.stop();
 });
-
-async function until<T>(what: string, probe: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T = await probe();
-  while (!ok(last)) {
-    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    last = await probe();
-  }
-  return last;
-}
 
 test('"Connect provider" offers the providers, demo first, and creates a session with the chosen one', async () => {
   const p = await dashboard.newPage();

@@ -7,6 +7,7 @@ import type { SessionId } from '../../src/protocol/ids.js';
 import { launchBrowser } from '../support/browser.js';
 import { sandboxProcesses } from '../support/sandbox-processes.js';
 import { startTestServer, testApiKey, testOutputDir, type TestServer } from '../support/server.js';
+import { until } from '../support/until.js';
 
 // The whole purpose, end to end, in a real browser and with nothing done behind the viewer's back:
 // the dashboard connects the demo provider; the demo CLI starts in the sandbox's terminal and opens
@@ -100,17 +101,6 @@ function fieldsAbove(p: Page, button: Box): Promise<Array<{ x: number; y: number
     }
     return fields;
   }, button);
-}
-
-async function until<T>(what: string, probe: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last = await probe();
-  while (!ok(last)) {
-    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-    last = await probe();
-  }
-  return last;
 }
 
 async function filesContaining(dir: string, needle: string): Promise<string[]> {

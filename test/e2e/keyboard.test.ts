@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
 import { launchBrowser } from '../support/browser.js';
 import { startTestServer, testOutputDir, type TestServer } from '../support/server.js';
+import { until as untilHolds } from '../support/until.js';
 
 // The person's keyboard through the viewer's canvas, with a real sandbox and a real headless
 // Chromium: text with capitals, digits and symbols arrives exactly, as Playwright types it (no
@@ -56,19 +57,11 @@ let context: BrowserContext;
 let p: Page;
 const out = testOutputDir('e2e-keyboard');
 
-async function until<T>(what: string, probe: () => Promise<T> | T, ok: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T = await probe();
-  while (!ok(last)) {
-    if (Date.now() > deadline) {
-      // What the desktop looked like when it did not happen says more than the value.
-      await p?.screenshot({ path: `${out}/timeout-${what.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}.png` }).catch(() => {});
-      throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs} ms`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    last = await probe();
-  }
-  return last;
+/** until() that screenshots the desktop when what it waits for does not happen: that says more than the value. */
+function until<T>(what: string, probe: () => Promise<T> | T, ok: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
+  return untilHolds(what, probe, ok, timeoutMs, {
+    onTimeout: async () => p?.screenshot({ path: `${out}/timeout-${what.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}.png` }),
+  });
 }
 
 /** Waits for the field to hold `expected`, then a moment longer: a late key would still change it. */

@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
 import { launchBrowser } from '../support/browser.js';
 import { startTestServer, testOutputDir, type TestServer } from '../support/server.js';
+import { until as untilHolds } from '../support/until.js';
 
 // The viewer's Paste action and remote resize, with a real sandbox and a real headless Chromium.
 // The sandbox's Chromium opens a page this test serves on loopback: a password field over the whole
@@ -55,19 +56,11 @@ let context: BrowserContext;
 let p: Page;
 const out = testOutputDir('e2e-paste-resize');
 
-async function until<T>(what: string, probe: () => Promise<T> | T, ok: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T = await probe();
-  while (!ok(last)) {
-    if (Date.now() > deadline) {
-      // What the desktop looked like when it did not happen says more than the value.
-      await p?.screenshot({ path: `${out}/timeout-${what.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}.png` }).catch(() => {});
-      throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs} ms`);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    last = await probe();
-  }
-  return last;
+/** until() that screenshots the desktop when what it waits for does not happen: that says more than the value. */
+function until<T>(what: string, probe: () => Promise<T> | T, ok: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
+  return untilHolds(what, probe, ok, timeoutMs, {
+    onTimeout: async () => p?.screenshot({ path: `${out}/timeout-${what.replace(/[^a-z0-9]+/gi, '-').slice(0, 60)}.png` }),
+  });
 }
 
 function remoteSize(page: Page): Promise<{ fb: string; canvas: string; container: string }> {

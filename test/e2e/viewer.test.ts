@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import { launchBrowser } from '../support/browser.js';
 import { startTestServer, testOutputDir, type TestServer } from '../support/server.js';
+import { until } from '../support/until.js';
 
 // The whole stack in a real browser: dashboard → new session → live desktop in the noVNC canvas →
 // the sandbox's Chromium shows a page this test serves → typing reaches the remote xterm → ending
@@ -66,17 +67,6 @@ function regionHash(p: Page, region: { x: number; y: number; w: number; h: numbe
     for (let i = 0; i < data.length; i++) h = (h * 31 + data[i]!) | 0;
     return h;
   }, region);
-}
-
-async function until<T>(what: string, probe: () => Promise<T>, ok: (value: T) => boolean, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T = await probe();
-  while (!ok(last)) {
-    if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(last)} after ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-    last = await probe();
-  }
-  return last;
 }
 
 test('dashboard → live desktop → type → end, in a real browser', async () => {
