@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
@@ -35,10 +35,15 @@ async function expectFailure(t: TestServer, code: string) {
 }
 
 test('a boot that misses its deadline fails with BOOT_TIMEOUT naming the step that did not answer', async () => {
-  const t = await startTestServer('boot-timeout', { PORTHOLE_BOOT_TIMEOUT_MS: '120' });
+  // An agent that starts but never serves its health: the sandbox step passes, the agent step
+  // cannot, whatever the machine's speed (a short deadline alone races a fast boot).
+  const silentAgent = join(scratch, 'silent-agent.mjs');
+  await writeFile(silentAgent, 'setInterval(() => {}, 60_000); // never serves GET /health\n', { mode: 0o644 });
+  const t = await startTestServer('boot-timeout', { PORTHOLE_BOOT_TIMEOUT_MS: '2000' }, { agentBundle: silentAgent });
   try {
     const { failed, step } = await expectFailure(t, 'BOOT_TIMEOUT');
-    assert.match(failed.detail ?? '', new RegExp(`Start-up step "${step}" \\(.+\\) did not answer within 120 ms`));
+    assert.equal(step, 'agent');
+    assert.match(failed.detail ?? '', /Start-up step "agent" \(Waiting for the sandbox agent\) did not answer within 2000 ms/);
   } finally {
     await t.stop();
   }

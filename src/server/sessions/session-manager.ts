@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Driver, SandboxHandle, SandboxInfo } from '../../drivers/driver.js';
-import { fetchAgentHealth, readRfbBanner, startAgentLogin } from '../../drivers/endpoint-probes.js';
+import { fetchAgentHealth, readRfbBanner, startAgentLogin, timeoutSignal } from '../../drivers/endpoint-probes.js';
 import type { CredentialDelivery } from '../../protocol/agent.js';
 import { AppError, closeCodeOf, type ErrorCode } from '../../protocol/errors.js';
 import { newSandboxId, newSessionId, type SandboxId, type SessionId } from '../../protocol/ids.js';
@@ -295,7 +295,7 @@ export class SessionManager {
   async #boot(session: Session, signal: AbortSignal): Promise<void> {
     const id = session.id as SessionId;
     const log = this.#log.child({ sessionId: id });
-    const deadline = AbortSignal.any([signal, AbortSignal.timeout(this.#o.bootTimeoutMs)]);
+    const deadline = AbortSignal.any([signal, timeoutSignal(this.#o.bootTimeoutMs)]);
     let step: StartStep = 'sandbox';
     const bootStarted = performance.now();
     let lastError: unknown = null;
