@@ -7,7 +7,7 @@ import { providers, type Provider, type ProviderContext } from '../providers/ind
 import { readCredentialFile } from './credential-file.js';
 import { desktopLayout, loopbackOnlyFlag } from './desktop.js';
 import { DeliveryRefused, ServerClient } from './server-client.js';
-import { describeExit } from './supervised-process.js';
+import { describeExit, stopGroup } from './supervised-process.js';
 
 // The provider login: runs the CLI's own login in a terminal window on the desktop, watches the
 // directory its credential storage is pinned to, and delivers the file once it validates on two
@@ -132,22 +132,7 @@ export class Login {
 
   async #stopTerminal(): Promise<void> {
     const child = this.#terminal;
-    if (!child?.pid) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    try {
-      process.kill(-child.pid, 'SIGTERM');
-    } catch {
-      return; // already gone
-    }
-    const timer = setTimeout(() => {
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        // gone meanwhile
-      }
-    }, 2_000);
-    await exited;
-    clearTimeout(timer);
+    if (child) await stopGroup(child, new Promise((resolve) => child.once('exit', resolve)));
   }
 
   async #watch(provider: Provider, credentialDir: string): Promise<void> {

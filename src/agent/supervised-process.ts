@@ -138,15 +138,23 @@ export class SupervisedProcess {
   async stop(): Promise<void> {
     this.stopping.abort();
     if (this.restartTimer) clearTimeout(this.restartTimer);
-    const child = this.child;
-    if (!child?.pid || child.exitCode !== null || child.signalCode !== null) return;
-    signalGroup(child.pid, 'SIGTERM');
-    const grace = setTimeout(() => signalGroup(child.pid!, 'SIGKILL'), stopGraceMs);
-    await this.exited;
-    clearTimeout(grace);
-    // Helpers that outlived their leader (Chromium's zygotes) are still in the group.
-    signalGroup(child.pid, 'SIGKILL');
+    if (this.child) await stopGroup(this.child, this.exited);
   }
+}
+
+/**
+ * Stops a child started with `detached: true` and its whole process group: TERM, KILL after a
+ * grace period, then KILL again for helpers that outlived their leader (Chromium's zygotes).
+ * `exited` resolves when the child has exited. Returns at once for a child that is already gone.
+ */
+export async function stopGroup(child: ChildProcess, exited: Promise<unknown>): Promise<void> {
+  const pid = child.pid;
+  if (!pid || child.exitCode !== null || child.signalCode !== null) return;
+  signalGroup(pid, 'SIGTERM');
+  const grace = setTimeout(() => signalGroup(pid, 'SIGKILL'), stopGraceMs);
+  await exited;
+  clearTimeout(grace);
+  signalGroup(pid, 'SIGKILL');
 }
 
 function signalGroup(pid: number, signal: NodeJS.Signals): void {

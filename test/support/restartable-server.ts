@@ -7,7 +7,7 @@ import type { SessionId } from '../../src/protocol/ids.js';
 import { isTerminal, type Session } from '../../src/protocol/session.js';
 import { createLogger } from '../../src/server/logger.js';
 import { startServer } from '../../src/server/main.js';
-import { testApiKey, testConfig, testOutputDir, type TestServer } from './server.js';
+import { sessionStateWaiter, testApiKey, testConfig, testOutputDir, type TestServer } from './server.js';
 
 // A test server on a data directory the caller owns, so that a second server can start on the
 // same one: how the restart fault test shows sessions, sandboxes and the ticket key surviving a
@@ -49,15 +49,7 @@ export async function startTestServerIn(dataDir: string, name: string, env: Reco
   });
   const api = new ApiClient(server.url, testApiKey);
 
-  const waitForState = async (id: string, states: Session['state'][], timeoutMs = 60_000) => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const session = await api.getSession(id);
-      if (states.includes(session.state)) return session;
-      if (Date.now() > deadline) throw new Error(`session ${id} is ${session.state} (${session.detail ?? session.reason ?? ''}), not ${states.join('|')}, after ${timeoutMs} ms; log: ${logFile}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  };
+  const waitForState = sessionStateWaiter(api, logFile);
   const close = async () => {
     await server.close();
     await new Promise<void>((resolve) => (logStream.writableEnded ? resolve() : logStream.end(resolve)));

@@ -28,6 +28,19 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
+/** waitForState for a test server: polls the session until it is in one of `states`, or fails naming the log. */
+export function sessionStateWaiter(api: ApiClient, logFile: string): TestServer['waitForState'] {
+  return async (id, states, timeoutMs = 60_000) => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const session = await api.getSession(id);
+      if (states.includes(session.state)) return session;
+      if (Date.now() > deadline) throw new Error(`session ${id} is ${session.state} (${session.detail ?? session.reason ?? ''}), not ${states.join('|')}, after ${timeoutMs} ms; log: ${logFile}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
+}
+
 /** The configuration every test server runs with, over `dataDir`; `env` adds or overrides. */
 export function testConfig(dataDir: string, env: Record<string, string> = {}): Config {
   return loadConfig({
@@ -67,15 +80,7 @@ export async function startTestServer(name: string, env: Record<string, string> 
   }
   const api = new ApiClient(server.url, testApiKey);
 
-  const waitForState = async (id: string, states: Session['state'][], timeoutMs = 60_000) => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const session = await api.getSession(id);
-      if (states.includes(session.state)) return session;
-      if (Date.now() > deadline) throw new Error(`session ${id} is ${session.state} (${session.detail ?? session.reason ?? ''}), not ${states.join('|')}, after ${timeoutMs} ms; log: ${logFile}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  };
+  const waitForState = sessionStateWaiter(api, logFile);
 
   return {
     server,

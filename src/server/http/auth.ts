@@ -4,6 +4,7 @@ import { AppError } from '../../protocol/errors.js';
 import type { SessionId } from '../../protocol/ids.js';
 import type { Store } from '../../store/store.js';
 import type { Secret } from '../secret.js';
+import { hashAgentToken } from '../sessions/session-manager.js';
 import type { TicketSigner } from '../tickets.js';
 import { isOriginAllowed } from './origin.js';
 
@@ -75,6 +76,6 @@ export async function authenticateAgent(store: Store, request: FastifyRequest, s
   const [scheme, token] = (request.headers.authorization ?? '').split(' ', 2);
   const expected = await store.getAgentTokenHash(sessionId);
   if (scheme?.toLowerCase() !== 'bearer' || !token || !expected) throw new AppError('AGENT_TOKEN_INVALID');
-  if (!sameSecret(createHash('sha256').update(token).digest('hex'), expected)) throw new AppError('AGENT_TOKEN_INVALID');
+  if (!sameSecret(hashAgentToken(token), expected)) throw new AppError('AGENT_TOKEN_INVALID');
   return { kind: 'agent', sessionId };
 }
