@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { SessionDiagnosis } from '../protocol/diagnosis.js';
 import { version } from '../protocol/version.js';
+import { detectCgroups, formatBytes } from '../drivers/cgroups/cgroups.js';
 import { ConfigError, loadConfig, type Config } from '../server/config.js';
 import { ApiClient } from './api-client.js';
 
@@ -155,6 +156,22 @@ async function checkUserNamespace(config: Config): Promise<DoctorCheck> {
     'allow unprivileged user namespaces: sysctl -w user.max_user_namespaces=15000 (and kernel.unprivileged_userns_clone=1 where it exists, ' +
       'kernel.apparmor_restrict_unprivileged_userns=0 on Ubuntu); in a container, run it with a seccomp profile that allows clone(CLONE_NEWUSER)',
   );
+}
+
+/** Which per-sandbox limits (PORTHOLE_SANDBOX_MEMORY_MIB, _PIDS, _CPU_WEIGHT) this host's cgroups let porthole enforce. */
+async function checkResourceLimits(config: Config | null): Promise<DoctorCheck> {
+  const name = 'resource limits';
+  const host = await detectCgroups();
+  const limits = config?.sandboxLimits;
+  const wanted = limits ? `${formatBytes(limits.memoryMiB * 2 ** 20)} of memory and ${limits.pids} tasks per sandbox` : 'per-sandbox memory and task limits';
+  if (host.enforceable.memory && host.enforceable.pids) return ok(name, `${wanted} enforced; ${host.why}`);
+  const fix = !isRoot
+    ? 'run porthole as root: it then puts each sandbox in a cgroup of its own'
+    : host.version === 'v2' || host.why.startsWith('cgroup v2')
+      ? 'run porthole as a systemd service with Delegate=yes (and DelegateSubgroup=porthole-server on systemd ≥ 254); run from a login shell, this check sees the shell’s cgroup'
+      : 'give porthole a writable cgroup filesystem (in a container: its own cgroup namespace with /sys/fs/cgroup mounted read-write)';
+  const missing = [host.enforceable.memory ? null : 'memory', host.enforceable.pids ? null : 'tasks'].filter(Boolean).join(' and ');
+  return info(name, `${wanted} wanted, ${missing} not enforced (one sandbox can exhaust the host); ${host.why}`, fix);
 }
 
 async function checkKvm(): Promise<DoctorCheck> {
@@ -317,6 +334,7 @@ export async function runDoctor(env: Record<string, string | undefined>): Promis
   checks.push(...(await checkPackages()));
   checks.push(await checkSandboxNode());
   checks.push(await checkAgentBundle(config));
+  checks.push(await checkResourceLimits(config));
   if (config) {
     // PORTHOLE_URL is where the command line finds the server, as for the sessions commands.
     const serverUrl = ApiClient.fromEnv(env).baseUrl;

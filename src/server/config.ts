@@ -28,6 +28,10 @@ const envSchema = z.object({
   PORTHOLE_SANDBOX_GID: z.coerce.number().int().min(1).max(4294967294).default(61000),
   PORTHOLE_SANDBOX_START_URL: z.string().min(1).optional(),
   PORTHOLE_SANDBOX_LOOPBACK_ONLY: z.stringbool().default(false),
+  PORTHOLE_SANDBOX_MEMORY_MIB: z.coerce.number().int().min(64).max(1024 * 1024).default(1024),
+  PORTHOLE_SANDBOX_PIDS: z.coerce.number().int().min(16).max(4_194_304).default(512),
+  PORTHOLE_SANDBOX_CPU_WEIGHT: z.coerce.number().int().min(1).max(10_000).default(100),
+  PORTHOLE_SANDBOX_HOME_MIB: z.coerce.number().int().min(16).max(1024 * 1024).default(256),
   PORTHOLE_DESKTOP_WIDTH: z.coerce.number().int().min(320).max(7680).default(1280),
   PORTHOLE_DESKTOP_HEIGHT: z.coerce.number().int().min(200).max(4320).default(800),
   PORTHOLE_BOOT_TIMEOUT_MS: positiveMs.default(30_000),
@@ -66,6 +70,11 @@ export interface Config {
   readonly sandboxStartUrl: string;
   /** The sandbox's Chromium resolves no host name but loopback (air-gapped hosts, tests). */
   readonly sandboxLoopbackOnly: boolean;
+  /**
+   * Per-sandbox limits, enforced with cgroups where the host allows (porthole doctor says). The tmpfs
+   * home (homeMiB) is memory too: its pages count against memoryMiB.
+   */
+  readonly sandboxLimits: { readonly memoryMiB: number; readonly pids: number; readonly cpuWeight: number; readonly homeMiB: number };
   readonly desktopWidth: number;
   readonly desktopHeight: number;
   readonly bootTimeoutMs: number;
@@ -119,6 +128,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
   const e = parsed.data;
+  if (e.PORTHOLE_SANDBOX_HOME_MIB >= e.PORTHOLE_SANDBOX_MEMORY_MIB) {
+    throw new ConfigError([`PORTHOLE_SANDBOX_HOME_MIB: ${e.PORTHOLE_SANDBOX_HOME_MIB} must be less than PORTHOLE_SANDBOX_MEMORY_MIB (${e.PORTHOLE_SANDBOX_MEMORY_MIB}): the home's files count against the sandbox's memory`]);
+  }
   const publicUrl = e.PORTHOLE_PUBLIC_URL?.replace(/\/+$/, '') ?? null;
   const allowedOrigins = e.PORTHOLE_ALLOWED_ORIGINS.split(',')
     .map((s) => s.trim())
@@ -138,6 +150,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     sandboxGid: e.PORTHOLE_SANDBOX_GID,
     sandboxStartUrl: e.PORTHOLE_SANDBOX_START_URL ?? welcomePage,
     sandboxLoopbackOnly: e.PORTHOLE_SANDBOX_LOOPBACK_ONLY,
+    sandboxLimits: Object.freeze({
+      memoryMiB: e.PORTHOLE_SANDBOX_MEMORY_MIB,
+      pids: e.PORTHOLE_SANDBOX_PIDS,
+      cpuWeight: e.PORTHOLE_SANDBOX_CPU_WEIGHT,
+      homeMiB: e.PORTHOLE_SANDBOX_HOME_MIB,
+    }),
     desktopWidth: e.PORTHOLE_DESKTOP_WIDTH,
     desktopHeight: e.PORTHOLE_DESKTOP_HEIGHT,
     bootTimeoutMs: e.PORTHOLE_BOOT_TIMEOUT_MS,

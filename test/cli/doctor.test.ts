@@ -55,6 +55,7 @@ const checkNames = [
   'package fonts-dejavu-core',
   'node for the agent',
   'agent bundle',
+  'resource limits',
   'user namespaces',
   '/dev/kvm',
   'data directory',
