@@ -73,7 +73,8 @@ await Promise.all([
     platform: 'browser',
     format: 'esm',
     target: 'es2022',
-    sourcemap: 'linked',
+    // No source maps: porthole serves the bundles as built, not its sources (server code keeps its inline maps for stack traces).
+    sourcemap: false,
     define,
     logLevel: 'warning',
   }).catch((error) => {

@@ -10,8 +10,9 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 # xev/xprop (x11-utils) with xdotool, which re-lay out the windows when the viewer resizes the screen.
 packages="bubblewrap tigervnc-standalone-server openbox xterm chromium fonts-dejavu-core x11-utils xdotool"
 # Tests: a real PostgreSQL server, nginx as the reverse proxy in front (test/faults/nginx.test.ts
-# runs its own with its own config); benches: websockify as the baseline relay.
-[ "${1:-}" = "--test" ] && packages="$packages postgresql nginx websockify"
+# runs its own with its own config), iproute2 for the egress test's network namespace
+# (test/server/egress-proxy.test.ts); benches: websockify as the baseline relay.
+[ "${1:-}" = "--test" ] && packages="$packages postgresql nginx iproute2 websockify"
 
 missing=""
 for p in $packages; do

@@ -1,7 +1,7 @@
 // `npm test`: typecheck, lint the import direction, run every test file with node's test runner,
 // then check that nothing was left behind (sandbox processes, test servers, temp directories).
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 
@@ -30,7 +30,7 @@ function findTests(dir) {
 /** Processes that belong to test sandboxes or test databases; see test/support. */
 function leftovers() {
   const found = [];
-  const testUid = String(process.env.PORTHOLE_TEST_SANDBOX_UID ?? 61100);
+  const [firstUid, lastUid] = String(process.env.PORTHOLE_TEST_SANDBOX_UIDS ?? '61100-61199').split('-').map(Number);
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -38,13 +38,17 @@ function leftovers() {
       if (/^State:\s+Z/m.test(status)) continue;
       const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
-      if (uid === testUid || cmdline.includes('porthole-test-')) found.push(`process ${pid} (uid ${uid}): ${cmdline.slice(0, 120)}`);
+      if ((Number(uid) >= firstUid && Number(uid) <= lastUid) || cmdline.includes('porthole-test-')) found.push(`process ${pid} (uid ${uid}): ${cmdline.slice(0, 120)}`);
     } catch {
       // the process ended while we looked
     }
   }
   for (const name of readdirSync(tmpdir())) {
     if (name.startsWith('porthole-test-')) found.push(`directory ${join(tmpdir(), name)}`);
+  }
+  // Network namespaces (`ip netns add`; test/server/egress-proxy.test.ts); a veth pair made into one goes with it.
+  for (const name of existsSync('/run/netns') ? readdirSync('/run/netns') : []) {
+    if (name.startsWith('porthole-test-')) found.push(`network namespace ${name}`);
   }
   return found;
 }

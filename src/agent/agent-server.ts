@@ -14,6 +14,8 @@ export interface AgentHandlers {
   login(request: AgentLoginRequest): Promise<void>;
   isLoginStarted(): boolean;
   open(url: URL): void;
+  /** Every request renews the sandbox's lease (the server asks /health on each reconcile tick). */
+  contacted(): void;
 }
 
 const maxBodyBytes = 16 * 1024;
@@ -47,6 +49,7 @@ export async function serveAgent(socketPath: string, handlers: AgentHandlers): P
   });
 
   async function route(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    handlers.contacted();
     const key = `${request.method} ${request.url}`;
     if (key === 'GET /health') return send(response, 200, handlers.health());
     if (key === 'POST /login') {

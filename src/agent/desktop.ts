@@ -2,6 +2,7 @@ import { access, chmod, mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentConfig } from '../protocol/agent.js';
+import { egressProxyPort } from '../protocol/egress.js';
 import type { ProcessSpec } from './supervised-process.js';
 
 // The sandbox's desktop: Xvnc, openbox, an xterm in the lower part of the screen and Chromium in
@@ -18,6 +19,24 @@ export const display = ':0';
 
 /** Chromium resolves no name but loopback: a sign-in page on the internet shows "not found" and is never fetched. */
 export const loopbackOnlyFlag = '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1';
+
+/**
+ * Chromium's network flags: in a sandbox with no network of its own, everything but loopback goes
+ * through the egress proxy (Chromium never sends loopback through a proxy, which is right: the CLI's
+ * sign-in callback and the tunnelled demo issuer both live on the sandbox's own loopback).
+ */
+export function chromiumNetworkFlags(config: AgentConfig): string[] {
+  return [...(config.egress ? [`--proxy-server=http://127.0.0.1:${egressProxyPort}`] : []), ...(config.loopbackOnly ? [loopbackOnlyFlag] : [])];
+}
+
+/** The proxy settings for the CLIs (their HTTP clients honour these; see docs/security.md for which do). */
+export function proxyEnv(config: AgentConfig): Record<string, string> {
+  if (!config.egress) return {};
+  const proxy = `http://127.0.0.1:${egressProxyPort}`;
+  const noProxy = 'localhost,127.0.0.1,::1';
+  return { HTTPS_PROXY: proxy, HTTP_PROXY: proxy, https_proxy: proxy, http_proxy: proxy, NO_PROXY: noProxy, no_proxy: noProxy };
+}
+
 const xSocketDir = '/tmp/.X11-unix';
 export const xSocket = `${xSocketDir}/X0`;
 
@@ -118,7 +137,7 @@ export function desktopProcesses(config: AgentConfig, home: string): ProcessSpec
       args: [
         ...['--no-first-run', '--no-default-browser-check', '--disable-background-networking', '--disable-component-update'],
         ...['--disable-sync', '--password-store=basic', `--user-data-dir=${join(home, '.config/chromium')}`],
-        ...(config.loopbackOnly ? [loopbackOnlyFlag] : []),
+        ...chromiumNetworkFlags(config),
         `--window-position=${layout.browser.x},${layout.browser.y}`,
         `--window-size=${layout.browser.width},${layout.browser.height}`,
         config.startUrl,

@@ -5,7 +5,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentConfig, AgentHealth, AgentLoginRequest } from '../protocol/agent.js';
 import { providers, type Provider, type ProviderContext } from '../providers/index.js';
 import { readCredentialFile } from './credential-file.js';
-import { desktopLayout, loopbackOnlyFlag } from './desktop.js';
+import { chromiumNetworkFlags, desktopLayout } from './desktop.js';
+import { startEgressForwarder, type EgressForwarder } from './egress-forwarder.js';
 import { DeliveryRefused, ServerClient } from './server-client.js';
 import { describeExit, stopGroup } from './supervised-process.js';
 
@@ -39,6 +40,7 @@ export class Login {
   #detail: string | null = null;
   #client: ServerClient | null = null;
   #terminal: ChildProcess | null = null;
+  #tunnels: EgressForwarder | null = null;
   readonly #stopping = new AbortController();
 
   constructor(options: LoginOptions) {
@@ -60,7 +62,9 @@ export class Login {
   async start(request: AgentLoginRequest): Promise<void> {
     const provider = providers[request.provider];
     this.#provider = provider;
-    const client = new ServerClient(request.serverUrl, request.sessionId, request.token);
+    // A sandbox with no network reaches the server only through its agent channel socket.
+    const serverUrl = this.#o.config.egress ? `unix:${this.#o.config.egress.serverSocket}` : request.serverUrl;
+    const client = new ServerClient(serverUrl, request.sessionId, request.token);
     this.#client = client;
     const credentialDir = join(this.#o.home, '.porthole', 'login', provider.name);
     const context: ProviderContext = {
@@ -78,6 +82,7 @@ export class Login {
       await writeFile(path, content, { mode: 0o600 });
     }
     await writeOpeners(this.#o.config.agentSocket);
+    if (request.demo) await this.#tunnelDemoIssuer(request.demo.issuer);
     await client.event('login.started', { provider: provider.name, file: provider.credentialFile });
     await this.#o.replaceTerminal();
     this.#startTerminal(provider, context);
@@ -90,7 +95,7 @@ export class Login {
     const profile = join(this.#o.home, '.config/chromium');
     // The running Chromium owns the profile: this process hands it the URL as a new tab and exits.
     // Should Chromium not run (it is restarting), this starts one with the same isolation.
-    const flags = this.#o.config.loopbackOnly ? [loopbackOnlyFlag] : [];
+    const flags = chromiumNetworkFlags(this.#o.config);
     const child = spawn('chromium', [`--user-data-dir=${profile}`, ...flags, url.href], { env: this.#o.env, stdio: 'ignore', detached: true });
     child.on('error', (error) => this.#o.log('login.open_failed', { error: error.message }));
     child.unref();
@@ -100,7 +105,22 @@ export class Login {
 
   async stop(): Promise<void> {
     this.#stopping.abort();
-    await this.#stopTerminal();
+    await Promise.all([this.#stopTerminal(), this.#tunnels?.close()]);
+  }
+
+  /**
+   * The demo issuer is porthole's own service on the host's loopback. A sandbox with no network
+   * reaches it through a tunnel on the same address of its own loopback (a CONNECT through the
+   * egress proxy, whose policy allows exactly that host:port), so the issuer's URL — in the CLI's
+   * discovery and in the browser — reads the same inside and out.
+   */
+  async #tunnelDemoIssuer(issuer: string): Promise<void> {
+    const egress = this.#o.config.egress;
+    if (!egress) return;
+    const url = new URL(issuer);
+    if (url.hostname !== '127.0.0.1' && url.hostname !== 'localhost') return;
+    const port = Number(url.port || 80);
+    this.#tunnels = await startEgressForwarder({ proxySocket: egress.proxySocket, listenPort: null, tunnels: [{ port, host: url.hostname, targetPort: port }] });
   }
 
   #startTerminal(provider: Provider, context: ProviderContext): void {
@@ -203,8 +223,9 @@ export class Login {
 
 /** fetch() says "fetch failed" and keeps the reason (ECONNREFUSED, …) in its cause. */
 export function describeNetworkError(error: unknown): string {
-  const cause = (error as { cause?: NodeJS.ErrnoException } | null)?.cause;
-  if (cause?.code) return `${cause.code}${cause.message && !cause.message.includes(cause.code) ? ` ${cause.message}` : ''}`;
+  // fetch wraps the errno error in `cause`; node:http rejects with it directly.
+  const cause = (error as { cause?: NodeJS.ErrnoException } | null)?.cause ?? (error as NodeJS.ErrnoException | null);
+  if (typeof cause?.code === 'string') return `${cause.code}${cause.message && !cause.message.includes(cause.code) ? ` ${cause.message}` : ''}`;
   return error instanceof Error ? error.message : String(error);
 }
 

@@ -3,7 +3,8 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { agentConfigSchema, type AgentHealth } from '../protocol/agent.js';
 import { version } from '../protocol/version.js';
-import { desktopProcesses, display, xSocket } from './desktop.js';
+import { desktopProcesses, display, proxyEnv, xSocket } from './desktop.js';
+import { startEgressForwarder } from './egress-forwarder.js';
 import { watchScreenLayout } from './layout.js';
 import { serveAgent } from './agent-server.js';
 import { describeNetworkError, Login } from './login.js';
@@ -24,10 +25,14 @@ async function main(): Promise<void> {
   const logsDir = join(dirname(config.agentSocket), 'logs');
   await mkdir(logsDir, { recursive: true });
   const home = process.env.HOME ?? '/home/porthole';
-  const env = { ...process.env, DISPLAY: display };
+  const env = { ...process.env, DISPLAY: display, ...proxyEnv(config) };
   const processes = desktopProcesses(config, home).map((spec) => new SupervisedProcess(spec, { logsDir, env, onEvent: log }));
 
+  // No network but the sandbox's own loopback: 127.0.0.1:3128 leads to porthole's egress proxy.
+  // Started before the desktop, so that Chromium's first request finds it.
+  const forwarder = config.egress ? await startEgressForwarder({ proxySocket: config.egress.proxySocket }) : null;
   const startedAt = Date.now();
+  let lastContact = startedAt;
   const health = (): AgentHealth => {
     const states = processes.map((p) => p.state());
     const isHealthy = processes.every((p, i) => p.isRetired || states[i]!.running) && existsSync(config.vncSocket) && existsSync(xSocket);
@@ -45,24 +50,36 @@ async function main(): Promise<void> {
         throw new Error(`could not start the ${request.provider} login: ${describeNetworkError(error)} (server ${request.serverUrl})`, { cause: error });
       }),
     open: (url) => login.open(url),
+    contacted: () => (lastContact = Date.now()),
   });
   log('agent.started', { version, sandboxId: config.sandboxId, pid: process.pid });
   for (const p of processes) void p.start();
   watchScreenLayout(env, log); // re-lays out the windows when the viewer resizes the screen
 
   let isStopping = false;
-  const stop = (signal: NodeJS.Signals): void => {
+  const stop = (signal: NodeJS.Signals | 'lease'): void => {
     if (isStopping) return;
     isStopping = true;
     log('agent.stopping', { signal });
     server.close();
-    void Promise.all([login.stop(), ...processes.map((p) => p.stop())]).then(() => {
+    void Promise.all([login.stop(), forwarder?.close(), ...processes.map((p) => p.stop())]).then(() => {
       log('agent.stopped');
       process.exit(0);
     });
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
+  // The lease: a server gone for good leaves no sandbox behind. The agent stopping its children and
+  // exiting ends the sandbox (bwrap's init exits when no child is left); porthole's next start
+  // removes what is left on disk.
+  const leaseMs = config.leaseMs;
+  if (leaseMs !== null) {
+    setInterval(() => {
+      if (Date.now() - lastContact <= leaseMs) return;
+      log('agent.lease_expired', { leaseMs, silentMs: Date.now() - lastContact });
+      stop('lease');
+    }, Math.min(1_000, leaseMs)).unref();
+  }
 }
 
 main().catch((error: unknown) => {

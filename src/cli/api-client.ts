@@ -1,6 +1,7 @@
 import { AppError, isErrorCode } from '../protocol/errors.js';
 import type { CredentialResponse, KeyRotationResponse } from '../protocol/credentials.js';
-import type { Session, SessionEvent, TicketResponse } from '../protocol/session.js';
+import { readEventPages } from '../protocol/event-pages.js';
+import type { Session, SessionEvent, SessionEventsPage, TicketResponse } from '../protocol/session.js';
 
 /** A small typed client of porthole's HTTP API, for the CLI (and usable by scripts and benches). */
 export class ApiClient {
@@ -46,8 +47,17 @@ export class ApiClient {
   endSession(id: string): Promise<Session> {
     return this.request('DELETE', `/v1/sessions/${encodeURIComponent(id)}`);
   }
-  listEvents(id: string, after?: number): Promise<{ events: SessionEvent[] }> {
-    return this.request('GET', `/v1/sessions/${encodeURIComponent(id)}/events${after ? `?after=${after}` : ''}`);
+  /** Every event after `after` (all of them by default), reading the timeline page by page. */
+  async listEvents(id: string, after = 0): Promise<{ events: SessionEvent[] }> {
+    return { events: await readEventPages(after, (next) => this.listEventsPage(id, { after: next })) };
+  }
+  /** One page of the timeline: `limit` events (the server's default when absent) after `after`. */
+  listEventsPage(id: string, options: { after?: number; limit?: number } = {}): Promise<SessionEventsPage> {
+    const query = new URLSearchParams();
+    if (options.after) query.set('after', String(options.after));
+    if (options.limit) query.set('limit', String(options.limit));
+    const search = query.size > 0 ? `?${query}` : '';
+    return this.request('GET', `/v1/sessions/${encodeURIComponent(id)}/events${search}`);
   }
   createTicket(id: string): Promise<TicketResponse> {
     return this.request('POST', `/v1/sessions/${encodeURIComponent(id)}/ticket`);

@@ -8,6 +8,7 @@ import type { SessionDiagnosis } from '../protocol/diagnosis.js';
 import { version } from '../protocol/version.js';
 import { detectCgroups, formatBytes } from '../drivers/cgroups/cgroups.js';
 import { ConfigError, loadConfig, type Config } from '../server/config.js';
+import { auditDataDir } from '../server/data-dir.js';
 import { ApiClient } from './api-client.js';
 
 // porthole's own diagnostics on the command line: `porthole doctor` checks the host (what to
@@ -65,7 +66,7 @@ interface RunResult {
 
 /** Runs a command with a fixed environment, optionally as the sandbox uid; never throws. */
 function run(file: string, args: string[], options: { asSandbox?: Config; timeoutMs?: number } = {}): Promise<RunResult> {
-  const ids = options.asSandbox && isRoot ? { uid: options.asSandbox.sandboxUid, gid: options.asSandbox.sandboxGid } : {};
+  const ids = options.asSandbox && isRoot ? { uid: options.asSandbox.sandboxUids.first, gid: options.asSandbox.sandboxUids.first } : {};
   return new Promise((resolve) => {
     execFile(
       file,
@@ -134,18 +135,12 @@ async function checkAgentBundle(config: Config | null): Promise<DoctorCheck> {
   if (built !== version) {
     return failed(name, `${agentBundle} was built as ${built ?? 'an unknown version'}, this porthole is ${version}: sessions would fail with AGENT_VERSION_MISMATCH`, fix);
   }
-  if (config && isRoot) {
-    const readable = await run('/usr/bin/test', ['-r', agentBundle], { asSandbox: config });
-    if (readable.exitCode !== 0) {
-      return failed(name, `uid ${config.sandboxUid} cannot read ${agentBundle}`, `chmod o+r ${agentBundle} and o+x on every directory above it, or install porthole where others can read it`);
-    }
-  }
   return ok(name, `version ${built}`);
 }
 
 async function checkUserNamespace(config: Config): Promise<DoctorCheck> {
   const name = 'user namespaces';
-  const who = isRoot ? `uid ${config.sandboxUid}` : `uid ${process.getuid?.()} (this user: porthole is not root)`;
+  const who = isRoot ? `uid ${config.sandboxUids.first}` : `uid ${process.getuid?.()} (this user: porthole is not root)`;
   const result = await run('bwrap', ['--unshare-user', '--unshare-pid', '--ro-bind', '/', '/', 'true'], { asSandbox: config });
   if (result.exitCode === 0) return ok(name, `bwrap creates a user and a pid namespace as ${who}`);
   if (result.spawnError === 'ENOENT') return failed(name, 'bwrap is not installed', 'apt-get install -y bubblewrap');
@@ -202,33 +197,29 @@ async function checkDataDir(config: Config): Promise<DoctorCheck> {
     return writable ? ok(name, `${dir} exists and is writable`) : failed(name, `${dir} is not writable by this user`, `chown it to the user porthole runs as, or set PORTHOLE_DATA_DIR`);
   }
   return writable
-    ? ok(name, `${dir} does not exist yet; the first start creates it (mode 0711) in ${found.path}`)
-    : failed(name, `${dir} does not exist and ${found.path} is not writable by this user`, `mkdir -p ${dir} && chmod 711 ${dir} (as a user that may), or set PORTHOLE_DATA_DIR`);
+    ? ok(name, `${dir} does not exist yet; the first start creates it (mode 0700) in ${found.path}`)
+    : failed(name, `${dir} does not exist and ${found.path} is not writable by this user`, `mkdir -p ${dir} && chmod 700 ${dir} (as a user that may), or set PORTHOLE_DATA_DIR`);
 }
 
-async function checkTraversal(config: Config): Promise<DoctorCheck> {
-  const name = 'data dir for the sandbox';
-  if (!isRoot) return ok(name, `sandboxes run as this user (uid ${process.getuid?.()}), who owns the data directory`);
-  const uid = config.sandboxUid;
-  // bwrap runs as the sandbox uid and must get through every directory down to its sandbox's.
-  const found = await nearestExisting(config.dataDir);
-  const result = await run('/usr/bin/test', ['-x', found.path], { asSandbox: config });
-  if (result.exitCode === 0) {
-    return ok(name, found.exists ? `uid ${uid} can traverse ${found.path}` : `uid ${uid} can traverse ${found.path}, where the data directory will be created`);
-  }
-  const chain: string[] = [];
-  for (let at = found.path; ; at = dirname(at)) {
-    chain.unshift(at);
-    if (at === dirname(at)) break;
-  }
-  let blocking = found.path;
-  for (const at of chain) {
-    if ((await run('/usr/bin/test', ['-x', at], { asSandbox: config })).exitCode !== 0) {
-      blocking = at;
-      break;
-    }
-  }
-  return failed(name, `uid ${uid} cannot traverse ${blocking} on the way to its sandboxes in ${join(config.dataDir, 'sandboxes')}`, `chmod o+x ${blocking} (secrets inside keep 0600/0700), or set PORTHOLE_DATA_DIR elsewhere`);
+/** What another local user could read or change in the data directory; data-dir.ts says what is allowed. */
+async function checkDataDirModes(config: Config): Promise<DoctorCheck> {
+  const name = 'data directory modes';
+  const dir = config.dataDir;
+  const problems = await auditDataDir(dir);
+  if (problems.length === 0) return ok(name, `nothing in ${dir} is open to group or others (pglite, keyring and signing key: owner only)`);
+  const shown = problems.slice(0, 5).map((p) => `${p.path} ${p.mode} (${p.problem})`).join('; ');
+  const secrets = [...new Set(problems.filter((p) => p.problem === 'group/other access to a secret').map((p) => join(dir, p.path.split('/')[0]!)))];
+  const writable = problems.filter((p) => p.problem === 'group/other write').map((p) => join(dir, p.path));
+  const commands = [
+    ...(problems.some((p) => p.path === '.') ? [`chmod 700 ${dir}`] : []),
+    ...(secrets.length > 0 ? [`chmod -R go-rwx ${secrets.join(' ')}`] : []),
+    ...(writable.length > 0 ? [`chmod go-w ${writable.slice(0, 5).join(' ')}${writable.length > 5 ? ' …' : ''}`] : []),
+  ];
+  return failed(
+    name,
+    `${problems.length} open to other users: ${shown}${problems.length > 5 ? `; and ${problems.length - 5} more` : ''}`,
+    `${commands.join(' && ')} (porthole start tightens the directory and pglite/ itself); what was readable may have been read: rotate the keys if in doubt`,
+  );
 }
 
 function checkSocketPaths(config: Config): DoctorCheck {
@@ -341,13 +332,13 @@ export async function runDoctor(env: Record<string, string | undefined>): Promis
     checks.push(await checkUserNamespace(config));
     checks.push(await checkKvm());
     checks.push(await checkDataDir(config));
-    checks.push(await checkTraversal(config));
+    checks.push(await checkDataDirModes(config));
     checks.push(checkSocketPaths(config));
     checks.push(await checkSigningKey(config));
     checks.push(await checkStore(config, serverUrl));
     checks.push(await checkPort(config));
   } else {
-    for (const name of ['user namespaces', '/dev/kvm', 'data directory', 'data dir for the sandbox', 'socket paths', 'signing key', 'store', 'port']) {
+    for (const name of ['user namespaces', '/dev/kvm', 'data directory', 'data directory modes', 'data dir for the sandbox', 'socket paths', 'signing key', 'store', 'port']) {
       checks.push(info(name, 'not checked: the configuration is invalid'));
     }
   }

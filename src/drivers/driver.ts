@@ -1,4 +1,5 @@
 import type { SandboxId } from '../protocol/ids.js';
+import type { SocketPin } from './pinned-socket.js';
 
 // A driver knows how to run a sandbox, never whether one should run: it never touches the store.
 
@@ -11,10 +12,16 @@ export interface SandboxSpec {
   readonly startUrl: string;
   /** The sandbox's Chromium resolves no host name but loopback. */
   readonly loopbackOnly?: boolean;
+  /** The sandbox ends itself when the server has not been heard from for this long (see AgentConfig.leaseMs). */
+  readonly leaseMs?: number;
 }
 
-/** Where the server reaches a sandbox. Nothing backend-specific beyond how to connect. */
-export type Endpoint = { readonly kind: 'unix'; readonly path: string } | { readonly kind: 'tcp'; readonly host: string; readonly port: number };
+/**
+ * Where the server reaches a sandbox. Nothing backend-specific beyond how to connect. A unix
+ * endpoint with a `pin` is a sandbox's own socket: `path` is where the server pins it (a directory
+ * only porthole writes) and connects; see pinned-socket.ts.
+ */
+export type Endpoint = { readonly kind: 'unix'; readonly path: string; readonly pin?: SocketPin } | { readonly kind: 'tcp'; readonly host: string; readonly port: number };
 
 export interface SandboxHandle {
   readonly id: SandboxId;
@@ -22,6 +29,12 @@ export interface SandboxHandle {
   readonly vnc: Endpoint;
   /** The agent's HTTP endpoint (GET /health). */
   readonly agent: Endpoint;
+  /**
+   * Where the server listens for this sandbox, when the sandbox has no network of its own: the
+   * egress proxy (its only way out) and the agent channel (its only way to the server). Paths in a
+   * directory only porthole writes; the server (re)binds them after create and after adoption.
+   */
+  readonly host: { readonly proxySocket: string; readonly serverSocket: string } | null;
 }
 
 export interface SandboxInfo extends SandboxHandle {
@@ -30,6 +43,11 @@ export interface SandboxInfo extends SandboxHandle {
   readonly startedAt: string;
   /** For `exited`: how it ended, e.g. "signal SIGKILL" or "exit 1", when known. */
   readonly exit: string | null;
+  /**
+   * A resource limit the sandbox reached, as a sentence ("the desktop ran out of memory (1 GiB)"):
+   * the kernel killed or refused something in it, so it is no longer whole. null while none was.
+   */
+  readonly limitReached?: string | null;
 }
 
 export interface Driver {

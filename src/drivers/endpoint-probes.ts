@@ -4,6 +4,7 @@ import { connect, type Socket } from 'node:net';
 import { agentHealthSchema, type AgentHealth, type AgentLoginRequest } from '../protocol/agent.js';
 import { AppError } from '../protocol/errors.js';
 import type { Endpoint } from './driver.js';
+import { pinSocket } from './pinned-socket.js';
 
 // Probes of a sandbox's endpoints, for the server's readiness check and the driver conformance
 // suite. Every failure is AppError('SANDBOX_UNREACHABLE') whose details name the endpoint and keep
@@ -50,11 +51,7 @@ function abortCode(signal: AbortSignal): string {
   return (signal.reason as Error | undefined)?.name === 'TimeoutError' ? 'ETIMEDOUT' : 'ABORT_ERR';
 }
 
-/**
- * A unix socket lives in a directory the sandbox can write to: it could swap the socket for a
- * symlink to some other socket of the host, which this (possibly root) process would then
- * connect to. Refuse symlinks.
- */
+/** An unpinned unix endpoint must at least be a socket, not a symlink to one. */
 async function checkUnixSocket(endpoint: Endpoint): Promise<void> {
   if (endpoint.kind !== 'unix') return;
   const stats = await lstat(endpoint.path).catch((error: unknown) => {
@@ -63,10 +60,31 @@ async function checkUnixSocket(endpoint: Endpoint): Promise<void> {
   if (!stats.isSocket()) throw unreachable(endpoint, new Error(`${endpoint.path} is not a socket`), { code: 'ENOTSOCK' });
 }
 
-/** Opens a stream to the endpoint. Rejects with AppError('SANDBOX_UNREACHABLE'). */
+/**
+ * Opens a stream to the endpoint. Rejects with AppError('SANDBOX_UNREACHABLE'). A pinned unix
+ * endpoint (a sandbox's socket: see pinned-socket.ts) is connected only through its pin, pinned
+ * again when it is missing or its server has restarted (ECONNREFUSED on the old inode).
+ */
 export async function connectEndpoint(endpoint: Endpoint, signal?: AbortSignal): Promise<Socket> {
   if (signal?.aborted) throw unreachable(endpoint, signal.reason, { code: abortCode(signal) });
+  if (endpoint.kind === 'unix' && endpoint.pin) {
+    const pin = endpoint.pin;
+    try {
+      return await connectOnce(endpoint, signal);
+    } catch (error) {
+      const code = error instanceof AppError ? (error.details as { code?: unknown } | undefined)?.code : undefined;
+      if (code !== 'ENOENT' && code !== 'ECONNREFUSED') throw error;
+    }
+    await pinSocket(pin, endpoint.path).catch((error: unknown) => {
+      throw unreachable(endpoint, error, { reason: error instanceof Error ? error.message : String(error) });
+    });
+    return connectOnce(endpoint, signal);
+  }
   await checkUnixSocket(endpoint);
+  return connectOnce(endpoint, signal);
+}
+
+function connectOnce(endpoint: Endpoint, signal: AbortSignal | undefined): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = endpoint.kind === 'unix' ? connect({ path: endpoint.path }) : connect({ host: endpoint.host, port: endpoint.port });
     const onAbort = (): void => {
@@ -94,13 +112,12 @@ async function agentRequest(
   options: { signal?: AbortSignal | undefined; timeoutMs?: number | undefined },
 ): Promise<{ status: number; body: string }> {
   const signal = withTimeout(options.signal, options.timeoutMs ?? defaultTimeoutMs);
-  await checkUnixSocket(endpoint);
-  const target = endpoint.kind === 'unix' ? { socketPath: endpoint.path } : { host: endpoint.host, port: endpoint.port };
+  const socket = await connectEndpoint(endpoint, signal);
   const payload = json === undefined ? undefined : JSON.stringify(json);
   const headers: Record<string, string | number> = { accept: 'application/json' };
   if (payload !== undefined) Object.assign(headers, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) });
   return new Promise<{ status: number; body: string }>((resolve, reject) => {
-    const req = request({ ...target, path, method, headers, signal }, (res) => {
+    const req = request({ createConnection: () => socket, path, method, headers, signal }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (chunk: string) => {

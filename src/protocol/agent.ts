@@ -51,6 +51,18 @@ export const agentConfigSchema = z.object({
   loopbackOnly: z.boolean().default(false),
   /** Where the provider CLIs are inside the sandbox (read-only; may be absent). */
   tools: z.object({ clis: z.string(), demoCli: z.string() }).default({ clis: '/opt/porthole/clis', demoCli: '/opt/porthole/demo-cli.mjs' }),
+  /**
+   * The sandbox has no network but its own loopback: the server's egress proxy (HTTP CONNECT and
+   * plain HTTP) and the agent channel are unix sockets it listens on. null: the sandbox shares a
+   * network with the server (a driver without its own network namespace).
+   */
+  egress: z.object({ proxySocket: z.string(), serverSocket: z.string() }).nullable().default(null),
+  /**
+   * The agent ends the sandbox when no request has reached its socket for this long: a server that
+   * is gone for good (Ctrl+C, never started again) leaves nothing running. The server's reconciler
+   * asks every running sandbox's health on each tick, which renews it. null: no lease.
+   */
+  leaseMs: z.number().int().min(1000).nullable().default(null),
 });
 export type AgentConfig = z.infer<typeof agentConfigSchema>;
 
@@ -85,10 +97,38 @@ export const agentEventTypes = ['login.started', 'login.waiting', 'login.browser
 export const agentEventBody = z
   .object({
     type: z.enum(agentEventTypes),
-    details: z.record(z.string(), z.union([z.string().max(2000), z.number(), z.boolean(), z.null()])).default({}),
+    details: z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()])).default({}),
   })
   .strict();
 export type AgentEventBody = z.infer<typeof agentEventBody>;
+
+/**
+ * What one agent's events may cost the server. The sandbox token is in a sandbox the person
+ * controls, so the agent channel is treated as untrusted input: an event is a timeline line, not a
+ * payload; a session's agent gets a token bucket (a burst, then a steady rate); and a session keeps
+ * at most `maxPerSession` of them. 429s carry AGENT_EVENTS_RATE_LIMITED or AGENT_EVENTS_LIMIT_REACHED.
+ */
+export const agentEventLimits = {
+  /** The `details` object as JSON, in UTF-8 bytes. */
+  maxDetailsBytes: 4096,
+  /** Any one string value in `details`. */
+  maxStringChars: 1024,
+  burst: 30,
+  perSecond: 5,
+  maxPerSession: 500,
+} as const;
+
+/**
+ * Why an event's details are too large (AGENT_EVENT_TOO_LARGE), or null. A function rather than a
+ * schema refinement so that the refusal has its own code; the agent can check before sending.
+ */
+export function agentEventSizeProblem(details: AgentEventBody['details']): { readonly limit: string } | null {
+  for (const value of Object.values(details)) {
+    if (typeof value === 'string' && value.length > agentEventLimits.maxStringChars) return { limit: `at most ${agentEventLimits.maxStringChars} characters per string` };
+  }
+  const bytes = new TextEncoder().encode(JSON.stringify(details)).length;
+  return bytes > agentEventLimits.maxDetailsBytes ? { limit: `details of at most ${agentEventLimits.maxDetailsBytes} bytes as JSON` } : null;
+}
 
 /** Longest credential file the agent delivers (and the server accepts). */
 export const maxCredentialBytes = 64 * 1024;

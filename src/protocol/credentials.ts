@@ -3,6 +3,16 @@ import { z } from 'zod';
 // What the API says about captured credentials. The summary rides on every session (the dashboard
 // shows "Connected as …"); the content only ever leaves through GET /v1/sessions/:id/credentials.
 
+/**
+ * How far the server could check a delivered credential before storing it. `verified`: the
+ * provider itself accepted its tokens (the demo provider, which runs beside the server), and the
+ * account is the provider's word. `offline-checks-only`: the real providers' servers are not asked
+ * (no network to them here); the file's shape, token formats and the ID token's issuer were
+ * checked, and the account is what the file claims. Persisted: the strings must not drift.
+ */
+export const credentialVerifications = ['verified', 'offline-checks-only'] as const;
+export type CredentialVerification = (typeof credentialVerifications)[number];
+
 /** A session's captured credential without its content. */
 export const credentialSummarySchema = z.object({
   provider: z.string(),
@@ -11,6 +21,8 @@ export const credentialSummarySchema = z.object({
   capturedAt: z.string(),
   /** When the access token expires, when the credential file says. */
   expiresAt: z.string().nullable(),
+  /** Whether the provider confirmed the credential, or only porthole's offline checks passed. */
+  verification: z.enum(credentialVerifications),
 });
 export type CredentialSummary = z.infer<typeof credentialSummarySchema>;
 
@@ -23,6 +35,7 @@ export const credentialResponse = z.object({
   capturedAt: z.string(),
   expiresAt: z.string().nullable(),
   account: z.string().nullable(),
+  verification: z.enum(credentialVerifications),
 });
 export type CredentialResponse = z.infer<typeof credentialResponse>;
 

@@ -25,6 +25,7 @@ export const errorRegistry = {
   TICKET_INVALID: { status: 401, message: 'The viewer ticket is not valid.' },
   TICKET_EXPIRED: { status: 401, message: 'The viewer ticket has expired.' },
   TICKET_WRONG_SESSION: { status: 403, message: 'The viewer ticket belongs to another session.' },
+  TICKET_RENEWAL_LIMIT: { status: 403, message: 'This viewer link has been renewed for as long as one may be; open the session again for a new link.' },
   ORIGIN_NOT_ALLOWED: { status: 403, message: 'The page opening this connection is not on an allowed origin.' },
   CSRF_REJECTED: { status: 403, message: 'A cookie-authenticated change must come from porthole’s own pages.' },
   API_KEY_REQUIRED: { status: 403, message: 'This route needs an API key; a dashboard login or a viewer ticket is not enough.' },
@@ -32,6 +33,10 @@ export const errorRegistry = {
   SESSION_NOT_FOUND: { status: 404, message: 'No session has that id.' },
   CREDENTIALS_NOT_FOUND: { status: 404, message: 'No credentials are stored for that session.' },
   CREDENTIAL_INVALID: { status: 422, message: 'The delivered credential file does not validate for its provider.' },
+  CREDENTIAL_UNVERIFIED: { status: 422, message: 'The credential did not verify with the provider.' },
+  AGENT_EVENT_TOO_LARGE: { status: 400, message: 'The agent event is larger than the server accepts.' },
+  AGENT_EVENTS_RATE_LIMITED: { status: 429, message: 'The agent sends events faster than the server accepts; retry after the time in Retry-After.' },
+  AGENT_EVENTS_LIMIT_REACHED: { status: 429, message: 'The session has as many agent events as the server keeps; later ones are refused.' },
   PROVIDER_MISMATCH: { status: 409, message: 'The delivery names a different provider than the session’s.' },
   SESSION_STATE_CONFLICT: { status: 409, message: 'The session changed state meanwhile; read it again.' },
   SESSION_NOT_READY: { status: 409, message: 'The session’s desktop is still starting.' },
@@ -52,9 +57,11 @@ export const errorRegistry = {
   SANDBOX_UNREACHABLE: { status: 502, message: 'The sandbox’s desktop does not answer.' },
   AGENT_VERSION_MISMATCH: { status: 502, message: 'The sandbox’s agent runs a different version than the server.' },
   AGENT_UNHEALTHY: { status: 502, message: 'The sandbox’s agent answers but reports desktop processes that are not running.' },
+  CREDENTIAL_VERIFY_UNAVAILABLE: { status: 503, message: 'The provider could not be asked to verify the credential; deliver it again.' },
   STORE_UNAVAILABLE: { status: 503, message: 'The database does not answer; nothing was changed.' },
   SERVER_SHUTTING_DOWN: { status: 503, message: 'The server is shutting down.' },
   BOOT_TIMEOUT: { status: 504, message: 'The sandbox did not become ready in time.' },
+  SANDBOX_LIMIT_REACHED: { status: 507, message: 'The sandbox reached one of its resource limits (memory, processes) and was closed.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof errorRegistry;

@@ -75,5 +75,8 @@ export const eventTypes = [
   'credentials.stored',
   /** Audit: the credential was handed out (details: requestId, apiKeyId; never content). */
   'credentials.read',
+  /** The sandbox's network use through the egress proxy: host, port, allowed or refused (and why), bytes. Never a path or query. */
+  'egress.connect',
+  'egress.request',
 ] as const;
 export type EventType = (typeof eventTypes)[number];

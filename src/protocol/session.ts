@@ -56,7 +56,17 @@ export const ticketResponse = z.object({
 export type TicketResponse = z.infer<typeof ticketResponse>;
 
 export const sessionListResponse = z.object({ sessions: z.array(sessionSchema) });
-export const sessionEventsResponse = z.object({ events: z.array(sessionEventSchema) });
+/** GET /v1/sessions/:id/events?after=&limit=: one page of the timeline. */
+export const maxEventsPage = 1000;
+export const defaultEventsPage = 200;
+export const sessionEventsResponse = z.object({
+  events: z.array(sessionEventSchema),
+  /** More events follow this page: ask again with `after=nextAfter`. */
+  hasMore: z.boolean(),
+  /** The `after` of the next request: this page's last seq, or the `after` asked for when the page is empty. */
+  nextAfter: z.number().int(),
+});
+export type SessionEventsPage = z.infer<typeof sessionEventsResponse>;
 
 export const errorResponse = z.object({
   error: z.object({

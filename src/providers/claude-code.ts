@@ -1,5 +1,6 @@
-import { isNonEmptyString, isObject, isoFromEpochMs, parseCredentialJson } from './credential-json.js';
-import type { CredentialCheck, Provider } from './provider.js';
+import { isNonEmptyString, isObject, isoFromEpochMs, parseCredentialJson, type JsonObject } from './credential-json.js';
+import { hasTokenForm, offlineVerdict } from './offline-checks.js';
+import type { CredentialCheck, CredentialVerdict, Provider } from './provider.js';
 
 // Claude Code (@anthropic-ai/claude-code, a native binary the package's postinstall puts at
 // bin/claude.exe). Verified against 2.1.330 by running it and reading its code (docs/providers.md):
@@ -37,6 +38,29 @@ export function validateClaudeCodeCredentials(content: string): CredentialCheck 
   }
 }
 
+/**
+ * Claude's OAuth tokens: `sk-ant-oat01-…` (access) and `sk-ant-ort01-…` (refresh), the version
+ * digits allowed to move. 2.1.330 itself tells an OAuth token by its `sk-ant-oat` prefix.
+ */
+const accessTokenForm = /^sk-ant-oat\d{2}-[A-Za-z0-9_-]{32,}$/;
+const refreshTokenForm = /^sk-ant-ort\d{2}-[A-Za-z0-9_-]{32,}$/;
+
+/**
+ * Offline only (claude.ai is not reachable from here): both token formats, an expiry in
+ * milliseconds (the CLI needs it to know when to refresh) and, when present, a list of scopes.
+ * The file names no account, so none is claimed.
+ */
+export async function verifyClaudeCodeCredentials(content: string): Promise<CredentialVerdict> {
+  const file = parseCredentialJson(content);
+  const oauth: JsonObject = file.ok && isObject(file.value.claudeAiOauth) ? file.value.claudeAiOauth : {};
+  return offlineVerdict(validateClaudeCodeCredentials(content), [
+    () => (hasTokenForm(oauth.accessToken, accessTokenForm) ? null : 'the access token is not a Claude OAuth access token (sk-ant-oat01-…)'),
+    () => (hasTokenForm(oauth.refreshToken, refreshTokenForm) ? null : 'the refresh token is not a Claude OAuth refresh token (sk-ant-ort01-…)'),
+    () => (isoFromEpochMs(oauth.expiresAt) !== null ? null : 'expiresAt is not a time in milliseconds'),
+    () => (oauth.scopes === undefined || (Array.isArray(oauth.scopes) && oauth.scopes.every(isNonEmptyString)) ? null : 'scopes is not a list of scope names'),
+  ]);
+}
+
 export const claudeCode: Provider = {
   name: 'claude-code',
   displayName: 'Claude Code',
@@ -54,6 +78,7 @@ export const claudeCode: Provider = {
   setupFiles: () => ({}),
   credentialFile: claudeCodeCredentialFile,
   validate: validateClaudeCodeCredentials,
+  verify: verifyClaudeCodeCredentials,
   installPath: (env) => `${env.CLAUDE_CONFIG_DIR || `${env.HOME}/.claude`}/${claudeCodeCredentialFile}`,
   // What 2.1.330 hands the browser (its CLAUDE_AI_AUTHORIZE_URL); claude.com forwards to claude.ai.
   authorizeUrl: { host: 'claude.com', path: '/cai/oauth/authorize' },

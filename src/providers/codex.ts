@@ -1,5 +1,6 @@
 import { isNonEmptyString, isObject, isoFromJwtExp, jwtClaims, type JsonObject, parseCredentialJson } from './credential-json.js';
-import type { CredentialCheck, Provider } from './provider.js';
+import { hasAudience, hasTokenForm, offlineVerdict, signedJwt } from './offline-checks.js';
+import type { CredentialCheck, CredentialVerdict, Provider } from './provider.js';
 
 // OpenAI Codex CLI (@openai/codex: a node launcher, bin/codex.js, for a native binary in
 // @openai/codex-linux-x64). Verified against 0.169.0 by running it and reading its code
@@ -18,13 +19,21 @@ export const codexCredentialFile = 'auth.json';
 
 /** ChatGPT's own claims namespace in OpenAI's ID tokens. */
 const openAiProfileClaim = 'https://api.openai.com/profile';
+/** The ChatGPT account claims (`chatgpt_account_id`, `chatgpt_plan_type`, …). */
+const openAiAuthClaim = 'https://api.openai.com/auth';
+/** Who issues Codex's tokens, and Codex's own OAuth client (the ID token's audience), as 0.169.0 has them. */
+export const openAiIssuer = 'https://auth.openai.com';
+export const codexClientId = 'app_EMoamEEZ73f0CkXaXp7hrann';
 
-function accountOf(idClaims: JsonObject | null): string | null {
+function emailOf(idClaims: JsonObject | null): string | null {
   if (!idClaims) return null;
   if (isNonEmptyString(idClaims.email)) return idClaims.email;
   const profile = idClaims[openAiProfileClaim];
-  if (isObject(profile) && isNonEmptyString(profile.email)) return profile.email;
-  return isNonEmptyString(idClaims.sub) ? idClaims.sub : null;
+  return isObject(profile) && isNonEmptyString(profile.email) ? profile.email : null;
+}
+
+function accountOf(idClaims: JsonObject | null): string | null {
+  return emailOf(idClaims) ?? (isNonEmptyString(idClaims?.sub) ? idClaims.sub : null);
 }
 
 /**
@@ -50,6 +59,36 @@ export function validateCodexCredentials(content: string): CredentialCheck {
   }
 }
 
+/**
+ * Offline only (auth.openai.com is not reachable from here): the ID token is a signed JWT that
+ * auth.openai.com issued to Codex's client, for a subject, naming the account's e-mail; the
+ * access token is a signed JWT from the same issuer; the refresh token has a token's form; and
+ * `account_id`, when present, is the ID token's ChatGPT account. Signatures are not checked.
+ */
+export async function verifyCodexCredentials(content: string): Promise<CredentialVerdict> {
+  const file = parseCredentialJson(content);
+  const tokens: JsonObject = file.ok && isObject(file.value.tokens) ? file.value.tokens : {};
+  const id = signedJwt(tokens.id_token);
+  const access = signedJwt(tokens.access_token);
+  const chatGpt = id && isObject(id.claims[openAiAuthClaim]) ? id.claims[openAiAuthClaim] : null;
+  return offlineVerdict(validateCodexCredentials(content), [
+    () => (id ? null : 'the ID token is not a signed JWT'),
+    () => (id?.claims.iss === openAiIssuer ? null : `the ID token was not issued by ${openAiIssuer}`),
+    () => (id && hasAudience(id.claims, codexClientId) ? null : 'the ID token was not issued to Codex'),
+    () => (isNonEmptyString(id?.claims.sub) ? null : 'the ID token names no subject'),
+    () => (emailOf(id?.claims ?? null) ? null : 'the ID token names no account e-mail'),
+    () => (access ? null : 'the access token is not a signed JWT'),
+    () => (access?.claims.iss === openAiIssuer ? null : `the access token was not issued by ${openAiIssuer}`),
+    () => (hasTokenForm(tokens.refresh_token, /^[A-Za-z0-9._~+/=-]{20,}$/) ? null : 'the refresh token is not a token'),
+    () => {
+      if (tokens.account_id === undefined || tokens.account_id === null) return null;
+      if (!isNonEmptyString(tokens.account_id)) return 'account_id is not a string';
+      const named = chatGpt?.chatgpt_account_id;
+      return named === undefined || named === tokens.account_id ? null : 'account_id is not the ID token’s ChatGPT account';
+    },
+  ]);
+}
+
 export const codex: Provider = {
   name: 'codex',
   displayName: 'Codex',
@@ -64,6 +103,7 @@ export const codex: Provider = {
   setupFiles: () => ({ 'config.toml': 'cli_auth_credentials_store = "file"\n' }),
   credentialFile: codexCredentialFile,
   validate: validateCodexCredentials,
+  verify: verifyCodexCredentials,
   installPath: (env) => `${env.CODEX_HOME || `${env.HOME}/.codex`}/${codexCredentialFile}`,
   authorizeUrl: { host: 'auth.openai.com', path: '/oauth/authorize' },
 };

@@ -1,3 +1,4 @@
+import { verifyDemoCredentials } from './demo-verify.js';
 import type { CredentialCheck, Provider } from './provider.js';
 
 // The demo provider: porthole's own OpenID Connect provider on loopback (src/demo/oidc) and a small
@@ -72,6 +73,8 @@ export const demo: Provider = {
   setupFiles: () => ({}),
   credentialFile: demoCredentialFile,
   validate: validateDemoCredentials,
+  // The one provider porthole can ask: the server runs its issuer.
+  verify: verifyDemoCredentials,
   installPath: (env) => `${env.HOME}/.config/porthole-demo/${demoCredentialFile}`,
   // The port is ephemeral, so only the host name is fixed.
   authorizeUrl: { host: '127.0.0.1', path: demoAuthorizationPath },

@@ -1,5 +1,6 @@
-import { isNonEmptyString, isoFromEpochMs, jwtClaims, parseCredentialJson } from './credential-json.js';
-import type { CredentialCheck, Provider } from './provider.js';
+import { isNonEmptyString, isoFromEpochMs, jwtClaims, parseCredentialJson, type JsonObject } from './credential-json.js';
+import { hasAudience, hasTokenForm, offlineVerdict, signedJwt } from './offline-checks.js';
+import type { CredentialCheck, CredentialVerdict, Provider } from './provider.js';
 
 // Google Gemini CLI (@google/gemini-cli, a node bundle). Verified against 0.61.0 by running it and
 // reading its code (docs/providers.md):
@@ -61,6 +62,36 @@ export function validateGeminiCliCredentials(content: string): CredentialCheck {
   }
 }
 
+/** Gemini CLI's own OAuth client (0.61.0's OAUTH_CLIENT_ID): the ID token's audience. */
+export const geminiCliClientId = '681255809395-oo8ft2oprdrnp9e3aqf6av3hmdib135j.apps.googleusercontent.com';
+/** Both spellings Google puts in `iss` (OpenID Connect discovery names the first). */
+const googleIssuers: readonly unknown[] = ['https://accounts.google.com', 'accounts.google.com'];
+
+/**
+ * Offline only (Google is not reachable from here): Google's token formats — an access token
+ * `ya29.…`, a refresh token `1//…` — a Bearer token type, an expiry in milliseconds, and, when the
+ * file has an ID token (the CLI asks for userinfo.email, which brings one), a signed JWT that
+ * Google issued to Gemini CLI's client naming an e-mail. Signatures are not checked.
+ */
+export async function verifyGeminiCliCredentials(content: string): Promise<CredentialVerdict> {
+  const file = parseCredentialJson(content);
+  const creds: JsonObject = file.ok ? file.value : {};
+  const id = creds.id_token === undefined ? undefined : signedJwt(creds.id_token);
+  return offlineVerdict(validateGeminiCliCredentials(content), [
+    () => (hasTokenForm(creds.access_token, /^ya29\.[A-Za-z0-9._-]{20,}$/) ? null : 'the access token is not a Google access token (ya29.…)'),
+    () => (hasTokenForm(creds.refresh_token, /^1\/\/[A-Za-z0-9._-]{20,}$/) ? null : 'the refresh token is not a Google refresh token (1//…)'),
+    () => (creds.token_type === undefined || (isNonEmptyString(creds.token_type) && creds.token_type.toLowerCase() === 'bearer') ? null : 'the token type is not Bearer'),
+    () => (isoFromEpochMs(creds.expiry_date) !== null ? null : 'expiry_date is not a time in milliseconds'),
+    () => {
+      if (id === undefined) return null;
+      if (id === null) return 'the ID token is not a signed JWT';
+      if (!googleIssuers.includes(id.claims.iss)) return 'the ID token was not issued by Google (accounts.google.com)';
+      if (!hasAudience(id.claims, geminiCliClientId)) return 'the ID token was not issued to Gemini CLI';
+      return isNonEmptyString(id.claims.email) ? null : 'the ID token names no account e-mail';
+    },
+  ]);
+}
+
 export const geminiCli: Provider = {
   name: 'gemini-cli',
   displayName: 'Gemini CLI',
@@ -74,6 +105,7 @@ export const geminiCli: Provider = {
   setupFiles: () => ({ '.gemini/settings.json': `${JSON.stringify(geminiCliSettings, null, 2)}\n` }),
   credentialFile: geminiCliCredentialFile,
   validate: validateGeminiCliCredentials,
+  verify: verifyGeminiCliCredentials,
   installPath: (env) => `${env.GEMINI_CLI_HOME || env.HOME}/${geminiCliCredentialFile}`,
   authorizeUrl: { host: 'accounts.google.com', path: '/o/oauth2/v2/auth' },
 };

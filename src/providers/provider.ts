@@ -1,9 +1,12 @@
+import type { CredentialVerification } from '../protocol/credentials.js';
 import type { ProviderName } from '../protocol/session-states.js';
 
 // A provider is data plus a little code (DESIGN.md, Providers): what the agent runs in the
 // sandbox's terminal, how the CLI's credential storage is pinned to a directory the agent watches,
-// which file in it is the credential, and how to tell a finished file from a half-written one.
-// Pure: no I/O. The agent (inside the sandbox), the server and the CLI all import it.
+// which file in it is the credential, how to tell a finished file from a half-written one, and how
+// the server checks a delivered file before it believes it. Pure: `verify` is the one step that
+// may talk to a provider, through the fetch the server hands it. The agent (inside the sandbox),
+// the server and the CLI all import it.
 
 /** Where things are for one login, as the sandbox (or, for `installPath`, this machine) sees them. */
 export interface ProviderContext {
@@ -35,6 +38,33 @@ export type CredentialCheck =
       readonly waitingFor: string;
     };
 
+/** What the server hands `verify`. */
+export interface VerifyContext {
+  /** The demo provider this server runs (its own issuer, never one a file names); absent when it is off. */
+  readonly demo?: { readonly issuer: string; readonly clientId: string };
+  /** The only I/O a provider module does; the server passes its own (tests may pass another). */
+  readonly fetch: typeof fetch;
+  /** Aborts the provider's requests (the server's deadline). */
+  readonly signal: AbortSignal;
+}
+
+export type CredentialVerdict =
+  | {
+      readonly ok: true;
+      readonly verification: CredentialVerification;
+      /** Who signed in: the provider's word when `verified`, else what the file claims. */
+      readonly account: string | null;
+      /** ISO time the access token expires. */
+      readonly expiresAt: string | null;
+    }
+  | {
+      readonly ok: false;
+      /** Why, as a session's detail can show it: names the part that failed, never file content. */
+      readonly reason: string;
+      /** The provider could not be asked (network, 5xx): the file may be fine; ask again later. */
+      readonly isRetryable: boolean;
+    };
+
 export interface Provider {
   readonly name: ProviderName;
   readonly displayName: string;
@@ -50,6 +80,13 @@ export interface Provider {
   readonly credentialFile: string;
   /** Parses and checks the credential file's content. Never throws; never echoes content. */
   validate(content: string): CredentialCheck;
+  /**
+   * The server's check of a delivered file that validated, before the session completes: with the
+   * provider where porthole can reach it (demo), else offline (shape, token formats, the ID token's
+   * issuer). A forged file must not pass. Never throws; never echoes content. Idempotent for the
+   * same file (it never uses a refresh token: that would rotate it).
+   */
+  verify(content: string, context: VerifyContext): Promise<CredentialVerdict>;
   /** Where `porthole credentials install` writes the file on this machine. */
   installPath(env: Readonly<Record<string, string | undefined>> & { readonly HOME: string }): string;
   /** The authorization endpoint the CLI opens in the browser (host and path), for tests and the timeline. */

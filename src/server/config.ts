@@ -2,18 +2,34 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { defaultDemoAccount } from '../providers/demo.js';
+import { allowEntryProblem } from './egress/egress-policy.js';
 import { Secret } from './secret.js';
 
 // The one place that reads the environment. Every problem is reported at once; the result is frozen.
 
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveMs = z.coerce.number().int().min(1);
+/** An origin as browsers send it: http(s), host, port, nothing else (they go into Origin checks and CSP). */
+const isOrigin = (value: string) => {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.origin === value;
+  } catch {
+    return false;
+  }
+};
 
 const envSchema = z.object({
   PORTHOLE_HOST: z.string().default('127.0.0.1'),
   PORTHOLE_PORT: port.default(8480),
+  // A second listener for /metrics alone, without a key; off unless a port is given.
+  PORTHOLE_METRICS_HOST: z.string().min(1).default('127.0.0.1'),
+  PORTHOLE_METRICS_PORT: port.optional(),
   PORTHOLE_PUBLIC_URL: z.url().optional(),
-  PORTHOLE_ALLOWED_ORIGINS: z.string().default(''),
+  PORTHOLE_ALLOWED_ORIGINS: z
+    .string()
+    .refine((v) => v.split(',').map((s) => s.trim()).filter(Boolean).every(isOrigin), 'must be comma-separated origins, each scheme://host[:port] with no path or trailing slash (e.g. https://app.example.com)')
+    .default(''),
   PORTHOLE_DATA_DIR: z.string().default('.porthole'),
   PORTHOLE_API_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
   // Exactly 44 characters of standard base64 decoding to 32 bytes; the message never echoes the value.
@@ -24,10 +40,16 @@ const envSchema = z.object({
   PORTHOLE_DRIVER: z.enum(['local']).default('local'),
   DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
   PORTHOLE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  PORTHOLE_SANDBOX_UID: z.coerce.number().int().min(1).max(4294967294).default(61000),
-  PORTHOLE_SANDBOX_GID: z.coerce.number().int().min(1).max(4294967294).default(61000),
+  // One host uid (and gid) per sandbox, from this range, when porthole runs as root.
+  PORTHOLE_SANDBOX_UIDS: z
+    .string()
+    .regex(/^\d+-\d+$/, 'must be a range FIRST-LAST, e.g. 61000-61999')
+    .transform((v) => v.split('-').map(Number) as [number, number])
+    .refine(([first, last]) => first >= 1000 && last <= 4294967294 && first <= last, 'must be unprivileged uids (≥ 1000), FIRST ≤ LAST')
+    .default([61000, 61999]),
   PORTHOLE_SANDBOX_START_URL: z.string().min(1).optional(),
   PORTHOLE_SANDBOX_LOOPBACK_ONLY: z.stringbool().default(false),
+  PORTHOLE_SANDBOX_LEASE_MS: z.coerce.number().int().min(1000).default(5 * 60_000),
   PORTHOLE_SANDBOX_MEMORY_MIB: z.coerce.number().int().min(64).max(1024 * 1024).default(1024),
   PORTHOLE_SANDBOX_PIDS: z.coerce.number().int().min(16).max(4_194_304).default(512),
   PORTHOLE_SANDBOX_CPU_WEIGHT: z.coerce.number().int().min(1).max(10_000).default(100),
@@ -46,6 +68,18 @@ const envSchema = z.object({
   PORTHOLE_DEMO_PORT: port.default(0),
   PORTHOLE_DEMO_EMAIL: z.email().default(defaultDemoAccount.email),
   PORTHOLE_DEMO_PASSWORD: z.string().min(1).default(defaultDemoAccount.password),
+  // Sandbox egress (src/server/egress): an allow list (empty: the public internet) and an optional upstream proxy.
+  PORTHOLE_EGRESS_ALLOW: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((entry) => entry.trim()).filter(Boolean))
+    .superRefine((entries, ctx) => {
+      for (const entry of entries) {
+        const problem = allowEntryProblem(entry);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      }
+    }),
+  PORTHOLE_EGRESS_UPSTREAM: z.url({ protocol: /^http$/, error: 'must be an http:// proxy URL' }).optional(),
 });
 
 export const welcomePage =
@@ -58,6 +92,8 @@ export interface Config {
   /** Base URL people reach porthole at; viewer URLs are built on it. Empty origin until listening when port is 0. */
   readonly publicUrl: string | null;
   readonly allowedOrigins: readonly string[];
+  /** The separate listener serving /metrics without a key; null: off (/metrics is then only on the API port, with a key). */
+  readonly metricsListener: { readonly host: string; readonly port: number } | null;
   readonly dataDir: string;
   readonly apiKey: Secret | null;
   /** The master key sealing stored credentials (base64 of 32 bytes); null: a keyring file in dataDir, created on first run. */
@@ -65,11 +101,13 @@ export interface Config {
   readonly driver: 'local';
   readonly databaseUrl: Secret | null;
   readonly logLevel: string;
-  readonly sandboxUid: number;
-  readonly sandboxGid: number;
+  /** Host uids for sandboxes (one each; gid = uid), when porthole runs as root. */
+  readonly sandboxUids: { readonly first: number; readonly last: number };
   readonly sandboxStartUrl: string;
   /** The sandbox's Chromium resolves no host name but loopback (air-gapped hosts, tests). */
   readonly sandboxLoopbackOnly: boolean;
+  /** A sandbox whose server has not been heard from for this long ends itself (Ctrl+C and never started again leaves nothing running). */
+  readonly sandboxLeaseMs: number;
   /**
    * Per-sandbox limits, enforced with cgroups where the host allows (porthole doctor says). The tmpfs
    * home (homeMiB) is memory too: its pages count against memoryMiB.
@@ -87,6 +125,8 @@ export interface Config {
   readonly bodyLimitBytes: number;
   /** porthole's own OpenID Connect provider for the `demo` provider, on 127.0.0.1 only. */
   readonly demoProvider: { readonly isEnabled: boolean; readonly port: number; readonly email: string; readonly password: Secret };
+  /** Where sandboxes may connect through porthole's egress proxy: `allow` empty means the public internet; `upstream` an http:// proxy to go through. */
+  readonly egress: { readonly allow: readonly string[]; readonly upstream: string | null };
 }
 
 export class ConfigError extends Error {
@@ -140,16 +180,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     port: e.PORTHOLE_PORT,
     publicUrl,
     allowedOrigins: Object.freeze(publicUrl ? [new URL(publicUrl).origin, ...allowedOrigins] : allowedOrigins),
+    metricsListener: e.PORTHOLE_METRICS_PORT === undefined ? null : Object.freeze({ host: e.PORTHOLE_METRICS_HOST, port: e.PORTHOLE_METRICS_PORT }),
     dataDir: resolve(e.PORTHOLE_DATA_DIR),
     apiKey: e.PORTHOLE_API_KEY ? new Secret(e.PORTHOLE_API_KEY) : null,
     masterKey: e.PORTHOLE_MASTER_KEY ? new Secret(e.PORTHOLE_MASTER_KEY) : null,
     driver: e.PORTHOLE_DRIVER,
     databaseUrl: e.DATABASE_URL ? new Secret(e.DATABASE_URL) : null,
     logLevel: e.PORTHOLE_LOG_LEVEL,
-    sandboxUid: e.PORTHOLE_SANDBOX_UID,
-    sandboxGid: e.PORTHOLE_SANDBOX_GID,
+    sandboxUids: Object.freeze({ first: e.PORTHOLE_SANDBOX_UIDS[0], last: e.PORTHOLE_SANDBOX_UIDS[1] }),
     sandboxStartUrl: e.PORTHOLE_SANDBOX_START_URL ?? welcomePage,
     sandboxLoopbackOnly: e.PORTHOLE_SANDBOX_LOOPBACK_ONLY,
+    sandboxLeaseMs: e.PORTHOLE_SANDBOX_LEASE_MS,
     sandboxLimits: Object.freeze({
       memoryMiB: e.PORTHOLE_SANDBOX_MEMORY_MIB,
       pids: e.PORTHOLE_SANDBOX_PIDS,
@@ -167,6 +208,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxSessions: e.PORTHOLE_MAX_SESSIONS,
     bodyLimitBytes: e.PORTHOLE_BODY_LIMIT_BYTES,
     demoProvider: Object.freeze({ isEnabled: e.PORTHOLE_DEMO_PROVIDER, port: e.PORTHOLE_DEMO_PORT, email: e.PORTHOLE_DEMO_EMAIL, password: new Secret(e.PORTHOLE_DEMO_PASSWORD) }),
+    egress: Object.freeze({ allow: Object.freeze(e.PORTHOLE_EGRESS_ALLOW), upstream: e.PORTHOLE_EGRESS_UPSTREAM ?? null }),
   });
 }
 

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import { createLocalDriver } from '../drivers/local/local-driver.js';
@@ -18,9 +19,14 @@ import { buildApp } from './http/app.js';
 import { hashApiKey } from './http/auth.js';
 import { createLogger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import { startMetricsListener } from './metrics-listener.js';
+import { prepareDataDir } from './data-dir.js';
+import { TrustedOrigins } from './http/origin.js';
 import { Relay } from './relay/relay.js';
 import { Secret } from './secret.js';
+import { createEgressProxy } from './egress/egress-proxy.js';
 import { createSessionDiagnosis } from './sessions/diagnosis.js';
+import { createSandboxHost } from './sessions/sandbox-host.js';
 import { SessionManager } from './sessions/session-manager.js';
 import { ViewerRegistry } from './sessions/viewer-registry.js';
 import { createTicketSigner } from './tickets.js';
@@ -41,6 +47,8 @@ export interface RunningServer {
   readonly sessions: SessionManager;
   readonly relay: Relay;
   readonly metrics: Metrics;
+  /** The keyless /metrics of the separate listener (PORTHOLE_METRICS_PORT); null when off. */
+  readonly metricsUrl: string | null;
   readonly tickets: ReturnType<typeof createTicketSigner>;
   /** Captured credentials, sealed at rest (AES-256-GCM). */
   readonly vault: Vault;
@@ -83,10 +91,17 @@ export interface StartOptions {
   wrapDriver?: (driver: Driver) => Driver;
 }
 
+/** The demo issuer's host:port, the one loopback destination the egress policy lets a sandbox reach. */
+function loopbackExceptionOf(issuer: string): { host: string; port: number } {
+  const url = new URL(issuer);
+  return { host: url.hostname, port: Number(url.port || (url.protocol === 'https:' ? 443 : 80)) };
+}
+
 export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(config.logLevel);
-  // 0711: the sandbox uid must traverse it to reach its own sandbox directory; secrets inside keep 0600/0700.
-  await mkdir(config.dataDir, { recursive: true, mode: 0o711 });
+  // Nothing this process creates is for other users unless it says so with a chmod (PGlite's files, the WAL): data-dir.ts.
+  process.umask(0o077);
+  await prepareDataDir(config.dataDir);
   const cleanup: Array<() => Promise<void>> = [];
   try {
     const store = config.databaseUrl
@@ -119,19 +134,36 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     }
 
     const metrics = createMetrics(() => store.countSessions());
-    const tickets = createTicketSigner(await loadOrCreateKey(join(config.dataDir, 'signing.key')), config.ticketTtlMs);
-    const localDriver = createLocalDriver({ dataDir: config.dataDir, sandboxUid: config.sandboxUid, sandboxGid: config.sandboxGid, agentBundle: options.agentBundle ?? agentBundle, clis, demoCli, logger: logger.child({ component: 'driver' }) });
+    const tickets = createTicketSigner(await loadOrCreateKey(join(config.dataDir, 'signing.key')), config.ticketTtlMs, { maxChainMs: config.maxLifetimeMs });
+    const localDriver = createLocalDriver({ dataDir: config.dataDir, sandboxUids: config.sandboxUids, homeMiB: config.sandboxLimits.homeMiB, limits: { memoryBytes: config.sandboxLimits.memoryMiB * 2 ** 20, pids: config.sandboxLimits.pids, cpuWeight: config.sandboxLimits.cpuWeight }, agentBundle: options.agentBundle ?? agentBundle, clis, demoCli, logger: logger.child({ component: 'driver' }) });
     const driver = options.wrapDriver ? options.wrapDriver(localDriver) : localDriver;
     cleanup.push(() => driver.close());
     const viewers = new ViewerRegistry();
-    /** Set once listening: how the agents reach this process. */
+    /** Set once listening: how the agents of sandboxes that share this host's network reach this process. */
     let agentServerUrl = '';
+    // Sandboxes with no network of their own get porthole's egress proxy (their only way out) and an
+    // agent channel (their only way in) on sockets of their own: src/server/sessions/sandbox-host.ts.
+    const egress = createEgressProxy({
+      policy: {
+        allow: config.egress.allow,
+        // The demo issuer is porthole's own loopback service: the one loopback destination a sandbox may reach.
+        loopbackExceptions: demoOidc ? [loopbackExceptionOf(demoOidc.issuer)] : [],
+      },
+      upstream: config.egress.upstream ? new URL(config.egress.upstream) : null,
+      logger: logger.child({ component: 'egress' }),
+    });
+    cleanup.push(() => egress.close());
+    let route: (req: IncomingMessage, res: ServerResponse) => void = (_req, res) => {
+      res.writeHead(503).end();
+    };
+    const sandboxHost = createSandboxHost({ egress, route: (req, res) => route(req, res), store, logger });
+    cleanup.push(() => sandboxHost.close());
     const sessions = new SessionManager({
       store,
       driver,
       viewers,
       logger,
-      desktop: { width: config.desktopWidth, height: config.desktopHeight, startUrl: config.sandboxStartUrl, loopbackOnly: config.sandboxLoopbackOnly },
+      desktop: { width: config.desktopWidth, height: config.desktopHeight, startUrl: config.sandboxStartUrl, loopbackOnly: config.sandboxLoopbackOnly, leaseMs: config.sandboxLeaseMs },
       metrics,
       bootTimeoutMs: config.bootTimeoutMs,
       idleTimeoutMs: config.idleTimeoutMs,
@@ -144,6 +176,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         demo: () => (demoOidc ? { issuer: demoOidc.issuer, clientId: demoOidc.clientId } : undefined),
       },
       vault,
+      sandboxHost,
     });
     cleanup.push(() => sessions.close());
     const reconciled = await sessions.reconcile();
@@ -151,7 +184,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     sessions.startReconciling();
 
     const loginToken = new Secret(randomBytes(18).toString('base64url'));
-    let baseUrl = config.publicUrl ?? '';
+    const origins = new TrustedOrigins(config.publicUrl, config.allowedOrigins);
     const { app, registered } = await buildApp({
       logger,
       store,
@@ -159,15 +192,15 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       apiKey: config.apiKey,
       tickets,
       ticketTtlMs: config.ticketTtlMs,
-      allowedOrigins: config.allowedOrigins,
+      origins,
       bodyLimitBytes: config.bodyLimitBytes,
       loginToken,
       metrics,
       vault,
       diagnose: createSessionDiagnosis({ store, driver, tickets, logger }),
-      baseUrl: (request) => config.publicUrl ?? `${request.protocol}://${request.headers.host ?? new URL(baseUrl).host}`,
     });
-    const relay = new Relay({ sessions, viewers, tickets, logger, allowedOrigins: config.allowedOrigins, pingIntervalMs: config.pingIntervalMs, metrics });
+    route = (req, res) => app.routing(req, res);
+    const relay = new Relay({ sessions, viewers, tickets, logger, allowedOrigins: origins, pingIntervalMs: config.pingIntervalMs, metrics });
     relay.attach(app.server);
     await app.listen({ host: config.host, port: config.port });
     // Viewers first get a close code that says why (they reconnect to the next server), then HTTP stops.
@@ -178,7 +211,13 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     const address = app.server.address() as AddressInfo;
     const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
     agentServerUrl = `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`;
-    baseUrl = config.publicUrl ?? `http://${host === '0.0.0.0' || host === '[::]' ? '127.0.0.1' : host}:${address.port}`;
+    origins.listening(address);
+    const baseUrl = origins.baseUrl;
+    const metricsListener = config.metricsListener ? await startMetricsListener(metrics, config.metricsListener) : null;
+    if (metricsListener) {
+      cleanup.push(() => metricsListener.close());
+      logger.info({ url: `${metricsListener.url}/metrics` }, 'metrics served without a key (PORTHOLE_METRICS_PORT)');
+    }
     logger.info({ url: baseUrl, version, driver: driver.name, store: config.databaseUrl ? 'postgres' : 'pglite', dataDir: config.dataDir }, 'porthole listening');
 
     let closing: Promise<void> | null = null;
@@ -193,6 +232,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       sessions,
       relay,
       metrics,
+      metricsUrl: metricsListener ? `${metricsListener.url}/metrics` : null,
       tickets,
       vault,
       routes: registered,

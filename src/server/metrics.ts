@@ -42,6 +42,6 @@ export function createMetrics(countSessions: () => Promise<Record<SessionState, 
     relayConnections: new Gauge({ name: 'porthole_relay_connections', help: 'Viewer connections open now.', registers: [registry] }),
     relayConnectionsTotal: new Counter({ name: 'porthole_relay_connections_total', help: 'Viewer connections piped to a sandbox since start.', registers: [registry] }),
     errors: new Counter({ name: 'porthole_errors_total', help: 'Errors reported, by registry code and surface (http, relay, session).', labelNames: ['code', 'surface'], registers: [registry] }),
-    reconcilerActions: new Counter({ name: 'porthole_reconciler_actions_total', help: 'What the reconciler did: ended, destroyed, adopted, idle_timeout, max_lifetime.', labelNames: ['action'], registers: [registry] }),
+    reconcilerActions: new Counter({ name: 'porthole_reconciler_actions_total', help: 'What the reconciler did: ended, destroyed, adopted, idle_timeout, max_lifetime, limit_reached.', labelNames: ['action'], registers: [registry] }),
   };
 }

@@ -4,63 +4,103 @@ import type { SessionId } from '../protocol/ids.js';
 
 // Viewer tickets: short-lived, HMAC-signed, bound to one session. They ride in a URL (the viewer
 // page, the WebSocket) because browsers cannot set headers on a WebSocket, so they must expire fast;
-// the viewer renews its ticket at half-life to reconnect for the session's whole life.
-// Format: <purpose>.<subject>.<expiresAtMs base36>.<nonce>.<hmac base64url>
+// the viewer renews its ticket at half-life to reconnect for the session's whole life. A renewal
+// keeps the time its chain began (the ticket an API key or the dashboard issued), so a ticket that
+// leaked cannot be renewed forever: the chain ends after maxChainMs.
+// Format: <purpose>.<subject>.<expiresAtMs base36>.<chainStartedAtMs base36>.<nonce>.<hmac base64url>
 
 /** vt: a viewer; vp: the server's own diagnosis probe (relay only, never counted as a viewer); dash: the dashboard. */
 type Purpose = 'vt' | 'vp' | 'dash';
 
+/** However long sessions may live, a chain of renewed viewer tickets ends after this. */
+export const maxTicketChainMs = 12 * 3600_000;
+
 export interface TicketSigner {
+  /** A ticket that starts a new chain: for an API key or the dashboard. */
   issue(sessionId: SessionId): { ticket: string; expiresAt: Date };
+  /**
+   * The next ticket of a chain that began at `chainStartedAt` (from `verify`); throws
+   * TICKET_RENEWAL_LIMIT once the chain is maxChainMs old. The last ticket still lives its TTL: a
+   * viewer learns the end from this refusal, not from a ticket that expired early.
+   */
+  renew(sessionId: SessionId, chainStartedAt: number): { ticket: string; expiresAt: Date };
   /** A ticket for the diagnosis's relay hop: opens the relay like a viewer's but is not counted as one. */
   issueProbe(sessionId: SessionId): { ticket: string; expiresAt: Date };
   /**
    * Throws TICKET_MISSING/TICKET_INVALID/TICKET_EXPIRED/TICKET_WRONG_SESSION. A probe ticket is
    * accepted only where `options.allowProbe` says so (the relay); the result says which it was.
    */
-  verify(ticket: string | null | undefined, sessionId: SessionId, options?: { allowProbe?: boolean }): { isProbe: boolean };
+  verify(ticket: string | null | undefined, sessionId: SessionId, options?: { allowProbe?: boolean }): { isProbe: boolean; chainStartedAt: number };
   /** A dashboard login cookie value, valid for `ttlMs`. */
   issueLogin(ttlMs: number): string;
+  /** Signed, unexpired and not revoked. */
   isValidLogin(value: string | undefined): boolean;
+  /**
+   * Refuses this login cookie value from now on (logout), until it expires or the server restarts:
+   * the list is in memory. Idempotent; an invalid value is ignored.
+   */
+  revokeLogin(value: string | undefined): void;
 }
 
-export function createTicketSigner(key: Buffer, ttlMs: number, now: () => number = Date.now): TicketSigner {
-  const mac = (text: string) => createHmac('sha256', key).update(text).digest('base64url');
+export interface TicketSignerOptions {
+  /** How long a chain of renewals may last; capped at maxTicketChainMs. */
+  maxChainMs?: number;
+  now?: () => number;
+}
 
-  function sign(purpose: Purpose, subject: string, lifetimeMs: number): { value: string; expiresAt: number } {
-    const expiresAt = now() + lifetimeMs;
-    const body = `${purpose}.${subject}.${expiresAt.toString(36)}.${randomBytes(9).toString('base64url')}`;
-    return { value: `${body}.${mac(body)}`, expiresAt };
+export function createTicketSigner(key: Buffer, ttlMs: number, options: TicketSignerOptions = {}): TicketSigner {
+  const now = options.now ?? Date.now;
+  const maxChainMs = Math.min(options.maxChainMs ?? maxTicketChainMs, maxTicketChainMs);
+  const mac = (text: string) => createHmac('sha256', key).update(text).digest('base64url');
+  /** Revoked login values → their expiry, so the list forgets them once they could not be used anyway. */
+  const revokedLogins = new Map<string, number>();
+
+  function sign(purpose: Purpose, subject: string, expiresAt: number, chainStartedAt: number): string {
+    const body = `${purpose}.${subject}.${expiresAt.toString(36)}.${chainStartedAt.toString(36)}.${randomBytes(9).toString('base64url')}`;
+    return `${body}.${mac(body)}`;
   }
 
   /** Returns the parts of a well-signed value of that purpose, or null. Expiry is checked by callers. */
-  function open(purpose: Purpose, value: string): { subject: string; expiresAt: number } | null {
+  function open(purpose: Purpose, value: string): { subject: string; expiresAt: number; chainStartedAt: number } | null {
     if (value.length > 256) return null;
     const parts = value.split('.');
-    if (parts.length !== 5 || parts[0] !== purpose) return null;
-    const body = parts.slice(0, 4).join('.');
+    if (parts.length !== 6 || parts[0] !== purpose) return null;
+    const body = parts.slice(0, 5).join('.');
     // Only the canonical spelling: Buffer.from(…, 'base64url') skips characters outside the
     // alphabet and ignores the unused low bits of the last one, so `ab*c` or a sibling last
     // character would otherwise verify too, and any list keyed on the ticket string (revocation,
     // replay) could be sidestepped. A strict decode is one that encodes back to the same text.
-    const spelled = parts[4] ?? '';
+    const spelled = parts[5] ?? '';
     const given = Buffer.from(spelled, 'base64url');
     if (given.toString('base64url') !== spelled) return null;
     const expected = Buffer.from(mac(body), 'base64url');
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
     const expiresAt = parseInt(parts[2] ?? '', 36);
-    if (!Number.isSafeInteger(expiresAt)) return null;
-    return { subject: parts[1] ?? '', expiresAt };
+    const chainStartedAt = parseInt(parts[3] ?? '', 36);
+    if (!Number.isSafeInteger(expiresAt) || !Number.isSafeInteger(chainStartedAt)) return null;
+    return { subject: parts[1] ?? '', expiresAt, chainStartedAt };
   }
+
+  const viewerTicket = (purpose: Purpose, sessionId: SessionId, expiresAt: number, chainStartedAt: number) => ({
+    ticket: sign(purpose, sessionId, expiresAt, chainStartedAt),
+    expiresAt: new Date(expiresAt),
+  });
 
   return {
     issue(sessionId) {
-      const { value, expiresAt } = sign('vt', sessionId, ttlMs);
-      return { ticket: value, expiresAt: new Date(expiresAt) };
+      const at = now();
+      return viewerTicket('vt', sessionId, at + ttlMs, at);
+    },
+    renew(sessionId, chainStartedAt) {
+      const at = now();
+      if (at - chainStartedAt >= maxChainMs) {
+        throw new AppError('TICKET_RENEWAL_LIMIT', { details: { chainStartedAt: new Date(chainStartedAt).toISOString(), maxChainMs } });
+      }
+      return viewerTicket('vt', sessionId, at + ttlMs, chainStartedAt);
     },
     issueProbe(sessionId) {
-      const { value, expiresAt } = sign('vp', sessionId, ttlMs);
-      return { ticket: value, expiresAt: new Date(expiresAt) };
+      const at = now();
+      return viewerTicket('vp', sessionId, at + ttlMs, at);
     },
     verify(ticket, sessionId, options = {}) {
       if (!ticket) throw new AppError('TICKET_MISSING');
@@ -69,15 +109,23 @@ export function createTicketSigner(key: Buffer, ttlMs: number, now: () => number
       if (!opened) throw new AppError('TICKET_INVALID');
       if (opened.expiresAt <= now()) throw new AppError('TICKET_EXPIRED');
       if (opened.subject !== sessionId) throw new AppError('TICKET_WRONG_SESSION');
-      return { isProbe: probe !== null };
+      return { isProbe: probe !== null, chainStartedAt: opened.chainStartedAt };
     },
     issueLogin(lifetimeMs) {
-      return sign('dash', 'admin', lifetimeMs).value;
+      const at = now();
+      return sign('dash', 'admin', at + lifetimeMs, at);
     },
     isValidLogin(value) {
       if (!value) return false;
       const opened = open('dash', value);
-      return opened !== null && opened.expiresAt > now();
+      return opened !== null && opened.expiresAt > now() && !revokedLogins.has(value);
+    },
+    revokeLogin(value) {
+      const opened = value ? open('dash', value) : null;
+      if (!value || !opened) return;
+      const at = now();
+      for (const [revoked, expiresAt] of revokedLogins) if (expiresAt <= at) revokedLogins.delete(revoked);
+      if (opened.expiresAt > at) revokedLogins.set(value, opened.expiresAt);
     },
   };
 }

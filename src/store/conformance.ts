@@ -40,6 +40,7 @@ function sealedFor(sessionId: SessionId, keyId = 'k_test', fill = 7): NewCredent
     tag: Buffer.alloc(16, fill + 1),
     account: 'alice@example.com',
     expiresAt: '2030-01-02T03:04:05.000Z',
+    verification: 'verified',
   };
 }
 
@@ -284,6 +285,26 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       await expectAppError(store.appendEvent(newSessionId(), { type: 'viewer.connected' }), 'SESSION_NOT_FOUND');
     });
 
+    it('pages events with a limit, each exactly once, and counts them by type', async () => {
+      const id = (await create()).id as SessionId;
+      for (let i = 0; i < 7; i++) await store.appendEvent(id, { type: i % 2 ? 'login.waiting' : 'step.started', details: { i } });
+      const all = await store.listEvents(id);
+      assert.equal(all.length, 8);
+      const paged = [];
+      for (let after = 0; ; ) {
+        const page = await store.listEvents(id, { afterSeq: after, limit: 3 });
+        assert.ok(page.length <= 3);
+        if (page.length === 0) break;
+        paged.push(...page);
+        after = page.at(-1)!.seq;
+      }
+      assert.deepEqual(paged, all);
+      assert.equal(await store.countEvents(id, ['login.waiting']), 3);
+      assert.equal(await store.countEvents(id, ['login.waiting', 'step.started', 'session.created']), 8);
+      assert.equal(await store.countEvents(id, []), 0);
+      assert.equal(await store.countEvents(newSessionId(), ['session.created']), 0);
+    });
+
     it('sets the sandbox id of a live session', async () => {
       const session = await create();
       const updated = await store.setSandbox(session.id as SessionId, 'sbx_00000000000000000001');
@@ -329,6 +350,19 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       assert.equal(await store.getCredential(newSessionId()), null);
     });
 
+    it('keeps how far a credential was verified, and only the known words', async () => {
+      const offline = (await create()).id as SessionId;
+      await store.putCredential({ ...sealedFor(offline), verification: 'offline-checks-only' });
+      assert.equal((await store.getCredential(offline))?.verification, 'offline-checks-only');
+      assert.equal((await store.getSession(offline))?.credential?.verification, 'offline-checks-only');
+      const checked = (await create()).id as SessionId;
+      await store.putCredential(sealedFor(checked));
+      assert.equal((await store.getCredential(checked))?.verification, 'verified');
+      const bogus = (await create()).id as SessionId;
+      await assert.rejects(store.putCredential({ ...sealedFor(bogus), verification: 'trust-me' as never }), 'the column takes only the persisted words');
+      assert.equal(await store.getCredential(bogus), null);
+    });
+
     it('lets exactly one of 10 concurrent puts for a session store its credential', async () => {
       const id = (await create()).id as SessionId;
       const results = await Promise.all(Array.from({ length: 10 }, (_, i) => store.putCredential(sealedFor(id, `k_${i}`, i))));
@@ -346,7 +380,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       const read = await store.getSession(id);
       assert.ok(read?.credential);
       sessionSchema.parse(read);
-      assert.deepEqual({ ...read.credential, capturedAt: '' }, { provider: 'demo', account: null, capturedAt: '', expiresAt: null });
+      assert.deepEqual({ ...read.credential, capturedAt: '' }, { provider: 'demo', account: null, capturedAt: '', expiresAt: null, verification: 'verified' });
       assert.equal(read.credential.capturedAt, (await store.getCredential(id))?.capturedAt);
       assert.deepEqual(Object.keys(read).filter((k) => /token|hash|nonce|cipher|tag/i.test(k)), []);
 
@@ -363,7 +397,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       await store.putCredential(sealedFor(id, 'k_listed'));
       const listed = (await store.listCredentials()).find((c) => c.sessionId === id);
       assert.ok(listed);
-      assert.deepEqual(Object.keys(listed).sort(), ['account', 'capturedAt', 'expiresAt', 'keyId', 'provider', 'sessionId']);
+      assert.deepEqual(Object.keys(listed).sort(), ['account', 'capturedAt', 'expiresAt', 'keyId', 'provider', 'sessionId', 'verification']);
       assert.equal(listed.keyId, 'k_listed');
       assert.equal(listed.expiresAt, '2030-01-02T03:04:05.000Z');
     });

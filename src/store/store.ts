@@ -1,3 +1,4 @@
+import type { CredentialVerification } from '../protocol/credentials.js';
 import type { EndReason, EventType, Session, SessionEvent, SessionState } from '../protocol/session.js';
 import type { SessionId } from '../protocol/ids.js';
 
@@ -46,6 +47,8 @@ export interface NewCredential extends SealedCredential {
   account: string | null;
   /** ISO time. */
   expiresAt: string | null;
+  /** Whether the provider confirmed it, or only offline checks passed. */
+  verification: CredentialVerification;
 }
 
 export interface StoredCredential extends NewCredential {
@@ -81,8 +84,10 @@ export interface Store {
   setSandbox(id: SessionId, sandboxId: string): Promise<Session>;
   /** Appends a non-transition event (a start-up step, a viewer connect). Returns it with its seq. */
   appendEvent(id: SessionId, event: NewEvent): Promise<SessionEvent>;
-  /** Events in order; `afterSeq` returns only later ones. [] for an unknown id. */
-  listEvents(id: SessionId, options?: { afterSeq?: number }): Promise<SessionEvent[]>;
+  /** Events in order; `afterSeq` returns only later ones, `limit` at most that many (default: all). [] for an unknown id. */
+  listEvents(id: SessionId, options?: { afterSeq?: number; limit?: number }): Promise<SessionEvent[]>;
+  /** How many of the session's events have one of `types`; 0 for an unknown id. */
+  countEvents(id: SessionId, types: readonly EventType[]): Promise<number>;
   /** Stores only the SHA-256 hash of the key. */
   addApiKey(input: { id: string; name: string; keyHash: string }): Promise<void>;
   /** The key's record when a key with that hash exists. */

@@ -4,11 +4,12 @@
 // login cookie that `porthole start`'s link sets. It redraws rows in place every couple of seconds,
 // so an open timeline, a diagnosis or a focused button survives the refresh.
 
-import type { ProviderName, Session, SessionEvent, TicketResponse } from '../protocol/session.js';
+import { readEventPages } from '../protocol/event-pages.js';
+import type { ProviderName, Session, SessionEvent, SessionEventsPage, TicketResponse } from '../protocol/session.js';
 import { ApiError, describeApiError, requestJson } from './lib/api-client.js';
 import { h, mustFind } from './lib/element.js';
 import { isTerminal, providerLabels, providerNames, startStepLabels } from '../protocol/session-states.js';
-import { endReasonLabels, failedSentence, providerLabel, sessionCredential } from './lib/sentences.js';
+import { endReasonLabels, failedSentence, providerLabel, sessionCredential, unverifiedNote } from './lib/sentences.js';
 import { diagnosisSummary, hopList, type SessionDiagnosis } from './lib/diagnosis-report.js';
 import { formatAgo, formatClock, formatClockMs, formatDurationMs, formatUntil } from './lib/time-format.js';
 
@@ -25,6 +26,7 @@ const ui = {
   newForm: mustFind<HTMLFormElement>('#new-session-form'),
   newProvider: mustFind<HTMLSelectElement>('#new-provider'),
   newSession: mustFind<HTMLButtonElement>('#new-session'),
+  logout: mustFind<HTMLButtonElement>('#logout'),
   notice: mustFind('#notice'),
   noticeText: mustFind('#notice-text'),
   noticeDismiss: mustFind<HTMLButtonElement>('#notice-dismiss'),
@@ -143,6 +145,7 @@ function credentialCell(session: Session): Node {
     'span',
     { class: 'credential', title: captured },
     h('span', { class: 'credential-account' }, credential.account ?? `${providerLabel(credential.provider)} account`),
+    credential.isVerified ? null : h('span', { class: 'muted unverified', title: unverifiedNote(credential.provider) }, 'unconfirmed'),
     expiry,
   );
 }
@@ -211,7 +214,7 @@ function updateRow(view: SessionRow, session: Session): void {
   set(view.cells.provider, String(session.provider), () => providerCell(session.provider));
   const credential = sessionCredential(session);
   // Keyed on the relative expiry too, which changes as time passes.
-  const credentialKey = credential ? `${credential.account}|${credential.expiresAt}|${credential.expiresAt ? formatUntil(credential.expiresAt) : ''}` : '-';
+  const credentialKey = credential ? `${credential.account}|${credential.isVerified}|${credential.expiresAt}|${credential.expiresAt ? formatUntil(credential.expiresAt) : ''}` : '-';
   set(view.cells.credential, credentialKey, () => credentialCell(session));
   set(view.cells.user, String(session.userId), () =>
     session.userId === null ? h('span', { class: 'muted' }, '—') : document.createTextNode(session.userId),
@@ -319,9 +322,8 @@ async function loadTimeline(view: SessionRow): Promise<void> {
   if (!timeline || timeline.isLoading) return;
   timeline.isLoading = true;
   try {
-    const { events } = await requestJson<{ events: SessionEvent[] }>(
-      `${sessionPath(view.session.id)}/events?after=${timeline.after}`,
-      { auth: 'cookie' },
+    const events = await readEventPages(timeline.after, (next) =>
+      requestJson<SessionEventsPage>(`${sessionPath(view.session.id)}/events?after=${next}`, { auth: 'cookie' }),
     );
     const fresh = events.filter((event) => event.seq > timeline.after);
     if (timeline.after === 0) timeline.body.replaceChildren();
@@ -461,6 +463,21 @@ async function onNewSession(event: SubmitEvent): Promise<void> {
   }
 }
 
+// ---- log out ----
+
+/** Ends this browser's login (the server clears the cookie and refuses it from now on), then shows the page as a stranger sees it. */
+async function onLogout(): Promise<void> {
+  ui.logout.disabled = true;
+  try {
+    await requestJson('/logout', { method: 'POST', auth: 'cookie' });
+    isLeaving = true;
+    location.assign('/');
+  } catch (error) {
+    showNotice(sentenceFor(error, 'Could not log out'), 'action');
+    ui.logout.disabled = false;
+  }
+}
+
 // ---- refresh loop ----
 
 async function refresh(): Promise<void> {
@@ -502,6 +519,7 @@ function start(): void {
   );
   ui.newProvider.value = providerNames[0];
   ui.newForm.addEventListener('submit', (event) => void onNewSession(event));
+  ui.logout.addEventListener('click', () => void onLogout());
   ui.noticeDismiss.addEventListener('click', () => {
     noticeSource = null;
     ui.notice.hidden = true;

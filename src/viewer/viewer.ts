@@ -7,7 +7,8 @@
 // different number and does nothing, so two loops can never fight over the page.
 
 import type RFB from '@novnc/novnc';
-import type { Session, SessionEvent } from '../protocol/session.js';
+import { readEventPages } from '../protocol/event-pages.js';
+import type { Session, SessionEvent, SessionEventsPage } from '../protocol/session.js';
 import { ApiError, describeApiError, requestJson } from './lib/api-client.js';
 import { mustFind } from './lib/element.js';
 import { reconnectDelayMs } from './lib/reconnect-backoff.js';
@@ -208,11 +209,9 @@ function getSession(): Promise<Session> {
   return requestJson<Session>(sessionPath, { auth: { ticket: renewer.current } });
 }
 
-async function getEvents(after: number): Promise<SessionEvent[]> {
-  const body = await requestJson<{ events: SessionEvent[] }>(`${sessionPath}/events?after=${after}`, {
-    auth: { ticket: renewer.current },
-  });
-  return body.events;
+/** Every event after `after`, page by page (the server answers at most a page at a time). */
+function getEvents(after: number): Promise<SessionEvent[]> {
+  return readEventPages(after, (next) => requestJson<SessionEventsPage>(`${sessionPath}/events?after=${next}`, { auth: { ticket: renewer.current } }));
 }
 
 /**

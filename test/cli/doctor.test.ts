@@ -12,7 +12,7 @@ import { sessionDiagnosisSchema } from '../../src/protocol/diagnosis.js';
 import type { SandboxId } from '../../src/protocol/ids.js';
 import type { Session } from '../../src/protocol/session.js';
 import { version } from '../../src/protocol/version.js';
-import { startTestServer, testApiKey, testSandboxUid, type TestServer } from '../support/server.js';
+import { startTestServer, testApiKey, testSandboxUids, type TestServer } from '../support/server.js';
 
 // `porthole sessions diagnose` and `porthole doctor` as a person runs them: the built CLI in a
 // child process, against a real server with a real sandbox, on this very host.
@@ -39,8 +39,7 @@ function porthole(args: string[], env: Record<string, string> = {}) {
 /** The test server's own configuration, as `porthole start` would have read it. */
 const serverEnv = () => ({
   PORTHOLE_DATA_DIR: t.dataDir,
-  PORTHOLE_SANDBOX_UID: testSandboxUid,
-  PORTHOLE_SANDBOX_GID: testSandboxUid,
+  PORTHOLE_SANDBOX_UIDS: testSandboxUids,
   PORTHOLE_HOST: '127.0.0.1',
   PORTHOLE_PORT: new URL(t.server.url).port,
 });
@@ -59,7 +58,6 @@ const checkNames = [
   'user namespaces',
   '/dev/kvm',
   'data directory',
-  'data dir for the sandbox',
   'socket paths',
   'signing key',
   'store',

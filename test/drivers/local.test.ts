@@ -23,8 +23,8 @@ import type { SandboxId } from '../../src/protocol/ids.js';
 const dist = fileURLToPath(new URL('../../', import.meta.url));
 const builtAgent = join(dist, 'agent/porthole-agent.mjs');
 const isRoot = process.getuid?.() === 0;
-const sandboxUid = isRoot ? 61000 : process.getuid!();
-const sandboxGid = isRoot ? 61000 : process.getgid!();
+/** The driver's tests take their uids from the end of the test range (test servers take theirs from its start). */
+const sandboxUids = { first: 61190, last: 61199 };
 
 async function assertPrerequisites(): Promise<void> {
   const path = (process.env.PATH ?? '').split(delimiter);
@@ -54,13 +54,11 @@ interface LocalFixture extends ConformanceFixture {
 async function localFixture(): Promise<LocalFixture> {
   await assertPrerequisites();
   const dataDir = await mkdtemp(join(tmpdir(), 'porthole-test-'));
-  // bwrap runs as the sandbox uid and must get through this directory to its bind sources.
-  await chmod(dataDir, 0o711);
   // A copy, so that a concurrent rebuild of dist/ cannot swap the agent under a running test.
   const agentBundle = join(dataDir, 'porthole-agent.mjs');
   await copyFile(builtAgent, agentBundle);
   await chmod(agentBundle, 0o644);
-  const driver = createLocalDriver({ dataDir, sandboxUid, sandboxGid, agentBundle });
+  const driver = createLocalDriver({ dataDir, sandboxUids, agentBundle });
   return {
     driver,
     dataDir,
@@ -163,26 +161,29 @@ describe('local driver', { timeout: 300_000 }, () => {
     assert.deepEqual(problems, []);
   });
 
-  it('isolates a sandbox: unprivileged uid, Chromium sandboxed, no TCP listener, no abstract X socket, own /etc/passwd', async () => {
+  it('isolates a sandbox: its own uid and network namespace, Chromium sandboxed, no TCP listener on the host, no abstract X socket, own /etc/passwd', async () => {
     const { driver, dataDir } = fixture!;
     const port = (pageServer!.address() as AddressInfo).port;
     const spec = conformanceSpec({ startUrl: `http://127.0.0.1:${port}/start` });
     created.add(spec.id);
     const handle = await driver.create(spec);
     await waitUntilHealthy(handle.agent);
-    // The sandbox shares the host's network for now: its Chromium reaches the host's loopback.
-    await until('Chromium in the sandbox to load the start page from the host', async () => pageHits.includes('/start'));
-
     const record = await recordOf(dataDir, spec.id);
     const renderer = await until('a Chromium renderer', async () => {
       for (const pid of await sandboxProcesses(spec.id, record.init.pidNamespace)) if ((await cmdline(pid)).includes('--type=renderer')) return pid;
       return null;
     });
+    // Its own network namespace: the host's loopback (where the start page is served) is not
+    // there, and with no egress proxy serving this sandbox (no server here) nothing goes out.
+    assert.notEqual(await readlink(`/proc/${record.agent!.pid}/ns/net`), await readlink('/proc/self/ns/net'), 'network namespace of its own');
+    assert.deepEqual(pageHits, [], 'the sandbox reached a page on the host’s loopback');
     const pids = await sandboxProcesses(spec.id, record.init.pidNamespace);
     const commands = await Promise.all(pids.map(cmdline));
     assert.ok(commands.some((argv) => argv[0]?.endsWith('Xvnc')), 'Xvnc runs in the sandbox');
 
-    // Every process of the sandbox runs as the unprivileged uid on the host (real, effective, saved, fs).
+    // Every process of the sandbox runs as the sandbox's own unprivileged uid on the host (real, effective, saved, fs).
+    const sandboxUid = isRoot ? record.uid : process.getuid!();
+    if (isRoot) assert.ok(record.uid >= sandboxUids.first && record.uid <= sandboxUids.last, `uid ${record.uid} from the range`);
     for (const pid of pids) {
       const uids = await statusField(pid, 'Uid');
       if (uids === null) continue; // exited meanwhile
@@ -204,7 +205,7 @@ describe('local driver', { timeout: 300_000 }, () => {
     assert.deepEqual([...sandboxSockets].filter((inode) => listening.has(inode)), [], 'TCP listeners owned by the sandbox');
 
     // The display is not reachable from the host: no abstract @/tmp/.X11-unix socket (abstract
-    // sockets live in the network namespace, shared with the host).
+    // sockets live in the network namespace; Xvnc runs with -nolisten local all the same).
     const abstract = await abstractUnixSockets();
     const xAbstract = [...sandboxSockets].map((inode) => abstract.get(inode)).filter((path) => path?.includes('.X11-unix'));
     assert.deepEqual(xAbstract, [], 'abstract X11 sockets of the sandbox');
@@ -274,7 +275,7 @@ describe('local driver', { timeout: 300_000 }, () => {
     // Another node process creates the sandbox and exits, as a server that restarts would.
     const script = `
       import { createLocalDriver } from ${JSON.stringify(join(dist, 'src/drivers/local/local-driver.js'))};
-      const driver = createLocalDriver(${JSON.stringify({ dataDir, sandboxUid, sandboxGid, agentBundle: join(dataDir, 'porthole-agent.mjs') })});
+      const driver = createLocalDriver(${JSON.stringify({ dataDir, sandboxUids, agentBundle: join(dataDir, 'porthole-agent.mjs') })});
       await driver.create(${JSON.stringify(spec)});
       await driver.close();`;
     await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script], { timeout: 30_000 });

@@ -54,3 +54,20 @@ test('docs/config.md documents every variable', async () => {
   const doc = await readFile(new URL('../../../docs/config.md', import.meta.url), 'utf8');
   for (const name of configVariables) assert.match(doc, new RegExp(`\`${name}\``), `${name} is not in docs/config.md`);
 });
+
+test('PORTHOLE_EGRESS_ALLOW is a checked comma list; PORTHOLE_EGRESS_UPSTREAM an http:// URL', () => {
+  assert.deepEqual(loadConfig({}).egress, { allow: [], upstream: null });
+  const config = loadConfig({ PORTHOLE_EGRESS_ALLOW: ' login.example.com, *.example.org,10.20.0.0/16 ,,203.0.113.7', PORTHOLE_EGRESS_UPSTREAM: 'http://proxy.internal:3128' });
+  assert.deepEqual(config.egress, { allow: ['login.example.com', '*.example.org', '10.20.0.0/16', '203.0.113.7'], upstream: 'http://proxy.internal:3128' });
+  assert.ok(Object.isFrozen(config.egress.allow));
+  try {
+    loadConfig({ PORTHOLE_EGRESS_ALLOW: 'ok.example,bad entry,10.0.0.0/33', PORTHOLE_EGRESS_UPSTREAM: 'https://proxy.internal' });
+    assert.fail('should throw');
+  } catch (error) {
+    assert.ok(error instanceof ConfigError);
+    const text = error.problems.join('\n');
+    assert.match(text, /PORTHOLE_EGRESS_ALLOW: bad entry: /);
+    assert.match(text, /PORTHOLE_EGRESS_ALLOW: 10\.0\.0\.0\/33: /);
+    assert.match(text, /PORTHOLE_EGRESS_UPSTREAM: must be an http:\/\/ proxy URL/);
+  }
+});

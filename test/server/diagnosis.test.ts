@@ -152,8 +152,8 @@ describe('hop by hop, breaking one sandbox further at each step', () => {
 
   test('banner-only probes (like every readiness check) do not lock viewers out of the VNC server', async () => {
     // TigerVNC's blacklist would refuse every client after 5 of these; the agent starts Xvnc with -UseBlacklist=0.
-    const record = await readRecord(join(sandboxesDir(t.dataDir), session.sandboxId!));
-    for (let i = 0; i < 8; i++) await readRfbBanner({ kind: 'unix', path: record!.vncSocket });
+    const sandbox = await t.server.driver.inspect(session.sandboxId! as SandboxId);
+    for (let i = 0; i < 8; i++) await readRfbBanner(sandbox!.vnc);
     assertAllOk(await diagnose(session.id));
   });
 

@@ -6,7 +6,7 @@ import { closeCodeOf } from '../../src/protocol/errors.js';
 import { newSessionId, type SessionId } from '../../src/protocol/ids.js';
 import type { Session } from '../../src/protocol/session.js';
 import { createTicketSigner } from '../../src/server/tickets.js';
-import { startTestServer, type TestServer } from '../support/server.js';
+import { startTestServer, testApiKey, type TestServer } from '../support/server.js';
 import { createReader, framebufferUpdateRequest, nextClose, openViewerSocket, rfbHandshake, setEncodingsRaw } from '../support/ws.js';
 
 const pingMs = 2_000;
@@ -142,7 +142,7 @@ describe('after the upgrade', () => {
 });
 
 test('/metrics reports sessions by state, start-up steps, relay traffic and errors by code', async () => {
-  const response = await fetch(`${t.server.url}/metrics`);
+  const response = await fetch(`${t.server.url}/metrics`, { headers: { authorization: `Bearer ${testApiKey}` } });
   assert.equal(response.status, 200);
   const text = await response.text();
   const value = (pattern: RegExp) => Number(pattern.exec(text)?.[1] ?? NaN);

@@ -10,9 +10,9 @@ export interface RawResponse {
   /** Lower-cased names; repeated headers joined with ", ". */
   headers: Record<string, string>;
   body: Buffer;
-  /** The socket, still open, when the answer was 101 Switching Protocols. */
+  /** The socket, still open, when the answer was 101 Switching Protocols or a 2xx to CONNECT. */
   socket: Socket | null;
-  /** Bytes that came after a 101's headers (the first WebSocket frames). */
+  /** Bytes that came after the headers of a 101 (the first WebSocket frames) or of a CONNECT's 2xx (the tunnel's). */
   rest: Buffer;
 }
 
@@ -48,16 +48,17 @@ function dechunk(data: Buffer): Buffer | null {
 }
 
 /**
- * Sends `request` (bytes as given) to 127.0.0.1:port and reads one response: to its
- * Content-Length, its last chunk, or the connection's end. A 101 leaves the socket open for
- * frames. Rejects when no complete response arrives within `timeoutMs` or the connection ends
- * without one.
+ * Sends `request` (bytes as given) to 127.0.0.1:port, or to the unix socket at a path, and reads
+ * one response: to its Content-Length, its last chunk, or the connection's end. A 101, or a 2xx
+ * to CONNECT, leaves the socket open for what follows. Rejects when no complete response arrives
+ * within `timeoutMs` or the connection ends without one.
  */
-export function rawRequest(port: number, requestBytes: string | Buffer, options: { timeoutMs?: number } = {}): Promise<RawResponse> {
+export function rawRequest(to: number | string, requestBytes: string | Buffer, options: { timeoutMs?: number } = {}): Promise<RawResponse> {
   const request = Buffer.isBuffer(requestBytes) ? requestBytes : Buffer.from(requestBytes, 'latin1');
   return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
+    const socket = typeof to === 'string' ? connect(to) : connect(to, '127.0.0.1');
     const isHead = request.subarray(0, 5).toString('latin1') === 'HEAD ';
+    const isConnect = request.subarray(0, 8).toString('latin1') === 'CONNECT ';
     let data = Buffer.alloc(0);
     let isDone = false;
     const timer = setTimeout(() => finish(new Error(`no complete response within ${options.timeoutMs ?? 5_000} ms; got ${JSON.stringify(data.toString('latin1').slice(0, 200))}`)), options.timeoutMs ?? 5_000);
@@ -87,7 +88,7 @@ export function rawRequest(port: number, requestBytes: string | Buffer, options:
         return finish(error as Error);
       }
       const after = data.subarray(headEnd + 4);
-      if (head.status === 101) return finish(null, { ...head, body: Buffer.alloc(0), socket, rest: after });
+      if (head.status === 101 || (isConnect && head.status >= 200 && head.status < 300)) return finish(null, { ...head, body: Buffer.alloc(0), socket, rest: after });
       // A response to HEAD announces a body it does not send.
       if (isHead) return finish(null, { ...head, body: Buffer.alloc(0), socket: null, rest: Buffer.alloc(0) });
       const length = head.headers['content-length'];

@@ -11,7 +11,8 @@ import { startServer, type RunningServer, type StartOptions } from '../../src/se
 
 export const testApiKey = 'test-api-key-0123456789abcdef';
 /** Test sandboxes run as their own uid, so the after-test leak check (scripts/test.mjs) can find strays. */
-export const testSandboxUid = process.env.PORTHOLE_TEST_SANDBOX_UID ?? '61100';
+/** The test servers' sandbox uids (scripts/test.mjs's leak check looks for processes of this range). */
+export const testSandboxUids = process.env.PORTHOLE_TEST_SANDBOX_UIDS ?? '61100-61199';
 
 export function testOutputDir(name: string): string {
   return join(process.env.PORTHOLE_TEST_OUTPUT ?? join(tmpdir(), 'porthole-test-output'), name);
@@ -48,8 +49,7 @@ export function testConfig(dataDir: string, env: Record<string, string> = {}): C
     PORTHOLE_PORT: '0',
     PORTHOLE_DATA_DIR: dataDir,
     PORTHOLE_API_KEY: testApiKey,
-    PORTHOLE_SANDBOX_UID: testSandboxUid,
-    PORTHOLE_SANDBOX_GID: testSandboxUid,
+    PORTHOLE_SANDBOX_UIDS: testSandboxUids,
     PORTHOLE_LOG_LEVEL: 'debug',
     // Tests send no traffic beyond loopback: a CLI's sign-in URL on the internet is not fetched.
     PORTHOLE_SANDBOX_LOOPBACK_ONLY: 'true',

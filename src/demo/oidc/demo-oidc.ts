@@ -112,6 +112,9 @@ export async function startDemoOidc(options: DemoOidcOptions): Promise<DemoOidc>
       // Not for use beyond development: porthole serves its own sign-in and consent pages below.
       devInteractions: { enabled: false },
       userinfo: { enabled: true },
+      // The server checks a delivered refresh token here (src/providers/demo-verify.ts) rather than
+      // by using it, which would rotate it. A public client may introspect only its own tokens.
+      introspection: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
     },
     // The CLI does not run in a browser: no cross-origin callers.
     clientBasedCORS: () => false,

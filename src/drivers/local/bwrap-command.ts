@@ -9,6 +9,10 @@ export const inside = {
   agentConfig: '/run/porthole/agent.json',
   vncSocket: '/run/porthole/vnc.sock',
   agentSocket: '/run/porthole/agent.sock',
+  /** Where the server listens for this sandbox (egress proxy, agent channel): a read-only bind of a directory only porthole writes. */
+  host: '/run/porthole-host',
+  proxySocket: '/run/porthole-host/proxy.sock',
+  serverSocket: '/run/porthole-host/server.sock',
   /** The pinned provider CLIs (clis/ in the project, installed by scripts/setup.sh). */
   clis: '/opt/porthole/clis',
   /** The demo provider's CLI (bundled from src/demo/cli). */
@@ -19,7 +23,18 @@ export const inside = {
 const insideUid = 1000;
 
 /** The file descriptors the driver hands bwrap (0–2 are the log). */
-export const bwrapFds = { info: 3, passwd: 4, group: 5 } as const;
+export const bwrapFds = { info: 3, passwd: 4, group: 5, block: 6 } as const;
+
+/** What bwrap binds into the sandbox, as paths bwrap (running as the sandbox uid) can reach. */
+export interface BwrapSources {
+  /** The sandbox's run directory (sockets, agent config, logs): read-write. */
+  readonly run: string;
+  /** The directory the server listens in for this sandbox: read-only inside. */
+  readonly host: string;
+  readonly agentBundle: string;
+  readonly clis?: string | undefined;
+  readonly demoCli?: string | undefined;
+}
 
 /**
  * The part of the host's /etc that X, fontconfig, openbox, xterm and Chromium read. Not the rest:
@@ -66,15 +81,18 @@ export const sandboxPasswd = [
 
 export const sandboxGroup = ['porthole:x:1000:', 'nogroup:x:65534:', ''].join('\n');
 
-export function bwrapArgs(options: { sandboxId: string; homeDir: string; runDir: string; agentBundle: string; clis?: string | undefined; demoCli?: string | undefined }): string[] {
+export function bwrapArgs(options: { sandboxId: string; sources: BwrapSources; homeMiB: number; tmpMiB: number }): string[] {
+  const { sources } = options;
   const etc = etcEntries.flatMap((name) => ['--ro-bind-try', `/etc/${name}`, `/etc/${name}`]);
+  const mib = (n: number): string => String(n * 1024 * 1024);
   return [
     ...['--unshare-user', '--uid', String(insideUid), '--gid', String(insideUid)],
-    ...['--unshare-pid', '--unshare-ipc', '--unshare-uts', '--hostname', 'porthole', '--unshare-cgroup-try'],
-    // The network namespace stays the host's for now: the sandbox's Chromium must reach pages on
-    // the host's 127.0.0.1. Egress isolation is a later step.
+    // Its own network namespace: only its own loopback. Nothing of the host's loopback, no route
+    // out; the internet only through the server's egress proxy (sources.host/proxy.sock), which the
+    // agent serves inside on 127.0.0.1:3128. Each sandbox's CLI callback ports are its own.
+    ...['--unshare-net', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--hostname', 'porthole', '--unshare-cgroup-try'],
     // --new-session: no TIOCSTI into a terminal outside. Never --die-with-parent: sandboxes outlive
-    // a server restart so that the next server adopts them.
+    // a server restart so that the next server adopts them (and end themselves after a lease).
     '--new-session',
     '--clearenv',
     ...['--setenv', 'HOME', inside.home, '--setenv', 'USER', 'porthole', '--setenv', 'PATH', '/usr/bin:/bin'],
@@ -87,13 +105,16 @@ export function bwrapArgs(options: { sandboxId: string; homeDir: string; runDir:
     ...['--ro-bind-data', String(bwrapFds.passwd), '/etc/passwd', '--ro-bind-data', String(bwrapFds.group), '/etc/group'],
     // fontconfig's cache: without it every sandbox rebuilds it on first start.
     ...['--ro-bind-try', '/var/cache/fontconfig', '/var/cache/fontconfig'],
-    ...['--proc', '/proc', '--dev', '/dev', '--tmpfs', '/tmp'],
-    ...['--bind', options.homeDir, inside.home, '--bind', options.runDir, inside.run],
-    ...['--ro-bind', options.agentBundle, inside.agent],
+    ...['--proc', '/proc', '--dev', '/dev'],
+    // Home and /tmp are size-limited tmpfs: nothing the person writes reaches the host's disk, and
+    // their pages count against the sandbox's memory limit. Both vanish with the sandbox.
+    ...['--size', mib(options.tmpMiB), '--tmpfs', '/tmp', '--size', mib(options.homeMiB), '--perms', '0700', '--tmpfs', inside.home],
+    ...['--bind', sources.run, inside.run, '--ro-bind', sources.host, inside.host],
+    ...['--ro-bind', sources.agentBundle, inside.agent],
     // Read-only and optional: a sandbox without them still has its desktop; a login that needs one says so.
-    ...(options.clis ? ['--ro-bind-try', options.clis, inside.clis] : []),
-    ...(options.demoCli ? ['--ro-bind-try', options.demoCli, inside.demoCli] : []),
-    ...['--chdir', inside.home, '--info-fd', String(bwrapFds.info)],
+    ...(sources.clis ? ['--ro-bind-try', sources.clis, inside.clis] : []),
+    ...(sources.demoCli ? ['--ro-bind-try', sources.demoCli, inside.demoCli] : []),
+    ...['--chdir', inside.home, '--info-fd', String(bwrapFds.info), '--block-fd', String(bwrapFds.block)],
     '--',
     ...['/usr/bin/node', inside.agent],
   ];

@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, constants as fsConstants, openSync } from 'node:fs';
-import { chown, mkdir, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -10,16 +10,24 @@ import type { AgentConfig } from '../../protocol/agent.js';
 import { AppError } from '../../protocol/errors.js';
 import { isSandboxId, type SandboxId } from '../../protocol/ids.js';
 import { version } from '../../protocol/version.js';
-import type { Driver, SandboxHandle, SandboxInfo, SandboxSpec } from '../driver.js';
-import { bwrapArgs, bwrapFds, inside, sandboxGroup, sandboxPasswd } from './bwrap-command.js';
+import type { Driver, Endpoint, SandboxHandle, SandboxInfo, SandboxSpec } from '../driver.js';
+import { bwrapArgs, bwrapFds, inside, sandboxGroup, sandboxPasswd, type BwrapSources } from './bwrap-command.js';
+import { stagedLaunch, stageDirectory } from './launcher.js';
+import { describeLimitsHit, detectCgroups, noCgroups, type CgroupHost, type SandboxLimits } from '../cgroups/cgroups.js';
+import { unenforcedLimits } from '../cgroups/sandbox-cgroup.js';
 import { CleanupStack } from './cleanup-stack.js';
-import { childrenOf, pidNamespaceOf, processExitingFlag, readProcStat, scanProcesses, type ProcStat } from './proc-scan.js';
+import { childrenOf, pidNamespaceOf, processExitingFlag, processUids, readProcStat, scanProcesses, type ProcStat } from './proc-scan.js';
 import { readRecord, recordFile, writeRecord, type SandboxRecord } from './sandbox-record.js';
 
 // The `local` driver: a sandbox is a group of processes on this host, isolated by bubblewrap (own
-// user, pid, ipc, uts and mount namespaces; an unprivileged host uid), running the agent, which
-// runs the desktop. Layout: <dataDir>/sandboxes/<id>/{sandbox.json, home/, run/}; run/ is the
-// sandbox's /run/porthole and holds vnc.sock, agent.sock, agent.json and logs/.
+// user, pid, ipc, uts, network and mount namespaces; an unprivileged host uid of its own), running
+// the agent, which runs the desktop. Layout of <dataDir>/sandboxes/<id>/ (0700, porthole's):
+//   sandbox.json  the record (porthole's)
+//   run/          the sandbox's /run/porthole (its uid's): vnc.sock, agent.sock, agent.json, logs/
+//   sockets/      porthole's only: where the server pins run/'s sockets before connecting (pinned-socket.ts)
+//   host/         porthole's, read-only inside at /run/porthole-host: the server listens there for
+//                 this sandbox (proxy.sock: the egress proxy; server.sock: the agent channel)
+// Home and /tmp are tmpfs inside the sandbox (size-limited), never on the host's disk.
 //
 // State is sandbox.json plus /proc, so a server that restarts can inspect, list and destroy the
 // sandboxes an earlier process started. sandbox.json sits outside home/ and run/, where the
@@ -27,9 +35,17 @@ import { readRecord, recordFile, writeRecord, type SandboxRecord } from './sandb
 
 export interface LocalDriverOptions {
   readonly dataDir: string;
-  /** Host uid/gid of the sandbox's processes when the server runs as root; otherwise the server's own. */
-  readonly sandboxUid: number;
-  readonly sandboxGid: number;
+  /**
+   * Host uids for sandboxes when the server runs as root, one per sandbox (gid = uid), reused only
+   * once no process of the previous holder is left. Otherwise every sandbox runs as the server's uid.
+   */
+  readonly sandboxUids: { readonly first: number; readonly last: number };
+  /** Size of the sandbox's tmpfs home; /tmp gets the same. */
+  readonly homeMiB?: number;
+  /** What each sandbox may use (cgroups, where this host has them); none when absent. */
+  readonly limits?: SandboxLimits;
+  /** The host's cgroups (tests pass their own); detected once when absent. */
+  readonly cgroups?: Promise<CgroupHost>;
   /** Absolute path of dist/agent/porthole-agent.mjs. */
   readonly agentBundle: string;
   /** The pinned provider CLIs (a directory with node_modules/.bin), mounted read-only at /opt/porthole/clis. */
@@ -67,19 +83,22 @@ function sandboxDir(dataDir: string, id: string): string {
 
 export function createLocalDriver(options: LocalDriverOptions): Driver {
   const isRoot = process.getuid?.() === 0;
-  const uid = isRoot ? options.sandboxUid : process.getuid!();
-  const gid = isRoot ? options.sandboxGid : process.getgid!();
+  const homeMiB = options.homeMiB ?? 256;
+  const cgroups = options.limits ? (options.cgroups ?? detectCgroups()) : Promise.resolve(noCgroups('no limits configured'));
+  void cgroups.then((host) => logger?.info({ cgroups: host.version, enforceable: host.enforceable }, host.why));
   const dataDir = resolve(options.dataDir);
   const logger = options.logger?.child({ component: 'local-driver' });
   /** Outer bwrap processes this server started: how their sandboxes ended, once seen. */
   const children = new Map<string, ChildProcess>();
   const exits = new Map<string, string>();
+  /** Uids handed out whose record is not written yet. */
+  const pending = new Set<number>();
 
   async function create(spec: SandboxSpec, createOptions: { signal?: AbortSignal } = {}): Promise<SandboxHandle> {
     const { signal } = createOptions;
     const dir = sandboxDir(dataDir, spec.id);
-    const homeDir = join(dir, 'home');
     const runDir = join(dir, 'run');
+    const hostDir = join(dir, 'host');
     const cleanup = new CleanupStack();
     let step = 'prepare';
     let hasSpawned = false;
@@ -87,26 +106,35 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
       signal?.throwIfAborted();
       // The id becomes a path: only well-formed ids.
       if (!isSandboxId(spec.id)) throw new Error(`not a sandbox id: ${JSON.stringify(spec.id)}`);
-      const vncSocket = join(runDir, 'vnc.sock');
-      const agentSocket = join(runDir, 'agent.sock');
-      for (const path of [vncSocket, agentSocket]) {
-        if (Buffer.byteLength(path) > maxUnixPathBytes) throw new Error(`socket path ${path} is longer than ${maxUnixPathBytes} bytes: choose a shorter data directory`);
+      const endpoints = endpointsOf(dir, 0);
+      for (const path of [...[endpoints.vnc, endpoints.agent].flatMap((e) => (e.kind === 'unix' ? [e.path, e.pin?.source ?? e.path] : [])), endpoints.host.proxySocket]) {
+        if (Buffer.byteLength(path) + 13 > maxUnixPathBytes) throw new Error(`socket path ${path} is longer than ${maxUnixPathBytes - 13} bytes: choose a shorter data directory`);
       }
 
       step = 'directories';
-      await mkdir(sandboxesDir(dataDir), { recursive: true, mode: 0o711 });
-      await mkdir(dir, { mode: 0o711 }); // EEXIST: a second create with the same id fails here, before any undo exists
+      await mkdir(sandboxesDir(dataDir), { recursive: true, mode: 0o700 });
+      await mkdir(dir, { mode: 0o700 }); // EEXIST: a second create with the same id fails here, before any undo exists
       cleanup.push('directory', () => rm(dir, { recursive: true, force: true }));
       await stat(options.agentBundle).catch((cause: unknown) => {
         throw new Error(`agent bundle ${options.agentBundle} is missing (run node scripts/build.mjs)`, { cause });
       });
-      if (isRoot) {
-        await assertReachable(dir, uid, gid, 'x');
-        await assertReachable(options.agentBundle, uid, gid, 'r');
-      }
-      for (const sub of [homeDir, runDir, join(runDir, 'logs')]) {
+      step = 'uid';
+      const { uid, gid } = isRoot ? await allocateUid(spec.id) : { uid: process.getuid!(), gid: process.getgid!() };
+      step = 'cgroup';
+      // Before any process of the sandbox exists: bwrap waits on its block fd until its processes are in.
+      const cgroup = await (await cgroups).create(spec.id, options.limits ?? unenforcedLimits);
+      cleanup.push('cgroup', () => cgroup.remove());
+      for (const sub of [runDir, join(runDir, 'logs')]) {
         await mkdir(sub, { mode: 0o700 });
         if (isRoot) await chown(sub, uid, gid);
+      }
+      await mkdir(join(dir, 'sockets'), { mode: 0o700 });
+      // Explicit modes where others must get through: the server's umask is 077.
+      await mkdir(hostDir);
+      await chmod(hostDir, 0o711);
+      if (isRoot) {
+        await mkdir(stageDirectory(), { recursive: true });
+        await chmod(stageDirectory(), 0o755);
       }
       const agentConfig: AgentConfig = {
         sandboxId: spec.id,
@@ -117,14 +145,17 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
         startUrl: spec.startUrl,
         loopbackOnly: spec.loopbackOnly ?? false,
         tools: { clis: inside.clis, demoCli: inside.demoCli },
+        egress: { proxySocket: inside.proxySocket, serverSocket: inside.serverSocket },
+        leaseMs: spec.leaseMs ?? null,
       };
-      await writeFile(join(runDir, 'agent.json'), JSON.stringify(agentConfig, null, 2) + '\n', { mode: 0o644 });
+      await writeFile(join(runDir, 'agent.json'), JSON.stringify(agentConfig, null, 2) + '\n', { flag: 'wx' });
+      await chmod(join(runDir, 'agent.json'), 0o644);
       signal?.throwIfAborted();
 
       step = 'spawn';
       hasSpawned = true;
       const startedAt = new Date().toISOString();
-      const child = spawnBwrap(spec.id, { homeDir, runDir, agentBundle: options.agentBundle, clis: options.clis, demoCli: options.demoCli, logFile: join(runDir, 'logs', 'agent.log') });
+      const child = spawnBwrap(spec.id, { uid, gid, sources: { run: runDir, host: hostDir, agentBundle: options.agentBundle, clis: options.clis, demoCli: options.demoCli }, logFile: join(runDir, 'logs', 'agent.log') });
       const info = readBwrapInfo(child);
       child.once('exit', (code, sig) => {
         if (children.get(spec.id) === child) exits.set(spec.id, describeBwrapExit(code, sig));
@@ -142,6 +173,11 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
 
       step = 'bwrap info';
       const { childPid, pidNamespace } = await abortable(info, signal);
+      // bwrap waits on its block fd before it runs the agent: the place to put its processes in
+      // their limits, before any process of the person's exists.
+      step = 'limits';
+      for (const pid of [child.pid!, childPid]) await cgroup.add(pid);
+      unblock(child);
       const init = await initRef(childPid, pidNamespace);
       if (!init) throw new Error(`the sandbox's init (pid ${childPid}) exited at once; see ${join(runDir, 'logs', 'agent.log')}`);
 
@@ -159,8 +195,6 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
         gid,
         init,
         agent,
-        vncSocket,
-        agentSocket,
         createdBy: version,
       };
       await writeRecord(dir, record);
@@ -169,7 +203,7 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
       cleanup.release();
       child.unref();
       logger?.info({ sandboxId: spec.id, initPid: init.pid, agentPid: agent.pid, pidNamespace: init.pidNamespace }, 'sandbox started');
-      return { id: spec.id, vnc: { kind: 'unix', path: vncSocket }, agent: { kind: 'unix', path: agentSocket } };
+      return { id: spec.id, ...endpointsOf(dir, uid) };
     } catch (error) {
       // The log is this start's only once bwrap ran (before, the directory may be another sandbox's).
       const log = hasSpawned ? await tailOf(join(runDir, 'logs', 'agent.log')) : null;
@@ -182,16 +216,19 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
     }
   }
 
-  function spawnBwrap(id: string, paths: { homeDir: string; runDir: string; agentBundle: string; clis?: string | undefined; demoCli?: string | undefined; logFile: string }): ChildProcess {
-    const log = openSync(paths.logFile, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_NOFOLLOW, 0o644);
+  function spawnBwrap(id: string, options: { uid: number; gid: number; sources: BwrapSources; logFile: string }): ChildProcess {
+    const log = openSync(options.logFile, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_NOFOLLOW, 0o644);
     try {
-      const child = spawn('bwrap', bwrapArgs({ sandboxId: id, ...paths }), {
+      const buildArgs = (sources: BwrapSources): string[] => bwrapArgs({ sandboxId: id, sources, homeMiB, tmpMiB: homeMiB });
+      // As root: staged (launcher.ts), so that no path of the checkout or the data directory has to
+      // be reachable by the sandbox's uid. Otherwise bwrap runs as this user, who reaches them all.
+      const launch = isRoot ? stagedLaunch({ uid: options.uid, gid: options.gid, sources: options.sources, buildArgs }) : { command: 'bwrap', args: buildArgs(options.sources) };
+      const child = spawn(launch.command, launch.args, {
         // Its own process group and session, so nothing the server's group receives reaches it.
         detached: true,
         cwd: '/',
         env: { PATH: '/usr/bin:/bin', [sandboxIdEnv]: id },
-        ...(isRoot ? { uid, gid } : {}),
-        stdio: ['ignore', log, log, 'pipe', 'pipe', 'pipe'],
+        stdio: ['ignore', log, log, 'pipe', 'pipe', 'pipe', 'pipe'],
       });
       // bwrap reads these until EOF and copies them to /etc/passwd and /etc/group in the sandbox.
       for (const [fd, text] of [
@@ -214,6 +251,29 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
     return { pid, startTime: proc.startTime, pidNamespace };
   }
 
+  /**
+   * A host uid of its own for a new sandbox: the first of the range that no sandbox of this driver
+   * holds and no process of the host runs as (a sandbox's processes may outlive its record for a
+   * moment; another porthole on this host may use the range too). Reused only once both are gone.
+   */
+  async function allocateUid(id: string): Promise<{ uid: number; gid: number }> {
+    const held = new Set<number>();
+    for (const name of await readdir(sandboxesDir(dataDir)).catch(() => [] as string[])) {
+      const record = name === id ? null : await readRecord(sandboxDir(dataDir, name));
+      if (record) held.add(record.uid);
+    }
+    for (const uid of pending) held.add(uid);
+    const running = await processUids();
+    const { first, last } = options.sandboxUids;
+    for (let uid = first; uid <= last; uid++) {
+      if (held.has(uid) || running.has(uid)) continue;
+      pending.add(uid);
+      setTimeout(() => pending.delete(uid), infoTimeoutMs * 2).unref(); // until its record is written
+      return { uid, gid: uid };
+    }
+    throw new Error(`no free sandbox uid in ${first}–${last} (PORTHOLE_SANDBOX_UIDS): ${held.size} held by sandboxes, ${running.size} in use by processes`);
+  }
+
   async function inspect(id: SandboxId): Promise<SandboxInfo | null> {
     if (!isSandboxId(id)) return null;
     const record = await readRecord(sandboxDir(dataDir, id));
@@ -224,13 +284,15 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
     const isAgentRunning = isInitRunning && (record.agent === undefined || (await isRunning(record.agent)));
     // The outer bwrap exits with its command's status, i.e. the agent's.
     const how = exits.get(id) ?? null;
+    const cgroup = await (await cgroups).open(id).catch(() => null);
+    const limit = cgroup ? describeLimitsHit(await cgroup.limitsHit(), cgroup.limits) : null;
     return {
       id,
-      vnc: { kind: 'unix', path: record.vncSocket },
-      agent: { kind: 'unix', path: record.agentSocket },
+      ...endpointsOf(sandboxDir(dataDir, id), record.uid),
       status: isAgentRunning ? 'running' : 'exited',
       startedAt: record.startedAt,
       exit: isAgentRunning ? null : isInitRunning ? `agent exited${how ? `: ${how}` : ''}` : how,
+      limitReached: limit,
     };
   }
 
@@ -246,6 +308,7 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
     const record = await readRecord(dir);
     await stopSandbox(id, record?.init ?? null, record?.agent);
     await reaped(children.get(id));
+    await (await (await cgroups).open(id))?.remove();
     // sandbox.json goes last: while anything of the sandbox is on disk, list() still reports it.
     for (const name of await readdir(dir).catch(() => [] as string[])) {
       if (name !== recordFile) await rm(join(dir, name), { recursive: true, force: true });
@@ -444,25 +507,21 @@ function signal(pid: number, name: NodeJS.Signals): void {
   }
 }
 
-/**
- * bwrap runs as the sandbox uid and must reach its bind sources: every directory above them has
- * to be searchable by that uid (and the agent bundle readable). Checked up front so the failure
- * names the directory instead of bwrap's "Can't find source path".
- */
-async function assertReachable(path: string, uid: number, gid: number, access: 'r' | 'x'): Promise<void> {
-  const permitted = (mode: number, ownerUid: number, ownerGid: number, bit: number): boolean =>
-    ownerUid === uid ? (mode & (bit << 6)) !== 0 : ownerGid === gid ? (mode & (bit << 3)) !== 0 : (mode & bit) !== 0;
-  for (let dir = dirname(path); ; dir = dirname(dir)) {
-    const s = await stat(dir);
-    if (!permitted(s.mode, s.uid, s.gid, 1)) {
-      throw new Error(`${dir} is not searchable by the sandbox uid ${uid}, which must reach ${path} (chmod o+x ${dir}, or use another directory)`);
-    }
-    if (dir === '/') break;
-  }
-  if (access === 'r') {
-    const s = await stat(path);
-    if (!permitted(s.mode, s.uid, s.gid, 4)) throw new Error(`${path} is not readable by the sandbox uid ${uid}`);
-  }
+/** The server's ways into a sandbox: its sockets, pinned before use, and where it listens for it. */
+function endpointsOf(dir: string, uid: number): { vnc: Endpoint; agent: Endpoint; host: { proxySocket: string; serverSocket: string } } {
+  const pinned = (name: string): Endpoint => ({ kind: 'unix', path: join(dir, 'sockets', name), pin: { source: join(dir, 'run', name), uid } });
+  return {
+    vnc: pinned('vnc.sock'),
+    agent: pinned('agent.sock'),
+    host: { proxySocket: join(dir, 'host', 'proxy.sock'), serverSocket: join(dir, 'host', 'server.sock') },
+  };
+}
+
+/** Lets a bwrap that waits on its block fd go on. */
+function unblock(child: ChildProcess): void {
+  const stream = (child.stdio as unknown as Array<Writable | null>)[bwrapFds.block];
+  stream?.on('error', () => {}); // EPIPE when bwrap died first: its exit says why
+  stream?.end('1');
 }
 
 async function tailOf(path: string, bytes = 2048): Promise<string | null> {

@@ -1,4 +1,4 @@
-import { readFile, readdir, readlink } from 'node:fs/promises';
+import { readFile, readdir, readlink, stat } from 'node:fs/promises';
 
 // What /proc says about the sandbox's processes. The driver's state comes from here and from
 // sandbox.json, never only from ChildProcess objects: after a server restart there are none.
@@ -41,6 +41,12 @@ export async function pidNamespaceOf(pid: number | 'self'): Promise<number | nul
 export async function listPids(): Promise<number[]> {
   const names = await readdir('/proc');
   return names.filter((name) => /^\d+$/.test(name)).map(Number);
+}
+
+/** The uids the host's processes run as (the owner of /proc/<pid> is the process's effective uid). */
+export async function processUids(): Promise<Set<number>> {
+  const uids = await Promise.all((await listPids()).map((pid) => stat(`/proc/${pid}`).then((s) => s.uid, () => null)));
+  return new Set(uids.filter((uid): uid is number => uid !== null));
 }
 
 export async function childrenOf(pid: number): Promise<ProcStat[]> {

@@ -12,7 +12,7 @@ export const sandboxRecordSchema = z.object({
   width: z.number().int(),
   height: z.number().int(),
   startUrl: z.string(),
-  /** Host uid/gid the sandbox runs as. */
+  /** Host uid/gid the sandbox runs as (its own, when porthole runs as root). */
   uid: z.number().int(),
   gid: z.number().int(),
   /** The sandbox's pid-namespace init (bwrap's pid 1), as the host sees it. */
@@ -30,8 +30,6 @@ export const sandboxRecordSchema = z.object({
    * init alone counts).
    */
   agent: z.object({ pid: z.number().int(), startTime: z.number().int() }).optional(),
-  vncSocket: z.string(),
-  agentSocket: z.string(),
   /** Version of the server that created it. */
   createdBy: z.string(),
 });

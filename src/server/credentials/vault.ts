@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import type { CredentialVerification } from '../../protocol/credentials.js';
 import { AppError } from '../../protocol/errors.js';
 import type { SessionId } from '../../protocol/ids.js';
 import type { Store } from '../../store/store.js';
@@ -16,6 +17,8 @@ export interface CredentialInput {
   /** ISO time the access token expires, when known. */
   expiresAt: string | null;
   account: string | null;
+  /** How far the server checked it; a put that does not say is the weaker `offline-checks-only`. */
+  verification?: CredentialVerification;
 }
 
 export interface Credential {
@@ -24,6 +27,7 @@ export interface Credential {
   capturedAt: string;
   expiresAt: string | null;
   account: string | null;
+  verification: CredentialVerification;
   /** The master key it is sealed with. */
   keyId: string;
 }
@@ -63,6 +67,7 @@ export class Vault {
         provider: input.provider,
         account: input.account,
         expiresAt: expiresAt === null ? null : new Date(expiresAt).toISOString(),
+        verification: input.verification ?? 'offline-checks-only',
         ...seal(this.keyring.current, sessionId, input.content),
       });
       if (created) return { created, hasConflict: false };
@@ -85,6 +90,7 @@ export class Vault {
         capturedAt: record.capturedAt,
         expiresAt: record.expiresAt,
         account: record.account,
+        verification: record.verification,
         keyId: record.keyId,
       };
     }

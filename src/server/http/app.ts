@@ -8,11 +8,12 @@ import { z } from 'zod';
 import { AppError, errorRegistry, type ErrorCode } from '../../protocol/errors.js';
 import type { SessionId } from '../../protocol/ids.js';
 import { answerClientError, answerExpectation } from './client-errors.js';
-import { authenticateAgent, createAuthenticator, loginCookie, sameSecret, type Principal } from './auth.js';
+import { authenticateAgent, createAuthenticator, loginCookie, readCookie, sameSecret, type Principal } from './auth.js';
 import { openApiDocument } from './openapi.js';
 import { agentRoutes } from './agent-routes.js';
 import { credentialRoutes, type CredentialRouteDeps } from './credential-routes.js';
 import { apiRoutes, type RouteDeps } from './routes.js';
+import { isOriginAllowed, type TrustedOrigins } from './origin.js';
 import type { Store } from '../../store/store.js';
 import type { Secret } from '../secret.js';
 import type { TicketSigner } from '../tickets.js';
@@ -23,7 +24,8 @@ export interface AppOptions extends RouteDeps, CredentialRouteDeps {
   store: Store;
   apiKey: Secret | null;
   tickets: TicketSigner;
-  allowedOrigins: readonly string[];
+  /** Who may act from a browser page, who may frame the viewer, and where links point. */
+  origins: TrustedOrigins;
   bodyLimitBytes: number;
   /** One-time dashboard login token (Jupyter-style); consumed by GET /login. */
   loginToken: Secret;
@@ -31,22 +33,33 @@ export interface AppOptions extends RouteDeps, CredentialRouteDeps {
 }
 
 const viewerDir = fileURLToPath(new URL('../../../viewer/', import.meta.url));
+// No source maps (.map): the browser bundles are served as built, without their sources.
 const assetTypes: Record<string, string> = {
   '.js': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8',
-  '.map': 'application/json',
   '.svg': 'image/svg+xml',
   '.html': 'text/html; charset=utf-8',
 };
-const pageHeaders = {
-  'cache-control': 'no-store',
-  // The viewer URL carries a ticket: never leak it through Referer.
-  'referrer-policy': 'no-referrer',
-  'x-content-type-options': 'nosniff',
-  'content-security-policy':
-    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'",
-};
-const loginLifetimeMs = 7 * 24 * 3600 * 1000;
+const pageCsp = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'";
+/**
+ * Headers of porthole's HTML pages. Who may frame them: the viewer is made to be embedded, by
+ * porthole's own pages and PORTHOLE_ALLOWED_ORIGINS; the dashboard (and the login link) by porthole
+ * alone, so no other site can overlay it and lure clicks (clickjacking). X-Frame-Options is for
+ * browsers without CSP frame-ancestors; they get DENY, since porthole itself frames neither.
+ */
+function pageHeaders(embedders: readonly string[] | null): Record<string, string> {
+  const ancestors = ["'self'", ...(embedders ?? [])].join(' ');
+  return {
+    'cache-control': 'no-store',
+    // The viewer URL carries a ticket: never leak it through Referer.
+    'referrer-policy': 'no-referrer',
+    'x-content-type-options': 'nosniff',
+    'content-security-policy': `${pageCsp}; frame-ancestors ${ancestors}`,
+    ...(embedders === null ? { 'x-frame-options': 'DENY' } : {}),
+  };
+}
+/** A stolen or forgotten dashboard cookie is good for half a day at most; POST /logout ends it sooner. */
+const loginLifetimeMs = 12 * 3600 * 1000;
 
 /**
  * One line per request, without the query string: viewer URLs carry a ticket, and tickets stay out
@@ -120,7 +133,7 @@ export async function buildApp(options: AppOptions) {
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) if (method !== 'HEAD') registered.push({ method, url: route.url });
   });
-  const auth = createAuthenticator({ store: options.store, configuredKey: options.apiKey, tickets: options.tickets, allowedOrigins: options.allowedOrigins });
+  const auth = createAuthenticator({ store: options.store, configuredKey: options.apiKey, tickets: options.tickets, origins: options.origins });
   const routes = [...apiRoutes(options), ...agentRoutes(options), ...credentialRoutes(options)];
 
   app.setErrorHandler((error: FastifyError | AppError, request, reply) => {
@@ -171,17 +184,20 @@ export async function buildApp(options: AppOptions) {
   }
 
   const document = openApiDocument(routes);
+  // Public on purpose: the API's description, like /healthz, says nothing about this server's sessions.
   app.get('/v1/openapi.json', async () => document);
-  // Counts only, no secrets: unauthenticated like most exporters; keep it off the public side of a proxy.
-  app.get('/metrics', async (_request, reply) =>
-    reply.header('cache-control', 'no-store').type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics()),
-  );
+  // Counts only, but they show activity: an API key (or the dashboard's login), like the API. A
+  // scraper without a key uses the separate listener (PORTHOLE_METRICS_PORT, metrics-listener.ts).
+  app.get('/metrics', async (request, reply) => {
+    await auth.authenticate(request, {});
+    return reply.header('cache-control', 'no-store').type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics());
+  });
 
   // ---- pages: dashboard, viewer, assets, first-run login ----
-  const page = (file: string) => async (_request: FastifyRequest, reply: import('fastify').FastifyReply) =>
-    reply.headers(pageHeaders).type('text/html; charset=utf-8').send(await readFile(join(viewerDir, file)));
-  app.get('/', page('dashboard.html'));
-  app.get('/v1/sessions/:id/viewer', page('viewer.html'));
+  const page = (file: string, embedders: readonly string[] | null) => async (_request: FastifyRequest, reply: FastifyReply) =>
+    reply.headers(pageHeaders(embedders)).type('text/html; charset=utf-8').send(await readFile(join(viewerDir, file)));
+  app.get('/', page('dashboard.html', null));
+  app.get('/v1/sessions/:id/viewer', page('viewer.html', options.origins.embedders));
   app.get('/assets/:file', async (request, reply) => {
     const file = (request.params as { file: string }).file;
     const type = assetTypes[extname(file)];
@@ -190,17 +206,31 @@ export async function buildApp(options: AppOptions) {
     if (!content) throw new AppError('ROUTE_NOT_FOUND');
     return reply.header('cache-control', 'no-cache').header('x-content-type-options', 'nosniff').type(type).send(content);
   });
+  /**
+   * `Secure` when the browser reached porthole over TLS: the request itself, or PORTHOLE_PUBLIC_URL
+   * is https (a TLS-terminating proxy in front; porthole does not trust X-Forwarded-Proto).
+   */
+  const secureAttribute = (request: FastifyRequest) => (request.protocol === 'https' || options.origins.baseUrl.startsWith('https:') ? '; Secure' : '');
   let loginUsed = false;
   app.get('/login', async (request, reply) => {
     const token = (request.query as { token?: unknown }).token;
     if (loginUsed || typeof token !== 'string' || !sameSecret(token, options.loginToken.reveal())) throw new AppError('LOGIN_TOKEN_INVALID');
     loginUsed = true;
     const cookie = options.tickets.issueLogin(loginLifetimeMs);
-    const secure = request.protocol === 'https' ? '; Secure' : '';
     return reply
-      .header('set-cookie', `${loginCookie}=${cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${loginLifetimeMs / 1000}${secure}`)
-      .header('referrer-policy', 'no-referrer')
+      .header('set-cookie', `${loginCookie}=${cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${loginLifetimeMs / 1000}${secureAttribute(request)}`)
+      .headers(pageHeaders(null))
       .redirect('/', 303);
+  });
+  // Ends this browser's dashboard login: the cookie is cleared and its value refused from now on.
+  // A cookie change like any other: a foreign Origin is refused (CSRF_REJECTED).
+  app.post('/logout', async (request, reply) => {
+    if (!isOriginAllowed(request.headers.origin, options.origins)) throw new AppError('CSRF_REJECTED');
+    options.tickets.revokeLogin(readCookie(request.headers.cookie, loginCookie));
+    return reply
+      .header('set-cookie', `${loginCookie}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0${secureAttribute(request)}`)
+      .header('cache-control', 'no-store')
+      .send({ ok: true });
   });
 
   return { app, routes, registered };

@@ -6,10 +6,17 @@ import type { Store } from '../../store/store.js';
 import type { Secret } from '../secret.js';
 import { hashAgentToken } from '../sessions/session-manager.js';
 import type { TicketSigner } from '../tickets.js';
-import { isOriginAllowed } from './origin.js';
+import { isOriginAllowed, type OriginList } from './origin.js';
 
-/** Who is calling. A viewer (ticket) may only act on its own session, on the routes that allow it. */
-export type Principal = { kind: 'api-key'; keyId: string } | { kind: 'dashboard' } | { kind: 'viewer'; sessionId: SessionId } | { kind: 'agent'; sessionId: SessionId };
+/**
+ * Who is calling. A viewer (ticket) may only act on its own session, on the routes that allow it;
+ * `chainStartedAt` is when its chain of renewed tickets began (see tickets.ts).
+ */
+export type Principal =
+  | { kind: 'api-key'; keyId: string }
+  | { kind: 'dashboard' }
+  | { kind: 'viewer'; sessionId: SessionId; chainStartedAt: number }
+  | { kind: 'agent'; sessionId: SessionId };
 
 export const loginCookie = 'porthole_login';
 
@@ -37,7 +44,7 @@ export interface Authenticator {
   authenticate(request: FastifyRequest, options: { ticketFor?: SessionId }): Promise<Principal>;
 }
 
-export function createAuthenticator(deps: { store: Store; configuredKey: Secret | null; tickets: TicketSigner; allowedOrigins: readonly string[] }): Authenticator {
+export function createAuthenticator(deps: { store: Store; configuredKey: Secret | null; tickets: TicketSigner; origins: OriginList }): Authenticator {
   return {
     async authenticate(request, { ticketFor }) {
       const header = request.headers.authorization;
@@ -50,14 +57,14 @@ export function createAuthenticator(deps: { store: Store; configuredKey: Secret 
           return { kind: 'api-key', keyId: record.id };
         }
         if (scheme?.toLowerCase() === 'ticket' && ticketFor) {
-          deps.tickets.verify(value, ticketFor);
-          return { kind: 'viewer', sessionId: ticketFor };
+          const { chainStartedAt } = deps.tickets.verify(value, ticketFor);
+          return { kind: 'viewer', sessionId: ticketFor, chainStartedAt };
         }
         throw new AppError('UNAUTHENTICATED', { message: 'The Authorization header must be "Bearer <API key>".' });
       }
       if (deps.tickets.isValidLogin(readCookie(request.headers.cookie, loginCookie))) {
         // The cookie is SameSite=Strict; an Origin from elsewhere on a change is refused all the same.
-        if (request.method !== 'GET' && !isOriginAllowed(request.headers.origin, request.headers.host, deps.allowedOrigins)) {
+        if (request.method !== 'GET' && !isOriginAllowed(request.headers.origin, deps.origins)) {
           throw new AppError('CSRF_REJECTED');
         }
         return { kind: 'dashboard' };

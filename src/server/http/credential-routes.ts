@@ -48,6 +48,7 @@ export function credentialRoutes(deps: CredentialRouteDeps): RouteDef[] {
           capturedAt: credential.capturedAt,
           expiresAt: credential.expiresAt,
           account: credential.account,
+          verification: credential.verification,
         };
       },
     },

@@ -5,7 +5,9 @@ import { AppError } from '../../protocol/errors.js';
 import { sessionIdPattern, type SessionId } from '../../protocol/ids.js';
 import {
   createSessionBody,
+  defaultEventsPage,
   errorResponse,
+  maxEventsPage,
   providerNames,
   sessionEventsResponse,
   sessionListResponse,
@@ -19,6 +21,7 @@ import { serverUrlOf, type DiagnoseSession } from '../sessions/diagnosis.js';
 import type { SessionManager } from '../sessions/session-manager.js';
 import type { TicketSigner } from '../tickets.js';
 import type { Principal } from './auth.js';
+import type { TrustedOrigins } from './origin.js';
 
 // The API as one table: each route's schemas validate its input and, through openapi.ts, describe it.
 // A test holds the OpenAPI document and the routes the server really registered in step.
@@ -57,8 +60,8 @@ export interface RouteDeps {
   store: Store;
   tickets: TicketSigner;
   ticketTtlMs: number;
-  /** Absolute base URL for links handed to clients, derived per request when not configured. */
-  baseUrl(request: FastifyRequest): string;
+  /** Its baseUrl is where links handed to clients point: PORTHOLE_PUBLIC_URL or the listening address, never the request's Host. */
+  origins: Pick<TrustedOrigins, 'baseUrl'>;
   /** Per-hop diagnosis (createSessionDiagnosis). */
   diagnose: DiagnoseSession;
 }
@@ -68,7 +71,10 @@ const listQuery = z.object({
   state: z.enum(sessionStates).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(100),
 });
-const eventsQuery = z.object({ after: z.coerce.number().int().min(0).optional() });
+const eventsQuery = z.object({
+  after: z.coerce.number().int().min(0).default(0),
+  limit: z.coerce.number().int().min(1).max(maxEventsPage).default(defaultEventsPage),
+});
 const healthResponse = z.object({ ok: z.boolean(), version: z.string() });
 
 const common = { 400: errorResponse, 401: errorResponse, 503: errorResponse };
@@ -139,30 +145,35 @@ export function apiRoutes(deps: RouteDeps): RouteDef[] {
       method: 'GET',
       url: '/v1/sessions/:id/events',
       operationId: 'listSessionEvents',
-      summary: 'The session’s timeline: transitions and start-up steps, in order.',
+      summary: `The session’s timeline: transitions and start-up steps, in order, one page at a time (\`after\` a seq, \`limit\` ${defaultEventsPage} by default, at most ${maxEventsPage}); \`hasMore\` says whether to ask again with \`after=nextAfter\`.`,
       auth: 'api-or-viewer',
       params: idParams,
       query: eventsQuery,
       responses: { 200: sessionEventsResponse, ...common, 404: errorResponse },
       handler: async ({ params, query }) => {
         const session = await deps.sessions.get(idOf(params));
-        const after = (query as z.infer<typeof eventsQuery>).after;
-        return { events: await deps.store.listEvents(session.id as SessionId, after === undefined ? {} : { afterSeq: after }) };
+        const { after, limit } = query as z.infer<typeof eventsQuery>;
+        // One more than the page: whether it came back says if more follow, without a count.
+        const rows = await deps.store.listEvents(session.id as SessionId, { afterSeq: after, limit: limit + 1 });
+        const events = rows.slice(0, limit);
+        return { events, hasMore: rows.length > limit, nextAfter: events.at(-1)?.seq ?? after };
       },
     },
     {
       method: 'POST',
       url: '/v1/sessions/:id/ticket',
       operationId: 'createViewerTicket',
-      summary: 'A short-lived viewer ticket and the viewer URL that carries it. A viewer renews its own ticket here.',
+      summary: 'A short-lived viewer ticket and the viewer URL that carries it. A viewer renews its own ticket here, within its chain’s maximum age.',
       auth: 'api-or-viewer',
       params: idParams,
       status: 201,
-      responses: { 201: ticketResponse, ...common, 404: errorResponse },
-      handler: async ({ params, request }) => {
+      responses: { 201: ticketResponse, ...common, 403: errorResponse, 404: errorResponse },
+      handler: async ({ params, principal }) => {
         const session = await deps.sessions.get(idOf(params));
-        const { ticket, expiresAt } = deps.tickets.issue(session.id as SessionId);
-        const viewerUrl = `${deps.baseUrl(request)}/v1/sessions/${session.id}/viewer?ticket=${encodeURIComponent(ticket)}`;
+        const id = session.id as SessionId;
+        // A viewer renews within its chain (capped); an API key or the dashboard starts a new one.
+        const { ticket, expiresAt } = principal?.kind === 'viewer' ? deps.tickets.renew(id, principal.chainStartedAt) : deps.tickets.issue(id);
+        const viewerUrl = `${deps.origins.baseUrl}/v1/sessions/${session.id}/viewer?ticket=${encodeURIComponent(ticket)}`;
         return { ticket, viewerUrl, expiresAt: expiresAt.toISOString() };
       },
     },

@@ -13,7 +13,7 @@ import { closeReasonOf, type SessionManager } from '../sessions/session-manager.
 import type { Metrics } from '../metrics.js';
 import type { ViewerConnection, ViewerRegistry } from '../sessions/viewer-registry.js';
 import type { TicketSigner } from '../tickets.js';
-import { isOriginAllowed } from '../http/origin.js';
+import { isOriginAllowed, type OriginList } from '../http/origin.js';
 
 // The one hop between a browser and a sandbox's VNC server: raw RFB bytes over a WebSocket, piped
 // with backpressure. Everything that can be refused is refused before the upgrade with a real HTTP
@@ -25,7 +25,8 @@ export interface RelayOptions {
   viewers: ViewerRegistry;
   tickets: TicketSigner;
   logger: Logger;
-  allowedOrigins: readonly string[];
+  /** PORTHOLE_ALLOWED_ORIGINS and porthole's own (TrustedOrigins); never the request's Host. */
+  allowedOrigins: OriginList;
   /**
    * How often each viewer is pinged (one missed pong drops it), and the bound on noticing a dead
    * sandbox side: a VNC connection silent for half of it is checked with a fresh RFB greeting that
@@ -136,7 +137,7 @@ export class Relay {
       // A malformed percent-encoding (%E0%A4%A, %ZZ): no session can have that id, nor a route that path.
       return refuse('ROUTE_NOT_FOUND');
     }
-    if (!isOriginAllowed(request.headers.origin, request.headers.host, this.#o.allowedOrigins)) return refuse('ORIGIN_NOT_ALLOWED');
+    if (!isOriginAllowed(request.headers.origin, this.#o.allowedOrigins)) return refuse('ORIGIN_NOT_ALLOWED');
     // An id that cannot be a session id cannot be signed into a ticket either; say "not found" as a close, like an unknown one.
     const sessionId = rawId as SessionId;
     let isProbe: boolean;

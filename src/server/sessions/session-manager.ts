@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Driver, SandboxHandle, SandboxInfo } from '../../drivers/driver.js';
 import { fetchAgentHealth, readRfbBanner, startAgentLogin, timeoutSignal } from '../../drivers/endpoint-probes.js';
 import type { CredentialDelivery } from '../../protocol/agent.js';
+import type { CredentialVerification } from '../../protocol/credentials.js';
 import { AppError, closeCodeOf, type ErrorCode } from '../../protocol/errors.js';
 import { newSandboxId, newSessionId, type SandboxId, type SessionId } from '../../protocol/ids.js';
 import {
@@ -19,6 +20,7 @@ import { version } from '../../protocol/version.js';
 import { providers } from '../../providers/index.js';
 import type { Store } from '../../store/store.js';
 import type { Metrics } from '../metrics.js';
+import type { SandboxHost } from './sandbox-host.js';
 import type { ViewerRegistry } from './viewer-registry.js';
 
 export interface SessionManagerOptions {
@@ -26,7 +28,7 @@ export interface SessionManagerOptions {
   driver: Driver;
   viewers: ViewerRegistry;
   logger: Logger;
-  desktop: { width: number; height: number; startUrl: string; loopbackOnly?: boolean };
+  desktop: { width: number; height: number; startUrl: string; loopbackOnly?: boolean; leaseMs?: number };
   metrics: Metrics;
   maxSessions: number;
   bootTimeoutMs: number;
@@ -37,8 +39,10 @@ export interface SessionManagerOptions {
   reconcileIntervalMs: number;
   /** For sessions with a provider: where the agent reaches this server, and the demo provider when it runs. */
   login: { serverUrl(): string; demo(): { issuer: string; clientId: string } | undefined };
+  /** Serves each sandbox with no network of its own its egress proxy and agent channel (sandbox-host.ts). */
+  sandboxHost?: SandboxHost;
   /** Where delivered credentials go, sealed. */
-  vault: { put(sessionId: SessionId, credential: { provider: string; content: string; expiresAt: string | null; account: string | null }): Promise<{ created: boolean }> };
+  vault: { put(sessionId: SessionId, credential: { provider: string; content: string; expiresAt: string | null; account: string | null; verification: CredentialVerification }): Promise<{ created: boolean }> };
 }
 
 /** The server keeps only this of a sandbox token. */
@@ -48,6 +52,8 @@ export function hashAgentToken(token: string): string {
 
 const liveStates: readonly SessionState[] = ['starting', 'ready', 'authenticating'];
 const probeIntervalMs = 100;
+/** How long a provider may take to answer for a delivered credential (the demo issuer is on loopback). */
+const credentialVerifyTimeoutMs = 10_000;
 
 /** A start-up step that did not answer: carries the step so the failure names its hop. */
 class StepError extends Error {
@@ -214,7 +220,23 @@ export class SessionManager {
       if (session.sandboxId) owned.add(session.sandboxId);
       if (this.#boots.has(session.id as SessionId)) continue;
       const sandbox = session.sandboxId ? byId.get(session.sandboxId) : undefined;
+      if (sandbox?.limitReached) {
+        // The kernel killed or refused something in it: what is left of the desktop is not whole.
+        const limit = sandbox.limitReached;
+        await this.fail(session.id as SessionId, 'SANDBOX_LIMIT_REACHED', `${limit.charAt(0).toUpperCase()}${limit.slice(1)}; porthole closed it. Start a new session.`, { limit }).catch((error) =>
+          this.#log.warn({ err: error, sessionId: session.id }, 'reconcile: could not fail session'),
+        );
+        this.#o.metrics.reconcilerActions.inc({ action: 'limit_reached' });
+        ended++;
+        continue;
+      }
       if (sandbox?.status === 'running') {
+        // A sandbox adopted after a restart (or whose listeners failed) gets its proxy and channel back.
+        if (sandbox.host && !this.#o.sandboxHost?.isAttached(session.id as SessionId)) {
+          await this.#o.sandboxHost?.attach(session.id as SessionId, sandbox).catch((error: unknown) => this.#log.warn({ err: error, sessionId: session.id }, 'reconcile: could not serve the sandbox its egress proxy and agent channel'));
+        }
+        // Renews the sandbox's lease (the agent ends a sandbox whose server is gone for good).
+        void fetchAgentHealth(sandbox.agent, { timeoutMs: 2_000 }).catch(() => {});
         if (await this.#checkTimeouts(session)) ended++;
         continue;
       }
@@ -330,7 +352,9 @@ export class SessionManager {
       const sandboxId = newSandboxId();
       const handle = await run('sandbox', async () => {
         await this.#o.store.setSandbox(id, sandboxId);
-        return this.#o.driver.create({ id: sandboxId, ...this.#o.desktop }, { signal: deadline });
+        const created = await this.#o.driver.create({ id: sandboxId, ...this.#o.desktop }, { signal: deadline });
+        await this.#o.sandboxHost?.attach(id, created);
+        return created;
       });
       await run('agent', () =>
         until(async () => {
@@ -413,25 +437,40 @@ export class SessionManager {
 
   /**
    * A credential the agent delivered (its token already checked): checked again with the
-   * provider's validator, sealed and stored, then the session completes, its viewers close with
-   * 1000 `completed` and the sandbox goes. Idempotent: a second delivery for a completed session
-   * stores nothing and says so.
+   * provider's validator, then verified — with the provider where porthole can reach it (demo),
+   * else offline — sealed and stored, then the session completes, its viewers close with 1000
+   * `completed` and the sandbox goes. The account and expiry stored are the verifier's, never the
+   * delivery's. A credential that does not verify fails the session (CREDENTIAL_UNVERIFIED); one
+   * the provider could not be asked about changes nothing (CREDENTIAL_VERIFY_UNAVAILABLE, 503: the
+   * agent delivers again). Idempotent: a second delivery for a completed session stores nothing
+   * and says so.
    */
   async complete(id: SessionId, delivery: CredentialDelivery): Promise<{ created: boolean; session: Session }> {
     const session = await this.get(id);
     if (session.provider !== delivery.provider) {
       throw new AppError('PROVIDER_MISMATCH', { details: { session: session.provider, delivered: delivery.provider } });
     }
-    const check = providers[delivery.provider].validate(delivery.content);
+    const provider = providers[delivery.provider];
+    const check = provider.validate(delivery.content);
     if (!check.ok) throw new AppError('CREDENTIAL_INVALID', { details: { waitingFor: check.waitingFor } });
     if (isTerminal(session.state) && session.state !== 'completed') throw new AppError(closeReasonOf(session), { details: { state: session.state, reason: session.reason } });
-    const { created } = await this.#o.vault.put(id, { provider: delivery.provider, content: delivery.content, expiresAt: check.expiresAt, account: check.account });
-    const facts = { provider: delivery.provider, account: check.account, expiresAt: check.expiresAt, file: delivery.file };
+    const verdict = await provider.verify(delivery.content, { demo: this.#o.login.demo(), fetch: globalThis.fetch, signal: timeoutSignal(credentialVerifyTimeoutMs) });
+    if (!verdict.ok) {
+      if (verdict.isRetryable) throw new AppError('CREDENTIAL_VERIFY_UNAVAILABLE', { details: { reason: verdict.reason } });
+      const failed = await this.#move(id, 'failed', 'CREDENTIAL_UNVERIFIED', `The credential did not verify with the provider: ${verdict.reason}.`, { provider: delivery.provider, file: delivery.file, reason: verdict.reason });
+      // After the answer, as for a completed session: the agent that asked is in the sandbox.
+      if (failed.state === 'failed') setImmediate(() => void this.#release(failed).catch((error: unknown) => this.#log.error({ err: error, sessionId: id }, 'could not release a failed session')));
+      this.#log.warn({ sessionId: id, provider: delivery.provider, reason: verdict.reason }, 'delivered credential did not verify');
+      throw new AppError('CREDENTIAL_UNVERIFIED', { message: 'The credential did not verify with the provider.', details: { reason: verdict.reason } });
+    }
+    const { verification, account, expiresAt } = verdict;
+    const { created } = await this.#o.vault.put(id, { provider: delivery.provider, content: delivery.content, expiresAt, account, verification });
+    const facts = { provider: delivery.provider, account, expiresAt, verification, file: delivery.file };
     if (created) await this.#o.store.appendEvent(id, { type: 'credentials.stored', details: facts });
     const moved = await this.#move(id, 'completed', 'credentials_captured', null, facts);
     // After the answer: the agent that asked is in the sandbox about to be destroyed.
     setImmediate(() => void this.#release(moved).catch((error: unknown) => this.#log.error({ err: error, sessionId: id }, 'could not release a completed session')));
-    this.#log.info({ sessionId: id, provider: delivery.provider, created }, 'credentials captured');
+    this.#log.info({ sessionId: id, provider: delivery.provider, created, verification }, 'credentials captured');
     return { created, session: moved };
   }
 
@@ -470,6 +509,7 @@ export class SessionManager {
     const id = session.id as SessionId;
     this.#boots.get(id)?.abort(new AppError('SESSION_ENDED'));
     this.#idleSince.delete(id);
+    await this.#o.sandboxHost?.detach(id);
     if (session.state === 'completed') this.#o.viewers.closeAll(id, 1000, 'completed');
     else {
       const code = closeReasonOf(session);

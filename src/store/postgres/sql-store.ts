@@ -1,3 +1,4 @@
+import type { CredentialVerification } from '../../protocol/credentials.js';
 import { AppError } from '../../protocol/errors.js';
 import type { SessionId } from '../../protocol/ids.js';
 import {
@@ -42,6 +43,7 @@ interface SessionRow {
   credential_account?: string | null;
   credential_captured_at?: Date | string | null;
   credential_expires_at?: Date | string | null;
+  credential_verification?: CredentialVerification | null;
 }
 
 interface CredentialRow {
@@ -54,6 +56,7 @@ interface CredentialRow {
   account: string | null;
   captured_at: Date | string;
   expires_at: Date | string | null;
+  verification: CredentialVerification;
 }
 
 /**
@@ -63,7 +66,8 @@ interface CredentialRow {
 function withCredential(sql: string): string {
   return `WITH s AS (${sql})
     SELECT s.*, c.provider AS credential_provider, c.account AS credential_account,
-           c.captured_at AS credential_captured_at, c.expires_at AS credential_expires_at
+           c.captured_at AS credential_captured_at, c.expires_at AS credential_expires_at,
+           c.verification AS credential_verification
       FROM s LEFT JOIN credentials c ON c.session_id = s.id`;
 }
 
@@ -101,6 +105,7 @@ function toSession(row: SessionRow): Session {
           account: row.credential_account ?? null,
           capturedAt: iso(row.credential_captured_at!),
           expiresAt: row.credential_expires_at ? iso(row.credential_expires_at) : null,
+          verification: row.credential_verification ?? 'offline-checks-only',
         }
       : null,
   };
@@ -118,6 +123,7 @@ function toCredential(row: CredentialRow): StoredCredential {
     account: row.account,
     capturedAt: iso(row.captured_at),
     expiresAt: row.expires_at === null ? null : iso(row.expires_at),
+    verification: row.verification,
   };
 }
 
@@ -231,12 +237,21 @@ export class SqlStore implements Store {
     return toEvent(rows[0]);
   }
 
-  async listEvents(id: SessionId, options: { afterSeq?: number } = {}): Promise<SessionEvent[]> {
+  async listEvents(id: SessionId, options: { afterSeq?: number; limit?: number } = {}): Promise<SessionEvent[]> {
+    // LIMIT NULL is LIMIT ALL.
     const { rows } = await this.db.query<EventRow>(
-      'SELECT * FROM session_events WHERE session_id = $1 AND seq > $2 ORDER BY seq',
-      [id, options.afterSeq ?? 0],
+      'SELECT * FROM session_events WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3',
+      [id, options.afterSeq ?? 0, options.limit ?? null],
     );
     return rows.map(toEvent);
+  }
+
+  async countEvents(id: SessionId, types: readonly EventType[]): Promise<number> {
+    const { rows } = await this.db.query<{ n: number | string }>(
+      'SELECT count(*) AS n FROM session_events WHERE session_id = $1 AND type = ANY($2::text[])',
+      [id, types],
+    );
+    return Number(rows[0]!.n);
   }
 
   async addApiKey(input: { id: string; name: string; keyHash: string }): Promise<void> {
@@ -265,8 +280,8 @@ export class SqlStore implements Store {
     // INSERT … SELECT FROM sessions: an unknown session inserts nothing instead of raising a
     // foreign-key error; ON CONFLICT keeps the first credential of a session.
     const { rows } = await this.db.query<{ session_id: string }>(
-      `INSERT INTO credentials (session_id, provider, key_id, nonce, ciphertext, tag, account, expires_at)
-       SELECT id, $2, $3, $4, $5, $6, $7, $8 FROM sessions WHERE id = $1
+      `INSERT INTO credentials (session_id, provider, key_id, nonce, ciphertext, tag, account, expires_at, verification)
+       SELECT id, $2, $3, $4, $5, $6, $7, $8, $9 FROM sessions WHERE id = $1
        ON CONFLICT (session_id) DO NOTHING RETURNING session_id`,
       [
         credential.sessionId,
@@ -277,6 +292,7 @@ export class SqlStore implements Store {
         credential.tag,
         credential.account,
         credential.expiresAt,
+        credential.verification,
       ],
     );
     if (rows[0]) return { created: true };
@@ -291,7 +307,7 @@ export class SqlStore implements Store {
 
   async listCredentials(): Promise<CredentialListing[]> {
     const { rows } = await this.db.query<CredentialRow>(
-      `SELECT session_id, provider, key_id, account, captured_at, expires_at FROM credentials ORDER BY captured_at, session_id`,
+      `SELECT session_id, provider, key_id, account, captured_at, expires_at, verification FROM credentials ORDER BY captured_at, session_id`,
     );
     return rows.map((row) => ({
       sessionId: row.session_id as SessionId,
@@ -300,6 +316,7 @@ export class SqlStore implements Store {
       account: row.account,
       capturedAt: iso(row.captured_at),
       expiresAt: row.expires_at === null ? null : iso(row.expires_at),
+      verification: row.verification,
     }));
   }
 

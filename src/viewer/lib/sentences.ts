@@ -2,7 +2,7 @@
 // built from the error registry so a new code cannot silently fall through to a bare "Disconnected".
 // Pure functions: no DOM, so they read (and test) on their own.
 
-import { errorRegistry, isErrorCode } from '../../protocol/errors.js';
+import { errorRegistry, isErrorCode, type ErrorCode } from '../../protocol/errors.js';
 import type { EndReason, Session } from '../../protocol/session.js';
 import { providerLabels } from '../../protocol/session-states.js';
 
@@ -18,6 +18,8 @@ export interface CredentialView {
   account: string | null;
   capturedAt: string;
   expiresAt: string | null;
+  /** false when only porthole's offline checks passed: the account is what the file claims. */
+  isVerified: boolean;
 }
 
 export function sessionCredential(session: object): CredentialView | null {
@@ -30,7 +32,13 @@ export function sessionCredential(session: object): CredentialView | null {
     account: typeof c.account === 'string' && c.account !== '' ? c.account : null,
     capturedAt: c.capturedAt,
     expiresAt: typeof c.expiresAt === 'string' ? c.expiresAt : null,
+    isVerified: c.verification === 'verified',
   };
+}
+
+/** The dashboard's note beside an account porthole could not confirm with the provider. */
+export function unverifiedNote(provider: string): string {
+  return `porthole could only check this credential offline: the account is what the credential file names, not confirmed with ${providerLabel(provider)}.`;
 }
 
 export function providerLabel(provider: string): string {
@@ -69,7 +77,15 @@ export function endedSentence(reason: string | null): string {
     : 'The session has ended.';
 }
 
+/** Failures the person can act on get a sentence of their own, before the server's detail. */
+const failureSentences: Partial<Record<ErrorCode, string>> = {
+  CREDENTIAL_UNVERIFIED:
+    'porthole could not confirm this sign-in with the provider, so it stored nothing and closed the desktop. Start a new session to sign in again.',
+};
+
 export function failedSentence(reason: string | null, detail: string | null): string {
+  const own = isErrorCode(reason) ? failureSentences[reason] : undefined;
+  if (own) return detail ? `${own} (${detail.replace(/\.$/, '')})` : own;
   if (detail) return detail;
   if (isErrorCode(reason)) return `The session failed: ${errorRegistry[reason].message} (${reason})`;
   return reason ? `The session failed (${reason}).` : 'The session failed.';
