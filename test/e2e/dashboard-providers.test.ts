@@ -4,6 +4,7 @@ import { after, before, test } from 'node:test';
 import type { BrowserContext } from 'playwright-core';
 import type { SessionId } from '../../src/protocol/ids.js';
 import { launchBrowser } from '../support/browser.js';
+import { demoSignIn } from '../support/demo-sign-in.js';
 import { startTestServer, testOutputDir, type TestServer } from '../support/server.js';
 import { until } from '../support/until.js';
 
@@ -97,15 +98,15 @@ test('when the session completes, the viewer says who is connected and does not 
   await p.goto(viewerUrl);
   await p.waitForSelector('body[data-phase=connected]', { timeout: 60_000 });
 
-  // What the agent does after the demo login: deliver the credential file.
-  const expiresAt = new Date(Date.now() + 3_600_000).toISOString();
-  const content = JSON.stringify({ access_token: 'at', refresh_token: 'rt', expires_at: expiresAt, account: { email: 'demo-user@example.com' } });
-  await t.server.sessions.complete(session.id as SessionId, { provider: 'demo', file: 'credentials.json', content, expiresAt, account: 'demo-user@example.com' });
+  // What the agent does after the demo login: deliver the credential file. Real tokens from the
+  // server's demo provider (the server verifies them with it; made-up ones would fail the session).
+  const credentials = await demoSignIn(t.server.demoOidc!.issuer);
+  await t.server.sessions.complete(session.id as SessionId, { provider: 'demo', file: 'credentials.json', content: JSON.stringify(credentials), expiresAt: credentials.expires_at, account: null });
 
   await p.waitForSelector('body[data-phase=completed]', { timeout: 15_000 });
   assert.equal(await p.evaluate(() => document.body.dataset.closeCode), '1000');
   assert.equal(await p.evaluate(() => document.body.dataset.closeReason), 'completed');
-  await until('the sentence names the provider and account', () => p.textContent('#panel-sentence'), (s) => /porthole demo as demo-user@example\.com/.test(s ?? ''), 5_000);
+  await until('the sentence names the provider and account', () => p.textContent('#panel-sentence'), (s) => /porthole demo as demo@porthole\.test/.test(s ?? ''), 5_000);
   assert.equal(await p.textContent('#panel-title'), 'Connected');
   await p.screenshot({ path: `${out}/viewer-completed.png` });
 

@@ -181,6 +181,7 @@ test('connect the demo provider and sign in through the canvas: completed, captu
   const session = await t.api.getSession(sessionId);
   assert.equal(session.state, 'completed');
   assert.equal(session.credential?.account, email);
+  assert.equal(session.credential?.verification, 'verified', 'the server asked the demo provider, which named the account');
   await until('the sandbox is destroyed', () => t.server.driver.list(), (list) => list.length === 0, 15_000);
   assert.deepEqual(await sandboxProcesses(session.sandboxId!), []);
 

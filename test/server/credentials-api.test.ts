@@ -53,7 +53,8 @@ describe('GET /v1/sessions/:id/credentials', () => {
     credentialResponse.parse(got.json);
     assert.deepEqual(
       { ...got.json, capturedAt: '' },
-      { sessionId: withCredential, provider: 'codex', file: content, capturedAt: '', expiresAt: '2031-05-06T07:08:09.000Z', account },
+      // A put that does not say how it was checked is the weaker `offline-checks-only`.
+      { sessionId: withCredential, provider: 'codex', file: content, capturedAt: '', expiresAt: '2031-05-06T07:08:09.000Z', account, verification: 'offline-checks-only' },
     );
     assert.equal(got.headers.get('cache-control'), 'no-store');
 
@@ -102,7 +103,7 @@ describe('GET /v1/sessions/:id/credentials', () => {
   test('a session carries its credential summary (never the content); one without has null', async () => {
     const session = await t.api.getSession(withCredential);
     sessionSchema.parse(session);
-    assert.deepEqual({ ...session.credential, capturedAt: '' }, { provider: 'codex', account, capturedAt: '', expiresAt: '2031-05-06T07:08:09.000Z' });
+    assert.deepEqual({ ...session.credential, capturedAt: '' }, { provider: 'codex', account, capturedAt: '', expiresAt: '2031-05-06T07:08:09.000Z', verification: 'offline-checks-only' });
     assert.equal((await t.api.getSession(withoutCredential)).credential, null);
     const list = await call('GET', '/v1/sessions');
     assert.ok(list.json.sessions.find((s: { id: string }) => s.id === withCredential).credential);

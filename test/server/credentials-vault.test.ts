@@ -49,7 +49,7 @@ function credentialFile(): { content: string; markers: string[] } {
   return { content: JSON.stringify({ claudeAiOauth: { accessToken: access, refreshToken: refresh, expiresAt: 1_900_000_000_000 } }), markers: [access, refresh] };
 }
 
-const input = (content: string) => ({ provider: 'claude-code', content, expiresAt: '2030-03-17T12:00:00.000Z', account: 'alice@example.com' });
+const input = (content: string) => ({ provider: 'claude-code', content, expiresAt: '2030-03-17T12:00:00.000Z', account: 'alice@example.com', verification: 'offline-checks-only' as const });
 
 async function newSession(): Promise<SessionId> {
   const id = newSessionId();
@@ -114,7 +114,7 @@ describe('sealing and opening', () => {
     const dump = Buffer.concat(rows.flatMap((r) => Object.values(r).map((v) => (v instanceof Uint8Array ? Buffer.from(v) : Buffer.from(String(v))))));
     for (const marker of [...markers, content]) assert.equal(dump.indexOf(marker), -1, 'no plaintext in any column');
     const session = await store.getSession(id);
-    assert.deepEqual(session?.credential, { provider: 'claude-code', account: 'alice@example.com', capturedAt: got.capturedAt, expiresAt: '2030-03-17T12:00:00.000Z' });
+    assert.deepEqual(session?.credential, { provider: 'claude-code', account: 'alice@example.com', capturedAt: got.capturedAt, expiresAt: '2030-03-17T12:00:00.000Z', verification: 'offline-checks-only' });
   });
 
   test('two seals of the same content differ (fresh nonce each time)', async () => {
@@ -215,8 +215,8 @@ describe('a stored record that is not what was sealed does not open, with a clea
     const id = await stored();
     const other = await newSession();
     await pglite.query(
-      `INSERT INTO credentials (session_id, provider, key_id, nonce, ciphertext, tag, account, expires_at)
-       SELECT $2, provider, key_id, nonce, ciphertext, tag, account, expires_at FROM credentials WHERE session_id = $1`,
+      `INSERT INTO credentials (session_id, provider, key_id, nonce, ciphertext, tag, account, expires_at, verification)
+       SELECT $2, provider, key_id, nonce, ciphertext, tag, account, expires_at, verification FROM credentials WHERE session_id = $1`,
       [id, other],
     );
     await expectCode(vault.get(other), 'CREDENTIAL_UNREADABLE', secrets, new RegExp(other));
