@@ -24,6 +24,7 @@ import { prepareDataDir } from './data-dir.js';
 import { TrustedOrigins } from './http/origin.js';
 import { Relay } from './relay/relay.js';
 import { Secret } from './secret.js';
+import { loopbackOnlyLookup } from './egress/egress-policy.js';
 import { createEgressProxy } from './egress/egress-proxy.js';
 import { createSessionDiagnosis } from './sessions/diagnosis.js';
 import { createSandboxHost } from './sessions/sandbox-host.js';
@@ -99,9 +100,12 @@ function loopbackExceptionOf(issuer: string): { host: string; port: number } {
 
 export async function startServer(config: Config, options: StartOptions = {}): Promise<RunningServer> {
   const logger = options.logger ?? createLogger(config.logLevel);
-  // Nothing this process creates is for other users unless it says so with a chmod (PGlite's files, the WAL): data-dir.ts.
+  // Nothing this process creates is for other users unless a chmod says so (the data directory's secrets: data-dir.ts).
   process.umask(0o077);
-  await prepareDataDir(config.dataDir);
+  const tightened = await prepareDataDir(config.dataDir);
+  if (tightened.length > 0) {
+    logger.warn({ dataDir: config.dataDir, count: tightened.length, first: tightened.slice(0, 5) }, 'the data directory was open to other users (an older porthole, or a chmod): tightened to owner-only; what was open may have been read');
+  }
   const cleanup: Array<() => Promise<void>> = [];
   try {
     const store = config.databaseUrl
@@ -148,6 +152,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         allow: config.egress.allow,
         // The demo issuer is porthole's own loopback service: the one loopback destination a sandbox may reach.
         loopbackExceptions: demoOidc ? [loopbackExceptionOf(demoOidc.issuer)] : [],
+        ...(config.sandboxLoopbackOnly ? { lookup: loopbackOnlyLookup } : {}),
       },
       upstream: config.egress.upstream ? new URL(config.egress.upstream) : null,
       logger: logger.child({ component: 'egress' }),

@@ -2,11 +2,15 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
+import { join } from 'node:path';
+import { sandboxesDir } from '../../src/drivers/local/local-driver.js';
+import { readRecord } from '../../src/drivers/local/sandbox-record.js';
 import type { SessionId } from '../../src/protocol/ids.js';
 import type { ProviderName, SessionEvent } from '../../src/protocol/session.js';
 import { providers } from '../../src/providers/index.js';
 import { launchBrowser } from '../support/browser.js';
 import { sandboxProcesses } from '../support/sandbox-processes.js';
+import { until } from '../support/until.js';
 import { startTestServer, testOutputDir, type TestServer } from '../support/server.js';
 
 // The real CLIs (pinned in clis/, installed by scripts/setup.sh) in a real sandbox: the agent runs
@@ -77,6 +81,19 @@ for (const name of Object.keys(pins) as Array<keyof typeof pins>) {
     // The CLI runs with its storage pinned to the login's directory, which the agent watches.
     const pinned = await pinOf(session.sandboxId!, pins[name]);
     assert.ok(pinned.includes(`/home/porthole/.porthole/login/${name}`), `${pins[name]} of the CLI: ${pinned.join(', ') || 'none'}`);
+    // ... and with the egress proxy as its proxy: the sandbox has no other way out.
+    assert.ok((await pinOf(session.sandboxId!, 'HTTPS_PROXY')).includes('http://127.0.0.1:3128'), 'HTTPS_PROXY of the CLI');
+
+    // The sandbox's Chromium asked the egress proxy for the sign-in host (refused here: the tests
+    // resolve no name, PORTHOLE_SANDBOX_LOOPBACK_ONLY), and the refusal is on the timeline.
+    const egress = await until(
+      `an egress event for ${provider.authorizeUrl!.host}`,
+      async () => (await t.api.listEvents(session.id)).events.filter((e) => e.type.startsWith('egress.')),
+      (events) => events.some((e) => e.details.host === provider.authorizeUrl!.host),
+      20_000,
+    );
+    const signIn = egress.find((e) => e.details.host === provider.authorizeUrl!.host)!;
+    assert.deepEqual([signIn.details.allowed, signIn.details.reason], [false, 'resolve-failed']);
     const health = (await t.api.getSession(session.id)).state;
     assert.ok(health === 'authenticating' || health === 'ready');
 
@@ -86,3 +103,32 @@ for (const name of Object.keys(pins) as Array<keyof typeof pins>) {
     await context.close();
   });
 }
+
+test('three Codex logins at once: each listens on port 1455 in its own sandbox', async () => {
+  // Codex's login server has a fixed port: on a shared network namespace the second login fails
+  // and a sandbox could squat it for everyone. Each sandbox's loopback is its own.
+  const sessions = await Promise.all([0, 1, 2].map(() => t.readySession({ provider: 'codex' })));
+  try {
+    for (const session of sessions) {
+      const listening = await until(
+        `Codex's login server on 1455 in ${session.sandboxId}`,
+        async () => {
+          // The agent's view: the sandbox's own network namespace (bwrap's outer process is in the host's).
+          const record = await readRecord(join(sandboxesDir(t.dataDir), session.sandboxId!));
+          const tcp = record?.agent ? await readFile(`/proc/${record.agent.pid}/net/tcp`, 'utf8').catch(() => '') : '';
+          // local_address 0100007F:05AF (127.0.0.1:1455), state 0A (LISTEN)
+          return tcp.split('\n').some((line) => /^\s*\d+: 0100007F:05AF 00000000:0000 0A /.test(line));
+        },
+        (isListening) => isListening,
+        60_000,
+      );
+      assert.equal(listening, true);
+    }
+    for (const session of sessions) {
+      const { events } = await t.api.listEvents(session.id);
+      assert.ok(!events.some((e) => e.type === 'login.exited' || e.type === 'login.failed'), `${session.id}: ${JSON.stringify(events.map((e) => e.type))}`);
+    }
+  } finally {
+    for (const session of sessions) await t.server.sessions.end(session.id as SessionId, 'user');
+  }
+});

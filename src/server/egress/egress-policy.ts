@@ -135,6 +135,16 @@ async function defaultLookup(host: string): Promise<readonly ResolvedAddress[]> 
   return found.map((a) => ({ address: a.address, family: a.family === 6 ? 6 : 4 }));
 }
 
+/**
+ * For air-gapped hosts and the tests (PORTHOLE_SANDBOX_LOOPBACK_ONLY): no name is looked up, so no
+ * DNS query ever leaves this host for a sandbox; only `localhost` resolves (to loopback, which the
+ * policy refuses unless it is the demo issuer). IP literals are still judged by the policy.
+ */
+export async function loopbackOnlyLookup(host: string): Promise<readonly ResolvedAddress[]> {
+  if (host === 'localhost') return [{ address: '127.0.0.1', family: 4 }];
+  throw Object.assign(new Error(`${host} is not resolved on this host (PORTHOLE_SANDBOX_LOOPBACK_ONLY)`), { code: 'ENOTFOUND' });
+}
+
 /** Throws on an invalid allow-list entry (the configuration checks them first with allowEntryProblem). */
 export function createEgressPolicy(options: EgressPolicyOptions = {}): EgressPolicy {
   const entries = (options.allow ?? []).map((raw) => {
