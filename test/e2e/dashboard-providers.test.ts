@@ -76,6 +76,9 @@ test('a session holding a credential shows its account and expiry on the dashboa
   });
   const text = (await cell.textContent()) ?? '';
   assert.match(text, /expires .*in 5\d min/, text);
+  // Put without saying how it was checked: only offline checks, so the account is marked unconfirmed.
+  assert.match(text, /alice@example\.comunconfirmed/, text);
+  assert.match((await cell.locator('.unverified').getAttribute('title')) ?? '', /not confirmed with Claude Code/);
   assert.equal(await cell.locator('time').getAttribute('datetime'), expiresAt);
   const expiredCell = p.locator(`tr[data-session-id="${expired.id}"] td[data-label=Credential]`);
   assert.match((await expiredCell.textContent()) ?? '', /Gemini CLI account.*expired .*2 h ago/);
@@ -115,5 +118,28 @@ test('when the session completes, the viewer says who is connected and does not 
   assert.equal(await p.evaluate(() => document.body.dataset.phase), 'completed');
   const { events } = await t.api.listEvents(session.id);
   assert.equal(events.filter((event) => event.type === 'viewer.connected').length, 1, 'the viewer connected once');
+  await context.close();
+});
+
+test('when a delivered credential does not verify, the viewer says the sign-in could not be confirmed', async () => {
+  const session = await t.readySession({ provider: 'demo' });
+  const context = await browserHandle.browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const p = await context.newPage();
+  const { viewerUrl } = await t.api.createTicket(session.id);
+  await p.goto(viewerUrl);
+  await p.waitForSelector('body[data-phase=connected]', { timeout: 60_000 });
+
+  // Someone holding the sandbox token delivers a file with made-up tokens.
+  const real = await demoSignIn(t.server.demoOidc!.issuer);
+  const forged = JSON.stringify({ ...real, access_token: 'made-up-access-token-0123456789', account: { sub: 'ceo', email: 'ceo@victim.example' } });
+  await assert.rejects(t.server.sessions.complete(session.id as SessionId, { provider: 'demo', file: 'credentials.json', content: forged, expiresAt: null, account: null }), { code: 'CREDENTIAL_UNVERIFIED' });
+
+  await p.waitForSelector('body[data-phase=failed]', { timeout: 15_000 });
+  assert.equal(await p.evaluate(() => document.body.dataset.closeCode), '4410');
+  const sentence = (await p.textContent('#panel-sentence')) ?? '';
+  assert.match(sentence, /^porthole could not confirm this sign-in with the provider, so it stored nothing/);
+  assert.match(sentence, /refused the access token at userinfo \(401\)/);
+  assert.equal(sentence.includes('ceo@victim.example'), false);
+  await p.screenshot({ path: `${out}/viewer-unverified.png` });
   await context.close();
 });
