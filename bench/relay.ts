@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
 import type { SandboxId } from '../src/protocol/ids.js';
 import { startTestServer } from '../test/support/server.js';
+import { pinSocket } from '../src/drivers/pinned-socket.js';
 import { RfbClient, openUnix, openWs, percentile, type RfbTransport } from './rfb-client.js';
 
 const frames = Number(process.env.BENCH_FRAMES ?? 60);
@@ -53,6 +54,8 @@ try {
   const handle = await t.server.driver.inspect(session.sandboxId as SandboxId);
   if (handle?.vnc.kind !== 'unix') throw new Error('expected a unix VNC endpoint');
   const vncPath = handle.vnc.path;
+  // The server connects only through its pin of the sandbox's socket (src/drivers/pinned-socket.ts): so does the baseline.
+  if (handle.vnc.pin) await pinSocket(handle.vnc.pin, vncPath).catch(() => {});
   const port = await freePort();
   websockify = spawn('websockify', ['--unix-target', vncPath, `127.0.0.1:${port}`], { stdio: 'ignore' });
   for (let i = 0; ; i++) {

@@ -3,6 +3,7 @@
 // out. Baseline in the same run: the same first-frame request sent straight to the VNC unix socket
 // at the same moment, so the relay's share of the first frame shows as a ratio.
 //   node dist/bench/start-to-frame.js
+import { pinSocket } from '../src/drivers/pinned-socket.js';
 import type { SandboxId, SessionId } from '../src/protocol/ids.js';
 import { startTestServer } from '../test/support/server.js';
 import { RfbClient, openUnix, openWs, percentile } from './rfb-client.js';
@@ -41,6 +42,8 @@ try {
     const directFrame = async () => {
       const handle = await t.server.driver.inspect(session.sandboxId as SandboxId);
       if (handle?.vnc.kind !== 'unix') throw new Error('expected a unix VNC endpoint');
+      // The server connects only through its pin of the sandbox's socket (src/drivers/pinned-socket.ts): so does the baseline.
+      if (handle.vnc.pin) await pinSocket(handle.vnc.pin, handle.vnc.path).catch(() => {});
       const direct = new RfbClient(await openUnix(handle.vnc.path));
       directFirstFrame.push(await firstFrame(direct));
       direct.close();
