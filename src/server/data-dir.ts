@@ -3,10 +3,11 @@ import { join, relative } from 'node:path';
 
 // The data directory holds porthole's secrets: the database (API key hashes, sessions, sealed
 // credentials, its WAL), the ticket signing key, the credential keyring. No other local user may
-// read or write any of it. Start-up makes it so (the directory 0700; the server's umask 077 covers
-// what is written later, PGlite's files included, whatever modes PGlite asks for) and tightens what
-// an older version left; `porthole doctor` checks it with auditDataDir. The sandboxes' own
-// directories under sandboxes/ are the driver's: it creates them with explicit modes and owners.
+// read or write any of it. Start-up makes it so: the directory 0700, the server's umask 077 for
+// what is created later, PGlite's files 0600 (its filesystem chmods them itself, past the umask:
+// src/store/postgres/owner-only-nodefs.ts), and what an older version left open tightened here.
+// `porthole doctor` checks it with auditDataDir. The sandboxes' own directories under sandboxes/
+// are the driver's: it creates them with explicit modes and owners.
 
 /** The files that are secrets in themselves: nobody but the owner may even read them. */
 export const secretEntries = ['pglite', 'keyring.json', 'signing.key'] as const;
@@ -15,23 +16,33 @@ const sandboxesEntry = 'sandboxes';
 /**
  * Creates the data directory (0700) or tightens an existing one, and takes group and other access
  * away from everything under pglite/ (an older porthole left PGlite's files 0666 and its
- * directories 0755). Symlinks are left alone (chmod would follow them). Idempotent.
+ * directories 0755) and from the signing key. Returns what it tightened, relative to the data
+ * directory, for a warning: what was open may have been read. The keyring is not touched: a
+ * keyring open to others refuses the start (MASTER_KEY_INSECURE), so that someone decides.
+ * Symlinks are left alone (chmod would follow them). Idempotent.
  */
-export async function prepareDataDir(dataDir: string): Promise<void> {
+export async function prepareDataDir(dataDir: string): Promise<string[]> {
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const tightened: string[] = [];
+  // 0711 (an older porthole's, for the sandbox uid to pass through) let nobody list or read it: not worth a warning.
+  if (((await lstat(dataDir)).mode & 0o066) !== 0) tightened.push('.');
   await chmod(dataDir, 0o700);
-  await tighten(join(dataDir, 'pglite'));
+  for (const entry of ['pglite', 'signing.key']) await tighten(dataDir, join(dataDir, entry), tightened);
+  return tightened;
 }
 
-async function tighten(path: string): Promise<void> {
+async function tighten(dataDir: string, path: string, tightened: string[]): Promise<void> {
   const found = await lstat(path).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return null;
     throw error;
   });
   if (!found || found.isSymbolicLink()) return;
-  if ((found.mode & 0o077) !== 0) await chmod(path, found.mode & 0o700);
+  if ((found.mode & 0o077) !== 0) {
+    await chmod(path, found.mode & 0o700);
+    tightened.push(relative(dataDir, path));
+  }
   if (!found.isDirectory()) return;
-  for (const name of await readdir(path)) await tighten(join(path, name));
+  for (const name of await readdir(path)) await tighten(dataDir, join(path, name), tightened);
 }
 
 export interface ModeProblem {

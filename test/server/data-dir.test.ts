@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { chmod, lstat, readdir } from 'node:fs/promises';
+import { chmod, lstat, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -108,6 +108,7 @@ test('what an older porthole left open (0755 directory, PGlite files 0666, key 0
     const second = await startTestServerIn(dataDir, 'data-dir-upgrade');
     try {
       assert.deepEqual(await auditDataDir(dataDir), [], 'the start tightened the directory, pglite/ and the signing key');
+      assert.match(await readFile(second.logFile, 'utf8'), /"level":40,.*"first":\[".","pglite",.*the data directory was open to other users/, 'and said so');
       const fixed = (await runDoctor({ PORTHOLE_DATA_DIR: dataDir, PORTHOLE_URL: 'http://127.0.0.1:9' })).checks.find((c) => c.name === 'data directory modes');
       assert.equal(fixed?.status, 'ok', JSON.stringify(fixed));
     } finally {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
 import type { Store } from '../store.js';
 import type { Database, Queryable } from './database.js';
+import { OwnerOnlyNodeFS } from './owner-only-nodefs.js';
 import { SqlStore } from './sql-store.js';
 
 function queryable(target: PGlite | Transaction): Queryable {
@@ -18,13 +19,14 @@ function queryable(target: PGlite | Transaction): Queryable {
 }
 
 /**
- * The embedded store: PGlite persisted in `<dataDir>/pglite` (created when missing). Does not
- * migrate; call `migrate()`. One process at a time may open a data dir.
+ * The embedded store: PGlite persisted in `<dataDir>/pglite` (created when missing, 0700; its files
+ * 0600: owner-only-nodefs.ts). Does not migrate; call `migrate()`. One process at a time may open a
+ * data dir.
  */
 export async function openPglite(dataDir: string): Promise<Store> {
   const dir = join(dataDir, 'pglite');
-  await mkdir(dir, { recursive: true });
-  const pglite = await PGlite.create(dir);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const pglite = await PGlite.create({ fs: new OwnerOnlyNodeFS(dir) });
   const database: Database = {
     ...queryable(pglite),
     // PGlite runs one transaction at a time, so a compare-and-set here never waits on a lock.
