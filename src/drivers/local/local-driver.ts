@@ -14,7 +14,6 @@ import type { Driver, Endpoint, SandboxHandle, SandboxInfo, SandboxSpec } from '
 import { bwrapArgs, bwrapFds, inside, sandboxGroup, sandboxPasswd, type BwrapSources } from './bwrap-command.js';
 import { stagedLaunch, stageDirectory } from './launcher.js';
 import { describeLimitsHit, detectCgroups, noCgroups, type CgroupHost, type SandboxLimits } from '../cgroups/cgroups.js';
-import { unenforcedLimits } from '../cgroups/sandbox-cgroup.js';
 import { CleanupStack } from './cleanup-stack.js';
 import { childrenOf, pidNamespaceOf, processExitingFlag, processUids, readProcStat, scanProcesses, type ProcStat } from './proc-scan.js';
 import { readRecord, recordFile, writeRecord, type SandboxRecord } from './sandbox-record.js';
@@ -84,7 +83,8 @@ function sandboxDir(dataDir: string, id: string): string {
 export function createLocalDriver(options: LocalDriverOptions): Driver {
   const isRoot = process.getuid?.() === 0;
   const homeMiB = options.homeMiB ?? 256;
-  const cgroups = options.limits ? (options.cgroups ?? detectCgroups()) : Promise.resolve(noCgroups('no limits configured'));
+  const limits = options.limits;
+  const cgroups = limits ? (options.cgroups ?? detectCgroups()) : Promise.resolve(noCgroups('no limits configured'));
   void cgroups.then((host) => logger?.info({ cgroups: host.version, enforceable: host.enforceable }, host.why));
   const dataDir = resolve(options.dataDir);
   const logger = options.logger?.child({ component: 'local-driver' });
@@ -122,8 +122,8 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
       const { uid, gid } = isRoot ? await allocateUid(spec.id) : { uid: process.getuid!(), gid: process.getgid!() };
       step = 'cgroup';
       // Before any process of the sandbox exists: bwrap waits on its block fd until its processes are in.
-      const cgroup = await (await cgroups).create(spec.id, options.limits ?? unenforcedLimits);
-      cleanup.push('cgroup', () => cgroup.remove());
+      const cgroup = limits ? await (await cgroups).create(spec.id, limits) : null;
+      if (cgroup) cleanup.push('cgroup', () => cgroup.remove());
       for (const sub of [runDir, join(runDir, 'logs')]) {
         await mkdir(sub, { mode: 0o700 });
         if (isRoot) await chown(sub, uid, gid);
@@ -176,7 +176,7 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
       // bwrap waits on its block fd before it runs the agent: the place to put its processes in
       // their limits, before any process of the person's exists.
       step = 'limits';
-      for (const pid of [child.pid!, childPid]) await cgroup.add(pid);
+      for (const pid of [child.pid!, childPid]) await cgroup?.add(pid);
       unblock(child);
       const init = await initRef(childPid, pidNamespace);
       if (!init) throw new Error(`the sandbox's init (pid ${childPid}) exited at once; see ${join(runDir, 'logs', 'agent.log')}`);
