@@ -372,5 +372,10 @@ export function formatDiagnosis(diagnosis: SessionDiagnosis): string[] {
     lines.push(`${hopMarks[hop.result]} ${hop.hop.padEnd(6)}${ms}  ${hop.cause}`);
   }
   if (diagnosis.firstFailure) lines.push(`first failure: ${diagnosis.firstFailure.hop} (${diagnosis.firstFailure.code})`);
+  const { allowed, refused } = diagnosis.egress;
+  if (refused.length > 0) {
+    const list = refused.map((r) => `${r.host}:${r.port} (${r.reason}${r.count > 1 ? ` ×${r.count}` : ''})`).join(', ');
+    lines.push(`egress: ${allowed} allowed; refused ${list}`);
+  }
   return lines;
 }

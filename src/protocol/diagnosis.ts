@@ -56,5 +56,16 @@ export const sessionDiagnosisSchema = z.object({
       cause: z.string(),
     })
     .nullable(),
+  /**
+   * The sandbox's network use so far, from its egress events: how many connections the egress
+   * policy allowed, and each destination it refused (with why and how often). A refused sign-in
+   * host is the usual cause of a login page that never loads.
+   */
+  egress: z
+    .object({
+      allowed: z.number().int(),
+      refused: z.array(z.object({ host: z.string(), port: z.number().int(), reason: z.string(), count: z.number().int() })),
+    })
+    .default({ allowed: 0, refused: [] }),
 });
 export type SessionDiagnosis = z.infer<typeof sessionDiagnosisSchema>;

@@ -180,7 +180,7 @@ describe('hop by hop, breaking one sandbox further at each step', () => {
       assert.match(failure.cause, /^agent reports down: (.*vnc \((signal SIGKILL|not started yet)\)|.*; restarted: (.*, )?vnc \d+× \(last signal SIGKILL\))/);
     } else {
       assert.equal(failure.code, 'SANDBOX_UNREACHABLE');
-      assert.match(failure.cause, /^(ECONNREFUSED|ENOENT|ECONNRESET) on …\/sbx_[0-9a-z]+\/run\/vnc\.sock/);
+      assert.match(failure.cause, /^(ECONNREFUSED|ENOENT|ECONNRESET) on …\/sbx_[0-9a-z]+\/sockets\/vnc\.sock/);
     }
     assert.equal(hop(caught, 'store').result, 'ok');
     assert.equal(hop(caught, 'driver').result, 'ok');

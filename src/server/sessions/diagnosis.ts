@@ -190,10 +190,34 @@ export function createSessionDiagnosis(options: SessionDiagnosisOptions): Diagno
       ms: elapsed(walkStarted),
       hops,
       firstFailure: failed ? { hop: failed.hop, code: failed.code ?? 'INTERNAL', cause: failed.cause } : null,
+      egress: session ? await egressSummary(store, id).catch(() => ({ allowed: 0, refused: [] })) : { allowed: 0, refused: [] },
     };
     log?.info({ sessionId: id, state: diagnosis.state, ms: diagnosis.ms, firstFailure: diagnosis.firstFailure }, 'session diagnosed');
     return diagnosis;
   };
+}
+
+/** The session's egress events, counted: allowed connections, and refused destinations by host, port and reason. */
+async function egressSummary(store: Store, id: SessionId): Promise<SessionDiagnosis['egress']> {
+  let allowed = 0;
+  const refused = new Map<string, { host: string; port: number; reason: string; count: number }>();
+  for (let after = 0; ; ) {
+    const page = await store.listEvents(id, { afterSeq: after, limit: 1_000 });
+    for (const event of page) {
+      if (event.type !== 'egress.connect' && event.type !== 'egress.request') continue;
+      const d = event.details as { host?: unknown; port?: unknown; allowed?: unknown; reason?: unknown };
+      if (d.allowed === true) {
+        allowed++;
+        continue;
+      }
+      const entry = { host: String(d.host), port: Number(d.port), reason: String(d.reason ?? 'refused') };
+      const key = `${entry.host}:${entry.port}:${entry.reason}`;
+      refused.set(key, { ...entry, count: (refused.get(key)?.count ?? 0) + 1 });
+    }
+    if (page.length < 1_000) break;
+    after = page.at(-1)!.seq;
+  }
+  return { allowed, refused: [...refused.values()] };
 }
 
 function elapsed(started: number): number {
