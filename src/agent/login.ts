@@ -6,7 +6,6 @@ import type { AgentConfig, AgentHealth, AgentLoginRequest } from '../protocol/ag
 import { providers, type Provider, type ProviderContext } from '../providers/index.js';
 import { readCredentialFile } from './credential-file.js';
 import { chromiumNetworkFlags, desktopLayout } from './desktop.js';
-import { startEgressForwarder, type EgressForwarder } from './egress-forwarder.js';
 import { DeliveryRefused, ServerClient } from './server-client.js';
 import { describeExit, stopGroup } from './supervised-process.js';
 
@@ -40,7 +39,6 @@ export class Login {
   #detail: string | null = null;
   #client: ServerClient | null = null;
   #terminal: ChildProcess | null = null;
-  #tunnels: EgressForwarder | null = null;
   readonly #stopping = new AbortController();
 
   constructor(options: LoginOptions) {
@@ -82,7 +80,6 @@ export class Login {
       await writeFile(path, content, { mode: 0o600 });
     }
     await writeOpeners(this.#o.config.agentSocket);
-    if (request.demo) await this.#tunnelDemoIssuer(request.demo.issuer);
     await client.event('login.started', { provider: provider.name, file: provider.credentialFile });
     await this.#o.replaceTerminal();
     this.#startTerminal(provider, context);
@@ -105,23 +102,9 @@ export class Login {
 
   async stop(): Promise<void> {
     this.#stopping.abort();
-    await Promise.all([this.#stopTerminal(), this.#tunnels?.close()]);
+    await this.#stopTerminal();
   }
 
-  /**
-   * The demo issuer is porthole's own service on the host's loopback. A sandbox with no network
-   * reaches it through a tunnel on the same address of its own loopback (a CONNECT through the
-   * egress proxy, whose policy allows exactly that host:port), so the issuer's URL — in the CLI's
-   * discovery and in the browser — reads the same inside and out.
-   */
-  async #tunnelDemoIssuer(issuer: string): Promise<void> {
-    const egress = this.#o.config.egress;
-    if (!egress) return;
-    const url = new URL(issuer);
-    if (url.hostname !== '127.0.0.1' && url.hostname !== 'localhost') return;
-    const port = Number(url.port || 80);
-    this.#tunnels = await startEgressForwarder({ proxySocket: egress.proxySocket, listenPort: null, tunnels: [{ port, host: url.hostname, targetPort: port }] });
-  }
 
   #startTerminal(provider: Provider, context: ProviderContext): void {
     const { terminal } = desktopLayout(this.#o.config.width, this.#o.config.height);

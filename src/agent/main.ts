@@ -30,7 +30,10 @@ async function main(): Promise<void> {
 
   // No network but the sandbox's own loopback: 127.0.0.1:3128 leads to porthole's egress proxy.
   // Started before the desktop, so that Chromium's first request finds it.
-  const forwarder = config.egress ? await startEgressForwarder({ proxySocket: config.egress.proxySocket }) : null;
+  // The host's loopback services it may use (the demo issuer) are tunnelled to the same address.
+  const forwarder = config.egress
+    ? await startEgressForwarder({ proxySocket: config.egress.proxySocket, tunnels: config.tunnels.map((t) => ({ port: t.port, host: t.host, targetPort: t.port })) })
+    : null;
   const startedAt = Date.now();
   let lastContact = startedAt;
   const health = (): AgentHealth => {

@@ -14,6 +14,12 @@ export interface SandboxSpec {
   readonly loopbackOnly?: boolean;
   /** The sandbox ends itself when the server has not been heard from for this long (see AgentConfig.leaseMs). */
   readonly leaseMs?: number;
+  /**
+   * Services on the host's loopback the sandbox reaches at the same address on its own loopback
+   * (the demo issuer; an operator's PORTHOLE_EGRESS_LOOPBACK): tunnelled through the egress proxy,
+   * whose policy allows exactly these host:port pairs.
+   */
+  readonly tunnels?: readonly { readonly host: string; readonly port: number }[];
 }
 
 /**

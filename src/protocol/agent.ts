@@ -63,6 +63,8 @@ export const agentConfigSchema = z.object({
    * asks every running sandbox's health on each tick, which renews it. null: no lease.
    */
   leaseMs: z.number().int().min(1000).nullable().default(null),
+  /** Host loopback services tunnelled to the same address on the sandbox's own loopback (SandboxSpec.tunnels). */
+  tunnels: z.array(z.object({ host: z.string(), port: z.number().int().min(1).max(65535) })).default([]),
 });
 export type AgentConfig = z.infer<typeof agentConfigSchema>;
 

@@ -79,6 +79,13 @@ const envSchema = z.object({
         if (problem) ctx.addIssue({ code: 'custom', message: problem });
       }
     }),
+  // host:port services on this host's loopback that sandboxes may reach (an on-host IdP, a test page).
+  PORTHOLE_EGRESS_LOOPBACK: z
+    .string()
+    .default('')
+    .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
+    .refine((list) => list.every((s) => /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost):\d{1,5}$/.test(s) && Number(s.split(':')[1]) <= 65535), 'must be a comma list of 127.x.x.x:PORT or localhost:PORT')
+    .transform((list) => list.map((s) => ({ host: s.split(':')[0]!, port: Number(s.split(':')[1]) }))),
   PORTHOLE_EGRESS_UPSTREAM: z.url({ protocol: /^http$/, error: 'must be an http:// proxy URL' }).optional(),
 });
 
@@ -126,7 +133,7 @@ export interface Config {
   /** porthole's own OpenID Connect provider for the `demo` provider, on 127.0.0.1 only. */
   readonly demoProvider: { readonly isEnabled: boolean; readonly port: number; readonly email: string; readonly password: Secret };
   /** Where sandboxes may connect through porthole's egress proxy: `allow` empty means the public internet; `upstream` an http:// proxy to go through. */
-  readonly egress: { readonly allow: readonly string[]; readonly upstream: string | null };
+  readonly egress: { readonly allow: readonly string[]; readonly upstream: string | null; readonly loopback: readonly { readonly host: string; readonly port: number }[] };
 }
 
 export class ConfigError extends Error {
@@ -208,7 +215,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     maxSessions: e.PORTHOLE_MAX_SESSIONS,
     bodyLimitBytes: e.PORTHOLE_BODY_LIMIT_BYTES,
     demoProvider: Object.freeze({ isEnabled: e.PORTHOLE_DEMO_PROVIDER, port: e.PORTHOLE_DEMO_PORT, email: e.PORTHOLE_DEMO_EMAIL, password: new Secret(e.PORTHOLE_DEMO_PASSWORD) }),
-    egress: Object.freeze({ allow: Object.freeze(e.PORTHOLE_EGRESS_ALLOW), upstream: e.PORTHOLE_EGRESS_UPSTREAM ?? null }),
+    egress: Object.freeze({ allow: Object.freeze(e.PORTHOLE_EGRESS_ALLOW), upstream: e.PORTHOLE_EGRESS_UPSTREAM ?? null, loopback: Object.freeze(e.PORTHOLE_EGRESS_LOOPBACK) }),
   });
 }
 

@@ -147,11 +147,12 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     let agentServerUrl = '';
     // Sandboxes with no network of their own get porthole's egress proxy (their only way out) and an
     // agent channel (their only way in) on sockets of their own: src/server/sessions/sandbox-host.ts.
+    const hostServices = [...(demoOidc ? [loopbackExceptionOf(demoOidc.issuer)] : []), ...config.egress.loopback];
     const egress = createEgressProxy({
       policy: {
         allow: config.egress.allow,
-        // The demo issuer is porthole's own loopback service: the one loopback destination a sandbox may reach.
-        loopbackExceptions: demoOidc ? [loopbackExceptionOf(demoOidc.issuer)] : [],
+        // The host's loopback services a sandbox may reach (and finds tunnelled to the same address): the demo issuer and the operator's.
+        loopbackExceptions: hostServices,
         ...(config.sandboxLoopbackOnly ? { lookup: loopbackOnlyLookup } : {}),
       },
       upstream: config.egress.upstream ? new URL(config.egress.upstream) : null,
@@ -168,7 +169,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       driver,
       viewers,
       logger,
-      desktop: { width: config.desktopWidth, height: config.desktopHeight, startUrl: config.sandboxStartUrl, loopbackOnly: config.sandboxLoopbackOnly, leaseMs: config.sandboxLeaseMs },
+      desktop: { width: config.desktopWidth, height: config.desktopHeight, startUrl: config.sandboxStartUrl, loopbackOnly: config.sandboxLoopbackOnly, leaseMs: config.sandboxLeaseMs, tunnels: hostServices },
       metrics,
       bootTimeoutMs: config.bootTimeoutMs,
       idleTimeoutMs: config.idleTimeoutMs,

@@ -122,7 +122,7 @@ before(async () => {
   });
   await new Promise<void>((resolve) => site.listen(0, '127.0.0.1', resolve));
   const siteUrl = `http://127.0.0.1:${(site.address() as AddressInfo).port}/`;
-  t = await startTestServer('e2e-paste-resize', { PORTHOLE_SANDBOX_START_URL: siteUrl });
+  t = await startTestServer('e2e-paste-resize', { PORTHOLE_SANDBOX_START_URL: siteUrl, PORTHOLE_EGRESS_LOOPBACK: new URL(siteUrl).host });
   browserHandle = await launchBrowser();
   context = await browserHandle.browser.newContext({ viewport: { width: 1280, height: 800 } });
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: t.server.url });

@@ -32,7 +32,7 @@ before(async () => {
   });
   await new Promise<void>((resolve) => site.listen(0, '127.0.0.1', resolve));
   const siteUrl = `http://127.0.0.1:${(site.address() as AddressInfo).port}/`;
-  t = await startTestServer('e2e', { PORTHOLE_SANDBOX_START_URL: siteUrl });
+  t = await startTestServer('e2e', { PORTHOLE_SANDBOX_START_URL: siteUrl, PORTHOLE_EGRESS_LOOPBACK: new URL(siteUrl).host });
   browserHandle = await launchBrowser();
 });
 after(async () => {

@@ -17,16 +17,13 @@ import { describeLimitsHit, detectCgroups, noCgroups, type CgroupHost, type Sand
 import { CleanupStack } from './cleanup-stack.js';
 import { childrenOf, pidNamespaceOf, processExitingFlag, processUids, readProcStat, scanProcesses, type ProcStat } from './proc-scan.js';
 import { readRecord, recordFile, writeRecord, type SandboxRecord } from './sandbox-record.js';
+import { longestSocketPath, maxUnixPathBytes, pinnedSocketPaths, sandboxDir, sandboxesDir, sandboxPaths, sandboxSocketNames } from '../local-layout.js';
+import { pinTempSuffixBytes } from '../pinned-socket.js';
 
 // The `local` driver: a sandbox is a group of processes on this host, isolated by bubblewrap (own
 // user, pid, ipc, uts, network and mount namespaces; an unprivileged host uid of its own), running
-// the agent, which runs the desktop. Layout of <dataDir>/sandboxes/<id>/ (0700, porthole's):
-//   sandbox.json  the record (porthole's)
-//   run/          the sandbox's /run/porthole (its uid's): vnc.sock, agent.sock, agent.json, logs/
-//   sockets/      porthole's only: where the server pins run/'s sockets before connecting (pinned-socket.ts)
-//   host/         porthole's, read-only inside at /run/porthole-host: the server listens there for
-//                 this sandbox (proxy.sock: the egress proxy; server.sock: the agent channel)
-// Home and /tmp are tmpfs inside the sandbox (size-limited), never on the host's disk.
+// the agent, which runs the desktop. Each sandbox has a directory <dataDir>/sandboxes/<id>/, laid
+// out as ../local-layout.ts says. Home and /tmp are tmpfs inside the sandbox (size-limited), never on the host's disk.
 //
 // State is sandbox.json plus /proc, so a server that restarts can inspect, list and destroy the
 // sandboxes an earlier process started. sandbox.json sits outside home/ and run/, where the
@@ -68,17 +65,7 @@ const infoTimeoutMs = 15_000;
 /** The agent stops its children with TERM, then KILL after 2 s: give it that and a little more. */
 const agentStopGraceMs = 2_500;
 const teardownTimeoutMs = 10_000;
-/** sun_path is 108 bytes with its NUL. */
-const maxUnixPathBytes = 107;
 const sandboxIdEnv = 'PORTHOLE_SANDBOX_ID';
-
-export function sandboxesDir(dataDir: string): string {
-  return join(resolve(dataDir), 'sandboxes');
-}
-
-function sandboxDir(dataDir: string, id: string): string {
-  return join(sandboxesDir(dataDir), id);
-}
 
 export function createLocalDriver(options: LocalDriverOptions): Driver {
   const isRoot = process.getuid?.() === 0;
@@ -97,8 +84,9 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
   async function create(spec: SandboxSpec, createOptions: { signal?: AbortSignal } = {}): Promise<SandboxHandle> {
     const { signal } = createOptions;
     const dir = sandboxDir(dataDir, spec.id);
-    const runDir = join(dir, 'run');
-    const hostDir = join(dir, 'host');
+    const paths = sandboxPaths(dir);
+    const runDir = paths.run;
+    const hostDir = paths.host;
     const cleanup = new CleanupStack();
     let step = 'prepare';
     let hasSpawned = false;
@@ -106,10 +94,8 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
       signal?.throwIfAborted();
       // The id becomes a path: only well-formed ids.
       if (!isSandboxId(spec.id)) throw new Error(`not a sandbox id: ${JSON.stringify(spec.id)}`);
-      const endpoints = endpointsOf(dir, 0);
-      for (const path of [...[endpoints.vnc, endpoints.agent].flatMap((e) => (e.kind === 'unix' ? [e.path, e.pin?.source ?? e.path] : [])), endpoints.host.proxySocket]) {
-        if (Buffer.byteLength(path) + 13 > maxUnixPathBytes) throw new Error(`socket path ${path} is longer than ${maxUnixPathBytes - 13} bytes: choose a shorter data directory`);
-      }
+      const longest = longestSocketPath(dataDir, spec.id);
+      if (!longest.fits) throw new Error(`socket path ${longest.path} is longer than ${maxUnixPathBytes - pinTempSuffixBytes} bytes: choose a shorter data directory`);
 
       step = 'directories';
       await mkdir(sandboxesDir(dataDir), { recursive: true, mode: 0o700 });
@@ -124,11 +110,11 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
       // Before any process of the sandbox exists: bwrap waits on its block fd until its processes are in.
       const cgroup = limits ? await (await cgroups).create(spec.id, limits) : null;
       if (cgroup) cleanup.push('cgroup', () => cgroup.remove());
-      for (const sub of [runDir, join(runDir, 'logs')]) {
+      for (const sub of [runDir, paths.logs]) {
         await mkdir(sub, { mode: 0o700 });
         if (isRoot) await chown(sub, uid, gid);
       }
-      await mkdir(join(dir, 'sockets'), { mode: 0o700 });
+      await mkdir(paths.sockets, { mode: 0o700 });
       // Explicit modes where others must get through: the server's umask is 077.
       await mkdir(hostDir);
       await chmod(hostDir, 0o711);
@@ -147,15 +133,16 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
         tools: { clis: inside.clis, demoCli: inside.demoCli },
         egress: { proxySocket: inside.proxySocket, serverSocket: inside.serverSocket },
         leaseMs: spec.leaseMs ?? null,
+        tunnels: [...(spec.tunnels ?? [])],
       };
-      await writeFile(join(runDir, 'agent.json'), JSON.stringify(agentConfig, null, 2) + '\n', { flag: 'wx' });
-      await chmod(join(runDir, 'agent.json'), 0o644);
+      await writeFile(paths.agentConfig, JSON.stringify(agentConfig, null, 2) + '\n', { flag: 'wx' });
+      await chmod(paths.agentConfig, 0o644);
       signal?.throwIfAborted();
 
       step = 'spawn';
       hasSpawned = true;
       const startedAt = new Date().toISOString();
-      const child = spawnBwrap(spec.id, { uid, gid, sources: { run: runDir, host: hostDir, agentBundle: options.agentBundle, clis: options.clis, demoCli: options.demoCli }, logFile: join(runDir, 'logs', 'agent.log') });
+      const child = spawnBwrap(spec.id, { uid, gid, sources: { run: runDir, host: hostDir, agentBundle: options.agentBundle, clis: options.clis, demoCli: options.demoCli }, logFile: paths.agentLog });
       const info = readBwrapInfo(child);
       child.once('exit', (code, sig) => {
         if (children.get(spec.id) === child) exits.set(spec.id, describeBwrapExit(code, sig));
@@ -179,7 +166,7 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
       for (const pid of [child.pid!, childPid]) await cgroup?.add(pid);
       unblock(child);
       const init = await initRef(childPid, pidNamespace);
-      if (!init) throw new Error(`the sandbox's init (pid ${childPid}) exited at once; see ${join(runDir, 'logs', 'agent.log')}`);
+      if (!init) throw new Error(`the sandbox's init (pid ${childPid}) exited at once; see ${paths.agentLog}`);
 
       step = 'agent';
       const agent = await waitForAgent(init, signal); // polls, and stops on abort itself
@@ -206,7 +193,7 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
       return { id: spec.id, ...endpointsOf(dir, uid) };
     } catch (error) {
       // The log is this start's only once bwrap ran (before, the directory may be another sandbox's).
-      const log = hasSpawned ? await tailOf(join(runDir, 'logs', 'agent.log')) : null;
+      const log = hasSpawned ? await tailOf(paths.agentLog) : null;
       const failedUndos = await cleanup.unwind();
       if (failedUndos.length > 0) logger?.error({ sandboxId: spec.id, failedUndos }, 'sandbox start: cleanup failed');
       throw new AppError('SANDBOX_START_FAILED', {
@@ -433,8 +420,8 @@ export async function sandboxLeftovers(dataDir: string, id: SandboxId): Promise<
     const proc = await readProcStat(pid);
     if (proc) left.push(`process ${pid} (${proc.comm})`);
   }
-  for (const socket of ['vnc.sock', 'agent.sock']) {
-    const path = join(dir, 'run', socket);
+  for (const socket of Object.values(sandboxSocketNames)) {
+    const path = pinnedSocketPaths(dir, socket).source;
     if (await stat(path).then(() => true, () => false)) left.push(`socket ${path}`);
   }
   if (await stat(dir).then(() => true, () => false)) left.push(`directory ${dir}`);
@@ -509,12 +496,12 @@ function signal(pid: number, name: NodeJS.Signals): void {
 
 /** The server's ways into a sandbox: its sockets, pinned before use, and where it listens for it. */
 function endpointsOf(dir: string, uid: number): { vnc: Endpoint; agent: Endpoint; host: { proxySocket: string; serverSocket: string } } {
-  const pinned = (name: string): Endpoint => ({ kind: 'unix', path: join(dir, 'sockets', name), pin: { source: join(dir, 'run', name), uid } });
-  return {
-    vnc: pinned('vnc.sock'),
-    agent: pinned('agent.sock'),
-    host: { proxySocket: join(dir, 'host', 'proxy.sock'), serverSocket: join(dir, 'host', 'server.sock') },
+  const pinned = (name: string): Endpoint => {
+    const { source, pinned: path } = pinnedSocketPaths(dir, name);
+    return { kind: 'unix', path, pin: { source, uid } };
   };
+  const { proxySocket, serverSocket } = sandboxPaths(dir);
+  return { vnc: pinned(sandboxSocketNames.vnc), agent: pinned(sandboxSocketNames.agent), host: { proxySocket, serverSocket } };
 }
 
 /** Lets a bwrap that waits on its block fd go on. */
