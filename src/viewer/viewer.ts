@@ -2,18 +2,22 @@
 // desktop through noVNC over one WebSocket to porthole, and when that connection closes it says why
 // — from the close code, or by asking the server — and reconnects while the session is alive.
 //
-// Every course of action (following start-up, one connection, a wait before reconnecting, the final
-// sentence) bumps `generation`; a timer or request that finishes after a newer course began sees a
-// different number and does nothing, so two loops can never fight over the page.
+// The phase (`body[data-phase]`) changes only through `phases` (lib/connection-phases.ts), which
+// checks each move against its table and keeps a final phase final. Every course of action
+// (following start-up, one connection, a wait before reconnecting, the final sentence) begins with
+// `phases.begin()`; a timer or request that finishes after a newer course began finds its course
+// stale and does nothing, so two loops can never fight over the page.
 
 import type RFB from '@novnc/novnc';
 import { readEventPages } from '../protocol/event-pages.js';
 import type { Session, SessionEvent, SessionEventsPage } from '../protocol/session.js';
 import { ApiError, describeApiError, requestJson } from './lib/api-client.js';
+import { ConnectionPhases, finalPhaseFor, isFinalPhase, type ConnectionPhase, type Course, type FinalPhase } from './lib/connection-phases.js';
 import { mustFind } from './lib/element.js';
 import { reconnectDelayMs } from './lib/reconnect-backoff.js';
 import { checkPasteText, typeText } from './lib/paste.js';
 import { diagnosedCause, diagnosisSummary, hopList, type SessionDiagnosis } from './lib/diagnosis-report.js';
+import { isRetryable, refusalOf, retryableSentence } from './lib/request-failure.js';
 import {
   closeAction,
   completedSentence,
@@ -25,16 +29,12 @@ import {
   sessionSentence,
   sessionTitle,
   ticketSentence,
-  unreachableSentence,
 } from './lib/sentences.js';
 import { isTerminal } from '../protocol/session-states.js';
 import { StartProgress } from './lib/start-progress.js';
 import { TicketRenewer } from './lib/ticket-renewer.js';
 import { VncConnection, vncUrl } from './lib/vnc-connection.js';
 import type { VncClose } from './lib/vnc-connection.js';
-
-type Phase = 'starting' | 'connecting' | 'connected' | 'reconnecting' | 'closed' | 'failed' | 'completed';
-type FinalPhase = 'closed' | 'failed' | 'completed';
 
 /** What tests (and a curious person in the console) can read. */
 interface PortholeHandle {
@@ -87,7 +87,7 @@ const ui = {
   pasteCancel: mustFind<HTMLButtonElement>('#paste-cancel'),
 };
 
-const panelTitles: Record<Phase, string> = {
+const panelTitles: Record<ConnectionPhase, string> = {
   starting: 'Starting the desktop',
   connecting: 'Connecting to the desktop',
   connected: 'Connected',
@@ -142,7 +142,13 @@ const renewer = new TicketRenewer(handle.sessionId, initialTicket ?? '', {
   onRenewed: (ticket) => rememberTicket(ticket),
 });
 const progress = new StartProgress();
-let generation = 0;
+const phases = new ConnectionPhases({
+  // A refused move is a bug: an error in the console, which the e2e tests fail on.
+  log: (line, isRefused) => (isRefused ? console.error(line) : console.debug(line)),
+});
+phases.onMove(({ to }) => {
+  document.body.dataset.phase = to;
+});
 let connection: VncConnection | null = null;
 /** Consecutive reconnect attempts; reset once a connection reaches the desktop. */
 let attempt = 0;
@@ -150,7 +156,7 @@ let attempt = 0;
 let retryNow: (() => void) | null = null;
 let isEnding = false;
 /** A close that arrived while "End session" was in flight; handled if ending fails. */
-let closeDuringEnd: { close: VncClose; generation: number } | null = null;
+let closeDuringEnd: { close: VncClose; course: Course } | null = null;
 /** Counts failed connections; a diagnosis answering after a newer failure (or a success) is dropped. */
 let failureSeq = 0;
 /** The latest failure's cause as its diagnosis tells it; null until it answers, or when it decided nothing. */
@@ -158,13 +164,14 @@ let diagnosedFailureCause: string | null = null;
 
 // ---- drawing ----
 
-function setPhase(phase: Phase, sentence: string, title: string = panelTitles[phase]): void {
-  document.body.dataset.phase = phase;
+/** Moves to `phase` (or stays there) and draws it; a move the table refuses draws nothing. */
+function setPhase(phase: ConnectionPhase, sentence: string, title: string = panelTitles[phase]): void {
+  if (!phases.moveTo(phase)) return;
   ui.panelTitle.textContent = title;
   setSentence(sentence);
   ui.panel.hidden = phase === 'connected';
   ui.reconnectNow.hidden = phase !== 'reconnecting';
-  const isFinal = phase === 'closed' || phase === 'failed' || phase === 'completed';
+  const isFinal = isFinalPhase(phase);
   ui.panelDashboard.hidden = !isFinal || ui.panelDashboard.dataset.embedded === 'true';
   ui.endSession.disabled = isFinal || isEnding;
   ui.paste.disabled = phase !== 'connected' || isPasting;
@@ -180,7 +187,7 @@ function setSentence(sentence: string): void {
 }
 
 /** The checklist matters while starting, and afterwards only if start-up is what went wrong. */
-function drawSteps(phase: Phase = (document.body.dataset.phase as Phase | undefined) ?? 'starting'): void {
+function drawSteps(phase: ConnectionPhase = phases.phase): void {
   progress.render(ui.steps);
   const failed = progress.failedStep();
   const isStartUpStory =
@@ -192,7 +199,7 @@ function drawSteps(phase: Phase = (document.body.dataset.phase as Phase | undefi
 }
 
 /** The hop list of the latest failure's diagnosis, while the viewer is trying to get back. */
-function drawDiagnosis(phase: Phase = (document.body.dataset.phase as Phase | undefined) ?? 'starting'): void {
+function drawDiagnosis(phase: ConnectionPhase = phases.phase): void {
   const diagnosis = handle.diagnosis;
   ui.diagnosis.hidden = diagnosis === null || !(phase === 'reconnecting' || phase === 'connecting');
   if (diagnosis === null || ui.diagnosis.dataset.at === diagnosis.at) return;
@@ -241,23 +248,11 @@ function forgetDiagnosis(): void {
   drawDiagnosis();
 }
 
-/** True when asking again later may help: no answer, or the server's own 5xx (e.g. STORE_UNAVAILABLE). */
-function isRetryable(error: unknown): boolean {
-  return !(error instanceof ApiError) || error.isUnreachable || error.status >= 500;
-}
-
-function retryableSentence(error: unknown, inMs: number): string {
-  if (error instanceof ApiError && !error.isUnreachable) {
-    return `${describeApiError(error)} — retrying in ${Math.max(1, Math.ceil(inMs / 1000))} s…`;
-  }
-  return unreachableSentence(inMs);
-}
-
 // ---- courses of action ----
 
 /** The end: a sentence and nothing more to try. */
 function finish(phase: FinalPhase, sentence: string, title?: string): void {
-  generation++;
+  phases.begin();
   retryNow = null;
   renewer.stop();
   setPhase(phase, sentence, title);
@@ -270,18 +265,13 @@ function finish(phase: FinalPhase, sentence: string, title?: string): void {
 
 function showTerminal(session: Session): void {
   progress.settle(session.state);
-  const phase: FinalPhase = session.state === 'failed' ? 'failed' : session.state === 'completed' ? 'completed' : 'closed';
-  finish(phase, sessionSentence(session), sessionTitle(session.state));
+  finish(finalPhaseFor(session.state), sessionSentence(session), sessionTitle(session.state));
 }
 
 /** A request the server answered with a 4xx: nothing to retry, only a sentence to show. */
 function showRefusal(error: ApiError): void {
-  const cannotShow = 'This session cannot be shown';
-  if (error.status === 404) return finish('closed', 'This session does not exist.', cannotShow);
-  if (error.status === 401) return finish('closed', ticketSentence(error.code), cannotShow);
-  if (error.code === 'SESSION_FAILED') return finish('failed', failedSentence('SESSION_FAILED', null));
-  if (error.code === 'SESSION_ENDED') return finish('closed', error.message, sessionTitle('ended'));
-  finish('closed', describeApiError(error), cannotShow);
+  const refusal = refusalOf(error);
+  finish(refusal.phase, refusal.sentence, refusal.title);
 }
 
 /**
@@ -289,24 +279,24 @@ function showRefusal(error: ApiError): void {
  * then a live session is reconnected after a backoff delay, with the cause in the sentence.
  */
 async function proceed(cause: string | null): Promise<void> {
-  const current = ++generation;
+  const current = phases.begin();
   let session: Session;
   try {
     session = await getSession();
   } catch (error) {
-    if (current !== generation) return;
+    if (!current.isCurrent) return;
     if (!isRetryable(error)) return showRefusal(error as ApiError);
     return waitThen((ms) => retryableSentence(error, ms), () => void proceed(cause));
   }
-  if (current !== generation) return;
+  if (!current.isCurrent) return;
   await act(session, cause, current);
 }
 
-async function act(session: Session, cause: string | null, current: number): Promise<void> {
+async function act(session: Session, cause: string | null, current: Course): Promise<void> {
   if (isTerminal(session.state)) {
     // The events say which start step failed; worth one more read before the final sentence.
     await getEvents(progress.after).then((events) => progress.apply(events), () => undefined);
-    if (current !== generation) return;
+    if (!current.isCurrent) return;
     return showTerminal(session);
   }
   renewer.start();
@@ -317,27 +307,27 @@ async function act(session: Session, cause: string | null, current: number): Pro
 
 /** Polls the start-up events until the session is ready (then connects) or terminal. */
 async function followStartUp(): Promise<void> {
-  const current = ++generation;
+  const current = phases.begin();
   setPhase('starting', 'The desktop is starting…');
   let polls = 0;
   let failures = 0;
-  while (current === generation) {
+  while (current.isCurrent) {
     let delayMs = pollIntervalMs;
     try {
       const events = await getEvents(progress.after);
-      if (current !== generation) return;
+      if (!current.isCurrent) return;
       progress.apply(events);
       const hasTransition = events.some((event) => event.to !== null);
       if (hasTransition || polls % sessionReadEveryPolls === 0) {
         const session = await getSession();
-        if (current !== generation) return;
+        if (!current.isCurrent) return;
         if (session.state !== 'starting') return act(session, null, current);
       }
       failures = 0;
       const running = progress.views.find((view) => view.state === 'running');
       setSentence(running ? `${running.label}…` : 'The desktop is starting…');
     } catch (error) {
-      if (current !== generation) return;
+      if (!current.isCurrent) return;
       if (!isRetryable(error)) return showRefusal(error as ApiError);
       delayMs = reconnectDelayMs(failures++);
       setSentence(retryableSentence(error, delayMs));
@@ -349,13 +339,13 @@ async function followStartUp(): Promise<void> {
 }
 
 function connect(): void {
-  const current = ++generation;
+  const current = phases.begin();
   retryNow = null;
   setPhase('connecting', 'Connecting to the desktop…');
   try {
     const opened: VncConnection = new VncConnection(ui.screen, vncUrl(sessionId, renewer.current), {
       onConnected: () => {
-        if (current !== generation) return;
+        if (!current.isCurrent) return;
         attempt = 0;
         forgetDiagnosis();
         setPhase('connected', 'Connected to the desktop.');
@@ -377,13 +367,13 @@ function connect(): void {
   }
 }
 
-function closed(close: VncClose, closedGeneration: number): void {
+function closed(close: VncClose, course: Course): void {
   handle.lastClose = { code: close.code, reason: close.reason };
   document.body.dataset.closeCode = String(close.code);
   document.body.dataset.closeReason = close.reason;
-  if (closedGeneration !== generation) return;
+  if (!course.isCurrent) return;
   if (isEnding) {
-    closeDuringEnd = { close, generation: closedGeneration };
+    closeDuringEnd = { close, course };
     return;
   }
 
@@ -408,57 +398,57 @@ function closed(close: VncClose, closedGeneration: number): void {
  * connected to what, from the session's record; never reconnects, whatever that read does.
  */
 async function showCompleted(): Promise<void> {
-  const current = ++generation;
+  const current = phases.begin();
   renewer.stop();
   setPhase('completed', 'Connected — reading the account…');
   for (let tries = 0; tries < 3; tries++) {
     try {
       const session = await getSession();
-      if (current !== generation) return;
+      if (!current.isCurrent) return;
       // The close can overtake the record's credential by a moment; the provider alone is worth a wait.
       if (session.state === 'completed' || tries === 2) {
         progress.settle('completed');
         return finish('completed', completedSentenceFor(session), completedTitle);
       }
     } catch {
-      if (current !== generation) return;
+      if (!current.isCurrent) return;
     }
     await sleep(500);
-    if (current !== generation) return;
+    if (!current.isCurrent) return;
   }
   finish('completed', completedSentence, completedTitle);
 }
 
 /** After 4410: the server says the session is over; its record says why. */
 async function readEndedSession(fallback: string, phase: 'closed' | 'failed'): Promise<void> {
-  const current = ++generation;
+  const current = phases.begin();
   setSentence('The session is over — reading why…');
   try {
     const session = await getSession();
-    if (current !== generation) return;
+    if (!current.isCurrent) return;
     if (isTerminal(session.state)) return act(session, null, current);
     // Closed as ended yet alive: trust the state, not the close, and reconnect.
     return act(session, 'The connection was closed', current);
   } catch (error) {
-    if (current !== generation) return;
+    if (!current.isCurrent) return;
     finish(phase, error instanceof ApiError && error.code === 'SESSION_FAILED' ? failedSentence(error.code, null) : fallback);
   }
 }
 
 /** Counts down (the sentence says how long), then runs `then`; "Reconnect now" skips the wait. */
 function waitThen(sentenceFor: (remainingMs: number) => string, then: () => void): void {
-  const current = ++generation;
+  const current = phases.begin();
   const delayMs = reconnectDelayMs(attempt++);
   const dueAt = Date.now() + delayMs;
   setPhase('reconnecting', sentenceFor(delayMs));
   const go = () => {
-    if (current !== generation) return;
+    if (!current.isCurrent) return;
     retryNow = null;
     then();
   };
   retryNow = go;
   const tick = () => {
-    if (current !== generation) return;
+    if (!current.isCurrent) return;
     const remainingMs = dueAt - Date.now();
     if (remainingMs <= 0) return go();
     setSentence(sentenceFor(remainingMs));
@@ -479,7 +469,7 @@ let pasteSentenceTimer: number | undefined;
 
 /** "Paste" and Ctrl/Cmd+Shift+V: the clipboard if the browser lets the page read it, else a dialog. */
 async function paste(): Promise<void> {
-  if (!handle.rfb || document.body.dataset.phase !== 'connected' || isPasting) return;
+  if (!handle.rfb || phases.phase !== 'connected' || isPasting) return;
   let text: string | null = null;
   // Chromium asks once and then remembers; Firefox and Safari (and plain-HTTP pages) refuse or lack
   // readText: the dialog is the way there, and a refusal is not worth a sentence.
@@ -494,7 +484,7 @@ async function paste(): Promise<void> {
 
 async function typeIntoDesktop(text: string): Promise<void> {
   const rfb = handle.rfb;
-  if (!rfb || document.body.dataset.phase !== 'connected') return sayAboutPaste('The desktop is not connected; nothing was typed.');
+  if (!rfb || phases.phase !== 'connected') return sayAboutPaste('The desktop is not connected; nothing was typed.');
   isPasting = true;
   ui.paste.disabled = true;
   document.body.dataset.paste = 'typing';
@@ -505,7 +495,7 @@ async function typeIntoDesktop(text: string): Promise<void> {
     sayAboutPaste(`Typed ${typed} character${typed === 1 ? '' : 's'} into the desktop’s focused field.`);
   } finally {
     isPasting = false;
-    ui.paste.disabled = document.body.dataset.phase !== 'connected';
+    ui.paste.disabled = phases.phase !== 'connected';
     rfb.focus({ preventScroll: true });
   }
 }
@@ -513,9 +503,9 @@ async function typeIntoDesktop(text: string): Promise<void> {
 function sayAboutPaste(sentence: string): void {
   setSentence(sentence);
   window.clearTimeout(pasteSentenceTimer);
-  const current = generation;
+  const current = phases.current();
   pasteSentenceTimer = window.setTimeout(() => {
-    if (current === generation && document.body.dataset.phase === 'connected') setSentence('Connected to the desktop.');
+    if (current.isCurrent && phases.phase === 'connected') setSentence('Connected to the desktop.');
   }, 6_000);
 }
 
@@ -581,7 +571,7 @@ async function endSession(): Promise<void> {
     isEnding = false;
     ui.endSession.disabled = false;
     const pending = takeCloseDuringEnd();
-    if (pending) closed(pending.close, pending.generation);
+    if (pending) closed(pending.close, pending.course);
     // Said after any close handling so that it is the sentence left on screen.
     setSentence(`The session could not be ended: ${describeApiError(error)}`);
   }
