@@ -6,7 +6,8 @@
 import { pinSocket } from '../src/drivers/pinned-socket.js';
 import type { SandboxId, SessionId } from '../src/protocol/ids.js';
 import { startTestServer } from '../test/support/server.js';
-import { RfbClient, openUnix, openWs, percentile } from './rfb-client.js';
+import { RfbClient, rfbEncodings } from '../src/drivers/rfb-client.js';
+import { openUnix, openWs, percentile } from './rfb-client.js';
 
 const sessions = Number(process.env.BENCH_SESSIONS ?? 10);
 const t = await startTestServer('bench-start-to-frame', { PORTHOLE_LOG_LEVEL: 'info', PORTHOLE_MAX_SESSIONS: '2' });
@@ -17,9 +18,11 @@ const directFirstFrame: number[] = [];
 
 async function firstFrame(client: RfbClient): Promise<number> {
   const started = performance.now();
-  await client.handshake();
-  client.requestUpdate(false, 0, 0, client.width, client.height);
-  await client.readUpdate();
+  const { width, height } = await client.handshake();
+  // Raw encoding only: frame sizes are predictable, so the paths are compared, not encoders.
+  client.setEncodings([rfbEncodings.raw]);
+  client.requestUpdate({ width, height });
+  await client.readFramebufferUpdate();
   return performance.now() - started;
 }
 

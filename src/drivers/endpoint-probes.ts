@@ -5,6 +5,7 @@ import { agentHealthSchema, type AgentHealth, type AgentLoginRequest } from '../
 import { AppError } from '../protocol/errors.js';
 import type { Endpoint } from './driver.js';
 import { pinSocket } from './pinned-socket.js';
+import { probeRfbBanner, RfbError, socketTransport } from './rfb-client.js';
 
 // Probes of a sandbox's endpoints, for the server's readiness check and the driver conformance
 // suite. Every failure is AppError('SANDBOX_UNREACHABLE') whose details name the endpoint and keep
@@ -13,7 +14,6 @@ import { pinSocket } from './pinned-socket.js';
 
 const defaultTimeoutMs = 2_000;
 const maxHealthBytes = 64 * 1024;
-const rfbBannerBytes = 12;
 
 export function describeEndpoint(endpoint: Endpoint): string {
   return endpoint.kind === 'unix' ? `unix:${endpoint.path}` : `tcp:${endpoint.host}:${endpoint.port}`;
@@ -165,30 +165,21 @@ export async function startAgentLogin(endpoint: Endpoint, login: AgentLoginReque
   throw new AppError('LOGIN_START_FAILED', { message: `The agent answered ${status}: ${reason}`, details: { endpoint: describeEndpoint(endpoint), status, reason } });
 }
 
-/** Reads the server's 12-byte protocol banner (`RFB 003.008\n`), then closes. */
+/**
+ * The banner-only probe (rfb-client.ts): reads the server's 12-byte protocol banner
+ * (`RFB 003.008\n`), then closes. Rejects with AppError('SANDBOX_UNREACHABLE'), code ECONNRESET or
+ * EPROTO with what the server sent (`received`), the abort's ETIMEDOUT/ABORT_ERR, or the socket's errno.
+ */
 export async function readRfbBanner(endpoint: Endpoint, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<string> {
   const signal = withTimeout(options.signal, options.timeoutMs ?? defaultTimeoutMs);
   const socket = await connectEndpoint(endpoint, signal);
   try {
-    const banner = await new Promise<Buffer>((resolve, reject) => {
-      let received = Buffer.alloc(0);
-      const finish = (error: AppError | null): void => {
-        signal.removeEventListener('abort', onAbort);
-        if (error) reject(error);
-        else resolve(received.subarray(0, rfbBannerBytes));
-      };
-      const onAbort = (): void => finish(unreachable(endpoint, signal.reason, { code: abortCode(signal), received: received.toString('latin1') }));
-      signal.addEventListener('abort', onAbort, { once: true });
-      socket.on('data', (chunk: Buffer) => {
-        received = Buffer.concat([received, chunk]);
-        if (received.length >= rfbBannerBytes) finish(null);
-      });
-      socket.once('error', (error) => finish(unreachable(endpoint, error)));
-      socket.once('close', () => finish(unreachable(endpoint, new Error('closed before the RFB banner'), { code: 'ECONNRESET', received: received.toString('latin1') })));
-    });
-    const text = banner.toString('latin1');
-    if (!/^RFB \d{3}\.\d{3}\n$/.test(text)) throw unreachable(endpoint, new Error('not an RFB server'), { code: 'EPROTO', received: text });
-    return text;
+    return await probeRfbBanner(socketTransport(socket), { signal });
+  } catch (error) {
+    if (!(error instanceof RfbError)) throw unreachable(endpoint, error);
+    if (signal.aborted) throw unreachable(endpoint, signal.reason, { code: abortCode(signal), received: error.received });
+    if (error.cause !== undefined) throw unreachable(endpoint, error.cause);
+    throw unreachable(endpoint, new Error(error.message), { code: error.code, received: error.received });
   } finally {
     socket.destroy();
   }

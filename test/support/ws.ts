@@ -1,4 +1,5 @@
 import { WebSocket } from 'ws';
+import { encodeFramebufferUpdateRequest, encodeSetEncodings, RfbClient, rfbEncodings, webSocketTransport } from '../../src/drivers/rfb-client.js';
 
 export interface Refusal {
   status: number;
@@ -39,70 +40,24 @@ export function nextClose(ws: WebSocket, timeoutMs = 15_000): Promise<Closed> {
   });
 }
 
-/** Collects binary data from a socket until at least `n` bytes arrived. */
-export function createReader(ws: WebSocket) {
-  let buffer = Buffer.alloc(0);
-  let waiter: (() => void) | null = null;
-  ws.on('message', (data: Buffer) => {
-    buffer = Buffer.concat([buffer, data]);
-    waiter?.();
-  });
-  return {
-    async read(n: number, timeoutMs = 10_000): Promise<Buffer> {
-      const deadline = Date.now() + timeoutMs;
-      while (buffer.length < n) {
-        if (Date.now() > deadline) throw new Error(`wanted ${n} bytes, have ${buffer.length}`);
-        await new Promise<void>((resolve) => {
-          waiter = resolve;
-          setTimeout(resolve, 50);
-        });
-      }
-      const out = buffer.subarray(0, n);
-      buffer = buffer.subarray(n);
-      return out;
-    },
-    get buffered() {
-      return buffer.length;
-    },
-  };
+/** The RFB client (src/drivers/rfb-client.ts) over a viewer's WebSocket; each read waits 10 s unless it names its own limit. */
+export function createReader(ws: WebSocket): RfbClient {
+  return new RfbClient(webSocketTransport(ws), { readTimeoutMs: 10_000 });
 }
 
-/** RFB 3.8 handshake with security type None; returns the framebuffer size from ServerInit. */
-export async function rfbHandshake(ws: WebSocket, reader: ReturnType<typeof createReader>): Promise<{ width: number; height: number }> {
-  const banner = (await reader.read(12)).toString();
-  if (!banner.startsWith('RFB ')) throw new Error(`not RFB: ${banner}`);
-  ws.send(Buffer.from('RFB 003.008\n'));
-  const count = (await reader.read(1))[0] ?? 0;
-  const types = [...(await reader.read(count))];
-  if (!types.includes(1)) throw new Error(`no None security type: ${types.join(',')}`);
-  ws.send(Buffer.from([1]));
-  const result = (await reader.read(4)).readUInt32BE(0);
-  if (result !== 0) throw new Error(`security result ${result}`);
-  ws.send(Buffer.from([1])); // ClientInit: shared
-  const init = await reader.read(24);
-  const nameLength = init.readUInt32BE(20);
-  await reader.read(nameLength);
-  return { width: init.readUInt16BE(0), height: init.readUInt16BE(2) };
+/** RFB handshake with security type None (3.8 against Xvnc); returns the framebuffer size from ServerInit. */
+export async function rfbHandshake(_ws: WebSocket, reader: RfbClient): Promise<{ width: number; height: number }> {
+  const { width, height } = await reader.handshake();
+  return { width, height };
 }
 
-export function framebufferUpdateRequest(incremental: boolean, x: number, y: number, w: number, h: number): Buffer {
-  const b = Buffer.alloc(10);
-  b.writeUInt8(3, 0);
-  b.writeUInt8(incremental ? 1 : 0, 1);
-  b.writeUInt16BE(x, 2);
-  b.writeUInt16BE(y, 4);
-  b.writeUInt16BE(w, 6);
-  b.writeUInt16BE(h, 8);
-  return b;
+export function framebufferUpdateRequest(incremental: boolean, x: number, y: number, width: number, height: number): Buffer {
+  return encodeFramebufferUpdateRequest({ incremental, x, y, width, height });
 }
 
 /** SetEncodings with raw only, so full-frame requests produce large, predictable updates. */
 export function setEncodingsRaw(): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeUInt8(2, 0);
-  b.writeUInt16BE(1, 2);
-  b.writeInt32BE(0, 4);
-  return b;
+  return encodeSetEncodings([rfbEncodings.raw]);
 }
 
 /** The relay URL of a session's viewer socket on a server (`http://…` base), with a ticket when given. */
@@ -124,7 +79,8 @@ export function closeOf(ws: WebSocket): Promise<Closed & { at: number }> {
 
 export interface ConnectedViewer {
   ws: WebSocket;
-  reader: ReturnType<typeof createReader>;
+  /** The RFB client on this socket, past the handshake. */
+  reader: RfbClient;
   /** From ServerInit. */
   size: { width: number; height: number };
   /** Resolves when the socket closes, whenever that is. */
@@ -150,7 +106,10 @@ export async function connectViewer(url: string, options: { origin?: string; tim
     const size = await Promise.race([rfbHandshake(ws, reader), early]);
     return { ws, reader, size, closed };
   } catch (error) {
+    // The close code says more than the RFB client's ECONNRESET for the same end.
+    const hasClosed = ws.readyState === WebSocket.CLOSED;
     ws.terminate();
+    if (hasClosed) await early;
     throw error;
   }
 }
@@ -164,17 +123,10 @@ export async function closeViewer(viewer: Pick<ConnectedViewer, 'ws' | 'closed'>
 }
 
 /** Asks for a small framebuffer region and waits for the FramebufferUpdate: the RFB stream still flows. */
-export async function expectFramebufferUpdate(viewer: Pick<ConnectedViewer, 'ws' | 'reader'>, timeoutMs = 10_000): Promise<void> {
-  viewer.ws.send(setEncodingsRaw());
-  viewer.ws.send(framebufferUpdateRequest(false, 0, 0, 4, 4));
-  // FramebufferUpdate: type 0, padding, 1 rectangle; then x, y, w, h, encoding (raw) and 4x4x4 bytes.
-  const header = await viewer.reader.read(4, timeoutMs);
-  if (header[0] !== 0) throw new Error(`expected a FramebufferUpdate, got message type ${header[0]}`);
-  const rectangles = header.readUInt16BE(2);
-  for (let i = 0; i < rectangles; i++) {
-    const rect = await viewer.reader.read(12, timeoutMs);
-    const encoding = rect.readInt32BE(8);
-    if (encoding !== 0) throw new Error(`expected a raw rectangle, got encoding ${encoding}`);
-    await viewer.reader.read(rect.readUInt16BE(4) * rect.readUInt16BE(6) * 4, timeoutMs);
-  }
+export async function expectFramebufferUpdate(viewer: Pick<ConnectedViewer, 'reader'>, timeoutMs = 10_000): Promise<void> {
+  viewer.reader.setEncodings([rfbEncodings.raw]);
+  viewer.reader.requestUpdate({ incremental: false, width: 4, height: 4 });
+  const update = await viewer.reader.readFramebufferUpdate({ timeoutMs });
+  const other = update.rectangles.find((r) => r.encoding !== rfbEncodings.raw);
+  if (other) throw new Error(`expected raw rectangles, got encoding ${other.encoding}`);
 }

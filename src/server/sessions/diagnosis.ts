@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { WebSocket } from 'ws';
 import type { Driver, Endpoint } from '../../drivers/driver.js';
 import { connectEndpoint, fetchAgentHealth } from '../../drivers/endpoint-probes.js';
+import { RfbClient, RfbError, socketTransport, webSocketTransport } from '../../drivers/rfb-client.js';
 import type { AgentHealth } from '../../protocol/agent.js';
 import type { DiagnosisHop, HopReport, SessionDiagnosis } from '../../protocol/diagnosis.js';
 import { AppError, isErrorCode, type ErrorCode } from '../../protocol/errors.js';
@@ -16,17 +17,21 @@ import type { TicketSigner } from '../tickets.js';
 // the VNC server, and a real WebSocket round trip through this server's own relay — walked in
 // that order, because each hop only means something when the ones before it answer. The first
 // failure stops the walk (later hops are `skipped`), so the answer names one hop and one cause
-// instead of a cascade: "ECONNREFUSED on …/run/vnc.sock", not five red lines.
+// instead of a cascade: "ECONNREFUSED on …/sbx_…/sockets/vnc.sock", not five red lines.
 //
-// The vnc and relay hops do not stop at the 12-byte banner: they go on through the security
-// handshake (type None) and close once the server has said "OK". A connection that leaves after
-// the banner counts, for TigerVNC, as a failed login attempt; after 5 of them (BlacklistThreshold)
-// Xvnc refuses every client on that socket for 10 s and more, real viewers included, answering
-// "RFB 003.003" and "Too many security failures". A diagnosis must not cause what it looks for.
+// The vnc and relay hops speak RFB through the one client (src/drivers/rfb-client.ts) and do not
+// stop at the 12-byte banner: they go on through the security handshake (type None) and close once
+// the server has said "OK". TigerVNC counts a connection that leaves after the banner as a failed
+// login; after 5 of them (BlacklistThreshold) it refuses every client on that socket for 10 s and
+// more, real viewers included, answering "RFB 003.003" and "Too many security failures". The
+// banner-only probes elsewhere (the boot's readiness step, the relay's check of a silent VNC
+// connection) are why sandboxes run Xvnc with -UseBlacklist=0; a diagnosis must not cause what it
+// looks for even where that flag is missing.
 //
-// It reads and probes; it never changes a session. One exception the relay imposes: the round
-// trip is a real viewer connection for a moment, so it appears in the timeline
-// (viewer.connected/disconnected) and restarts the idle clock.
+// It reads and probes; it never changes a session. The relay hop connects with a probe ticket
+// (`tickets.issueProbe`): the relay pipes it exactly like a viewer's but does not count it as one
+// (`isProbe` in relay.ts), so it does not move the session to authenticating, add viewer.* events
+// to the timeline or restart the idle clock.
 
 export interface SessionDiagnosisOptions {
   store: Store;
@@ -280,114 +285,18 @@ function probeFailure(error: unknown, endpoint: Endpoint, sandboxId: string | nu
   return new HopFailure(code, cause, details);
 }
 
-type HandshakeOutcome = { ok: true; banner: string; security: string } | { ok: false; errno: string; cause: string };
-/** One step of the handshake: bytes to answer, the outcome once settled, or `more` to wait for bytes. */
-type HandshakeStep = { send?: Buffer; outcome?: HandshakeOutcome } | 'more';
-
 /**
- * The client side of an RFB greeting, up to the server's security result, fed with whatever bytes
- * arrive (a socket's chunks or a WebSocket's messages). Speaks 3.3, 3.7 and 3.8, and security type
- * None only: porthole's sandboxes offer nothing else, and the relay is where viewers are checked.
+ * An RFB client's failure as one cause: its sentence, with what a non-RFB server sent and how long
+ * a timed-out hop waited.
  */
-class RfbHandshake {
-  #buffer = Buffer.alloc(0);
-  #state: 'version' | 'type33' | 'types' | 'result' | 'reason' = 'version';
-  #minor = 8;
-  #banner = '';
-
-  /** Where a handshake that stopped got to, for causes: "before the RFB banner". */
-  get progress(): string {
-    return this.#state === 'version' ? 'before the RFB banner' : `after the banner ${this.#banner}, during the security handshake`;
-  }
-
-  /** Takes the server's bytes; returns what to answer and, once settled, the outcome. */
-  feed(chunk: Buffer): { send: Buffer | null; outcome: HandshakeOutcome | null } {
-    this.#buffer = Buffer.concat([this.#buffer, chunk]);
-    let send: Buffer | null = null;
-    for (;;) {
-      const step = this.#step();
-      if (step === 'more') return { send, outcome: null };
-      if (step.send) send = send ? Buffer.concat([send, step.send]) : step.send;
-      if (step.outcome) return { send, outcome: step.outcome };
-    }
-  }
-
-  #take(n: number): Buffer | null {
-    if (this.#buffer.length < n) return null;
-    const out = this.#buffer.subarray(0, n);
-    this.#buffer = this.#buffer.subarray(n);
-    return out;
-  }
-
-  #accepted(): HandshakeOutcome {
-    return { ok: true, banner: this.#banner, security: 'None' };
-  }
-
-  #step(): HandshakeStep {
-    switch (this.#state) {
-      case 'version': {
-        const bytes = this.#take(12);
-        if (!bytes) return 'more';
-        const text = bytes.toString('latin1');
-        const match = /^RFB (\d{3})\.(\d{3})\n$/.exec(text);
-        if (!match) return { outcome: { ok: false, errno: 'EPROTO', cause: `not an RFB server (it sent ${JSON.stringify(text)})` } };
-        this.#banner = text.trim();
-        // 3.7 and 3.8 as they are; anything older is 3.3, anything newer 3.8 (RFC 6143 §7.1.1).
-        const minor = Number(match[2]);
-        this.#minor = minor >= 8 ? 8 : minor === 7 ? 7 : 3;
-        this.#state = this.#minor === 3 ? 'type33' : 'types';
-        return { send: Buffer.from(`RFB 003.00${this.#minor}\n`, 'latin1') };
-      }
-      case 'type33': {
-        const bytes = this.#take(4);
-        if (!bytes) return 'more';
-        const type = bytes.readUInt32BE(0);
-        if (type === 0) {
-          this.#state = 'reason';
-          return {};
-        }
-        if (type === 1) return { outcome: this.#accepted() };
-        return { outcome: { ok: false, errno: 'EACCES', cause: `the VNC server asks for security type ${type}, not None` } };
-      }
-      case 'types': {
-        const count = this.#buffer[0];
-        if (count === undefined) return 'more';
-        if (count === 0) {
-          this.#take(1);
-          this.#state = 'reason';
-          return {};
-        }
-        const bytes = this.#take(1 + count);
-        if (!bytes) return 'more';
-        const types = [...bytes.subarray(1)];
-        if (!types.includes(1)) return { outcome: { ok: false, errno: 'EACCES', cause: `the VNC server offers security types ${types.join(', ')}, not None (1)` } };
-        // 3.7 sends no result for None: choosing it is the last step. 3.8 answers OK or a reason.
-        if (this.#minor === 7) return { send: Buffer.from([1]), outcome: this.#accepted() };
-        this.#state = 'result';
-        return { send: Buffer.from([1]) };
-      }
-      case 'result': {
-        const bytes = this.#take(4);
-        if (!bytes) return 'more';
-        if (bytes.readUInt32BE(0) === 0) return { outcome: this.#accepted() };
-        this.#state = 'reason';
-        return {};
-      }
-      case 'reason': {
-        if (this.#buffer.length < 4) return 'more';
-        const length = Math.min(this.#buffer.readUInt32BE(0), 1024);
-        const bytes = this.#take(4 + length);
-        if (!bytes) return 'more';
-        const reason = bytes.subarray(4).toString('utf8');
-        // TigerVNC's answer to a client it has blacklisted.
-        const hint = /too many security failures/i.test(reason) ? ' (TigerVNC blacklists a socket after repeated unauthenticated connections, for 10 s and more)' : '';
-        return { outcome: { ok: false, errno: 'EACCES', cause: `the VNC server refuses viewers: "${reason}"${hint}` } };
-      }
-    }
-  }
+function rfbCause(error: RfbError, timeoutMs: number): string {
+  // Before ServerInit the one EPROTO is a banner that is not RFB's.
+  if (error.code === 'EPROTO') return `${error.message} (it sent ${JSON.stringify(error.received)})`;
+  if (error.code === 'ETIMEDOUT') return `${error.message} within ${timeoutMs} ms`;
+  return error.message;
 }
 
-/** The RFB handshake on the sandbox's own socket, as the relay would open it. */
+/** The RFB handshake on the sandbox's own socket, as the relay would open it, up to the security result. */
 async function vncHandshake(endpoint: Endpoint, sandboxId: string | null, timeoutMs: number): Promise<HopOutcome> {
   const where = shortEndpoint(endpoint, sandboxId);
   const signal = AbortSignal.timeout(timeoutMs);
@@ -397,26 +306,15 @@ async function vncHandshake(endpoint: Endpoint, sandboxId: string | null, timeou
   } catch (error) {
     throw probeFailure(error, endpoint, sandboxId, timeoutMs);
   }
-  const handshake = new RfbHandshake();
+  const client = new RfbClient(socketTransport(socket), { signal });
   try {
-    const result = await new Promise<{ banner: string; security: string }>((resolve, reject) => {
-      const fail = (errno: string, cause: string) => reject(new HopFailure('SANDBOX_UNREACHABLE', `${errno} on ${where}: ${cause}`, { endpoint: where, errno }));
-      const onAbort = () => fail('ETIMEDOUT', `no answer ${handshake.progress} within ${timeoutMs} ms`);
-      signal.addEventListener('abort', onAbort, { once: true });
-      socket.on('data', (chunk: Buffer) => {
-        const { send, outcome } = handshake.feed(chunk);
-        if (send) socket.write(send);
-        if (!outcome) return;
-        signal.removeEventListener('abort', onAbort);
-        if (outcome.ok) resolve(outcome);
-        else fail(outcome.errno, outcome.cause);
-      });
-      socket.once('error', (error: NodeJS.ErrnoException) => fail(error.code ?? 'EIO', `${error.message} ${handshake.progress}`));
-      socket.once('close', () => fail('ECONNRESET', `closed ${handshake.progress}`));
-    });
+    const result = await client.authenticate();
     return { cause: `banner ${result.banner}, security ${result.security} accepted`, details: { endpoint: where, banner: result.banner, security: result.security } };
+  } catch (error) {
+    if (!(error instanceof RfbError)) throw error;
+    throw new HopFailure('SANDBOX_UNREACHABLE', `${error.code} on ${where}: ${rfbCause(error, timeoutMs)}`, { endpoint: where, errno: error.code });
   } finally {
-    socket.destroy();
+    client.close();
   }
 }
 
@@ -430,9 +328,8 @@ function relayRoundTrip(serverUrl: string, id: SessionId, tickets: TicketSigner,
   const { ticket } = tickets.issueProbe(id);
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(`${url}?ticket=${encodeURIComponent(ticket)}`, { perMessageDeflate: false, handshakeTimeout: timeoutMs, followRedirects: false });
-    const handshake = new RfbHandshake();
     let settled = false;
-    const timer = setTimeout(() => fail('SANDBOX_UNREACHABLE', `ETIMEDOUT on ${url}: no answer ${handshake.progress} within ${timeoutMs} ms`), timeoutMs);
+    const timer = setTimeout(() => fail('SANDBOX_UNREACHABLE', `ETIMEDOUT on ${url}: no answer ${client.progress} within ${timeoutMs} ms`), timeoutMs);
     const fail = (code: ErrorCode, cause: string, details: Record<string, unknown> = {}): void => {
       if (settled) return;
       settled = true;
@@ -440,6 +337,8 @@ function relayRoundTrip(serverUrl: string, id: SessionId, tickets: TicketSigner,
       ws.terminate();
       reject(new HopFailure(code, cause.replaceAll(ticket, '…'), { url, ...details }));
     };
+    // The relay's refusal, close and errors are reported by the listeners below, registered before
+    // the client's: they settle first, and the client's ECONNRESET for the same end comes too late.
     ws.on('unexpected-response', (_request, response) => {
       let body = '';
       response.setEncoding('utf8');
@@ -458,33 +357,32 @@ function relayRoundTrip(serverUrl: string, id: SessionId, tickets: TicketSigner,
         fail(isErrorCode(code) ? code : 'INTERNAL', `the relay refused the upgrade: ${status}${typeof code === 'string' ? ` ${code}` : ''}`, { status });
       });
     });
-    ws.on('message', (data: Buffer) => {
-      if (settled) return;
-      const { send, outcome } = handshake.feed(data);
-      if (send) ws.send(send, { binary: true });
-      if (!outcome) return;
-      if (!outcome.ok) {
-        fail('SANDBOX_UNREACHABLE', `${outcome.errno} through the relay: ${outcome.cause}`, { errno: outcome.errno });
-        return;
-      }
-      const result = outcome;
-      settled = true;
-      clearTimeout(timer);
-      // A clean close, so the relay logs "viewer closed 1000"; bounded, since the answer is in.
-      const forced = setTimeout(() => ws.terminate(), closeWaitMs);
-      ws.once('close', () => {
-        clearTimeout(forced);
-        resolve({ cause: `banner ${result.banner}, security ${result.security} accepted through ${url}`, details: { url, banner: result.banner, security: result.security } });
-      });
-      ws.close(1000, 'diagnosis done');
-    });
     ws.on('close', (code, reason) => {
       const text = reason.toString();
-      fail(isErrorCode(text) ? text : 'SANDBOX_UNREACHABLE', `the relay closed ${code}${text ? ` ${text}` : ''} ${handshake.progress}`, { closeCode: code, closeReason: text });
+      fail(isErrorCode(text) ? text : 'SANDBOX_UNREACHABLE', `the relay closed ${code}${text ? ` ${text}` : ''} ${client.progress}`, { closeCode: code, closeReason: text });
     });
     ws.on('error', (error: NodeJS.ErrnoException) => {
       fail('INTERNAL', `${error.code ?? error.message} on ${url}`, error.code ? { errno: error.code } : {});
     });
+    const client = new RfbClient(webSocketTransport(ws));
+    client.authenticate().then(
+      (result) => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        // A clean close, so the relay logs "viewer closed 1000"; bounded, since the answer is in.
+        const forced = setTimeout(() => ws.terminate(), closeWaitMs);
+        ws.once('close', () => {
+          clearTimeout(forced);
+          resolve({ cause: `banner ${result.banner}, security ${result.security} accepted through ${url}`, details: { url, banner: result.banner, security: result.security } });
+        });
+        ws.close(1000, 'diagnosis done');
+      },
+      (error: unknown) => {
+        if (error instanceof RfbError) fail('SANDBOX_UNREACHABLE', `${error.code} through the relay: ${rfbCause(error, timeoutMs)}`, { errno: error.code });
+        else fail('INTERNAL', String(error));
+      },
+    );
   });
 }
 
