@@ -6,9 +6,9 @@ cd "$(dirname "$0")/.."
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 
-# The sandbox: bubblewrap, the VNC X server, a window manager, a terminal, a browser, fonts, and
-# xev/xprop (x11-utils) with xdotool, which re-lay out the windows when the viewer resizes the screen.
-packages="bubblewrap tigervnc-standalone-server openbox xterm chromium fonts-dejavu-core x11-utils xdotool"
+# The sandbox's packages: the first word of each line of scripts/sandbox-packages.txt, the list
+# `porthole doctor` checks too (comments and blank lines left out).
+packages=$(awk '!/^[[:space:]]*(#|$)/ { print $1 }' scripts/sandbox-packages.txt | tr '\n' ' ')
 # Tests: a real PostgreSQL server, nginx as the reverse proxy in front (test/faults/nginx.test.ts
 # runs its own with its own config), iproute2 for the egress test's network namespace
 # (test/server/egress-proxy.test.ts); benches: websockify as the baseline relay.

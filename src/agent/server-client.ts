@@ -1,6 +1,7 @@
 import { request } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentEventBody, CredentialDelivery } from '../protocol/agent.js';
+import { backoffDelayMs, type Backoff } from '../protocol/backoff.js';
 
 // The agent's side of the agent channel: two POSTs to the server, authenticated with the sandbox's
 // own token (kept in this object's memory only). Network errors and 5xx are retried with a backoff;
@@ -18,7 +19,8 @@ export class DeliveryRefused extends Error {
 }
 
 const attempts = 6;
-const firstBackoffMs = 250;
+/** 250 ms, 0.5 s, 1 s, 2 s, 4 s between the attempts. */
+const retryBackoff: Backoff = { firstMs: 250, maxMs: 4_000 };
 const requestTimeoutMs = 10_000;
 
 export class ServerClient {
@@ -51,7 +53,7 @@ export class ServerClient {
   async #post(path: string, body: unknown): Promise<number> {
     let lastError: unknown = null;
     for (let attempt = 0; attempt < attempts; attempt++) {
-      if (attempt > 0) await sleep(firstBackoffMs * 2 ** (attempt - 1));
+      if (attempt > 0) await sleep(backoffDelayMs(retryBackoff, attempt - 1));
       try {
         const response = await this.#request(this.#base + path, JSON.stringify(body));
         const text = response.text;

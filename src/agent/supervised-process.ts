@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AgentProcessName } from '../protocol/agent.js';
+import { backoffDelayMs, type Backoff } from '../protocol/backoff.js';
 
 // One supervised child of the agent: started, restarted with a backoff when it exits, stopped as a
 // process group (Chromium forks a tree of helpers; killing the group reaches all of them).
@@ -22,8 +23,8 @@ export interface ProcessState {
   readonly lastExit: string | null;
 }
 
-const firstBackoffMs = 250;
-const maxBackoffMs = 8_000;
+/** 250 ms after the first crash in a row, doubling up to 8 s. */
+const restartBackoff: Backoff = { firstMs: 250, maxMs: 8_000 };
 /** A run this long counts as healthy: the next crash starts the backoff over. */
 const stableRunMs = 10_000;
 const stopGraceMs = 2_000;
@@ -126,7 +127,7 @@ export class SupervisedProcess {
 
   private scheduleRestart(ranMs: number): void {
     this.failuresInARow = ranMs >= stableRunMs ? 0 : this.failuresInARow + 1;
-    const delayMs = Math.min(maxBackoffMs, firstBackoffMs * 2 ** Math.max(0, this.failuresInARow - 1));
+    const delayMs = backoffDelayMs(restartBackoff, this.failuresInARow - 1);
     this.restartTimer = setTimeout(() => {
       this.restartTimer = null;
       this.restarts += 1;

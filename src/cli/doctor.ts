@@ -4,16 +4,16 @@ import { access, lstat, open, stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { SessionDiagnosis } from '../protocol/diagnosis.js';
 import { version } from '../protocol/version.js';
 import { detectCgroups, formatBytes } from '../drivers/cgroups/cgroups.js';
+import { longestSocketPath, maxUnixPathBytes } from '../drivers/local-layout.js';
 import { ConfigError, loadConfig, type Config } from '../server/config.js';
 import { auditDataDir } from '../server/data-dir.js';
 import { ApiClient } from './api-client.js';
+import { readSandboxPackages, sandboxPackagesFile, type SandboxPackage } from './sandbox-packages.js';
 
-// porthole's own diagnostics on the command line: `porthole doctor` checks the host (what to
-// install or fix before a sandbox can start), and `formatDiagnosis` prints a session's per-hop
-// diagnosis for `porthole sessions diagnose`. Both say what to do, not only what is wrong.
+// `porthole doctor` checks the host: what to install or fix before a sandbox can start. Each check
+// says what to do, not only what is wrong. (A session's diagnosis prints through diagnosis-format.ts.)
 
 export type CheckStatus = 'ok' | 'failed' | 'info';
 
@@ -31,24 +31,10 @@ export interface DoctorReport {
   readonly checks: DoctorCheck[];
 }
 
-/** The Debian packages a local sandbox runs on (scripts/setup.sh installs the same list). */
-export const requiredPackages = [
-  ['bubblewrap', 'bwrap: the sandbox’s namespaces'],
-  ['tigervnc-standalone-server', 'Xvnc: the desktop’s VNC server'],
-  ['openbox', 'the window manager'],
-  ['xterm', 'the terminal the login runs in'],
-  ['chromium', 'the browser the login opens'],
-  ['fonts-dejavu-core', 'fonts for the desktop'],
-  ['x11-utils', 'xev and xprop: the desktop follows the viewer’s size'],
-  ['xdotool', 'lays the windows out when the desktop changes size'],
-] as const;
-
 const agentBundle = fileURLToPath(new URL('../../agent/porthole-agent.mjs', import.meta.url));
 /** The agent runs on the host's node, seen through the sandbox's read-only /usr. */
 const sandboxNode = '/usr/bin/node';
 const minNodeMajor = 20;
-/** sun_path is 108 bytes with its NUL; the local driver puts sockets at <data>/sandboxes/<id>/run/agent.sock. */
-const maxUnixPathBytes = 107;
 const probeTimeoutMs = 3_000;
 const isRoot = process.getuid?.() === 0;
 
@@ -84,12 +70,20 @@ function run(file: string, args: string[], options: { asSandbox?: Config; timeou
 
 const firstLine = (text: string) => text.trim().split('\n')[0] ?? '';
 
+/** The Debian packages of scripts/sandbox-packages.txt, the list scripts/setup.sh installs. */
 async function checkPackages(): Promise<DoctorCheck[]> {
-  const names = requiredPackages.map(([name]) => name);
+  let requiredPackages: SandboxPackage[];
+  try {
+    requiredPackages = await readSandboxPackages();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? String(error);
+    return [failed('packages', `cannot read the package list ${sandboxPackagesFile} (${code})`, 'run porthole from its checkout, where scripts/ sits beside dist/')];
+  }
+  const names = requiredPackages.map(({ name }) => name);
   // One call for all; for a package dpkg does not know it exits 1 but still lists the others.
   const result = await run('dpkg-query', ['-W', '-f=${Package}\t${Status}\t${Version}\n', ...names]);
   if (result.spawnError) {
-    return requiredPackages.map(([name, why]) =>
+    return requiredPackages.map(({ name, why }) =>
       failed(`package ${name}`, `cannot ask dpkg-query (${result.spawnError}): not a Debian system?`, `install the equivalent of Debian's ${name} (${why})`),
     );
   }
@@ -98,7 +92,7 @@ async function checkPackages(): Promise<DoctorCheck[]> {
     const [name, status, pkgVersion] = line.split('\t');
     if (name && status === 'install ok installed') installed.set(name, pkgVersion ?? '');
   }
-  return requiredPackages.map(([name, why]) => {
+  return requiredPackages.map(({ name, why }) => {
     const found = installed.get(name);
     return found !== undefined ? ok(`package ${name}`, `${found} (${why})`) : failed(`package ${name}`, `not installed (${why})`, `apt-get install -y ${name}`);
   });
@@ -222,11 +216,11 @@ async function checkDataDirModes(config: Config): Promise<DoctorCheck> {
   );
 }
 
+/** The longest unix socket path the local driver gives a sandbox in this data directory (local-layout.ts). */
 function checkSocketPaths(config: Config): DoctorCheck {
   const name = 'socket paths';
-  const longest = join(config.dataDir, 'sandboxes', `sbx_${'x'.repeat(20)}`, 'run', 'agent.sock');
-  const bytes = Buffer.byteLength(longest);
-  return bytes <= maxUnixPathBytes
+  const { bytes, fits } = longestSocketPath(config.dataDir);
+  return fits
     ? ok(name, `${bytes} bytes at most (a unix socket path may have ${maxUnixPathBytes})`)
     : failed(name, `${bytes} bytes, more than the ${maxUnixPathBytes} a unix socket path may have: sandboxes would fail to start`, 'choose a shorter PORTHOLE_DATA_DIR');
 }
@@ -360,22 +354,4 @@ export async function doctorCommand(options: { json: boolean }, env: Record<stri
   const report = await runDoctor(env);
   print(options.json ? JSON.stringify(report, null, 2) : formatDoctor(report).join('\n'));
   return report.ok ? 0 : 1;
-}
-
-const hopMarks = { ok: '✔', failed: '✘', skipped: '–' } as const;
-
-/** A session's diagnosis, one line per hop: `✔ agent   12 ms  healthy, version 0.1.0`. */
-export function formatDiagnosis(diagnosis: SessionDiagnosis): string[] {
-  const lines = [`session ${diagnosis.sessionId} (${diagnosis.state ?? 'state unknown'}), server ${diagnosis.serverVersion}, ${diagnosis.ms} ms`];
-  for (const hop of diagnosis.hops) {
-    const ms = hop.result === 'skipped' ? '   –   ' : `${String(hop.ms).padStart(4)} ms`;
-    lines.push(`${hopMarks[hop.result]} ${hop.hop.padEnd(6)}${ms}  ${hop.cause}`);
-  }
-  if (diagnosis.firstFailure) lines.push(`first failure: ${diagnosis.firstFailure.hop} (${diagnosis.firstFailure.code})`);
-  const { allowed, refused } = diagnosis.egress;
-  if (refused.length > 0) {
-    const list = refused.map((r) => `${r.host}:${r.port} (${r.reason}${r.count > 1 ? ` ×${r.count}` : ''})`).join(', ');
-    lines.push(`egress: ${allowed} allowed; refused ${list}`);
-  }
-  return lines;
 }

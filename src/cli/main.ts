@@ -7,7 +7,8 @@ import { version } from '../protocol/version.js';
 import { ConfigError, configVariables, loadConfig } from '../server/config.js';
 import { ApiClient } from './api-client.js';
 import { installCredential } from './credentials.js';
-import { doctorCommand, formatDiagnosis } from './doctor.js';
+import { formatDiagnosis } from './diagnosis-format.js';
+import { doctorCommand } from './doctor.js';
 
 // `porthole <noun> <verb>`. Exit codes: 0 done, 1 the operation failed (the error code is printed),
 // 2 the command line was wrong.

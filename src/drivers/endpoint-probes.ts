@@ -6,6 +6,7 @@ import { AppError } from '../protocol/errors.js';
 import type { Endpoint } from './driver.js';
 import { pinSocket } from './pinned-socket.js';
 import { probeRfbBanner, RfbError, socketTransport } from './rfb-client.js';
+import { timeoutSignal } from './timeout-signal.js';
 
 // Probes of a sandbox's endpoints, for the server's readiness check and the driver conformance
 // suite. Every failure is AppError('SANDBOX_UNREACHABLE') whose details name the endpoint and keep
@@ -29,17 +30,8 @@ function unreachable(endpoint: Endpoint, cause: unknown, details: Record<string,
   });
 }
 
-/**
- * Like AbortSignal.timeout(ms), but held by a timer: on Node 20 an AbortSignal.timeout() that only
- * an AbortSignal.any() refers to can be garbage-collected before it fires, and a boot deadline then
- * never comes (measured: a boot with an agent that never answered stayed `starting` for a minute
- * under a 2 s deadline; nodejs/node#57736). The timer is unref'd, so it keeps nothing alive.
- */
-export function timeoutSignal(ms: number): AbortSignal {
-  const controller = new AbortController();
-  setTimeout(() => controller.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError')), ms).unref();
-  return controller.signal;
-}
+/** Its home is ./timeout-signal.ts; re-exported until the session manager imports it from there. */
+export { timeoutSignal } from './timeout-signal.js';
 
 function withTimeout(signal: AbortSignal | undefined, timeoutMs: number): AbortSignal {
   const timeout = timeoutSignal(timeoutMs);

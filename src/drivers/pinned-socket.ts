@@ -19,6 +19,11 @@ import { link, lstat, rename, rm } from 'node:fs/promises';
 // When the sandbox's server restarts it binds a new inode; the pinned one then refuses (ECONNREFUSED)
 // and the caller pins again.
 
+/** The random part of a pin's temporary name, in bytes (hex: twice as many characters). */
+const tempRandomBytes = 6;
+/** What a pin's temporary name adds to its target's path: `.` and the random part in hex. */
+export const pinTempSuffixBytes = 1 + 2 * tempRandomBytes;
+
 export interface SocketPin {
   /** The entry the sandbox's server binds (sandbox-writable directory). */
   readonly source: string;
@@ -32,7 +37,7 @@ export interface SocketPin {
  * symlink, a file), EPERM when it belongs to another uid.
  */
 export async function pinSocket(pin: SocketPin, target: string): Promise<void> {
-  const temp = `${target}.${randomBytes(6).toString('hex')}`;
+  const temp = `${target}.${randomBytes(tempRandomBytes).toString('hex')}`;
   await link(pin.source, temp);
   try {
     const stats = await lstat(temp);

@@ -1,3 +1,4 @@
+import { providerLabels } from '../protocol/session-states.js';
 import { isNonEmptyString, isObject, isoFromEpochMs, parseCredentialJson, type JsonObject } from './credential-json.js';
 import { hasTokenForm, offlineVerdict } from './offline-checks.js';
 import type { CredentialCheck, CredentialVerdict, Provider } from './provider.js';
@@ -63,7 +64,7 @@ export async function verifyClaudeCodeCredentials(content: string): Promise<Cred
 
 export const claudeCode: Provider = {
   name: 'claude-code',
-  displayName: 'Claude Code',
+  displayName: providerLabels['claude-code'],
   package: claudeCodePackage,
   loginCommand: (context) => [`${context.cliDir}/node_modules/.bin/claude`, 'auth', 'login', '--claudeai'],
   env: (context) => ({

@@ -1,3 +1,4 @@
+import { providerLabels } from '../protocol/session-states.js';
 import { isNonEmptyString, isObject, isoFromJwtExp, jwtClaims, type JsonObject, parseCredentialJson } from './credential-json.js';
 import { hasAudience, hasTokenForm, offlineVerdict, signedJwt } from './offline-checks.js';
 import type { CredentialCheck, CredentialVerdict, Provider } from './provider.js';
@@ -91,7 +92,7 @@ export async function verifyCodexCredentials(content: string): Promise<Credentia
 
 export const codex: Provider = {
   name: 'codex',
-  displayName: 'Codex',
+  displayName: providerLabels.codex,
   package: codexPackage,
   // Through node explicitly: the launcher's `#!/usr/bin/env node` would depend on PATH.
   loginCommand: (context) => ['/usr/bin/node', `${context.cliDir}/node_modules/@openai/codex/bin/codex.js`, 'login'],

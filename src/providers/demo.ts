@@ -1,3 +1,4 @@
+import { providerLabels } from '../protocol/session-states.js';
 import { verifyDemoCredentials } from './demo-verify.js';
 import type { CredentialCheck, Provider } from './provider.js';
 
@@ -62,7 +63,7 @@ export function validateDemoCredentials(content: string): CredentialCheck {
 
 export const demo: Provider = {
   name: 'demo',
-  displayName: 'porthole demo',
+  displayName: providerLabels.demo,
   package: null,
   loginCommand: (context) => ['/usr/bin/node', context.demoCli ?? defaultDemoCliPath, 'login'],
   env: (context) => ({

@@ -1,3 +1,4 @@
+import { providerLabels } from '../protocol/session-states.js';
 import { isNonEmptyString, isoFromEpochMs, jwtClaims, parseCredentialJson, type JsonObject } from './credential-json.js';
 import { hasAudience, hasTokenForm, offlineVerdict, signedJwt } from './offline-checks.js';
 import type { CredentialCheck, CredentialVerdict, Provider } from './provider.js';
@@ -94,7 +95,7 @@ export async function verifyGeminiCliCredentials(content: string): Promise<Crede
 
 export const geminiCli: Provider = {
   name: 'gemini-cli',
-  displayName: 'Gemini CLI',
+  displayName: providerLabels['gemini-cli'],
   package: geminiCliPackage,
   loginCommand: (context) => ['/usr/bin/node', `${context.cliDir}/node_modules/@google/gemini-cli/bundle/gemini.js`],
   env: (context) => ({

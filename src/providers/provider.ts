@@ -67,6 +67,7 @@ export type CredentialVerdict =
 
 export interface Provider {
   readonly name: ProviderName;
+  /** What people read: `providerLabels[name]` (src/protocol/session-states.ts), where every side finds it. */
   readonly displayName: string;
   /** The npm package the project's set-up installs into the sandbox's CLI directory; null for `demo`. */
   readonly package: { readonly name: string; readonly version: string } | null;

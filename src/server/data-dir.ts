@@ -1,5 +1,6 @@
 import { chmod, lstat, mkdir, readdir } from 'node:fs/promises';
 import { join, relative } from 'node:path';
+import { sandboxesEntry } from '../drivers/local-layout.js';
 
 // The data directory holds porthole's secrets: the database (API key hashes, sessions, sealed
 // credentials, its WAL), the ticket signing key, the credential keyring. No other local user may
@@ -11,7 +12,6 @@ import { join, relative } from 'node:path';
 
 /** The files that are secrets in themselves: nobody but the owner may even read them. */
 export const secretEntries = ['pglite', 'keyring.json', 'signing.key'] as const;
-const sandboxesEntry = 'sandboxes';
 
 /**
  * Creates the data directory (0700) or tightens an existing one, and takes group and other access

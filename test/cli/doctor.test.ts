@@ -4,15 +4,16 @@ import { createServer, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { sandboxesDir } from '../../src/drivers/local/local-driver.js';
+import { sandboxesDir } from '../../src/drivers/local-layout.js';
+import { readSandboxPackages } from '../../src/cli/sandbox-packages.js';
 import { readRecord } from '../../src/drivers/local/sandbox-record.js';
 import { sessionDiagnosisSchema } from '../../src/protocol/diagnosis.js';
 import type { SandboxId } from '../../src/protocol/ids.js';
 import type { Session } from '../../src/protocol/session.js';
 import { version } from '../../src/protocol/version.js';
 import { startTestServer, testApiKey, testSandboxUids, type TestServer } from '../support/server.js';
+import { until } from '../support/until.js';
 
 // `porthole sessions diagnose` and `porthole doctor` as a person runs them: the built CLI in a
 // child process, against a real server with a real sandbox, on this very host.
@@ -46,12 +47,7 @@ const serverEnv = () => ({
 
 const checkNames = [
   'configuration',
-  'package bubblewrap',
-  'package tigervnc-standalone-server',
-  'package openbox',
-  'package xterm',
-  'package chromium',
-  'package fonts-dejavu-core',
+  ...(await readSandboxPackages()).map((p) => `package ${p.name}`),
   'node for the agent',
   'agent bundle',
   'resource limits',
@@ -146,11 +142,7 @@ describe('porthole sessions diagnose, broken', () => {
     const record = await readRecord(join(sandboxesDir(t.dataDir), sandboxId));
     assert.ok(record);
     process.kill(record.init.pid, 'SIGKILL');
-    const deadline = Date.now() + 15_000;
-    while ((await t.server.driver.inspect(sandboxId))?.exit == null) {
-      assert.ok(Date.now() < deadline, 'the driver never saw the sandbox exit');
-      await sleep(50);
-    }
+    await until('the driver sees the sandbox exit', () => t.server.driver.inspect(sandboxId), (info) => info?.exit != null, 15_000, { intervalMs: 50 });
     const result = await porthole(['sessions', 'diagnose', session.id]);
     assert.equal(result.code, 1, result.stdout);
     assert.match(result.stdout, /^✔ store +\d+ ms {2}/m);

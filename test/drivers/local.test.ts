@@ -6,16 +6,17 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { conformanceSpec, driverConformance, waitUntilHealthy, type ConformanceFixture } from '../../src/drivers/conformance.js';
 import { fetchAgentHealth, readRfbBanner } from '../../src/drivers/endpoint-probes.js';
 import { sandboxPasswd } from '../../src/drivers/local/bwrap-command.js';
-import { createLocalDriver, sandboxesDir, sandboxLeftovers, sandboxProcesses } from '../../src/drivers/local/local-driver.js';
+import { sandboxesDir } from '../../src/drivers/local-layout.js';
+import { createLocalDriver, sandboxLeftovers, sandboxProcesses } from '../../src/drivers/local/local-driver.js';
 import { readProcStat, socketInodesOf } from '../../src/drivers/local/proc-scan.js';
 import { readRecord, type SandboxRecord } from '../../src/drivers/local/sandbox-record.js';
 import type { SandboxId } from '../../src/protocol/ids.js';
+import { until, untilDefined } from '../support/until.js';
 
 // The local driver against the conformance suite, then what only the local driver promises: the
 // isolation of its sandboxes as seen from the host, supervision, and adoption after a restart.
@@ -94,16 +95,6 @@ async function statusField(pid: number, field: string): Promise<string | null> {
   return text.match(new RegExp(`^${field}:\\s*(.*)$`, 'm'))?.[1] ?? null;
 }
 
-async function until<T>(what: string, probe: () => Promise<T | null | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(100);
-  }
-}
-
 /** Socket inodes listening on TCP (state 0A) in the host's network namespace, which the sandbox shares. */
 async function tcpListenInodes(): Promise<Set<number>> {
   const inodes = new Set<number>();
@@ -169,10 +160,10 @@ describe('local driver', { timeout: 300_000 }, () => {
     const handle = await driver.create(spec);
     await waitUntilHealthy(handle.agent);
     const record = await recordOf(dataDir, spec.id);
-    const renderer = await until('a Chromium renderer', async () => {
+    const renderer = await untilDefined('a Chromium renderer', async () => {
       for (const pid of await sandboxProcesses(spec.id, record.init.pidNamespace)) if ((await cmdline(pid)).includes('--type=renderer')) return pid;
-      return null;
-    });
+      return undefined;
+    }, 20_000, { intervalMs: 100 });
     // Its own network namespace: the host's loopback (where the start page is served) is not
     // there, and with no egress proxy serving this sandbox (no server here) nothing goes out.
     assert.notEqual(await readlink(`/proc/${record.agent!.pid}/ns/net`), await readlink('/proc/self/ns/net'), 'network namespace of its own');
@@ -232,11 +223,11 @@ describe('local driver', { timeout: 300_000 }, () => {
     for (const pid of await sandboxProcesses(spec.id, record.init.pidNamespace)) {
       if ((await readProcStat(pid))?.comm === 'xterm') process.kill(pid, 'SIGKILL');
     }
-    const health = await until('the terminal to be restarted', async () => {
+    const health = await untilDefined('the terminal to be restarted', async () => {
       const h = await fetchAgentHealth(handle.agent);
       const terminal = h.processes.find((p) => p.name === 'terminal');
-      return h.healthy && terminal?.restarts === 1 ? h : null;
-    });
+      return h.healthy && terminal?.restarts === 1 ? h : undefined;
+    }, 20_000, { intervalMs: 100 });
     assert.equal(health.processes.find((p) => p.name === 'terminal')?.lastExit, 'signal SIGKILL');
 
     // A killed Xvnc leaves its lock and sockets; the agent clears them, restarts it, and the
@@ -247,7 +238,7 @@ describe('local driver', { timeout: 300_000 }, () => {
     await until('Xvnc to be restarted and the desktop healthy again', async () => {
       const h = await fetchAgentHealth(handle.agent);
       return h.healthy && h.processes.find((p) => p.name === 'vnc')?.restarts === 1;
-    });
+    }, (isBack) => isBack, 20_000, { intervalMs: 100 });
     assert.match(await readRfbBanner(handle.vnc), /^RFB /);
     await driver.destroy(spec.id);
   });
@@ -260,10 +251,10 @@ describe('local driver', { timeout: 300_000 }, () => {
     await waitUntilHealthy(handle.agent);
     // Only the namespace's init: the kernel kills the rest, and bwrap reports how its init ended.
     process.kill((await recordOf(fixture!.dataDir, spec.id)).init.pid, 'SIGKILL');
-    const info = await until('the sandbox to exit', async () => {
+    const info = await untilDefined('the sandbox to exit', async () => {
       const i = await driver.inspect(spec.id);
-      return i?.status === 'exited' && i.exit !== null ? i : null;
-    });
+      return i?.status === 'exited' && i.exit !== null ? i : undefined;
+    }, 20_000, { intervalMs: 100 });
     assert.equal(info.exit, 'signal SIGKILL');
     await driver.destroy(spec.id);
   });

@@ -4,7 +4,8 @@ import { after, before, test } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
 import { launchBrowser } from '../support/browser.js';
 import { diagnose, showDiagnosis } from '../support/faults.js';
-import { isAlive, killProcess, sandboxProcess, waitFor } from '../support/sandbox-processes.js';
+import { isAlive, killProcess, sandboxProcess } from '../support/sandbox-processes.js';
+import { untilDefined } from '../support/until.js';
 import { startTestServer, testOutputDir, type TestServer } from '../support/server.js';
 
 // The diagnosis where people look (GET /v1/sessions/:id/diagnosis, docs/diagnosis.md): the viewer
@@ -180,7 +181,7 @@ test('dashboard: "Diagnose" shows every hop ok for a healthy session, and the fa
     process.kill(agent.pid, 'SIGCONT');
     isStopped = false;
     await t.api.endSession(broken.id);
-    await waitFor('the ended session’s Diagnose goes', async () => ((await p.locator(`tr[data-session-id="${broken.id}"] [data-action=diagnose]`).isHidden()) ? true : undefined), 10_000, 200);
+    await untilDefined('the ended session’s Diagnose goes', async () => ((await p.locator(`tr[data-session-id="${broken.id}"] [data-action=diagnose]`).isHidden()) ? true : undefined), 10_000, { intervalMs: 200, canProbeFail: true });
     assert.equal(await p.locator(`tr[data-diagnosis-for="${broken.id}"]`).count(), 1, 'the diagnosis shown stays');
     assert.deepEqual(errors, []);
   } finally {

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 import { join } from 'node:path';
-import { sandboxesDir } from '../../src/drivers/local/local-driver.js';
+import { sandboxesDir } from '../../src/drivers/local-layout.js';
 import { readRecord } from '../../src/drivers/local/sandbox-record.js';
 import type { SessionId } from '../../src/protocol/ids.js';
 import type { ProviderName, SessionEvent } from '../../src/protocol/session.js';

@@ -9,7 +9,8 @@ import { providerNames, type Session } from '../../src/protocol/session.js';
 import { createTicketSigner } from '../../src/server/tickets.js';
 import { freshViewerUrl } from '../support/faults.js';
 import { encodeFrame, frameReader, opcodes, rawRequest, requestText, webSocketKey, type FrameSpec, type RawResponse } from '../support/raw-http.js';
-import { openFdCount, waitFor } from '../support/sandbox-processes.js';
+import { openFdCount } from '../support/sandbox-processes.js';
+import { untilDefined } from '../support/until.js';
 import { startTestServer, testApiKey, type TestServer } from '../support/server.js';
 import { closeViewer, connectViewer, expectFramebufferUpdate, openViewerSocket, viewerSocketUrl } from '../support/ws.js';
 
@@ -298,7 +299,7 @@ async function rawViewer() {
 }
 
 async function relayLetsGo(): Promise<void> {
-  await waitFor('the relay lets go of the connection', async () => (t.server.relay.stats().length === 0 ? true : undefined), 5_000);
+  await untilDefined('the relay lets go of the connection', async () => (t.server.relay.stats().length === 0 ? true : undefined), 5_000, { intervalMs: 50, canProbeFail: true });
 }
 
 test('malformed frames after a valid upgrade: the RFC 6455 close code, the relay lets go, the session lives on', async (tc) => {
@@ -352,7 +353,7 @@ test('random bytes after a valid upgrade and handshake: a close with a known cod
     runs(25),
   );
   // Whatever reached Xvnc, the desktop still answers a viewer (restarted by the agent if it had to be).
-  const viewer = await waitFor('a viewer gets RFB', () => connectViewer(freshViewerUrl(t, session.id)), 20_000, 200);
+  const viewer = await untilDefined('a viewer gets RFB', () => connectViewer(freshViewerUrl(t, session.id)), 20_000, { intervalMs: 200, canProbeFail: true });
   await expectFramebufferUpdate(viewer);
   await closeViewer(viewer);
 });

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { assertNothingLeft, freshViewerUrl } from '../support/faults.js';
-import { openFdCount, sandboxProcess, sandboxProcesses, waitFor } from '../support/sandbox-processes.js';
+import { openFdCount, sandboxProcess, sandboxProcesses } from '../support/sandbox-processes.js';
+import { untilDefined } from '../support/until.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { closeOf, createReader, openViewerSocket, rfbHandshake } from '../support/ws.js';
 
@@ -39,7 +40,7 @@ async function cycle(url: string): Promise<void> {
 
 /** Waits until the relay and the session have taken in the last disconnect, then takes a reading. */
 async function settledReading(sessionId: string, sandboxId: string, xvncPid: number) {
-  await waitFor('the relay lets go of the last viewer', async () => (t.server.relay.stats().length === 0 ? true : undefined), 5_000);
+  await untilDefined('the relay lets go of the last viewer', async () => (t.server.relay.stats().length === 0 ? true : undefined), 5_000, { intervalMs: 50, canProbeFail: true });
   await t.waitForState(sessionId, ['ready'], 5_000);
   // viewer.disconnected is recorded after the socket closes; give the last one a moment.
   await new Promise((resolve) => setTimeout(resolve, 300));

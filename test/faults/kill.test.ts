@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { agentHealth, assertNothingLeft, diagnose, freshViewerUrl, hopOf, showDiagnosis, watchedSession, within } from '../support/faults.js';
-import { isAlive, killProcess, sandboxProcess, sandboxProcesses, waitFor } from '../support/sandbox-processes.js';
+import { isAlive, killProcess, sandboxProcess, sandboxProcesses } from '../support/sandbox-processes.js';
+import { untilDefined } from '../support/until.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { closeViewer, connectViewer, expectFramebufferUpdate, nextClose, openViewerSocket } from '../support/ws.js';
 
@@ -29,7 +30,7 @@ test('Xvnc killed: the viewer closes 4502 SANDBOX_UNREACHABLE, the agent restart
   const closeMs = closed.at - killedAt;
 
   // Until the restarted Xvnc listens, a viewer is closed 4502 and tries again, as the viewer page does.
-  const again = await waitFor('a new viewer gets RFB', () => connectViewer(freshViewerUrl(t, session.id)), 30_000, 100);
+  const again = await untilDefined('a new viewer gets RFB', () => connectViewer(freshViewerUrl(t, session.id)), 30_000, { intervalMs: 100, canProbeFail: true });
   const rfbMs = Date.now() - killedAt;
   await expectFramebufferUpdate(again);
   const restarted = await sandboxProcess(sandboxId, 'Xvnc');
@@ -39,7 +40,7 @@ test('Xvnc killed: the viewer closes 4502 SANDBOX_UNREACHABLE, the agent restart
   assert.equal(vnc.lastExit, 'signal SIGKILL');
 
   // openbox, xterm and Chromium lost their display with it; the agent brings the whole desktop back.
-  await waitFor('the agent reports the desktop healthy', async () => ((await agentHealth(t, sandboxId)).healthy ? true : undefined), 30_000, 100);
+  await untilDefined('the agent reports the desktop healthy', async () => ((await agentHealth(t, sandboxId)).healthy ? true : undefined), 30_000, { intervalMs: 100, canProbeFail: true });
   const healthyMs = Date.now() - killedAt;
   const current = await t.waitForState(session.id, ['authenticating'], 5_000); // the session stays live, watched by the new viewer
   assert.equal(current.sandboxId, sandboxId, 'in the same sandbox');
@@ -53,35 +54,37 @@ test('Xvnc killed: the viewer closes 4502 SANDBOX_UNREACHABLE, the agent restart
 test('Chromium killed: the viewer stays connected, the agent restarts the browser and the old one’s helpers go', async (tc) => {
   const { session, sandboxId, viewer } = await watchedSession(t);
   // One main browser process (a helper may carry the marker for the instant between fork and exec).
-  const browser = await waitFor('one main browser process', () => sandboxProcess(sandboxId, 'chromium'), 5_000);
+  const browser = await untilDefined('one main browser process', () => sandboxProcess(sandboxId, 'chromium'), 5_000, { intervalMs: 50, canProbeFail: true });
   // Its zygotes, renderers and GPU process (they carry no marker: Chromium rewrites their environment).
-  const helpers = await waitFor(
+  const helpers = await untilDefined(
     'the browser has started its helpers',
     async () => {
       const found = (await sandboxProcesses(sandboxId)).filter((p) => p.comm === 'chromium' && p.pid !== browser.pid);
       return found.length >= 2 ? found : undefined;
     },
     15_000,
+    { intervalMs: 50, canProbeFail: true },
   );
   let isClosed = false;
   void viewer.closed.then(() => (isClosed = true));
 
   const killedAt = Date.now();
   await killProcess(browser);
-  const restarted = await waitFor(
+  const restarted = await untilDefined(
     'the agent reports the browser running again',
     async () => {
       const state = (await agentHealth(t, sandboxId)).processes.find((p) => p.name === 'browser');
       return state && state.running && state.restarts >= 1 && state.pid !== browser.pid ? state : undefined;
     },
     30_000,
+    { intervalMs: 50, canProbeFail: true },
   );
   const restartMs = Date.now() - killedAt;
   assert.equal(restarted.lastExit, 'signal SIGKILL');
-  await waitFor('the killed browser’s helpers are gone', async () => ((await Promise.all(helpers.map(isAlive))).some(Boolean) ? undefined : true), 10_000);
+  await untilDefined('the killed browser’s helpers are gone', async () => ((await Promise.all(helpers.map(isAlive))).some(Boolean) ? undefined : true), 10_000, { intervalMs: 50, canProbeFail: true });
   const helpersGoneMs = Date.now() - killedAt;
   // Exactly one main browser process again (a helper may carry the marker for the instant between fork and exec).
-  await waitFor('one main browser process', () => sandboxProcess(sandboxId, 'chromium'), 5_000);
+  await untilDefined('one main browser process', () => sandboxProcess(sandboxId, 'chromium'), 5_000, { intervalMs: 50, canProbeFail: true });
 
   assert.equal(isClosed, false, 'the viewer is still connected');
   await expectFramebufferUpdate(viewer);
@@ -145,13 +148,14 @@ test('agent killed: the sandbox counts as exited at once (a diagnosis names the 
   // bwrap's init reaps on: the desktop outlives its agent, unsupervised, until the sandbox is destroyed.
   assert.equal(await isAlive(xvnc), true, 'Xvnc outlives the agent for now');
   // Before the reconciler's next tick, the driver already reports the sandbox exited and how.
-  const early = await waitFor(
+  const early = await untilDefined(
     'a diagnosis names the agent’s exit (or the session ended first)',
     async () => {
       const d = await diagnose(t, session.id);
       return d.state === 'ended' || d.firstFailure?.cause.includes('signal SIGKILL') ? d : undefined;
     },
     reconcileIntervalMs + 5_000,
+    { intervalMs: 50, canProbeFail: true },
   );
   const diagnosedMs = Date.now() - killedAt;
   if (early.state !== 'ended') {

@@ -5,7 +5,7 @@ import type { SessionId } from '../../src/protocol/ids.js';
 import { testApiKey } from '../support/server.js';
 import { assertNothingLeft, freshViewerUrl, watchedSession } from '../support/faults.js';
 import { startPostgres, type TestPostgres } from '../support/postgres.js';
-import { waitFor } from '../support/sandbox-processes.js';
+import { untilDefined } from '../support/until.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { closeViewer, connectViewer, expectFramebufferUpdate, nextClose, openViewerSocket } from '../support/ws.js';
 
@@ -96,7 +96,7 @@ test('PostgreSQL stopped and restarted: 503 STORE_UNAVAILABLE quickly, the viewe
   await pg.start();
   isPgDown = false;
   const startMs = Date.now() - startingAt;
-  await waitFor('the API answers again', async () => ((await call('GET', `/v1/sessions/${session.id}`)).status === 200 ? true : undefined), 10_000);
+  await untilDefined('the API answers again', async () => ((await call('GET', `/v1/sessions/${session.id}`)).status === 200 ? true : undefined), 10_000, { intervalMs: 50, canProbeFail: true });
   const recoveredMs = Date.now() - startingAt;
 
   const afterwards = await t.api.getSession(session.id);

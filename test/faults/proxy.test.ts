@@ -5,7 +5,7 @@ import type { SandboxId } from '../../src/protocol/ids.js';
 import type { Session } from '../../src/protocol/session.js';
 import { withFaultProxies, type Fault, type FaultProxiedDriver, type FaultProxy } from '../support/fault-proxy.js';
 import { assertNothingLeft, diagnose, freshViewerUrl, hopOf, showDiagnosis, watchedSession, within } from '../support/faults.js';
-import { waitFor } from '../support/sandbox-processes.js';
+import { untilDefined } from '../support/until.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { closeViewer, connectViewer, expectFramebufferUpdate, framebufferUpdateRequest, type ConnectedViewer } from '../support/ws.js';
 
@@ -57,10 +57,10 @@ async function lastDisconnectWhy(sessionId: string): Promise<string> {
 
 /** Diagnoses until the vnc hop fails (the fault is still on), returning it and when. */
 async function diagnosedAt(sessionId: string): Promise<{ d: SessionDiagnosis; at: number }> {
-  const d = await waitFor('a diagnosis names the vnc hop', async () => {
+  const d = await untilDefined('a diagnosis names the vnc hop', async () => {
     const answer = await diagnose(t, sessionId);
     return answer.firstFailure?.hop === 'vnc' ? answer : undefined;
-  }, 20_000, 100);
+  }, 20_000, { intervalMs: 100, canProbeFail: true });
   return { d, at: Date.now() };
 }
 
@@ -71,7 +71,7 @@ async function healAndClean(watched: Watched): Promise<void> {
   proxy.set({ kind: 'none' });
   // Every connection into the fault was let go: the relay's, its probes', the diagnosis's. (A
   // half-open one only sees its peer leave once it reads again, hence after the heal.)
-  await waitFor('the proxy holds no connection', async () => (proxy.connections === 0 ? true : undefined), 5_000);
+  await untilDefined('the proxy holds no connection', async () => (proxy.connections === 0 ? true : undefined), 5_000, { intervalMs: 50, canProbeFail: true });
   const again = await connectViewer(freshViewerUrl(t, session.id));
   await expectFramebufferUpdate(again);
   await closeViewer(again);

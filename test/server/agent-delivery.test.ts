@@ -5,15 +5,16 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { SandboxId, SessionId } from '../../src/protocol/ids.js';
 import type { Session } from '../../src/protocol/session.js';
-import { sandboxesDir } from '../../src/drivers/local/local-driver.js';
+import { sandboxesDir } from '../../src/drivers/local-layout.js';
 import { readRecord } from '../../src/drivers/local/sandbox-record.js';
 import type { DemoCredentials } from '../../src/providers/demo.js';
-import { hashAgentToken } from '../../src/server/sessions/session-manager.js';
+import { hashAgentToken } from '../../src/server/sessions/agent-token.js';
 import { demoSignIn } from '../support/demo-sign-in.js';
 import { freshViewerUrl } from '../support/faults.js';
 import { sandboxProcesses } from '../support/sandbox-processes.js';
 import { startTestServer, testApiKey, type TestServer } from '../support/server.js';
 import { closeOf, connectViewer } from '../support/ws.js';
+import { until } from '../support/until.js';
 
 // The agent channel's server side, with real sandboxes: the delivery is authenticated with the
 // sandbox's own token and nothing else; a refused delivery stores nothing; a good one completes the
@@ -126,9 +127,7 @@ test('a good delivery completes the session, closes the viewer with 1000 "comple
   const done = await t.api.getSession(session.id);
   assert.equal(done.state, 'completed');
   assert.equal(done.reason, 'credentials_captured');
-  const deadline = Date.now() + 10_000;
-  while ((await t.server.driver.inspect(session.sandboxId as SandboxId)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  assert.equal(await t.server.driver.inspect(session.sandboxId as SandboxId), null, 'the sandbox is destroyed');
+  await until('the sandbox is destroyed', () => t.server.driver.inspect(session.sandboxId as SandboxId), (info) => info === null, 10_000, { intervalMs: 50 });
   assert.deepEqual(await sandboxProcesses(session.sandboxId!), []);
 
   const second = await post(session.id, 'credentials', delivery(content), token);
@@ -148,14 +147,17 @@ test('the real agent: a file that does not validate is never delivered and the t
   const dir = join(`/proc/${record!.agent!.pid}/root`, '/home/porthole/.porthole/login/demo');
   const file = join(dir, 'credentials.json');
   const waitingFor = async (pattern: RegExp) => {
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      const { events } = await t.api.listEvents(session.id);
-      const found = events.find((e) => e.type === 'login.waiting' && pattern.test(String(e.details.waitingFor)));
-      if (found) return found;
-      assert.ok(Date.now() < deadline, `no login.waiting matching ${pattern}; got ${JSON.stringify(events.filter((e) => e.type === 'login.waiting').map((e) => e.details.waitingFor))}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    const { found } = await until(
+      `a login.waiting matching ${pattern}`,
+      async () => {
+        const waits = (await t.api.listEvents(session.id)).events.filter((e) => e.type === 'login.waiting');
+        return { found: waits.find((e) => pattern.test(String(e.details.waitingFor))), seen: waits.map((e) => e.details.waitingFor) };
+      },
+      (r) => r.found !== undefined,
+      10_000,
+      { intervalMs: 100 },
+    );
+    return found!;
   };
   await waitingFor(/the CLI to write credentials\.json/);
 
@@ -171,6 +173,7 @@ test('the real agent: a file that does not validate is never delivered and the t
 
   asSandbox('rm "$1" && cat > "$1.outside" && ln -s "$1.outside" "$1"', content);
   await waitingFor(/symbolic link/);
+  // Nothing may happen here, and only time shows that: give a delivery that should not be made a second to be made.
   await new Promise((resolve) => setTimeout(resolve, 1_000));
   assert.equal(await storedCredentialStatus(session.id), 404, 'neither the half file nor the symlink was delivered');
   assert.notEqual((await t.api.getSession(session.id)).state, 'completed');

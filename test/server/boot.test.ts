@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { build } from 'esbuild';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { until } from '../support/until.js';
 
 // A boot that does not become ready fails, naming the step that did not answer; an agent of
 // another version is refused rather than used. Either way nothing is left running.
@@ -27,10 +28,7 @@ async function expectFailure(t: TestServer, code: string) {
   assert.ok(stepFailed, 'a step.failed event is in the timeline');
   assert.equal(events.at(-1)?.type, 'session.failed');
   // The state moves first (viewers learn at once), then the sandbox is destroyed.
-  for (const started = Date.now(); (await t.server.driver.list()).length > 0; ) {
-    assert.ok(Date.now() - started < 10_000, 'the sandbox was destroyed');
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  await until('the sandbox is destroyed', async () => (await t.server.driver.list()).length, (n) => n === 0, 10_000, { intervalMs: 100 });
   return { failed, step: String(stepFailed.details.step) };
 }
 

@@ -10,6 +10,7 @@ import type { SessionId } from '../../src/protocol/ids.js';
 import { credentialResponse } from '../../src/protocol/credentials.js';
 import { sessionSchema } from '../../src/protocol/session.js';
 import { startTestServer, testApiKey, type TestServer } from '../support/server.js';
+import { until } from '../support/until.js';
 
 let t: TestServer;
 const account = `carol-${randomBytes(4).toString('hex')}@example.com`;
@@ -153,11 +154,7 @@ describe('the plaintext stays out of the database and the logs', () => {
 
   test('the server log never holds it', async () => {
     // The log is written asynchronously: wait until the lines of the reads above are in it.
-    let log = '';
-    for (let waited = 0; waited < 5_000 && !(log.includes('credentials read') && log.includes('master key rotated')); waited += 100) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      log = await readFile(t.logFile, 'utf8');
-    }
+    const log = await until('the log holds the reads and the rotation', () => readFile(t.logFile, 'utf8'), (text) => text.includes('credentials read') && text.includes('master key rotated'), 5_000, { intervalMs: 100 }).catch(() => readFile(t.logFile, 'utf8'));
     assert.match(log, /credentials read/);
     assert.match(log, /master key rotated/);
     for (const secret of [refreshToken, accessToken]) assert.ok(!log.includes(secret), 'the log holds credential content');

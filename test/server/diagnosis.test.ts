@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readRfbBanner } from '../../src/drivers/endpoint-probes.js';
-import { sandboxesDir, sandboxProcesses } from '../../src/drivers/local/local-driver.js';
+import { sandboxesDir } from '../../src/drivers/local-layout.js';
+import { sandboxProcesses } from '../../src/drivers/local/local-driver.js';
 import { readProcStat } from '../../src/drivers/local/proc-scan.js';
 import { readRecord } from '../../src/drivers/local/sandbox-record.js';
 import { diagnosisHops, sessionDiagnosisSchema, type SessionDiagnosis } from '../../src/protocol/diagnosis.js';
@@ -13,6 +14,7 @@ import type { Session } from '../../src/protocol/session.js';
 import { version } from '../../src/protocol/version.js';
 import { createSessionDiagnosis } from '../../src/server/sessions/diagnosis.js';
 import { startTestServer, testApiKey, type TestServer } from '../support/server.js';
+import { until } from '../support/until.js';
 
 // The per-hop diagnosis against a real server and real sandboxes: healthy, then broken one hop at
 // a time (Xvnc killed, the whole sandbox killed, the session ended). One sandbox serves the whole
@@ -195,13 +197,7 @@ describe('hop by hop, breaking one sandbox further at each step', () => {
     assert.ok(record);
     // The namespace's init: the kernel ends every process in it, and bwrap reports how it ended.
     process.kill(record.init.pid, 'SIGKILL');
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      const info = await t.server.driver.inspect(sandboxId);
-      if (info?.status === 'exited' && info.exit !== null) break;
-      assert.ok(Date.now() < deadline, `the driver still reports ${info?.status} (${info?.exit})`);
-      await sleep(50);
-    }
+    await until('the driver reports the exit', () => t.server.driver.inspect(sandboxId), (info) => info?.status === 'exited' && info.exit !== null, 15_000, { intervalMs: 50 });
     const d = await diagnose(session.id);
     assert.deepEqual(d.firstFailure, { hop: 'driver', code: 'SANDBOX_UNREACHABLE', cause: 'sandbox process exited with signal SIGKILL' }, show(d));
     assert.equal(hop(d, 'driver').details.exit, 'signal SIGKILL');

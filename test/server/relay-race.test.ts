@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fetchAgentHealth } from '../../src/drivers/endpoint-probes.js';
-import { sandboxesDir } from '../../src/drivers/local/local-driver.js';
+import { sandboxesDir } from '../../src/drivers/local-layout.js';
 import { readRecord, type SandboxRecord } from '../../src/drivers/local/sandbox-record.js';
 import type { SandboxId } from '../../src/protocol/ids.js';
 import type { Session } from '../../src/protocol/session.js';

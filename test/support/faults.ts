@@ -8,6 +8,7 @@ import type { Session } from '../../src/protocol/session.js';
 import { sandboxProcesses } from './sandbox-processes.js';
 import { testApiKey, type TestServer } from './server.js';
 import { connectViewer, viewerSocketUrl, type ConnectedViewer } from './ws.js';
+import { until } from './until.js';
 
 // Shared by the fault tests (test/faults): a watched session, the agent's health, and the check
 // that a sandbox left nothing behind.
@@ -69,9 +70,7 @@ export function within<T>(promise: Promise<T>, ms: number, what: string): Promis
  * after (the reconciler's end() is still at it when a poll sees `ended`), so the driver gets a moment.
  */
 export async function assertNothingLeft(t: TestServer, sandboxId: string): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while ((await t.server.driver.list()).length > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
-  assert.deepEqual(await t.server.driver.list(), [], 'the driver lists no sandbox once the session ended');
+  await until('the driver lists no sandbox once the session ended', () => t.server.driver.list(), (list) => list.length === 0, 10_000, { intervalMs: 50 });
   assert.deepEqual(await sandboxProcesses(sandboxId), [], 'no process of the sandbox remains');
   assert.deepEqual(await sandboxLeftovers(t.dataDir, sandboxId as SandboxId), [], 'no socket or directory of the sandbox remains');
   assert.deepEqual(t.server.relay.stats(), [], 'the relay holds no connection');

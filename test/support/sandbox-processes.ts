@@ -91,19 +91,3 @@ export async function killProcess(target: Pick<SandboxProcess, 'pid' | 'startTim
 export async function openFdCount(pid: number | 'self'): Promise<number> {
   return (await readdir(`/proc/${pid}/fd`)).length;
 }
-
-/** Polls `check` every `intervalMs` until it returns a value other than undefined, or throws after `timeoutMs`. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined>, timeoutMs: number, intervalMs = 50): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown = null;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      lastError = error;
-    }
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms${lastError ? ` (last error: ${String(lastError)})` : ''}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
-}

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { sandboxesDir } from '../../src/drivers/local/local-driver.js';
+import { sandboxesDir } from '../../src/drivers/local-layout.js';
 import { readRecord } from '../../src/drivers/local/sandbox-record.js';
 import { until } from './until.js';
 
