@@ -137,6 +137,10 @@ export function desktopProcesses(config: AgentConfig, home: string): ProcessSpec
       args: [
         ...['--no-first-run', '--no-default-browser-check', '--disable-background-networking', '--disable-component-update'],
         ...['--disable-sync', '--password-store=basic', `--user-data-dir=${join(home, '.config/chromium')}`],
+        // Nothing but the sign-in leaves the sandbox: no extension or component updates, no model
+        // downloads, no pings (each would be an egress event on the session's timeline).
+        ...['--disable-extensions', '--no-pings', '--disable-domain-reliability', '--disable-client-side-phishing-detection', '--disable-default-apps'],
+        '--disable-features=OptimizationHints,OptimizationHintsFetching,OptimizationGuideModelDownloading,OptimizationTargetPrediction,MediaRouter,Translate',
         ...chromiumNetworkFlags(config),
         `--window-position=${layout.browser.x},${layout.browser.y}`,
         `--window-size=${layout.browser.width},${layout.browser.height}`,

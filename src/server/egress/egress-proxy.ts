@@ -300,7 +300,9 @@ export function createEgressProxy(options: EgressProxyOptions = {}): EgressProxy
       const started = performance.now();
       const durationMs = () => Math.round(performance.now() - started);
       const answer = (status: number, text: string, header: string | null) => {
-        res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', ...(header ? { [egressHeader]: header } : {}) });
+        // The proxy's own answers end the connection: a refused client keeps nothing open here.
+        res.shouldKeepAlive = false;
+        res.writeHead(status, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close', ...(header ? { [egressHeader]: header } : {}) });
         res.end(text);
       };
       let url: URL | null = null;
