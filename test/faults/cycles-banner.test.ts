@@ -45,6 +45,7 @@ test('viewers that leave before the handshake do not lock the next viewer out', 
 test('1000 banner-only connect/disconnect cycles leak nothing', async () => {
   const session = await t.readySession();
   const sandboxId = session.sandboxId!;
+  // Let Chromium finish starting its helpers, so the process count is steady: no signal says when.
   await new Promise((resolve) => setTimeout(resolve, 2_000));
   for (let i = 0; i < 50; i++) await bannerOnly(freshViewerUrl(t, session.id));
   await t.waitForState(session.id, ['ready'], 5_000);
@@ -52,6 +53,7 @@ test('1000 banner-only connect/disconnect cycles leak nothing', async () => {
   const processes = (await sandboxProcesses(sandboxId)).length;
   for (let i = 0; i < 1_000; i++) assert.equal(await bannerOnly(freshViewerUrl(t, session.id)), 'RFB 003.008\n', `cycle ${i + 1}`);
   await t.waitForState(session.id, ['ready'], 5_000);
+  // The last connection's fds close just after; the bound (+5) allows for the rest.
   await new Promise((resolve) => setTimeout(resolve, 300));
   assert.ok((await openFdCount('self')) <= fds + 5);
   assert.ok((await sandboxProcesses(sandboxId)).length <= processes);

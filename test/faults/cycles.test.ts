@@ -42,7 +42,8 @@ async function cycle(url: string): Promise<void> {
 async function settledReading(sessionId: string, sandboxId: string, xvncPid: number) {
   await untilDefined('the relay lets go of the last viewer', async () => (t.server.relay.stats().length === 0 ? true : undefined), 5_000, { intervalMs: 50, canProbeFail: true });
   await t.waitForState(sessionId, ['ready'], 5_000);
-  // viewer.disconnected is recorded after the socket closes; give the last one a moment.
+  // viewer.disconnected is recorded after the socket closes; give the last one a moment (the
+  // timeline's pages make its count a costly condition to poll after hundreds of cycles).
   await new Promise((resolve) => setTimeout(resolve, 300));
   return {
     serverFds: await openFdCount('self'),
@@ -55,7 +56,8 @@ async function settledReading(sessionId: string, sandboxId: string, xvncPid: num
 test(`${cycles} viewer connect/disconnect cycles leak no fd, process or connection`, async (tc) => {
   const session = await t.readySession();
   const sandboxId = session.sandboxId!;
-  // Let Chromium finish starting its helpers, so its own process count is steady.
+  // Let Chromium finish starting its helpers, so its own process count is steady (no signal says
+  // when it is done: a count that holds still for a while is all there is).
   await new Promise((resolve) => setTimeout(resolve, 2_000));
   const xvnc = await sandboxProcess(sandboxId, 'Xvnc');
   // A fresh ticket each time, as the viewer page renews its own: the run may outlast one ticket's 60 s.

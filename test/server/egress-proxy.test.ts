@@ -333,6 +333,8 @@ describe('on loopback: refused but for the exact loopback exception', () => {
         const socket = connect(slow.socketPath);
         await new Promise((resolve) => socket.once('connect', resolve));
         socket.write(head);
+        // The proxy shows neither having read the head nor having seen the close: a moment for each,
+        // so that the close lands while the lookup is pending, which is the case under test.
         await new Promise((resolve) => setTimeout(resolve, 100));
         socket.destroy();
         await new Promise((resolve) => setTimeout(resolve, 100));
@@ -343,6 +345,7 @@ describe('on loopback: refused but for the exact loopback exception', () => {
         if (type === 'egress.request') assert.equal(event.error, 'client-closed');
         assert.equal(target.seen.length, seen, 'no request was sent on its behalf');
       }
+      // That no third event comes: only time shows it.
       await new Promise((resolve) => setTimeout(resolve, 200));
       assert.equal(slow.events.length, 2, 'one event each');
     } finally {
