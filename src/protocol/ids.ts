@@ -1,9 +1,17 @@
-// Branded ids: a SessionId cannot be passed where a SandboxId is wanted.
-declare const brand: unique symbol;
-export type Brand<T, B extends string> = T & { readonly [brand]: B };
+import { z } from 'zod';
 
-export type SessionId = Brand<string, 'SessionId'>;
-export type SandboxId = Brand<string, 'SandboxId'>;
+// Branded ids: a SessionId cannot be passed where a SandboxId is wanted. The schema is the one way
+// from a plain string to an id: parsing a route's params (or a stored row) with it yields the
+// branded type, so nothing downstream casts.
+
+export const sessionIdPattern = /^ses_[0-9a-z]{20}$/;
+export const sandboxIdPattern = /^sbx_[0-9a-z]{20}$/;
+
+export const sessionIdSchema = z.string().regex(sessionIdPattern, 'must be a session id (ses_…)').brand<'SessionId'>();
+export const sandboxIdSchema = z.string().regex(sandboxIdPattern, 'must be a sandbox id (sbx_…)').brand<'SandboxId'>();
+
+export type SessionId = z.output<typeof sessionIdSchema>;
+export type SandboxId = z.output<typeof sandboxIdSchema>;
 
 const alphabet = '0123456789abcdefghijklmnopqrstuvwxyz';
 
@@ -14,9 +22,6 @@ function randomId(prefix: string, length: number): string {
   for (const b of bytes) out += alphabet[b % 36];
   return out;
 }
-
-export const sessionIdPattern = /^ses_[0-9a-z]{20}$/;
-export const sandboxIdPattern = /^sbx_[0-9a-z]{20}$/;
 
 export function newSessionId(): SessionId {
   return randomId('ses_', 20) as SessionId;

@@ -1,12 +1,13 @@
 import { z } from 'zod';
 import { credentialSummarySchema } from './credentials.js';
 import { errorCodes } from './errors.js';
+import { sandboxIdSchema, sessionIdSchema } from './ids.js';
 import { eventTypes, sessionStates } from './session-states.js';
 
 export * from './session-states.js';
 
 export const sessionSchema = z.object({
-  id: z.string(),
+  id: sessionIdSchema,
   state: z.enum(sessionStates),
   provider: z.string().nullable(),
   userId: z.string().nullable(),
@@ -14,7 +15,7 @@ export const sessionSchema = z.object({
   reason: z.string().nullable(),
   /** For `failed`: the human sentence naming the hop and cause. */
   detail: z.string().nullable(),
-  sandboxId: z.string().nullable(),
+  sandboxId: sandboxIdSchema.nullable(),
   version: z.number().int(),
   createdAt: z.string(),
   updatedAt: z.string(),
@@ -27,7 +28,7 @@ export type Session = z.infer<typeof sessionSchema>;
 
 export const sessionEventSchema = z.object({
   seq: z.number().int(),
-  sessionId: z.string(),
+  sessionId: sessionIdSchema,
   type: z.enum(eventTypes),
   from: z.enum(sessionStates).nullable(),
   to: z.enum(sessionStates).nullable(),

@@ -68,7 +68,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
     const create = (id: SessionId = newSessionId()) => store.createSession({ id, provider: 'demo', userId: 'user-1' });
 
     const move = (session: Session, to: SessionState, extra: { reason?: string | null; detail?: string } = {}) =>
-      store.transition(session.id as SessionId, {
+      store.transition(session.id, {
         from: session.state,
         to,
         expectVersion: session.version,
@@ -87,7 +87,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       const session = await create();
       await store.migrate();
       await Promise.all([store.migrate(), store.migrate()]);
-      assert.deepEqual(await store.getSession(session.id as SessionId), session);
+      assert.deepEqual(await store.getSession(session.id), session);
     });
 
     it('creates a session in starting at version 1 with its session.created event', async () => {
@@ -175,7 +175,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
           assert.equal(moved.detail, detail ?? null);
           assert.equal(moved.createdAt, previous.createdAt);
           assert.ok(moved.updatedAt >= previous.updatedAt);
-          assert.deepEqual(await store.getSession(moved.id as SessionId), moved);
+          assert.deepEqual(await store.getSession(moved.id), moved);
         }
       }
     });
@@ -185,7 +185,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
         for (const to of sessionStates.filter((s) => !canTransition(from, s))) {
           const session = await sessionIn(from);
           await expectAppError(move(session, to), 'SESSION_STATE_CONFLICT');
-          assert.deepEqual(await store.getSession(session.id as SessionId), session, `${from} → ${to}`);
+          assert.deepEqual(await store.getSession(session.id), session, `${from} → ${to}`);
         }
       }
     });
@@ -193,7 +193,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
     it('keeps terminal states permanent', async () => {
       for (const state of terminalStates) {
         const session = await sessionIn(state);
-        const id = session.id as SessionId;
+        const id = session.id;
         for (const to of sessionStates) {
           await expectAppError(move(session, to), 'SESSION_STATE_CONFLICT');
         }
@@ -215,8 +215,8 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       assert.deepEqual(error.details?.current, { state: 'ready', version: 2 });
       assert.deepEqual(error.details?.expected, { state: 'starting', version: 1 });
       await expectAppError(move({ ...ready, version: 1 }, 'ended'), 'SESSION_STATE_CONFLICT');
-      assert.deepEqual(await store.getSession(ready.id as SessionId), ready);
-      assert.equal((await store.listEvents(ready.id as SessionId)).length, 2, 'a refused move writes no event');
+      assert.deepEqual(await store.getSession(ready.id), ready);
+      assert.equal((await store.listEvents(ready.id)).length, 2, 'a refused move writes no event');
 
       await expectAppError(
         store.transition(newSessionId(), { from: 'starting', to: 'ready', expectVersion: 1, reason: null }),
@@ -226,7 +226,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
 
     it('writes one event per transition with its from, to, reason and details', async () => {
       const session = await create();
-      const id = session.id as SessionId;
+      const id = session.id;
       const ready = await store.transition(id, {
         from: 'starting',
         to: 'ready',
@@ -264,9 +264,9 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
     it('appends events and lists them in order, after a given seq', async () => {
       const session = await create();
       const other = await create();
-      const id = session.id as SessionId;
+      const id = session.id;
       const started = await store.appendEvent(id, { type: 'step.started', details: { step: 'agent' } });
-      await store.appendEvent(other.id as SessionId, { type: 'step.started' });
+      await store.appendEvent(other.id, { type: 'step.started' });
       const succeeded = await store.appendEvent(id, { type: 'step.succeeded', reason: 'healthy' });
       sessionEventSchema.parse(succeeded);
       assert.ok(succeeded.seq > started.seq);
@@ -286,7 +286,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
     });
 
     it('pages events with a limit, each exactly once, and counts them by type', async () => {
-      const id = (await create()).id as SessionId;
+      const id = (await create()).id;
       for (let i = 0; i < 7; i++) await store.appendEvent(id, { type: i % 2 ? 'login.waiting' : 'step.started', details: { i } });
       const all = await store.listEvents(id);
       assert.equal(all.length, 8);
@@ -307,11 +307,11 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
 
     it('sets the sandbox id of a live session', async () => {
       const session = await create();
-      const updated = await store.setSandbox(session.id as SessionId, 'sbx_00000000000000000001');
+      const updated = await store.setSandbox(session.id, 'sbx_00000000000000000001');
       assert.equal(updated.sandboxId, 'sbx_00000000000000000001');
       assert.equal(updated.version, session.version + 1);
       assert.equal(updated.state, 'starting');
-      assert.deepEqual(await store.getSession(session.id as SessionId), updated);
+      assert.deepEqual(await store.getSession(session.id), updated);
       await expectAppError(store.setSandbox(newSessionId(), 'sbx_x'), 'SESSION_NOT_FOUND');
     });
 
@@ -332,7 +332,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
 
     it('stores a sealed credential once per session: the first stays, a second put says it existed', async () => {
       const session = await create();
-      const id = session.id as SessionId;
+      const id = session.id;
       assert.equal(await store.getCredential(id), null);
       const first = sealedFor(id);
       assert.deepEqual(await store.putCredential(first), { created: true });
@@ -351,20 +351,20 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
     });
 
     it('keeps how far a credential was verified, and only the known words', async () => {
-      const offline = (await create()).id as SessionId;
+      const offline = (await create()).id;
       await store.putCredential({ ...sealedFor(offline), verification: 'offline-checks-only' });
       assert.equal((await store.getCredential(offline))?.verification, 'offline-checks-only');
       assert.equal((await store.getSession(offline))?.credential?.verification, 'offline-checks-only');
-      const checked = (await create()).id as SessionId;
+      const checked = (await create()).id;
       await store.putCredential(sealedFor(checked));
       assert.equal((await store.getCredential(checked))?.verification, 'verified');
-      const bogus = (await create()).id as SessionId;
+      const bogus = (await create()).id;
       await assert.rejects(store.putCredential({ ...sealedFor(bogus), verification: 'trust-me' as never }), 'the column takes only the persisted words');
       assert.equal(await store.getCredential(bogus), null);
     });
 
     it('lets exactly one of 10 concurrent puts for a session store its credential', async () => {
-      const id = (await create()).id as SessionId;
+      const id = (await create()).id;
       const results = await Promise.all(Array.from({ length: 10 }, (_, i) => store.putCredential(sealedFor(id, `k_${i}`, i))));
       assert.equal(results.filter((r) => r.created).length, 1);
       const winner = results.findIndex((r) => r.created);
@@ -373,7 +373,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
 
     it('reads a session with its credential summary, never its sealed content', async () => {
       const session = await move(await create(), 'ready');
-      const id = session.id as SessionId;
+      const id = session.id;
       assert.equal(session.credential, null);
       await store.putCredential({ ...sealedFor(id), account: null, expiresAt: null });
       await store.setAgentTokenHash(id, 'a'.repeat(64));
@@ -393,7 +393,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
     });
 
     it('lists credentials without their sealed content', async () => {
-      const id = (await create()).id as SessionId;
+      const id = (await create()).id;
       await store.putCredential(sealedFor(id, 'k_listed'));
       const listed = (await store.listCredentials()).find((c) => c.sessionId === id);
       assert.ok(listed);
@@ -405,7 +405,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
     it('re-seals every credential in one transaction, and changes nothing when re-sealing one fails', async () => {
       const ids: SessionId[] = [];
       for (let i = 0; i < 3; i++) {
-        const id = (await create()).id as SessionId;
+        const id = (await create()).id;
         await store.putCredential(sealedFor(id, 'k_before', i));
         ids.push(id);
       }
@@ -438,7 +438,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
     });
 
     it('keeps the agent token only as a SHA-256 hex hash', async () => {
-      const id = (await create()).id as SessionId;
+      const id = (await create()).id;
       assert.equal(await store.getAgentTokenHash(id), null);
       const hash = 'ab'.repeat(32);
       await store.setAgentTokenHash(id, hash);
@@ -465,8 +465,8 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       }
       const winner = won[0]!.value;
       assert.equal(winner.version, 2);
-      assert.deepEqual(await store.getSession(session.id as SessionId), winner);
-      const events = await store.listEvents(session.id as SessionId);
+      assert.deepEqual(await store.getSession(session.id), winner);
+      const events = await store.listEvents(session.id);
       assert.deepEqual(
         events.map((e) => e.type),
         ['session.created', `session.${winner.state}`],

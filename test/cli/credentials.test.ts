@@ -25,8 +25,8 @@ const content = `{"claudeAiOauth":{"accessToken":"at-${randomBytes(8).toString('
 before(async () => {
   home = await mkdtemp(join(tmpdir(), 'porthole-test-cli-home-'));
   t = await startTestServer('cli-credentials');
-  sessionId = (await t.api.createSession({})).id as SessionId;
-  emptySessionId = (await t.api.createSession({})).id as SessionId;
+  sessionId = (await t.api.createSession({})).id;
+  emptySessionId = (await t.api.createSession({})).id;
   await t.server.vault.put(sessionId, { provider: 'claude-code', content, expiresAt: null, account: 'dave@example.com' });
 });
 after(async () => {

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 import type { BrowserContext } from 'playwright-core';
-import type { SessionId } from '../../src/protocol/ids.js';
 import { launchBrowser } from '../support/browser.js';
 import { demoSignIn } from '../support/demo-sign-in.js';
 import { startTestServer, testOutputDir, type TestServer } from '../support/server.js';
@@ -59,9 +58,9 @@ test('"Connect provider" offers the providers, demo first, and creates a session
 test('a session holding a credential shows its account and expiry on the dashboard', async () => {
   const session = await t.api.createSession({});
   const expiresAt = new Date(Date.now() + 55 * 60_000).toISOString();
-  await t.server.vault.put(session.id as SessionId, { provider: 'claude-code', content: '{"claudeAiOauth":{}}', expiresAt, account: 'alice@example.com' });
+  await t.server.vault.put(session.id, { provider: 'claude-code', content: '{"claudeAiOauth":{}}', expiresAt, account: 'alice@example.com' });
   const expired = await t.api.createSession({});
-  await t.server.vault.put(expired.id as SessionId, { provider: 'gemini-cli', content: '{}', expiresAt: new Date(Date.now() - 2 * 3_600_000).toISOString(), account: null });
+  await t.server.vault.put(expired.id, { provider: 'gemini-cli', content: '{}', expiresAt: new Date(Date.now() - 2 * 3_600_000).toISOString(), account: null });
 
   assert.equal((await t.api.getSession(session.id)).credential?.account, 'alice@example.com', 'the API carries the credential summary');
   const p = await dashboard.newPage();
@@ -104,7 +103,7 @@ test('when the session completes, the viewer says who is connected and does not 
   // What the agent does after the demo login: deliver the credential file. Real tokens from the
   // server's demo provider (the server verifies them with it; made-up ones would fail the session).
   const credentials = await demoSignIn(t.server.demoOidc!.issuer);
-  await t.server.sessions.complete(session.id as SessionId, { provider: 'demo', file: 'credentials.json', content: JSON.stringify(credentials), expiresAt: credentials.expires_at, account: null });
+  await t.server.sessions.complete(session.id, { provider: 'demo', file: 'credentials.json', content: JSON.stringify(credentials), expiresAt: credentials.expires_at, account: null });
 
   await p.waitForSelector('body[data-phase=completed]', { timeout: 15_000 });
   assert.equal(await p.evaluate(() => document.body.dataset.closeCode), '1000');
@@ -132,7 +131,7 @@ test('when a delivered credential does not verify, the viewer says the sign-in c
   // Someone holding the sandbox token delivers a file with made-up tokens.
   const real = await demoSignIn(t.server.demoOidc!.issuer);
   const forged = JSON.stringify({ ...real, access_token: 'made-up-access-token-0123456789', account: { sub: 'ceo', email: 'ceo@victim.example' } });
-  await assert.rejects(t.server.sessions.complete(session.id as SessionId, { provider: 'demo', file: 'credentials.json', content: forged, expiresAt: null, account: null }), { code: 'CREDENTIAL_UNVERIFIED' });
+  await assert.rejects(t.server.sessions.complete(session.id, { provider: 'demo', file: 'credentials.json', content: forged, expiresAt: null, account: null }), { code: 'CREDENTIAL_UNVERIFIED' });
 
   await p.waitForSelector('body[data-phase=failed]', { timeout: 15_000 });
   assert.equal(await p.evaluate(() => document.body.dataset.closeCode), '4410');

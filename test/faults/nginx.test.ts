@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { SessionId } from '../../src/protocol/ids.js';
 import { within } from '../support/faults.js';
 import { freeLoopbackPort, startNginx, type TestNginx } from '../support/nginx.js';
 import { startTestServer, type TestServer } from '../support/server.js';
@@ -49,7 +48,7 @@ test('an idle viewer behind nginx (60 s read timeout) stays connected for 90 s w
   // Viewer URLs handed out through the proxy point at the proxy (PORTHOLE_PUBLIC_URL).
   const ticketA = await a.api.createTicket(sessionA.id);
   assert.ok(ticketA.viewerUrl.startsWith(`${pingedProxy}/v1/sessions/${sessionA.id}/viewer?ticket=`), ticketA.viewerUrl);
-  const ticketB = b.server.tickets.issue(sessionB.id as SessionId).ticket;
+  const ticketB = b.server.tickets.issue(sessionB.id).ticket;
 
   // As a browser on the proxy's pages would: the Origin is the proxy's, passed on by nginx.
   const viewerA = await connectViewer(viewerSocketUrl(pingedProxy, sessionA.id, ticketA.ticket), { origin: pingedProxy });
@@ -61,7 +60,7 @@ test('an idle viewer behind nginx (60 s read timeout) stays connected for 90 s w
   viewerB.ws.on('ping', () => pingsB++);
 
   // Meanwhile, what else passes through the documented config (separate connections; the viewers stay idle).
-  const refused = await openViewerSocket(viewerSocketUrl(pingedProxy, sessionA.id, a.server.tickets.issue(sessionA.id as SessionId).ticket), { origin: 'https://evil.example' });
+  const refused = await openViewerSocket(viewerSocketUrl(pingedProxy, sessionA.id, a.server.tickets.issue(sessionA.id).ticket), { origin: 'https://evil.example' });
   assert.deepEqual(refused, { refused: { status: 403, code: 'ORIGIN_NOT_ALLOWED' } }, 'a refusal keeps its status and code through nginx');
   assert.equal((await fetch(`${pingedProxy}/healthz`)).status, 200);
   assert.equal((await fetch(`${pingedProxy}/metrics`)).status, 404, '/metrics stays off the public side');

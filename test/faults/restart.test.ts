@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import type { SessionId } from '../../src/protocol/ids.js';
 import { agentHealth, assertNothingLeft, within } from '../support/faults.js';
 import { createTestDataDir, removeTestDataDir, startTestServerIn, type RestartableTestServer } from '../support/restartable-server.js';
 import { isAlive, sandboxProcess } from '../support/sandbox-processes.js';
@@ -72,7 +71,7 @@ test('server restart with a viewer connected: 4503, then the session is adopted 
     await second.waitForState(session.id, ['authenticating'], 5_000);
 
     // The first server's ticket: the key is the same file, so it still verifies (within its 60 s).
-    assert.doesNotThrow(() => second!.server.tickets.verify(oldTicket.ticket, session.id as SessionId));
+    assert.doesNotThrow(() => second!.server.tickets.verify(oldTicket.ticket, session.id));
     assert.equal((await stat(join(dataDir, 'signing.key'))).mode & 0o777, 0o600, 'the signing key is kept private');
     const withOldTicket = await connectViewer(viewerSocketUrl(second.server.url, session.id, oldTicket.ticket));
     await expectFramebufferUpdate(withOldTicket);

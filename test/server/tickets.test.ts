@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import { AppError } from '../../src/protocol/errors.js';
-import { newSessionId, type SessionId } from '../../src/protocol/ids.js';
+import { newSessionId } from '../../src/protocol/ids.js';
 import { createTicketSigner, maxTicketChainMs } from '../../src/server/tickets.js';
 
 // The signer on a clock the test moves: a chain of renewals carries the time it began and ends
@@ -28,7 +28,7 @@ const codeOf = (fn: () => unknown) => {
 
 test('a renewal keeps its chain’s start; at maxChainMs the chain is refused TICKET_RENEWAL_LIMIT, however fresh its ticket', () => {
   const { tickets, advance, now } = signer(hour);
-  const id = newSessionId() as SessionId;
+  const id = newSessionId();
   const startedAt = now();
   let { ticket } = tickets.issue(id);
   // Renew at each half-life, as the viewer page does, up to the end of the hour.
@@ -51,7 +51,7 @@ test('a renewal keeps its chain’s start; at maxChainMs the chain is refused TI
 
 test('the chain never outlasts 12 h, even when sessions may live longer', () => {
   const { tickets, advance, now } = signer(48 * hour);
-  const id = newSessionId() as SessionId;
+  const id = newSessionId();
   const startedAt = now();
   advance(maxTicketChainMs - 1);
   assert.equal(codeOf(() => tickets.renew(id, startedAt)), null);
@@ -62,7 +62,7 @@ test('the chain never outlasts 12 h, even when sessions may live longer', () => 
 
 test('the chain’s start is signed: editing it makes the ticket invalid, and the old five-part format is refused', () => {
   const { tickets } = signer(hour);
-  const id = newSessionId() as SessionId;
+  const id = newSessionId();
   const { ticket } = tickets.issue(id);
   const parts = ticket.split('.');
   assert.equal(parts.length, 6);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { AppError } from '../../src/protocol/errors.js';
-import { newSessionId, type SessionId } from '../../src/protocol/ids.js';
+import { newSessionId } from '../../src/protocol/ids.js';
 import { storeConformance } from '../../src/store/conformance.js';
 import { openPostgres } from '../../src/store/postgres/pg-database.js';
 import { startPostgres, type TestPostgres } from '../support/postgres.js';
@@ -42,7 +42,7 @@ describe('postgres availability', () => {
 
       await pg.shutdown();
       for (const call of [
-        () => store.getSession(session.id as SessionId),
+        () => store.getSession(session.id),
         () => store.createSession({ id: newSessionId(), provider: null, userId: null }),
       ]) {
         const startedAt = Date.now();
@@ -56,7 +56,7 @@ describe('postgres availability', () => {
       }
 
       await pg.start();
-      assert.deepEqual(await store.getSession(session.id as SessionId), session);
+      assert.deepEqual(await store.getSession(session.id), session);
       await store.createSession({ id: newSessionId(), provider: null, userId: null });
     } finally {
       await store.close();

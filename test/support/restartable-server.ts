@@ -3,7 +3,6 @@ import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiClient } from '../../src/cli/api-client.js';
-import type { SessionId } from '../../src/protocol/ids.js';
 import { isTerminal, type Session } from '../../src/protocol/session.js';
 import { createLogger } from '../../src/server/logger.js';
 import { startServer } from '../../src/server/main.js';
@@ -71,7 +70,7 @@ export async function startTestServerIn(dataDir: string, name: string, env: Reco
     async stop() {
       try {
         for (const session of await server.store.listSessions({ limit: 10_000 })) {
-          if (!isTerminal(session.state)) await server.sessions.end(session.id as SessionId, 'shutdown').catch(() => {});
+          if (!isTerminal(session.state)) await server.sessions.end(session.id, 'shutdown').catch(() => {});
         }
         for (const sandbox of await server.driver.list()) await server.driver.destroy(sandbox.id);
       } finally {

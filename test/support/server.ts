@@ -3,7 +3,6 @@ import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiClient } from '../../src/cli/api-client.js';
-import type { SessionId } from '../../src/protocol/ids.js';
 import { isTerminal, type Session } from '../../src/protocol/session.js';
 import { loadConfig, type Config } from '../../src/server/config.js';
 import { createLogger } from '../../src/server/logger.js';
@@ -98,7 +97,7 @@ export async function startTestServer(name: string, env: Record<string, string> 
       try {
         const live = await server.store.listSessions({ limit: 10_000 });
         for (const session of live) {
-          if (!isTerminal(session.state)) await server.sessions.end(session.id as SessionId, 'shutdown').catch(() => {});
+          if (!isTerminal(session.state)) await server.sessions.end(session.id, 'shutdown').catch(() => {});
         }
         for (const sandbox of await server.driver.list()) await server.driver.destroy(sandbox.id);
       } finally {

@@ -6,7 +6,7 @@ import Fastify, { LogController, type FastifyError, type FastifyReply, type Fast
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { AppError, errorRegistry, type ErrorCode } from '../../protocol/errors.js';
-import type { SessionId } from '../../protocol/ids.js';
+import { isSessionId } from '../../protocol/ids.js';
 import { answerClientError, answerExpectation } from './client-errors.js';
 import { authenticateAgent, createAuthenticator, loginCookie, readCookie, sameSecret, type Principal } from './auth.js';
 import { openApiDocument } from './openapi.js';
@@ -165,14 +165,19 @@ export async function buildApp(options: AppOptions) {
       method: route.method,
       url: route.url,
       handler: async (request, reply) => {
-        const params = (parse(route.params, request.params, 'path') ?? {}) as Record<string, string>;
+        const params = parse(route.params, request.params, 'path') ?? {};
+        // The session an 'agent' or 'api-or-viewer' caller must be for: the `:id` its params parsed
+        // (defineRoute insists those routes have one), so a missing id is never a valid token.
+        const sessionId = typeof params.id === 'string' && isSessionId(params.id) ? params.id : undefined;
         let principal: Principal | null = null;
-        if (route.auth === 'agent') principal = await authenticateAgent(options.store, request, params.id as SessionId);
-        else if (route.auth !== 'none') {
-          principal = await auth.authenticate(request, { ticketFor: route.auth === 'api-or-viewer' ? (params.id as SessionId) : undefined });
+        if (route.auth === 'agent') {
+          if (!sessionId) throw new AppError('AGENT_TOKEN_INVALID');
+          principal = await authenticateAgent(options.store, request, sessionId);
+        } else if (route.auth !== 'none') {
+          principal = await auth.authenticate(request, { ticketFor: route.auth === 'api-or-viewer' ? sessionId : undefined });
           if (route.auth === 'api-key' && principal.kind !== 'api-key') throw new AppError('API_KEY_REQUIRED');
         }
-        const query = (parse(route.query, request.query, 'query') ?? {}) as Record<string, unknown>;
+        const query = parse(route.query, request.query, 'query') ?? {};
         if (route.body && (request.body === undefined || request.body === null)) throw new AppError('MALFORMED_JSON', { message: 'A JSON body is required.' });
         const body = parse(route.body, request.body, 'body');
         const result = await route.handler({ params, query, body, principal, request, reply });

@@ -1,11 +1,9 @@
-import { z } from 'zod';
 import { credentialResponse, keyRotationResponse } from '../../protocol/credentials.js';
 import { AppError } from '../../protocol/errors.js';
-import { sessionIdPattern, type SessionId } from '../../protocol/ids.js';
 import { errorResponse } from '../../protocol/session.js';
 import type { Store } from '../../store/store.js';
 import type { Vault } from '../credentials/vault.js';
-import type { RouteDef } from './routes.js';
+import { defineRoute, sessionParams, type RouteDef } from './routes.js';
 
 // Handing credentials out, and rotating the key that seals them. Both need an API key (`api-key`):
 // a dashboard cookie or a viewer ticket is refused with API_KEY_REQUIRED, so that a browser tab
@@ -16,22 +14,21 @@ export interface CredentialRouteDeps {
   store: Store;
 }
 
-const idParams = z.object({ id: z.string().regex(sessionIdPattern, 'must be a session id (ses_…)') });
 const common = { 400: errorResponse, 401: errorResponse, 403: errorResponse, 500: errorResponse, 503: errorResponse };
 
 export function credentialRoutes(deps: CredentialRouteDeps): RouteDef[] {
   const apiKeyIdOf = (principal: { kind: string; keyId?: string } | null) => principal?.keyId ?? null;
   return [
-    {
+    defineRoute({
       method: 'GET',
       url: '/v1/sessions/:id/credentials',
       operationId: 'getSessionCredentials',
       summary: 'The credential file captured for the session (API key only). Every read is a `credentials.read` event on the session’s timeline.',
       auth: 'api-key',
-      params: idParams,
+      params: sessionParams,
       responses: { 200: credentialResponse, ...common, 404: errorResponse },
       handler: async ({ params, principal, request }) => {
-        const id = params.id as SessionId;
+        const id = params.id;
         const credential = await deps.vault.get(id);
         if (!credential) {
           if (!(await deps.store.getSession(id))) throw new AppError('SESSION_NOT_FOUND', { details: { sessionId: id } });
@@ -51,8 +48,8 @@ export function credentialRoutes(deps: CredentialRouteDeps): RouteDef[] {
           verification: credential.verification,
         };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'POST',
       url: '/v1/keys/rotate',
       operationId: 'rotateMasterKey',
@@ -64,6 +61,6 @@ export function credentialRoutes(deps: CredentialRouteDeps): RouteDef[] {
         request.log.info({ apiKeyId: apiKeyIdOf(principal) }, 'master key rotation requested');
         return deps.vault.rotate();
       },
-    },
+    }),
   ];
 }

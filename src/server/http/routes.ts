@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { sessionDiagnosisSchema } from '../../protocol/diagnosis.js';
 import { AppError } from '../../protocol/errors.js';
-import { sessionIdPattern, type SessionId } from '../../protocol/ids.js';
+import { sessionIdSchema, type SessionId } from '../../protocol/ids.js';
 import {
   createSessionBody,
   defaultEventsPage,
@@ -24,35 +24,76 @@ import type { Principal } from './auth.js';
 import type { TrustedOrigins } from './origin.js';
 
 // The API as one table: each route's schemas validate its input and, through openapi.ts, describe it.
-// A test holds the OpenAPI document and the routes the server really registered in step.
+// A test holds the OpenAPI document and the routes the server really registered in step, and
+// another (route-responses) holds every response to the schema its route declares for its status.
 
 /**
  * `agent`: the sandbox's own token, for the session named in the path (see authenticateAgent).
  * `api-key`: an API key only, not a dashboard login or a viewer ticket (routes that hand out secrets).
  */
 export type RouteAuth = 'none' | 'api' | 'api-or-viewer' | 'agent' | 'api-key';
+/** The auths that are about the session in the path: such a route's params parse `:id` as a SessionId. */
+type SessionAuth = 'api-or-viewer' | 'agent';
 
-export interface RouteContext {
-  params: Record<string, string>;
-  query: Record<string, unknown>;
-  body: unknown;
+/** A route's responses: the schema of each status it may answer with. */
+export type RouteResponses = Record<number, z.ZodType>;
+type SuccessStatus = 200 | 201 | 202 | 204;
+/** What a handler returns: a body one of its 2xx schemas accepts. Errors are thrown (AppError), never returned. */
+export type SuccessBody<R extends RouteResponses> = { [S in keyof R & SuccessStatus]: z.input<R[S]> }[keyof R & SuccessStatus];
+/** What a params or query schema hands the handler once app.ts has parsed the request with it; nothing without one. */
+type Parsed<S extends z.ZodType | undefined> = S extends z.ZodType ? z.output<S> : Record<never, never>;
+
+export interface RouteContext<Params = Record<string, unknown>, Query = Record<string, unknown>, Body = unknown> {
+  params: Params;
+  query: Query;
+  body: Body;
   principal: Principal | null;
   request: FastifyRequest;
   reply: FastifyReply;
 }
 
-export interface RouteDef {
+interface RouteFields<P, Q, B, R> {
   method: 'GET' | 'POST' | 'DELETE';
   url: string;
   operationId: string;
   summary: string;
-  auth: RouteAuth;
-  params?: z.ZodObject;
-  query?: z.ZodObject;
-  body?: z.ZodType;
+  params?: P;
+  query?: Q;
+  body?: B;
+  /** The one success status, when the handler does not choose (it may, with reply.status, among its documented ones). */
   status?: number;
-  responses: Record<number, z.ZodType>;
+  responses: R;
+}
+
+/**
+ * One route as its author writes it: the schemas type the handler. Its context holds what the
+ * params, query and body schemas output (a SessionId, not a string), and it must return what one
+ * of its 2xx response schemas accepts. A route whose auth is about the session in the path must
+ * parse `:id` as one.
+ */
+export interface RouteSpec<P extends z.ZodObject | undefined, Q extends z.ZodObject | undefined, B extends z.ZodType | undefined, R extends RouteResponses>
+  extends RouteFields<P, Q, B, R> {
+  auth: Parsed<P> extends { id: SessionId } ? RouteAuth : Exclude<RouteAuth, SessionAuth>;
+  handler(context: RouteContext<Parsed<P>, Parsed<Q>, B extends z.ZodType ? z.output<B> : undefined>): Promise<SuccessBody<NoInfer<R>>>;
+}
+
+/** The route table's entry as app.ts and openapi.ts read it: the same route, its types erased to its schemas. */
+export interface RouteDef extends RouteFields<z.ZodObject | undefined, z.ZodObject | undefined, z.ZodType | undefined, RouteResponses> {
+  auth: RouteAuth;
   handler(context: RouteContext): Promise<unknown>;
+}
+
+/**
+ * Types a route by its schemas (see RouteSpec). Sound because app.ts calls the handler only with
+ * the request parsed by these very schemas; a test holds the responses to them.
+ */
+export function defineRoute<
+  P extends z.ZodObject | undefined = undefined,
+  Q extends z.ZodObject | undefined = undefined,
+  B extends z.ZodType | undefined = undefined,
+  R extends RouteResponses = RouteResponses,
+>(spec: RouteSpec<P, Q, B, R>): RouteDef {
+  return spec;
 }
 
 export interface RouteDeps {
@@ -66,7 +107,8 @@ export interface RouteDeps {
   diagnose: DiagnoseSession;
 }
 
-const idParams = z.object({ id: z.string().regex(sessionIdPattern, 'must be a session id (ses_…)') });
+/** The params of every route under /v1/…/sessions/:id: the id parsed as a SessionId. */
+export const sessionParams = z.object({ id: sessionIdSchema });
 const listQuery = z.object({
   state: z.enum(sessionStates).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(100),
@@ -80,9 +122,8 @@ const healthResponse = z.object({ ok: z.boolean(), version: z.string() });
 const common = { 400: errorResponse, 401: errorResponse, 503: errorResponse };
 
 export function apiRoutes(deps: RouteDeps): RouteDef[] {
-  const idOf = (params: Record<string, string>) => params.id as SessionId;
   return [
-    {
+    defineRoute({
       method: 'GET',
       url: '/healthz',
       operationId: 'health',
@@ -90,8 +131,8 @@ export function apiRoutes(deps: RouteDeps): RouteDef[] {
       auth: 'none',
       responses: { 200: healthResponse },
       handler: async () => ({ ok: true, version }),
-    },
-    {
+    }),
+    defineRoute({
       method: 'POST',
       url: '/v1/sessions',
       operationId: 'createSession',
@@ -101,14 +142,13 @@ export function apiRoutes(deps: RouteDeps): RouteDef[] {
       status: 201,
       responses: { 201: sessionSchema, ...common, 429: errorResponse },
       handler: async ({ body }) => {
-        const input = body as z.infer<typeof createSessionBody>;
-        if (input.provider !== undefined && !(providerNames as readonly string[]).includes(input.provider)) {
-          throw new AppError('PROVIDER_UNKNOWN', { message: `No provider is named "${input.provider}"; known: ${providerNames.join(', ')}.`, details: { known: providerNames } });
+        if (body.provider !== undefined && !(providerNames as readonly string[]).includes(body.provider)) {
+          throw new AppError('PROVIDER_UNKNOWN', { message: `No provider is named "${body.provider}"; known: ${providerNames.join(', ')}.`, details: { known: providerNames } });
         }
-        return deps.sessions.create(input);
+        return deps.sessions.create(body);
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       url: '/v1/sessions',
       operationId: 'listSessions',
@@ -117,78 +157,77 @@ export function apiRoutes(deps: RouteDeps): RouteDef[] {
       query: listQuery,
       responses: { 200: sessionListResponse, ...common },
       handler: async ({ query }) => {
-        const q = query as z.infer<typeof listQuery>;
-        return { sessions: await deps.store.listSessions({ states: q.state ? [q.state] : undefined, limit: q.limit }) };
+        return { sessions: await deps.store.listSessions({ states: query.state ? [query.state] : undefined, limit: query.limit }) };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       url: '/v1/sessions/:id',
       operationId: 'getSession',
       summary: 'One session.',
       auth: 'api-or-viewer',
-      params: idParams,
+      params: sessionParams,
       responses: { 200: sessionSchema, ...common, 404: errorResponse },
-      handler: async ({ params }) => deps.sessions.get(idOf(params)),
-    },
-    {
+      handler: async ({ params }) => deps.sessions.get(params.id),
+    }),
+    defineRoute({
       method: 'DELETE',
       url: '/v1/sessions/:id',
       operationId: 'endSession',
       summary: 'End a session (reason "user"); its viewers close and its sandbox is destroyed. Idempotent.',
       auth: 'api-or-viewer',
-      params: idParams,
+      params: sessionParams,
       responses: { 200: sessionSchema, ...common, 404: errorResponse },
-      handler: async ({ params }) => deps.sessions.end(idOf(params), 'user', 'Ended on request.'),
-    },
-    {
+      handler: async ({ params }) => deps.sessions.end(params.id, 'user', 'Ended on request.'),
+    }),
+    defineRoute({
       method: 'GET',
       url: '/v1/sessions/:id/events',
       operationId: 'listSessionEvents',
       summary: `The session’s timeline: transitions and start-up steps, in order, one page at a time (\`after\` a seq, \`limit\` ${defaultEventsPage} by default, at most ${maxEventsPage}); \`hasMore\` says whether to ask again with \`after=nextAfter\`.`,
       auth: 'api-or-viewer',
-      params: idParams,
+      params: sessionParams,
       query: eventsQuery,
       responses: { 200: sessionEventsResponse, ...common, 404: errorResponse },
       handler: async ({ params, query }) => {
-        const session = await deps.sessions.get(idOf(params));
-        const { after, limit } = query as z.infer<typeof eventsQuery>;
+        const { after, limit } = query;
+        await deps.sessions.get(params.id); // SESSION_NOT_FOUND, not an empty page
         // One more than the page: whether it came back says if more follow, without a count.
-        const rows = await deps.store.listEvents(session.id as SessionId, { afterSeq: after, limit: limit + 1 });
+        const rows = await deps.store.listEvents(params.id, { afterSeq: after, limit: limit + 1 });
         const events = rows.slice(0, limit);
         return { events, hasMore: rows.length > limit, nextAfter: events.at(-1)?.seq ?? after };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'POST',
       url: '/v1/sessions/:id/ticket',
       operationId: 'createViewerTicket',
       summary: 'A short-lived viewer ticket and the viewer URL that carries it. A viewer renews its own ticket here, within its chain’s maximum age.',
       auth: 'api-or-viewer',
-      params: idParams,
+      params: sessionParams,
       status: 201,
       responses: { 201: ticketResponse, ...common, 403: errorResponse, 404: errorResponse },
       handler: async ({ params, principal }) => {
-        const session = await deps.sessions.get(idOf(params));
-        const id = session.id as SessionId;
+        const id = params.id;
+        await deps.sessions.get(id); // SESSION_NOT_FOUND, not a ticket to nothing
         // A viewer renews within its chain (capped); an API key or the dashboard starts a new one.
         const { ticket, expiresAt } = principal?.kind === 'viewer' ? deps.tickets.renew(id, principal.chainStartedAt) : deps.tickets.issue(id);
-        const viewerUrl = `${deps.origins.baseUrl}/v1/sessions/${session.id}/viewer?ticket=${encodeURIComponent(ticket)}`;
+        const viewerUrl = `${deps.origins.baseUrl}/v1/sessions/${id}/viewer?ticket=${encodeURIComponent(ticket)}`;
         return { ticket, viewerUrl, expiresAt: expiresAt.toISOString() };
       },
-    },
-    {
+    }),
+    defineRoute({
       method: 'GET',
       url: '/v1/sessions/:id/diagnosis',
       operationId: 'diagnoseSession',
       summary: 'Walks the hops to the session’s desktop in order (store, driver, agent, vnc, relay): each one’s result, duration and cause, and the first failure.',
       auth: 'api-or-viewer',
-      params: idParams,
+      params: sessionParams,
       responses: { 200: sessionDiagnosisSchema, ...common, 403: errorResponse, 404: errorResponse },
       handler: async ({ params, request }) => {
         // The relay hop dials the listener this request arrived on: the server itself, not a proxy in front.
-        return deps.diagnose(idOf(params), { serverUrl: serverUrlOf(request.socket) });
+        return deps.diagnose(params.id, { serverUrl: serverUrlOf(request.socket) });
       },
-    },
+    }),
   ];
 }

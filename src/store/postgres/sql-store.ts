@@ -1,6 +1,6 @@
 import type { CredentialVerification } from '../../protocol/credentials.js';
 import { AppError } from '../../protocol/errors.js';
-import type { SessionId } from '../../protocol/ids.js';
+import type { SandboxId, SessionId } from '../../protocol/ids.js';
 import {
   canTransition,
   isTerminal,
@@ -27,14 +27,15 @@ import type {
 } from '../store.js';
 
 
+// Ids as the schemas brand them: only ids that passed them (newSessionId, the routes' params) are stored.
 interface SessionRow {
-  id: string;
+  id: SessionId;
   state: SessionState;
   provider: string | null;
   user_id: string | null;
   reason: string | null;
   detail: string | null;
-  sandbox_id: string | null;
+  sandbox_id: SandboxId | null;
   version: number;
   created_at: Date | string;
   updated_at: Date | string;
@@ -47,7 +48,7 @@ interface SessionRow {
 }
 
 interface CredentialRow {
-  session_id: string;
+  session_id: SessionId;
   provider: string;
   key_id: string;
   nonce: Uint8Array;
@@ -74,7 +75,7 @@ function withCredential(sql: string): string {
 interface EventRow {
   // int8: node-postgres returns a string, PGlite a number.
   seq: number | string;
-  session_id: string;
+  session_id: SessionId;
   type: EventType;
   from_state: SessionState | null;
   to_state: SessionState | null;
@@ -113,7 +114,7 @@ function toSession(row: SessionRow): Session {
 
 function toCredential(row: CredentialRow): StoredCredential {
   return {
-    sessionId: row.session_id as SessionId,
+    sessionId: row.session_id,
     provider: row.provider,
     keyId: row.key_id,
     // bytea: node-postgres returns a Buffer, PGlite a Uint8Array.
@@ -310,7 +311,7 @@ export class SqlStore implements Store {
       `SELECT session_id, provider, key_id, account, captured_at, expires_at, verification FROM credentials ORDER BY captured_at, session_id`,
     );
     return rows.map((row) => ({
-      sessionId: row.session_id as SessionId,
+      sessionId: row.session_id,
       provider: row.provider,
       keyId: row.key_id,
       account: row.account,
