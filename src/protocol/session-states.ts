@@ -7,6 +7,9 @@ export type SessionState = (typeof sessionStates)[number];
 
 export const terminalStates: readonly SessionState[] = ['completed', 'failed', 'ended'];
 
+/** The states a session has a sandbox in (or is getting one): what counts against the session limit and what the reconciler checks. */
+export const liveStates: readonly SessionState[] = ['starting', 'ready', 'authenticating'];
+
 export function isTerminal(state: SessionState): boolean {
   return terminalStates.includes(state);
 }

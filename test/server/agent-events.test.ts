@@ -4,7 +4,7 @@ import { after, before, test } from 'node:test';
 import { agentEventLimits } from '../../src/protocol/agent.js';
 import { newSessionId, type SessionId } from '../../src/protocol/ids.js';
 import type { SessionEvent } from '../../src/protocol/session.js';
-import { hashAgentToken } from '../../src/server/sessions/session-manager.js';
+import { hashAgentToken } from '../../src/server/sessions/agent-token.js';
 import { demoSignIn } from '../support/demo-sign-in.js';
 import { startTestServer, testApiKey, type TestServer } from '../support/server.js';
 

@@ -5,7 +5,7 @@ import { credentialResponse } from '../../src/protocol/credentials.js';
 import { newSessionId, type SessionId } from '../../src/protocol/ids.js';
 import { sessionSchema, type ProviderName } from '../../src/protocol/session.js';
 import { providers } from '../../src/providers/index.js';
-import { hashAgentToken } from '../../src/server/sessions/session-manager.js';
+import { hashAgentToken } from '../../src/server/sessions/agent-token.js';
 import { claudeCodeFile, codexFile, credentialSecret, geminiCliFile } from '../support/credential-files.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 

@@ -4,7 +4,7 @@ import { AppError } from '../../protocol/errors.js';
 import type { SessionId } from '../../protocol/ids.js';
 import type { Store } from '../../store/store.js';
 import type { Secret } from '../secret.js';
-import { hashAgentToken } from '../sessions/session-manager.js';
+import { hashAgentToken } from '../sessions/agent-token.js';
 import type { TicketSigner } from '../tickets.js';
 import { isOriginAllowed, type OriginList } from './origin.js';
 

@@ -9,7 +9,8 @@ import { connectEndpoint, readRfbBanner } from '../../drivers/endpoint-probes.js
 import { AppError, closeCodeOf, errorRegistry, type ErrorCode } from '../../protocol/errors.js';
 import { isSessionId, type SessionId } from '../../protocol/ids.js';
 import type { Session } from '../../protocol/session.js';
-import { closeReasonOf, type SessionManager } from '../sessions/session-manager.js';
+import { closeFor } from '../../protocol/close.js';
+import type { SessionManager } from '../sessions/session-manager.js';
 import type { Metrics } from '../metrics.js';
 import type { ViewerConnection, ViewerRegistry } from '../sessions/viewer-registry.js';
 import type { TicketSigner } from '../tickets.js';
@@ -159,9 +160,10 @@ export class Relay {
     let handle;
     try {
       const session = await this.#o.sessions.get(sessionId);
-      if (session.state === 'completed') return ws.close(1000, 'completed');
-      if (session.state === 'failed' || session.state === 'ended') return closeWith(closeReasonOf(session));
-      if (session.state === 'starting') return closeWith('SESSION_NOT_READY');
+      // Over, or not there yet: the session's state decides the close (src/protocol/close.ts).
+      const close = closeFor(session);
+      if (close?.reason === 'completed') return ws.close(close.code, close.reason);
+      if (close) return closeWith(close.reason);
       handle = await this.#o.sessions.sandboxOf(session);
     } catch (error) {
       if (error instanceof AppError) return closeWith(error.code, error.message);
@@ -278,8 +280,10 @@ export class Relay {
       vnc.destroy();
       log.info({ sessionId, why }, 'sandbox side of a viewer connection lost');
       void this.#endedSession(sessionId, graceMs, log).then((session) => {
-        if (session?.state === 'completed') finish(why);
-        else finish(why, session ? closeReasonOf(session) : 'SANDBOX_UNREACHABLE');
+        const close = session ? closeFor(session) : null;
+        // Completed: ending it already closed this viewer with 1000 `completed`.
+        if (close?.reason === 'completed') finish(why);
+        else finish(why, close?.reason ?? 'SANDBOX_UNREACHABLE');
       });
     };
     ws.on('close', (code, reason) => finish(`viewer closed ${code}${reason.length ? ` ${reason.toString()}` : ''}`));

@@ -2,7 +2,8 @@
 // built from the error registry so a new code cannot silently fall through to a bare "Disconnected".
 // Pure functions: no DOM, so they read (and test) on their own.
 
-import { errorRegistry, isErrorCode, type ErrorCode } from '../../protocol/errors.js';
+import { completedClose, isCompletedClose } from '../../protocol/close.js';
+import { closeCodeOf, errorRegistry, isErrorCode, type ErrorCode } from '../../protocol/errors.js';
 import type { EndReason, Session } from '../../protocol/session.js';
 import { providerLabels } from '../../protocol/session-states.js';
 
@@ -129,22 +130,42 @@ export type CloseAction =
   /** Possibly passing: check the session is alive, then reconnect, saying this meanwhile. */
   | { kind: 'retry'; cause: string };
 
+// The close codes the viewer tells apart, looked up by name in the registry (src/protocol/errors.ts)
+// so that a status changed there changes them here. Several errors share a code (4000 + status);
+// the comments name the ones the server sends for each.
+/** SESSION_ENDED, SESSION_EXPIRED, SESSION_FAILED: the session is over. */
+const sessionOverCode = closeCodeOf('SESSION_ENDED');
+/** SESSION_NOT_FOUND (also an unknown route). */
+const notFoundCode = closeCodeOf('SESSION_NOT_FOUND');
+/** TICKET_MISSING, TICKET_INVALID, TICKET_EXPIRED. */
+const ticketRefusedCode = closeCodeOf('TICKET_INVALID');
+/** TICKET_WRONG_SESSION, ORIGIN_NOT_ALLOWED. */
+const forbiddenCode = closeCodeOf('ORIGIN_NOT_ALLOWED');
+/** SESSION_NOT_READY: the desktop is still starting. */
+const notReadyCode = closeCodeOf('SESSION_NOT_READY');
+/** SESSION_IDLE_TIMEOUT. */
+const idleTimeoutCode = closeCodeOf('SESSION_IDLE_TIMEOUT');
+/** SANDBOX_UNREACHABLE (and the other 502s of the sandbox side). */
+const unreachableCode = closeCodeOf('SANDBOX_UNREACHABLE');
+/** BOOT_TIMEOUT. */
+const bootTimeoutCode = closeCodeOf('BOOT_TIMEOUT');
+
 /** Decides, from the close code and reason alone, how to explain and handle a closed connection. */
 export function closeAction(code: number, reason: string, pageOrigin: string): CloseAction {
-  if (code === 1000 && reason === 'completed') return { kind: 'completed' };
+  if (isCompletedClose(code, reason)) return { kind: 'completed' };
   const cannotShow = 'This session cannot be shown';
   switch (code) {
-    case 4410:
+    case sessionOverCode:
       return reason === 'SESSION_FAILED'
         ? { kind: 'read-session', fallback: 'The session failed.' }
         : { kind: 'read-session', fallback: endedSentence(null) };
-    case 4404:
+    case notFoundCode:
       return { kind: 'final', phase: 'closed', title: cannotShow, sentence: 'This session does not exist.' };
-    case 4401:
+    case ticketRefusedCode:
       return { kind: 'final', phase: 'closed', title: cannotShow, sentence: ticketSentence(reason) };
-    case 4403:
+    case forbiddenCode:
       return { kind: 'final', phase: 'closed', title: cannotShow, sentence: forbiddenSentence(reason, pageOrigin) };
-    case 4409:
+    case notReadyCode:
       return { kind: 'retry', cause: 'The desktop is still starting' };
   }
   return { kind: 'retry', cause: retryCause(code, reason) };
@@ -177,7 +198,7 @@ function forbiddenSentence(code: string, pageOrigin: string): string {
 
 /** Closes that say the session or the server is going (or not there yet): a diagnosis would only repeat them. */
 const undiagnosedReasons: ReadonlySet<string> = new Set([
-  'completed',
+  completedClose.reason,
   'SESSION_NOT_READY',
   'SESSION_IDLE_TIMEOUT',
   'SESSION_ENDED',
@@ -189,17 +210,17 @@ const undiagnosedReasons: ReadonlySet<string> = new Set([
 /**
  * Whether a closed connection is worth a diagnosis (GET …/diagnosis): a failure or a drop — 4502,
  * 1006 with no close frame, a handshake timeout — not a normal ending (1000) or a session ending
- * (4408, 4409 still starting, 4410, the server shutting down).
+ * (4408 idle, 4409 still starting, 4410 over, the server shutting down).
  */
 export function isWorthDiagnosing(code: number, reason: string): boolean {
-  if (code === 1000 || code === 4408 || code === 4409 || code === 4410) return false;
+  if (code === completedClose.code || code === idleTimeoutCode || code === notReadyCode || code === sessionOverCode) return false;
   return !undiagnosedReasons.has(reason);
 }
 
 /** The first half of "<cause> — reconnecting in N s…". */
 function retryCause(code: number, reason: string): string {
-  if (code === 4502 || reason === 'SANDBOX_UNREACHABLE') return 'The sandbox’s desktop does not answer';
-  if (code === 4504 || reason === 'BOOT_TIMEOUT') return 'The sandbox did not become ready in time';
+  if (code === unreachableCode || reason === 'SANDBOX_UNREACHABLE') return 'The sandbox’s desktop does not answer';
+  if (code === bootTimeoutCode || reason === 'BOOT_TIMEOUT') return 'The sandbox did not become ready in time';
   if (reason === 'SERVER_SHUTTING_DOWN') return 'The porthole server is shutting down';
   if (isErrorCode(reason)) return withoutFinalStop(errorRegistry[reason].message);
   if (code >= 4000 && code < 5000) return `The connection was closed (code ${code}${reason ? `, ${reason}` : ''})`;

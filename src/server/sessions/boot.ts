@@ -1,0 +1,176 @@
+import type { Logger } from 'pino';
+import type { Driver, SandboxHandle } from '../../drivers/driver.js';
+import { fetchAgentHealth, readRfbBanner, startAgentLogin, timeoutSignal } from '../../drivers/endpoint-probes.js';
+import type { CredentialDelivery } from '../../protocol/agent.js';
+import { AppError, type ErrorCode } from '../../protocol/errors.js';
+import { newSandboxId, type SessionId } from '../../protocol/ids.js';
+import { startStepLabels, type Session, type StartStep } from '../../protocol/session.js';
+import { version } from '../../protocol/version.js';
+import { providers } from '../../providers/index.js';
+import type { Store } from '../../store/store.js';
+import type { Metrics } from '../metrics.js';
+import { hashAgentToken, newAgentToken } from './agent-token.js';
+import type { SandboxHost } from './sandbox-host.js';
+import type { StateChange } from './transition.js';
+
+export interface BootOptions {
+  store: Store;
+  driver: Driver;
+  metrics: Metrics;
+  /** The session layer's logger. */
+  log: Logger;
+  desktop: { width: number; height: number; startUrl: string; loopbackOnly?: boolean; leaseMs?: number; tunnels?: readonly { host: string; port: number }[] };
+  /** The one deadline of the whole boot (BOOT_TIMEOUT). */
+  bootTimeoutMs: number;
+  /** For sessions with a provider: where the agent reaches this server, and the demo provider when it runs. */
+  login: { serverUrl(): string; demo(): { issuer: string; clientId: string } | undefined };
+  sandboxHost?: SandboxHost;
+  /** The session manager's doors: a state change, a failure, and the release of a terminal session. */
+  transition(id: SessionId, change: StateChange): Promise<Session>;
+  fail(id: SessionId, code: ErrorCode, detail: string, details: Record<string, unknown>): Promise<Session>;
+  release(session: Session): Promise<void>;
+  /** The session became ready (the idle clock starts). */
+  onReady(id: SessionId): void;
+}
+
+const probeIntervalMs = 100;
+
+/** A start-up step that did not answer: carries the step so the failure names its hop. */
+class StepError extends Error {
+  constructor(
+    readonly step: StartStep,
+    readonly code: ErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+function describeCause(error: unknown): string {
+  if (error instanceof AppError && error.cause) return `${error.code}: ${describeCause(error.cause)}`;
+  const errno = (error as NodeJS.ErrnoException | undefined)?.code;
+  const message = error instanceof Error ? error.message : String(error);
+  return errno && !message.includes(errno) ? `${errno} ${message}` : message;
+}
+
+/**
+ * Boots a session, in the background after `POST` returned it: the start-up steps in order —
+ * sandbox (`driver.create`, then its egress proxy and agent channel), agent (healthy and of the
+ * server's version), vnc (an RFB banner), login (only with a provider) — each an event with its
+ * duration, then `starting → ready`. One deadline covers the whole boot; a boot that misses it fails
+ * with BOOT_TIMEOUT and a detail naming the step and its last error. Aborting `signal` (the session
+ * ended meanwhile: user, shutdown) stops it and releases what it had. Never throws.
+ */
+export async function bootSession(o: BootOptions, session: Session, signal: AbortSignal): Promise<void> {
+  const id = session.id as SessionId;
+  const log = o.log.child({ sessionId: id });
+  const deadline = AbortSignal.any([signal, timeoutSignal(o.bootTimeoutMs)]);
+  let step: StartStep = 'sandbox';
+  const bootStarted = performance.now();
+  let lastError: unknown = null;
+  const run = async <T>(name: StartStep, work: () => Promise<T>): Promise<T> => {
+    step = name;
+    lastError = null;
+    const started = performance.now();
+    await o.store.appendEvent(id, { type: 'step.started', details: { step: name } });
+    const result = await work();
+    const ms = Math.round(performance.now() - started);
+    o.metrics.startStepSeconds.observe({ step: name, outcome: 'ok' }, ms / 1000);
+    await o.store.appendEvent(id, { type: 'step.succeeded', details: { step: name, ms } });
+    log.info({ step: name, ms }, 'start-up step done');
+    return result;
+  };
+  /** Retries a probe until it answers or the deadline passes, remembering the last error for the failure. */
+  const until = async <T>(probe: () => Promise<T>): Promise<T> => {
+    for (;;) {
+      deadline.throwIfAborted();
+      try {
+        return await probe();
+      } catch (error) {
+        if (error instanceof StepError) throw error;
+        if (deadline.aborted) throw deadline.reason;
+        lastError = error;
+      }
+      await new Promise((resolve) => setTimeout(resolve, probeIntervalMs));
+    }
+  };
+
+  try {
+    const sandboxId = newSandboxId();
+    const handle = await run('sandbox', async () => {
+      await o.store.setSandbox(id, sandboxId);
+      const created = await o.driver.create({ id: sandboxId, ...o.desktop }, { signal: deadline });
+      await o.sandboxHost?.attach(id, created);
+      return created;
+    });
+    await run('agent', () =>
+      until(async () => {
+        const health = await fetchAgentHealth(handle.agent, { signal: deadline, timeoutMs: 2_000 });
+        if (health.version !== version) {
+          throw new StepError('agent', 'AGENT_VERSION_MISMATCH', `The sandbox agent runs version ${health.version}; the server runs ${version}.`);
+        }
+        if (!health.healthy) {
+          const down = health.processes.filter((p) => !p.running).map((p) => `${p.name}${p.lastExit ? ` (${p.lastExit})` : ''}`);
+          throw new Error(`agent reports not healthy: ${down.join(', ') || 'desktop still starting'}`);
+        }
+        return health;
+      }),
+    );
+    await run('vnc', () =>
+      until(async () => {
+        const banner = await readRfbBanner(handle.vnc, { signal: deadline, timeoutMs: 2_000 });
+        if (!banner.startsWith('RFB ')) throw new Error(`not an RFB server: banner ${JSON.stringify(banner)}`);
+        return banner;
+      }),
+    );
+    const provider = session.provider;
+    if (provider !== null) await run('login', () => startLogin(o, id, provider, handle, deadline));
+    const ready = await o.transition(id, { from: 'starting', to: 'ready', reason: 'desktop_answered' });
+    // Not moved: the session ended meanwhile (its end aborts `signal`), as the store would say.
+    if (ready.state !== 'ready') throw new AppError('SESSION_STATE_CONFLICT', { details: { sessionId: id, state: ready.state } });
+    o.onReady(id);
+  } catch (error) {
+    if (signal.aborted) {
+      // Ended meanwhile (user, shutdown): end() already moved the state; make sure the sandbox goes.
+      const current = await o.store.getSession(id).catch(() => null);
+      if (current) await o.release(current);
+      return;
+    }
+    const stepError = error instanceof StepError ? error : null;
+    const timedOut = !stepError && deadline.aborted;
+    const code: ErrorCode = stepError?.code ?? (timedOut ? 'BOOT_TIMEOUT' : error instanceof AppError ? error.code : 'SANDBOX_START_FAILED');
+    const cause = stepError ? stepError.message : describeCause(lastError ?? error);
+    const detail = timedOut
+      ? `Start-up step "${step}" (${startStepLabels[step]}) did not answer within ${o.bootTimeoutMs} ms${lastError ? `: ${cause}` : '.'}`
+      : `Start-up step "${step}" (${startStepLabels[step]}) failed: ${cause}`;
+    log.warn({ err: error, step, code }, 'session failed to start');
+    o.metrics.startStepSeconds.observe({ step, outcome: 'failed' }, (performance.now() - bootStarted) / 1000);
+    await o.store.appendEvent(id, { type: 'step.failed', details: { step, error: code, cause } }).catch(() => {});
+    await o.fail(id, code, detail, { step }).catch((failError) => log.error({ err: failError }, 'could not record failure'));
+  }
+}
+
+/**
+ * The `login` step: a fresh sandbox token (the store keeps its hash; the plain token goes to the
+ * agent only, after start, and is then forgotten here), and the agent starts the provider's login.
+ * The agent reports the start to the server with that token before answering, so a session is
+ * only ready once the agent → server hop has carried a token too.
+ */
+async function startLogin(o: BootOptions, id: SessionId, provider: string, handle: SandboxHandle, signal: AbortSignal): Promise<void> {
+  if (!(provider in providers)) throw new StepError('login', 'PROVIDER_UNKNOWN', `No provider is named "${provider}".`);
+  const token = newAgentToken();
+  await o.store.setAgentTokenHash(id, hashAgentToken(token));
+  const demo = provider === 'demo' ? o.login.demo() : undefined;
+  if (provider === 'demo' && !demo) throw new StepError('login', 'LOGIN_START_FAILED', 'The demo provider is switched off on this server (PORTHOLE_DEMO_PROVIDER).');
+  try {
+    await startAgentLogin(
+      handle.agent,
+      { sessionId: id, provider: provider as CredentialDelivery['provider'], token, serverUrl: o.login.serverUrl(), ...(demo ? { demo } : {}) },
+      { signal, timeoutMs: 15_000 },
+    );
+  } catch (error) {
+    if (signal.aborted) throw error;
+    throw new StepError('login', error instanceof AppError ? error.code : 'LOGIN_START_FAILED', describeCause(error), { cause: error });
+  }
+}

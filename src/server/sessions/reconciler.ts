@@ -1,0 +1,143 @@
+import type { Logger } from 'pino';
+import type { Driver, SandboxInfo } from '../../drivers/driver.js';
+import { fetchAgentHealth } from '../../drivers/endpoint-probes.js';
+import type { ErrorCode } from '../../protocol/errors.js';
+import type { SandboxId, SessionId } from '../../protocol/ids.js';
+import { liveStates, type EndReason, type Session } from '../../protocol/session.js';
+import type { Store } from '../../store/store.js';
+import type { Metrics } from '../metrics.js';
+import type { SandboxHost } from './sandbox-host.js';
+import type { SessionTimeouts } from './timeouts.js';
+import type { StateChange } from './transition.js';
+import type { ViewerRegistry } from './viewer-registry.js';
+
+export interface ReconcilerOptions {
+  store: Store;
+  driver: Driver;
+  viewers: ViewerRegistry;
+  metrics: Metrics;
+  /** The session layer's logger. */
+  log: Logger;
+  sandboxHost?: SandboxHost;
+  timeouts: SessionTimeouts;
+  intervalMs: number;
+  /** Whether the session's boot is still under way (its own deadline covers it). */
+  isBooting(id: SessionId): boolean;
+  /** The session manager's doors: end, fail, and a live state change. */
+  end(id: SessionId, reason: EndReason, detail: string): Promise<Session>;
+  fail(id: SessionId, code: ErrorCode, detail: string, details: Record<string, unknown>): Promise<Session>;
+  transition(id: SessionId, change: StateChange): Promise<Session>;
+}
+
+/** The detail of a session ended because its sandbox is not running: exited (and how) or gone. */
+export function sandboxGoneDetail(session: Session, sandbox: SandboxInfo | null): string {
+  if (sandbox) return `The sandbox ${sandbox.id} exited${sandbox.exit ? ` (${sandbox.exit})` : ''}.`;
+  return session.state === 'starting' ? 'The server stopped while this session was starting.' : `The sandbox ${session.sandboxId ?? ''} is gone.`;
+}
+
+/**
+ * Brings the store in line with what the driver runs, at start-up and then every `intervalMs`:
+ * a live session whose sandbox is gone ends (`sandbox_exited`); one whose sandbox reached a
+ * resource limit fails (SANDBOX_LIMIT_REACHED); a sandbox no live session owns is destroyed; a
+ * running one new to this process is adopted (its egress proxy and agent channel served again, the
+ * idle clock started). Each running sandbox's lease is renewed (an agent health request), then the
+ * timeouts apply (timeouts.ts). Sessions still booting are left to their boot and its deadline.
+ * It is the backstop: the session manager also ends a session at once when the relay or a viewer
+ * finds its sandbox gone (`endIfSandboxExited`, `sandboxOf`).
+ */
+export class Reconciler {
+  readonly #o: ReconcilerOptions;
+  #timer: NodeJS.Timeout | null = null;
+  /** The pass under way, which stop() waits for. */
+  #running: Promise<void> | null = null;
+  #isStopped = false;
+
+  constructor(options: ReconcilerOptions) {
+    this.#o = options;
+  }
+
+  /** One pass. Returns how many sessions it ended and how many sandboxes it destroyed. */
+  async pass(): Promise<{ ended: number; destroyed: number }> {
+    const o = this.#o;
+    const [sessions, sandboxes] = await Promise.all([o.store.listSessions({ states: liveStates, limit: 10_000 }), o.driver.list()]);
+    const byId = new Map(sandboxes.map((s) => [s.id as string, s]));
+    const owned = new Set<string>();
+    let ended = 0;
+    let destroyed = 0;
+    for (const session of sessions) {
+      if (session.sandboxId) owned.add(session.sandboxId);
+      if (o.isBooting(session.id as SessionId)) continue;
+      const sandbox = session.sandboxId ? byId.get(session.sandboxId) : undefined;
+      if (sandbox?.limitReached) {
+        // The kernel killed or refused something in it: what is left of the desktop is not whole.
+        const limit = sandbox.limitReached;
+        await o.fail(session.id as SessionId, 'SANDBOX_LIMIT_REACHED', `${limit.charAt(0).toUpperCase()}${limit.slice(1)}; porthole closed it. Start a new session.`, { limit }).catch((error) =>
+          o.log.warn({ err: error, sessionId: session.id }, 'reconcile: could not fail session'),
+        );
+        o.metrics.reconcilerActions.inc({ action: 'limit_reached' });
+        ended++;
+        continue;
+      }
+      if (sandbox?.status === 'running') {
+        // A sandbox adopted after a restart (or whose listeners failed) gets its proxy and channel back.
+        if (sandbox.host && !o.sandboxHost?.isAttached(session.id as SessionId)) {
+          await o.sandboxHost?.attach(session.id as SessionId, sandbox).catch((error: unknown) => o.log.warn({ err: error, sessionId: session.id }, 'reconcile: could not serve the sandbox its egress proxy and agent channel'));
+        }
+        // Renews the sandbox's lease (the agent ends a sandbox whose server is gone for good).
+        void fetchAgentHealth(sandbox.agent, { timeoutMs: 2_000 }).catch(() => {});
+        const now = Date.now();
+        await this.#adopt(session, now);
+        if (await o.timeouts.apply(session, now)) ended++;
+        continue;
+      }
+      await o.end(session.id as SessionId, 'sandbox_exited', sandboxGoneDetail(session, sandbox ?? null)).catch((error) =>
+        o.log.warn({ err: error, sessionId: session.id }, 'reconcile: could not end session'),
+      );
+      o.metrics.reconcilerActions.inc({ action: 'ended' });
+      ended++;
+    }
+    for (const sandbox of sandboxes) {
+      if (owned.has(sandbox.id)) continue;
+      o.log.info({ sandboxId: sandbox.id }, 'reconcile: destroying sandbox that no live session owns');
+      await o.driver.destroy(sandbox.id as SandboxId);
+      o.metrics.reconcilerActions.inc({ action: 'destroyed' });
+      destroyed++;
+    }
+    return { ended, destroyed };
+  }
+
+  /** Runs a pass every `intervalMs` (the first one interval from now) until stop(). */
+  start(): void {
+    const tick = () => {
+      this.#running = this.pass()
+        .then(() => undefined)
+        .catch((error) => this.#o.log.warn({ err: error }, 'reconcile failed; retrying'))
+        .finally(() => {
+          this.#running = null;
+          if (!this.#isStopped) this.#timer = setTimeout(tick, this.#o.intervalMs).unref();
+        });
+    };
+    this.#timer = setTimeout(tick, this.#o.intervalMs).unref();
+  }
+
+  /** No further pass; waits for the one under way. Idempotent. */
+  async stop(): Promise<void> {
+    this.#isStopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    await this.#running;
+  }
+
+  /**
+   * A running session first seen by this process (a restart) is adopted. Viewer counts live in
+   * memory, so nobody is connected until they reconnect: an `authenticating` session goes back to
+   * ready, and the idle clock starts now.
+   */
+  async #adopt(session: Session, now: number): Promise<void> {
+    const id = session.id as SessionId;
+    if (this.#o.viewers.count(id) > 0 || this.#o.timeouts.hasIdleClock(id)) return;
+    this.#o.timeouts.startIdleClock(id, now);
+    if (session.state === 'authenticating') await this.#o.transition(id, { from: 'authenticating', to: 'ready', reason: 'no_viewer' });
+    this.#o.log.info({ sessionId: id, sandboxId: session.sandboxId }, 'reconcile: adopted running sandbox');
+    this.#o.metrics.reconcilerActions.inc({ action: 'adopted' });
+  }
+}
