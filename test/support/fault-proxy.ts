@@ -1,4 +1,5 @@
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connectEndpoint } from '../../src/drivers/endpoint-probes.js';
 import type { Driver, Endpoint, SandboxHandle, SandboxInfo } from '../../src/drivers/driver.js';
 import type { SandboxId } from '../../src/protocol/ids.js';
 
@@ -85,16 +86,28 @@ export class FaultProxy {
       this.#apply(pair);
       return;
     }
-    const upstream = this.#target.kind === 'unix' ? connect({ path: this.#target.path }) : connect({ host: this.#target.host, port: this.#target.port });
-    pair.upstream = upstream;
-    upstream.on('error', () => {});
-    upstream.once('close', () => {
-      // A sandbox side that "vanished" (half-open) tells the relay nothing; one that closed says so.
-      if (pair.upstream === upstream) this.#later(() => client.end());
-    });
-    this.#forward(upstream, client, pair);
-    this.#forward(client, upstream, pair);
-    client.resume();
+    // Through the one door into a sandbox's socket (its pin), as the server itself connects.
+    void connectEndpoint(this.#target).then(
+      (upstream) => {
+        if (client.destroyed || !this.#pairs.has(pair)) return void upstream.destroy();
+        const fault = this.#fault.kind;
+        if (fault === 'reset' || fault === 'blackhole' || fault === 'half-open') {
+          // The fault came while it connected: as if it had held at accept.
+          upstream.destroy();
+          return this.#apply(pair);
+        }
+        pair.upstream = upstream;
+        upstream.on('error', () => {});
+        upstream.once('close', () => {
+          // A sandbox side that "vanished" (half-open) tells the relay nothing; one that closed says so.
+          if (pair.upstream === upstream) this.#later(() => client.end());
+        });
+        this.#forward(upstream, client, pair);
+        this.#forward(client, upstream, pair);
+        client.resume();
+      },
+      () => this.#later(() => client.end()),
+    );
   }
 
   /** Copies `from` → `to` under whatever fault holds when each chunk arrives. */

@@ -179,7 +179,8 @@ export async function unlessGone<T>(read: Promise<T>, fallback: T): Promise<T> {
   try {
     return await read;
   } catch (error) {
-    if (errno(error) === 'ENOENT') return fallback;
+    // A cgroup being removed answers ENOENT, or on v1 ENODEV for a file of a directory on its way out.
+    if (errno(error) === 'ENOENT' || errno(error) === 'ENODEV') return fallback;
     throw error;
   }
 }
