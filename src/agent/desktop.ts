@@ -26,7 +26,11 @@ export const loopbackOnlyFlag = '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 
  * sign-in callback and the tunnelled demo issuer both live on the sandbox's own loopback).
  */
 export function chromiumNetworkFlags(config: AgentConfig): string[] {
-  return [...(config.egress ? [`--proxy-server=http://127.0.0.1:${egressProxyPort}`] : []), ...(config.loopbackOnly ? [loopbackOnlyFlag] : [])];
+  // Behind the egress proxy Chromium resolves no name itself (the proxy does, and with
+  // loopbackOnly it resolves none): no --host-resolver-rules, whose "unsupported command-line flag"
+  // bar would sit over the sign-in page.
+  if (config.egress) return [`--proxy-server=http://127.0.0.1:${egressProxyPort}`];
+  return config.loopbackOnly ? [loopbackOnlyFlag] : [];
 }
 
 /** The proxy settings for the CLIs (their HTTP clients honour these; see docs/security.md for which do). */

@@ -43,6 +43,8 @@ export function createSandboxHost(options: {
   const log = options.logger.child({ component: 'sandbox-host' });
   const attached = new Map<SessionId, Attached>();
   const attaching = new Map<SessionId, Promise<void>>();
+  /** Egress events being written: detach and close wait for them, so none lands after the store closes. */
+  const recording = new Set<Promise<unknown>>();
 
   async function attach(sessionId: SessionId, handle: SandboxHandle): Promise<void> {
     if (!handle.host || attached.has(sessionId)) return;
@@ -54,7 +56,9 @@ export function createSandboxHost(options: {
         sessionId,
         onEvent: (event) => {
           const { type, ...details } = event;
-          void options.store.appendEvent(sessionId, { type, details }).catch((error: unknown) => log.warn({ err: error, sessionId }, 'could not record an egress event'));
+          const write = options.store.appendEvent(sessionId, { type, details }).catch((error: unknown) => log.warn({ err: error, sessionId }, 'could not record an egress event'));
+          recording.add(write);
+          void write.finally(() => recording.delete(write));
         },
       });
       try {
@@ -106,6 +110,8 @@ export function createSandboxHost(options: {
     attached.delete(sessionId);
     entry.channel.closeAllConnections();
     await Promise.all([entry.proxy.close(), new Promise<void>((resolve) => entry.channel.close(() => resolve()))]);
+    // The connections the close ended report their events: written before detach returns.
+    await Promise.allSettled([...recording]);
   }
 
   return {

@@ -54,6 +54,8 @@ export class SessionManager {
   readonly #log: Logger;
   /** Boots in flight, so that ending a starting session stops its boot. */
   readonly #boots = new Map<SessionId, AbortController>();
+  /** Releases that run after the agent's request was answered (#releaseAfterAnswer). */
+  readonly #releasing = new Set<Promise<void>>();
   readonly #timeouts: SessionTimeouts;
   readonly #reconciler: Reconciler;
   #closed = false;
@@ -217,6 +219,7 @@ export class SessionManager {
     await Promise.all(
       booting.map(([id]) => this.end(id, 'shutdown', 'The server shut down while the session was starting.').catch(() => {})),
     );
+    await Promise.allSettled([...this.#releasing]);
   }
 
   /**
@@ -249,7 +252,7 @@ export class SessionManager {
         details: { provider: delivery.provider, file: delivery.file, reason: verdict.reason },
       });
       // After the answer, as for a completed session: the agent that asked is in the sandbox.
-      if (failed.state === 'failed') setImmediate(() => void this.#release(failed).catch((error: unknown) => this.#log.error({ err: error, sessionId: id }, 'could not release a failed session')));
+      if (failed.state === 'failed') this.#releaseAfterAnswer(failed);
       this.#log.warn({ sessionId: id, provider: delivery.provider, reason: verdict.reason }, 'delivered credential did not verify');
       throw new AppError('CREDENTIAL_UNVERIFIED', { message: 'The credential did not verify with the provider.', details: { reason: verdict.reason } });
     }
@@ -259,7 +262,7 @@ export class SessionManager {
     if (created) await this.#o.store.appendEvent(id, { type: 'credentials.stored', details: facts });
     const moved = await this.#transition(id, { to: 'completed', reason: 'credentials_captured', details: facts });
     // After the answer: the agent that asked is in the sandbox about to be destroyed.
-    setImmediate(() => void this.#release(moved).catch((error: unknown) => this.#log.error({ err: error, sessionId: id }, 'could not release a completed session')));
+    this.#releaseAfterAnswer(moved);
     this.#log.info({ sessionId: id, provider: delivery.provider, created, verification }, 'credentials captured');
     return { created, session: moved };
   }
@@ -269,6 +272,18 @@ export class SessionManager {
   /** The one door for a state change (transition.ts). */
   #transition(id: SessionId, change: StateChange): Promise<Session> {
     return transitionSession({ store: this.#o.store, metrics: this.#o.metrics, log: this.#log }, id, change);
+  }
+
+  /**
+   * Releases a session once the agent's request has been answered (the agent that asked is in the
+   * sandbox about to be destroyed). close() waits for these, so none outlives the server.
+   */
+  #releaseAfterAnswer(session: Session): void {
+    const release = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => this.#release(session))
+      .catch((error: unknown) => this.#log.error({ err: error, sessionId: session.id }, `could not release a ${session.state} session`));
+    this.#releasing.add(release);
+    void release.finally(() => this.#releasing.delete(release));
   }
 
   /** After a terminal move: stop the boot, close viewers with the session's code, destroy the sandbox. */
