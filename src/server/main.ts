@@ -211,7 +211,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     await app.listen({ host: config.host, port: config.port });
     // Viewers first get a close code that says why (they reconnect to the next server), then HTTP stops.
     cleanup.push(async () => {
-      relay.close();
+      await relay.close();
       await app.close();
     });
     const address = app.server.address() as AddressInfo;

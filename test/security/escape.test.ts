@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFile, readlink } from 'node:fs/promises';
 import { connect, createServer, type Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { newSessionId } from '../../src/protocol/ids.js';
 import type { Session } from '../../src/protocol/session.js';
+import { startInternetSite, type InternetSite } from '../support/internet-site.js';
 import { nodeInSandbox, sandboxTarget, spawnInSandbox, type InSandbox, type SandboxTarget } from '../support/sandbox-shell.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { until } from '../support/until.js';
@@ -21,7 +20,6 @@ import { until } from '../support/until.js';
 // reached only through the proxy and only when PORTHOLE_EGRESS_ALLOW lists it.
 // No packet leaves this machine: the addresses beyond it are refused before any connection.
 
-const runFile = promisify(execFile);
 
 /**
  * Run by node inside the sandbox: `ops` (JSON in argv[1]) one after the other, one result each,
@@ -479,65 +477,21 @@ describe('from inside sandbox A, as its user', () => {
 
 // ---- An "internet" site: 203.0.113.2 in a network namespace of this test's own ----
 
-interface InternetSite {
-  readonly address: string;
-  readonly port: number;
-  readonly body: string;
-  close(): Promise<void>;
-}
-
-const ip = (...args: string[]) => runFile('ip', args);
-
-/**
- * A network namespace `porthole-test-net-<random>` with a veth pair (host side 203.0.113.1/24,
- * namespace side 203.0.113.2/24) and an HTTP server on 203.0.113.2:8080 inside. The veth pair is
- * made inside the namespace's lifetime and goes with it; its host side is deleted too, to be sure.
- */
-async function startInternetSite(): Promise<InternetSite> {
-  const id = randomBytes(3).toString('hex');
-  const namespace = `porthole-test-net-${id}`;
-  const hostSide = `pht${id}h`;
-  const body = `hello from the internet site ${id}`;
-  let server: ChildProcess | null = null;
-  const close = async () => {
-    if (server && server.exitCode === null && server.signalCode === null) {
-      const exited = new Promise((resolve) => server!.once('exit', resolve));
-      server.kill('SIGKILL');
-      await exited;
-    }
-    await ip('netns', 'del', namespace).catch(() => {});
-    await ip('link', 'del', hostSide).catch(() => {});
-  };
-  try {
-    await ip('netns', 'add', namespace);
-    await ip('link', 'add', hostSide, 'type', 'veth', 'peer', 'name', `pht${id}n`, 'netns', namespace);
-    await ip('addr', 'add', '203.0.113.1/24', 'dev', hostSide);
-    await ip('link', 'set', hostSide, 'up');
-    await ip('-n', namespace, 'addr', 'add', '203.0.113.2/24', 'dev', `pht${id}n`);
-    await ip('-n', namespace, 'link', 'set', `pht${id}n`, 'up');
-    await ip('-n', namespace, 'link', 'set', 'lo', 'up');
-    const script = `require('node:http').createServer((q, s) => { s.setHeader('Connection', 'close'); s.end(process.argv[1]); }).listen(8080, '203.0.113.2', () => console.log('listening'));`;
-    server = spawn('ip', ['netns', 'exec', namespace, process.execPath, '-e', script, body], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const started = server;
-    let out = '';
-    started.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-    await until('the internet site listens', () => ({ out, exit: started.exitCode }), (s) => s.out.includes('listening') || s.exit !== null, 10_000, { intervalMs: 20 });
-    if (!out.includes('listening')) throw new Error(`the internet site exited (${started.exitCode}) before listening`);
-    return { address: '203.0.113.2', port: 8080, body, close };
-  } catch (error) {
-    await close();
-    throw error;
-  }
+/** The site serves one body, which names it: what comes back through the proxy is this site's. */
+async function startEscapeSite(): Promise<InternetSite & { body: string }> {
+  const body = `hello from the internet site ${randomBytes(3).toString('hex')}`;
+  const script = `require('node:http').createServer((q, s) => { s.setHeader('Connection', 'close'); s.end(process.argv[1]); }).listen(8080, '203.0.113.2', () => console.log('listening'));`;
+  return { ...(await startInternetSite('net', script, [body])), body };
 }
 
 describe('an internet site (203.0.113.2, in a network namespace)', () => {
-  let site: InternetSite;
+  let site: InternetSite & { body: string };
   let allowing: TestServer;
   let session: Session;
   let inAllowing: SandboxTarget;
 
   before(async () => {
-    site = await startInternetSite();
+    site = await startEscapeSite();
     allowing = await startTestServer('security-escape-allow', { PORTHOLE_EGRESS_ALLOW: '203.0.113.0/24' });
     session = await allowing.readySession();
     inAllowing = await sandboxTarget(allowing.dataDir, session.sandboxId!);

@@ -1,6 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { lstat, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
@@ -8,11 +6,11 @@ import { connect, createServer as createTcpServer, type Socket } from 'node:net'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { startEgressForwarder, type EgressForwarder } from '../../src/agent/egress-forwarder.js';
 import type { EgressEvent } from '../../src/protocol/egress.js';
 import type { EgressLookup, EgressPolicyOptions } from '../../src/server/egress/egress-policy.js';
 import { createEgressProxy, type EgressProxyOptions } from '../../src/server/egress/egress-proxy.js';
+import { startInternetSite, type InternetSite } from '../support/internet-site.js';
 import { rawRequest, type RawResponse } from '../support/raw-http.js';
 
 // The egress proxy over real sockets: a target HTTP server on loopback (refused unless it is the
@@ -20,7 +18,6 @@ import { rawRequest, type RawResponse } from '../support/raw-http.js';
 // host in a network namespace this test creates (203.0.113.2, allowed only by an explicit CIDR),
 // an upstream proxy, and the agent's forwarder in front of it all.
 
-const runFile = promisify(execFile);
 
 /** The path and query every request carries: none of it may reach an event. */
 const secretPath = '/callback?code=porthole-oauth-code-secret';
@@ -407,66 +404,13 @@ describe('names: resolved once, decided on every address, connected to the check
 
 // ---- An "internet" host: 203.0.113.2 in a network namespace of this test's own ----
 
-interface InternetHost {
-  readonly address: string;
-  readonly port: number;
-  close(): Promise<void>;
-}
-
-const ip = (...args: string[]) => runFile('ip', args);
-
-/**
- * A network namespace with a veth pair to it (host side 203.0.113.1/24, namespace side
- * 203.0.113.2/24) and an HTTP server on 203.0.113.2:8080 inside. The namespace and the server's
- * command line carry `porthole-test-`; the veth names cannot (15 characters at most), but the pair
- * is created inside the namespace's lifetime and goes with it.
- */
-async function startInternetHost(): Promise<InternetHost> {
-  const id = randomBytes(3).toString('hex');
-  const namespace = `porthole-test-egress-${id}`;
-  const hostSide = `phe${id}h`;
-  let server: ChildProcess | null = null;
-  const close = async () => {
-    if (server && server.exitCode === null && server.signalCode === null) {
-      const exited = new Promise((resolve) => server!.once('exit', resolve));
-      server.kill('SIGKILL');
-      await exited;
-    }
-    await ip('netns', 'del', namespace).catch(() => {});
-    await ip('link', 'del', hostSide).catch(() => {});
-  };
-  try {
-    await ip('netns', 'add', namespace);
-    await ip('link', 'add', hostSide, 'type', 'veth', 'peer', 'name', `phe${id}n`, 'netns', namespace);
-    await ip('addr', 'add', '203.0.113.1/24', 'dev', hostSide);
-    await ip('link', 'set', hostSide, 'up');
-    await ip('-n', namespace, 'addr', 'add', '203.0.113.2/24', 'dev', `phe${id}n`);
-    await ip('-n', namespace, 'link', 'set', `phe${id}n`, 'up');
-    await ip('-n', namespace, 'link', 'set', 'lo', 'up');
-    const script =
-      "const big = Buffer.alloc(8 * 1024 * 1024, 120);" +
-      "require('http').createServer((q, s) => { s.setHeader('Connection', 'close'); s.end(q.url === '/big' ? big : 'hello from the internet host ' + q.headers.host); })" +
-      ".listen(8080, '203.0.113.2', () => console.log('listening'));";
-    server = spawn('ip', ['netns', 'exec', namespace, process.execPath, '-e', script, namespace], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const started = server;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('the internet host did not start within 10 s')), 10_000);
-      started.stdout!.on('data', (chunk: Buffer) => {
-        if (chunk.toString().includes('listening')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      started.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`the internet host exited (${code}) before listening`));
-      });
-    });
-    return { address: '203.0.113.2', port: 8080, close };
-  } catch (error) {
-    await close();
-    throw error;
-  }
+/** The internet host: `/big` is 8 MiB (for backpressure), anything else names the Host it was asked for. */
+function startInternetHost(): Promise<InternetSite> {
+  const script =
+    "const big = Buffer.alloc(8 * 1024 * 1024, 120);" +
+    "require('http').createServer((q, s) => { s.setHeader('Connection', 'close'); s.end(q.url === '/big' ? big : 'hello from the internet host ' + q.headers.host); })" +
+    ".listen(8080, '203.0.113.2', () => console.log('listening'));";
+  return startInternetSite('egress', script);
 }
 
 /** A plain upstream proxy (CONNECT only) on 127.0.0.1 that records what it was asked, answering 407 to `refuse`. */
@@ -494,7 +438,7 @@ async function startUpstream(resolveName: (host: string) => string): Promise<{ u
 }
 
 describe('an internet host (203.0.113.2, in a network namespace)', () => {
-  let internet: InternetHost;
+  let internet: InternetSite;
   before(async () => {
     internet = await startInternetHost();
   });

@@ -57,6 +57,8 @@ export interface RelayConnectionStats {
 const routePattern = /^\/v1\/sessions\/([^/]+)\/vnc$/;
 const maxViewerMessageBytes = 1024 * 1024;
 
+/** How long a viewer has to answer the shutdown's close frame before it is cut. */
+const closeGraceMs = 2_000;
 /** After the VNC connection drops, how long the sandbox's processes of a killed sandbox may take to be gone. */
 const sandboxExitGraceMs = 250;
 /** Bound on asking the session layer whether the sandbox still runs, so a viewer is never left waiting. */
@@ -80,6 +82,8 @@ export class Relay {
   readonly #o: RelayOptions;
   readonly #log: Logger;
   readonly #wss: WebSocketServer;
+  /** Viewer departures being written to the store: close() waits for them. */
+  readonly #recording = new Set<Promise<unknown>>();
   readonly #connections = new Map<WebSocket, RelayConnectionStats & { alive: boolean }>();
   #pingTimer: NodeJS.Timeout | null = null;
   #nextRequest = 0;
@@ -114,10 +118,23 @@ export class Relay {
     return [...this.#connections.values()].map(({ alive: _alive, ...stats }) => ({ ...stats }));
   }
 
-  close(code = closeCodeOf('SERVER_SHUTTING_DOWN'), reason: ErrorCode = 'SERVER_SHUTTING_DOWN'): void {
+  /**
+   * Closes every viewer with `code` and stops accepting. Resolves once each viewer's close is done
+   * and recorded (a viewer that does not answer the close within closeGraceMs is cut), so nothing
+   * of the relay logs or writes to the store after the server has closed them.
+   */
+  async close(code = closeCodeOf('SERVER_SHUTTING_DOWN'), reason: ErrorCode = 'SERVER_SHUTTING_DOWN'): Promise<void> {
     if (this.#pingTimer) clearInterval(this.#pingTimer);
-    for (const ws of this.#connections.keys()) ws.close(code, reason);
+    const open = [...this.#connections.keys()];
+    const closed = open.map((ws) => (ws.readyState === ws.CLOSED ? Promise.resolve() : new Promise<void>((resolve) => ws.once('close', () => resolve()))));
+    for (const ws of open) ws.close(code, reason);
     this.#wss.close();
+    const cut = setTimeout(() => {
+      for (const ws of open) ws.terminate();
+    }, closeGraceMs);
+    await Promise.all(closed);
+    clearTimeout(cut);
+    await Promise.allSettled([...this.#recording]);
   }
 
   async #handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
@@ -268,7 +285,9 @@ export class Relay {
       if (isProbe) return log.debug({ sessionId, why }, 'diagnosis probe disconnected');
       const remaining = this.#o.viewers.remove(sessionId, viewer);
       log.info({ sessionId, why, bytesToViewer: stats.bytesToViewer, bytesFromViewer: stats.bytesFromViewer, viewers: remaining }, 'viewer disconnected');
-      void this.#o.sessions.viewerDisconnected(sessionId, { why, viewers: remaining }).catch((error) => log.warn({ err: error }, 'could not record viewer leaving'));
+      const recorded = this.#o.sessions.viewerDisconnected(sessionId, { why, viewers: remaining }).catch((error) => log.warn({ err: error }, 'could not record viewer leaving'));
+      this.#recording.add(recorded);
+      void recorded.finally(() => this.#recording.delete(recorded));
     };
     // The sandbox side is gone (closed, reset, or dead silent): when the sandbox itself has exited,
     // the session ends now (its viewers get the ended code and sentence through the registry);
