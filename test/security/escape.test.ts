@@ -255,7 +255,7 @@ describe('from inside sandbox A, as its user', () => {
     assert.deepEqual([getEvent.allowed, getEvent.reason], [false, 'loopback']);
   });
 
-  test('host services on 127.0.0.1 (porthole, the demo issuer, another listener): none reachable directly; through the proxy only the demo issuer', async () => {
+  test('host services on 127.0.0.1 (porthole, another listener): none reachable; the demo issuer only through the proxy (the agent’s tunnel serves its port inside)', async () => {
     const other = await hostListener();
     try {
       const issuer = new URL(t.server.demoOidc?.issuer ?? assert.fail('the test server runs the demo issuer'));
@@ -270,7 +270,9 @@ describe('from inside sandbox A, as its user', () => {
         { op: 'proxy', head: connectHead('127.0.0.1', issuerPort), tunnel: tunnelGet(`${issuer.pathname.replace(/\/$/, '')}/.well-known/openid-configuration`, issuer.host) },
         { op: 'proxy', head: connectHead('127.0.0.1', other.port) },
       ]);
-      assert.deepEqual([toServer.outcome, toIssuer.outcome, toOther.outcome], ['ECONNREFUSED', 'ECONNREFUSED', 'ECONNREFUSED'], 'the host’s loopback is not the sandbox’s');
+      assert.deepEqual([toServer.outcome, toOther.outcome], ['ECONNREFUSED', 'ECONNREFUSED'], 'the host’s loopback is not the sandbox’s');
+      // The issuer's port inside is the agent's tunnel: a CONNECT through the egress proxy, recorded below.
+      assert.equal(toIssuer.outcome, 'connected', 'the demo issuer is tunnelled to the same address inside');
       assert.equal(proxiedServer.status, 403);
       assert.equal(proxiedServer.headers['x-porthole-egress'], 'refused; reason=loopback');
       assert.equal(proxiedOther.status, 403);
@@ -287,9 +289,16 @@ describe('from inside sandbox A, as its user', () => {
       ] as const) {
         const event = await egressEvent(t, sessionA.id, mark, 'egress.connect', '127.0.0.1', port);
         assert.equal(event.allowed, allowed, `127.0.0.1:${port}: ${JSON.stringify(event)}`);
-        if (allowed) assert.ok(Number(event.bytesDown) > 0, `bytes came back from the issuer: ${JSON.stringify(event)}`);
-        else assert.equal(event.reason, 'loopback');
+        if (!allowed) assert.equal(event.reason, 'loopback');
       }
+      // The issuer's connections: the tunnel's (opened and closed by the direct probe) and the proxied one, which read the discovery document.
+      const issuerEvents = await until(
+        'the proxied connection to the issuer, with bytes back, on the timeline',
+        async () => (await t.api.listEvents(sessionA.id, mark)).events.filter((e) => e.type === 'egress.connect' && e.details.port === issuerPort),
+        (events) => events.some((e) => Number(e.details.bytesDown) > 0),
+        10_000,
+      );
+      assert.ok(issuerEvents.every((e) => e.details.allowed === true), JSON.stringify(issuerEvents.map((e) => e.details)));
     } finally {
       await other.close();
     }
@@ -376,10 +385,11 @@ describe('from inside sandbox A, as its user', () => {
     // Control: the host's own table does list them.
     assert.ok(onHost.has(serverPort) && onHost.has(issuerPort), `the host's /proc/net/tcp lists ${serverPort} and ${issuerPort}`);
     const [inA] = await probe<[number[]]>(a, [{ op: 'listening' }]);
-    // What A lists is its own: the agent's egress forwarder on 3128 (and whatever its desktop opened).
+    // What A lists is its own: the agent's egress forwarder on 3128, its tunnel to the demo issuer
+    // (same port as on the host, by design: see the test above), and whatever its desktop opened.
     assert.ok(inA.includes(3128), `A lists its own proxy port 3128: ${inA.join(', ')}`);
+    assert.ok(inA.includes(issuerPort), `A lists its tunnel to the demo issuer on ${issuerPort}: ${inA.join(', ')}`);
     assert.ok(!inA.includes(serverPort), `A does not list porthole's port ${serverPort}: ${inA.join(', ')}`);
-    assert.ok(!inA.includes(issuerPort), `A does not list the demo issuer's port ${issuerPort}: ${inA.join(', ')}`);
   });
 
   test('abstract unix sockets belong to the network namespace: the host’s is not reachable from A', async () => {
