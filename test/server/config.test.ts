@@ -55,10 +55,22 @@ test('docs/config.md documents every variable', async () => {
   for (const name of configVariables) assert.match(doc, new RegExp(`\`${name}\``), `${name} is not in docs/config.md`);
 });
 
-test('PORTHOLE_EGRESS_ALLOW is a checked comma list; PORTHOLE_EGRESS_UPSTREAM an http:// URL', () => {
-  assert.deepEqual(loadConfig({}).egress, { allow: [], upstream: null });
-  const config = loadConfig({ PORTHOLE_EGRESS_ALLOW: ' login.example.com, *.example.org,10.20.0.0/16 ,,203.0.113.7', PORTHOLE_EGRESS_UPSTREAM: 'http://proxy.internal:3128' });
-  assert.deepEqual(config.egress, { allow: ['login.example.com', '*.example.org', '10.20.0.0/16', '203.0.113.7'], upstream: 'http://proxy.internal:3128' });
+test('PORTHOLE_EGRESS_ALLOW is a checked comma list; PORTHOLE_EGRESS_UPSTREAM an http:// URL; PORTHOLE_EGRESS_LOOPBACK loopback host:port pairs', () => {
+  assert.deepEqual(loadConfig({}).egress, { allow: [], upstream: null, loopback: [] });
+  const config = loadConfig({
+    PORTHOLE_EGRESS_ALLOW: ' login.example.com, *.example.org,10.20.0.0/16 ,,203.0.113.7',
+    PORTHOLE_EGRESS_UPSTREAM: 'http://proxy.internal:3128',
+    PORTHOLE_EGRESS_LOOPBACK: '127.0.0.1:8443, localhost:9000',
+  });
+  assert.deepEqual(config.egress, {
+    allow: ['login.example.com', '*.example.org', '10.20.0.0/16', '203.0.113.7'],
+    upstream: 'http://proxy.internal:3128',
+    loopback: [
+      { host: '127.0.0.1', port: 8443 },
+      { host: 'localhost', port: 9000 },
+    ],
+  });
+  assert.throws(() => loadConfig({ PORTHOLE_EGRESS_LOOPBACK: '10.0.0.1:80' }), (error: unknown) => error instanceof ConfigError && /PORTHOLE_EGRESS_LOOPBACK: must be a comma list of 127\.x\.x\.x:PORT/.test(error.problems.join('\n')));
   assert.ok(Object.isFrozen(config.egress.allow));
   try {
     loadConfig({ PORTHOLE_EGRESS_ALLOW: 'ok.example,bad entry,10.0.0.0/33', PORTHOLE_EGRESS_UPSTREAM: 'https://proxy.internal' });
