@@ -295,7 +295,12 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
     const record = await readRecord(dir);
     await stopSandbox(id, record?.init ?? null, record?.agent);
     await reaped(children.get(id));
-    await (await (await cgroups).open(id))?.remove();
+    // Idempotent like the rest: a destroy running beside this one may have removed it already.
+    const cgroup = await (await cgroups).open(id).catch((error: unknown) => {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENODEV') return null;
+      throw error;
+    });
+    await cgroup?.remove();
     // sandbox.json goes last: while anything of the sandbox is on disk, list() still reports it.
     for (const name of await readdir(dir).catch(() => [] as string[])) {
       if (name !== recordFile) await rm(join(dir, name), { recursive: true, force: true });
