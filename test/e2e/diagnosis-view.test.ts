@@ -75,12 +75,27 @@ test('viewer: Xvnc killed — the sentence names the failing hop and its cause w
     await p.waitForSelector('body[data-phase=connected]', { timeout: 60_000 });
     await recordStatus(p);
 
-    const xvnc = await sandboxProcess(sandboxId, 'Xvnc');
-    const killedAt = Date.now();
-    await killProcess(xvnc);
-
     // The sentence with the diagnosis is shown for the backoff's second or so: catch it on screen.
-    await p.waitForFunction((source) => new RegExp(source).test(document.querySelector('#status')?.textContent ?? ''), hopSentence.source, { timeout: 15_000, polling: 50 });
+    // The agent restarts Xvnc 250 ms after its death; when the desktop is whole again before the
+    // viewer's diagnosis runs (the window manager and terminal had not noticed yet), there is no
+    // failing hop to name and the viewer rightly says only that it reconnects: then kill it again
+    // (the agent's backoff doubles, so a later kill leaves a wider window). Seen once in ~6 runs.
+    let killedAt = 0;
+    let xvnc = await sandboxProcess(sandboxId, 'Xvnc');
+    for (let attempt = 1; ; attempt++) {
+      if (attempt > 1) xvnc = await sandboxProcess(sandboxId, 'Xvnc');
+      killedAt = Date.now();
+      await killProcess(xvnc);
+      const isNamed = await p
+        .waitForFunction((source) => new RegExp(source).test(document.querySelector('#status')?.textContent ?? ''), hopSentence.source, { timeout: 15_000, polling: 50 })
+        .then(
+          () => true,
+          () => false,
+        );
+      if (isNamed) break;
+      assert.ok(attempt < 3, `three Xvnc kills and the viewer never named a failing hop:\n${(await statusLog(p)).map((e) => `${e.atMs} ms [${e.phase}] ${e.text}`).join('\n')}`);
+      await p.waitForSelector('body[data-phase=connected]', { timeout: 45_000 });
+    }
     const shownMs = Date.now() - killedAt;
     await p.evaluate(() => ((document.querySelector('#diagnosis') as HTMLDetailsElement).open = true));
     await p.screenshot({ path: `${out}/viewer-diagnosed.png` });
