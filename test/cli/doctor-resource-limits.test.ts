@@ -1,14 +1,12 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { test } from 'node:test';
-import { promisify } from 'node:util';
 import { runDoctor } from '../../src/cli/doctor.js';
 import { ConfigError, loadConfig } from '../../src/server/config.js';
+import { runAsUser, stagedPath } from '../support/as-user.js';
 
 // The per-sandbox limits as configured (PORTHOLE_SANDBOX_*), and `porthole doctor`'s check of which
 // of them this host can enforce: as root on this machine's cgroup v1, then as an unprivileged user.
 
-const run = promisify(execFile);
 const cli = new URL('../../src/cli/main.js', import.meta.url).pathname;
 const unprivilegedUid = 61999;
 
@@ -36,7 +34,7 @@ test('doctor as root on this host: the configured memory and task limits are enf
 
 test('doctor as an unprivileged user: info, saying why, and what to do', async () => {
   // Exit 1 is expected: other checks (the data directory in /) fail for this user; the JSON is printed anyway.
-  const result = await run(process.execPath, [cli, 'doctor', '--json'], { uid: unprivilegedUid, gid: unprivilegedUid, cwd: '/', env: { PATH: '/usr/bin:/bin' } }).catch(
+  const result = await runAsUser(unprivilegedUid, process.execPath, [stagedPath(cli), 'doctor', '--json'], { env: { PATH: '/usr/bin:/bin' } }).catch(
     (error: { stdout: string }) => error,
   );
   const report = JSON.parse(result.stdout) as { checks: { name: string; status: string; detail: string; fix: string | null }[] };

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { promisify } from 'node:util';
 import { parseCgroupMounts, parseProcCgroup, ownCgroupDir, readOwnCgroups } from '../../src/drivers/cgroups/cgroup-mounts.js';
 import { v2Host } from '../../src/drivers/cgroups/cgroup-v2.js';
 import { describeLimitsHit, detectCgroups, type CgroupHost, type SandboxCgroup } from '../../src/drivers/cgroups/cgroups.js';
 import { newSandboxId, type SandboxId } from '../../src/protocol/ids.js';
+import { runAsUser, stagedPath } from '../support/as-user.js';
 import { until } from '../support/until.js';
 
 // Per-sandbox cgroups for real, on this machine's cgroup v1 (as CI's): processes running as an
@@ -18,7 +18,6 @@ import { until } from '../support/until.js';
 
 const testUid = 61999;
 const MiB = 2 ** 20;
-const run = promisify(execFile);
 
 /** Where the kernel shows this test process's cgroup in a v1 hierarchy mounted at /sys/fs/cgroup/<controller>. */
 async function ownV1Dir(controller: string): Promise<string> {
@@ -101,12 +100,12 @@ describe('detectCgroups on this host', () => {
   test('as an unprivileged user: none, with the reason, and a cgroup that holds nothing', async () => {
     const module = new URL('../../src/drivers/cgroups/cgroups.js', import.meta.url).href;
     const script = `
-      const { detectCgroups } = await import(${JSON.stringify(module)});
+      const { detectCgroups } = await import(${JSON.stringify(stagedPath(module))});
       const host = await detectCgroups();
       const cgroup = await host.create('${newSandboxId()}', { memoryBytes: ${64 * MiB}, pids: 20, cpuWeight: 100 });
       await cgroup.add(process.pid);
       console.log(JSON.stringify({ version: host.version, enforceable: host.enforceable, why: host.why, hit: await cgroup.limitsHit(), usage: await cgroup.usage(), list: await host.list() }));`;
-    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script, 'porthole-test-nonroot'], { uid: testUid, gid: testUid, cwd: '/' });
+    const { stdout } = await runAsUser(testUid, process.execPath, ['--input-type=module', '-e', script, 'porthole-test-nonroot']);
     const seen = JSON.parse(stdout) as Record<string, unknown>;
     assert.deepEqual(seen, {
       version: 'none',

@@ -14,7 +14,7 @@ import { freshViewerUrl } from '../support/faults.js';
 import { createTestDataDir, removeTestDataDir, startTestServerIn, type RestartableTestServer } from '../support/restartable-server.js';
 import { isAlive, sandboxProcess, sandboxProcesses } from '../support/sandbox-processes.js';
 import { processesOfUid } from '../support/sandbox-shell.js';
-import { sessionStateWaiter, testApiKey, testOutputDir, testSandboxUids } from '../support/server.js';
+import { sessionStateWaiter, testApiKey, testEnv, testOutputDir } from '../support/server.js';
 import { until } from '../support/until.js';
 import { closeViewer, connectViewer, expectFramebufferUpdate } from '../support/ws.js';
 
@@ -58,17 +58,7 @@ async function spawnServer(dataDir: string, serverEnv: Record<string, string> = 
   let child: ChildProcess;
   try {
     child = spawn(process.execPath, [cli, 'start'], {
-      env: {
-        PATH: process.env.PATH ?? '/usr/bin:/bin',
-        PORTHOLE_HOST: '127.0.0.1',
-        PORTHOLE_PORT: '0',
-        PORTHOLE_DATA_DIR: dataDir,
-        PORTHOLE_API_KEY: testApiKey,
-        PORTHOLE_SANDBOX_UIDS: testSandboxUids,
-        PORTHOLE_LOG_LEVEL: 'debug',
-        PORTHOLE_SANDBOX_LOOPBACK_ONLY: 'true',
-        ...serverEnv,
-      },
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...testEnv(dataDir), ...serverEnv },
       stdio: ['ignore', log, 'pipe'],
     });
   } finally {

@@ -43,7 +43,12 @@ export function sessionStateWaiter(api: ApiClient, logFile: string): TestServer[
 
 /** The configuration every test server runs with, over `dataDir`; `env` adds or overrides. */
 export function testConfig(dataDir: string, env: Record<string, string> = {}): Config {
-  return loadConfig({
+  return loadConfig({ ...testEnv(dataDir), ...env });
+}
+
+/** The environment of a test server over `dataDir` (also for one started as a process of its own). */
+export function testEnv(dataDir: string): Record<string, string> {
+  return {
     PORTHOLE_HOST: '127.0.0.1',
     PORTHOLE_PORT: '0',
     PORTHOLE_DATA_DIR: dataDir,
@@ -52,8 +57,7 @@ export function testConfig(dataDir: string, env: Record<string, string> = {}): C
     PORTHOLE_LOG_LEVEL: 'debug',
     // Tests send no traffic beyond loopback: a CLI's sign-in URL on the internet is not fetched.
     PORTHOLE_SANDBOX_LOOPBACK_ONLY: 'true',
-    ...env,
-  });
+  };
 }
 
 /**
