@@ -1,5 +1,5 @@
 import { chmod, lstat, unlink } from 'node:fs/promises';
-import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { STATUS_CODES, createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import { authorityOf, connectRequestHead, egressHeader, maxConnectResponseHeadBytes, parseConnectResponseHead, type EgressEvent, type EgressRefusalReason } from '../../protocol/egress.js';
@@ -222,39 +222,46 @@ export function createEgressProxy(options: EgressProxyOptions = {}): EgressProxy
       }
     };
 
+    /**
+     * The policy's decision on host:port, then the destination reached. A refusal or a destination
+     * that cannot be reached is answered (`answer`) and reported (one event) here: null then.
+     */
+    async function decideAndReach(type: EgressEvent['type'], host: string, port: number, answer: (status: number, text: string, header: string) => void, durationMs: () => number): Promise<Reached | null> {
+      const decision = await policy.decide(host, port, { viaUpstream: upstream !== null });
+      if (!decision.allowed) {
+        answer(refusalStatus(decision.reason), refusalText(host, port, decision), `refused; reason=${decision.reason}`);
+        emit({ type, host, port, address: decision.address ?? null, allowed: false, reason: decision.reason, bytesUp: 0, bytesDown: 0, durationMs: durationMs() });
+        return null;
+      }
+      try {
+        return await reach(host, port, decision, track);
+      } catch (error) {
+        const { code, address } = error as ReachError;
+        answer(502, `porthole egress: cannot reach ${authorityOf(host, port)}: ${code}\n`, `failed; error=${code}`);
+        emit({ type, host, port, address, allowed: true, error: code, bytesUp: 0, bytesDown: 0, durationMs: durationMs() });
+        return null;
+      }
+    }
+
     async function onConnect(req: IncomingMessage, client: Socket, head: Buffer): Promise<void> {
       const started = performance.now();
       const durationMs = () => Math.round(performance.now() - started);
       client.on('error', () => client.destroy());
-      const answer = (status: number, reason: string, text: string, header: string) => {
+      const answer = (status: number, text: string, header: string) => {
         client.end(
-          `HTTP/1.1 ${status} ${reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\n` +
+          `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(text)}\r\n` +
             `${egressHeader}: ${header}\r\nConnection: close\r\n\r\n${text}`,
         );
       };
       const target = parseAuthority(req.url ?? '');
       if (!target) {
-        answer(400, 'Bad Request', 'porthole egress: CONNECT needs host:port\n', 'refused; reason=invalid-host');
+        answer(400, 'porthole egress: CONNECT needs host:port\n', 'refused; reason=invalid-host');
         emit({ type: 'egress.connect', host: (req.url ?? '').slice(0, 255), port: 0, address: null, allowed: false, reason: 'invalid-host', bytesUp: 0, bytesDown: 0, durationMs: durationMs() });
         return;
       }
       const { host, port } = target;
-      const decision = await policy.decide(host, port, { viaUpstream: upstream !== null });
-      if (!decision.allowed) {
-        const status = refusalStatus(decision.reason);
-        answer(status, status === 403 ? 'Forbidden' : 'Bad Gateway', refusalText(host, port, decision), `refused; reason=${decision.reason}`);
-        emit({ type: 'egress.connect', host, port, address: decision.address ?? null, allowed: false, reason: decision.reason, bytesUp: 0, bytesDown: 0, durationMs: durationMs() });
-        return;
-      }
-      let reached: Reached;
-      try {
-        reached = await reach(host, port, decision, track);
-      } catch (error) {
-        const { code, address } = error as ReachError;
-        answer(502, 'Bad Gateway', `porthole egress: cannot reach ${authorityOf(host, port)}: ${code}\n`, `failed; error=${code}`);
-        emit({ type: 'egress.connect', host, port, address, allowed: true, error: code, bytesUp: 0, bytesDown: 0, durationMs: durationMs() });
-        return;
-      }
+      const reached = await decideAndReach('egress.connect', host, port, answer, durationMs);
+      if (!reached) return;
       const remote = reached.socket;
       let bytesUp = head.length;
       let bytesDown = reached.leftover.length;
@@ -319,21 +326,8 @@ export function createEgressProxy(options: EgressProxyOptions = {}): EgressProxy
       const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
       const port = Number(url.port || 80);
       const event = { type: 'egress.request', host, port } as const;
-      const decision = await policy.decide(host, port, { viaUpstream: upstream !== null });
-      if (!decision.allowed) {
-        answer(refusalStatus(decision.reason), refusalText(host, port, decision), `refused; reason=${decision.reason}`);
-        emit({ ...event, address: decision.address ?? null, allowed: false, reason: decision.reason, bytesUp: 0, bytesDown: 0, durationMs: durationMs() });
-        return;
-      }
-      let reached: Reached;
-      try {
-        reached = await reach(host, port, decision, track);
-      } catch (error) {
-        const { code, address } = error as ReachError;
-        answer(502, `porthole egress: cannot reach ${authorityOf(host, port)}: ${code}\n`, `failed; error=${code}`);
-        emit({ ...event, address, allowed: true, error: code, bytesUp: 0, bytesDown: 0, durationMs: durationMs() });
-        return;
-      }
+      const reached = await decideAndReach('egress.request', host, port, answer, durationMs);
+      if (!reached) return;
       const remote = reached.socket;
       if (req.socket.destroyed) {
         // The sandbox gave up while the destination was being reached: nothing to send.
