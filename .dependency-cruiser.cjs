@@ -70,7 +70,7 @@ module.exports = {
     },
     {
       name: 'demo-oidc-only-from-server',
-      comment: "The demo OpenID Connect provider runs in the server process; nothing else loads it.",
+      comment: 'The demo OpenID Connect provider runs in the server process; nothing else loads it.',
       severity: 'error',
       from: { path: '^src/', pathNot: ['^src/server/', '^src/demo/oidc/'] },
       to: { path: '^src/demo/oidc/' },

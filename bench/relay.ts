@@ -80,15 +80,20 @@ try {
   for (let round = 0; round < rounds; round++) {
     for (const [name, open] of Object.entries(paths)) {
       const r = await measure(open);
-      const slot = (results[name] ??= { mbps: [], rtt: [] });
+      const slot = results[name] ?? { mbps: [], rtt: [] };
+      results[name] = slot;
       slot.mbps.push(r.mbps);
       slot.rtt.push(...r.rttMs);
     }
   }
   const median = (v: number[]) => percentile(v, 50);
   const base = results.direct!;
-  console.log(`\nrelay: ${frames} full raw frames (${(1280 * 800 * 4) / 1048576} MiB each) and ${pings} 1×1 round trips per path, ${rounds} interleaved rounds`);
-  console.log(`${'path'.padEnd(12)} ${'MiB/s'.padStart(8)} ${'×direct'.padStart(8)}   ${'rtt p50'.padStart(8)} ${'rtt p95'.padStart(8)}  ${'added p50'.padStart(9)}`);
+  console.log(
+    `\nrelay: ${frames} full raw frames (${(1280 * 800 * 4) / 1048576} MiB each) and ${pings} 1×1 round trips per path, ${rounds} interleaved rounds`,
+  );
+  console.log(
+    `${'path'.padEnd(12)} ${'MiB/s'.padStart(8)} ${'×direct'.padStart(8)}   ${'rtt p50'.padStart(8)} ${'rtt p95'.padStart(8)}  ${'added p50'.padStart(9)}`,
+  );
   for (const [name, r] of Object.entries(results)) {
     console.log(
       `${name.padEnd(12)} ${median(r.mbps).toFixed(0).padStart(8)} ${(median(r.mbps) / median(base.mbps)).toFixed(2).padStart(8)}   ` +

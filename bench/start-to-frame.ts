@@ -70,7 +70,8 @@ try {
   await t.stop();
 }
 
-const row = (name: string, values: number[]) => `${name.padEnd(44)} p50 ${percentile(values, 50).toFixed(0).padStart(5)} ms   p95 ${percentile(values, 95).toFixed(0).padStart(5)} ms`;
+const row = (name: string, values: number[]) =>
+  `${name.padEnd(44)} p50 ${percentile(values, 50).toFixed(0).padStart(5)} ms   p95 ${percentile(values, 95).toFixed(0).padStart(5)} ms`;
 console.log(`\nPOST /v1/sessions → first framebuffer update through the relay (${sessions} sessions)`);
 console.log(row('total', totals));
 for (const [name, values] of Object.entries(steps)) console.log(row(`  step ${name}`, values));

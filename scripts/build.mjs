@@ -53,7 +53,7 @@ await Promise.all([
     format: 'esm',
     target: 'node20',
     define,
-    banner: { js: '// porthole agent ' + define.__PORTHOLE_VERSION__ + ' (bundled; see src/agent)' },
+    banner: { js: `// porthole agent ${define.__PORTHOLE_VERSION__} (bundled; see src/agent)` },
     logLevel: 'warning',
   }),
   // The demo provider's CLI, one file beside the agent: the local driver mounts it in sandboxes.
@@ -65,7 +65,7 @@ await Promise.all([
     format: 'esm',
     target: 'node20',
     define,
-    banner: { js: '// porthole demo CLI ' + define.__PORTHOLE_VERSION__ + ' (bundled; see src/demo/cli)' },
+    banner: { js: `// porthole demo CLI ${define.__PORTHOLE_VERSION__} (bundled; see src/demo/cli)` },
     logLevel: 'warning',
   }),
   build({

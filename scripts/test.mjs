@@ -1,7 +1,7 @@
-// `npm test`: typecheck, lint the import direction, run every test file with node's test runner,
+// `npm test`: typecheck, lint the import direction, check formatting and lint rules (biome), run every test file with node's test runner,
 // then check that nothing was left behind (sandbox processes, test servers, temp directories).
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 
@@ -13,7 +13,9 @@ function step(name, command, args, options = {}) {
   const t = Date.now();
   process.stderr.write(`\n== ${name}\n`);
   const result = spawnSync(command, args, { cwd: root, stdio: 'inherit', ...options });
-  process.stderr.write(`== ${name}: ${result.status === 0 ? 'ok' : `FAILED (exit ${result.status ?? result.signal})`} in ${((Date.now() - t) / 1000).toFixed(1)} s\n`);
+  process.stderr.write(
+    `== ${name}: ${result.status === 0 ? 'ok' : `FAILED (exit ${result.status ?? result.signal})`} in ${((Date.now() - t) / 1000).toFixed(1)} s\n`,
+  );
   return result.status === 0;
 }
 
@@ -30,7 +32,9 @@ function findTests(dir) {
 /** Processes that belong to test sandboxes or test databases; see test/support. */
 function leftovers() {
   const found = [];
-  const [firstUid, lastUid] = String(process.env.PORTHOLE_TEST_SANDBOX_UIDS ?? '61100-61199').split('-').map(Number);
+  const [firstUid, lastUid] = String(process.env.PORTHOLE_TEST_SANDBOX_UIDS ?? '61100-61199')
+    .split('-')
+    .map(Number);
   for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
     try {
       const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -38,7 +42,8 @@ function leftovers() {
       if (/^State:\s+Z/m.test(status)) continue;
       const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1];
       const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
-      if ((Number(uid) >= firstUid && Number(uid) <= lastUid) || cmdline.includes('porthole-test-')) found.push(`process ${pid} (uid ${uid}): ${cmdline.slice(0, 120)}`);
+      if ((Number(uid) >= firstUid && Number(uid) <= lastUid) || cmdline.includes('porthole-test-'))
+        found.push(`process ${pid} (uid ${uid}): ${cmdline.slice(0, 120)}`);
     } catch {
       // the process ended while we looked
     }
@@ -57,6 +62,8 @@ let ok = true;
 if (only.length === 0) {
   ok = step('typecheck', 'npx', ['tsc', '-p', 'tsconfig.json']) && ok;
   ok = step('lint (import direction)', 'npx', ['depcruise', '--config', '.dependency-cruiser.cjs', '--output-type', 'err', 'src']) && ok;
+  // Formatting and the lint rules (biome.json); `npm run format` writes what it can fix.
+  ok = step('format and lint (biome)', 'npx', ['biome', 'ci', '--reporter=summary', '.']) && ok;
 }
 const before = leftovers();
 if (before.length > 0) {

@@ -45,7 +45,10 @@ const xSocketDir = '/tmp/.X11-unix';
 export const xSocket = `${xSocketDir}/X0`;
 
 /** Where each window goes, in pixels; xterm is sized in character cells. */
-export function desktopLayout(width: number, height: number): { browser: { x: number; y: number; width: number; height: number }; terminal: { x: number; y: number; columns: number; rows: number } } {
+export function desktopLayout(
+  width: number,
+  height: number,
+): { browser: { x: number; y: number; width: number; height: number }; terminal: { x: number; y: number; columns: number; rows: number } } {
   const browserHeight = Math.round(height * 0.62);
   // Measured with Xvnc's 96 dpi: xterm's Monospace 11 pt cell is 10 x 21 px plus 4 px of base size;
   // openbox frames it with 1 px sides, a 20 px title bar and a 5 px bottom handle. These are only

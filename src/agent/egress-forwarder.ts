@@ -34,7 +34,9 @@ export interface EgressForwarder {
 
 function listenOn(server: Server, port: number, what: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.once('error', (error: NodeJS.ErrnoException) => reject(new Error(`egress forwarder: cannot listen on 127.0.0.1:${port} (${what}): ${error.code ?? error.message}`, { cause: error })));
+    server.once('error', (error: NodeJS.ErrnoException) =>
+      reject(new Error(`egress forwarder: cannot listen on 127.0.0.1:${port} (${what}): ${error.code ?? error.message}`, { cause: error })),
+    );
     server.listen(port, '127.0.0.1', () => {
       server.removeAllListeners('error');
       resolve((server.address() as { port: number }).port);

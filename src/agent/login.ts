@@ -105,7 +105,6 @@ export class Login {
     await this.#stopTerminal();
   }
 
-
   #startTerminal(provider: Provider, context: ProviderContext): void {
     const { terminal } = desktopLayout(this.#o.config.width, this.#o.config.height);
     const env = {

@@ -15,7 +15,7 @@ import { SupervisedProcess } from './supervised-process.js';
 // driver's log of the sandbox; each child writes to <dir of agentSocket>/logs/<name>.log.
 
 function log(event: string, fields: Record<string, unknown> = {}): void {
-  process.stdout.write(JSON.stringify({ time: new Date().toISOString(), event, ...fields }) + '\n');
+  process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), event, ...fields })}\n`);
 }
 
 async function main(): Promise<void> {
@@ -32,7 +32,10 @@ async function main(): Promise<void> {
   // Started before the desktop, so that Chromium's first request finds it.
   // The host's loopback services it may use (the demo issuer) are tunnelled to the same address.
   const forwarder = config.egress
-    ? await startEgressForwarder({ proxySocket: config.egress.proxySocket, tunnels: config.tunnels.map((t) => ({ port: t.port, host: t.host, targetPort: t.port })) })
+    ? await startEgressForwarder({
+        proxySocket: config.egress.proxySocket,
+        tunnels: config.tunnels.map((t) => ({ port: t.port, host: t.host, targetPort: t.port })),
+      })
     : null;
   const startedAt = Date.now();
   let lastContact = startedAt;
@@ -77,11 +80,14 @@ async function main(): Promise<void> {
   // removes what is left on disk.
   const leaseMs = config.leaseMs;
   if (leaseMs !== null) {
-    setInterval(() => {
-      if (Date.now() - lastContact <= leaseMs) return;
-      log('agent.lease_expired', { leaseMs, silentMs: Date.now() - lastContact });
-      stop('lease');
-    }, Math.min(1_000, leaseMs)).unref();
+    setInterval(
+      () => {
+        if (Date.now() - lastContact <= leaseMs) return;
+        log('agent.lease_expired', { leaseMs, silentMs: Date.now() - lastContact });
+        stop('lease');
+      },
+      Math.min(1_000, leaseMs),
+    ).unref();
   }
 }
 

@@ -20,7 +20,9 @@ export async function installCredential(
   options: { force: boolean; env: Readonly<Record<string, string | undefined>> },
 ): Promise<string> {
   if (!(providerNames as readonly string[]).includes(credential.provider)) {
-    throw new AppError('PROVIDER_UNKNOWN', { message: `This porthole CLI does not know the provider "${credential.provider}"; use porthole credentials get instead.` });
+    throw new AppError('PROVIDER_UNKNOWN', {
+      message: `This porthole CLI does not know the provider "${credential.provider}"; use porthole credentials get instead.`,
+    });
   }
   const provider = providers[credential.provider as ProviderName];
   const path = provider.installPath({ ...options.env, HOME: options.env.HOME ?? homedir() });

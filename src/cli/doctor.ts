@@ -77,10 +77,13 @@ async function checkPackages(): Promise<DoctorCheck[]> {
     requiredPackages = await readSandboxPackages();
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? String(error);
-    return [failed('packages', `cannot read the package list ${sandboxPackagesFile} (${code})`, 'run porthole from its checkout, where scripts/ sits beside dist/')];
+    return [
+      failed('packages', `cannot read the package list ${sandboxPackagesFile} (${code})`, 'run porthole from its checkout, where scripts/ sits beside dist/'),
+    ];
   }
   const names = requiredPackages.map(({ name }) => name);
   // One call for all; for a package dpkg does not know it exits 1 but still lists the others.
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax, not a template
   const result = await run('dpkg-query', ['-W', '-f=${Package}\t${Status}\t${Version}\n', ...names]);
   if (result.spawnError) {
     return requiredPackages.map(({ name, why }) =>
@@ -108,7 +111,7 @@ async function checkSandboxNode(): Promise<DoctorCheck> {
   return major >= minNodeMajor ? ok(name, `${sandboxNode} ${found}`) : failed(name, `${sandboxNode} is ${found}; the agent needs ${minNodeMajor}+`, fix);
 }
 
-async function checkAgentBundle(config: Config | null): Promise<DoctorCheck> {
+async function checkAgentBundle(_config: Config | null): Promise<DoctorCheck> {
   const name = 'agent bundle';
   const fix = 'node scripts/build.mjs';
   let head: string;
@@ -127,7 +130,11 @@ async function checkAgentBundle(config: Config | null): Promise<DoctorCheck> {
   // The build writes `// porthole agent "<version>"` on the first line; readiness compares the versions.
   const built = /^\/\/ porthole agent "([^"]+)"/.exec(head)?.[1] ?? null;
   if (built !== version) {
-    return failed(name, `${agentBundle} was built as ${built ?? 'an unknown version'}, this porthole is ${version}: sessions would fail with AGENT_VERSION_MISMATCH`, fix);
+    return failed(
+      name,
+      `${agentBundle} was built as ${built ?? 'an unknown version'}, this porthole is ${version}: sessions would fail with AGENT_VERSION_MISMATCH`,
+      fix,
+    );
   }
   return ok(name, `version ${built}`);
 }
@@ -169,14 +176,27 @@ async function checkKvm(): Promise<DoctorCheck> {
   const found = await stat('/dev/kvm').catch(() => null);
   if (!found) return info(name, `absent (${why})`);
   if (!found.isCharacterDevice()) return info(name, `exists but is not a device (${why})`);
-  const usable = await access('/dev/kvm', fsConstants.R_OK | fsConstants.W_OK).then(() => true, () => false);
-  return info(name, `present, ${usable ? 'usable' : 'not usable'} by this user (${why})`, usable ? null : 'add this user to the kvm group (for the kvm driver)');
+  const usable = await access('/dev/kvm', fsConstants.R_OK | fsConstants.W_OK).then(
+    () => true,
+    () => false,
+  );
+  return info(
+    name,
+    `present, ${usable ? 'usable' : 'not usable'} by this user (${why})`,
+    usable ? null : 'add this user to the kvm group (for the kvm driver)',
+  );
 }
 
 /** The path itself when it exists, else its nearest existing ancestor. */
 async function nearestExisting(path: string): Promise<{ path: string; exists: boolean }> {
   for (let at = path; ; at = dirname(at)) {
-    if (await lstat(at).then(() => true, () => false)) return { path: at, exists: at === path };
+    if (
+      await lstat(at).then(
+        () => true,
+        () => false,
+      )
+    )
+      return { path: at, exists: at === path };
     if (at === dirname(at)) return { path: at, exists: false };
   }
 }
@@ -185,14 +205,23 @@ async function checkDataDir(config: Config): Promise<DoctorCheck> {
   const name = 'data directory';
   const dir = config.dataDir;
   const found = await nearestExisting(dir);
-  const writable = await access(found.path, fsConstants.W_OK | fsConstants.X_OK).then(() => true, () => false);
+  const writable = await access(found.path, fsConstants.W_OK | fsConstants.X_OK).then(
+    () => true,
+    () => false,
+  );
   if (found.exists) {
     if (!(await stat(dir)).isDirectory()) return failed(name, `${dir} exists but is not a directory`, 'set PORTHOLE_DATA_DIR to a directory');
-    return writable ? ok(name, `${dir} exists and is writable`) : failed(name, `${dir} is not writable by this user`, `chown it to the user porthole runs as, or set PORTHOLE_DATA_DIR`);
+    return writable
+      ? ok(name, `${dir} exists and is writable`)
+      : failed(name, `${dir} is not writable by this user`, `chown it to the user porthole runs as, or set PORTHOLE_DATA_DIR`);
   }
   return writable
     ? ok(name, `${dir} does not exist yet; the first start creates it (mode 0700) in ${found.path}`)
-    : failed(name, `${dir} does not exist and ${found.path} is not writable by this user`, `mkdir -p ${dir} && chmod 700 ${dir} (as a user that may), or set PORTHOLE_DATA_DIR`);
+    : failed(
+        name,
+        `${dir} does not exist and ${found.path} is not writable by this user`,
+        `mkdir -p ${dir} && chmod 700 ${dir} (as a user that may), or set PORTHOLE_DATA_DIR`,
+      );
 }
 
 /** What another local user could read or change in the data directory; data-dir.ts says what is allowed. */
@@ -201,7 +230,10 @@ async function checkDataDirModes(config: Config): Promise<DoctorCheck> {
   const dir = config.dataDir;
   const problems = await auditDataDir(dir);
   if (problems.length === 0) return ok(name, `nothing in ${dir} is open to group or others (pglite, keyring and signing key: owner only)`);
-  const shown = problems.slice(0, 5).map((p) => `${p.path} ${p.mode} (${p.problem})`).join('; ');
+  const shown = problems
+    .slice(0, 5)
+    .map((p) => `${p.path} ${p.mode} (${p.problem})`)
+    .join('; ');
   const secrets = [...new Set(problems.filter((p) => p.problem === 'group/other access to a secret').map((p) => join(dir, p.path.split('/')[0]!)))];
   const writable = problems.filter((p) => p.problem === 'group/other write').map((p) => join(dir, p.path));
   const commands = [
@@ -222,7 +254,11 @@ function checkSocketPaths(config: Config): DoctorCheck {
   const { bytes, fits } = longestSocketPath(config.dataDir);
   return fits
     ? ok(name, `${bytes} bytes at most (a unix socket path may have ${maxUnixPathBytes})`)
-    : failed(name, `${bytes} bytes, more than the ${maxUnixPathBytes} a unix socket path may have: sandboxes would fail to start`, 'choose a shorter PORTHOLE_DATA_DIR');
+    : failed(
+        name,
+        `${bytes} bytes, more than the ${maxUnixPathBytes} a unix socket path may have: sandboxes would fail to start`,
+        'choose a shorter PORTHOLE_DATA_DIR',
+      );
 }
 
 async function checkSigningKey(config: Config): Promise<DoctorCheck> {
@@ -234,7 +270,8 @@ async function checkSigningKey(config: Config): Promise<DoctorCheck> {
   if (!found.isFile()) return failed(name, `${path} is not a regular file`, `remove it; the next start creates a new key (open viewer links stop working)`);
   const mode = found.mode & 0o777;
   if (mode !== 0o600) return failed(name, `${path} has mode 0${mode.toString(8)}: anyone who reads it can sign viewer tickets`, `chmod 600 ${path}`);
-  if (found.size !== 32) return failed(name, `${path} is ${found.size} bytes, not 32`, `remove it; the next start creates a new key (open viewer links stop working)`);
+  if (found.size !== 32)
+    return failed(name, `${path} is ${found.size} bytes, not 32`, `remove it; the next start creates a new key (open viewer links stop working)`);
   return ok(name, `${path}: mode 0600, 32 bytes`);
 }
 
@@ -271,13 +308,23 @@ async function checkStore(config: Config, serverUrl: string): Promise<DoctorChec
   const running = await portholeAt(serverUrl);
   if (running === null) return info(name, `no porthole answers at ${serverUrl}; store not checked (${which}; porthole start opens and migrates it)`);
   const apiKey = config.apiKey?.reveal() ?? null;
-  if (!apiKey) return info(name, `porthole ${running} answers at ${serverUrl}; store not checked without an API key`, 'set PORTHOLE_API_KEY so doctor can ask the server to read its store');
+  if (!apiKey)
+    return info(
+      name,
+      `porthole ${running} answers at ${serverUrl}; store not checked without an API key`,
+      'set PORTHOLE_API_KEY so doctor can ask the server to read its store',
+    );
   try {
     const { status, json } = await getJson(`${serverUrl}/v1/sessions?limit=1`, apiKey);
     const code = (json as { error?: { code?: string } } | null)?.error?.code ?? null;
     if (status === 200) return ok(name, `porthole ${running} at ${serverUrl} reads its store`);
-    if (code === 'API_KEY_INVALID' || code === 'UNAUTHENTICATED') return info(name, `porthole ${running} at ${serverUrl} does not accept this API key; store not checked`, 'set PORTHOLE_API_KEY to a key of that server');
-    return failed(name, `porthole ${running} at ${serverUrl} cannot read its store: ${status} ${code ?? ''}`.trim(), config.databaseUrl ? 'check that the PostgreSQL server of DATABASE_URL answers; the server log has the cause' : 'the server log has the cause');
+    if (code === 'API_KEY_INVALID' || code === 'UNAUTHENTICATED')
+      return info(name, `porthole ${running} at ${serverUrl} does not accept this API key; store not checked`, 'set PORTHOLE_API_KEY to a key of that server');
+    return failed(
+      name,
+      `porthole ${running} at ${serverUrl} cannot read its store: ${status} ${code ?? ''}`.trim(),
+      config.databaseUrl ? 'check that the PostgreSQL server of DATABASE_URL answers; the server log has the cause' : 'the server log has the cause',
+    );
   } catch (error) {
     return failed(name, `porthole ${running} at ${serverUrl} stopped answering: ${(error as Error).message}`, 'the server log has the cause');
   }
@@ -296,12 +343,23 @@ async function checkPort(config: Config): Promise<DoctorCheck> {
   if (bindError === 'EADDRINUSE') {
     const host = config.host.includes(':') ? `[${config.host}]` : config.host === '0.0.0.0' ? '127.0.0.1' : config.host;
     const running = await portholeAt(`http://${host}:${config.port}`);
-    if (running === null) return failed(name, `${where} is in use by another program`, `choose another PORTHOLE_PORT, or stop what listens there (ss -ltnp 'sport = :${config.port}')`);
-    if (running !== version) return info(name, `${where} is in use by porthole ${running} (running), not this version ${version}`, 'restart it to run this version');
+    if (running === null)
+      return failed(
+        name,
+        `${where} is in use by another program`,
+        `choose another PORTHOLE_PORT, or stop what listens there (ss -ltnp 'sport = :${config.port}')`,
+      );
+    if (running !== version)
+      return info(name, `${where} is in use by porthole ${running} (running), not this version ${version}`, 'restart it to run this version');
     return ok(name, `${where} is in use by porthole ${running} (running)`);
   }
   if (bindError === 'EACCES') return failed(name, `${where}: EACCES (ports below 1024 need privileges)`, 'choose PORTHOLE_PORT ≥ 1024');
-  if (bindError === 'EADDRNOTAVAIL') return failed(name, `${where}: EADDRNOTAVAIL (PORTHOLE_HOST is not an address of this machine)`, 'set PORTHOLE_HOST to 127.0.0.1 or an address of this machine');
+  if (bindError === 'EADDRNOTAVAIL')
+    return failed(
+      name,
+      `${where}: EADDRNOTAVAIL (PORTHOLE_HOST is not an address of this machine)`,
+      'set PORTHOLE_HOST to 127.0.0.1 or an address of this machine',
+    );
   return failed(name, `${where}: ${bindError}`, 'choose another PORTHOLE_HOST/PORTHOLE_PORT');
 }
 
@@ -311,7 +369,9 @@ export async function runDoctor(env: Record<string, string | undefined>): Promis
   let config: Config | null = null;
   try {
     config = loadConfig(env);
-    checks.push(ok('configuration', `driver ${config.driver}, store ${config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : 'PGlite'}, data in ${config.dataDir}`));
+    checks.push(
+      ok('configuration', `driver ${config.driver}, store ${config.databaseUrl ? 'PostgreSQL (DATABASE_URL)' : 'PGlite'}, data in ${config.dataDir}`),
+    );
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     checks.push(failed('configuration', error.problems.join('; '), 'fix the PORTHOLE_* variables named (docs/config.md)'));
@@ -332,7 +392,17 @@ export async function runDoctor(env: Record<string, string | undefined>): Promis
     checks.push(await checkStore(config, serverUrl));
     checks.push(await checkPort(config));
   } else {
-    for (const name of ['user namespaces', '/dev/kvm', 'data directory', 'data directory modes', 'data dir for the sandbox', 'socket paths', 'signing key', 'store', 'port']) {
+    for (const name of [
+      'user namespaces',
+      '/dev/kvm',
+      'data directory',
+      'data directory modes',
+      'data dir for the sandbox',
+      'socket paths',
+      'signing key',
+      'store',
+      'port',
+    ]) {
       checks.push(info(name, 'not checked: the configuration is invalid'));
     }
   }
@@ -345,7 +415,12 @@ export function formatDoctor(report: DoctorReport): string[] {
   const width = Math.max(...report.checks.map((c) => c.name.length));
   const lines = report.checks.map((c) => `${marks[c.status]} ${c.name.padEnd(width)}  ${c.detail}${c.fix ? `\n  ${' '.repeat(width)}  → ${c.fix}` : ''}`);
   const failedCount = report.checks.filter((c) => c.status === 'failed').length;
-  lines.push('', report.ok ? `porthole ${version}: this host can run sandboxes.` : `porthole ${version}: ${failedCount} check${failedCount === 1 ? '' : 's'} failed; fix ${failedCount === 1 ? 'it' : 'them'} as shown (→).`);
+  lines.push(
+    '',
+    report.ok
+      ? `porthole ${version}: this host can run sandboxes.`
+      : `porthole ${version}: ${failedCount} check${failedCount === 1 ? '' : 's'} failed; fix ${failedCount === 1 ? 'it' : 'them'} as shown (→).`,
+  );
   return lines;
 }
 

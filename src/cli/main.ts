@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import type { SessionDiagnosis } from '../protocol/diagnosis.js';
 import { AppError, isErrorCode } from '../protocol/errors.js';
-import { startSteps, startStepLabels, type Session, type SessionEvent } from '../protocol/session.js';
+import { type startSteps, startStepLabels, type Session, type SessionEvent } from '../protocol/session.js';
 import { version } from '../protocol/version.js';
 import { ConfigError, configVariables, loadConfig } from '../server/config.js';
 import { ApiClient } from './api-client.js';
@@ -82,7 +82,8 @@ async function sessionsCommand(verb: string | undefined, args: string[]): Promis
       if (!values['no-wait']) session = await followStart(api, session, !values.json);
       const ticket = session.state === 'ready' || session.state === 'authenticating' ? await api.createTicket(session.id) : null;
       if (values.json) return print(JSON.stringify({ session, viewerUrl: ticket?.viewerUrl ?? null }, null, 2));
-      if (session.state === 'failed') throw new AppError((isErrorCode(session.reason) ? session.reason : 'SANDBOX_START_FAILED'), { message: session.detail ?? 'failed' });
+      if (session.state === 'failed')
+        throw new AppError(isErrorCode(session.reason) ? session.reason : 'SANDBOX_START_FAILED', { message: session.detail ?? 'failed' });
       if (ticket) print(`ready. Open the viewer (link valid until ${short(ticket.expiresAt)}):\n  ${ticket.viewerUrl}`);
       return;
     }
@@ -167,7 +168,12 @@ async function startCommand(args: string[]): Promise<void> {
     `  ${server.loginUrl}`,
   ];
   if (server.generatedApiKey) {
-    lines.push('', 'API key (shown this once; porthole keeps only its hash):', `  ${server.generatedApiKey}`, '  e.g. PORTHOLE_API_KEY=… porthole sessions create');
+    lines.push(
+      '',
+      'API key (shown this once; porthole keeps only its hash):',
+      `  ${server.generatedApiKey}`,
+      '  e.g. PORTHOLE_API_KEY=… porthole sessions create',
+    );
   }
   process.stderr.write(`${lines.join('\n')}\n\n`);
   let stopping = false;

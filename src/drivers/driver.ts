@@ -27,7 +27,9 @@ export interface SandboxSpec {
  * endpoint with a `pin` is a sandbox's own socket: `path` is where the server pins it (a directory
  * only porthole writes) and connects; see pinned-socket.ts.
  */
-export type Endpoint = { readonly kind: 'unix'; readonly path: string; readonly pin?: SocketPin } | { readonly kind: 'tcp'; readonly host: string; readonly port: number };
+export type Endpoint =
+  | { readonly kind: 'unix'; readonly path: string; readonly pin?: SocketPin }
+  | { readonly kind: 'tcp'; readonly host: string; readonly port: number };
 
 export interface SandboxHandle {
   readonly id: SandboxId;

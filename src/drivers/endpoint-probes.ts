@@ -154,7 +154,10 @@ export async function startAgentLogin(endpoint: Endpoint, login: AgentLoginReque
   } catch {
     // not JSON: keep the text
   }
-  throw new AppError('LOGIN_START_FAILED', { message: `The agent answered ${status}: ${reason}`, details: { endpoint: describeEndpoint(endpoint), status, reason } });
+  throw new AppError('LOGIN_START_FAILED', {
+    message: `The agent answered ${status}: ${reason}`,
+    details: { endpoint: describeEndpoint(endpoint), status, reason },
+  });
 }
 
 /**

@@ -55,7 +55,8 @@ export function webSocketTransport(ws: MessageSocket): RfbTransport {
   return {
     write: (data) => ws.send(data),
     close: () => ws.terminate(),
-    onData: (listener) => void ws.on('message', (data) => listener(Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data))),
+    onData: (listener) =>
+      void ws.on('message', (data) => listener(Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data))),
     onClose: (listener) => {
       let failure: NodeJS.ErrnoException | undefined;
       ws.on('error', (error: NodeJS.ErrnoException) => (failure ??= error));
@@ -138,7 +139,7 @@ export function encodeSetEncodings(encodings: readonly number[]): Buffer {
   const b = Buffer.alloc(4 + 4 * encodings.length);
   b.writeUInt8(2, 0);
   b.writeUInt16BE(encodings.length, 2);
-  encodings.forEach((encoding, i) => b.writeInt32BE(encoding, 4 + 4 * i));
+  for (const [i, encoding] of encodings.entries()) b.writeInt32BE(encoding, 4 + 4 * i);
   return b;
 }
 
@@ -201,16 +202,13 @@ export class RfbClient {
 
   /** Where the exchange has got to, as a sentence part: "before the RFB banner", "after the banner RFB 003.008, during the security handshake". */
   get progress(): string {
-    switch (this.#phase) {
-      case 'banner':
-        return 'before the RFB banner';
-      case 'security':
-        return `after the banner ${this.#banner}, during the security handshake`;
-      case 'init':
-        return `after the security handshake (${this.#banner}), before ServerInit`;
-      case 'ready':
-        return `after the handshake (${this.#banner})`;
-    }
+    const sentences: Record<Phase, string> = {
+      banner: 'before the RFB banner',
+      security: `after the banner ${this.#banner}, during the security handshake`,
+      init: `after the security handshake (${this.#banner}), before ServerInit`,
+      ready: `after the handshake (${this.#banner})`,
+    };
+    return sentences[this.#phase];
   }
 
   /** Bytes received and not read yet. */
@@ -348,7 +346,13 @@ export class RfbClient {
     let bytes = 4;
     for (let i = 0; i < count; i++) {
       const header = await this.read(12, timeoutMs);
-      const rectangle = { x: header.readUInt16BE(0), y: header.readUInt16BE(2), width: header.readUInt16BE(4), height: header.readUInt16BE(6), encoding: header.readInt32BE(8) };
+      const rectangle = {
+        x: header.readUInt16BE(0),
+        y: header.readUInt16BE(2),
+        width: header.readUInt16BE(4),
+        height: header.readUInt16BE(6),
+        encoding: header.readInt32BE(8),
+      };
       bytes += 12;
       if (rectangle.encoding === rfbEncodings.raw) {
         const pixels = rectangle.width * rectangle.height * this.#bytesPerPixel;
@@ -375,7 +379,9 @@ export class RfbClient {
     const length = (await this.read(4)).readUInt32BE(0);
     const reason = (await this.read(Math.min(length, maxReasonBytes))).toString('utf8');
     // TigerVNC's answer to a client it has blacklisted.
-    const hint = /too many security failures/i.test(reason) ? ' (TigerVNC blacklists a socket after repeated unauthenticated connections, for 10 s and more)' : '';
+    const hint = /too many security failures/i.test(reason)
+      ? ' (TigerVNC blacklists a socket after repeated unauthenticated connections, for 10 s and more)'
+      : '';
     return this.#error('EACCES', `the VNC server refuses viewers: "${reason}"${hint}`);
   }
 
@@ -400,7 +406,18 @@ export class RfbClient {
       const timer =
         timeoutMs === undefined
           ? null
-          : setTimeout(() => done(new RfbError('ETIMEDOUT', `no answer ${this.progress} within ${timeoutMs} ms (wanted ${n} bytes, have ${this.#length})`, this.progress, this.#peek())), timeoutMs);
+          : setTimeout(
+              () =>
+                done(
+                  new RfbError(
+                    'ETIMEDOUT',
+                    `no answer ${this.progress} within ${timeoutMs} ms (wanted ${n} bytes, have ${this.#length})`,
+                    this.progress,
+                    this.#peek(),
+                  ),
+                ),
+              timeoutMs,
+            );
       const done = (error?: RfbError): void => {
         if (timer) clearTimeout(timer);
         this.#waiter = null;

@@ -126,7 +126,8 @@ export const agentEventLimits = {
  */
 export function agentEventSizeProblem(details: AgentEventBody['details']): { readonly limit: string } | null {
   for (const value of Object.values(details)) {
-    if (typeof value === 'string' && value.length > agentEventLimits.maxStringChars) return { limit: `at most ${agentEventLimits.maxStringChars} characters per string` };
+    if (typeof value === 'string' && value.length > agentEventLimits.maxStringChars)
+      return { limit: `at most ${agentEventLimits.maxStringChars} characters per string` };
   }
   const bytes = new TextEncoder().encode(JSON.stringify(details)).length;
   return bytes > agentEventLimits.maxDetailsBytes ? { limit: `details of at most ${agentEventLimits.maxDetailsBytes} bytes as JSON` } : null;

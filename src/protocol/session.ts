@@ -24,8 +24,6 @@ export const sessionSchema = z.object({
 });
 export type Session = z.infer<typeof sessionSchema>;
 
-
-
 export const sessionEventSchema = z.object({
   seq: z.number().int(),
   sessionId: sessionIdSchema,

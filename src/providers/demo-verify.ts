@@ -45,14 +45,21 @@ async function discover(context: VerifyContext, issuer: string): Promise<Metadat
   const endpoint = (name: string): string => {
     const value = body[name];
     // Its own endpoints only: the tokens are never sent anywhere but the issuer this server runs.
-    if (!isNonEmptyString(value) || new URL(value).origin !== new URL(issuer).origin) throw new Unverified(`the demo provider advertises no ${name} of its own`, true);
+    if (!isNonEmptyString(value) || new URL(value).origin !== new URL(issuer).origin)
+      throw new Unverified(`the demo provider advertises no ${name} of its own`, true);
     return value;
   };
   return { userinfo: endpoint('userinfo_endpoint'), introspection: endpoint('introspection_endpoint'), jwks: endpoint('jwks_uri') };
 }
 
 /** Introspection (RFC 7662) as the demo CLI's public client: the issuer says whether the token is live, and whose. */
-async function introspect(context: VerifyContext, metadata: Metadata, clientId: string, token: string, hint: 'access_token' | 'refresh_token'): Promise<JsonObject> {
+async function introspect(
+  context: VerifyContext,
+  metadata: Metadata,
+  clientId: string,
+  token: string,
+  hint: 'access_token' | 'refresh_token',
+): Promise<JsonObject> {
   const { status, body } = await askIssuer(context, metadata.introspection, {
     method: 'POST',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },
@@ -69,7 +76,12 @@ async function introspect(context: VerifyContext, metadata: Metadata, clientId: 
 }
 
 /** RS256 (what the demo provider signs with) against the issuer's published keys; then issuer, audience and subject. */
-async function checkIdToken(context: VerifyContext, metadata: Metadata, expected: { issuer: string; clientId: string; sub: string }, idToken: string): Promise<void> {
+async function checkIdToken(
+  context: VerifyContext,
+  metadata: Metadata,
+  expected: { issuer: string; clientId: string; sub: string },
+  idToken: string,
+): Promise<void> {
   const [headerPart = '', payloadPart = '', signaturePart = ''] = idToken.split('.');
   const decode = (part: string): JsonObject => {
     try {
@@ -98,7 +110,8 @@ async function checkIdToken(context: VerifyContext, metadata: Metadata, expected
   // about the same subject, whose tokens the checks above found live.
   const audience = claims.aud;
   if (claims.iss !== expected.issuer) throw new Unverified('the ID token names another issuer');
-  if (audience !== expected.clientId && !(Array.isArray(audience) && audience.includes(expected.clientId))) throw new Unverified('the ID token was issued to another client');
+  if (audience !== expected.clientId && !(Array.isArray(audience) && audience.includes(expected.clientId)))
+    throw new Unverified('the ID token was issued to another client');
   if (claims.sub !== expected.sub) throw new Unverified('the ID token is about another subject than the access token');
 }
 
@@ -110,14 +123,17 @@ export async function verifyDemoCredentials(content: string, context: VerifyCont
     const parsed = parseCredentialJson(content);
     if (!parsed.ok) throw new Unverified('the file is not a JSON object');
     const file = parsed.value;
-    if (!isNonEmptyString(file.issuer) || file.issuer.replace(/\/+$/, '') !== issuer) throw new Unverified('the file names another issuer than this server’s demo provider');
+    if (!isNonEmptyString(file.issuer) || file.issuer.replace(/\/+$/, '') !== issuer)
+      throw new Unverified('the file names another issuer than this server’s demo provider');
     if (file.client_id !== demo.clientId) throw new Unverified('the file names another client than the demo CLI');
     const { access_token: accessToken, refresh_token: refreshToken, id_token: idToken } = file;
-    if (!isNonEmptyString(accessToken) || !isNonEmptyString(refreshToken) || !isNonEmptyString(idToken)) throw new Unverified('the file lacks an access, refresh or ID token');
+    if (!isNonEmptyString(accessToken) || !isNonEmptyString(refreshToken) || !isNonEmptyString(idToken))
+      throw new Unverified('the file lacks an access, refresh or ID token');
 
     const metadata = await discover(context, issuer);
     const userinfo = await askIssuer(context, metadata.userinfo, { headers: { authorization: `Bearer ${accessToken}` } });
-    if (userinfo.status !== 200 || !isNonEmptyString(userinfo.body.sub)) throw new Unverified(`the demo provider refused the access token at userinfo (${userinfo.status})`);
+    if (userinfo.status !== 200 || !isNonEmptyString(userinfo.body.sub))
+      throw new Unverified(`the demo provider refused the access token at userinfo (${userinfo.status})`);
     const sub = userinfo.body.sub;
     const access = await introspect(context, metadata, demo.clientId, accessToken, 'access_token');
     const refresh = await introspect(context, metadata, demo.clientId, refreshToken, 'refresh_token');

@@ -81,7 +81,10 @@ export async function verifyGeminiCliCredentials(content: string): Promise<Crede
   return offlineVerdict(validateGeminiCliCredentials(content), [
     () => (hasTokenForm(creds.access_token, /^ya29\.[A-Za-z0-9._-]{20,}$/) ? null : 'the access token is not a Google access token (ya29.…)'),
     () => (hasTokenForm(creds.refresh_token, /^1\/\/[A-Za-z0-9._-]{20,}$/) ? null : 'the refresh token is not a Google refresh token (1//…)'),
-    () => (creds.token_type === undefined || (isNonEmptyString(creds.token_type) && creds.token_type.toLowerCase() === 'bearer') ? null : 'the token type is not Bearer'),
+    () =>
+      creds.token_type === undefined || (isNonEmptyString(creds.token_type) && creds.token_type.toLowerCase() === 'bearer')
+        ? null
+        : 'the token type is not Bearer',
     () => (isoFromEpochMs(creds.expiry_date) !== null ? null : 'expiry_date is not a time in milliseconds'),
     () => {
       if (id === undefined) return null;

@@ -28,17 +28,31 @@ const envSchema = z.object({
   PORTHOLE_PUBLIC_URL: z.url().optional(),
   PORTHOLE_ALLOWED_ORIGINS: z
     .string()
-    .refine((v) => v.split(',').map((s) => s.trim()).filter(Boolean).every(isOrigin), 'must be comma-separated origins, each scheme://host[:port] with no path or trailing slash (e.g. https://app.example.com)')
+    .refine(
+      (v) =>
+        v
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+          .every(isOrigin),
+      'must be comma-separated origins, each scheme://host[:port] with no path or trailing slash (e.g. https://app.example.com)',
+    )
     .default(''),
   PORTHOLE_DATA_DIR: z.string().default('.porthole'),
   PORTHOLE_API_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
   // Exactly 44 characters of standard base64 decoding to 32 bytes; the message never echoes the value.
   PORTHOLE_MASTER_KEY: z
     .string()
-    .refine((v) => /^[A-Za-z0-9+/]{43}=$/.test(v) && Buffer.from(v, 'base64').toString('base64') === v, 'must be the base64 of 32 random bytes (e.g. openssl rand -base64 32)')
+    .refine(
+      (v) => /^[A-Za-z0-9+/]{43}=$/.test(v) && Buffer.from(v, 'base64').toString('base64') === v,
+      'must be the base64 of 32 random bytes (e.g. openssl rand -base64 32)',
+    )
     .optional(),
   PORTHOLE_DRIVER: z.enum(['local']).default('local'),
-  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL').optional(),
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+    .optional(),
   PORTHOLE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   // One host uid (and gid) per sandbox, from this range, when porthole runs as root.
   PORTHOLE_SANDBOX_UIDS: z
@@ -49,11 +63,25 @@ const envSchema = z.object({
     .default([61000, 61999]),
   PORTHOLE_SANDBOX_START_URL: z.string().min(1).optional(),
   PORTHOLE_SANDBOX_LOOPBACK_ONLY: z.stringbool().default(false),
-  PORTHOLE_SANDBOX_LEASE_MS: z.coerce.number().int().min(1000).default(5 * 60_000),
-  PORTHOLE_SANDBOX_MEMORY_MIB: z.coerce.number().int().min(64).max(1024 * 1024).default(1024),
+  PORTHOLE_SANDBOX_LEASE_MS: z.coerce
+    .number()
+    .int()
+    .min(1000)
+    .default(5 * 60_000),
+  PORTHOLE_SANDBOX_MEMORY_MIB: z.coerce
+    .number()
+    .int()
+    .min(64)
+    .max(1024 * 1024)
+    .default(1024),
   PORTHOLE_SANDBOX_PIDS: z.coerce.number().int().min(16).max(4_194_304).default(512),
   PORTHOLE_SANDBOX_CPU_WEIGHT: z.coerce.number().int().min(1).max(10_000).default(100),
-  PORTHOLE_SANDBOX_HOME_MIB: z.coerce.number().int().min(16).max(1024 * 1024).default(256),
+  PORTHOLE_SANDBOX_HOME_MIB: z.coerce
+    .number()
+    .int()
+    .min(16)
+    .max(1024 * 1024)
+    .default(256),
   PORTHOLE_DESKTOP_WIDTH: z.coerce.number().int().min(320).max(7680).default(1280),
   PORTHOLE_DESKTOP_HEIGHT: z.coerce.number().int().min(200).max(4320).default(800),
   PORTHOLE_BOOT_TIMEOUT_MS: positiveMs.default(30_000),
@@ -63,7 +91,12 @@ const envSchema = z.object({
   PORTHOLE_TICKET_TTL_MS: positiveMs.default(60_000),
   PORTHOLE_PING_INTERVAL_MS: positiveMs.default(20_000),
   PORTHOLE_MAX_SESSIONS: z.coerce.number().int().min(1).max(1000).default(8),
-  PORTHOLE_BODY_LIMIT_BYTES: z.coerce.number().int().min(1024).max(16 * 1024 * 1024).default(64 * 1024),
+  PORTHOLE_BODY_LIMIT_BYTES: z.coerce
+    .number()
+    .int()
+    .min(1024)
+    .max(16 * 1024 * 1024)
+    .default(64 * 1024),
   PORTHOLE_DEMO_PROVIDER: z.stringbool().default(true),
   PORTHOLE_DEMO_PORT: port.default(0),
   PORTHOLE_DEMO_EMAIL: z.email().default(defaultDemoAccount.email),
@@ -72,7 +105,12 @@ const envSchema = z.object({
   PORTHOLE_EGRESS_ALLOW: z
     .string()
     .default('')
-    .transform((v) => v.split(',').map((entry) => entry.trim()).filter(Boolean))
+    .transform((v) =>
+      v
+        .split(',')
+        .map((entry) => entry.trim())
+        .filter(Boolean),
+    )
     .superRefine((entries, ctx) => {
       for (const entry of entries) {
         const problem = allowEntryProblem(entry);
@@ -83,8 +121,16 @@ const envSchema = z.object({
   PORTHOLE_EGRESS_LOOPBACK: z
     .string()
     .default('')
-    .transform((v) => v.split(',').map((s) => s.trim()).filter(Boolean))
-    .refine((list) => list.every((s) => /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost):\d{1,5}$/.test(s) && Number(s.split(':')[1]) <= 65535), 'must be a comma list of 127.x.x.x:PORT or localhost:PORT')
+    .transform((v) =>
+      v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    )
+    .refine(
+      (list) => list.every((s) => /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}|localhost):\d{1,5}$/.test(s) && Number(s.split(':')[1]) <= 65535),
+      'must be a comma list of 127.x.x.x:PORT or localhost:PORT',
+    )
     .transform((list) => list.map((s) => ({ host: s.split(':')[0]!, port: Number(s.split(':')[1]) }))),
   PORTHOLE_EGRESS_UPSTREAM: z.url({ protocol: /^http$/, error: 'must be an http:// proxy URL' }).optional(),
 });
@@ -133,7 +179,11 @@ export interface Config {
   /** porthole's own OpenID Connect provider for the `demo` provider, on 127.0.0.1 only. */
   readonly demoProvider: { readonly isEnabled: boolean; readonly port: number; readonly email: string; readonly password: Secret };
   /** Where sandboxes may connect through porthole's egress proxy: `allow` empty means the public internet; `upstream` an http:// proxy to go through. */
-  readonly egress: { readonly allow: readonly string[]; readonly upstream: string | null; readonly loopback: readonly { readonly host: string; readonly port: number }[] };
+  readonly egress: {
+    readonly allow: readonly string[];
+    readonly upstream: string | null;
+    readonly loopback: readonly { readonly host: string; readonly port: number }[];
+  };
 }
 
 export class ConfigError extends Error {
@@ -176,7 +226,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (problems.length > 0 || !parsed.success) throw new ConfigError(problems);
   const e = parsed.data;
   if (e.PORTHOLE_SANDBOX_HOME_MIB >= e.PORTHOLE_SANDBOX_MEMORY_MIB) {
-    throw new ConfigError([`PORTHOLE_SANDBOX_HOME_MIB: ${e.PORTHOLE_SANDBOX_HOME_MIB} must be less than PORTHOLE_SANDBOX_MEMORY_MIB (${e.PORTHOLE_SANDBOX_MEMORY_MIB}): the home's files count against the sandbox's memory`]);
+    throw new ConfigError([
+      `PORTHOLE_SANDBOX_HOME_MIB: ${e.PORTHOLE_SANDBOX_HOME_MIB} must be less than PORTHOLE_SANDBOX_MEMORY_MIB (${e.PORTHOLE_SANDBOX_MEMORY_MIB}): the home's files count against the sandbox's memory`,
+    ]);
   }
   const publicUrl = e.PORTHOLE_PUBLIC_URL?.replace(/\/+$/, '') ?? null;
   const allowedOrigins = e.PORTHOLE_ALLOWED_ORIGINS.split(',')
@@ -214,8 +266,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     pingIntervalMs: e.PORTHOLE_PING_INTERVAL_MS,
     maxSessions: e.PORTHOLE_MAX_SESSIONS,
     bodyLimitBytes: e.PORTHOLE_BODY_LIMIT_BYTES,
-    demoProvider: Object.freeze({ isEnabled: e.PORTHOLE_DEMO_PROVIDER, port: e.PORTHOLE_DEMO_PORT, email: e.PORTHOLE_DEMO_EMAIL, password: new Secret(e.PORTHOLE_DEMO_PASSWORD) }),
-    egress: Object.freeze({ allow: Object.freeze(e.PORTHOLE_EGRESS_ALLOW), upstream: e.PORTHOLE_EGRESS_UPSTREAM ?? null, loopback: Object.freeze(e.PORTHOLE_EGRESS_LOOPBACK) }),
+    demoProvider: Object.freeze({
+      isEnabled: e.PORTHOLE_DEMO_PROVIDER,
+      port: e.PORTHOLE_DEMO_PORT,
+      email: e.PORTHOLE_DEMO_EMAIL,
+      password: new Secret(e.PORTHOLE_DEMO_PASSWORD),
+    }),
+    egress: Object.freeze({
+      allow: Object.freeze(e.PORTHOLE_EGRESS_ALLOW),
+      upstream: e.PORTHOLE_EGRESS_UPSTREAM ?? null,
+      loopback: Object.freeze(e.PORTHOLE_EGRESS_LOOPBACK),
+    }),
   });
 }
 

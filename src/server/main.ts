@@ -104,12 +104,17 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   process.umask(0o077);
   const tightened = await prepareDataDir(config.dataDir);
   if (tightened.length > 0) {
-    logger.warn({ dataDir: config.dataDir, count: tightened.length, first: tightened.slice(0, 5) }, 'the data directory was open to other users (an older porthole, or a chmod): tightened to owner-only; what was open may have been read');
+    logger.warn(
+      { dataDir: config.dataDir, count: tightened.length, first: tightened.slice(0, 5) },
+      'the data directory was open to other users (an older porthole, or a chmod): tightened to owner-only; what was open may have been read',
+    );
   }
   const cleanup: Array<() => Promise<void>> = [];
   try {
     const store = config.databaseUrl
-      ? await openPostgres(config.databaseUrl.reveal(), { onConnectionError: (error) => logger.warn({ err: error, component: 'store' }, 'database connection dropped') })
+      ? await openPostgres(config.databaseUrl.reveal(), {
+          onConnectionError: (error) => logger.warn({ err: error, component: 'store' }, 'database connection dropped'),
+        })
       : await openPglite(config.dataDir);
     cleanup.push(() => store.close());
     await store.migrate();
@@ -119,7 +124,10 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     const vault = new Vault(store, keyring, logger.child({ component: 'vault' }));
     const missing = await vault.missingKeys();
     if (missing.credentials > 0) {
-      logger.warn({ ...missing, keyId: keyring.current.id }, 'some stored credentials were sealed with a master key this server does not have; they cannot be read');
+      logger.warn(
+        { ...missing, keyId: keyring.current.id },
+        'some stored credentials were sealed with a master key this server does not have; they cannot be read',
+      );
     }
 
     let generatedApiKey: string | null = null;
@@ -132,14 +140,27 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     if (config.demoProvider.isEnabled) {
       // Loaded only when enabled: oidc-provider is large and the demo is optional.
       const { startDemoOidc } = await import('../demo/oidc/demo-oidc.js');
-      const started = await startDemoOidc({ port: config.demoProvider.port, account: { email: config.demoProvider.email, password: config.demoProvider.password.reveal() }, logger });
+      const started = await startDemoOidc({
+        port: config.demoProvider.port,
+        account: { email: config.demoProvider.email, password: config.demoProvider.password.reveal() },
+        logger,
+      });
       demoOidc = started;
       cleanup.push(() => started.close());
     }
 
     const metrics = createMetrics(() => store.countSessions());
     const tickets = createTicketSigner(await loadOrCreateKey(join(config.dataDir, 'signing.key')), config.ticketTtlMs, { maxChainMs: config.maxLifetimeMs });
-    const localDriver = createLocalDriver({ dataDir: config.dataDir, sandboxUids: config.sandboxUids, homeMiB: config.sandboxLimits.homeMiB, limits: { memoryBytes: config.sandboxLimits.memoryMiB * 2 ** 20, pids: config.sandboxLimits.pids, cpuWeight: config.sandboxLimits.cpuWeight }, agentBundle: options.agentBundle ?? agentBundle, clis, demoCli, logger: logger.child({ component: 'driver' }) });
+    const localDriver = createLocalDriver({
+      dataDir: config.dataDir,
+      sandboxUids: config.sandboxUids,
+      homeMiB: config.sandboxLimits.homeMiB,
+      limits: { memoryBytes: config.sandboxLimits.memoryMiB * 2 ** 20, pids: config.sandboxLimits.pids, cpuWeight: config.sandboxLimits.cpuWeight },
+      agentBundle: options.agentBundle ?? agentBundle,
+      clis,
+      demoCli,
+      logger: logger.child({ component: 'driver' }),
+    });
     const driver = options.wrapDriver ? options.wrapDriver(localDriver) : localDriver;
     cleanup.push(() => driver.close());
     const viewers = new ViewerRegistry();
@@ -169,7 +190,14 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       driver,
       viewers,
       logger,
-      desktop: { width: config.desktopWidth, height: config.desktopHeight, startUrl: config.sandboxStartUrl, loopbackOnly: config.sandboxLoopbackOnly, leaseMs: config.sandboxLeaseMs, tunnels: hostServices },
+      desktop: {
+        width: config.desktopWidth,
+        height: config.desktopHeight,
+        startUrl: config.sandboxStartUrl,
+        loopbackOnly: config.sandboxLoopbackOnly,
+        leaseMs: config.sandboxLeaseMs,
+        tunnels: hostServices,
+      },
       metrics,
       bootTimeoutMs: config.bootTimeoutMs,
       idleTimeoutMs: config.idleTimeoutMs,
@@ -224,7 +252,10 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       cleanup.push(() => metricsListener.close());
       logger.info({ url: `${metricsListener.url}/metrics` }, 'metrics served without a key (PORTHOLE_METRICS_PORT)');
     }
-    logger.info({ url: baseUrl, version, driver: driver.name, store: config.databaseUrl ? 'postgres' : 'pglite', dataDir: config.dataDir }, 'porthole listening');
+    logger.info(
+      { url: baseUrl, version, driver: driver.name, store: config.databaseUrl ? 'postgres' : 'pglite', dataDir: config.dataDir },
+      'porthole listening',
+    );
 
     let closing: Promise<void> | null = null;
     return {

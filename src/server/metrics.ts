@@ -30,7 +30,12 @@ export function createMetrics(countSessions: () => Promise<Record<SessionState, 
   });
   return {
     registry,
-    transitions: new Counter({ name: 'porthole_session_transitions_total', help: 'Session state changes by target state and reason.', labelNames: ['to', 'reason'], registers: [registry] }),
+    transitions: new Counter({
+      name: 'porthole_session_transitions_total',
+      help: 'Session state changes by target state and reason.',
+      labelNames: ['to', 'reason'],
+      registers: [registry],
+    }),
     startStepSeconds: new Histogram({
       name: 'porthole_start_step_seconds',
       help: 'Duration of each start-up step (sandbox, agent, vnc), by outcome.',
@@ -38,10 +43,29 @@ export function createMetrics(countSessions: () => Promise<Record<SessionState, 
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers: [registry],
     }),
-    relayBytes: new Counter({ name: 'porthole_relay_bytes_total', help: 'Bytes relayed, by direction (to_viewer, to_sandbox).', labelNames: ['direction'], registers: [registry] }),
+    relayBytes: new Counter({
+      name: 'porthole_relay_bytes_total',
+      help: 'Bytes relayed, by direction (to_viewer, to_sandbox).',
+      labelNames: ['direction'],
+      registers: [registry],
+    }),
     relayConnections: new Gauge({ name: 'porthole_relay_connections', help: 'Viewer connections open now.', registers: [registry] }),
-    relayConnectionsTotal: new Counter({ name: 'porthole_relay_connections_total', help: 'Viewer connections piped to a sandbox since start.', registers: [registry] }),
-    errors: new Counter({ name: 'porthole_errors_total', help: 'Errors reported, by registry code and surface (http, relay, session).', labelNames: ['code', 'surface'], registers: [registry] }),
-    reconcilerActions: new Counter({ name: 'porthole_reconciler_actions_total', help: 'What the reconciler did: ended, destroyed, adopted, idle_timeout, max_lifetime, limit_reached.', labelNames: ['action'], registers: [registry] }),
+    relayConnectionsTotal: new Counter({
+      name: 'porthole_relay_connections_total',
+      help: 'Viewer connections piped to a sandbox since start.',
+      registers: [registry],
+    }),
+    errors: new Counter({
+      name: 'porthole_errors_total',
+      help: 'Errors reported, by registry code and surface (http, relay, session).',
+      labelNames: ['code', 'surface'],
+      registers: [registry],
+    }),
+    reconcilerActions: new Counter({
+      name: 'porthole_reconciler_actions_total',
+      help: 'What the reconciler did: ended, destroyed, adopted, idle_timeout, max_lifetime, limit_reached.',
+      labelNames: ['action'],
+      registers: [registry],
+    }),
   };
 }

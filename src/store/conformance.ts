@@ -116,16 +116,19 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
 
       const events = await store.listEvents(id);
       assert.equal(events.length, 1);
-      assert.deepEqual({ ...events[0], seq: 0, at: '' }, {
-        seq: 0,
-        sessionId: id,
-        type: 'session.created',
-        from: null,
-        to: 'starting',
-        reason: null,
-        details: {},
-        at: '',
-      });
+      assert.deepEqual(
+        { ...events[0], seq: 0, at: '' },
+        {
+          seq: 0,
+          sessionId: id,
+          type: 'session.created',
+          from: null,
+          to: 'starting',
+          reason: null,
+          details: {},
+          at: '',
+        },
+      );
 
       await assert.rejects(store.createSession({ id, provider: null, userId: null }), 'a duplicate id is refused');
       assert.equal(await store.getSession(newSessionId()), null);
@@ -149,7 +152,10 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       const all = await store.listSessions();
       assert.ok(all.length >= 3);
       const created = all.map((s) => Date.parse(s.createdAt));
-      assert.deepEqual(created, [...created].sort((x, y) => y - x));
+      assert.deepEqual(
+        created,
+        [...created].sort((x, y) => y - x),
+      );
     });
 
     it('counts sessions by state, every state present', async () => {
@@ -218,10 +224,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       assert.deepEqual(await store.getSession(ready.id), ready);
       assert.equal((await store.listEvents(ready.id)).length, 2, 'a refused move writes no event');
 
-      await expectAppError(
-        store.transition(newSessionId(), { from: 'starting', to: 'ready', expectVersion: 1, reason: null }),
-        'SESSION_NOT_FOUND',
-      );
+      await expectAppError(store.transition(newSessionId(), { from: 'starting', to: 'ready', expectVersion: 1, reason: null }), 'SESSION_NOT_FOUND');
     });
 
     it('writes one event per transition with its from, to, reason and details', async () => {
@@ -382,7 +385,10 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       sessionSchema.parse(read);
       assert.deepEqual({ ...read.credential, capturedAt: '' }, { provider: 'demo', account: null, capturedAt: '', expiresAt: null, verification: 'verified' });
       assert.equal(read.credential.capturedAt, (await store.getCredential(id))?.capturedAt);
-      assert.deepEqual(Object.keys(read).filter((k) => /token|hash|nonce|cipher|tag/i.test(k)), []);
+      assert.deepEqual(
+        Object.keys(read).filter((k) => /token|hash|nonce|cipher|tag/i.test(k)),
+        [],
+      );
 
       const listed = (await store.listSessions({ states: ['ready'] })).find((s) => s.id === id);
       assert.deepEqual(listed, read);
@@ -454,9 +460,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
     it('lets exactly one of 10 concurrent transitions from the same version win', async () => {
       const session = await create();
       const targets: SessionState[] = ['ready', 'failed', 'ended'];
-      const results = await Promise.allSettled(
-        Array.from({ length: 10 }, (_, i) => move(session, targets[i % targets.length]!)),
-      );
+      const results = await Promise.allSettled(Array.from({ length: 10 }, (_, i) => move(session, targets[i % targets.length]!)));
       const won = results.filter((r) => r.status === 'fulfilled');
       const lost = results.filter((r) => r.status === 'rejected');
       assert.equal(won.length, 1);

@@ -19,8 +19,7 @@ const loggedOutRefreshIntervalMs = 5_000;
 
 const connectLabel = 'Connect';
 
-const loginSentence =
-  'You are not logged in to this porthole. Open the login link that “porthole start” printed in its terminal; it signs this browser in.';
+const loginSentence = 'You are not logged in to this porthole. Open the login link that “porthole start” printed in its terminal; it signs this browser in.';
 
 const ui = {
   newForm: mustFind<HTMLFormElement>('#new-session-form'),
@@ -178,11 +177,7 @@ function createRow(session: Session): SessionRow {
     reason: cell('Reason'),
   };
   const open = h('button', { type: 'button', 'data-action': 'open', class: 'primary small' }, 'Open');
-  const toggle = h(
-    'button',
-    { type: 'button', 'data-action': 'timeline', class: 'ghost small', 'aria-expanded': 'false' },
-    'Timeline',
-  );
+  const toggle = h('button', { type: 'button', 'data-action': 'timeline', class: 'ghost small', 'aria-expanded': 'false' }, 'Timeline');
   const diagnose = h(
     'button',
     { type: 'button', 'data-action': 'diagnose', class: 'ghost small', title: 'Check each hop between a viewer and this session’s desktop' },
@@ -214,11 +209,11 @@ function updateRow(view: SessionRow, session: Session): void {
   set(view.cells.provider, String(session.provider), () => providerCell(session.provider));
   const credential = sessionCredential(session);
   // Keyed on the relative expiry too, which changes as time passes.
-  const credentialKey = credential ? `${credential.account}|${credential.isVerified}|${credential.expiresAt}|${credential.expiresAt ? formatUntil(credential.expiresAt) : ''}` : '-';
+  const credentialKey = credential
+    ? `${credential.account}|${credential.isVerified}|${credential.expiresAt}|${credential.expiresAt ? formatUntil(credential.expiresAt) : ''}`
+    : '-';
   set(view.cells.credential, credentialKey, () => credentialCell(session));
-  set(view.cells.user, String(session.userId), () =>
-    session.userId === null ? h('span', { class: 'muted' }, '—') : document.createTextNode(session.userId),
-  );
+  set(view.cells.user, String(session.userId), () => (session.userId === null ? h('span', { class: 'muted' }, '—') : document.createTextNode(session.userId)));
   // Relative time changes as time passes, so this one is keyed on its text.
   const ago = formatAgo(session.createdAt);
   set(view.cells.created, ago, () =>
@@ -284,11 +279,7 @@ function createTimeline(sessionId: string): Timeline {
     ),
     body,
   );
-  const row = h(
-    'tr',
-    { class: 'timeline-row', 'data-timeline-for': sessionId },
-    h('td', { colspan: '8' }, h('div', { class: 'timeline' }, table)),
-  );
+  const row = h('tr', { class: 'timeline-row', 'data-timeline-for': sessionId }, h('td', { colspan: '8' }, h('div', { class: 'timeline' }, table)));
   body.append(h('tr', { class: 'timeline-empty' }, h('td', { colspan: '6' }, 'Loading events…')));
   return { row, body, after: 0, isLoading: false };
 }
@@ -363,12 +354,7 @@ function createDiagnosisPanel(view: SessionRow): DiagnosisPanel {
   const row = h(
     'tr',
     { class: 'diagnosis-row', 'data-diagnosis-for': view.session.id },
-    h(
-      'td',
-      { colspan: '8' },
-      h('div', { class: 'diagnosis-head' }, h('strong', {}, 'Diagnosis'), summary, hide),
-      body,
-    ),
+    h('td', { colspan: '8' }, h('div', { class: 'diagnosis-head' }, h('strong', {}, 'Diagnosis'), summary, hide), body),
   );
   hide.addEventListener('click', () => {
     row.remove();
@@ -494,9 +480,10 @@ async function refresh(): Promise<void> {
   } catch (error) {
     isLoggedOut = error instanceof ApiError && error.status === 401;
     document.body.dataset.auth = isLoggedOut ? 'logged-out' : 'error';
-    const sentence = error instanceof ApiError && error.code === 'NETWORK'
-      ? `${error.message} The list refreshes by itself when it answers again.`
-      : sentenceFor(error, 'Could not list the sessions');
+    const sentence =
+      error instanceof ApiError && error.code === 'NETWORK'
+        ? `${error.message} The list refreshes by itself when it answers again.`
+        : sentenceFor(error, 'Could not list the sessions');
     showNotice(sentence, 'list');
     // Rows already shown stay, better stale than blank; this line says they are stale.
     ui.summary.textContent = isLoggedOut

@@ -190,8 +190,7 @@ function setSentence(sentence: string): void {
 function drawSteps(phase: ConnectionPhase = phases.phase): void {
   progress.render(ui.steps);
   const failed = progress.failedStep();
-  const isStartUpStory =
-    phase === 'starting' || phase === 'failed' || (phase !== 'completed' && progress.views.some((view) => view.state === 'stopped'));
+  const isStartUpStory = phase === 'starting' || phase === 'failed' || (phase !== 'completed' && progress.views.some((view) => view.state === 'stopped'));
   ui.steps.hidden = !isStartUpStory;
   ui.failedStep.hidden = !(phase === 'failed' && failed);
   ui.failedStep.textContent = failed ? `Failed step: ${failed.label}` : '';
@@ -286,7 +285,10 @@ async function proceed(cause: string | null): Promise<void> {
   } catch (error) {
     if (!current.isCurrent) return;
     if (!isRetryable(error)) return showRefusal(error as ApiError);
-    return waitThen((ms) => retryableSentence(error, ms), () => void proceed(cause));
+    return waitThen(
+      (ms) => retryableSentence(error, ms),
+      () => void proceed(cause),
+    );
   }
   if (!current.isCurrent) return;
   await act(session, cause, current);
@@ -295,7 +297,10 @@ async function proceed(cause: string | null): Promise<void> {
 async function act(session: Session, cause: string | null, current: Course): Promise<void> {
   if (isTerminal(session.state)) {
     // The events say which start step failed; worth one more read before the final sentence.
-    await getEvents(progress.after).then((events) => progress.apply(events), () => undefined);
+    await getEvents(progress.after).then(
+      (events) => progress.apply(events),
+      () => undefined,
+    );
     if (!current.isCurrent) return;
     return showTerminal(session);
   }
@@ -381,7 +386,8 @@ function closed(close: VncClose, course: Course): void {
   const action = closeAction(close.code, close.reason, location.origin);
   switch (action.kind) {
     case 'final':
-      return finish(action.phase, action.sentence, action.title);
+      finish(action.phase, action.sentence, action.title);
+      return;
     case 'completed':
       return void showCompleted();
     case 'read-session':

@@ -12,14 +12,24 @@ const unprivilegedUid = 61999;
 
 test('sandbox limits: defaults, overrides, ranges, and a home that must fit in the memory', () => {
   assert.deepEqual(loadConfig({}).sandboxLimits, { memoryMiB: 1024, pids: 512, cpuWeight: 100, homeMiB: 256 });
-  const config = loadConfig({ PORTHOLE_SANDBOX_MEMORY_MIB: '2048', PORTHOLE_SANDBOX_PIDS: '1000', PORTHOLE_SANDBOX_CPU_WEIGHT: '50', PORTHOLE_SANDBOX_HOME_MIB: '512' });
+  const config = loadConfig({
+    PORTHOLE_SANDBOX_MEMORY_MIB: '2048',
+    PORTHOLE_SANDBOX_PIDS: '1000',
+    PORTHOLE_SANDBOX_CPU_WEIGHT: '50',
+    PORTHOLE_SANDBOX_HOME_MIB: '512',
+  });
   assert.deepEqual(config.sandboxLimits, { memoryMiB: 2048, pids: 1000, cpuWeight: 50, homeMiB: 512 });
   assert.ok(Object.isFrozen(config.sandboxLimits));
   assert.throws(
     () => loadConfig({ PORTHOLE_SANDBOX_MEMORY_MIB: '32', PORTHOLE_SANDBOX_PIDS: 'many', PORTHOLE_SANDBOX_CPU_WEIGHT: '10001' }),
-    (error: unknown) => error instanceof ConfigError && ['PORTHOLE_SANDBOX_MEMORY_MIB', 'PORTHOLE_SANDBOX_PIDS', 'PORTHOLE_SANDBOX_CPU_WEIGHT'].every((n) => error.problems.some((p) => p.startsWith(n))),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      ['PORTHOLE_SANDBOX_MEMORY_MIB', 'PORTHOLE_SANDBOX_PIDS', 'PORTHOLE_SANDBOX_CPU_WEIGHT'].every((n) => error.problems.some((p) => p.startsWith(n))),
   );
-  assert.throws(() => loadConfig({ PORTHOLE_SANDBOX_MEMORY_MIB: '256', PORTHOLE_SANDBOX_HOME_MIB: '256' }), /PORTHOLE_SANDBOX_HOME_MIB: 256 must be less than PORTHOLE_SANDBOX_MEMORY_MIB \(256\)/);
+  assert.throws(
+    () => loadConfig({ PORTHOLE_SANDBOX_MEMORY_MIB: '256', PORTHOLE_SANDBOX_HOME_MIB: '256' }),
+    /PORTHOLE_SANDBOX_HOME_MIB: 256 must be less than PORTHOLE_SANDBOX_MEMORY_MIB \(256\)/,
+  );
 });
 
 test('doctor as root on this host: the configured memory and task limits are enforced, and where', async () => {
@@ -28,7 +38,10 @@ test('doctor as root on this host: the configured memory and task limits are enf
   const check = report.checks.find((c) => c.name === 'resource limits');
   assert.ok(check, 'no resource limits check');
   assert.equal(check.status, 'ok', check.detail);
-  assert.match(check.detail, /^2 GiB of memory and 300 tasks per sandbox enforced; cgroup v1: memory \(swap included\) in \/sys\/fs\/cgroup\/memory\/\S*porthole-sandboxes, pids in /);
+  assert.match(
+    check.detail,
+    /^2 GiB of memory and 300 tasks per sandbox enforced; cgroup v1: memory \(swap included\) in \/sys\/fs\/cgroup\/memory\/\S*porthole-sandboxes, pids in /,
+  );
   assert.equal(check.fix, null);
 });
 

@@ -65,7 +65,10 @@ describe('porthole sessions diagnose', () => {
     const result = await porthole(['sessions', 'diagnose', session.id]);
     assert.equal(result.code, 0, result.stderr + result.stdout);
     // The egress line (refused destinations: Chromium's own background requests, here) is not a hop.
-    const lines = result.stdout.trimEnd().split('\n').filter((l) => !l.startsWith('egress: '));
+    const lines = result.stdout
+      .trimEnd()
+      .split('\n')
+      .filter((l) => !l.startsWith('egress: '));
     assert.match(lines[0] ?? '', new RegExp(`^session ${session.id} \\((ready|authenticating)\\), server ${version.replaceAll('.', '\\.')}, \\d+ ms$`));
     const expected = [
       /^✔ store +\d+ ms {2}(ready|authenticating), version \d+, sandbox sbx_[0-9a-z]+$/,
@@ -75,7 +78,7 @@ describe('porthole sessions diagnose', () => {
       /^✔ relay +\d+ ms {2}banner RFB 003\.008, security None accepted through ws:\/\/127\.0\.0\.1:\d+\/v1\/sessions\/ses_[0-9a-z]+\/vnc$/,
     ];
     assert.equal(lines.length, 1 + expected.length, result.stdout);
-    expected.forEach((pattern, i) => assert.match(lines[i + 1] ?? '', pattern));
+    for (const [i, pattern] of expected.entries()) assert.match(lines[i + 1] ?? '', pattern);
   });
 
   test('--json prints the API’s answer', async () => {
@@ -83,7 +86,10 @@ describe('porthole sessions diagnose', () => {
     assert.equal(result.code, 0, result.stderr);
     const diagnosis = sessionDiagnosisSchema.parse(JSON.parse(result.stdout));
     assert.equal(diagnosis.firstFailure, null);
-    assert.deepEqual(diagnosis.hops.map((h) => h.result), ['ok', 'ok', 'ok', 'ok', 'ok']);
+    assert.deepEqual(
+      diagnosis.hops.map((h) => h.result),
+      ['ok', 'ok', 'ok', 'ok', 'ok'],
+    );
   });
 
   test('an unknown session exits 1 with SESSION_NOT_FOUND; no id exits 2', async () => {
@@ -101,7 +107,11 @@ describe('porthole doctor', () => {
     const result = await porthole(['doctor'], serverEnv());
     assert.equal(result.code, 0, result.stdout + result.stderr);
     const lines = result.stdout.split('\n');
-    for (const name of checkNames) assert.ok(lines.some((l) => new RegExp(`^[✔✘ℹ] ${name.replace('/', '\\/')} `).test(l)), `no line for ${name}:\n${result.stdout}`);
+    for (const name of checkNames)
+      assert.ok(
+        lines.some((l) => new RegExp(`^[✔✘ℹ] ${name.replace('/', '\\/')} `).test(l)),
+        `no line for ${name}:\n${result.stdout}`,
+      );
     assert.match(result.stdout, /^✔ user namespaces +bwrap creates a user and a pid namespace as uid \d+/m);
     assert.match(result.stdout, /^✔ signing key +.*: mode 0600, 32 bytes$/m);
     assert.match(result.stdout, new RegExp(`^✔ store +porthole ${version.replaceAll('.', '\\.')} at http://127\\.0\\.0\\.1:\\d+ reads its store$`, 'm'));
@@ -124,7 +134,10 @@ describe('porthole doctor', () => {
       assert.equal(portCheck?.status, 'failed');
       assert.equal(portCheck?.detail, `127.0.0.1:${port} is in use by another program`);
       assert.match(portCheck?.fix ?? '', /choose another PORTHOLE_PORT/);
-      assert.deepEqual(report.checks.filter((c) => c.status === 'failed').map((c) => c.name), ['port']);
+      assert.deepEqual(
+        report.checks.filter((c) => c.status === 'failed').map((c) => c.name),
+        ['port'],
+      );
     } finally {
       await new Promise((resolve) => squatter.close(resolve));
     }
@@ -142,7 +155,13 @@ describe('porthole sessions diagnose, broken', () => {
     const record = await readRecord(join(sandboxesDir(t.dataDir), sandboxId));
     assert.ok(record);
     process.kill(record.init.pid, 'SIGKILL');
-    await until('the driver sees the sandbox exit', () => t.server.driver.inspect(sandboxId), (info) => info?.exit != null, 15_000, { intervalMs: 50 });
+    await until(
+      'the driver sees the sandbox exit',
+      () => t.server.driver.inspect(sandboxId),
+      (info) => info?.exit != null,
+      15_000,
+      { intervalMs: 50 },
+    );
     const result = await porthole(['sessions', 'diagnose', session.id]);
     assert.equal(result.code, 1, result.stdout);
     assert.match(result.stdout, /^✔ store +\d+ ms {2}/m);

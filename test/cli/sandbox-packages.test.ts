@@ -28,7 +28,10 @@ test('scripts/setup.sh installs exactly the names doctor checks, and writes none
   assert.ok(line, 'setup.sh reads scripts/sandbox-packages.txt');
   const command = line.slice('packages=$('.length, line.lastIndexOf(')'));
   const { stdout } = await promisify(execFile)('sh', ['-c', command], { cwd: root });
-  assert.deepEqual(stdout.trim().split(/\s+/), (await readSandboxPackages()).map((p) => p.name));
+  assert.deepEqual(
+    stdout.trim().split(/\s+/),
+    (await readSandboxPackages()).map((p) => p.name),
+  );
   for (const name of ['tigervnc-standalone-server', 'fonts-dejavu-core']) assert.ok(!setup.includes(name), `setup.sh names ${name} itself`);
   assert.equal(sandboxPackagesFile, `${root}scripts/sandbox-packages.txt`);
 });

@@ -65,7 +65,13 @@ async function runCli(name: string): Promise<CliRun> {
       PATH: process.env.PATH,
       HOME: join(dir, name),
       BROWSER: browserScript,
-      ...demo.env({ home: join(dir, name), credentialDir: home, cliDir: '/nonexistent', openUrlCommand: browserScript, demo: { issuer: provider.issuer, clientId: provider.clientId } }),
+      ...demo.env({
+        home: join(dir, name),
+        credentialDir: home,
+        cliDir: '/nonexistent',
+        openUrlCommand: browserScript,
+        demo: { issuer: provider.issuer, clientId: provider.clientId },
+      }),
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -74,7 +80,9 @@ async function runCli(name: string): Promise<CliRun> {
   let stderr = '';
   child.stdout!.on('data', (chunk) => (stdout += chunk));
   child.stderr!.on('data', (chunk) => (stderr += chunk));
-  const exited = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => child.on('close', (code) => resolve({ code, stdout, stderr })));
+  const exited = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
+    child.on('close', (code) => resolve({ code, stdout, stderr })),
+  );
   const openedUrl = (async () => {
     for (let waited = 0; waited < 20_000; waited += 50) {
       const text = await readFile(urlFile, 'utf8').catch(() => '');
@@ -168,7 +176,10 @@ test('the demo CLI signs in through a real browser; its tokens are accepted', as
 
   const text = await readFile(join(run.home, 'credentials.json'), 'utf8');
   const credentials = JSON.parse(text) as DemoCredentials;
-  assert.deepEqual(Object.keys(credentials).sort(), ['access_token', 'account', 'client_id', 'expires_at', 'id_token', 'issuer', 'refresh_token', 'scope', 'token_type'].sort());
+  assert.deepEqual(
+    Object.keys(credentials).sort(),
+    ['access_token', 'account', 'client_id', 'expires_at', 'id_token', 'issuer', 'refresh_token', 'scope', 'token_type'].sort(),
+  );
   assert.equal(credentials.issuer, provider.issuer);
   assert.equal(credentials.client_id, 'porthole-demo-cli');
   assert.equal(credentials.account.email, defaultDemoAccount.email);
@@ -197,7 +208,14 @@ test('the demo CLI signs in through a real browser; its tokens are accepted', as
   await new Promise((resolve) => setTimeout(resolve, 100));
   const log = await readFile(logFile, 'utf8');
   assert.match(log, /demo provider: sign-in refused/);
-  for (const secret of [defaultDemoAccount.password, 'not-the-password', credentials.access_token, credentials.refresh_token, credentials.id_token, refreshed.access_token]) {
+  for (const secret of [
+    defaultDemoAccount.password,
+    'not-the-password',
+    credentials.access_token,
+    credentials.refresh_token,
+    credentials.id_token,
+    refreshed.access_token,
+  ]) {
     assert.ok(!log.includes(secret), 'a secret is in the demo provider log');
   }
 });

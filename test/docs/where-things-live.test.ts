@@ -27,7 +27,22 @@ async function tableRows(): Promise<Array<{ question: string; paths: string[] }>
 test('the table answers the ten questions of issue 8 and the newer ones', async () => {
   const rows = await tableRows();
   const questions = rows.map((r) => r.question).join('\n');
-  for (const topic of ['close-code table', 'change state', 'ticket verified', 'command line', 'transition table', 'Origin', 'encrypted', 'reconciler', "agent's login", 'RFB handshake', 'egress policy', 'pinned sockets', 'cgroups', 'lease']) {
+  for (const topic of [
+    'close-code table',
+    'change state',
+    'ticket verified',
+    'command line',
+    'transition table',
+    'Origin',
+    'encrypted',
+    'reconciler',
+    "agent's login",
+    'RFB handshake',
+    'egress policy',
+    'pinned sockets',
+    'cgroups',
+    'lease',
+  ]) {
     assert.ok(questions.includes(topic), `a row about ${topic}`);
   }
   for (const row of rows) assert.ok(row.paths.length > 0, `${row.question} names a file`);
@@ -37,7 +52,13 @@ test('every path the table names exists', async () => {
   const missing: string[] = [];
   for (const { question, paths } of await tableRows()) {
     for (const path of paths) {
-      if (!(await access(`${root}${path}`).then(() => true, () => false))) missing.push(`${path} (${question})`);
+      if (
+        !(await access(`${root}${path}`).then(
+          () => true,
+          () => false,
+        ))
+      )
+        missing.push(`${path} (${question})`);
     }
   }
   assert.deepEqual(missing, [], 'paths in docs/ARCHITECTURE.md that do not exist');

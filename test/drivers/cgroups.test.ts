@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { parseCgroupMounts, parseProcCgroup, ownCgroupDir, readOwnCgroups } from '../../src/drivers/cgroups/cgroup-mounts.js';
 import { v2Host } from '../../src/drivers/cgroups/cgroup-v2.js';
-import { describeLimitsHit, detectCgroups, type CgroupHost, type SandboxCgroup } from '../../src/drivers/cgroups/cgroups.js';
+import { describeLimitsHit, detectCgroups, type CgroupHost } from '../../src/drivers/cgroups/cgroups.js';
 import { newSandboxId, type SandboxId } from '../../src/protocol/ids.js';
 import { runAsUser, stagedPath } from '../support/as-user.js';
 import { until } from '../support/until.js';
@@ -29,14 +29,19 @@ async function ownV1Dir(controller: string): Promise<string> {
 const leafOf = async (controller: string, id: SandboxId) => join(await ownV1Dir(controller), 'porthole-sandboxes', id);
 const readTrimmed = async (path: string) => (await readFile(path, 'utf8')).trim();
 const procsOf = async (dir: string) => (await readTrimmed(join(dir, 'cgroup.procs'))).split('\n').filter(Boolean).map(Number);
-const isGone = (path: string) => stat(path).then(() => false, (error: NodeJS.ErrnoException) => error.code === 'ENOENT');
+const isGone = (path: string) =>
+  stat(path).then(
+    () => false,
+    (error: NodeJS.ErrnoException) => error.code === 'ENOENT',
+  );
 
 async function assertPrerequisites(): Promise<void> {
   const missing: string[] = [];
   if (process.getuid?.() !== 0) missing.push('root (cgroups are created by the server as root)');
   const mounts = parseCgroupMounts(await readFile('/proc/self/mountinfo', 'utf8'));
   for (const controller of ['memory', 'pids']) {
-    if (!mounts.some((m) => m.fsType === 'cgroup' && m.mountPoint === `/sys/fs/cgroup/${controller}`)) missing.push(`cgroup v1 ${controller} hierarchy at /sys/fs/cgroup/${controller}`);
+    if (!mounts.some((m) => m.fsType === 'cgroup' && m.mountPoint === `/sys/fs/cgroup/${controller}`))
+      missing.push(`cgroup v1 ${controller} hierarchy at /sys/fs/cgroup/${controller}`);
   }
   if (!mounts.some((m) => m.fsType === 'cgroup2')) missing.push('a cgroup2 mount (the hybrid host’s unified hierarchy)');
   assert.deepEqual(missing, [], `missing prerequisites: ${missing.join(', ')}`);
@@ -86,7 +91,10 @@ describe('detectCgroups on this host', () => {
     assert.equal(host.version, 'v1', host.why);
     assert.equal(host.enforceable.memory, true, host.why);
     assert.equal(host.enforceable.pids, true, host.why);
-    assert.match(host.why, /^cgroup v1: memory \(swap included\) in \/sys\/fs\/cgroup\/memory\/.*porthole-sandboxes, pids in \/sys\/fs\/cgroup\/pids\/.*porthole-sandboxes/);
+    assert.match(
+      host.why,
+      /^cgroup v1: memory \(swap included\) in \/sys\/fs\/cgroup\/memory\/.*porthole-sandboxes, pids in \/sys\/fs\/cgroup\/pids\/.*porthole-sandboxes/,
+    );
   });
 
   test('leaves no probe directory behind', async () => {
@@ -145,7 +153,14 @@ describe('a sandbox cgroup on cgroup v1', () => {
 
       // Waits on stdin so it is inside the cgroup before it allocates; Buffer.alloc(n, 1) touches every page.
       const allocate = 'process.stdin.once("data", () => { const kept = []; for (;;) kept.push(Buffer.alloc(1 << 20, 1)); })';
-      child = spawn('/usr/bin/node', ['-e', allocate, 'porthole-test-oom'], { uid: testUid, gid: testUid, cwd: '/', env: {}, detached: true, stdio: ['pipe', 'ignore', 'pipe'] });
+      child = spawn('/usr/bin/node', ['-e', allocate, 'porthole-test-oom'], {
+        uid: testUid,
+        gid: testUid,
+        cwd: '/',
+        env: {},
+        detached: true,
+        stdio: ['pipe', 'ignore', 'pipe'],
+      });
       await new Promise((resolve, reject) => child!.once('spawn', resolve).once('error', reject));
       await cgroup.add(child.pid!);
       assert.deepEqual(await procsOf(memoryDir), [child.pid]);
@@ -182,7 +197,13 @@ describe('a sandbox cgroup on cgroup v1', () => {
       await cgroup.add(loop.pid!);
       loop.stdin!.write('go\n');
 
-      await until('the fork loop reaches pids.max', () => cgroup.limitsHit(), (hit) => hit.pids, 20_000, { intervalMs: 50 });
+      await until(
+        'the fork loop reaches pids.max',
+        () => cgroup.limitsHit(),
+        (hit) => hit.pids,
+        20_000,
+        { intervalMs: 50 },
+      );
       const pidsDir = await leafOf('pids', id);
       assert.equal(await readTrimmed(join(pidsDir, 'pids.peak')), '20');
       assert.match(await readTrimmed(join(pidsDir, 'pids.events')), /^max [1-9]\d*$/);
@@ -214,7 +235,13 @@ describe('a sandbox cgroup on cgroup v1', () => {
       assert.equal(await isGone(await leafOf('pids', id)), false);
 
       killGroup(loop);
-      await until('the cgroup empties', async () => (await procsOf(await leafOf('pids', id))).length, (n) => n === 0, 10_000, { intervalMs: 50 });
+      await until(
+        'the cgroup empties',
+        async () => (await procsOf(await leafOf('pids', id))).length,
+        (n) => n === 0,
+        10_000,
+        { intervalMs: 50 },
+      );
       await reopened.remove();
       for (const controller of ['memory', 'pids', 'cpu']) assert.equal(await isGone(await leafOf(controller, id)), true, `${controller} cgroup left behind`);
       await reopened.remove();
@@ -225,7 +252,12 @@ describe('a sandbox cgroup on cgroup v1', () => {
       killGroup(loop);
       killGroup(outside);
       if (loop) await exited(loop, 10_000).catch(() => {});
-      await until('the cgroup empties', async () => ((await isGone(await leafOf('pids', id))) ? 0 : (await procsOf(await leafOf('pids', id))).length), (n) => n === 0, 10_000).catch(() => {});
+      await until(
+        'the cgroup empties',
+        async () => ((await isGone(await leafOf('pids', id))) ? 0 : (await procsOf(await leafOf('pids', id))).length),
+        (n) => n === 0,
+        10_000,
+      ).catch(() => {});
       await cgroup.remove();
     }
   });
@@ -321,6 +353,9 @@ describe('parsing /proc/self/cgroup and mountinfo', () => {
     const limits = { memoryBytes: 2 ** 30, pids: 512, cpuWeight: 100 };
     assert.equal(describeLimitsHit({ memory: false, pids: false }, limits), null);
     assert.equal(describeLimitsHit({ memory: true, pids: false }, limits), 'the desktop ran out of memory (1 GiB)');
-    assert.equal(describeLimitsHit({ memory: true, pids: true }, { ...limits, memoryBytes: 1.5 * 2 ** 30 }), 'the desktop ran out of memory (1.5 GiB), and the desktop reached its limit of 512 processes and threads');
+    assert.equal(
+      describeLimitsHit({ memory: true, pids: true }, { ...limits, memoryBytes: 1.5 * 2 ** 30 }),
+      'the desktop ran out of memory (1.5 GiB), and the desktop reached its limit of 512 processes and threads',
+    );
   });
 });

@@ -11,7 +11,12 @@ const id = 'sbx_0123456789abcdefghij';
 test('every socket of a sandbox: run/’s, their pins in sockets/, and host/’s', () => {
   const dir = sandboxDir('/data', id);
   assert.equal(dir, `/data/sandboxes/${id}`);
-  assert.deepEqual(socketPathsOf(dir).map((p) => p.slice(dir.length + 1)).sort(), ['host/proxy.sock', 'host/server.sock', 'run/agent.sock', 'run/vnc.sock', 'sockets/agent.sock', 'sockets/vnc.sock']);
+  assert.deepEqual(
+    socketPathsOf(dir)
+      .map((p) => p.slice(dir.length + 1))
+      .sort(),
+    ['host/proxy.sock', 'host/server.sock', 'run/agent.sock', 'run/vnc.sock', 'sockets/agent.sock', 'sockets/vnc.sock'],
+  );
 });
 
 test('the longest is the pinned agent socket, with room for the pin’s temporary name', () => {
@@ -24,8 +29,8 @@ test('the longest is the pinned agent socket, with room for the pin’s temporar
 
 test('a data directory one byte too long does not fit', () => {
   // "/d…d" adds its k letters and one more "/" to what "/" alone gives.
-  const justFits = '/' + 'd'.repeat(maxUnixPathBytes - longestSocketPath('/', id).bytes - 1);
+  const justFits = `/${'d'.repeat(maxUnixPathBytes - longestSocketPath('/', id).bytes - 1)}`;
   assert.equal(longestSocketPath(justFits, id).bytes, maxUnixPathBytes);
   assert.equal(longestSocketPath(justFits, id).fits, true);
-  assert.equal(longestSocketPath(justFits + 'd', id).fits, false);
+  assert.equal(longestSocketPath(`${justFits}d`, id).fits, false);
 });

@@ -43,8 +43,20 @@ async function assertPrerequisites(): Promise<void> {
     );
     if (!found) missing.push(`${command} (apt-get install ${pkg})`);
   }
-  if (!(await access(builtAgent).then(() => true, () => false))) missing.push(`${builtAgent} (node scripts/build.mjs)`);
-  if (!(await access('/usr/bin/node').then(() => true, () => false))) missing.push('/usr/bin/node (the agent runs on it inside the sandbox)');
+  if (
+    !(await access(builtAgent).then(
+      () => true,
+      () => false,
+    ))
+  )
+    missing.push(`${builtAgent} (node scripts/build.mjs)`);
+  if (
+    !(await access('/usr/bin/node').then(
+      () => true,
+      () => false,
+    ))
+  )
+    missing.push('/usr/bin/node (the agent runs on it inside the sandbox)');
   assert.deepEqual(missing, [], `missing prerequisites: ${missing.join(', ')}`);
 }
 
@@ -160,17 +172,25 @@ describe('local driver', { timeout: 300_000 }, () => {
     const handle = await driver.create(spec);
     await waitUntilHealthy(handle.agent);
     const record = await recordOf(dataDir, spec.id);
-    const renderer = await untilDefined('a Chromium renderer', async () => {
-      for (const pid of await sandboxProcesses(spec.id, record.init.pidNamespace)) if ((await cmdline(pid)).includes('--type=renderer')) return pid;
-      return undefined;
-    }, 20_000, { intervalMs: 100 });
+    const renderer = await untilDefined(
+      'a Chromium renderer',
+      async () => {
+        for (const pid of await sandboxProcesses(spec.id, record.init.pidNamespace)) if ((await cmdline(pid)).includes('--type=renderer')) return pid;
+        return undefined;
+      },
+      20_000,
+      { intervalMs: 100 },
+    );
     // Its own network namespace: the host's loopback (where the start page is served) is not
     // there, and with no egress proxy serving this sandbox (no server here) nothing goes out.
     assert.notEqual(await readlink(`/proc/${record.agent!.pid}/ns/net`), await readlink('/proc/self/ns/net'), 'network namespace of its own');
     assert.deepEqual(pageHits, [], 'the sandbox reached a page on the host’s loopback');
     const pids = await sandboxProcesses(spec.id, record.init.pidNamespace);
     const commands = await Promise.all(pids.map(cmdline));
-    assert.ok(commands.some((argv) => argv[0]?.endsWith('Xvnc')), 'Xvnc runs in the sandbox');
+    assert.ok(
+      commands.some((argv) => argv[0]?.endsWith('Xvnc')),
+      'Xvnc runs in the sandbox',
+    );
 
     // Every process of the sandbox runs as the sandbox's own unprivileged uid on the host (real, effective, saved, fs).
     const sandboxUid = isRoot ? record.uid : process.getuid!();
@@ -178,13 +198,20 @@ describe('local driver', { timeout: 300_000 }, () => {
     for (const pid of pids) {
       const uids = await statusField(pid, 'Uid');
       if (uids === null) continue; // exited meanwhile
-      assert.deepEqual(uids.split(/\s+/).map(Number), [sandboxUid, sandboxUid, sandboxUid, sandboxUid], `uids of ${pid} ${commands[pids.indexOf(pid)]?.join(' ')}`);
+      assert.deepEqual(
+        uids.split(/\s+/).map(Number),
+        [sandboxUid, sandboxUid, sandboxUid, sandboxUid],
+        `uids of ${pid} ${commands[pids.indexOf(pid)]?.join(' ')}`,
+      );
     }
 
     // Chromium runs with its own sandbox: no --no-sandbox anywhere, a zygote, and renderers under
     // seccomp-bpf in a user namespace of their own.
     assert.ok(!commands.some((argv) => argv.includes('--no-sandbox')), 'a process of the sandbox has --no-sandbox');
-    assert.ok(commands.some((argv) => argv.includes('--type=zygote')), 'Chromium has a zygote');
+    assert.ok(
+      commands.some((argv) => argv.includes('--type=zygote')),
+      'Chromium has a zygote',
+    );
     const browser = pids[commands.findIndex((argv) => argv[0]?.endsWith('/chromium') && !argv.some((a) => a.startsWith('--type=')))];
     assert.ok(browser, 'Chromium browser process');
     assert.equal(await statusField(renderer, 'Seccomp'), '2', 'renderer under seccomp-bpf');
@@ -193,7 +220,11 @@ describe('local driver', { timeout: 300_000 }, () => {
     // Nothing of the sandbox listens on TCP.
     const listening = await tcpListenInodes();
     const sandboxSockets = await socketInodesOf(pids);
-    assert.deepEqual([...sandboxSockets].filter((inode) => listening.has(inode)), [], 'TCP listeners owned by the sandbox');
+    assert.deepEqual(
+      [...sandboxSockets].filter((inode) => listening.has(inode)),
+      [],
+      'TCP listeners owned by the sandbox',
+    );
 
     // The display is not reachable from the host: no abstract @/tmp/.X11-unix socket (abstract
     // sockets live in the network namespace; Xvnc runs with -nolisten local all the same).
@@ -223,11 +254,16 @@ describe('local driver', { timeout: 300_000 }, () => {
     for (const pid of await sandboxProcesses(spec.id, record.init.pidNamespace)) {
       if ((await readProcStat(pid))?.comm === 'xterm') process.kill(pid, 'SIGKILL');
     }
-    const health = await untilDefined('the terminal to be restarted', async () => {
-      const h = await fetchAgentHealth(handle.agent);
-      const terminal = h.processes.find((p) => p.name === 'terminal');
-      return h.healthy && terminal?.restarts === 1 ? h : undefined;
-    }, 20_000, { intervalMs: 100 });
+    const health = await untilDefined(
+      'the terminal to be restarted',
+      async () => {
+        const h = await fetchAgentHealth(handle.agent);
+        const terminal = h.processes.find((p) => p.name === 'terminal');
+        return h.healthy && terminal?.restarts === 1 ? h : undefined;
+      },
+      20_000,
+      { intervalMs: 100 },
+    );
     assert.equal(health.processes.find((p) => p.name === 'terminal')?.lastExit, 'signal SIGKILL');
 
     // A killed Xvnc leaves its lock and sockets; the agent clears them, restarts it, and the
@@ -235,10 +271,16 @@ describe('local driver', { timeout: 300_000 }, () => {
     for (const pid of await sandboxProcesses(spec.id, record.init.pidNamespace)) {
       if ((await readProcStat(pid))?.comm === 'Xvnc') process.kill(pid, 'SIGKILL');
     }
-    await until('Xvnc to be restarted and the desktop healthy again', async () => {
-      const h = await fetchAgentHealth(handle.agent);
-      return h.healthy && h.processes.find((p) => p.name === 'vnc')?.restarts === 1;
-    }, (isBack) => isBack, 20_000, { intervalMs: 100 });
+    await until(
+      'Xvnc to be restarted and the desktop healthy again',
+      async () => {
+        const h = await fetchAgentHealth(handle.agent);
+        return h.healthy && h.processes.find((p) => p.name === 'vnc')?.restarts === 1;
+      },
+      (isBack) => isBack,
+      20_000,
+      { intervalMs: 100 },
+    );
     assert.match(await readRfbBanner(handle.vnc), /^RFB /);
     await driver.destroy(spec.id);
   });
@@ -251,10 +293,15 @@ describe('local driver', { timeout: 300_000 }, () => {
     await waitUntilHealthy(handle.agent);
     // Only the namespace's init: the kernel kills the rest, and bwrap reports how its init ended.
     process.kill((await recordOf(fixture!.dataDir, spec.id)).init.pid, 'SIGKILL');
-    const info = await untilDefined('the sandbox to exit', async () => {
-      const i = await driver.inspect(spec.id);
-      return i?.status === 'exited' && i.exit !== null ? i : undefined;
-    }, 20_000, { intervalMs: 100 });
+    const info = await untilDefined(
+      'the sandbox to exit',
+      async () => {
+        const i = await driver.inspect(spec.id);
+        return i?.status === 'exited' && i.exit !== null ? i : undefined;
+      },
+      20_000,
+      { intervalMs: 100 },
+    );
     assert.equal(info.exit, 'signal SIGKILL');
     await driver.destroy(spec.id);
   });

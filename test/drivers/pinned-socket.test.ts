@@ -141,8 +141,16 @@ test('a pin whose server restarted (new inode) is pinned again on ECONNREFUSED',
   };
   assert.equal(await read(), 'ONE');
   first.kill('SIGKILL');
-  await until('the first server to be gone', () => first.exitCode !== null || first.signalCode !== null, (gone) => gone, 5_000);
-  const second = spawnAsSandbox(`try { require('fs').unlinkSync('restart.sock') } catch {}; require('net').createServer((s) => s.end('TWO')).listen('restart.sock', () => console.log('listening'))`, run);
+  await until(
+    'the first server to be gone',
+    () => first.exitCode !== null || first.signalCode !== null,
+    (gone) => gone,
+    5_000,
+  );
+  const second = spawnAsSandbox(
+    `try { require('fs').unlinkSync('restart.sock') } catch {}; require('net').createServer((s) => s.end('TWO')).listen('restart.sock', () => console.log('listening'))`,
+    run,
+  );
   await new Promise<void>((resolve) => second.stdout!.once('data', () => resolve()));
   assert.equal(await read(), 'TWO');
 });

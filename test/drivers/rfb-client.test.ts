@@ -39,7 +39,22 @@ async function startXvnc(): Promise<void> {
     xvncLog = '';
     const child = spawn(
       'Xvnc',
-      [`:${display}`, '-rfbport', '-1', '-rfbunixpath', vncSocket, '-SecurityTypes', 'None', '-nolisten', 'tcp', '-nolisten', 'local', '-UseBlacklist=0', '-geometry', `${width}x${height}`],
+      [
+        `:${display}`,
+        '-rfbport',
+        '-1',
+        '-rfbunixpath',
+        vncSocket,
+        '-SecurityTypes',
+        'None',
+        '-nolisten',
+        'tcp',
+        '-nolisten',
+        'local',
+        '-UseBlacklist=0',
+        '-geometry',
+        `${width}x${height}`,
+      ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     );
     child.stderr!.on('data', (chunk: Buffer) => (xvncLog += chunk.toString()));
@@ -97,7 +112,10 @@ describe('against a real Xvnc', () => {
       client.setEncodings([rfbEncodings.raw]);
       client.requestUpdate({ width, height });
       const full = await client.readFramebufferUpdate();
-      assert.ok(full.rectangles.every((r) => r.encoding === rfbEncodings.raw), JSON.stringify(full.rectangles));
+      assert.ok(
+        full.rectangles.every((r) => r.encoding === rfbEncodings.raw),
+        JSON.stringify(full.rectangles),
+      );
       const area = full.rectangles.reduce((sum, r) => sum + r.width * r.height, 0);
       assert.equal(area, width * height, 'the rectangles cover the framebuffer');
       assert.equal(full.bytes, 4 + 12 * full.rectangles.length + area * 4);
@@ -233,7 +251,16 @@ describe('against fake servers', () => {
     });
     const client = await clientOf(fake.endpoint);
     try {
-      assert.deepEqual(await client.handshake(), { banner: 'RFB 003.003', version: '3.3', security: 'None', width: 640, height: 480, name: 'three-three', bitsPerPixel: 32, depth: 24 });
+      assert.deepEqual(await client.handshake(), {
+        banner: 'RFB 003.003',
+        version: '3.3',
+        security: 'None',
+        width: 640,
+        height: 480,
+        name: 'three-three',
+        bitsPerPixel: 32,
+        depth: 24,
+      });
     } finally {
       client.close();
       await fake.close();

@@ -69,10 +69,13 @@ test('a session holding a credential shows its account and expiry on the dashboa
   p.on('console', (message) => message.type() === 'error' && errors.push(message.text()));
   p.on('pageerror', (error) => errors.push(String(error)));
   const cell = p.locator(`tr[data-session-id="${session.id}"] td[data-label=Credential]`);
-  await cell.getByText('alice@example.com').waitFor({ timeout: 10_000 }).catch(async (error: unknown) => {
-    await p.screenshot({ path: `${out}/timeout-credential.png` });
-    throw new Error(`${String(error)}; page errors: ${errors.join(' | ')}`);
-  });
+  await cell
+    .getByText('alice@example.com')
+    .waitFor({ timeout: 10_000 })
+    .catch(async (error: unknown) => {
+      await p.screenshot({ path: `${out}/timeout-credential.png` });
+      throw new Error(`${String(error)}; page errors: ${errors.join(' | ')}`);
+    });
   const text = (await cell.textContent()) ?? '';
   assert.match(text, /expires .*in 5\d min/, text);
   // Put without saying how it was checked: only offline checks, so the account is marked unconfirmed.
@@ -103,12 +106,23 @@ test('when the session completes, the viewer says who is connected and does not 
   // What the agent does after the demo login: deliver the credential file. Real tokens from the
   // server's demo provider (the server verifies them with it; made-up ones would fail the session).
   const credentials = await demoSignIn(t.server.demoOidc!.issuer);
-  await t.server.sessions.complete(session.id, { provider: 'demo', file: 'credentials.json', content: JSON.stringify(credentials), expiresAt: credentials.expires_at, account: null });
+  await t.server.sessions.complete(session.id, {
+    provider: 'demo',
+    file: 'credentials.json',
+    content: JSON.stringify(credentials),
+    expiresAt: credentials.expires_at,
+    account: null,
+  });
 
   await p.waitForSelector('body[data-phase=completed]', { timeout: 15_000 });
   assert.equal(await p.evaluate(() => document.body.dataset.closeCode), '1000');
   assert.equal(await p.evaluate(() => document.body.dataset.closeReason), 'completed');
-  await until('the sentence names the provider and account', () => p.textContent('#panel-sentence'), (s) => /porthole demo as demo@porthole\.test/.test(s ?? ''), 5_000);
+  await until(
+    'the sentence names the provider and account',
+    () => p.textContent('#panel-sentence'),
+    (s) => /porthole demo as demo@porthole\.test/.test(s ?? ''),
+    5_000,
+  );
   assert.equal(await p.textContent('#panel-title'), 'Connected');
   await p.screenshot({ path: `${out}/viewer-completed.png` });
 
@@ -131,7 +145,10 @@ test('when a delivered credential does not verify, the viewer says the sign-in c
   // Someone holding the sandbox token delivers a file with made-up tokens.
   const real = await demoSignIn(t.server.demoOidc!.issuer);
   const forged = JSON.stringify({ ...real, access_token: 'made-up-access-token-0123456789', account: { sub: 'ceo', email: 'ceo@victim.example' } });
-  await assert.rejects(t.server.sessions.complete(session.id, { provider: 'demo', file: 'credentials.json', content: forged, expiresAt: null, account: null }), { code: 'CREDENTIAL_UNVERIFIED' });
+  await assert.rejects(
+    t.server.sessions.complete(session.id, { provider: 'demo', file: 'credentials.json', content: forged, expiresAt: null, account: null }),
+    { code: 'CREDENTIAL_UNVERIFIED' },
+  );
 
   await p.waitForSelector('body[data-phase=failed]', { timeout: 15_000 });
   assert.equal(await p.evaluate(() => document.body.dataset.closeCode), '4410');

@@ -129,7 +129,12 @@ test('connect the demo provider and sign in through the canvas: completed, captu
   assert.equal((await t.api.getSession(sessionId)).provider, 'demo');
 
   // The demo CLI opened the provider's login page in the sandbox's Chromium: its blue button shows.
-  const signIn = await until('the login page in the canvas', () => buttonBox(p), (box) => box !== null, 60_000);
+  const signIn = await until(
+    'the login page in the canvas',
+    () => buttonBox(p),
+    (box) => box !== null,
+    60_000,
+  );
   await p.screenshot({ path: `${out}/1-login-page.png` });
   const canvas = (await p.locator('#screen canvas').boundingBox())!;
   const size = await p.locator('#screen canvas').evaluate((c: HTMLCanvasElement) => ({ w: c.width, h: c.height }));
@@ -182,7 +187,12 @@ test('connect the demo provider and sign in through the canvas: completed, captu
   assert.equal(session.state, 'completed');
   assert.equal(session.credential?.account, email);
   assert.equal(session.credential?.verification, 'verified', 'the server asked the demo provider, which named the account');
-  await until('the sandbox is destroyed', () => t.server.driver.list(), (list) => list.length === 0, 15_000);
+  await until(
+    'the sandbox is destroyed',
+    () => t.server.driver.list(),
+    (list) => list.length === 0,
+    15_000,
+  );
   assert.deepEqual(await sandboxProcesses(session.sandboxId!), []);
 
   // The credentials API returns what the provider issued; the provider accepts that token.
@@ -196,8 +206,14 @@ test('connect the demo provider and sign in through the canvas: completed, captu
   assert.equal(userinfo.status, 200, 'the provider accepts the captured access token');
   assert.equal(((await userinfo.json()) as { email: string }).email, email);
   const { events } = await t.api.listEvents(sessionId);
-  assert.ok(events.some((e) => e.type === 'credentials.read'), 'the read is audited');
-  assert.ok(events.some((e) => e.type === 'login.browser_opened'), 'the timeline shows the browser hand-off');
+  assert.ok(
+    events.some((e) => e.type === 'credentials.read'),
+    'the read is audited',
+  );
+  assert.ok(
+    events.some((e) => e.type === 'login.browser_opened'),
+    'the timeline shows the browser hand-off',
+  );
 
   // No plaintext copy at rest or in the logs.
   const sealed = await t.server.store.getCredential(sessionId as SessionId);

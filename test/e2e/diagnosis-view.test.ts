@@ -50,7 +50,12 @@ async function recordStatus(p: Page): Promise<void> {
     new MutationObserver(() => {
       const text = status.textContent ?? '';
       if (log.at(-1)?.text === text) return;
-      log.push({ atMs: Math.round(performance.now() - started), text, phase: document.body.dataset.phase ?? '', hop: document.body.dataset.diagnosedHop ?? null });
+      log.push({
+        atMs: Math.round(performance.now() - started),
+        text,
+        phase: document.body.dataset.phase ?? '',
+        hop: document.body.dataset.diagnosedHop ?? null,
+      });
     }).observe(status, { childList: true, characterData: true, subtree: true });
   });
 }
@@ -87,19 +92,31 @@ test('viewer: Xvnc killed — the sentence names the failing hop and its cause w
       killedAt = Date.now();
       await killProcess(xvnc);
       const isNamed = await p
-        .waitForFunction((source) => new RegExp(source).test(document.querySelector('#status')?.textContent ?? ''), hopSentence.source, { timeout: 15_000, polling: 50 })
+        .waitForFunction((source) => new RegExp(source).test(document.querySelector('#status')?.textContent ?? ''), hopSentence.source, {
+          timeout: 15_000,
+          polling: 50,
+        })
         .then(
           () => true,
           () => false,
         );
       if (isNamed) break;
-      assert.ok(attempt < 3, `three Xvnc kills and the viewer never named a failing hop:\n${(await statusLog(p)).map((e) => `${e.atMs} ms [${e.phase}] ${e.text}`).join('\n')}`);
+      assert.ok(
+        attempt < 3,
+        `three Xvnc kills and the viewer never named a failing hop:\n${(await statusLog(p)).map((e) => `${e.atMs} ms [${e.phase}] ${e.text}`).join('\n')}`,
+      );
       await p.waitForSelector('body[data-phase=connected]', { timeout: 45_000 });
     }
     const shownMs = Date.now() - killedAt;
     await p.evaluate(() => ((document.querySelector('#diagnosis') as HTMLDetailsElement).open = true));
     await p.screenshot({ path: `${out}/viewer-diagnosed.png` });
-    const hops = await p.locator('#diagnosis .hop').evaluateAll((items) => items.map((li) => ({ hop: (li as HTMLElement).dataset.hop, result: (li as HTMLElement).dataset.result, first: (li as HTMLElement).dataset.firstFailure ?? null })));
+    const hops = await p.locator('#diagnosis .hop').evaluateAll((items) =>
+      items.map((li) => ({
+        hop: (li as HTMLElement).dataset.hop,
+        result: (li as HTMLElement).dataset.result,
+        first: (li as HTMLElement).dataset.firstFailure ?? null,
+      })),
+    );
 
     // The agent restarts Xvnc (and the desktop with it) within a second or two: the viewer gets back.
     await p.waitForSelector('body[data-phase=connected]', { timeout: 45_000 });
@@ -114,15 +131,24 @@ test('viewer: Xvnc killed — the sentence names the failing hop and its cause w
     assert.match(cause!, /SIGKILL|ECONNREFUSED|ENOENT|ECONNRESET|reports down/, shown[0]!.text);
     assert.match(lead!, /^(The desktop is down|The desktop does not answer|The sandbox does not answer|porthole’s relay cannot reach the desktop)$/);
     // The details list every hop in order, the failing one marked.
-    assert.deepEqual(hops.map((h) => h.hop), ['store', 'driver', 'agent', 'vnc', 'relay']);
+    assert.deepEqual(
+      hops.map((h) => h.hop),
+      ['store', 'driver', 'agent', 'vnc', 'relay'],
+    );
     assert.equal(hops.find((h) => h.first === 'true')?.hop, hop);
     assert.equal(hops.find((h) => h.hop === hop)?.result, 'failed');
     assert.equal(await isAlive(xvnc), false);
     assert.equal(await p.evaluate(() => document.body.dataset.diagnosedHop ?? null), null, 'connected again: the old diagnosis is gone');
     assert.equal(await p.locator('#diagnosis').isHidden(), true);
     await p.screenshot({ path: `${out}/viewer-reconnected.png` });
-    tc.diagnostic(`Xvnc SIGKILL → "${shown[0]!.text}" shown after ${shownMs} ms; connected again after ${backMs} ms; sentences: ${log.map((e) => `[${e.phase}] ${e.text}`).join(' | ')}`);
-    assert.deepEqual(consoleErrors.filter((e) => !/favicon|WebSocket/.test(e)), [], 'no console errors');
+    tc.diagnostic(
+      `Xvnc SIGKILL → "${shown[0]!.text}" shown after ${shownMs} ms; connected again after ${backMs} ms; sentences: ${log.map((e) => `[${e.phase}] ${e.text}`).join(' | ')}`,
+    );
+    assert.deepEqual(
+      consoleErrors.filter((e) => !/favicon|WebSocket/.test(e)),
+      [],
+      'no console errors',
+    );
   } finally {
     await context.close();
     await t.api.endSession(session.id);
@@ -130,7 +156,10 @@ test('viewer: Xvnc killed — the sentence names the failing hop and its cause w
 });
 
 /** The dashboard's row of a session, with its "Diagnose" pressed and its answer waited for. */
-async function diagnoseInDashboard(p: Page, sessionId: string): Promise<{ verdict: string; firstFailure: string; hops: { hop: string; result: string; first: string | null; ms: string; cause: string }[] }> {
+async function diagnoseInDashboard(
+  p: Page,
+  sessionId: string,
+): Promise<{ verdict: string; firstFailure: string; hops: { hop: string; result: string; first: string | null; ms: string; cause: string }[] }> {
   const row = p.locator(`tr[data-session-id="${sessionId}"]`);
   await row.getByRole('button', { name: 'Diagnose' }).click();
   const panel = p.locator(`tr[data-diagnosis-for="${sessionId}"]`);
@@ -163,10 +192,22 @@ test('dashboard: "Diagnose" shows every hop ok for a healthy session, and the fa
 
     const ok = await diagnoseInDashboard(p, healthy.id);
     assert.equal(ok.verdict, 'ok', JSON.stringify(ok));
-    assert.deepEqual(ok.hops.map((h) => [h.hop, h.result]), [['store', 'ok'], ['driver', 'ok'], ['agent', 'ok'], ['vnc', 'ok'], ['relay', 'ok']]);
-    assert.ok(ok.hops.every((h) => /\d+ ms|\d\.\d s/.test(h.ms)), `each hop has its time: ${ok.hops.map((h) => h.ms).join(', ')}`);
+    assert.deepEqual(
+      ok.hops.map((h) => [h.hop, h.result]),
+      [
+        ['store', 'ok'],
+        ['driver', 'ok'],
+        ['agent', 'ok'],
+        ['vnc', 'ok'],
+        ['relay', 'ok'],
+      ],
+    );
+    assert.ok(
+      ok.hops.every((h) => /\d+ ms|\d\.\d s/.test(h.ms)),
+      `each hop has its time: ${ok.hops.map((h) => h.ms).join(', ')}`,
+    );
     assert.match(ok.hops.find((h) => h.hop === 'vnc')!.cause, /banner RFB 003\.008/);
-    assert.match(await p.locator(`tr[data-diagnosis-for="${healthy.id}"] .diagnosis-summary`).textContent() ?? '', /every hop answers/);
+    assert.match((await p.locator(`tr[data-diagnosis-for="${healthy.id}"] .diagnosis-summary`).textContent()) ?? '', /every hop answers/);
     await p.screenshot({ path: `${out}/dashboard-diagnosis-ok.png`, fullPage: true });
 
     // A stopped agent holds its socket open and answers nothing: its hop times out (3 s).
@@ -177,13 +218,27 @@ test('dashboard: "Diagnose" shows every hop ok for a healthy session, and the fa
     const tookMs = Date.now() - startedAt;
     assert.equal(failed.verdict, 'failed', JSON.stringify(failed));
     assert.equal(failed.firstFailure, 'agent');
-    assert.deepEqual(failed.hops.map((h) => [h.hop, h.result]), [['store', 'ok'], ['driver', 'ok'], ['agent', 'failed'], ['vnc', 'skipped'], ['relay', 'skipped']]);
+    assert.deepEqual(
+      failed.hops.map((h) => [h.hop, h.result]),
+      [
+        ['store', 'ok'],
+        ['driver', 'ok'],
+        ['agent', 'failed'],
+        ['vnc', 'skipped'],
+        ['relay', 'skipped'],
+      ],
+    );
     const agentHop = failed.hops.find((h) => h.hop === 'agent')!;
     assert.equal(agentHop.first, 'true', 'the failing hop is the highlighted one');
     assert.match(agentHop.cause, /^SANDBOX_UNREACHABLE .*ETIMEDOUT/);
     assert.match(agentHop.cause, /agent\.sock/);
-    assert.match(await p.locator(`tr[data-diagnosis-for="${broken.id}"] .diagnosis-summary`).textContent() ?? '', /first failure: agent \(SANDBOX_UNREACHABLE\)/);
-    const highlighted = await p.locator(`tr[data-diagnosis-for="${broken.id}"] .hop[data-first-failure=true]`).evaluate((li) => getComputedStyle(li).backgroundColor);
+    assert.match(
+      (await p.locator(`tr[data-diagnosis-for="${broken.id}"] .diagnosis-summary`).textContent()) ?? '',
+      /first failure: agent \(SANDBOX_UNREACHABLE\)/,
+    );
+    const highlighted = await p
+      .locator(`tr[data-diagnosis-for="${broken.id}"] .hop[data-first-failure=true]`)
+      .evaluate((li) => getComputedStyle(li).backgroundColor);
     assert.notEqual(highlighted, 'rgba(0, 0, 0, 0)', 'the first failing hop has its own background');
     // The API says the same as the page.
     const api = await diagnose(t, broken.id);
@@ -196,7 +251,12 @@ test('dashboard: "Diagnose" shows every hop ok for a healthy session, and the fa
     process.kill(agent.pid, 'SIGCONT');
     isStopped = false;
     await t.api.endSession(broken.id);
-    await untilDefined('the ended session’s Diagnose goes', async () => ((await p.locator(`tr[data-session-id="${broken.id}"] [data-action=diagnose]`).isHidden()) ? true : undefined), 10_000, { intervalMs: 200, canProbeFail: true });
+    await untilDefined(
+      'the ended session’s Diagnose goes',
+      async () => ((await p.locator(`tr[data-session-id="${broken.id}"] [data-action=diagnose]`).isHidden()) ? true : undefined),
+      10_000,
+      { intervalMs: 200, canProbeFail: true },
+    );
     assert.equal(await p.locator(`tr[data-diagnosis-for="${broken.id}"]`).count(), 1, 'the diagnosis shown stays');
     assert.deepEqual(errors, []);
   } finally {

@@ -22,7 +22,9 @@ async function site(): Promise<{ server: Server; origin: string }> {
   const server = createServer((request, response) => {
     const src = new URL(request.url ?? '/', 'http://site.invalid').searchParams.get('src') ?? 'about:blank';
     const attribute = src.replaceAll('&', '&amp;').replaceAll('"', '&quot;').replaceAll('<', '&lt;');
-    response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(`<!doctype html><title>site</title><iframe id="frame" src="${attribute}" width="1000" height="700"></iframe>`);
+    response
+      .writeHead(200, { 'content-type': 'text/html; charset=utf-8' })
+      .end(`<!doctype html><title>site</title><iframe id="frame" src="${attribute}" width="1000" height="700"></iframe>`);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { server, origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
@@ -73,7 +75,10 @@ test('a foreign site cannot frame the dashboard, nor the viewer', async () => {
   const dashboard = await framed(foreign.origin, `${t.server.url}/`);
   try {
     assert.ok(isBlocked(dashboard.frame), `the dashboard loaded in the frame: ${dashboard.frame.url()}`);
-    assert.ok(dashboard.console.some((m) => /frame-ancestors 'self'/.test(m)), `Chromium names the policy: ${dashboard.console.join(' | ')}`);
+    assert.ok(
+      dashboard.console.some((m) => /frame-ancestors 'self'/.test(m)),
+      `Chromium names the policy: ${dashboard.console.join(' | ')}`,
+    );
   } finally {
     await dashboard.close();
   }

@@ -66,7 +66,12 @@ function until<T>(what: string, probe: () => Promise<T> | T, ok: (value: T) => b
 
 /** Waits for the field to hold `expected`, then a moment longer: a late key would still change it. */
 async function fieldHolds(what: string, expected: string): Promise<void> {
-  await until(what, () => site_.value, (v) => v === expected, 15_000);
+  await until(
+    what,
+    () => site_.value,
+    (v) => v === expected,
+    15_000,
+  );
   await new Promise((resolve) => setTimeout(resolve, 300));
   assert.equal(site_.value, expected, `${what}: nothing arrives after the text`);
 }
@@ -78,7 +83,12 @@ async function fieldHolds(what: string, expected: string): Promise<void> {
 async function focusField(): Promise<void> {
   const box = (await p.locator('#screen canvas').boundingBox())!;
   await p.mouse.click(box.x + box.width * 0.5, box.y + box.height * 0.3);
-  await until('the field has the keyboard', () => site_.focused, (id) => id === 'field', 10_000);
+  await until(
+    'the field has the keyboard',
+    () => site_.focused,
+    (id) => id === 'field',
+    10_000,
+  );
 }
 
 /** Empties the field with keys: select all, delete. */
@@ -86,14 +96,30 @@ async function clearField(): Promise<void> {
   await focusField();
   await p.keyboard.press('Control+a');
   await p.keyboard.press('Backspace');
-  await until('the field is empty', () => site_.value, (v) => v === '' || v === null, 10_000);
+  await until(
+    'the field is empty',
+    () => site_.value,
+    (v) => v === '' || v === null,
+    10_000,
+  );
 }
 
 /** The key a person presses for each character on a US keyboard, and whether with Shift. */
 const usKeys: Record<string, [code: string, isShifted: boolean]> = {
-  ' ': ['Space', false], '.': ['Period', false], '+': ['Equal', true], '@': ['Digit2', true], '!': ['Digit1', true],
-  '#': ['Digit3', true], $: ['Digit4', true], '%': ['Digit5', true], '^': ['Digit6', true], '&': ['Digit7', true],
-  '*': ['Digit8', true], '(': ['Digit9', true], ')': ['Digit0', true], _: ['Minus', true],
+  ' ': ['Space', false],
+  '.': ['Period', false],
+  '+': ['Equal', true],
+  '@': ['Digit2', true],
+  '!': ['Digit1', true],
+  '#': ['Digit3', true],
+  $: ['Digit4', true],
+  '%': ['Digit5', true],
+  '^': ['Digit6', true],
+  '&': ['Digit7', true],
+  '*': ['Digit8', true],
+  '(': ['Digit9', true],
+  ')': ['Digit0', true],
+  _: ['Minus', true],
 };
 
 function usKeyFor(char: string): [code: string, isShifted: boolean] {
@@ -153,15 +179,21 @@ before(async () => {
   const { viewerUrl } = await t.api.createTicket(session.id);
   await p.goto(viewerUrl);
   await p.waitForSelector('body[data-phase=connected]', { timeout: 60_000 });
-  await until('the sandbox Chromium loaded the page', () => site_.loads, (n) => n > 0, 30_000);
+  await until(
+    'the sandbox Chromium loaded the page',
+    () => site_.loads,
+    (n) => n > 0,
+    30_000,
+  );
   // The desktop follows the viewer's size; click only once it has.
   await until(
     'the remote framebuffer matches the container',
-    () => p.evaluate(() => {
-      const rfb = (window as any).porthole.rfb;
-      const screen = document.querySelector('#screen') as HTMLElement;
-      return rfb ? `${rfb._fbWidth}x${rfb._fbHeight}` === `${screen.clientWidth}x${screen.clientHeight}` : false;
-    }),
+    () =>
+      p.evaluate(() => {
+        const rfb = (window as any).porthole.rfb;
+        const screen = document.querySelector('#screen') as HTMLElement;
+        return rfb ? `${rfb._fbWidth}x${rfb._fbHeight}` === `${screen.clientWidth}x${screen.clientHeight}` : false;
+      }),
     (isSame) => isSame,
     15_000,
   );
@@ -235,17 +267,32 @@ test('editing keys: Backspace, arrows, Ctrl+C/Ctrl+V inside the desktop, Tab and
   await p.keyboard.type('Held');
   await fieldHolds('Shift+Home then typing replaced the selection', 'Held');
   await p.keyboard.press('Tab');
-  await until('Tab moved the focus to the next field', () => site_.focused, (id) => id === 'other', 10_000);
+  await until(
+    'Tab moved the focus to the next field',
+    () => site_.focused,
+    (id) => id === 'other',
+    10_000,
+  );
   await p.keyboard.down('Shift');
   await p.keyboard.press('Tab');
   await p.keyboard.up('Shift');
-  await until('Shift+Tab moved it back', () => site_.focused, (id) => id === 'field', 10_000);
+  await until(
+    'Shift+Tab moved it back',
+    () => site_.focused,
+    (id) => id === 'field',
+    10_000,
+  );
   await p.keyboard.press('Enter');
-  await until('Enter submitted the form', () => site_.submitted, (v) => v === 'Held', 10_000);
+  await until(
+    'Enter submitted the form',
+    () => site_.submitted,
+    (v) => v === 'Held',
+    10_000,
+  );
 });
 
 /** A key as another layout's keyboard reports it (Playwright's own keyboard knows only US). */
-async function layoutKey(key: string, code: string, text = ''): Promise<void> {
+async function _layoutKey(key: string, code: string, text = ''): Promise<void> {
   const cdp = await context.newCDPSession(p);
   await cdp.send('Input.dispatchKeyEvent', { type: text ? 'keyDown' : 'rawKeyDown', key, code, text });
   await cdp.send('Input.dispatchKeyEvent', { type: 'keyUp', key, code });

@@ -83,7 +83,12 @@ function remoteSize(page: Page): Promise<{ fb: string; canvas: string; container
 async function focusField(page: Page): Promise<void> {
   const box = (await page.locator('#screen canvas').boundingBox())!;
   await page.mouse.click(box.x + box.width * 0.5, box.y + box.height * 0.35);
-  await until('the field has the keyboard', () => site_.focused, (isFocused) => isFocused, 10_000);
+  await until(
+    'the field has the keyboard',
+    () => site_.focused,
+    (isFocused) => isFocused,
+    10_000,
+  );
 }
 
 /** Empties the remote field: select all and delete, typed through noVNC like any key. */
@@ -91,7 +96,12 @@ async function clearField(page: Page): Promise<void> {
   await focusField(page);
   await page.keyboard.press('Control+a');
   await page.keyboard.press('Backspace');
-  await until('the field is empty', () => site_.value, (v) => v === '' || v === null, 10_000);
+  await until(
+    'the field is empty',
+    () => site_.value,
+    (v) => v === '' || v === null,
+    10_000,
+  );
 }
 
 before(async () => {
@@ -132,7 +142,12 @@ before(async () => {
   const { viewerUrl } = await t.api.createTicket(session.id);
   await p.goto(viewerUrl);
   await p.waitForSelector('body[data-phase=connected]', { timeout: 60_000 });
-  await until('the sandbox Chromium loaded the page', () => site_.loads, (n) => n > 0, 30_000);
+  await until(
+    'the sandbox Chromium loaded the page',
+    () => site_.loads,
+    (n) => n > 0,
+    30_000,
+  );
 });
 
 after(async () => {
@@ -143,10 +158,20 @@ after(async () => {
 });
 
 test('the desktop follows the viewer: 1280x800 page → remote framebuffer of the container', async () => {
-  const size = await until('the remote framebuffer matches the container', () => remoteSize(p), (s) => s.fb === s.container && s.canvas === s.container, 15_000);
+  const size = await until(
+    'the remote framebuffer matches the container',
+    () => remoteSize(p),
+    (s) => s.fb === s.container && s.canvas === s.container,
+    15_000,
+  );
   assert.match(size.fb, /^1280x\d+$/, `the desktop is as wide as the page (${JSON.stringify(size)})`);
   // The sandbox's Chromium was laid out for the new size too: as wide as the screen.
-  await until('the page inside reports the new screen', () => site_.size, (s) => s !== null && s.sw === 1280 && s.ow === 1280, 15_000);
+  await until(
+    'the page inside reports the new screen',
+    () => site_.size,
+    (s) => s !== null && s.sw === 1280 && s.ow === 1280,
+    15_000,
+  );
   await p.screenshot({ path: `${out}/resize-1280x800.png` });
 });
 
@@ -172,7 +197,24 @@ test('Ctrl+Shift+V pastes too, and the held modifiers do not turn the text into 
   await p.evaluate(() => navigator.clipboard.writeText('Shortcut-Pasted-42!'));
   await p.locator('#screen canvas').focus();
   await p.keyboard.press('Control+Shift+V');
-  await until('the field holds the shortcut-pasted text', async () => ({ v: site_.value, all: site_.values.slice(-5), status: await p.textContent('#status'), paste: await p.evaluate(() => document.body.dataset.paste), dialog: await p.evaluate(() => (document.querySelector('#paste-dialog') as HTMLDialogElement).open), read: await p.evaluate(() => navigator.clipboard.readText().then((t) => t, (e) => String(e)))}), (x) => x.v === 'Shortcut-Pasted-42!', 15_000);
+  await until(
+    'the field holds the shortcut-pasted text',
+    async () => ({
+      v: site_.value,
+      all: site_.values.slice(-5),
+      status: await p.textContent('#status'),
+      paste: await p.evaluate(() => document.body.dataset.paste),
+      dialog: await p.evaluate(() => (document.querySelector('#paste-dialog') as HTMLDialogElement).open),
+      read: await p.evaluate(() =>
+        navigator.clipboard.readText().then(
+          (t) => t,
+          (e) => String(e),
+        ),
+      ),
+    }),
+    (x) => x.v === 'Shortcut-Pasted-42!',
+    15_000,
+  );
 });
 
 test('without clipboard access, Paste opens a dialog; what is pasted there is typed', async () => {
@@ -190,7 +232,12 @@ test('without clipboard access, Paste opens a dialog; what is pasted there is ty
   await input.fill('Dialog+Typed 2FA: 918273');
   await p.screenshot({ path: `${out}/paste-dialog.png` });
   await p.getByRole('button', { name: 'Type it' }).click();
-  await until('the field holds the dialog text', () => site_.value, (v) => v === 'Dialog+Typed 2FA: 918273', 15_000);
+  await until(
+    'the field holds the dialog text',
+    () => site_.value,
+    (v) => v === 'Dialog+Typed 2FA: 918273',
+    15_000,
+  );
   assert.equal(await dialog.isVisible(), false, 'the dialog closed');
   assert.equal(await input.inputValue(), '', 'the dialog forgets the text');
   await p.evaluate(() => delete (navigator.clipboard as { readText?: unknown }).readText); // the prototype's again
@@ -201,7 +248,12 @@ test('a text over 4 KiB is refused with a sentence, and nothing is typed', async
   const before = site_.values.length;
   await p.evaluate(() => navigator.clipboard.writeText('x'.repeat(5000)));
   await p.click('#paste');
-  await until('the status says why', () => p.textContent('#status'), (text) => /4\.9 KiB.*at most 4 KiB/.test(text ?? ''), 5_000);
+  await until(
+    'the status says why',
+    () => p.textContent('#status'),
+    (text) => /4\.9 KiB.*at most 4 KiB/.test(text ?? ''),
+    5_000,
+  );
   await p.screenshot({ path: `${out}/paste-too-long.png` });
   await new Promise((resolve) => setTimeout(resolve, 500));
   assert.equal(site_.values.length, before, 'nothing reached the field');
@@ -209,11 +261,21 @@ test('a text over 4 KiB is refused with a sentence, and nothing is typed', async
 
 test('resizing the page to 900x700 resizes the desktop and re-lays out its windows', async () => {
   await p.setViewportSize({ width: 900, height: 700 });
-  const size = await until('the remote framebuffer follows', () => remoteSize(p), (s) => s.fb === s.container && s.canvas === s.container, 10_000);
+  const size = await until(
+    'the remote framebuffer follows',
+    () => remoteSize(p),
+    (s) => s.fb === s.container && s.canvas === s.container,
+    10_000,
+  );
   assert.match(size.fb, /^900x\d+$/);
   const [, height] = size.fb.split('x').map(Number);
   // The agent's layout watcher sized Chromium to the new screen: the page inside says so.
-  const inside = await until('the sandbox Chromium fits the new screen', () => site_.size, (s) => s !== null && s.sw === 900 && s.ow === 900, 10_000);
+  const inside = await until(
+    'the sandbox Chromium fits the new screen',
+    () => site_.size,
+    (s) => s !== null && s.sw === 900 && s.ow === 900,
+    10_000,
+  );
   assert.ok(inside!.oh <= Math.round(height! * 0.62) + 2, `Chromium keeps to the top part: ${JSON.stringify(inside)}`);
   const yellowAtRight = () =>
     p.evaluate(
@@ -221,7 +283,8 @@ test('resizing the page to 900x700 resizes the desktop and re-lays out its windo
         const canvas = document.querySelector('#screen canvas') as HTMLCanvasElement;
         const data = canvas.getContext('2d')!.getImageData(canvas.width - 60, 0, 60, Math.round(canvas.height * 0.4)).data;
         let n = 0;
-        for (let i = 0; i < data.length; i += 4) if (Math.abs(data[i]! - rgb![0]!) < 12 && Math.abs(data[i + 1]! - rgb![1]!) < 12 && Math.abs(data[i + 2]! - rgb![2]!) < 12) n++;
+        for (let i = 0; i < data.length; i += 4)
+          if (Math.abs(data[i]! - rgb![0]!) < 12 && Math.abs(data[i + 1]! - rgb![1]!) < 12 && Math.abs(data[i + 2]! - rgb![2]!) < 12) n++;
         return n;
       },
       [yellow] as const,
@@ -234,14 +297,29 @@ test('resizing the page to 900x700 resizes the desktop and re-lays out its windo
   await clearField(p);
   await p.evaluate(() => navigator.clipboard.writeText('after-Resize#7'));
   await p.click('#paste');
-  await until('the field holds text pasted after the resize', () => site_.value, (v) => v === 'after-Resize#7', 15_000);
+  await until(
+    'the field holds text pasted after the resize',
+    () => site_.value,
+    (v) => v === 'after-Resize#7',
+    15_000,
+  );
 });
 
 test('below 640x480 the desktop stays 640x480 and is scaled to fit', async () => {
   await p.setViewportSize({ width: 420, height: 520 });
-  const size = await until('the remote framebuffer stops at the floor', () => remoteSize(p), (s) => s.fb === '640x480', 10_000);
+  const size = await until(
+    'the remote framebuffer stops at the floor',
+    () => remoteSize(p),
+    (s) => s.fb === '640x480',
+    10_000,
+  );
   const box = (await p.locator('#screen canvas').boundingBox())!;
   assert.ok(box.width <= 421 && box.height <= 480, `the canvas is scaled into the page (${JSON.stringify({ size, box })})`);
-  await until('the sandbox Chromium fits 640 px', () => site_.size, (s) => s !== null && s.sw === 640 && s.ow === 640, 10_000);
+  await until(
+    'the sandbox Chromium fits 640 px',
+    () => site_.size,
+    (s) => s !== null && s.sw === 640 && s.ow === 640,
+    10_000,
+  );
   await p.screenshot({ path: `${out}/resize-min-420x520.png` });
 });

@@ -75,7 +75,10 @@ for (const name of Object.keys(pins) as Array<keyof typeof pins>) {
       }
       if (!opened) await new Promise((resolve) => setTimeout(resolve, 500));
     }
-    assert.ok(opened, `${provider.displayName} opened no browser within 60 s; timeline: ${JSON.stringify((await t.api.listEvents(session.id)).events.map((e) => e.type))}`);
+    assert.ok(
+      opened,
+      `${provider.displayName} opened no browser within 60 s; timeline: ${JSON.stringify((await t.api.listEvents(session.id)).events.map((e) => e.type))}`,
+    );
     assert.deepEqual({ host: opened.details.host, path: opened.details.path }, provider.authorizeUrl);
 
     // The CLI runs with its storage pinned to the login's directory, which the agent watches.

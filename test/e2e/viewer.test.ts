@@ -86,10 +86,17 @@ test('dashboard → live desktop → type → end, in a real browser', async () 
   assert.ok(!p.url().includes('ticket='), 'the ticket is taken out of the address bar');
 
   // The sandbox's Chromium renders the page this test served on loopback.
-  const greenPixels = await until('green page in the canvas', () => countColour(p, green), (n) => n > 100_000);
+  const greenPixels = await until(
+    'green page in the canvas',
+    () => countColour(p, green),
+    (n) => n > 100_000,
+  );
   const yellowPixels = await countColour(p, yellow);
   assert.ok(yellowPixels > 2_000, `the page's text is drawn (${yellowPixels} yellow pixels, ${greenPixels} green)`);
-  assert.ok(visits.some((ua) => /Chrome\//.test(ua)), `the sandbox's Chromium fetched the page: ${visits.join(' | ')}`);
+  assert.ok(
+    visits.some((ua) => /Chrome\//.test(ua)),
+    `the sandbox's Chromium fetched the page: ${visits.join(' | ')}`,
+  );
   await p.screenshot({ path: `${out}/viewer-connected.png` });
 
   // Type into the remote xterm (the lower part of the desktop) and see the framebuffer change there.
@@ -102,7 +109,12 @@ test('dashboard → live desktop → type → end, in a real browser', async () 
   await p.mouse.click(box.x + box.width * 0.3, box.y + box.height * 0.85);
   await p.keyboard.type('echo typed-through-porthole', { delay: 20 });
   await p.keyboard.press('Enter');
-  await until('the terminal region changes after typing', () => regionHash(p, terminalRegion), (h) => h !== before, 15_000);
+  await until(
+    'the terminal region changes after typing',
+    () => regionHash(p, terminalRegion),
+    (h) => h !== before,
+    15_000,
+  );
   await p.screenshot({ path: `${out}/viewer-typed.png` });
 
   const sessionId = await p.evaluate(() => (window as any).porthole.sessionId as string);
@@ -120,7 +132,16 @@ test('dashboard → live desktop → type → end, in a real browser', async () 
 
   const session = await t.api.getSession(sessionId);
   assert.equal(session.state, 'ended');
-  await until('its sandbox is gone', () => t.server.driver.list(), (list) => list.length === 0, 10_000);
-  assert.deepEqual(consoleErrors.filter((e) => !/favicon/.test(e)), [], 'no console errors on the pages');
+  await until(
+    'its sandbox is gone',
+    () => t.server.driver.list(),
+    (list) => list.length === 0,
+    10_000,
+  );
+  assert.deepEqual(
+    consoleErrors.filter((e) => !/favicon/.test(e)),
+    [],
+    'no console errors on the pages',
+  );
   await context.close();
 });

@@ -80,23 +80,68 @@ async function post(path: string, body: string | Buffer, headers: string[] = [`C
 
 const visibleAscii = fc.constantFrom(...Array.from({ length: 95 }, (_, i) => String.fromCharCode(32 + i)), '\t');
 const headerValue = fc.string({ unit: visibleAscii, maxLength: 80 }).map((s) => s.trim());
-const tokenChars = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&\'*+-.^_`|~';
+const tokenChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#$%&'*+-.^_`|~";
 const headerToken = fc.string({ unit: fc.constantFrom(...tokenChars), minLength: 1, maxLength: 24 });
 /** Names that mean something to porthole or to HTTP, often repeated; the framing ones are excluded (see the top). */
 const headerName = fc
   .oneof(
-    { weight: 3, arbitrary: fc.constantFrom('authorization', 'content-type', 'host', 'origin', 'cookie', 'accept', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'user-agent', 'referer', 'accept-encoding', 'connection', 'upgrade', 'sec-websocket-key', 'sec-websocket-version', 'range', 'if-none-match', 'te', 'keep-alive', 'authorization') },
+    {
+      weight: 3,
+      arbitrary: fc.constantFrom(
+        'authorization',
+        'content-type',
+        'host',
+        'origin',
+        'cookie',
+        'accept',
+        'x-forwarded-for',
+        'x-forwarded-proto',
+        'x-forwarded-host',
+        'x-request-id',
+        'user-agent',
+        'referer',
+        'accept-encoding',
+        'connection',
+        'upgrade',
+        'sec-websocket-key',
+        'sec-websocket-version',
+        'range',
+        'if-none-match',
+        'te',
+        'keep-alive',
+        'authorization',
+      ),
+    },
     { weight: 1, arbitrary: headerToken },
   )
   .filter((name) => !['content-length', 'transfer-encoding', 'expect'].includes(name.toLowerCase()));
 const pathSegment = fc.oneof(
-  fc.constantFrom('v1', 'sessions', 'vnc', 'events', 'ticket', 'viewer', 'assets', 'healthz', 'metrics', 'login', 'openapi.json', '..', '.', '', 'dashboard.js', 'ses_'),
+  fc.constantFrom(
+    'v1',
+    'sessions',
+    'vnc',
+    'events',
+    'ticket',
+    'viewer',
+    'assets',
+    'healthz',
+    'metrics',
+    'login',
+    'openapi.json',
+    '..',
+    '.',
+    '',
+    'dashboard.js',
+    'ses_',
+  ),
   fc.stringMatching(/^ses_[0-9a-z]{20}$/),
   fc.string({ unit: 'grapheme', maxLength: 24 }).map(encodeURIComponent),
 );
 const randomPath = fc.array(pathSegment, { maxLength: 6 }).map((segments) => `/${segments.join('/')}`);
 const randomQuery = fc.option(
-  fc.dictionary(fc.constantFrom('limit', 'state', 'after', 'ticket', 'token', 'x'), fc.string({ unit: 'grapheme', maxLength: 12 }), { maxKeys: 3 }).map((d) => `?${new URLSearchParams(d).toString()}`),
+  fc
+    .dictionary(fc.constantFrom('limit', 'state', 'after', 'ticket', 'token', 'x'), fc.string({ unit: 'grapheme', maxLength: 12 }), { maxKeys: 3 })
+    .map((d) => `?${new URLSearchParams(d).toString()}`),
   { nil: '' },
 );
 const createBody = fc.record(
@@ -119,23 +164,49 @@ test('random JSON bodies to POST /v1/sessions: 4xx with a registry code, never a
 
 test('random bytes under random content types: 4xx with a registry code', async () => {
   const contentType = fc.oneof(
-    fc.constantFrom('application/json', 'application/json; charset=utf-8', 'APPLICATION/JSON', 'application/json; charset=latin1', 'text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/octet-stream', 'application/jsonx'),
+    fc.constantFrom(
+      'application/json',
+      'application/json; charset=utf-8',
+      'APPLICATION/JSON',
+      'application/json; charset=latin1',
+      'text/plain',
+      'application/x-www-form-urlencoded',
+      'multipart/form-data; boundary=x',
+      'application/octet-stream',
+      'application/jsonx',
+    ),
     headerValue,
   );
-  const body = fc.oneof(fc.uint8Array({ maxLength: 2_000 }).map((b) => Buffer.from(b)), fc.string({ maxLength: 500 }).map((s) => Buffer.from(s)));
+  const body = fc.oneof(
+    fc.uint8Array({ maxLength: 2_000 }).map((b) => Buffer.from(b)),
+    fc.string({ maxLength: 500 }).map((s) => Buffer.from(s)),
+  );
   await fc.assert(
-    fc.asyncProperty(contentType, body, fc.constantFrom('/v1/sessions', `/v1/sessions/${phantomId}/ticket`, `/v1/sessions/${session.id}/ticket`), async (type, bytes, path) => {
-      const response = await post(path, bytes, type === '' ? [] : [`Content-Type: ${type}`]);
-      assertHandled(`POST ${path} (${type}, ${bytes.length} bytes)`, response.status, response.body, 'POST');
-      if (path === '/v1/sessions') assert.notEqual(response.status, 201);
-    }),
+    fc.asyncProperty(
+      contentType,
+      body,
+      fc.constantFrom('/v1/sessions', `/v1/sessions/${phantomId}/ticket`, `/v1/sessions/${session.id}/ticket`),
+      async (type, bytes, path) => {
+        const response = await post(path, bytes, type === '' ? [] : [`Content-Type: ${type}`]);
+        assertHandled(`POST ${path} (${type}, ${bytes.length} bytes)`, response.status, response.body, 'POST');
+        if (path === '/v1/sessions') assert.notEqual(response.status, 201);
+      },
+    ),
     runs(120),
   );
 });
 
 test('random paths, ids, queries, methods and credentials: no 5xx, registry codes', async () => {
   const own = t.server.tickets.issue(session.id as SessionId).ticket;
-  const credentials = fc.constantFrom<string[]>([], [bearerLine], ['Authorization: Bearer not-a-key'], ['Authorization: Ticket vt.x.y.z.w'], [`Authorization: Ticket ${own}`], ['Authorization: Basic YTpi'], ['Cookie: porthole_login=dash.admin.1.x.y']);
+  const credentials = fc.constantFrom<string[]>(
+    [],
+    [bearerLine],
+    ['Authorization: Bearer not-a-key'],
+    ['Authorization: Ticket vt.x.y.z.w'],
+    [`Authorization: Ticket ${own}`],
+    ['Authorization: Basic YTpi'],
+    ['Cookie: porthole_login=dash.admin.1.x.y'],
+  );
   const method = fc.constantFrom('GET', 'POST', 'DELETE', 'PUT', 'PATCH', 'OPTIONS', 'HEAD');
   await fc.assert(
     fc.asyncProperty(method, randomPath, randomQuery, credentials, async (verb, path, query, auth) => {
@@ -149,7 +220,14 @@ test('random paths, ids, queries, methods and credentials: no 5xx, registry code
 });
 
 test('random and duplicated headers: no 5xx, registry codes', async () => {
-  const routes = fc.constantFrom<[string, string, string?]>(['GET', '/v1/sessions'], ['POST', '/v1/sessions', '{}'], ['GET', `/v1/sessions/${session.id}`], ['GET', '/healthz'], ['POST', `/v1/sessions/${session.id}/ticket`], ['GET', `/v1/sessions/${phantomId}/events`]);
+  const routes = fc.constantFrom<[string, string, string?]>(
+    ['GET', '/v1/sessions'],
+    ['POST', '/v1/sessions', '{}'],
+    ['GET', `/v1/sessions/${session.id}`],
+    ['GET', '/healthz'],
+    ['POST', `/v1/sessions/${session.id}/ticket`],
+    ['GET', `/v1/sessions/${phantomId}/events`],
+  );
   const headers = fc.array(fc.tuple(headerName, headerValue), { maxLength: 40 });
   await fc.assert(
     fc.asyncProperty(routes, headers, fc.boolean(), fc.boolean(), async ([verb, path, body], pairs, withKey, twice) => {
@@ -171,11 +249,24 @@ test('2,000 headers on one request: answered like any other when they fit the he
   const create = await post('/v1/sessions', '{}', ['Content-Type: application/json', ...small]);
   assertHandled('POST /v1/sessions + 2,000 headers', create.status, create.body, 'POST');
   assert.equal(create.status, 429);
-  const repeated = await rawRequest(port, requestText('GET', `/v1/sessions/${session.id}`, [hostLine(), bearerLine, ...Array.from({ length: 2_000 }, () => 'a:1'), 'Connection: close']));
+  const repeated = await rawRequest(
+    port,
+    requestText('GET', `/v1/sessions/${session.id}`, [hostLine(), bearerLine, ...Array.from({ length: 2_000 }, () => 'a:1'), 'Connection: close']),
+  );
   assertHandled('one header 2,000 times', repeated.status, repeated.body);
   assert.equal(repeated.status, 200);
   // An upgrade with 2,000 headers, to a session nobody has: upgraded, then closed 4404.
-  const upgrade = await rawRequest(port, requestText('GET', `/v1/sessions/${phantomId}/vnc?ticket=${encodeURIComponent(t.server.tickets.issue(phantomId).ticket)}`, [hostLine(), 'Connection: Upgrade', 'Upgrade: websocket', 'Sec-WebSocket-Version: 13', `Sec-WebSocket-Key: ${webSocketKey()}`, ...small]));
+  const upgrade = await rawRequest(
+    port,
+    requestText('GET', `/v1/sessions/${phantomId}/vnc?ticket=${encodeURIComponent(t.server.tickets.issue(phantomId).ticket)}`, [
+      hostLine(),
+      'Connection: Upgrade',
+      'Upgrade: websocket',
+      'Sec-WebSocket-Version: 13',
+      `Sec-WebSocket-Key: ${webSocketKey()}`,
+      ...small,
+    ]),
+  );
   assert.equal(upgrade.status, 101);
   const close = await frameReader(upgrade.socket!, upgrade.rest).closeFrame();
   upgrade.socket!.destroy();
@@ -183,7 +274,10 @@ test('2,000 headers on one request: answered like any other when they fit the he
 
   // ≈ 26 KiB of headers: over Node's 16 KiB limit, refused by the parser before porthole sees it.
   const big = Array.from({ length: 2_000 }, (_, i) => `x-header-${i}: v`);
-  for (const [verb, path] of [['GET', '/v1/sessions'], ['GET', `/v1/sessions/${phantomId}/vnc`]] as const) {
+  for (const [verb, path] of [
+    ['GET', '/v1/sessions'],
+    ['GET', `/v1/sessions/${phantomId}/vnc`],
+  ] as const) {
     const refused = await rawRequest(port, requestText(verb, path, [hostLine(), bearerLine, ...big, 'Connection: close']));
     assertHandled(`${path} + 2,000 long headers`, refused.status, refused.body);
     assert.equal(refused.status, 431);
@@ -202,13 +296,25 @@ test('oversized bodies: 413 BODY_TOO_LARGE, declared or streamed', async () => {
     runs(8),
   );
   // Announced as 10 GB and never sent: refused from the header alone, at once.
-  const declared = await rawRequest(port, requestText('POST', '/v1/sessions', [hostLine(), bearerLine, 'Content-Type: application/json', 'Content-Length: 10000000000', 'Connection: close'], '{'), { timeoutMs: 3_000 });
+  const declared = await rawRequest(
+    port,
+    requestText('POST', '/v1/sessions', [hostLine(), bearerLine, 'Content-Type: application/json', 'Content-Length: 10000000000', 'Connection: close'], '{'),
+    { timeoutMs: 3_000 },
+  );
   assertHandled('Content-Length: 10 GB', declared.status, declared.body, 'POST');
   assert.equal(declared.status, 413);
   // Chunked, no length announced: counted while it streams.
   const chunk = 'x'.repeat(32 * 1024);
   const chunks = Array.from({ length: 4 }, () => `${chunk.length.toString(16)}\r\n${chunk}\r\n`).join('');
-  const streamed = await rawRequest(port, requestText('POST', '/v1/sessions', [hostLine(), bearerLine, 'Content-Type: application/json', 'Transfer-Encoding: chunked', 'Connection: close'], `${chunks}0\r\n\r\n`));
+  const streamed = await rawRequest(
+    port,
+    requestText(
+      'POST',
+      '/v1/sessions',
+      [hostLine(), bearerLine, 'Content-Type: application/json', 'Transfer-Encoding: chunked', 'Connection: close'],
+      `${chunks}0\r\n\r\n`,
+    ),
+  );
   assertHandled('chunked 128 KiB', streamed.status, streamed.body, 'POST');
   assert.equal(streamed.status, 413);
   // Deep nesting within the limit: parsed without blowing the stack, refused by the schema.
@@ -221,7 +327,13 @@ test('oversized bodies: 413 BODY_TOO_LARGE, declared or streamed', async () => {
 // ---- WebSocket upgrades ----
 
 const upgradeHeaders = (overrides: Record<string, string | null> = {}): string[] => {
-  const base: Record<string, string | null> = { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': webSocketKey(), ...overrides };
+  const base: Record<string, string | null> = {
+    Connection: 'Upgrade',
+    Upgrade: 'websocket',
+    'Sec-WebSocket-Version': '13',
+    'Sec-WebSocket-Key': webSocketKey(),
+    ...overrides,
+  };
   return [hostLine(), ...Object.entries(base).flatMap(([name, value]) => (value === null ? [] : [`${name}: ${value}`]))];
 };
 const vncPath = (id: string, ticket: string | null) => `/v1/sessions/${id}/vnc${ticket === null ? '' : `?ticket=${encodeURIComponent(ticket)}`}`;
@@ -231,12 +343,30 @@ test('upgrades refused before the upgrade: a real HTTP status and a registry cod
   const valid = () => t.server.tickets.issue(phantomId).ticket;
   const cases = fc.oneof(
     fc.constant({ what: 'no ticket', path: vncPath(phantomId, null), headers: {}, status: 401 }),
-    fc.string({ unit: visibleAscii, minLength: 1, maxLength: 120 }).map((tk) => ({ what: `ticket ${tk}`, path: vncPath(phantomId, tk), headers: {}, status: 401 })),
-    fc.constant(null).map(() => ({ what: 'expired', path: vncPath(phantomId, createTicketSigner(key, -1_000).issue(phantomId).ticket), headers: {}, status: 401 })),
-    fc.uint8Array({ minLength: 32, maxLength: 32 }).map((k) => ({ what: 'foreign key', path: vncPath(phantomId, createTicketSigner(Buffer.from(k), 60_000).issue(phantomId).ticket), headers: {}, status: 401 })),
-    fc.constant(null).map(() => ({ what: 'another session’s ticket', path: vncPath(phantomId, t.server.tickets.issue(session.id as SessionId).ticket), headers: {}, status: 403 })),
-    headerValue.filter((o) => o !== '' && o !== `http://127.0.0.1:${port}`).map((origin) => ({ what: `Origin ${origin}`, path: vncPath(phantomId, valid()), headers: { Origin: origin }, status: 403 })),
-    fc.array(pathSegment, { minLength: 1, maxLength: 3 }).map((s) => ({ what: 'wrong route', path: `/v1/sessions/${phantomId}/${s.join('/')}x?ticket=${encodeURIComponent(valid())}`, headers: {}, status: 404 })),
+    fc
+      .string({ unit: visibleAscii, minLength: 1, maxLength: 120 })
+      .map((tk) => ({ what: `ticket ${tk}`, path: vncPath(phantomId, tk), headers: {}, status: 401 })),
+    fc
+      .constant(null)
+      .map(() => ({ what: 'expired', path: vncPath(phantomId, createTicketSigner(key, -1_000).issue(phantomId).ticket), headers: {}, status: 401 })),
+    fc.uint8Array({ minLength: 32, maxLength: 32 }).map((k) => ({
+      what: 'foreign key',
+      path: vncPath(phantomId, createTicketSigner(Buffer.from(k), 60_000).issue(phantomId).ticket),
+      headers: {},
+      status: 401,
+    })),
+    fc.constant(null).map(() => ({
+      what: 'another session’s ticket',
+      path: vncPath(phantomId, t.server.tickets.issue(session.id as SessionId).ticket),
+      headers: {},
+      status: 403,
+    })),
+    headerValue
+      .filter((o) => o !== '' && o !== `http://127.0.0.1:${port}`)
+      .map((origin) => ({ what: `Origin ${origin}`, path: vncPath(phantomId, valid()), headers: { Origin: origin }, status: 403 })),
+    fc
+      .array(pathSegment, { minLength: 1, maxLength: 3 })
+      .map((s) => ({ what: 'wrong route', path: `/v1/sessions/${phantomId}/${s.join('/')}x?ticket=${encodeURIComponent(valid())}`, headers: {}, status: 404 })),
     fc.constant(null).map(() => ({ what: 'no Upgrade header (plain GET)', path: vncPath(phantomId, valid()), headers: { Upgrade: null }, status: 404 })),
   );
   await fc.assert(
@@ -253,7 +383,9 @@ test('upgrades refused before the upgrade: a real HTTP status and a registry cod
 });
 
 test('upgrades ws itself refuses (bad key, wrong version, not "websocket"): 400, no 5xx, nothing upgraded', async () => {
-  const badKey = fc.oneof(fc.string({ unit: visibleAscii, maxLength: 40 }), fc.base64String({ maxLength: 40 })).filter((k) => !/^[A-Za-z0-9+/]{22}==$/.test(k.trim()));
+  const badKey = fc
+    .oneof(fc.string({ unit: visibleAscii, maxLength: 40 }), fc.base64String({ maxLength: 40 }))
+    .filter((k) => !/^[A-Za-z0-9+/]{22}==$/.test(k.trim()));
   // ws reads the version with unary plus: '08', '0x8' and '1.3e1' are versions it accepts.
   const badVersion = fc.oneof(fc.integer({ min: -5, max: 300 }).map(String), headerToken).filter((v) => +v.trim() !== 8 && +v.trim() !== 13);
   const badUpgrade = headerToken.filter((u) => u.toLowerCase() !== 'websocket');
@@ -299,7 +431,10 @@ async function rawViewer() {
 }
 
 async function relayLetsGo(): Promise<void> {
-  await untilDefined('the relay lets go of the connection', async () => (t.server.relay.stats().length === 0 ? true : undefined), 5_000, { intervalMs: 50, canProbeFail: true });
+  await untilDefined('the relay lets go of the connection', async () => (t.server.relay.stats().length === 0 ? true : undefined), 5_000, {
+    intervalMs: 50,
+    canProbeFail: true,
+  });
 }
 
 test('malformed frames after a valid upgrade: the RFC 6455 close code, the relay lets go, the session lives on', async (tc) => {
@@ -312,7 +447,14 @@ test('malformed frames after a valid upgrade: the RFC 6455 close code, the relay
     { what: 'ping with a 126-byte payload', frames: [{ opcode: opcodes.ping, payload: Buffer.alloc(126) }], code: 1002 },
     { what: 'fragmented ping', frames: [{ opcode: opcodes.ping, fin: false }], code: 1002 },
     { what: 'continuation with nothing to continue', frames: [{ opcode: opcodes.continuation, payload: Buffer.from('abc') }], code: 1002 },
-    { what: 'new message inside a fragmented one', frames: [{ opcode: opcodes.binary, fin: false, payload: Buffer.from('a') }, { opcode: opcodes.binary, payload: Buffer.from('b') }], code: 1002 },
+    {
+      what: 'new message inside a fragmented one',
+      frames: [
+        { opcode: opcodes.binary, fin: false, payload: Buffer.from('a') },
+        { opcode: opcodes.binary, payload: Buffer.from('b') },
+      ],
+      code: 1002,
+    },
     { what: 'text that is not UTF-8', frames: [{ opcode: opcodes.text, payload: Buffer.from([0xc3, 0x28, 0xff]) }], code: 1007 },
     { what: 'close with a 1-byte payload', frames: [{ opcode: opcodes.close, payload: Buffer.from([3]) }], code: 1002 },
     { what: 'close with code 1005', frames: [{ opcode: opcodes.close, payload: Buffer.from([0x03, 0xed]) }], code: 1002 },
@@ -397,7 +539,10 @@ test('replayed tickets work until they expire (bearer tokens, by design); foreig
     fc.asyncProperty(fc.oneof(tampered, foreign, garbage), fc.boolean(), async (tk, viaApi) => {
       if (viaApi) {
         // Header values are trimmed by HTTP; a blank one is no ticket at all.
-        const response = await rawRequest(port, requestText('GET', `/v1/sessions/${phantomId}`, [hostLine(), `Authorization: Ticket ${tk}`, 'Connection: close']));
+        const response = await rawRequest(
+          port,
+          requestText('GET', `/v1/sessions/${phantomId}`, [hostLine(), `Authorization: Ticket ${tk}`, 'Connection: close']),
+        );
         assertHandled(`Authorization: Ticket ${tk}`, response.status, response.body);
         assert.equal(response.status, 401, tk);
       } else {
@@ -447,8 +592,19 @@ test('requests Node’s parser refuses, or answers itself, have a registry code'
     ['2,000 long headers (431)', requestText('GET', '/v1/sessions', [hostLine(), ...big, 'Connection: close'])],
     ['a space in the path', requestText('GET', '/v1/ses sions', [hostLine(), 'Connection: close'])],
     ['an unknown method', requestText('BREW', '/v1/sessions', [hostLine(), 'Connection: close'])],
-    ['two Content-Lengths', requestText('POST', '/v1/sessions', [hostLine(), 'Content-Type: application/json', 'Content-Length: 2', 'Content-Length: 3', 'Connection: close'], '{}')],
-    ['Transfer-Encoding with Content-Length', requestText('POST', '/v1/sessions', [hostLine(), 'Content-Type: application/json', 'Transfer-Encoding: chunked', 'Content-Length: 2', 'Connection: close'], '{}')],
+    [
+      'two Content-Lengths',
+      requestText('POST', '/v1/sessions', [hostLine(), 'Content-Type: application/json', 'Content-Length: 2', 'Content-Length: 3', 'Connection: close'], '{}'),
+    ],
+    [
+      'Transfer-Encoding with Content-Length',
+      requestText(
+        'POST',
+        '/v1/sessions',
+        [hostLine(), 'Content-Type: application/json', 'Transfer-Encoding: chunked', 'Content-Length: 2', 'Connection: close'],
+        '{}',
+      ),
+    ],
     ['a header without a colon', requestText('GET', '/healthz', [hostLine(), 'no colon here', 'Connection: close'])],
     ['no Host header', requestText('GET', '/v1/sessions', [bearerLine, 'Connection: close'])],
     ['Expect: something', requestText('GET', '/v1/sessions', [hostLine(), 'Expect: something', 'Connection: close'])],
@@ -503,7 +659,11 @@ test('afterwards: the server answers, the session lives, nothing is held, no err
   assert.equal(health.status, 200);
   const current = await t.api.getSession(session.id);
   assert.equal(current.state, 'ready');
-  assert.deepEqual((await t.api.listSessions()).sessions.map((s) => s.id), [session.id], 'no session was created');
+  assert.deepEqual(
+    (await t.api.listSessions()).sessions.map((s) => s.id),
+    [session.id],
+    'no session was created',
+  );
   await relayLetsGo();
   const fds = await openFdCount('self');
   assert.ok(fds <= fdsBefore + 10, `server fds ${fdsBefore} → ${fds}`);

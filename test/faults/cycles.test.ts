@@ -40,7 +40,10 @@ async function cycle(url: string): Promise<void> {
 
 /** Waits until the relay and the session have taken in the last disconnect, then takes a reading. */
 async function settledReading(sessionId: string, sandboxId: string, xvncPid: number) {
-  await untilDefined('the relay lets go of the last viewer', async () => (t.server.relay.stats().length === 0 ? true : undefined), 5_000, { intervalMs: 50, canProbeFail: true });
+  await untilDefined('the relay lets go of the last viewer', async () => (t.server.relay.stats().length === 0 ? true : undefined), 5_000, {
+    intervalMs: 50,
+    canProbeFail: true,
+  });
   await t.waitForState(sessionId, ['ready'], 5_000);
   // viewer.disconnected is recorded after the socket closes; give the last one a moment (the
   // timeline's pages make its count a costly condition to poll after hundreds of cycles).

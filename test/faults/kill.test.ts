@@ -30,21 +30,29 @@ test('Xvnc killed: the viewer closes 4502 SANDBOX_UNREACHABLE, the agent restart
   const closeMs = closed.at - killedAt;
 
   // Until the restarted Xvnc listens, a viewer is closed 4502 and tries again, as the viewer page does.
-  const again = await untilDefined('a new viewer gets RFB', () => connectViewer(freshViewerUrl(t, session.id)), 30_000, { intervalMs: 100, canProbeFail: true });
+  const again = await untilDefined('a new viewer gets RFB', () => connectViewer(freshViewerUrl(t, session.id)), 30_000, {
+    intervalMs: 100,
+    canProbeFail: true,
+  });
   const rfbMs = Date.now() - killedAt;
   await expectFramebufferUpdate(again);
   const restarted = await sandboxProcess(sandboxId, 'Xvnc');
   assert.notEqual(restarted.pid, xvnc.pid, 'a new Xvnc runs');
   const vnc = (await agentHealth(t, sandboxId)).processes.find((p) => p.name === 'vnc');
-  assert.ok(vnc && vnc.running && vnc.restarts >= 1, `agent health for vnc: ${JSON.stringify(vnc)}`);
+  assert.ok(vnc?.running && vnc.restarts >= 1, `agent health for vnc: ${JSON.stringify(vnc)}`);
   assert.equal(vnc.lastExit, 'signal SIGKILL');
 
   // openbox, xterm and Chromium lost their display with it; the agent brings the whole desktop back.
-  await untilDefined('the agent reports the desktop healthy', async () => ((await agentHealth(t, sandboxId)).healthy ? true : undefined), 30_000, { intervalMs: 100, canProbeFail: true });
+  await untilDefined('the agent reports the desktop healthy', async () => ((await agentHealth(t, sandboxId)).healthy ? true : undefined), 30_000, {
+    intervalMs: 100,
+    canProbeFail: true,
+  });
   const healthyMs = Date.now() - killedAt;
   const current = await t.waitForState(session.id, ['authenticating'], 5_000); // the session stays live, watched by the new viewer
   assert.equal(current.sandboxId, sandboxId, 'in the same sandbox');
-  tc.diagnostic(`Xvnc SIGKILL → viewer closed 4502 SANDBOX_UNREACHABLE after ${closeMs} ms; a new viewer got RFB after ${rfbMs} ms (vnc restarts=${vnc.restarts}); the agent reported the desktop healthy after ${healthyMs} ms; session ${current.state}`);
+  tc.diagnostic(
+    `Xvnc SIGKILL → viewer closed 4502 SANDBOX_UNREACHABLE after ${closeMs} ms; a new viewer got RFB after ${rfbMs} ms (vnc restarts=${vnc.restarts}); the agent reported the desktop healthy after ${healthyMs} ms; session ${current.state}`,
+  );
 
   await closeViewer(again);
   await t.api.endSession(session.id);
@@ -74,14 +82,19 @@ test('Chromium killed: the viewer stays connected, the agent restarts the browse
     'the agent reports the browser running again',
     async () => {
       const state = (await agentHealth(t, sandboxId)).processes.find((p) => p.name === 'browser');
-      return state && state.running && state.restarts >= 1 && state.pid !== browser.pid ? state : undefined;
+      return state?.running && state.restarts >= 1 && state.pid !== browser.pid ? state : undefined;
     },
     30_000,
     { intervalMs: 50, canProbeFail: true },
   );
   const restartMs = Date.now() - killedAt;
   assert.equal(restarted.lastExit, 'signal SIGKILL');
-  await untilDefined('the killed browser’s helpers are gone', async () => ((await Promise.all(helpers.map(isAlive))).some(Boolean) ? undefined : true), 10_000, { intervalMs: 50, canProbeFail: true });
+  await untilDefined(
+    'the killed browser’s helpers are gone',
+    async () => ((await Promise.all(helpers.map(isAlive))).some(Boolean) ? undefined : true),
+    10_000,
+    { intervalMs: 50, canProbeFail: true },
+  );
   const helpersGoneMs = Date.now() - killedAt;
   // Exactly one main browser process again (a helper may carry the marker for the instant between fork and exec).
   await untilDefined('one main browser process', () => sandboxProcess(sandboxId, 'chromium'), 5_000, { intervalMs: 50, canProbeFail: true });
@@ -90,7 +103,9 @@ test('Chromium killed: the viewer stays connected, the agent restarts the browse
   await expectFramebufferUpdate(viewer);
   const current = await t.api.getSession(session.id);
   assert.equal(current.state, 'authenticating');
-  tc.diagnostic(`Chromium SIGKILL → agent restarted the browser after ${restartMs} ms (restarts=${restarted.restarts}); the old helpers were gone after ${helpersGoneMs} ms; the viewer stayed connected`);
+  tc.diagnostic(
+    `Chromium SIGKILL → agent restarted the browser after ${restartMs} ms (restarts=${restarted.restarts}); the old helpers were gone after ${helpersGoneMs} ms; the viewer stayed connected`,
+  );
 
   await closeViewer(viewer);
   await t.api.endSession(session.id);
@@ -100,7 +115,10 @@ test('Chromium killed: the viewer stays connected, the agent restarts the browse
 test('whole sandbox killed: the relay sees its VNC connection drop, asks the driver, and ends the session (sandbox_exited) at once; the viewer gets 4410 SESSION_ENDED, as does a reconnecting one', async (tc) => {
   const { session, sandboxId, viewer } = await watchedSession(t);
   const all = await sandboxProcesses(sandboxId);
-  assert.ok(['bwrap', 'node', 'Xvnc', 'chromium'].every((comm) => all.some((p) => p.comm === comm)), `the sandbox runs bwrap, the agent and the desktop: ${all.map((p) => p.comm).join(', ')}`);
+  assert.ok(
+    ['bwrap', 'node', 'Xvnc', 'chromium'].every((comm) => all.some((p) => p.comm === comm)),
+    `the sandbox runs bwrap, the agent and the desktop: ${all.map((p) => p.comm).join(', ')}`,
+  );
 
   const killedAt = Date.now();
   for (const p of all) {
@@ -135,7 +153,9 @@ test('whole sandbox killed: the relay sees its VNC connection drop, asks the dri
   assert.deepEqual(await nextClose(late.ws), { code: 4410, reason: 'SESSION_ENDED' }, 'a viewer reconnecting learns the session ended');
   await assertNothingLeft(t, sandboxId);
   const cleanMs = Date.now() - killedAt;
-  tc.diagnostic(`all ${all.length} sandbox processes SIGKILL → viewer closed ${closed.code} ${closed.reason} after ${closeMs} ms; session ended/sandbox_exited after ≤ ${endedMs} ms ("${ended.detail}"); diagnosis (store: ended, sandbox_exited) after ≤ ${diagnosedMs} ms; a reconnecting viewer gets 4410 SESSION_ENDED; sandbox destroyed, nothing left, after ≤ ${cleanMs} ms`);
+  tc.diagnostic(
+    `all ${all.length} sandbox processes SIGKILL → viewer closed ${closed.code} ${closed.reason} after ${closeMs} ms; session ended/sandbox_exited after ≤ ${endedMs} ms ("${ended.detail}"); diagnosis (store: ended, sandbox_exited) after ≤ ${diagnosedMs} ms; a reconnecting viewer gets 4410 SESSION_ENDED; sandbox destroyed, nothing left, after ≤ ${cleanMs} ms`,
+  );
 });
 
 test('agent killed: the sandbox counts as exited at once (a diagnosis names the agent’s exit), the reconciler ends the session (sandbox_exited), the viewer gets 4410 SESSION_ENDED, the orphaned desktop goes with the sandbox', async (tc) => {
@@ -159,7 +179,11 @@ test('agent killed: the sandbox counts as exited at once (a diagnosis names the 
   );
   const diagnosedMs = Date.now() - killedAt;
   if (early.state !== 'ended') {
-    assert.deepEqual(early.firstFailure, { hop: 'driver', code: 'SANDBOX_UNREACHABLE', cause: 'sandbox process exited (agent exited: signal SIGKILL)' }, showDiagnosis(early));
+    assert.deepEqual(
+      early.firstFailure,
+      { hop: 'driver', code: 'SANDBOX_UNREACHABLE', cause: 'sandbox process exited (agent exited: signal SIGKILL)' },
+      showDiagnosis(early),
+    );
     assert.equal(hopOf(early, 'driver').details.status, 'exited');
   }
 
@@ -181,5 +205,7 @@ test('agent killed: the sandbox counts as exited at once (a diagnosis names the 
   assert.deepEqual(await nextClose(late.ws), { code: 4410, reason: 'SESSION_ENDED' });
   await assertNothingLeft(t, sandboxId);
   const cleanMs = Date.now() - killedAt;
-  tc.diagnostic(`agent SIGKILL → diagnosis named it (${early.state === 'ended' ? 'session already ended' : `driver: ${early.firstFailure?.cause}`}) after ≤ ${diagnosedMs} ms; session ended/sandbox_exited by the reconciler after ≤ ${endedMs} ms; viewer closed ${closed.code} ${closed.reason} after ${closeMs} ms; the orphaned desktop destroyed, nothing left, after ≤ ${cleanMs} ms`);
+  tc.diagnostic(
+    `agent SIGKILL → diagnosis named it (${early.state === 'ended' ? 'session already ended' : `driver: ${early.firstFailure?.cause}`}) after ≤ ${diagnosedMs} ms; session ended/sandbox_exited by the reconciler after ≤ ${endedMs} ms; viewer closed ${closed.code} ${closed.reason} after ${closeMs} ms; the orphaned desktop destroyed, nothing left, after ≤ ${cleanMs} ms`,
+  );
 });

@@ -60,7 +60,9 @@ test('an idle viewer behind nginx (60 s read timeout) stays connected for 90 s w
   viewerB.ws.on('ping', () => pingsB++);
 
   // Meanwhile, what else passes through the documented config (separate connections; the viewers stay idle).
-  const refused = await openViewerSocket(viewerSocketUrl(pingedProxy, sessionA.id, a.server.tickets.issue(sessionA.id).ticket), { origin: 'https://evil.example' });
+  const refused = await openViewerSocket(viewerSocketUrl(pingedProxy, sessionA.id, a.server.tickets.issue(sessionA.id).ticket), {
+    origin: 'https://evil.example',
+  });
   assert.deepEqual(refused, { refused: { status: 403, code: 'ORIGIN_NOT_ALLOWED' } }, 'a refusal keeps its status and code through nginx');
   assert.equal((await fetch(`${pingedProxy}/healthz`)).status, 200);
   assert.equal((await fetch(`${pingedProxy}/metrics`)).status, 404, '/metrics stays off the public side');

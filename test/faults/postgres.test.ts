@@ -96,7 +96,10 @@ test('PostgreSQL stopped and restarted: 503 STORE_UNAVAILABLE quickly, the viewe
   await pg.start();
   isPgDown = false;
   const startMs = Date.now() - startingAt;
-  await untilDefined('the API answers again', async () => ((await call('GET', `/v1/sessions/${session.id}`)).status === 200 ? true : undefined), 10_000, { intervalMs: 50, canProbeFail: true });
+  await untilDefined('the API answers again', async () => ((await call('GET', `/v1/sessions/${session.id}`)).status === 200 ? true : undefined), 10_000, {
+    intervalMs: 50,
+    canProbeFail: true,
+  });
   const recoveredMs = Date.now() - startingAt;
 
   const afterwards = await t.api.getSession(session.id);

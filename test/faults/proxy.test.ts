@@ -28,7 +28,11 @@ let t: TestServer;
 let driver: FaultProxiedDriver;
 
 before(async () => {
-  t = await startTestServer('faults-proxy', { PORTHOLE_PING_INTERVAL_MS: String(pingIntervalMs) }, { wrapDriver: (inner) => (driver = withFaultProxies(inner)) });
+  t = await startTestServer(
+    'faults-proxy',
+    { PORTHOLE_PING_INTERVAL_MS: String(pingIntervalMs) },
+    { wrapDriver: (inner) => (driver = withFaultProxies(inner)) },
+  );
 });
 after(() => t?.stop());
 
@@ -57,10 +61,15 @@ async function lastDisconnectWhy(sessionId: string): Promise<string> {
 
 /** Diagnoses until the vnc hop fails (the fault is still on), returning it and when. */
 async function diagnosedAt(sessionId: string): Promise<{ d: SessionDiagnosis; at: number }> {
-  const d = await untilDefined('a diagnosis names the vnc hop', async () => {
-    const answer = await diagnose(t, sessionId);
-    return answer.firstFailure?.hop === 'vnc' ? answer : undefined;
-  }, 20_000, { intervalMs: 100, canProbeFail: true });
+  const d = await untilDefined(
+    'a diagnosis names the vnc hop',
+    async () => {
+      const answer = await diagnose(t, sessionId);
+      return answer.firstFailure?.hop === 'vnc' ? answer : undefined;
+    },
+    20_000,
+    { intervalMs: 100, canProbeFail: true },
+  );
   return { d, at: Date.now() };
 }
 
@@ -156,22 +165,34 @@ test('added latency (200 ms each way): the viewer keeps working and stays connec
 });
 
 test('reset (RST both ways): the viewer is closed 4502 SANDBOX_UNREACHABLE at once with ECONNRESET in the timeline; the diagnosis names the vnc hop', async (tc) => {
-  await expectPathFault(tc, { kind: 'reset' }, {
-    why: /^sandbox socket error: ECONNRESET$/,
-    vncCause: /^ECONNRESET on tcp:127\.0\.0\.1:\d+/,
-  });
+  await expectPathFault(
+    tc,
+    { kind: 'reset' },
+    {
+      why: /^sandbox socket error: ECONNRESET$/,
+      vncCause: /^ECONNRESET on tcp:127\.0\.0\.1:\d+/,
+    },
+  );
 });
 
 test('blackhole (bytes in, nothing out, sockets open): detected within the ping interval, 4502 SANDBOX_UNREACHABLE; the diagnosis names the vnc hop (ETIMEDOUT)', async (tc) => {
-  await expectPathFault(tc, { kind: 'blackhole' }, {
-    why: /^no byte from the VNC server for \d+ ms, and a new connection to it got no RFB banner within \d+ ms \(ETIMEDOUT\)$/,
-    vncCause: /^ETIMEDOUT on tcp:127\.0\.0\.1:\d+: no answer before the RFB banner within \d+ ms$/,
-  });
+  await expectPathFault(
+    tc,
+    { kind: 'blackhole' },
+    {
+      why: /^no byte from the VNC server for \d+ ms, and a new connection to it got no RFB banner within \d+ ms \(ETIMEDOUT\)$/,
+      vncCause: /^ETIMEDOUT on tcp:127\.0\.0\.1:\d+: no answer before the RFB banner within \d+ ms$/,
+    },
+  );
 });
 
 test('half-open (the sandbox side vanished without FIN): detected within the ping interval, 4502 SANDBOX_UNREACHABLE; the diagnosis names the vnc hop (ETIMEDOUT)', async (tc) => {
-  await expectPathFault(tc, { kind: 'half-open' }, {
-    why: /^no byte from the VNC server for \d+ ms, and a new connection to it got no RFB banner within \d+ ms \(ETIMEDOUT\)$/,
-    vncCause: /^ETIMEDOUT on tcp:127\.0\.0\.1:\d+: no answer before the RFB banner within \d+ ms$/,
-  });
+  await expectPathFault(
+    tc,
+    { kind: 'half-open' },
+    {
+      why: /^no byte from the VNC server for \d+ ms, and a new connection to it got no RFB banner within \d+ ms \(ETIMEDOUT\)$/,
+      vncCause: /^ETIMEDOUT on tcp:127\.0\.0\.1:\d+: no answer before the RFB banner within \d+ ms$/,
+    },
+  );
 });

@@ -30,8 +30,16 @@ test('closeFor: each session state and ending closes its viewers with its own co
 });
 
 test('the table covers every state and every end reason', () => {
-  for (const state of sessionStates) assert.ok(table.some(([s]) => s === state), `${state} is in the table`);
-  for (const reason of endReasons) assert.ok(table.some(([s, r]) => s === 'ended' && r === reason), `ended (${reason}) is in the table`);
+  for (const state of sessionStates)
+    assert.ok(
+      table.some(([s]) => s === state),
+      `${state} is in the table`,
+    );
+  for (const reason of endReasons)
+    assert.ok(
+      table.some(([s, r]) => s === 'ended' && r === reason),
+      `ended (${reason}) is in the table`,
+    );
 });
 
 test('an error close is 4000 + the registry status, with the error code as reason', () => {

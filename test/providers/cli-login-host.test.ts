@@ -151,8 +151,14 @@ async function startLogin(provider: Provider): Promise<Run> {
   return run;
 }
 
-/** The terminal's text without escape sequences, as a person would read it. */
-const screenText = (raw: string): string => raw.replace(/\x1b\[[0-9;?]*[ -/]*[@-~]/g, '').replace(/\x1b[\]P^_][^\x07\x1b]*(\x07|\x1b\\)/g, '').replace(/\x1b./g, '');
+const ESC = String.fromCharCode(0x1b);
+const BEL = String.fromCharCode(0x07);
+/** The terminal's text without escape sequences (CSI; OSC, DCS, PM and APC strings; any other escape), as a person would read it. */
+const screenText = (raw: string): string =>
+  raw
+    .replace(new RegExp(`${ESC}\\[[0-9;?]*[ -/]*[@-~]`, 'g'), '')
+    .replace(new RegExp(`${ESC}[\\]P^_][^${BEL}${ESC}]*(${BEL}|${ESC}\\\\)`, 'g'), '')
+    .replace(new RegExp(`${ESC}.`, 'g'), '');
 
 async function openedUrls(run: Run): Promise<{ opener: string; url: URL }[]> {
   const text = await readFile(run.recorded, 'utf8').catch(() => '');
@@ -189,7 +195,9 @@ describe('the pinned CLIs are installed', () => {
 });
 
 for (const { provider, keypresses = [] } of providersUnderTest) {
-  test(`${provider.name}: the login opens ${provider.authorizeUrl?.host}${provider.authorizeUrl?.path} in the sandbox's browser`, { timeout: loginTimeoutMs + 15_000 }, async (t) => {
+  test(`${provider.name}: the login opens ${provider.authorizeUrl?.host}${provider.authorizeUrl?.path} in the sandbox's browser`, {
+    timeout: loginTimeoutMs + 15_000,
+  }, async (t) => {
     assertClisInstalled();
     const expected = provider.authorizeUrl!;
     const run = await startLogin(provider);
@@ -231,7 +239,15 @@ const b64 = (value: unknown): string => Buffer.from(JSON.stringify(value)).toStr
 const statusChecks: readonly { provider: Provider; file: unknown; argv: (context: ProviderContext) => string[]; signedIn: RegExp }[] = [
   {
     provider: claudeCode,
-    file: { claudeAiOauth: { accessToken: 'sk-ant-oat01-test', refreshToken: 'sk-ant-ort01-test', expiresAt: 4_102_444_800_000, scopes: ['user:inference'], subscriptionType: 'pro' } },
+    file: {
+      claudeAiOauth: {
+        accessToken: 'sk-ant-oat01-test',
+        refreshToken: 'sk-ant-ort01-test',
+        expiresAt: 4_102_444_800_000,
+        scopes: ['user:inference'],
+        subscriptionType: 'pro',
+      },
+    },
     argv: (context) => [`${context.cliDir}/node_modules/.bin/claude`, 'auth', 'status', '--json'],
     signedIn: /"loggedIn": true/,
   },

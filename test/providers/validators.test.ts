@@ -46,7 +46,12 @@ const cases: readonly Case[] = [
     good: (expiresAt) => ({
       OPENAI_API_KEY: null,
       tokens: {
-        id_token: jwt({ email: 'ada@example.com', sub: 'user-1', exp: Math.floor(expiresAt / 1000), 'https://api.openai.com/auth': { chatgpt_plan_type: 'plus' } }),
+        id_token: jwt({
+          email: 'ada@example.com',
+          sub: 'user-1',
+          exp: Math.floor(expiresAt / 1000),
+          'https://api.openai.com/auth': { chatgpt_plan_type: 'plus' },
+        }),
         access_token: jwt({ sub: 'user-1', exp: Math.floor(expiresAt / 1000), secret }),
         refresh_token: `rt_${secret}`,
         account_id: 'acc-1',
@@ -55,7 +60,11 @@ const cases: readonly Case[] = [
     }),
     withoutRefreshToken: (expiresAt) => ({
       OPENAI_API_KEY: null,
-      tokens: { id_token: jwt({ email: 'ada@example.com', exp: Math.floor(expiresAt / 1000) }), access_token: jwt({ exp: Math.floor(expiresAt / 1000) }), account_id: 'acc-1' },
+      tokens: {
+        id_token: jwt({ email: 'ada@example.com', exp: Math.floor(expiresAt / 1000) }),
+        access_token: jwt({ exp: Math.floor(expiresAt / 1000) }),
+        account_id: 'acc-1',
+      },
       last_refresh: new Date(expiresAt - hour).toISOString(),
     }),
     account: 'ada@example.com',
@@ -134,7 +143,11 @@ describe('expiry and account edge cases', () => {
   test('codex: an opaque access token falls back to the ID token expiry; the profile claim gives the account', () => {
     const check = codex.validate(
       JSON.stringify({
-        tokens: { access_token: 'opaque', refresh_token: 'r', id_token: jwt({ exp: Math.floor(future / 1000), 'https://api.openai.com/profile': { email: 'lin@example.com' } }) },
+        tokens: {
+          access_token: 'opaque',
+          refresh_token: 'r',
+          id_token: jwt({ exp: Math.floor(future / 1000), 'https://api.openai.com/profile': { email: 'lin@example.com' } }),
+        },
       }),
     );
     assert.deepEqual(check, { ok: true, expiresAt: new Date(future).toISOString(), account: 'lin@example.com' });
@@ -157,7 +170,12 @@ describe('expiry and account edge cases', () => {
 });
 
 describe('provider data', () => {
-  const context: ProviderContext = { home: '/home/porthole', credentialDir: '/home/porthole/.porthole/login/x', cliDir: '/opt/porthole/clis', openUrlCommand: '/tmp/porthole-bin/xdg-open' };
+  const context: ProviderContext = {
+    home: '/home/porthole',
+    credentialDir: '/home/porthole/.porthole/login/x',
+    cliDir: '/opt/porthole/clis',
+    openUrlCommand: '/tmp/porthole-bin/xdg-open',
+  };
 
   test('each pins its storage to credentialDir and points the browser at the sandbox opener', () => {
     assert.equal(claudeCode.env(context).CLAUDE_CONFIG_DIR, context.credentialDir);
@@ -166,7 +184,10 @@ describe('provider data', () => {
     for (const p of [claudeCode, codex, geminiCli]) {
       assert.equal(p.env(context).BROWSER, context.openUrlCommand, p.name);
       const argv = p.loginCommand(context);
-      assert.ok(argv.some((a) => a.startsWith(`${context.cliDir}/node_modules/`)), `${p.name} runs the pinned CLI: ${argv.join(' ')}`);
+      assert.ok(
+        argv.some((a) => a.startsWith(`${context.cliDir}/node_modules/`)),
+        `${p.name} runs the pinned CLI: ${argv.join(' ')}`,
+      );
       assert.ok(p.package && /^\d+\.\d+\.\d+$/.test(p.package.version), `${p.name} pins an exact version`);
     }
   });
@@ -174,7 +195,9 @@ describe('provider data', () => {
   test('setup files: Codex stores in a file; Gemini signs in with Google without a trust dialog', () => {
     assert.deepEqual(claudeCode.setupFiles(context), {});
     assert.match(codex.setupFiles(context)['config.toml'] ?? '', /^cli_auth_credentials_store = "file"$/m);
-    const settings = JSON.parse(geminiCli.setupFiles(context)['.gemini/settings.json'] ?? '{}') as { security: { auth: { selectedType: string }; folderTrust: { enabled: boolean } } };
+    const settings = JSON.parse(geminiCli.setupFiles(context)['.gemini/settings.json'] ?? '{}') as {
+      security: { auth: { selectedType: string }; folderTrust: { enabled: boolean } };
+    };
     assert.equal(settings.security.auth.selectedType, 'oauth-personal');
     assert.equal(settings.security.folderTrust.enabled, false);
   });

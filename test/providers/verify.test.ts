@@ -14,7 +14,16 @@ import { demo, defaultDemoAccount, type DemoCredentials } from '../../src/provid
 import { geminiCli, geminiCliClientId } from '../../src/providers/gemini-cli.js';
 import type { CredentialVerdict, Provider, VerifyContext } from '../../src/providers/provider.js';
 import { createLogger } from '../../src/server/logger.js';
-import { base64urlJson, claudeCodeFile, codexFile, credentialExpiry, credentialSecret, fakeJwt, fakeToken, geminiCliFile } from '../support/credential-files.js';
+import {
+  base64urlJson,
+  claudeCodeFile,
+  codexFile,
+  credentialExpiry,
+  credentialSecret,
+  fakeJwt,
+  fakeToken,
+  geminiCliFile,
+} from '../support/credential-files.js';
 import { demoSignIn } from '../support/demo-sign-in.js';
 import { testOutputDir } from '../support/server.js';
 
@@ -57,8 +66,14 @@ const claudeFile = claudeCodeFile;
 const geminiFile = geminiCliFile;
 
 type Edit = (file: Record<string, unknown>) => void;
-const oauth = (edit: (o: Record<string, unknown>) => void): Edit => (file) => edit(file.claudeAiOauth as Record<string, unknown>);
-const tokens = (edit: (t: Record<string, unknown>) => void): Edit => (file) => edit(file.tokens as Record<string, unknown>);
+const oauth =
+  (edit: (o: Record<string, unknown>) => void): Edit =>
+  (file) =>
+    edit(file.claudeAiOauth as Record<string, unknown>);
+const tokens =
+  (edit: (t: Record<string, unknown>) => void): Edit =>
+  (file) =>
+    edit(file.tokens as Record<string, unknown>);
 
 const cases: readonly OfflineCase[] = [
   {
@@ -66,8 +81,16 @@ const cases: readonly OfflineCase[] = [
     good: claudeFile,
     account: null,
     forged: [
-      ['made-up access token', oauth((o) => (o.accessToken = `fake-access-${secret}-token-0123456789abcdef`)), /access token is not a Claude OAuth access token/],
-      ['refresh token in the access token’s place', oauth((o) => (o.accessToken = `sk-ant-ort01-${token(95)}`)), /access token is not a Claude OAuth access token/],
+      [
+        'made-up access token',
+        oauth((o) => (o.accessToken = `fake-access-${secret}-token-0123456789abcdef`)),
+        /access token is not a Claude OAuth access token/,
+      ],
+      [
+        'refresh token in the access token’s place',
+        oauth((o) => (o.accessToken = `sk-ant-ort01-${token(95)}`)),
+        /access token is not a Claude OAuth access token/,
+      ],
       ['made-up refresh token', oauth((o) => (o.refreshToken = `rt-${secret}`)), /refresh token is not a Claude OAuth refresh token/],
       ['a token with a space', oauth((o) => (o.refreshToken = `sk-ant-ort01-${token(40)} ${token(40)}`)), /refresh token is not/],
       ['a truncated token', oauth((o) => (o.accessToken = 'sk-ant-oat01-abc')), /access token is not/],
@@ -82,10 +105,26 @@ const cases: readonly OfflineCase[] = [
     account: 'ada@example.com',
     forged: [
       ['an ID token that is not a JWT', tokens((t) => (t.id_token = `${secret}.x.y`)), /ID token is not a signed JWT/],
-      ['an unsigned ID token (alg none)', tokens((t) => (t.id_token = jwt({ iss: 'https://auth.openai.com', aud: codexClientId, sub: 's', email: 'ceo@victim.example' }, { alg: 'none' }))), /ID token is not a signed JWT/],
-      ['another issuer', tokens((t) => (t.id_token = jwt({ iss: 'https://evil.example', aud: codexClientId, sub: 's', email: 'ceo@victim.example' }))), /not issued by https:\/\/auth\.openai\.com/],
-      ['another client', tokens((t) => (t.id_token = jwt({ iss: 'https://auth.openai.com', aud: 'app_someoneElse', sub: 's', email: 'ceo@victim.example' }))), /not issued to Codex/],
-      ['no subject', tokens((t) => (t.id_token = jwt({ iss: 'https://auth.openai.com', aud: codexClientId, email: 'ceo@victim.example' }))), /names no subject/],
+      [
+        'an unsigned ID token (alg none)',
+        tokens((t) => (t.id_token = jwt({ iss: 'https://auth.openai.com', aud: codexClientId, sub: 's', email: 'ceo@victim.example' }, { alg: 'none' }))),
+        /ID token is not a signed JWT/,
+      ],
+      [
+        'another issuer',
+        tokens((t) => (t.id_token = jwt({ iss: 'https://evil.example', aud: codexClientId, sub: 's', email: 'ceo@victim.example' }))),
+        /not issued by https:\/\/auth\.openai\.com/,
+      ],
+      [
+        'another client',
+        tokens((t) => (t.id_token = jwt({ iss: 'https://auth.openai.com', aud: 'app_someoneElse', sub: 's', email: 'ceo@victim.example' }))),
+        /not issued to Codex/,
+      ],
+      [
+        'no subject',
+        tokens((t) => (t.id_token = jwt({ iss: 'https://auth.openai.com', aud: codexClientId, email: 'ceo@victim.example' }))),
+        /names no subject/,
+      ],
       ['no account e-mail', tokens((t) => (t.id_token = jwt({ iss: 'https://auth.openai.com', aud: codexClientId, sub: 's' }))), /names no account e-mail/],
       ['an opaque access token', tokens((t) => (t.access_token = `opaque-${secret}-0123456789`)), /access token is not a signed JWT/],
       ['an access token from elsewhere', tokens((t) => (t.access_token = jwt({ iss: 'https://evil.example', exp }))), /access token was not issued by/],
@@ -103,9 +142,21 @@ const cases: readonly OfflineCase[] = [
       ['another token type', (f) => (f.token_type = 'MAC'), /token type is not Bearer/],
       ['no expiry', (f) => delete f.expiry_date, /expiry_date is not a time/],
       ['an ID token that is not a JWT', (f) => (f.id_token = `${secret}`), /ID token is not a signed JWT/],
-      ['an ID token from another issuer', (f) => (f.id_token = jwt({ iss: 'https://evil.example', aud: geminiCliClientId, email: 'ceo@victim.example' })), /not issued by Google/],
-      ['an ID token for another client', (f) => (f.id_token = jwt({ iss: 'accounts.google.com', aud: 'other.apps.googleusercontent.com', email: 'ceo@victim.example' })), /not issued to Gemini CLI/],
-      ['an ID token without an e-mail', (f) => (f.id_token = jwt({ iss: 'https://accounts.google.com', aud: geminiCliClientId, sub: '1' })), /names no account e-mail/],
+      [
+        'an ID token from another issuer',
+        (f) => (f.id_token = jwt({ iss: 'https://evil.example', aud: geminiCliClientId, email: 'ceo@victim.example' })),
+        /not issued by Google/,
+      ],
+      [
+        'an ID token for another client',
+        (f) => (f.id_token = jwt({ iss: 'accounts.google.com', aud: 'other.apps.googleusercontent.com', email: 'ceo@victim.example' })),
+        /not issued to Gemini CLI/,
+      ],
+      [
+        'an ID token without an e-mail',
+        (f) => (f.id_token = jwt({ iss: 'https://accounts.google.com', aud: geminiCliClientId, sub: '1' })),
+        /names no account e-mail/,
+      ],
     ],
   },
 ];
@@ -180,14 +231,34 @@ describe('demo verify (with the real demo provider)', () => {
       expires_at: '2099-01-01T00:00:00.000Z',
     };
     assertRefused(await demo.verify(text(forged), context), /refused the access token at userinfo \(401\)/, 'all tokens made up');
-    assertRefused(await demo.verify(text({ ...real, refresh_token: `${secret}-made-up` }), context), /does not know the refresh token/, 'a made-up refresh token');
-    assertRefused(await demo.verify(text({ ...real, refresh_token: real.access_token }), context), /refresh token is another kind of token/, 'the access token as the refresh token');
-    assertRefused(await demo.verify(text({ ...real, access_token: real.refresh_token }), context), /refused the access token at userinfo/, 'the refresh token as the access token');
+    assertRefused(
+      await demo.verify(text({ ...real, refresh_token: `${secret}-made-up` }), context),
+      /does not know the refresh token/,
+      'a made-up refresh token',
+    );
+    assertRefused(
+      await demo.verify(text({ ...real, refresh_token: real.access_token }), context),
+      /refresh token is another kind of token/,
+      'the access token as the refresh token',
+    );
+    assertRefused(
+      await demo.verify(text({ ...real, access_token: real.refresh_token }), context),
+      /refused the access token at userinfo/,
+      'the refresh token as the access token',
+    );
     const [header, , signature] = real.id_token.split('.');
     const claims = JSON.parse(Buffer.from(real.id_token.split('.')[1]!, 'base64url').toString()) as Record<string, unknown>;
-    assertRefused(await demo.verify(text({ ...real, id_token: `${header}.${b64({ ...claims, email: 'ceo@victim.example' })}.${signature}` }), context), /signature does not verify/, 'an ID token with changed claims');
+    assertRefused(
+      await demo.verify(text({ ...real, id_token: `${header}.${b64({ ...claims, email: 'ceo@victim.example' })}.${signature}` }), context),
+      /signature does not verify/,
+      'an ID token with changed claims',
+    );
     assertRefused(await demo.verify(text({ ...real, id_token: jwt(claims, { alg: 'none' }) }), context), /not a JWT signed with RS256/, 'an unsigned ID token');
-    assertRefused(await demo.verify(text({ ...real, id_token: jwt(claims, { alg: 'RS256', kid: 'someone-elses-key' }) }), context), /not signed by one of the demo provider’s keys/, 'another key');
+    assertRefused(
+      await demo.verify(text({ ...real, id_token: jwt(claims, { alg: 'RS256', kid: 'someone-elses-key' }) }), context),
+      /not signed by one of the demo provider’s keys/,
+      'another key',
+    );
   });
 
   test('a file naming another issuer or client, or with the demo provider off, is refused before any request', async () => {

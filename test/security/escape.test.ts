@@ -20,7 +20,6 @@ import { until } from '../support/until.js';
 // reached only through the proxy and only when PORTHOLE_EGRESS_ALLOW lists it.
 // No packet leaves this machine: the addresses beyond it are refused before any connection.
 
-
 /**
  * Run by node inside the sandbox: `ops` (JSON in argv[1]) one after the other, one result each,
  * printed as one JSON line.
@@ -190,7 +189,14 @@ async function lastSeq(t: TestServer, sessionId: string): Promise<number> {
 }
 
 /** The details of the `type` event for host:port on the session's timeline after `afterSeq`, once it is there. */
-async function egressEvent(t: TestServer, sessionId: string, afterSeq: number, type: 'egress.connect' | 'egress.request', host: string, port: number): Promise<Record<string, unknown>> {
+async function egressEvent(
+  t: TestServer,
+  sessionId: string,
+  afterSeq: number,
+  type: 'egress.connect' | 'egress.request',
+  host: string,
+  port: number,
+): Promise<Record<string, unknown>> {
   const found = await until(
     `a ${type} event for ${host}:${port} on the timeline of ${sessionId}`,
     async () => (await t.api.listEvents(sessionId, afterSeq)).events.find((e) => e.type === type && e.details.host === host && e.details.port === port) ?? null,
@@ -208,7 +214,11 @@ async function hostListener(): Promise<{ port: number; connections: () => number
     socket.destroy();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { port: (server.address() as { port: number }).port, connections: () => connections, close: () => new Promise((resolve) => server.close(() => resolve())) };
+  return {
+    port: (server.address() as { port: number }).port,
+    connections: () => connections,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
 }
 
 const portOf = (url: string) => Number(new URL(url).port);
@@ -262,12 +272,18 @@ describe('from inside sandbox A, as its user', () => {
       const issuerPort = Number(issuer.port);
       const serverPort = portOf(t.server.url);
       const mark = await lastSeq(t, sessionA.id);
-      const [toServer, toIssuer, toOther, proxiedServer, proxiedIssuer, proxiedOther] = await probe<[TcpResult, TcpResult, TcpResult, ProxyResult, ProxyResult, ProxyResult]>(a, [
+      const [toServer, toIssuer, toOther, proxiedServer, proxiedIssuer, proxiedOther] = await probe<
+        [TcpResult, TcpResult, TcpResult, ProxyResult, ProxyResult, ProxyResult]
+      >(a, [
         { op: 'tcp', host: '127.0.0.1', port: serverPort },
         { op: 'tcp', host: '127.0.0.1', port: issuerPort },
         { op: 'tcp', host: '127.0.0.1', port: other.port },
         { op: 'proxy', head: connectHead('127.0.0.1', serverPort) },
-        { op: 'proxy', head: connectHead('127.0.0.1', issuerPort), tunnel: tunnelGet(`${issuer.pathname.replace(/\/$/, '')}/.well-known/openid-configuration`, issuer.host) },
+        {
+          op: 'proxy',
+          head: connectHead('127.0.0.1', issuerPort),
+          tunnel: tunnelGet(`${issuer.pathname.replace(/\/$/, '')}/.well-known/openid-configuration`, issuer.host),
+        },
         { op: 'proxy', head: connectHead('127.0.0.1', other.port) },
       ]);
       assert.deepEqual([toServer.outcome, toOther.outcome], ['ECONNREFUSED', 'ECONNREFUSED'], 'the host’s loopback is not the sandbox’s');
@@ -298,7 +314,10 @@ describe('from inside sandbox A, as its user', () => {
         (events) => events.some((e) => Number(e.details.bytesDown) > 0),
         10_000,
       );
-      assert.ok(issuerEvents.every((e) => e.details.allowed === true), JSON.stringify(issuerEvents.map((e) => e.details)));
+      assert.ok(
+        issuerEvents.every((e) => e.details.allowed === true),
+        JSON.stringify(issuerEvents.map((e) => e.details)),
+      );
     } finally {
       await other.close();
     }
@@ -355,7 +374,11 @@ describe('from inside sandbox A, as its user', () => {
       assert.equal(fromB.outcome, 'connected', 'B reaches its own listener');
       assert.ok(seenInB.includes(port), `B's /proc/net/tcp lists ${port}: ${seenInB.join(', ')}`);
 
-      const [fromA, seenInA, bindInA] = await probe<[TcpResult, number[], string]>(a, [{ op: 'tcp', host: '127.0.0.1', port }, { op: 'listening' }, { op: 'bind', host: '127.0.0.1', port }]);
+      const [fromA, seenInA, bindInA] = await probe<[TcpResult, number[], string]>(a, [
+        { op: 'tcp', host: '127.0.0.1', port },
+        { op: 'listening' },
+        { op: 'bind', host: '127.0.0.1', port },
+      ]);
       assert.equal(fromA.outcome, 'ECONNREFUSED', 'A’s loopback is its own');
       assert.ok(!seenInA.includes(port), `A's /proc/net/tcp does not list ${port}: ${seenInA.join(', ')}`);
       assert.equal(bindInA, 'bound', 'A binds the port B listens on: a callback port cannot be squatted across sandboxes');
@@ -410,7 +433,13 @@ describe('from inside sandbox A, as its user', () => {
         });
         socket.once('error', reject);
       });
-      await until('the host’s own connection arrived', () => connections, (n) => n === 1, 5_000, { intervalMs: 20 });
+      await until(
+        'the host’s own connection arrived',
+        () => connections,
+        (n) => n === 1,
+        5_000,
+        { intervalMs: 20 },
+      );
       const [fromA] = await probe<[TcpResult]>(a, [{ op: 'unix', path: name }]);
       assert.equal(fromA.outcome, 'ECONNREFUSED', 'the host’s abstract socket does not exist in the sandbox’s network namespace');
       assert.equal(connections, 1, 'nothing from the sandbox arrived');
@@ -422,7 +451,8 @@ describe('from inside sandbox A, as its user', () => {
   test('the agent channel (/run/porthole-host/server.sock) answers only this session’s agent routes, and its directory is read-only', async () => {
     const channel = '/run/porthole-host/server.sock';
     const own = `/v1/agent/sessions/${sessionA.id}`;
-    const post = (target: string, body = '{}') => `POST ${target} HTTP/1.1\r\nHost: porthole\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`;
+    const post = (target: string, body = '{}') =>
+      `POST ${target} HTTP/1.1\r\nHost: porthole\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`;
     const get = (target: string) => `GET ${target} HTTP/1.1\r\nHost: porthole\r\nConnection: close\r\n\r\n`;
     const refused: Array<[what: string, head: string]> = [
       ['the API', get('/v1/sessions')],

@@ -68,7 +68,12 @@ async function spawnServer(dataDir: string, serverEnv: Record<string, string> = 
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const started = await until('the child server says where it runs', () => ({ stderr, exit: child.exitCode ?? child.signalCode }), (s) => /is running at http/.test(s.stderr) || s.exit !== null, 60_000);
+  const started = await until(
+    'the child server says where it runs',
+    () => ({ stderr, exit: child.exitCode ?? child.signalCode }),
+    (s) => /is running at http/.test(s.stderr) || s.exit !== null,
+    60_000,
+  );
   const url = /is running at (http:\/\/\S+)/.exec(started.stderr)?.[1];
   if (!url) throw new Error(`porthole start exited (${String(started.exit)}) before it listened; stderr: ${stderr.slice(-2000)}; log: ${logFile}`);
   return {
@@ -130,7 +135,12 @@ test('server SIGKILLed and not restarted: the sandbox ends itself after its leas
     const ended = await next.api.getSession(session.id);
     assert.equal(ended.state, 'ended', `${ended.state}: ${ended.detail}`);
     assert.equal(ended.reason, 'sandbox_exited');
-    await until(`sandbox ${sandboxId} is gone from the data directory`, () => sandboxLeftovers(dataDir, sandboxId as SandboxId), (found) => found.length === 0, 10_000);
+    await until(
+      `sandbox ${sandboxId} is gone from the data directory`,
+      () => sandboxLeftovers(dataDir, sandboxId as SandboxId),
+      (found) => found.length === 0,
+      10_000,
+    );
     assert.deepEqual(await next.server.driver.list(), []);
   } finally {
     await next.stop();
@@ -175,7 +185,9 @@ test('server SIGKILLed and restarted within the lease: the session is adopted, o
     await expectFramebufferUpdate(viewer);
     await next.waitForState(session.id, ['authenticating'], 5_000);
     await closeViewer(viewer);
-    tc.diagnostic(`server SIGKILL → next server up ${restartMs} ms later adopted the session; the sandbox still ran ${lived.ms} ms after the kill (lease ${adoptLeaseMs} ms)`);
+    tc.diagnostic(
+      `server SIGKILL → next server up ${restartMs} ms later adopted the session; the sandbox still ran ${lived.ms} ms after the kill (lease ${adoptLeaseMs} ms)`,
+    );
   } finally {
     await next.stop();
     dataDirs.splice(dataDirs.indexOf(dataDir), 1);

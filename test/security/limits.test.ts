@@ -50,7 +50,10 @@ after(async () => {
 
 const cgroupDir = (target: SandboxTarget, controller: 'memory' | 'pids'): string => {
   const dir = target.cgroupDirs.find((d) => d.split('/').some((segment) => segment.split(',').includes(controller)));
-  if (!dir) throw new Error(`sandbox ${target.sandboxId} has no ${controller} cgroup of its own (its cgroups: ${target.cgroupDirs.join(', ')}); this test needs cgroup v1 memory and pids hierarchies`);
+  if (!dir)
+    throw new Error(
+      `sandbox ${target.sandboxId} has no ${controller} cgroup of its own (its cgroups: ${target.cgroupDirs.join(', ')}); this test needs cgroup v1 memory and pids hierarchies`,
+    );
   return dir;
 };
 const readNumber = async (path: string): Promise<number> => Number((await readFile(path, 'utf8')).trim());
@@ -65,11 +68,26 @@ async function assertWatchedUnaffected(): Promise<void> {
 
 /** Neither the driver, nor /proc, nor the data directory, nor the cgroup hierarchy keeps anything of the sandbox. */
 async function assertNothingLeftOf(target: SandboxTarget): Promise<void> {
-  await until(`no process of sandbox ${target.sandboxId} remains`, () => sandboxProcesses(target.sandboxId), (left) => left.length === 0, 15_000);
-  await until(`sandbox ${target.sandboxId} is gone from the data directory`, () => sandboxLeftovers(t.dataDir, target.sandboxId as SandboxId), (left) => left.length === 0, 15_000);
+  await until(
+    `no process of sandbox ${target.sandboxId} remains`,
+    () => sandboxProcesses(target.sandboxId),
+    (left) => left.length === 0,
+    15_000,
+  );
+  await until(
+    `sandbox ${target.sandboxId} is gone from the data directory`,
+    () => sandboxLeftovers(t.dataDir, target.sandboxId as SandboxId),
+    (left) => left.length === 0,
+    15_000,
+  );
   assert.ok(!(await t.server.driver.list()).some((s) => s.id === target.sandboxId), 'the driver no longer lists it');
   for (const dir of target.cgroupDirs) assert.ok(!existsSync(dir), `its cgroup ${dir} is removed`);
-  await until(`no process runs as the sandbox's uid ${target.uid}`, () => processesOfUid(target.uid), (users) => users.length === 0, 15_000);
+  await until(
+    `no process runs as the sandbox's uid ${target.uid}`,
+    () => processesOfUid(target.uid),
+    (users) => users.length === 0,
+    15_000,
+  );
 }
 
 /** Starts `argv` in the sandbox, waits for it to print `ready`, moves it into the sandbox's cgroups, then tells it to go. */
@@ -90,7 +108,10 @@ test('the limits are in place and an idle desktop fits in them', async () => {
   const running = await readNumber(join(processes, 'pids.current'));
   assert.ok(used < memoryMiB * 2 ** 20 * 0.75, `the idle desktop uses ${Math.round(used / 2 ** 20)} MiB of ${memoryMiB}`);
   assert.ok(running < pids * 0.75, `the idle desktop runs ${running} processes and threads of ${pids}`);
-  const home = await nodeInSandbox<{ bytes: number }>(watched.target, `const s = require('node:fs').statfsSync('/home/porthole'); console.log(JSON.stringify({ bytes: s.blocks * s.bsize }));`);
+  const home = await nodeInSandbox<{ bytes: number }>(
+    watched.target,
+    `const s = require('node:fs').statfsSync('/home/porthole'); console.log(JSON.stringify({ bytes: s.blocks * s.bsize }));`,
+  );
   assert.equal(home.bytes, homeMiB * 2 ** 20, 'the home is a tmpfs of PORTHOLE_SANDBOX_HOME_MIB');
 });
 
@@ -145,7 +166,11 @@ test('a fork loop: its session fails with SANDBOX_LIMIT_REACHED naming the proce
   const before = await readNumber(join(cgroupDir(watched.target, 'pids'), 'pids.current'));
   // Bounded: twice the limit of sleeps, then it says how many it started.
   const startedAt = Date.now();
-  const forker = await startInCgroups(target, ['/usr/bin/sh', '-c', `echo ready; read go; i=0; while [ $i -lt ${pids * 2} ]; do sleep 600 & i=$((i+1)); done; echo "started $i"; wait`]);
+  const forker = await startInCgroups(target, [
+    '/usr/bin/sh',
+    '-c',
+    `echo ready; read go; i=0; while [ $i -lt ${pids * 2} ]; do sleep 600 & i=$((i+1)); done; echo "started $i"; wait`,
+  ]);
   try {
     const failed = await t.waitForState(session.id, ['failed', 'ended'], 60_000);
     const failedMs = Date.now() - startedAt;
@@ -154,7 +179,9 @@ test('a fork loop: its session fails with SANDBOX_LIMIT_REACHED naming the proce
     assert.match(failed.detail ?? '', new RegExp(`limit of ${pids} processes`));
     const ended = await within(forker.finished, 15_000, 'the fork loop ends');
     assert.doesNotMatch(ended.stdout, new RegExp(`started ${pids * 2}`), 'the loop never started all its processes');
-    tc.diagnostic(`fork loop: session failed ${failedMs} ms after it started; ${failed.detail}; the shell said ${JSON.stringify((ended.stdout + ended.stderr).trim().split('\n').slice(-2))}`);
+    tc.diagnostic(
+      `fork loop: session failed ${failedMs} ms after it started; ${failed.detail}; the shell said ${JSON.stringify((ended.stdout + ended.stderr).trim().split('\n').slice(-2))}`,
+    );
 
     await assertWatchedUnaffected();
     const after = await readNumber(join(cgroupDir(watched.target, 'pids'), 'pids.current'));

@@ -127,7 +127,13 @@ test('a good delivery completes the session, closes the viewer with 1000 "comple
   const done = await t.api.getSession(session.id);
   assert.equal(done.state, 'completed');
   assert.equal(done.reason, 'credentials_captured');
-  await until('the sandbox is destroyed', () => t.server.driver.inspect(session.sandboxId as SandboxId), (info) => info === null, 10_000, { intervalMs: 50 });
+  await until(
+    'the sandbox is destroyed',
+    () => t.server.driver.inspect(session.sandboxId as SandboxId),
+    (info) => info === null,
+    10_000,
+    { intervalMs: 50 },
+  );
   assert.deepEqual(await sandboxProcesses(session.sandboxId!), []);
 
   const second = await post(session.id, 'credentials', delivery(content), token);

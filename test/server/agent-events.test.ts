@@ -38,7 +38,9 @@ function postEvent(id: string, token: string, body: unknown): Promise<Response> 
   });
 }
 
-async function outcome(response: Response): Promise<{ status: number; code: string | null; retryAfter: string | null; details: Record<string, unknown> | undefined }> {
+async function outcome(
+  response: Response,
+): Promise<{ status: number; code: string | null; retryAfter: string | null; details: Record<string, unknown> | undefined }> {
   const text = await response.text();
   const error = text ? (JSON.parse(text) as { error?: { code: string; details?: Record<string, unknown> } }).error : undefined;
   return { status: response.status, code: error?.code ?? null, retryAfter: response.headers.get('retry-after'), details: error?.details };
@@ -50,7 +52,11 @@ test('a flood is cut after the burst with 429 AGENT_EVENTS_RATE_LIMITED and a Re
   const { id, token } = await sessionWithToken();
   const results = [];
   for (let i = 0; i < 60; i++) results.push(await outcome(await postEvent(id, token, { type: 'login.waiting', details: { waitingFor: `step ${i}` } })));
-  assert.deepEqual(results.slice(0, agentEventLimits.burst).map((r) => r.status), Array(agentEventLimits.burst).fill(204), 'the burst goes through');
+  assert.deepEqual(
+    results.slice(0, agentEventLimits.burst).map((r) => r.status),
+    Array(agentEventLimits.burst).fill(204),
+    'the burst goes through',
+  );
   const limited = results.filter((r) => r.status === 429);
   assert.ok(limited.length >= 20, `most of the rest are refused: ${results.map((r) => r.status).join(' ')}`);
   for (const r of limited) {
@@ -62,7 +68,11 @@ test('a flood is cut after the burst with 429 AGENT_EVENTS_RATE_LIMITED and a Re
   assert.ok(stored < agentEventLimits.burst + 10, `about a burst was stored, not 60: ${stored}`);
 
   await new Promise((resolve) => setTimeout(resolve, Number(limited.at(-1)!.retryAfter) * 1000));
-  assert.equal((await postEvent(id, token, { type: 'login.waiting', details: { waitingFor: 'after the wait' } })).status, 204, 'after Retry-After the next one fits');
+  assert.equal(
+    (await postEvent(id, token, { type: 'login.waiting', details: { waitingFor: 'after the wait' } })).status,
+    204,
+    'after Retry-After the next one fits',
+  );
 });
 
 test('the red team’s flood (61 KB events as fast as possible) stores nothing: 400 AGENT_EVENT_TOO_LARGE, then 429', async () => {
@@ -125,7 +135,10 @@ test('GET …/events pages: 200 by default, at most 1000, every event exactly on
 
   const get = async (query: string) => {
     const response = await fetch(`${t.server.url}/v1/sessions/${id}/events${query}`, { headers: { authorization: `Bearer ${testApiKey}` } });
-    return { status: response.status, json: (await response.json()) as { events: SessionEvent[]; hasMore: boolean; nextAfter: number; error?: { code: string } } };
+    return {
+      status: response.status,
+      json: (await response.json()) as { events: SessionEvent[]; hasMore: boolean; nextAfter: number; error?: { code: string } },
+    };
   };
   const first = await get('');
   assert.equal(first.status, 200);
@@ -148,7 +161,11 @@ test('GET …/events pages: 200 by default, at most 1000, every event exactly on
     after = page.json.nextAfter;
   }
   assert.equal(pages, 4, '522 events in pages of 150');
-  assert.deepEqual(seen.map((e) => e.seq), all.map((e) => e.seq), 'every event once, in order');
+  assert.deepEqual(
+    seen.map((e) => e.seq),
+    all.map((e) => e.seq),
+    'every event once, in order',
+  );
 
   const exact = await get(`?after=${all.at(-151)!.seq}&limit=150`);
   assert.deepEqual([exact.json.events.length, exact.json.hasMore], [150, false], 'a page that ends exactly at the last event says so');

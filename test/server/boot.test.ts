@@ -29,7 +29,13 @@ async function expectFailure(t: TestServer, code: string) {
   // The last state event (the sandbox's egress events, if any, may follow it).
   assert.equal(events.filter((e) => e.type.startsWith('session.')).at(-1)?.type, 'session.failed');
   // The state moves first (viewers learn at once), then the sandbox is destroyed.
-  await until('the sandbox is destroyed', async () => (await t.server.driver.list()).length, (n) => n === 0, 10_000, { intervalMs: 100 });
+  await until(
+    'the sandbox is destroyed',
+    async () => (await t.server.driver.list()).length,
+    (n) => n === 0,
+    10_000,
+    { intervalMs: 100 },
+  );
   return { failed, step: String(stepFailed.details.step) };
 }
 

@@ -17,7 +17,12 @@ test('defaults need nothing: local driver, PGlite in ./.porthole, loopback', () 
 });
 
 test('honours PORTHOLE_PORT, PORTHOLE_DATA_DIR, PORTHOLE_API_KEY and DATABASE_URL', () => {
-  const config = loadConfig({ PORTHOLE_PORT: '9000', PORTHOLE_DATA_DIR: '/tmp/x', PORTHOLE_API_KEY: 'k'.repeat(20), DATABASE_URL: 'postgres://u:p@127.0.0.1/db' });
+  const config = loadConfig({
+    PORTHOLE_PORT: '9000',
+    PORTHOLE_DATA_DIR: '/tmp/x',
+    PORTHOLE_API_KEY: 'k'.repeat(20),
+    DATABASE_URL: 'postgres://u:p@127.0.0.1/db',
+  });
   assert.equal(config.port, 9000);
   assert.equal(config.dataDir, '/tmp/x');
   assert.equal(config.apiKey?.reveal(), 'k'.repeat(20));
@@ -70,7 +75,10 @@ test('PORTHOLE_EGRESS_ALLOW is a checked comma list; PORTHOLE_EGRESS_UPSTREAM an
       { host: 'localhost', port: 9000 },
     ],
   });
-  assert.throws(() => loadConfig({ PORTHOLE_EGRESS_LOOPBACK: '10.0.0.1:80' }), (error: unknown) => error instanceof ConfigError && /PORTHOLE_EGRESS_LOOPBACK: must be a comma list of 127\.x\.x\.x:PORT/.test(error.problems.join('\n')));
+  assert.throws(
+    () => loadConfig({ PORTHOLE_EGRESS_LOOPBACK: '10.0.0.1:80' }),
+    (error: unknown) => error instanceof ConfigError && /PORTHOLE_EGRESS_LOOPBACK: must be a comma list of 127\.x\.x\.x:PORT/.test(error.problems.join('\n')),
+  );
   assert.ok(Object.isFrozen(config.egress.allow));
   try {
     loadConfig({ PORTHOLE_EGRESS_ALLOW: 'ok.example,bad entry,10.0.0.0/33', PORTHOLE_EGRESS_UPSTREAM: 'https://proxy.internal' });

@@ -31,7 +31,12 @@ async function sessionWithToken(provider: ProviderName): Promise<{ id: SessionId
   return { id, token };
 }
 
-async function deliver(provider: ProviderName, id: string, token: string, content: string): Promise<{ status: number; json: Record<string, unknown> & { error?: { code: string; details?: { reason?: string } } } }> {
+async function deliver(
+  provider: ProviderName,
+  id: string,
+  token: string,
+  content: string,
+): Promise<{ status: number; json: Record<string, unknown> & { error?: { code: string; details?: { reason?: string } } } }> {
   const response = await fetch(`${t.server.url}/v1/agent/sessions/${id}/credentials`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
@@ -41,7 +46,12 @@ async function deliver(provider: ProviderName, id: string, token: string, conten
   return { status: response.status, json: (await response.json()) as never };
 }
 
-const cases: ReadonlyArray<{ provider: ProviderName; good: () => Record<string, unknown>; account: string | null; forge: (file: Record<string, unknown>) => void }> = [
+const cases: ReadonlyArray<{
+  provider: ProviderName;
+  good: () => Record<string, unknown>;
+  account: string | null;
+  forge: (file: Record<string, unknown>) => void;
+}> = [
   {
     provider: 'claude-code',
     good: claudeCodeFile,
@@ -52,7 +62,9 @@ const cases: ReadonlyArray<{ provider: ProviderName; good: () => Record<string, 
     provider: 'codex',
     good: codexFile,
     account: 'ada@example.com',
-    forge: (file) => ((file.tokens as Record<string, unknown>).id_token = `${Buffer.from('{"alg":"RS256"}').toString('base64url')}.${Buffer.from('{"iss":"https://evil.example","email":"ceo@victim.example"}').toString('base64url')}.c2ln`),
+    forge: (file) =>
+      ((file.tokens as Record<string, unknown>).id_token =
+        `${Buffer.from('{"alg":"RS256"}').toString('base64url')}.${Buffer.from('{"iss":"https://evil.example","email":"ceo@victim.example"}').toString('base64url')}.c2ln`),
   },
   {
     provider: 'gemini-cli',
@@ -72,7 +84,10 @@ for (const c of cases) {
 
       const session = sessionSchema.parse(await t.api.getSession(id));
       assert.equal(session.state, 'completed');
-      assert.deepEqual({ ...session.credential, capturedAt: '' }, { provider: c.provider, account: c.account, capturedAt: '', expiresAt: '2031-05-06T07:08:09.000Z', verification: 'offline-checks-only' });
+      assert.deepEqual(
+        { ...session.credential, capturedAt: '' },
+        { provider: c.provider, account: c.account, capturedAt: '', expiresAt: '2031-05-06T07:08:09.000Z', verification: 'offline-checks-only' },
+      );
       const read = credentialResponse.parse(await t.api.getCredentials(id));
       assert.deepEqual([read.verification, read.account, read.file], ['offline-checks-only', c.account, content]);
       assert.equal((await t.server.store.getCredential(id))?.verification, 'offline-checks-only');

@@ -55,7 +55,15 @@ describe('GET /v1/sessions/:id/credentials', () => {
     assert.deepEqual(
       { ...got.json, capturedAt: '' },
       // A put that does not say how it was checked is the weaker `offline-checks-only`.
-      { sessionId: withCredential, provider: 'codex', file: content, capturedAt: '', expiresAt: '2031-05-06T07:08:09.000Z', account, verification: 'offline-checks-only' },
+      {
+        sessionId: withCredential,
+        provider: 'codex',
+        file: content,
+        capturedAt: '',
+        expiresAt: '2031-05-06T07:08:09.000Z',
+        account,
+        verification: 'offline-checks-only',
+      },
     );
     assert.equal(got.headers.get('cache-control'), 'no-store');
 
@@ -104,7 +112,10 @@ describe('GET /v1/sessions/:id/credentials', () => {
   test('a session carries its credential summary (never the content); one without has null', async () => {
     const session = await t.api.getSession(withCredential);
     sessionSchema.parse(session);
-    assert.deepEqual({ ...session.credential, capturedAt: '' }, { provider: 'codex', account, capturedAt: '', expiresAt: '2031-05-06T07:08:09.000Z', verification: 'offline-checks-only' });
+    assert.deepEqual(
+      { ...session.credential, capturedAt: '' },
+      { provider: 'codex', account, capturedAt: '', expiresAt: '2031-05-06T07:08:09.000Z', verification: 'offline-checks-only' },
+    );
     assert.equal((await t.api.getSession(withoutCredential)).credential, null);
     const list = await call('GET', '/v1/sessions');
     assert.ok(list.json.sessions.find((s: { id: string }) => s.id === withCredential).credential);
@@ -124,7 +135,10 @@ describe('POST /v1/keys/rotate', () => {
     assert.equal(rotated.json.reencrypted, 1);
     assert.notEqual(rotated.json.keyId, before?.keyId);
     const keyring = JSON.parse(await readFile(join(t.dataDir, 'keyring.json'), 'utf8'));
-    assert.deepEqual(keyring.keys.map((k: { id: string }) => k.id), [rotated.json.keyId]);
+    assert.deepEqual(
+      keyring.keys.map((k: { id: string }) => k.id),
+      [rotated.json.keyId],
+    );
     const got = await call('GET', `/v1/sessions/${withCredential}/credentials`);
     assert.equal(got.json.file, content);
   });
@@ -154,7 +168,13 @@ describe('the plaintext stays out of the database and the logs', () => {
 
   test('the server log never holds it', async () => {
     // The log is written asynchronously: wait until the lines of the reads above are in it.
-    const log = await until('the log holds the reads and the rotation', () => readFile(t.logFile, 'utf8'), (text) => text.includes('credentials read') && text.includes('master key rotated'), 5_000, { intervalMs: 100 }).catch(() => readFile(t.logFile, 'utf8'));
+    const log = await until(
+      'the log holds the reads and the rotation',
+      () => readFile(t.logFile, 'utf8'),
+      (text) => text.includes('credentials read') && text.includes('master key rotated'),
+      5_000,
+      { intervalMs: 100 },
+    ).catch(() => readFile(t.logFile, 'utf8'));
     assert.match(log, /credentials read/);
     assert.match(log, /master key rotated/);
     for (const secret of [refreshToken, accessToken]) assert.ok(!log.includes(secret), 'the log holds credential content');

@@ -46,10 +46,19 @@ after(async () => {
 function credentialFile(): { content: string; markers: string[] } {
   const access = `sk-ant-oat01-${randomBytes(12).toString('hex')}`;
   const refresh = `sk-ant-ort01-${randomBytes(12).toString('hex')}`;
-  return { content: JSON.stringify({ claudeAiOauth: { accessToken: access, refreshToken: refresh, expiresAt: 1_900_000_000_000 } }), markers: [access, refresh] };
+  return {
+    content: JSON.stringify({ claudeAiOauth: { accessToken: access, refreshToken: refresh, expiresAt: 1_900_000_000_000 } }),
+    markers: [access, refresh],
+  };
 }
 
-const input = (content: string) => ({ provider: 'claude-code', content, expiresAt: '2030-03-17T12:00:00.000Z', account: 'alice@example.com', verification: 'offline-checks-only' as const });
+const input = (content: string) => ({
+  provider: 'claude-code',
+  content,
+  expiresAt: '2030-03-17T12:00:00.000Z',
+  account: 'alice@example.com',
+  verification: 'offline-checks-only' as const,
+});
 
 async function newSession(): Promise<SessionId> {
   const id = newSessionId();
@@ -83,7 +92,10 @@ async function alter(sessionId: SessionId, column: 'key_id' | 'nonce' | 'ciphert
 }
 
 async function rawRow(sessionId: SessionId): Promise<{ key_id: string; nonce: Uint8Array; ciphertext: Uint8Array; tag: Uint8Array }> {
-  const { rows } = await pglite.query<{ key_id: string; nonce: Uint8Array; ciphertext: Uint8Array; tag: Uint8Array }>('SELECT * FROM credentials WHERE session_id = $1', [sessionId]);
+  const { rows } = await pglite.query<{ key_id: string; nonce: Uint8Array; ciphertext: Uint8Array; tag: Uint8Array }>(
+    'SELECT * FROM credentials WHERE session_id = $1',
+    [sessionId],
+  );
   return rows[0]!;
 }
 
@@ -114,7 +126,13 @@ describe('sealing and opening', () => {
     const dump = Buffer.concat(rows.flatMap((r) => Object.values(r).map((v) => (v instanceof Uint8Array ? Buffer.from(v) : Buffer.from(String(v))))));
     for (const marker of [...markers, content]) assert.equal(dump.indexOf(marker), -1, 'no plaintext in any column');
     const session = await store.getSession(id);
-    assert.deepEqual(session?.credential, { provider: 'claude-code', account: 'alice@example.com', capturedAt: got.capturedAt, expiresAt: '2030-03-17T12:00:00.000Z', verification: 'offline-checks-only' });
+    assert.deepEqual(session?.credential, {
+      provider: 'claude-code',
+      account: 'alice@example.com',
+      capturedAt: got.capturedAt,
+      expiresAt: '2030-03-17T12:00:00.000Z',
+      verification: 'offline-checks-only',
+    });
   });
 
   test('two seals of the same content differ (fresh nonce each time)', async () => {
@@ -249,9 +267,17 @@ describe('rotation', () => {
     assert.equal(keyring.current.id, keyId);
     assert.deepEqual(keyring.ids(), [keyId], 'the old key is gone from the keyring');
     const file = JSON.parse(await readFile(path, 'utf8'));
-    assert.deepEqual(file.keys.map((k: { id: string }) => k.id), [keyId], 'and from the file');
+    assert.deepEqual(
+      file.keys.map((k: { id: string }) => k.id),
+      [keyId],
+      'and from the file',
+    );
     assert.equal((await stat(path)).mode & 0o777, 0o600);
-    assert.deepEqual((await readdir(dir)).filter((f) => f.endsWith('.tmp')), [], 'no temp file left');
+    assert.deepEqual(
+      (await readdir(dir)).filter((f) => f.endsWith('.tmp')),
+      [],
+      'no temp file left',
+    );
 
     for (const [i, id] of ids.entries()) {
       const got = await vault.get(id);
@@ -269,7 +295,10 @@ describe('rotation', () => {
     const forced = { find: () => oldKey };
     for (const id of ids) {
       const record = await rotationStore.getCredential(id);
-      assert.throws(() => open(forced, id, record!), (error) => error instanceof AppError && error.code === 'CREDENTIAL_UNREADABLE');
+      assert.throws(
+        () => open(forced, id, record!),
+        (error) => error instanceof AppError && error.code === 'CREDENTIAL_UNREADABLE',
+      );
     }
   });
 
@@ -280,7 +309,13 @@ describe('rotation', () => {
     const ids = await Promise.all(Array.from({ length: 4 }, () => newSession()));
     const contents = ids.map(() => credentialFile().content);
     await vault.put(ids[0]!, input(contents[0]!));
-    const results = await Promise.all([vault.put(ids[1]!, input(contents[1]!)), vault.rotate(), vault.put(ids[2]!, input(contents[2]!)), vault.rotate(), vault.put(ids[3]!, input(contents[3]!))]);
+    const results = await Promise.all([
+      vault.put(ids[1]!, input(contents[1]!)),
+      vault.rotate(),
+      vault.put(ids[2]!, input(contents[2]!)),
+      vault.rotate(),
+      vault.put(ids[3]!, input(contents[3]!)),
+    ]);
     assert.equal(keyring.ids().length, 1);
     for (const [i, id] of ids.entries()) assert.equal((await vault.get(id))?.content, contents[i]);
     assert.ok((results[3] as { reencrypted: number }).reencrypted >= 3);
@@ -361,7 +396,13 @@ describe('the keyring file and the master key', () => {
     const { keyring, path } = await fileKeyring();
     const material = keyring.current.material().toString('base64');
     assert.ok((await readFile(path, 'utf8')).includes(material), 'sanity: the file does hold it');
-    for (const shown of [inspect(keyring), inspect(keyring.current), JSON.stringify(keyring), JSON.stringify({ key: keyring.current }), String(keyring.current)]) {
+    for (const shown of [
+      inspect(keyring),
+      inspect(keyring.current),
+      JSON.stringify(keyring),
+      JSON.stringify({ key: keyring.current }),
+      String(keyring.current),
+    ]) {
       assert.ok(!shown.includes(material), shown);
     }
   });
@@ -371,19 +412,33 @@ describe('the keyring file and the master key', () => {
     const config = loadConfig({ PORTHOLE_MASTER_KEY: key });
     assert.equal(config.masterKey?.reveal(), key);
     assert.ok(!JSON.stringify(config).includes(key));
-    assert.equal(Keyring.fromBase64(config.masterKey!).current.id, keyIdOf(Buffer.from(key, 'base64')), 'the id is the key fingerprint: stable across restarts');
+    assert.equal(
+      Keyring.fromBase64(config.masterKey!).current.id,
+      keyIdOf(Buffer.from(key, 'base64')),
+      'the id is the key fingerprint: stable across restarts',
+    );
     assert.equal(loadConfig({}).masterKey, null);
 
     const file = join(dir, 'master-key');
     await writeFile(file, `${key}\n`, { mode: 0o600 });
     assert.equal(loadConfig({ PORTHOLE_MASTER_KEY_FILE: file }).masterKey?.reveal(), key);
 
-    for (const bad of [randomBytes(31).toString('base64'), randomBytes(33).toString('base64'), randomBytes(32).toString('base64url'), 'x'.repeat(44), `${key}AA`]) {
+    for (const bad of [
+      randomBytes(31).toString('base64'),
+      randomBytes(33).toString('base64'),
+      randomBytes(32).toString('base64url'),
+      'x'.repeat(44),
+      `${key}AA`,
+    ]) {
       assert.throws(
         () => loadConfig({ PORTHOLE_MASTER_KEY: bad }),
-        (error) => error instanceof ConfigError && /PORTHOLE_MASTER_KEY: must be the base64 of 32 random bytes/.test(error.message) && !error.message.includes(bad),
+        (error) =>
+          error instanceof ConfigError && /PORTHOLE_MASTER_KEY: must be the base64 of 32 random bytes/.test(error.message) && !error.message.includes(bad),
       );
     }
-    await expectCode(Promise.resolve().then(() => Keyring.fromBase64(new Secret('c2hvcnQ='))), 'MASTER_KEY_INVALID');
+    await expectCode(
+      Promise.resolve().then(() => Keyring.fromBase64(new Secret('c2hvcnQ='))),
+      'MASTER_KEY_INVALID',
+    );
   });
 });

@@ -60,7 +60,9 @@ for a; do
 done
 echo DONE`;
   const args = paths.map(({ kind, path }) => `${kind}:${path}`);
-  const { stdout } = await run('setpriv', [`--reuid=${nobody}`, `--regid=${nobody}`, '--clear-groups', '--', '/bin/sh', '-c', script, 'probe', ...args], { maxBuffer: 64 * 1024 * 1024 });
+  const { stdout } = await run('setpriv', [`--reuid=${nobody}`, `--regid=${nobody}`, '--clear-groups', '--', '/bin/sh', '-c', script, 'probe', ...args], {
+    maxBuffer: 64 * 1024 * 1024,
+  });
   const lines = stdout.trim().split('\n');
   assert.equal(lines.at(-1), 'DONE', 'the probe ran to its end');
   return lines.slice(0, -1);
@@ -69,9 +71,16 @@ echo DONE`;
 test('another local user can neither see, read, list, write nor create anything in a started server’s data directory', async () => {
   const paths = await walk(t.dataDir);
   const names = paths.map((p) => p.path.slice(t.dataDir.length + 1));
-  for (const expected of ['pglite', 'signing.key', 'keyring.json', 'sandboxes']) assert.ok(names.includes(expected), `${expected} is there: ${names.slice(0, 20).join(', ')}`);
-  assert.ok(names.some((n) => /^pglite\/.*wal/i.test(n)), 'the WAL is among them');
-  assert.ok(names.some((n) => /^sandboxes\/sbx_[^/]+\/run$/.test(n)), 'a live sandbox’s directories are among them');
+  for (const expected of ['pglite', 'signing.key', 'keyring.json', 'sandboxes'])
+    assert.ok(names.includes(expected), `${expected} is there: ${names.slice(0, 20).join(', ')}`);
+  assert.ok(
+    names.some((n) => /^pglite\/.*wal/i.test(n)),
+    'the WAL is among them',
+  );
+  assert.ok(
+    names.some((n) => /^sandboxes\/sbx_[^/]+\/run$/.test(n)),
+    'a live sandbox’s directories are among them',
+  );
   const successes = await asNobody([{ kind: 'top', path: t.dataDir }, ...paths]);
   assert.deepEqual(successes, [], `uid ${nobody} got through:\n${successes.slice(0, 40).join('\n')}`);
 
@@ -97,7 +106,10 @@ test('what an older porthole left open (0755 directory, PGlite files 0666, key 0
     await chmod(join(dataDir, 'signing.key'), 0o644);
 
     const loose = await auditDataDir(dataDir);
-    assert.ok(loose.some((p) => p.path === '.' && p.mode === '0755'), JSON.stringify(loose.slice(0, 3)));
+    assert.ok(
+      loose.some((p) => p.path === '.' && p.mode === '0755'),
+      JSON.stringify(loose.slice(0, 3)),
+    );
     assert.ok(loose.some((p) => p.path.startsWith('pglite/') && p.mode === '0666' && p.problem === 'group/other access to a secret'));
     assert.ok(loose.some((p) => p.path === 'signing.key'));
     const doctor = (await runDoctor({ PORTHOLE_DATA_DIR: dataDir, PORTHOLE_URL: 'http://127.0.0.1:9' })).checks.find((c) => c.name === 'data directory modes');

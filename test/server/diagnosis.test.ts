@@ -56,7 +56,10 @@ function assertAllOk(d: SessionDiagnosis): void {
   assert.match(hop(d, 'driver').cause, /^running for \d+ (s|min)/);
   assert.equal(hop(d, 'agent').cause.startsWith(`healthy, version ${version}`), true, hop(d, 'agent').cause);
   assert.equal(hop(d, 'vnc').cause, 'banner RFB 003.008, security None accepted');
-  assert.match(hop(d, 'relay').cause, new RegExp(`^banner RFB 003\\.008, security None accepted through ws://127\\.0\\.0\\.1:\\d+/v1/sessions/${session.id}/vnc$`));
+  assert.match(
+    hop(d, 'relay').cause,
+    new RegExp(`^banner RFB 003\\.008, security None accepted through ws://127\\.0\\.0\\.1:\\d+/v1/sessions/${session.id}/vnc$`),
+  );
   assert.doesNotMatch(JSON.stringify(d), /vt\./, 'the relay hop’s ticket never appears in the answer');
   for (const h of d.hops) assert.ok(Number.isInteger(h.ms) && h.ms >= 0, `${h.hop}: ms`);
 }
@@ -138,8 +141,15 @@ describe('hop by hop, breaking one sandbox further at each step', () => {
     assert.equal(hop(d, 'relay').result, 'ok');
     assert.equal((await t.api.getSession(own.id)).state, 'ready', 'not moved to authenticating and back');
     const { events } = await t.api.listEvents(own.id);
-    assert.deepEqual(events.filter((e) => e.type.startsWith('viewer.')), []);
-    assert.deepEqual(t.server.relay.stats().filter((c) => c.sessionId === own.id), [], 'the probe is gone once the walk returns');
+    assert.deepEqual(
+      events.filter((e) => e.type.startsWith('viewer.')),
+      [],
+    );
+    assert.deepEqual(
+      t.server.relay.stats().filter((c) => c.sessionId === own.id),
+      [],
+      'the probe is gone once the walk returns',
+    );
     // A probe ticket opens the relay only: the API refuses it.
     const probe = t.server.tickets.issueProbe(own.id as SessionId).ticket;
     const response = await fetch(`${t.server.url}/v1/sessions/${own.id}`, { headers: { authorization: `Ticket ${probe}` } });
@@ -197,11 +207,18 @@ describe('hop by hop, breaking one sandbox further at each step', () => {
     assert.ok(record);
     // The namespace's init: the kernel ends every process in it, and bwrap reports how it ended.
     process.kill(record.init.pid, 'SIGKILL');
-    await until('the driver reports the exit', () => t.server.driver.inspect(sandboxId), (info) => info?.status === 'exited' && info.exit !== null, 15_000, { intervalMs: 50 });
+    await until(
+      'the driver reports the exit',
+      () => t.server.driver.inspect(sandboxId),
+      (info) => info?.status === 'exited' && info.exit !== null,
+      15_000,
+      { intervalMs: 50 },
+    );
     const d = await diagnose(session.id);
     assert.deepEqual(d.firstFailure, { hop: 'driver', code: 'SANDBOX_UNREACHABLE', cause: 'sandbox process exited with signal SIGKILL' }, show(d));
     assert.equal(hop(d, 'driver').details.exit, 'signal SIGKILL');
-    for (const name of ['agent', 'vnc', 'relay']) assert.deepEqual([hop(d, name).result, hop(d, name).cause], ['skipped', 'not checked: the driver hop failed']);
+    for (const name of ['agent', 'vnc', 'relay'])
+      assert.deepEqual([hop(d, name).result, hop(d, name).cause], ['skipped', 'not checked: the driver hop failed']);
   });
 
   test('an ended session: the store hop says so, every later hop is skipped with the reason', async () => {
@@ -210,6 +227,7 @@ describe('hop by hop, breaking one sandbox further at each step', () => {
     assert.equal(d.state, 'ended');
     assert.equal(d.firstFailure, null);
     assert.match(hop(d, 'store').cause, new RegExp(`^ended \\(user\\), version \\d+, sandbox ${session.sandboxId}$`));
-    for (const name of ['driver', 'agent', 'vnc', 'relay']) assert.deepEqual([hop(d, name).result, hop(d, name).ms, hop(d, name).cause], ['skipped', 0, 'session is ended (user)']);
+    for (const name of ['driver', 'agent', 'vnc', 'relay'])
+      assert.deepEqual([hop(d, name).result, hop(d, name).ms, hop(d, name).cause], ['skipped', 0, 'session is ended (user)']);
   });
 });

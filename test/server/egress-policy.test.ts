@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { lookup as systemLookup } from 'node:dns/promises';
 import { describe, test } from 'node:test';
-import { allowEntryProblem, createEgressPolicy, type EgressLookup, type EgressPolicyOptions, type ResolvedAddress } from '../../src/server/egress/egress-policy.js';
+import {
+  allowEntryProblem,
+  createEgressPolicy,
+  type EgressLookup,
+  type EgressPolicyOptions,
+  type ResolvedAddress,
+} from '../../src/server/egress/egress-policy.js';
 
 // The policy's decisions, address by address: IP literals need no resolution, and the names below
 // resolve through a table (a lookup given to the policy), so nothing here touches the network.
@@ -159,7 +165,12 @@ test('the decision names the refused address, and an allowed one lists every che
 
 test('a name is resolved once per decision', async () => {
   let calls = 0;
-  const policy = createEgressPolicy({ lookup: async (host) => (calls++, lookup(host)) });
+  const policy = createEgressPolicy({
+    lookup: async (host) => {
+      calls++;
+      return lookup(host);
+    },
+  });
   await policy.decide('dual.example', 443);
   assert.equal(calls, 1);
   await policy.decide('8.8.8.8', 443);
@@ -170,13 +181,23 @@ test('with an upstream proxy, a name porthole cannot resolve is decided on the a
   const listed = createEgressPolicy({ lookup, allow: ['intranet.corp.example', '10.0.0.0/8'] });
   assert.deepEqual(await listed.decide('intranet.corp.example', 443, { viaUpstream: true }), { allowed: true, address: null, family: null, addresses: [] });
   assert.deepEqual(await listed.decide('other.corp.example', 443, { viaUpstream: true }), { allowed: false, reason: 'not-allowed', detail: 'ENOTFOUND' });
-  assert.deepEqual(await listed.decide('intranet.corp.example', 443), { allowed: false, reason: 'resolve-failed', detail: 'ENOTFOUND' }, 'without an upstream there is nothing to connect to');
+  assert.deepEqual(
+    await listed.decide('intranet.corp.example', 443),
+    { allowed: false, reason: 'resolve-failed', detail: 'ENOTFOUND' },
+    'without an upstream there is nothing to connect to',
+  );
   const open = createEgressPolicy({ lookup });
-  assert.deepEqual(await open.decide('intranet.corp.example', 443, { viaUpstream: true }), { allowed: false, reason: 'resolve-failed', detail: 'ENOTFOUND' }, 'an empty allow list proves nothing about a name');
+  assert.deepEqual(
+    await open.decide('intranet.corp.example', 443, { viaUpstream: true }),
+    { allowed: false, reason: 'resolve-failed', detail: 'ENOTFOUND' },
+    'an empty allow list proves nothing about a name',
+  );
 });
 
 test('allow-list entries are checked', () => {
-  for (const good of ['example.com', '*.example.com', '10.0.0.0/8', '203.0.113.7', '2001:db8::/32', '[2001:db8::1]', 'Login.Example.COM.']) assert.equal(allowEntryProblem(good), null, good);
-  for (const bad of ['*.', '*', 'exa mple.com', '10.0.0.0/33', '10.0.0/8', '2001:db8::/129', 'http://example.com', '*.*.example.com', '10.0.0.0/']) assert.match(allowEntryProblem(bad) ?? '', /./, bad);
+  for (const good of ['example.com', '*.example.com', '10.0.0.0/8', '203.0.113.7', '2001:db8::/32', '[2001:db8::1]', 'Login.Example.COM.'])
+    assert.equal(allowEntryProblem(good), null, good);
+  for (const bad of ['*.', '*', 'exa mple.com', '10.0.0.0/33', '10.0.0/8', '2001:db8::/129', 'http://example.com', '*.*.example.com', '10.0.0.0/'])
+    assert.match(allowEntryProblem(bad) ?? '', /./, bad);
   assert.throws(() => createEgressPolicy({ allow: ['10.0.0.0/33'] }), /egress allow list: 10\.0\.0\.0\/33/);
 });

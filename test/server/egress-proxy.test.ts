@@ -18,7 +18,6 @@ import { rawRequest, type RawResponse } from '../support/raw-http.js';
 // host in a network namespace this test creates (203.0.113.2, allowed only by an explicit CIDR),
 // an upstream proxy, and the agent's forwarder in front of it all.
 
-
 /** The path and query every request carries: none of it may reach an event. */
 const secretPath = '/callback?code=porthole-oauth-code-secret';
 
@@ -155,18 +154,18 @@ describe('on loopback: refused but for the exact loopback exception', () => {
   test('the socket is mode 0666 and replaces a stale socket file, but no other file', async () => {
     assert.equal((await lstat(proxy.socketPath)).mode & 0o777, 0o666);
     const second = createEgressProxy();
-    const listener = await second.listen(proxy.socketPath + '.2', { sessionId: 'ses_other', onEvent: () => {} });
+    const listener = await second.listen(`${proxy.socketPath}.2`, { sessionId: 'ses_other', onEvent: () => {} });
     await listener.close();
     // A socket file left by a process that died (closing a listening server removes its file).
     const stale = createTcpServer();
-    await new Promise<void>((resolve) => stale.listen(proxy.socketPath + '.3', resolve));
-    const again = await second.listen(proxy.socketPath + '.3', { sessionId: 'ses_other', onEvent: () => {} }).catch((error: unknown) => error);
+    await new Promise<void>((resolve) => stale.listen(`${proxy.socketPath}.3`, resolve));
+    const again = await second.listen(`${proxy.socketPath}.3`, { sessionId: 'ses_other', onEvent: () => {} }).catch((error: unknown) => error);
     assert.ok(!(again instanceof Error), `a live socket file is replaced too: ${String(again)}`);
     await second.close();
     await new Promise<void>((resolve) => stale.close(() => resolve()));
-    await writeFile(proxy.socketPath + '.file', 'not a socket');
-    await assert.rejects(second.listen(proxy.socketPath + '.file', { sessionId: 'ses_other', onEvent: () => {} }), /exists and is not a socket/);
-    assert.equal((await lstat(proxy.socketPath + '.file')).isFile(), true, 'the file is left alone');
+    await writeFile(`${proxy.socketPath}.file`, 'not a socket');
+    await assert.rejects(second.listen(`${proxy.socketPath}.file`, { sessionId: 'ses_other', onEvent: () => {} }), /exists and is not a socket/);
+    assert.equal((await lstat(`${proxy.socketPath}.file`)).isFile(), true, 'the file is left alone');
   });
 
   test('the exception passes CONNECT, and the event has host, port, address and bytes', async () => {
@@ -196,7 +195,10 @@ describe('on loopback: refused but for the exact loopback exception', () => {
 
   test('the exception passes a plain GET: Host kept, Proxy-* and hop-by-hop headers dropped, Connection: close', async () => {
     const authority = `127.0.0.1:${target.port}`;
-    const answer = await rawRequest(proxy.socketPath, getHead(`http://${authority}${secretPath}`, authority, ['Proxy-Authorization: Basic c2VjcmV0', 'Keep-Alive: timeout=5', 'X-Kept: yes']));
+    const answer = await rawRequest(
+      proxy.socketPath,
+      getHead(`http://${authority}${secretPath}`, authority, ['Proxy-Authorization: Basic c2VjcmV0', 'Keep-Alive: timeout=5', 'X-Kept: yes']),
+    );
     assert.equal(answer.status, 200);
     assert.equal(answer.body.toString(), `hello from the demo issuer ${secretPath}`);
     const seen = target.seen.at(-1)!;
@@ -206,10 +208,25 @@ describe('on loopback: refused but for the exact loopback exception', () => {
     assert.equal(seen.connection, 'close');
     assert.equal(seen['x-kept'], 'yes');
     const event = await proxy.nextEvent();
-    assert.deepEqual({ ...event, durationMs: 0 }, { type: 'egress.request', host: '127.0.0.1', port: target.port, address: '127.0.0.1', allowed: true, bytesUp: 0, bytesDown: answer.body.length, durationMs: 0 });
+    assert.deepEqual(
+      { ...event, durationMs: 0 },
+      {
+        type: 'egress.request',
+        host: '127.0.0.1',
+        port: target.port,
+        address: '127.0.0.1',
+        allowed: true,
+        bytesUp: 0,
+        bytesDown: answer.body.length,
+        durationMs: 0,
+      },
+    );
     assertNoSecrets(event);
     const payload = 'x'.repeat(100_000);
-    const post = await rawRequest(proxy.socketPath, `POST http://${authority}/upload HTTP/1.1\r\nHost: ${authority}\r\nContent-Length: ${payload.length}\r\nConnection: close\r\n\r\n${payload}`);
+    const post = await rawRequest(
+      proxy.socketPath,
+      `POST http://${authority}/upload HTTP/1.1\r\nHost: ${authority}\r\nContent-Length: ${payload.length}\r\nConnection: close\r\n\r\n${payload}`,
+    );
     assert.equal(post.status, 200);
     const postEvent = await proxy.nextEvent();
     assert.deepEqual([postEvent.type, postEvent.bytesUp, postEvent.bytesDown], ['egress.request', payload.length, post.body.length]);
@@ -239,7 +256,20 @@ describe('on loopback: refused but for the exact loopback exception', () => {
       assert.equal(refused.headers['x-porthole-egress'], 'refused; reason=loopback');
       assert.match(refused.body.toString(), /refused: loopback/);
       const event = await proxy.nextEvent();
-      assert.deepEqual({ ...event, durationMs: 0 }, { type: 'egress.connect', host: '127.0.0.1', port: other.port, address: '127.0.0.1', allowed: false, reason: 'loopback', bytesUp: 0, bytesDown: 0, durationMs: 0 });
+      assert.deepEqual(
+        { ...event, durationMs: 0 },
+        {
+          type: 'egress.connect',
+          host: '127.0.0.1',
+          port: other.port,
+          address: '127.0.0.1',
+          allowed: false,
+          reason: 'loopback',
+          bytesUp: 0,
+          bytesDown: 0,
+          durationMs: 0,
+        },
+      );
       const get = await rawRequest(proxy.socketPath, getHead(`http://${authority}${secretPath}`, authority));
       assert.equal(get.status, 403);
       assert.equal(get.headers['x-porthole-egress'], 'refused; reason=loopback');
@@ -407,14 +437,16 @@ describe('names: resolved once, decided on every address, connected to the check
 /** The internet host: `/big` is 8 MiB (for backpressure), anything else names the Host it was asked for. */
 function startInternetHost(): Promise<InternetSite> {
   const script =
-    "const big = Buffer.alloc(8 * 1024 * 1024, 120);" +
+    'const big = Buffer.alloc(8 * 1024 * 1024, 120);' +
     "require('http').createServer((q, s) => { s.setHeader('Connection', 'close'); s.end(q.url === '/big' ? big : 'hello from the internet host ' + q.headers.host); })" +
     ".listen(8080, '203.0.113.2', () => console.log('listening'));";
   return startInternetSite('egress', script);
 }
 
 /** A plain upstream proxy (CONNECT only) on 127.0.0.1 that records what it was asked, answering 407 to `refuse`. */
-async function startUpstream(resolveName: (host: string) => string): Promise<{ url: URL; asked: string[]; authorizations: (string | undefined)[]; close(): Promise<void> }> {
+async function startUpstream(
+  resolveName: (host: string) => string,
+): Promise<{ url: URL; asked: string[]; authorizations: (string | undefined)[]; close(): Promise<void> }> {
   const asked: string[] = [];
   const authorizations: (string | undefined)[] = [];
   const server = createServer((_req, res) => res.writeHead(405).end());
@@ -451,7 +483,10 @@ describe('an internet host (203.0.113.2, in a network namespace)', () => {
       const tunnel = await fetchThroughConnect(proxy.socketPath, authority);
       assert.equal(tunnel.body, `hello from the internet host ${authority}`);
       const connectEvent = await proxy.nextEvent();
-      assert.deepEqual([connectEvent.type, connectEvent.host, connectEvent.port, connectEvent.address, connectEvent.allowed], ['egress.connect', internet.address, internet.port, internet.address, true]);
+      assert.deepEqual(
+        [connectEvent.type, connectEvent.host, connectEvent.port, connectEvent.address, connectEvent.allowed],
+        ['egress.connect', internet.address, internet.port, internet.address, true],
+      );
       assert.ok(connectEvent.bytesUp > 0 && connectEvent.bytesDown > 0);
       const get = await rawRequest(proxy.socketPath, getHead(`http://${authority}${secretPath}`, authority));
       assert.equal(get.status, 200);
@@ -556,7 +591,11 @@ describe('an internet host (203.0.113.2, in a network namespace)', () => {
       throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND' });
     };
     const proxy = await startProxy(
-      { allow: ['203.0.113.0/24', 'intranet.porthole-test.example', 'refuse.porthole-test.example'], loopbackExceptions: [{ host: '127.0.0.1', port: issuer.port }], lookup: names },
+      {
+        allow: ['203.0.113.0/24', 'intranet.porthole-test.example', 'refuse.porthole-test.example'],
+        loopbackExceptions: [{ host: '127.0.0.1', port: issuer.port }],
+        lookup: names,
+      },
       { upstream: upstream.url },
     );
     try {

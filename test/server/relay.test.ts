@@ -32,7 +32,7 @@ describe('refused before the upgrade, with a real HTTP status and code', () => {
   });
   test('bad ticket → 401 TICKET_INVALID', async () => {
     assert.deepEqual(await openViewerSocket(vncUrl(session.id, 'vt.x.y.z.w')), { refused: { status: 401, code: 'TICKET_INVALID' } });
-    const tampered = ticket(session.id).slice(0, -2) + 'AA';
+    const tampered = `${ticket(session.id).slice(0, -2)}AA`;
     assert.deepEqual(await openViewerSocket(vncUrl(session.id, tampered)), { refused: { status: 401, code: 'TICKET_INVALID' } });
   });
   test('expired ticket → 401 TICKET_EXPIRED', async () => {
@@ -84,7 +84,13 @@ describe('after the upgrade', () => {
     assert.ok('ws' in opened);
     let pings = 0;
     opened.ws.on('ping', () => pings++);
-    await until('two pings', () => pings, (n) => n >= 2, 2 * pingMs + 300, { intervalMs: 20 });
+    await until(
+      'two pings',
+      () => pings,
+      (n) => n >= 2,
+      2 * pingMs + 300,
+      { intervalMs: 20 },
+    );
     opened.ws.close(1000);
     await nextClose(opened.ws);
   });
@@ -117,7 +123,13 @@ describe('after the upgrade', () => {
     assert.ok(stats.maxBufferedAmount < 8 * 1024 * 1024, `buffered towards the viewer at most ${stats.maxBufferedAmount} bytes`);
     assert.ok(grew < 64 * 1024 * 1024, `server RSS grew ${Math.round(grew / 1048576)} MiB`);
     const closed = nextClose(ws, 3 * pingMs);
-    await until('the unresponsive viewer is dropped', () => t.server.relay.stats().some((s) => s.sessionId === session.id), (isHeld) => !isHeld, 3 * pingMs, { intervalMs: 50 });
+    await until(
+      'the unresponsive viewer is dropped',
+      () => t.server.relay.stats().some((s) => s.sessionId === session.id),
+      (isHeld) => !isHeld,
+      3 * pingMs,
+      { intervalMs: 50 },
+    );
     ws.resume();
     await closed;
   });

@@ -75,7 +75,10 @@ async function call(operationId: string, init: { id?: string; query?: string; bo
   assert.ok(parsed.success, `${what} with a body its schema refuses: ${parsed.error?.message}\n${response.body}`);
   assert.deepEqual(parsed.data, body, `${what} with fields its schema does not declare`);
   let statuses = answered.get(operationId);
-  if (!statuses) answered.set(operationId, (statuses = new Set()));
+  if (!statuses) {
+    statuses = new Set();
+    answered.set(operationId, statuses);
+  }
   statuses.add(response.statusCode);
   return { status: response.statusCode, body };
 }

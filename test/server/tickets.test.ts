@@ -43,8 +43,15 @@ test('a renewal keeps its chain’s start; at maxChainMs the chain is refused TI
   advance(startedAt + hour - now());
   const { chainStartedAt } = tickets.verify(ticket, id);
   assert.equal(chainStartedAt, startedAt, 'the newest ticket still names the first one’s time');
-  assert.equal(codeOf(() => tickets.renew(id, chainStartedAt)), 'TICKET_RENEWAL_LIMIT');
-  assert.equal(codeOf(() => tickets.verify(ticket, id)), null, 'the ticket itself lives out its TTL');
+  assert.equal(
+    codeOf(() => tickets.renew(id, chainStartedAt)),
+    'TICKET_RENEWAL_LIMIT',
+  );
+  assert.equal(
+    codeOf(() => tickets.verify(ticket, id)),
+    null,
+    'the ticket itself lives out its TTL',
+  );
   const fresh = tickets.issue(id);
   assert.equal(tickets.verify(fresh.ticket, id).chainStartedAt, now(), 'issue starts a new chain');
 });
@@ -54,9 +61,15 @@ test('the chain never outlasts 12 h, even when sessions may live longer', () => 
   const id = newSessionId();
   const startedAt = now();
   advance(maxTicketChainMs - 1);
-  assert.equal(codeOf(() => tickets.renew(id, startedAt)), null);
+  assert.equal(
+    codeOf(() => tickets.renew(id, startedAt)),
+    null,
+  );
   advance(1);
-  assert.equal(codeOf(() => tickets.renew(id, startedAt)), 'TICKET_RENEWAL_LIMIT');
+  assert.equal(
+    codeOf(() => tickets.renew(id, startedAt)),
+    'TICKET_RENEWAL_LIMIT',
+  );
   assert.equal(maxTicketChainMs, 12 * hour);
 });
 
@@ -67,9 +80,15 @@ test('the chain’s start is signed: editing it makes the ticket invalid, and th
   const parts = ticket.split('.');
   assert.equal(parts.length, 6);
   const moved = [...parts.slice(0, 3), (Date.now() + hour).toString(36), ...parts.slice(4)].join('.');
-  assert.equal(codeOf(() => tickets.verify(moved, id)), 'TICKET_INVALID');
+  assert.equal(
+    codeOf(() => tickets.verify(moved, id)),
+    'TICKET_INVALID',
+  );
   const fivePart = [...parts.slice(0, 3), ...parts.slice(4)].join('.');
-  assert.equal(codeOf(() => tickets.verify(fivePart, id)), 'TICKET_INVALID');
+  assert.equal(
+    codeOf(() => tickets.verify(fivePart, id)),
+    'TICKET_INVALID',
+  );
 });
 
 test('a revoked dashboard login is refused until it would have expired anyway; others are not', () => {

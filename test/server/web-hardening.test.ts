@@ -90,7 +90,7 @@ describe('/metrics', () => {
 });
 
 describe('framing', () => {
-  test('the dashboard may be framed by porthole alone: CSP frame-ancestors \'self\', X-Frame-Options DENY', async () => {
+  test("the dashboard may be framed by porthole alone: CSP frame-ancestors 'self', X-Frame-Options DENY", async () => {
     const dashboard = await send('GET', '/', own());
     assert.equal(dashboard.status, 200);
     assert.match(dashboard.headers['content-security-policy'] ?? '', /; frame-ancestors 'self'$/);
@@ -190,7 +190,12 @@ describe('the request’s Host is never trusted', () => {
   });
 
   test('a dashboard change from a page on a forged Host is refused CSRF_REJECTED', async () => {
-    const forged = await send('POST', '/v1/sessions', { Host: `evil.example:${port}`, origin: `http://evil.example:${port}`, cookie: cookieOf(t) }, { body: '{}' });
+    const forged = await send(
+      'POST',
+      '/v1/sessions',
+      { Host: `evil.example:${port}`, origin: `http://evil.example:${port}`, cookie: cookieOf(t) },
+      { body: '{}' },
+    );
     assert.equal(forged.status, 403);
     assert.equal(forged.json.error.code, 'CSRF_REJECTED');
   });
@@ -210,7 +215,11 @@ test('a chain of renewed viewer tickets ends after PORTHOLE_MAX_LIFETIME_MS (at 
   const refused = await renew(third.json.ticket);
   assert.equal(refused.status, 403, 'the newest ticket of the chain is still valid, but its chain is over');
   assert.equal(refused.json.error.code, 'TICKET_RENEWAL_LIMIT');
-  assert.equal((await send('GET', `/v1/sessions/${session.id}`, { ...own(), authorization: `Ticket ${third.json.ticket}` })).status, 200, 'the last ticket lives out its TTL');
+  assert.equal(
+    (await send('GET', `/v1/sessions/${session.id}`, { ...own(), authorization: `Ticket ${third.json.ticket}` })).status,
+    200,
+    'the last ticket lives out its TTL',
+  );
   const fresh = await t.api.createTicket(session.id);
   assert.equal((await renew(fresh.ticket)).status, 201, 'an API key starts a new chain');
 });
@@ -219,7 +228,10 @@ test('no source maps: none built for the browser bundles, none served', async ()
   const viewerDir = fileURLToPath(new URL('../../viewer/', import.meta.url));
   const built = await readdir(viewerDir);
   assert.ok(built.includes('viewer.js') && built.includes('dashboard.js'), built.join(', '));
-  assert.deepEqual(built.filter((name) => name.endsWith('.map')), []);
+  assert.deepEqual(
+    built.filter((name) => name.endsWith('.map')),
+    [],
+  );
   for (const bundle of ['viewer.js', 'dashboard.js']) {
     assert.doesNotMatch(await readFile(`${viewerDir}${bundle}`, 'utf8'), /sourceMappingURL/, bundle);
     assert.equal((await send('GET', `/assets/${bundle}`, own())).status, 200);

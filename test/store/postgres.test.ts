@@ -41,10 +41,7 @@ describe('postgres availability', () => {
       const session = await store.createSession({ id: newSessionId(), provider: 'demo', userId: null });
 
       await pg.shutdown();
-      for (const call of [
-        () => store.getSession(session.id),
-        () => store.createSession({ id: newSessionId(), provider: null, userId: null }),
-      ]) {
+      for (const call of [() => store.getSession(session.id), () => store.createSession({ id: newSessionId(), provider: null, userId: null })]) {
         const startedAt = Date.now();
         await assert.rejects(call(), (error) => {
           assert.ok(error instanceof AppError, String(error));

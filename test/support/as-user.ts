@@ -19,10 +19,19 @@ export function stagedPath(path: string): string {
 }
 
 /** Like promisify(execFile)(file, args, {uid, gid}), for a user who cannot reach the checkout by its path. */
-export async function runAsUser(uid: number, file: string, args: readonly string[], options: { env?: NodeJS.ProcessEnv } = {}): Promise<{ stdout: string; stderr: string }> {
+export async function runAsUser(
+  uid: number,
+  file: string,
+  args: readonly string[],
+  options: { env?: NodeJS.ProcessEnv } = {},
+): Promise<{ stdout: string; stderr: string }> {
   await mkdir(stageDirectory(), { recursive: true });
   const script = 'mount --bind "$1" "$2" && shift 2 && cd / && exec setpriv --reuid="$RUN_AS_UID" --regid="$RUN_AS_UID" --clear-groups -- "$@"';
-  return promisify(execFile)('unshare', ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', script, 'run-as-user', checkout, stageDirectory(), file, ...args], {
-    env: { ...(options.env ?? process.env), RUN_AS_UID: String(uid) },
-  });
+  return promisify(execFile)(
+    'unshare',
+    ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', script, 'run-as-user', checkout, stageDirectory(), file, ...args],
+    {
+      env: { ...(options.env ?? process.env), RUN_AS_UID: String(uid) },
+    },
+  );
 }

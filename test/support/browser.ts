@@ -11,7 +11,15 @@ export async function launchBrowser(): Promise<{ browser: Browser; close(): Prom
   if (!existsSync(chromiumPath)) throw new Error(`${chromiumPath} is missing: install Debian's "chromium" package (scripts/setup.sh does)`);
   const browser = await chromium.launch({
     executablePath: chromiumPath,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
   return {
     browser,

@@ -52,7 +52,11 @@ function form(fields: Record<string, string>): RequestInit {
  * Signs in to the demo provider at `issuer` as its account and returns the credential file the demo
  * CLI writes for it (real tokens the provider accepts).
  */
-export async function demoSignIn(issuer: string, clientId = 'porthole-demo-cli', account: { email: string; password: string } = defaultDemoAccount): Promise<DemoCredentials> {
+export async function demoSignIn(
+  issuer: string,
+  clientId = 'porthole-demo-cli',
+  account: { email: string; password: string } = defaultDemoAccount,
+): Promise<DemoCredentials> {
   const verifier = randomBytes(32).toString('base64url');
   const redirectUri = 'http://127.0.0.1:9/callback';
   const state = randomBytes(8).toString('hex');
@@ -75,10 +79,23 @@ export async function demoSignIn(issuer: string, clientId = 'porthole-demo-cli',
   if (!code || callback.searchParams.get('state') !== state) throw new Error(`demo sign-in: no code at the callback (${callback.search})`);
 
   const metadata = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as { token_endpoint: string; userinfo_endpoint: string };
-  const tokenResponse = await fetch(metadata.token_endpoint, form({ grant_type: 'authorization_code', code, redirect_uri: redirectUri, client_id: clientId, code_verifier: verifier }));
-  const tokens = (await tokenResponse.json()) as { access_token: string; refresh_token: string; id_token: string; token_type: string; scope: string; expires_in: number };
+  const tokenResponse = await fetch(
+    metadata.token_endpoint,
+    form({ grant_type: 'authorization_code', code, redirect_uri: redirectUri, client_id: clientId, code_verifier: verifier }),
+  );
+  const tokens = (await tokenResponse.json()) as {
+    access_token: string;
+    refresh_token: string;
+    id_token: string;
+    token_type: string;
+    scope: string;
+    expires_in: number;
+  };
   if (!tokenResponse.ok || !tokens.refresh_token) throw new Error(`demo sign-in: token endpoint answered ${tokenResponse.status}`);
-  const userinfo = (await (await fetch(metadata.userinfo_endpoint, { headers: { authorization: `Bearer ${tokens.access_token}` } })).json()) as { sub: string; email?: string };
+  const userinfo = (await (await fetch(metadata.userinfo_endpoint, { headers: { authorization: `Bearer ${tokens.access_token}` } })).json()) as {
+    sub: string;
+    email?: string;
+  };
   return {
     issuer,
     client_id: clientId,

@@ -70,7 +70,13 @@ export function within<T>(promise: Promise<T>, ms: number, what: string): Promis
  * after (the reconciler's end() is still at it when a poll sees `ended`), so the driver gets a moment.
  */
 export async function assertNothingLeft(t: TestServer, sandboxId: string): Promise<void> {
-  await until('the driver lists no sandbox once the session ended', () => t.server.driver.list(), (list) => list.length === 0, 10_000, { intervalMs: 50 });
+  await until(
+    'the driver lists no sandbox once the session ended',
+    () => t.server.driver.list(),
+    (list) => list.length === 0,
+    10_000,
+    { intervalMs: 50 },
+  );
   assert.deepEqual(await sandboxProcesses(sandboxId), [], 'no process of the sandbox remains');
   assert.deepEqual(await sandboxLeftovers(t.dataDir, sandboxId as SandboxId), [], 'no socket or directory of the sandbox remains');
   assert.deepEqual(t.server.relay.stats(), [], 'the relay holds no connection');

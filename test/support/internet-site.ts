@@ -49,7 +49,13 @@ export async function startInternetSite(kind: string, script: string, args: read
     const started = server;
     let out = '';
     started.stdout!.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-    await until('the internet site listens', () => ({ out, exit: started.exitCode }), (s) => s.out.includes('listening') || s.exit !== null, 10_000, { intervalMs: 20 });
+    await until(
+      'the internet site listens',
+      () => ({ out, exit: started.exitCode }),
+      (s) => s.out.includes('listening') || s.exit !== null,
+      10_000,
+      { intervalMs: 20 },
+    );
     if (!out.includes('listening')) throw new Error(`the internet site exited (${started.exitCode}) before listening`);
     return { namespace, address: '203.0.113.2', port: 8080, close };
   } catch (error) {

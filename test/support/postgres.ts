@@ -27,9 +27,7 @@ export interface TestPostgres {
 
 async function findBinDir(): Promise<string> {
   const root = '/usr/lib/postgresql';
-  const versions = (await readdir(root).catch(() => []))
-    .filter((name) => /^\d+$/.test(name))
-    .sort((a, b) => Number(b) - Number(a));
+  const versions = (await readdir(root).catch(() => [])).filter((name) => /^\d+$/.test(name)).sort((a, b) => Number(b) - Number(a));
   for (const version of versions) {
     const bin = join(root, version, 'bin');
     if (existsSync(join(bin, 'initdb')) && existsSync(join(bin, 'postgres'))) return bin;
@@ -160,11 +158,10 @@ export async function startPostgres(): Promise<TestPostgres> {
       await chown(root, user.uid, user.gid);
       await chown(sockets, user.uid, user.gid);
     }
-    await run(
-      join(bin, 'initdb'),
-      ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions'],
-      { cwd: root, ...user },
-    ).catch((error: { stderr?: string }) => {
+    await run(join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--locale=C', '--no-sync', '--no-instructions'], {
+      cwd: root,
+      ...user,
+    }).catch((error: { stderr?: string }) => {
       throw new Error(`initdb failed: ${error.stderr ?? ''}`, { cause: error });
     });
     await start();

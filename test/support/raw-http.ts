@@ -61,7 +61,10 @@ export function rawRequest(to: number | string, requestBytes: string | Buffer, o
     const isConnect = request.subarray(0, 8).toString('latin1') === 'CONNECT ';
     let data = Buffer.alloc(0);
     let isDone = false;
-    const timer = setTimeout(() => finish(new Error(`no complete response within ${options.timeoutMs ?? 5_000} ms; got ${JSON.stringify(data.toString('latin1').slice(0, 200))}`)), options.timeoutMs ?? 5_000);
+    const timer = setTimeout(
+      () => finish(new Error(`no complete response within ${options.timeoutMs ?? 5_000} ms; got ${JSON.stringify(data.toString('latin1').slice(0, 200))}`)),
+      options.timeoutMs ?? 5_000,
+    );
     const finish = (error: Error | null, response?: RawResponse): void => {
       if (isDone) return;
       isDone = true;
@@ -81,16 +84,23 @@ export function rawRequest(to: number | string, requestBytes: string | Buffer, o
         if (isEnded) finish(new Error(`connection ended without a response; got ${JSON.stringify(data.toString('latin1').slice(0, 200))}`));
         return;
       }
-      let head;
+      let head: ReturnType<typeof parseHead>;
       try {
         head = parseHead(data.subarray(0, headEnd).toString('latin1'));
       } catch (error) {
-        return finish(error as Error);
+        finish(error as Error);
+        return;
       }
       const after = data.subarray(headEnd + 4);
-      if (head.status === 101 || (isConnect && head.status >= 200 && head.status < 300)) return finish(null, { ...head, body: Buffer.alloc(0), socket, rest: after });
+      if (head.status === 101 || (isConnect && head.status >= 200 && head.status < 300)) {
+        finish(null, { ...head, body: Buffer.alloc(0), socket, rest: after });
+        return;
+      }
       // A response to HEAD announces a body it does not send.
-      if (isHead) return finish(null, { ...head, body: Buffer.alloc(0), socket: null, rest: Buffer.alloc(0) });
+      if (isHead) {
+        finish(null, { ...head, body: Buffer.alloc(0), socket: null, rest: Buffer.alloc(0) });
+        return;
+      }
       const length = head.headers['content-length'];
       if (length !== undefined) {
         if (after.length >= Number(length)) finish(null, { ...head, body: after.subarray(0, Number(length)), socket: null, rest: Buffer.alloc(0) });
@@ -240,7 +250,8 @@ export function frameReader(socket: Socket, initial: Buffer = Buffer.alloc(0)) {
       while (have < n) {
         const frame = await this.next(timeoutMs);
         if (!frame) throw new Error(`connection ended after ${have} of ${n} bytes`);
-        if (frame.opcode === opcodes.close) throw new Error(`closed ${frame.payload.length >= 2 ? frame.payload.readUInt16BE(0) : ''} ${frame.payload.subarray(2).toString()}`);
+        if (frame.opcode === opcodes.close)
+          throw new Error(`closed ${frame.payload.length >= 2 ? frame.payload.readUInt16BE(0) : ''} ${frame.payload.subarray(2).toString()}`);
         if (frame.opcode === opcodes.binary || frame.opcode === opcodes.continuation) {
           parts.push(frame.payload);
           have += frame.payload.length;

@@ -3,7 +3,7 @@ import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApiClient } from '../../src/cli/api-client.js';
-import { isTerminal, type Session } from '../../src/protocol/session.js';
+import { isTerminal } from '../../src/protocol/session.js';
 import { createLogger } from '../../src/server/logger.js';
 import { startServer } from '../../src/server/main.js';
 import { sessionStateWaiter, testApiKey, testConfig, testOutputDir, type TestServer } from './server.js';
@@ -63,7 +63,8 @@ export async function startTestServerIn(dataDir: string, name: string, env: Reco
     async readySession(body = {}) {
       const created = await api.createSession(body);
       const session = await waitForState(created.id, ['ready', 'authenticating', 'failed', 'ended']);
-      if (session.state === 'failed' || session.state === 'ended') throw new Error(`session ${session.id} ${session.state}: ${session.detail}; log: ${logFile}`);
+      if (session.state === 'failed' || session.state === 'ended')
+        throw new Error(`session ${session.id} ${session.state}: ${session.detail}; log: ${logFile}`);
       return session;
     },
     close,

@@ -60,9 +60,7 @@ export async function sandboxProcesses(sandboxId: string): Promise<SandboxProces
       }
     }
   }
-  return all
-    .filter((p) => found.has(p.pid))
-    .map(({ pid, ppid, comm, startTime }) => ({ pid, ppid, comm, startTime, hasMarker: marked.has(pid) }));
+  return all.filter((p) => found.has(p.pid)).map(({ pid, ppid, comm, startTime }) => ({ pid, ppid, comm, startTime, hasMarker: marked.has(pid) }));
 }
 
 /**

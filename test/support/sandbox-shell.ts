@@ -120,7 +120,22 @@ export interface InSandbox {
 
 /** Starts `argv` (a path inside the sandbox first) as the sandbox's user; stdin, stdout and stderr are pipes. */
 export function spawnInSandbox(target: SandboxTarget, argv: readonly string[]): InSandbox {
-  const enter = ['--target', String(target.agentPid), '--user', '--mount', '--net', '--pid', '--ipc', '--uts', '--root', '--wd', '--setuid', insideUid, '--setgid', insideUid];
+  const enter = [
+    '--target',
+    String(target.agentPid),
+    '--user',
+    '--mount',
+    '--net',
+    '--pid',
+    '--ipc',
+    '--uts',
+    '--root',
+    '--wd',
+    '--setuid',
+    insideUid,
+    '--setgid',
+    insideUid,
+  ];
   const child = spawn('nsenter', [...enter, '--', ...argv], { env: sandboxEnv, stdio: ['pipe', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
@@ -133,7 +148,10 @@ export function spawnInSandbox(target: SandboxTarget, argv: readonly string[]): 
   });
   finished.catch(() => {});
   let isDone = false;
-  void finished.then(() => (isDone = true), () => (isDone = true));
+  void finished.then(
+    () => (isDone = true),
+    () => (isDone = true),
+  );
 
   const pid = async (): Promise<number> => {
     // nsenter forks once to enter the pid namespace; its one child is the program.
@@ -153,8 +171,17 @@ export function spawnInSandbox(target: SandboxTarget, argv: readonly string[]): 
     child,
     stdout: () => stdout,
     async waitForOutput(pattern, timeoutMs = 15_000) {
-      await until(`output ${pattern} in sandbox ${target.sandboxId}`, () => ({ stdout, isDone }), (s) => pattern.test(s.stdout) || s.isDone, timeoutMs, { intervalMs: 20 });
-      if (!pattern.test(stdout)) throw new Error(`the program in sandbox ${target.sandboxId} ended without printing ${pattern}; stdout: ${stdout.slice(-500)}; stderr: ${stderr.slice(-500)}`);
+      await until(
+        `output ${pattern} in sandbox ${target.sandboxId}`,
+        () => ({ stdout, isDone }),
+        (s) => pattern.test(s.stdout) || s.isDone,
+        timeoutMs,
+        { intervalMs: 20 },
+      );
+      if (!pattern.test(stdout))
+        throw new Error(
+          `the program in sandbox ${target.sandboxId} ended without printing ${pattern}; stdout: ${stdout.slice(-500)}; stderr: ${stderr.slice(-500)}`,
+        );
       return stdout;
     },
     pid,
@@ -190,7 +217,9 @@ export async function runInSandbox(target: SandboxTarget, argv: readonly string[
   clearTimeout(timer);
   if (result === 'timeout') {
     const killed = await program.kill();
-    throw new Error(`${argv.join(' ').slice(0, 200)} in sandbox ${target.sandboxId} did not end within ${timeoutMs} ms; stdout: ${killed.stdout.slice(-500)}; stderr: ${killed.stderr.slice(-500)}`);
+    throw new Error(
+      `${argv.join(' ').slice(0, 200)} in sandbox ${target.sandboxId} did not end within ${timeoutMs} ms; stdout: ${killed.stdout.slice(-500)}; stderr: ${killed.stderr.slice(-500)}`,
+    );
   }
   return result;
 }

@@ -35,7 +35,10 @@ export function sessionStateWaiter(api: ApiClient, logFile: string): TestServer[
     for (;;) {
       const session = await api.getSession(id);
       if (states.includes(session.state)) return session;
-      if (Date.now() > deadline) throw new Error(`session ${id} is ${session.state} (${session.detail ?? session.reason ?? ''}), not ${states.join('|')}, after ${timeoutMs} ms; log: ${logFile}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `session ${id} is ${session.state} (${session.detail ?? session.reason ?? ''}), not ${states.join('|')}, after ${timeoutMs} ms; log: ${logFile}`,
+        );
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   };
@@ -65,7 +68,11 @@ export function testEnv(dataDir: string): Record<string, string> {
  * the local driver and a fixed API key. Logs go to test-output/<name>/server.log. `stop()` ends every
  * session (destroying its sandbox), closes the server and removes the data dir.
  */
-export async function startTestServer(name: string, env: Record<string, string> = {}, options: Pick<StartOptions, 'agentBundle' | 'wrapDriver'> = {}): Promise<TestServer> {
+export async function startTestServer(
+  name: string,
+  env: Record<string, string> = {},
+  options: Pick<StartOptions, 'agentBundle' | 'wrapDriver'> = {},
+): Promise<TestServer> {
   const dataDir = await mkdtemp(join(tmpdir(), 'porthole-test-'));
   await chmod(dataDir, 0o711); // as porthole's own data dir: the sandbox uid must traverse it
   const outDir = testOutputDir(name);
@@ -94,7 +101,8 @@ export async function startTestServer(name: string, env: Record<string, string> 
     async readySession(body = {}) {
       const created = await api.createSession(body);
       const session = await waitForState(created.id, ['ready', 'authenticating', 'failed', 'ended']);
-      if (session.state === 'failed' || session.state === 'ended') throw new Error(`session ${session.id} ${session.state}: ${session.detail}; log: ${logFile}`);
+      if (session.state === 'failed' || session.state === 'ended')
+        throw new Error(`session ${session.id} ${session.state}: ${session.detail}; log: ${logFile}`);
       return session;
     },
     async stop() {

@@ -14,7 +14,13 @@ export interface UntilOptions {
  * Polls `probe` until `ok` holds for its value, and returns that value. On timeout it runs
  * `onTimeout` and fails naming `what` and the last value (or error) seen.
  */
-export async function until<T>(what: string, probe: () => Promise<T> | T, ok: (value: T) => boolean, timeoutMs = 30_000, options: UntilOptions = {}): Promise<T> {
+export async function until<T>(
+  what: string,
+  probe: () => Promise<T> | T,
+  ok: (value: T) => boolean,
+  timeoutMs = 30_000,
+  options: UntilOptions = {},
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last: { value: T } | { error: unknown } | null = null;
   for (;;) {

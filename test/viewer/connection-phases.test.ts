@@ -59,11 +59,15 @@ test('moves are checked, logged and heard by listeners; a refused move changes n
   assert.equal(phases.moveTo('connected'), true);
   assert.equal(phases.moveTo('connected'), true, 'a stay is accepted');
   assert.equal(phases.moveTo('reconnecting'), true);
-  assert.deepEqual(heard, [
-    { from: 'starting', to: 'connecting' },
-    { from: 'connecting', to: 'connected' },
-    { from: 'connected', to: 'reconnecting' },
-  ], 'a stay is not a move');
+  assert.deepEqual(
+    heard,
+    [
+      { from: 'starting', to: 'connecting' },
+      { from: 'connecting', to: 'connected' },
+      { from: 'connected', to: 'reconnecting' },
+    ],
+    'a stay is not a move',
+  );
   assert.deepEqual(
     lines.slice(1).map((l) => l.line),
     ['viewer phase: starting → connecting', 'viewer phase: connecting → connected', 'viewer phase: connected → reconnecting'],

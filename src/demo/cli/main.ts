@@ -166,7 +166,7 @@ async function login(): Promise<void> {
 async function main(argv: readonly string[]): Promise<number> {
   const [command] = argv;
   if (command === '--help' || command === '-h' || command === undefined) {
-    say('usage: porthole-demo-cli login\n\nSigns in to porthole\'s demo provider and writes $PORTHOLE_DEMO_HOME/credentials.json.');
+    say("usage: porthole-demo-cli login\n\nSigns in to porthole's demo provider and writes $PORTHOLE_DEMO_HOME/credentials.json.");
     return command === undefined ? 2 : 0;
   }
   if (command !== 'login') {

@@ -143,7 +143,9 @@ export async function startDemoOidc(options: DemoOidcOptions): Promise<DemoOidc>
       log.warn({ event, error: error.error, description: error.error_description, detail: error.error_detail }, 'demo provider: request refused'),
     );
   }
-  provider.on('grant.success', (ctx: KoaContextWithOIDC) => log.info({ grantType: ctx.oidc.params?.grant_type, clientId: ctx.oidc.client?.clientId }, 'demo provider: tokens issued'));
+  provider.on('grant.success', (ctx: KoaContextWithOIDC) =>
+    log.info({ grantType: ctx.oidc.params?.grant_type, clientId: ctx.oidc.client?.clientId }, 'demo provider: tokens issued'),
+  );
 
   async function interaction(request: IncomingMessage, response: ServerResponse, uid: string, action: string | undefined): Promise<void> {
     const details = await provider.interactionDetails(request, response);
@@ -157,7 +159,18 @@ export async function startDemoOidc(options: DemoOidcOptions): Promise<DemoOidc>
     if (request.method === 'GET' && action === undefined) {
       if (prompt.name === 'login') return sendHtml(response, 200, loginPage({ uid, clientName, hint: showHint ? defaultDemoAccount : null }));
       if (prompt.name === 'consent') {
-        return sendHtml(response, 200, consentPage({ uid, clientName, email: account.email, scopes: String(params.scope ?? '').split(' ').filter(Boolean) }));
+        return sendHtml(
+          response,
+          200,
+          consentPage({
+            uid,
+            clientName,
+            email: account.email,
+            scopes: String(params.scope ?? '')
+              .split(' ')
+              .filter(Boolean),
+          }),
+        );
       }
       throw new errors.InvalidRequest(`unexpected prompt ${prompt.name}`);
     }
@@ -169,7 +182,11 @@ export async function startDemoOidc(options: DemoOidcOptions): Promise<DemoOidc>
       const isRight = email.toLowerCase() === account.email.toLowerCase() && timingSafeEqual(sha256(form.get('password') ?? ''), account.passwordHash);
       if (!isRight) {
         log.info({ interaction: uid }, 'demo provider: sign-in refused (wrong e-mail or password)');
-        return sendHtml(response, 200, loginPage({ uid, clientName, email, error: 'Wrong e-mail or password. Try again.', hint: showHint ? defaultDemoAccount : null }));
+        return sendHtml(
+          response,
+          200,
+          loginPage({ uid, clientName, email, error: 'Wrong e-mail or password. Try again.', hint: showHint ? defaultDemoAccount : null }),
+        );
       }
       log.info({ interaction: uid }, 'demo provider: signed in');
       return provider.interactionFinished(request, response, { login: { accountId: account.sub } }, { mergeWithLastSubmission: false });
@@ -188,7 +205,12 @@ export async function startDemoOidc(options: DemoOidcOptions): Promise<DemoOidc>
     }
     if (action === 'abort') {
       log.info({ interaction: uid }, 'demo provider: access cancelled by the person');
-      return provider.interactionFinished(request, response, { error: 'access_denied', error_description: 'The sign-in was cancelled.' }, { mergeWithLastSubmission: false });
+      return provider.interactionFinished(
+        request,
+        response,
+        { error: 'access_denied', error_description: 'The sign-in was cancelled.' },
+        { mergeWithLastSubmission: false },
+      );
     }
     throw new errors.InvalidRequest(`unexpected ${action ?? 'page'} for prompt ${prompt.name}`);
   }

@@ -127,7 +127,8 @@ export async function removeLeaf(leaf: string, parent: string): Promise<void> {
       if (code !== 'EBUSY') throw new Error(`cannot remove the cgroup ${leaf}: ${code}`, { cause: error });
       const inside = await processesIn(leaf).catch((): number[] => []);
       if (inside.length > 0) throw new Error(`cannot remove the cgroup ${leaf}: processes ${inside.join(', ')} are still in it`, { cause: error });
-      if (Date.now() > deadline) throw new Error(`cannot remove the cgroup ${leaf}: still busy ${dyingTasksMs} ms after its last process left`, { cause: error });
+      if (Date.now() > deadline)
+        throw new Error(`cannot remove the cgroup ${leaf}: still busy ${dyingTasksMs} ms after its last process left`, { cause: error });
       await sleep(50);
     }
   }

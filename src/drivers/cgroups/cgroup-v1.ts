@@ -1,6 +1,19 @@
 import { join } from 'node:path';
 import type { SandboxId } from '../../protocol/ids.js';
-import { addProcess, exists, listLeaves, makeLeaf, probeParent, readKeyed, readLimit, readText, removeLeaf, sandboxesDirName, unlessGone, writeValue } from './cgroup-fs.js';
+import {
+  addProcess,
+  exists,
+  listLeaves,
+  makeLeaf,
+  probeParent,
+  readKeyed,
+  readLimit,
+  readText,
+  removeLeaf,
+  sandboxesDirName,
+  unlessGone,
+  writeValue,
+} from './cgroup-fs.js';
 import { v1DirOf, type OwnCgroups } from './cgroup-mounts.js';
 import { checkedSandboxId, checkLimits, unenforcedLimits, type CgroupHost, type LimitsHit, type SandboxCgroup, type SandboxLimits } from './sandbox-cgroup.js';
 
@@ -45,7 +58,9 @@ async function memoryLimitHit(dir: string): Promise<boolean> {
   if (oom === null) return false;
   const kills = oom.get('oom_kill');
   if (kills !== undefined) return kills > 0;
-  const [failcnt, maxUsage, limit] = await Promise.all(['memory.failcnt', 'memory.max_usage_in_bytes', 'memory.limit_in_bytes'].map((f) => unlessGone(readLimit(join(dir, f)), 0)));
+  const [failcnt, maxUsage, limit] = await Promise.all(
+    ['memory.failcnt', 'memory.max_usage_in_bytes', 'memory.limit_in_bytes'].map((f) => unlessGone(readLimit(join(dir, f)), 0)),
+  );
   return failcnt! > 0 && maxUsage! >= limit!;
 }
 
@@ -121,7 +136,11 @@ export async function v1Host(own: OwnCgroups): Promise<CgroupHost | null> {
     else refused.push(`${c} (${parent}: ${problem})`);
   }
   const swapAccounted = ownDirs.memory !== null && (await exists(join(ownDirs.memory, 'memory.memsw.limit_in_bytes')));
-  const names: Record<Controller, string> = { memory: swapAccounted ? 'memory (swap included)' : 'memory (swap not accounted: swappiness 0)', pids: 'pids', cpu: 'cpu (shares)' };
+  const names: Record<Controller, string> = {
+    memory: swapAccounted ? 'memory (swap included)' : 'memory (swap not accounted: swappiness 0)',
+    pids: 'pids',
+    cpu: 'cpu (shares)',
+  };
   const granted = controllers.filter((c) => parents[c]).map((c) => `${names[c]} in ${parents[c]}`);
   const why = `cgroup v1: ${granted.length > 0 ? granted.join(', ') : 'nothing writable'}${refused.length > 0 ? `; not enforced: ${refused.join(', ')}` : ''}`;
 

@@ -1,6 +1,22 @@
 import { basename, dirname, join } from 'node:path';
 import type { SandboxId } from '../../protocol/ids.js';
-import { addProcess, errno, exists, listLeaves, makeCgroupDir, makeLeaf, probeParent, processesIn, readKeyed, readLimit, readText, removeLeaf, sandboxesDirName, unlessGone, writeValue } from './cgroup-fs.js';
+import {
+  addProcess,
+  errno,
+  exists,
+  listLeaves,
+  makeCgroupDir,
+  makeLeaf,
+  probeParent,
+  processesIn,
+  readKeyed,
+  readLimit,
+  readText,
+  removeLeaf,
+  sandboxesDirName,
+  unlessGone,
+  writeValue,
+} from './cgroup-fs.js';
 import { checkedSandboxId, checkLimits, unenforcedLimits, type CgroupHost, type LimitsHit, type SandboxCgroup, type SandboxLimits } from './sandbox-cgroup.js';
 
 // cgroup v2 (the kernel's Documentation/admin-guide/cgroup-v2.rst), written after the document:

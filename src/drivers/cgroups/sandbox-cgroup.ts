@@ -74,7 +74,8 @@ export function checkedSandboxId(id: string): SandboxId {
 
 export function checkLimits(limits: SandboxLimits): void {
   const problems: string[] = [];
-  if (!Number.isSafeInteger(limits.memoryBytes) || limits.memoryBytes < 1024 * 1024) problems.push(`memoryBytes ${limits.memoryBytes} (at least 1 MiB, whole bytes)`);
+  if (!Number.isSafeInteger(limits.memoryBytes) || limits.memoryBytes < 1024 * 1024)
+    problems.push(`memoryBytes ${limits.memoryBytes} (at least 1 MiB, whole bytes)`);
   if (!Number.isSafeInteger(limits.pids) || limits.pids < 1) problems.push(`pids ${limits.pids} (at least 1)`);
   if (!Number.isInteger(limits.cpuWeight) || limits.cpuWeight < 1 || limits.cpuWeight > 10_000) problems.push(`cpuWeight ${limits.cpuWeight} (1..10000)`);
   if (problems.length > 0) throw new Error(`invalid sandbox limits: ${problems.join(', ')}`);

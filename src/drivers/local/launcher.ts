@@ -61,7 +61,23 @@ export function stagedLaunch(options: { uid: number; gid: number; sources: Bwrap
   const sources = staged as unknown as BwrapSources;
   return {
     command: 'unshare',
-    args: ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', stageScript, 'porthole-launch', String(options.uid), String(options.gid), stage, ...pairs, '--', 'bwrap', ...options.buildArgs(sources)],
+    args: [
+      '--mount',
+      '--propagation',
+      'private',
+      '--',
+      '/bin/sh',
+      '-c',
+      stageScript,
+      'porthole-launch',
+      String(options.uid),
+      String(options.gid),
+      stage,
+      ...pairs,
+      '--',
+      'bwrap',
+      ...options.buildArgs(sources),
+    ],
     sources,
   };
 }

@@ -95,7 +95,8 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
       // The id becomes a path: only well-formed ids.
       if (!isSandboxId(spec.id)) throw new Error(`not a sandbox id: ${JSON.stringify(spec.id)}`);
       const longest = longestSocketPath(dataDir, spec.id);
-      if (!longest.fits) throw new Error(`socket path ${longest.path} is longer than ${maxUnixPathBytes - pinTempSuffixBytes} bytes: choose a shorter data directory`);
+      if (!longest.fits)
+        throw new Error(`socket path ${longest.path} is longer than ${maxUnixPathBytes - pinTempSuffixBytes} bytes: choose a shorter data directory`);
 
       step = 'directories';
       await mkdir(sandboxesDir(dataDir), { recursive: true, mode: 0o700 });
@@ -135,14 +136,19 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
         leaseMs: spec.leaseMs ?? null,
         tunnels: [...(spec.tunnels ?? [])],
       };
-      await writeFile(paths.agentConfig, JSON.stringify(agentConfig, null, 2) + '\n', { flag: 'wx' });
+      await writeFile(paths.agentConfig, `${JSON.stringify(agentConfig, null, 2)}\n`, { flag: 'wx' });
       await chmod(paths.agentConfig, 0o644);
       signal?.throwIfAborted();
 
       step = 'spawn';
       hasSpawned = true;
       const startedAt = new Date().toISOString();
-      const child = spawnBwrap(spec.id, { uid, gid, sources: { run: runDir, host: hostDir, agentBundle: options.agentBundle, clis: options.clis, demoCli: options.demoCli }, logFile: paths.agentLog });
+      const child = spawnBwrap(spec.id, {
+        uid,
+        gid,
+        sources: { run: runDir, host: hostDir, agentBundle: options.agentBundle, clis: options.clis, demoCli: options.demoCli },
+        logFile: paths.agentLog,
+      });
       const info = readBwrapInfo(child);
       child.once('exit', (code, sig) => {
         if (children.get(spec.id) === child) exits.set(spec.id, describeBwrapExit(code, sig));
@@ -209,7 +215,9 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
       const buildArgs = (sources: BwrapSources): string[] => bwrapArgs({ sandboxId: id, sources, homeMiB, tmpMiB: homeMiB });
       // As root: staged (launcher.ts), so that no path of the checkout or the data directory has to
       // be reachable by the sandbox's uid. Otherwise bwrap runs as this user, who reaches them all.
-      const launch = isRoot ? stagedLaunch({ uid: options.uid, gid: options.gid, sources: options.sources, buildArgs }) : { command: 'bwrap', args: buildArgs(options.sources) };
+      const launch = isRoot
+        ? stagedLaunch({ uid: options.uid, gid: options.gid, sources: options.sources, buildArgs })
+        : { command: 'bwrap', args: buildArgs(options.sources) };
       const child = spawn(launch.command, launch.args, {
         // Its own process group and session, so nothing the server's group receives reaches it.
         detached: true,
@@ -427,9 +435,21 @@ export async function sandboxLeftovers(dataDir: string, id: SandboxId): Promise<
   }
   for (const socket of Object.values(sandboxSocketNames)) {
     const path = pinnedSocketPaths(dir, socket).source;
-    if (await stat(path).then(() => true, () => false)) left.push(`socket ${path}`);
+    if (
+      await stat(path).then(
+        () => true,
+        () => false,
+      )
+    )
+      left.push(`socket ${path}`);
   }
-  if (await stat(dir).then(() => true, () => false)) left.push(`directory ${dir}`);
+  if (
+    await stat(dir).then(
+      () => true,
+      () => false,
+    )
+  )
+    left.push(`directory ${dir}`);
   return left;
 }
 

@@ -45,7 +45,14 @@ export async function listPids(): Promise<number[]> {
 
 /** The uids the host's processes run as (the owner of /proc/<pid> is the process's effective uid). */
 export async function processUids(): Promise<Set<number>> {
-  const uids = await Promise.all((await listPids()).map((pid) => stat(`/proc/${pid}`).then((s) => s.uid, () => null)));
+  const uids = await Promise.all(
+    (await listPids()).map((pid) =>
+      stat(`/proc/${pid}`).then(
+        (s) => s.uid,
+        () => null,
+      ),
+    ),
+  );
   return new Set(uids.filter((uid): uid is number => uid !== null));
 }
 

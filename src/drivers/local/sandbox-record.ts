@@ -40,7 +40,7 @@ export const recordFile = 'sandbox.json';
 export async function writeRecord(dir: string, record: SandboxRecord): Promise<void> {
   const temp = join(dir, `.${recordFile}.${randomBytes(4).toString('hex')}`);
   try {
-    await writeFile(temp, JSON.stringify(record, null, 2) + '\n', { mode: 0o644 });
+    await writeFile(temp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o644 });
     await rename(temp, join(dir, recordFile));
   } catch (error) {
     await rm(temp, { force: true });

@@ -84,7 +84,8 @@ function parseAllowEntry(raw: string): AllowEntry | string {
     if (isIP(address) === 0 || !/^\d{1,3}$/.test(bits) || !ipaddr.isValidCIDR(entry)) return `${raw}: not a CIDR (address/prefix length)`;
     const [parsed, prefix] = ipaddr.parseCIDR(entry);
     // An IPv4-mapped range is written as the IPv4 range it maps, so that it meets unwrapped addresses.
-    if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress() && prefix >= 96) return { kind: 'range', range: [(parsed as ipaddr.IPv6).toIPv4Address(), prefix - 96] };
+    if (parsed.kind() === 'ipv6' && (parsed as ipaddr.IPv6).isIPv4MappedAddress() && prefix >= 96)
+      return { kind: 'range', range: [(parsed as ipaddr.IPv6).toIPv4Address(), prefix - 96] };
     return { kind: 'range', range: [parsed, prefix] };
   }
   const ip = parseIpLiteral(entry);
@@ -158,8 +159,7 @@ export function createEgressPolicy(options: EgressPolicyOptions = {}): EgressPol
   });
   const lookup = options.lookup ?? defaultLookup;
 
-  const nameAllowed = (host: string) =>
-    entries.some((e) => (e.kind === 'name' && e.name === host) || (e.kind === 'suffix' && host.endsWith(`.${e.suffix}`)));
+  const nameAllowed = (host: string) => entries.some((e) => (e.kind === 'name' && e.name === host) || (e.kind === 'suffix' && host.endsWith(`.${e.suffix}`)));
   const rangeAllowed = (address: Address) => entries.some((e) => e.kind === 'range' && e.range[0].kind() === address.kind() && address.match(e.range));
 
   /** Judges one address of host:port; null when it passes. */

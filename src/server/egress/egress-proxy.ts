@@ -2,7 +2,15 @@ import { chmod, lstat, unlink } from 'node:fs/promises';
 import { STATUS_CODES, createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { pipeline } from 'node:stream';
-import { authorityOf, connectRequestHead, egressHeader, maxConnectResponseHeadBytes, parseConnectResponseHead, type EgressEvent, type EgressRefusalReason } from '../../protocol/egress.js';
+import {
+  authorityOf,
+  connectRequestHead,
+  egressHeader,
+  maxConnectResponseHeadBytes,
+  parseConnectResponseHead,
+  type EgressEvent,
+  type EgressRefusalReason,
+} from '../../protocol/egress.js';
 import type { Logger } from '../logger.js';
 import { createEgressPolicy, isLoopbackAddress, type EgressDecision, type EgressPolicyOptions } from './egress-policy.js';
 
@@ -138,7 +146,13 @@ function connectTcp(host: string, port: number, timeoutMs: number, track: (socke
 }
 
 /** Opens a tunnel to host:port through the upstream proxy; its answer must come before the deadline. */
-async function connectThroughUpstream(upstream: Upstream, host: string, port: number, deadline: number, track: (socket: Socket) => void): Promise<{ socket: Socket; leftover: Buffer }> {
+async function connectThroughUpstream(
+  upstream: Upstream,
+  host: string,
+  port: number,
+  deadline: number,
+  track: (socket: Socket) => void,
+): Promise<{ socket: Socket; leftover: Buffer }> {
   let socket: Socket;
   try {
     socket = await connectTcp(upstream.host, upstream.port, deadline - Date.now(), track);
@@ -226,11 +240,27 @@ export function createEgressProxy(options: EgressProxyOptions = {}): EgressProxy
      * The policy's decision on host:port, then the destination reached. A refusal or a destination
      * that cannot be reached is answered (`answer`) and reported (one event) here: null then.
      */
-    async function decideAndReach(type: EgressEvent['type'], host: string, port: number, answer: (status: number, text: string, header: string) => void, durationMs: () => number): Promise<Reached | null> {
+    async function decideAndReach(
+      type: EgressEvent['type'],
+      host: string,
+      port: number,
+      answer: (status: number, text: string, header: string) => void,
+      durationMs: () => number,
+    ): Promise<Reached | null> {
       const decision = await policy.decide(host, port, { viaUpstream: upstream !== null });
       if (!decision.allowed) {
         answer(refusalStatus(decision.reason), refusalText(host, port, decision), `refused; reason=${decision.reason}`);
-        emit({ type, host, port, address: decision.address ?? null, allowed: false, reason: decision.reason, bytesUp: 0, bytesDown: 0, durationMs: durationMs() });
+        emit({
+          type,
+          host,
+          port,
+          address: decision.address ?? null,
+          allowed: false,
+          reason: decision.reason,
+          bytesUp: 0,
+          bytesDown: 0,
+          durationMs: durationMs(),
+        });
         return null;
       }
       try {
@@ -256,7 +286,17 @@ export function createEgressProxy(options: EgressProxyOptions = {}): EgressProxy
       const target = parseAuthority(req.url ?? '');
       if (!target) {
         answer(400, 'porthole egress: CONNECT needs host:port\n', 'refused; reason=invalid-host');
-        emit({ type: 'egress.connect', host: (req.url ?? '').slice(0, 255), port: 0, address: null, allowed: false, reason: 'invalid-host', bytesUp: 0, bytesDown: 0, durationMs: durationMs() });
+        emit({
+          type: 'egress.connect',
+          host: (req.url ?? '').slice(0, 255),
+          port: 0,
+          address: null,
+          allowed: false,
+          reason: 'invalid-host',
+          bytesUp: 0,
+          bytesDown: 0,
+          durationMs: durationMs(),
+        });
         return;
       }
       const { host, port } = target;
@@ -266,7 +306,18 @@ export function createEgressProxy(options: EgressProxyOptions = {}): EgressProxy
       let bytesUp = head.length;
       let bytesDown = reached.leftover.length;
       let error: string | undefined;
-      const ended = () => emit({ type: 'egress.connect', host, port, address: reached.address, allowed: true, ...(error ? { error } : {}), bytesUp, bytesDown, durationMs: durationMs() });
+      const ended = () =>
+        emit({
+          type: 'egress.connect',
+          host,
+          port,
+          address: reached.address,
+          allowed: true,
+          ...(error ? { error } : {}),
+          bytesUp,
+          bytesDown,
+          durationMs: durationMs(),
+        });
       if (client.destroyed) {
         // The sandbox gave up while the destination was being reached: nothing to tunnel.
         remote.destroy();

@@ -37,7 +37,9 @@ export function agentRoutes(deps: Pick<RouteDeps, 'sessions' | 'store'>): RouteD
         const waitMs = buckets.take(id);
         if (waitMs > 0) {
           reply.header('retry-after', String(Math.ceil(waitMs / 1000)));
-          throw new AppError('AGENT_EVENTS_RATE_LIMITED', { details: { retryAfterMs: waitMs, burst: agentEventLimits.burst, perSecond: agentEventLimits.perSecond } });
+          throw new AppError('AGENT_EVENTS_RATE_LIMITED', {
+            details: { retryAfterMs: waitMs, burst: agentEventLimits.burst, perSecond: agentEventLimits.perSecond },
+          });
         }
         const tooLarge = agentEventSizeProblem(body.details);
         if (tooLarge) throw new AppError('AGENT_EVENT_TOO_LARGE', { details: tooLarge });

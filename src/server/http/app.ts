@@ -4,7 +4,7 @@ import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { z } from 'zod';
+import type { z } from 'zod';
 import { AppError, errorRegistry, type ErrorCode } from '../../protocol/errors.js';
 import { isSessionId } from '../../protocol/ids.js';
 import { answerClientError, answerExpectation } from './client-errors.js';
@@ -40,7 +40,8 @@ const assetTypes: Record<string, string> = {
   '.svg': 'image/svg+xml',
   '.html': 'text/html; charset=utf-8',
 };
-const pageCsp = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'";
+const pageCsp =
+  "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'";
 /**
  * Headers of porthole's HTML pages. Who may frame them: the viewer is made to be embedded, by
  * porthole's own pages and PORTHOLE_ALLOWED_ORIGINS; the dashboard (and the login link) by porthole
@@ -76,7 +77,6 @@ class RequestLog extends LogController {
     else reply.log.info(fields, 'request');
   }
 }
-
 
 /** Maps what Fastify itself rejects (body parsing, limits) to registry codes. */
 function codeOfFrameworkError(error: FastifyError): ErrorCode | null {
@@ -119,7 +119,8 @@ export async function buildApp(options: AppOptions) {
   app.server.on('checkExpectation', (request, response) => answerExpectation(request, response, `${prefix}-${(++nextId).toString(36)}`, options.metrics));
   app.addHook('onRequest', async (request) => {
     // RFC 9112 §3.2: an HTTP/1.1 request without Host is a 400.
-    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined) throw new AppError('MALFORMED_REQUEST', { message: 'An HTTP/1.1 request needs a Host header.' });
+    if (request.raw.httpVersion === '1.1' && request.headers.host === undefined)
+      throw new AppError('MALFORMED_REQUEST', { message: 'An HTTP/1.1 request needs a Host header.' });
   });
   // JSON only: a text/plain body is refused with UNSUPPORTED_MEDIA_TYPE rather than parsed as a string.
   app.removeContentTypeParser('text/plain');
@@ -195,12 +196,18 @@ export async function buildApp(options: AppOptions) {
   // scraper without a key uses the separate listener (PORTHOLE_METRICS_PORT, metrics-listener.ts).
   app.get('/metrics', async (request, reply) => {
     await auth.authenticate(request, {});
-    return reply.header('cache-control', 'no-store').type(options.metrics.registry.contentType).send(await options.metrics.registry.metrics());
+    return reply
+      .header('cache-control', 'no-store')
+      .type(options.metrics.registry.contentType)
+      .send(await options.metrics.registry.metrics());
   });
 
   // ---- pages: dashboard, viewer, assets, first-run login ----
   const page = (file: string, embedders: readonly string[] | null) => async (_request: FastifyRequest, reply: FastifyReply) =>
-    reply.headers(pageHeaders(embedders)).type('text/html; charset=utf-8').send(await readFile(join(viewerDir, file)));
+    reply
+      .headers(pageHeaders(embedders))
+      .type('text/html; charset=utf-8')
+      .send(await readFile(join(viewerDir, file)));
   app.get('/', page('dashboard.html', null));
   app.get('/v1/sessions/:id/viewer', page('viewer.html', options.origins.embedders));
   app.get('/assets/:file', async (request, reply) => {

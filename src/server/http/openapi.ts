@@ -15,26 +15,48 @@ export function openApiDocument(routes: readonly RouteDef[]): JsonSchema {
   for (const route of routes) {
     const path = route.url.replace(/:([A-Za-z]+)/g, '{$1}');
     const parameters: unknown[] = [];
-    for (const [where, schema] of [['path', route.params], ['query', route.query]] as const) {
+    for (const [where, schema] of [
+      ['path', route.params],
+      ['query', route.query],
+    ] as const) {
       if (!schema) continue;
       for (const [name, field] of Object.entries(schema.shape)) {
-        parameters.push({ name, in: where, required: where === 'path' || !(field as z.ZodType).safeParse(undefined).success, schema: toSchema(field as z.ZodType, 'input') });
+        parameters.push({
+          name,
+          in: where,
+          required: where === 'path' || !(field as z.ZodType).safeParse(undefined).success,
+          schema: toSchema(field as z.ZodType, 'input'),
+        });
       }
     }
     const operation: Record<string, unknown> = {
       operationId: route.operationId,
       summary: route.summary,
-      security: route.auth === 'none' ? [] : route.auth === 'agent' ? [{ sandboxToken: [] }] : route.auth === 'api-key' ? [{ apiKey: [] }] : route.auth === 'api' ? [{ apiKey: [] }, { dashboardCookie: [] }] : [{ apiKey: [] }, { dashboardCookie: [] }, { viewerTicket: [] }],
+      security:
+        route.auth === 'none'
+          ? []
+          : route.auth === 'agent'
+            ? [{ sandboxToken: [] }]
+            : route.auth === 'api-key'
+              ? [{ apiKey: [] }]
+              : route.auth === 'api'
+                ? [{ apiKey: [] }, { dashboardCookie: [] }]
+                : [{ apiKey: [] }, { dashboardCookie: [] }, { viewerTicket: [] }],
       parameters,
       responses: Object.fromEntries(
         Object.entries(route.responses).map(([status, schema]) => [
           status,
-          { description: status.startsWith('2') ? 'OK' : 'Error (see docs/errors.md)', content: { 'application/json': { schema: toSchema(schema, 'output') } } },
+          {
+            description: status.startsWith('2') ? 'OK' : 'Error (see docs/errors.md)',
+            content: { 'application/json': { schema: toSchema(schema, 'output') } },
+          },
         ]),
       ),
     };
     if (route.body) operation.requestBody = { required: true, content: { 'application/json': { schema: toSchema(route.body, 'input') } } };
-    (paths[path] ??= {})[route.method.toLowerCase()] = operation;
+    const item = paths[path] ?? {};
+    item[route.method.toLowerCase()] = operation;
+    paths[path] = item;
   }
   return {
     openapi: '3.1.0',

@@ -143,7 +143,10 @@ export function apiRoutes(deps: RouteDeps): RouteDef[] {
       responses: { 201: sessionSchema, ...common, 429: errorResponse },
       handler: async ({ body }) => {
         if (body.provider !== undefined && !(providerNames as readonly string[]).includes(body.provider)) {
-          throw new AppError('PROVIDER_UNKNOWN', { message: `No provider is named "${body.provider}"; known: ${providerNames.join(', ')}.`, details: { known: providerNames } });
+          throw new AppError('PROVIDER_UNKNOWN', {
+            message: `No provider is named "${body.provider}"; known: ${providerNames.join(', ')}.`,
+            details: { known: providerNames },
+          });
         }
         return deps.sessions.create(body);
       },
@@ -220,7 +223,8 @@ export function apiRoutes(deps: RouteDeps): RouteDef[] {
       method: 'GET',
       url: '/v1/sessions/:id/diagnosis',
       operationId: 'diagnoseSession',
-      summary: 'Walks the hops to the session’s desktop in order (store, driver, agent, vnc, relay): each one’s result, duration and cause, and the first failure.',
+      summary:
+        'Walks the hops to the session’s desktop in order (store, driver, agent, vnc, relay): each one’s result, duration and cause, and the first failure.',
       auth: 'api-or-viewer',
       params: sessionParams,
       responses: { 200: sessionDiagnosisSchema, ...common, 403: errorResponse, 404: errorResponse },

@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Endpoint } from '../../drivers/driver.js';
+import type { Endpoint, SandboxHandle } from '../../drivers/driver.js';
 import { connectEndpoint, readRfbBanner } from '../../drivers/endpoint-probes.js';
 import { AppError, closeCodeOf, errorRegistry, type ErrorCode } from '../../protocol/errors.js';
 import { isSessionId, type SessionId } from '../../protocol/ids.js';
@@ -68,7 +68,9 @@ const sandboxCheckTimeoutMs = 3_000;
 function refuseUpgrade(socket: Duplex, code: ErrorCode, requestId: string, options: { message?: string; headers?: Record<string, string> } = {}): void {
   const { status } = errorRegistry[code];
   const body = JSON.stringify({ error: { code, message: options.message ?? errorRegistry[code].message, requestId } });
-  const extra = Object.entries(options.headers ?? {}).map(([name, value]) => `${name}: ${value}\r\n`).join('');
+  const extra = Object.entries(options.headers ?? {})
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join('');
   if (socket.writable) {
     socket.end(
       `HTTP/1.1 ${status} ${code}\r\nConnection: close\r\nContent-Type: application/json\r\n` +
@@ -174,7 +176,7 @@ export class Relay {
     };
     if (!isSessionId(sessionId)) return closeWith('SESSION_NOT_FOUND');
 
-    let handle;
+    let handle: SandboxHandle;
     try {
       const session = await this.#o.sessions.get(sessionId);
       // Over, or not there yet: the session's state decides the close (src/protocol/close.ts).
@@ -187,7 +189,7 @@ export class Relay {
       throw error;
     }
 
-    let vnc;
+    let vnc: Socket;
     try {
       vnc = await connectEndpoint(handle.vnc, AbortSignal.timeout(5_000));
     } catch (error) {
@@ -285,7 +287,9 @@ export class Relay {
       if (isProbe) return log.debug({ sessionId, why }, 'diagnosis probe disconnected');
       const remaining = this.#o.viewers.remove(sessionId, viewer);
       log.info({ sessionId, why, bytesToViewer: stats.bytesToViewer, bytesFromViewer: stats.bytesFromViewer, viewers: remaining }, 'viewer disconnected');
-      const recorded = this.#o.sessions.viewerDisconnected(sessionId, { why, viewers: remaining }).catch((error) => log.warn({ err: error }, 'could not record viewer leaving'));
+      const recorded = this.#o.sessions
+        .viewerDisconnected(sessionId, { why, viewers: remaining })
+        .catch((error) => log.warn({ err: error }, 'could not record viewer leaving'));
       this.#recording.add(recorded);
       void recorded.finally(() => this.#recording.delete(recorded));
     };
@@ -320,7 +324,7 @@ export class Relay {
   async #endedSession(sessionId: SessionId, graceMs: number, log: Logger): Promise<Session | null> {
     const check = async (): Promise<Session | null> =>
       (await this.#o.sessions.endIfSandboxExited(sessionId)) ??
-      (graceMs > 0 ? (await sleep(graceMs), await this.#o.sessions.endIfSandboxExited(sessionId)) : null);
+      (graceMs > 0 ? await sleep(graceMs).then(() => this.#o.sessions.endIfSandboxExited(sessionId)) : null);
     const timeout = sleep(sandboxCheckTimeoutMs, null, { ref: false });
     try {
       return await Promise.race([check(), timeout]);
@@ -382,4 +386,3 @@ export class Relay {
     }
   }
 }
-

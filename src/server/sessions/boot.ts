@@ -162,7 +162,8 @@ async function startLogin(o: BootOptions, id: SessionId, provider: string, handl
   const token = newAgentToken();
   await o.store.setAgentTokenHash(id, hashAgentToken(token));
   const demo = provider === 'demo' ? o.login.demo() : undefined;
-  if (provider === 'demo' && !demo) throw new StepError('login', 'LOGIN_START_FAILED', 'The demo provider is switched off on this server (PORTHOLE_DEMO_PROVIDER).');
+  if (provider === 'demo' && !demo)
+    throw new StepError('login', 'LOGIN_START_FAILED', 'The demo provider is switched off on this server (PORTHOLE_DEMO_PROVIDER).');
   try {
     await startAgentLogin(
       handle.agent,

@@ -124,7 +124,14 @@ export function createSessionDiagnosis(options: SessionDiagnosisOptions): Diagno
       session = await store.getSession(id);
     } catch (error) {
       const failure = asHopFailure(error, 'STORE_UNAVAILABLE');
-      hops.push({ hop: 'store', result: 'failed', ms: elapsed(storeStarted), cause: `the store does not answer: ${failure.message}`, code: failure.code, details: failure.details });
+      hops.push({
+        hop: 'store',
+        result: 'failed',
+        ms: elapsed(storeStarted),
+        cause: `the store does not answer: ${failure.message}`,
+        code: failure.code,
+        details: failure.details,
+      });
       stopped = 'not checked: the store hop failed';
     }
     if (session === null && stopped === null) throw new AppError('SESSION_NOT_FOUND', { details: { sessionId: id } });
@@ -141,13 +148,20 @@ export function createSessionDiagnosis(options: SessionDiagnosisOptions): Diagno
       if (sandboxId === null) throw new HopFailure('SANDBOX_UNREACHABLE', `the session is ${session?.state} but has no sandbox recorded`);
       const info = await driver.inspect(sandboxId);
       if (info === null) {
-        throw new HopFailure('SANDBOX_UNREACHABLE', `sandbox ${sandboxId} is missing: the ${driver.name} driver has no such sandbox`, { sandboxId, status: 'missing' });
+        throw new HopFailure('SANDBOX_UNREACHABLE', `sandbox ${sandboxId} is missing: the ${driver.name} driver has no such sandbox`, {
+          sandboxId,
+          status: 'missing',
+        });
       }
       const details = { sandboxId, driver: driver.name, status: info.status, startedAt: info.startedAt, exit: info.exit };
       if (info.status === 'exited') {
         // "signal SIGKILL" (the whole sandbox) reads "with …"; "agent exited: signal SIGKILL" (the
         // agent alone: the sandbox counts as exited with it) goes in parentheses.
-        const how = info.exit ? (info.exit.startsWith('agent ') ? `(${info.exit})` : `with ${info.exit}`) : '(how is unknown: an earlier server process started it)';
+        const how = info.exit
+          ? info.exit.startsWith('agent ')
+            ? `(${info.exit})`
+            : `with ${info.exit}`
+          : '(how is unknown: an earlier server process started it)';
         throw new HopFailure('SANDBOX_UNREACHABLE', `sandbox process exited ${how}`, details);
       }
       endpoints = { agent: info.agent, vnc: info.vnc };
@@ -170,9 +184,10 @@ export function createSessionDiagnosis(options: SessionDiagnosisOptions): Diagno
         // A process that died and came back is often the root cause of the ones still down (the X
         // server killed takes the window manager with it), so it is named too.
         const restarted = restartedProcesses(health.processes.filter((p) => p.running));
-        const cause = down.length > 0
-          ? `agent reports down: ${down.join(', ')}${restarted ? `; restarted: ${restarted}` : ''}`
-          : 'agent reports not healthy: every process runs but the VNC socket is not there yet';
+        const cause =
+          down.length > 0
+            ? `agent reports down: ${down.join(', ')}${restarted ? `; restarted: ${restarted}` : ''}`
+            : 'agent reports not healthy: every process runs but the VNC socket is not there yet';
         throw new HopFailure('AGENT_UNHEALTHY', cause, details);
       }
       const restarted = restartedProcesses(health.processes);
@@ -242,7 +257,10 @@ function asHopFailure(error: unknown, fallback: ErrorCode = 'INTERNAL'): HopFail
 
 /** "vnc 1× (last signal SIGKILL)" for each process the agent has had to restart, or '' when none. */
 function restartedProcesses(processes: AgentHealth['processes']): string {
-  return processes.filter((p) => p.restarts > 0).map((p) => `${p.name} ${p.restarts}× (last ${p.lastExit ?? '?'})`).join(', ');
+  return processes
+    .filter((p) => p.restarts > 0)
+    .map((p) => `${p.name} ${p.restarts}× (last ${p.lastExit ?? '?'})`)
+    .join(', ');
 }
 
 function describeRecord(session: Session): string {
@@ -309,7 +327,10 @@ async function vncHandshake(endpoint: Endpoint, sandboxId: string | null, timeou
   const client = new RfbClient(socketTransport(socket), { signal });
   try {
     const result = await client.authenticate();
-    return { cause: `banner ${result.banner}, security ${result.security} accepted`, details: { endpoint: where, banner: result.banner, security: result.security } };
+    return {
+      cause: `banner ${result.banner}, security ${result.security} accepted`,
+      details: { endpoint: where, banner: result.banner, security: result.security },
+    };
   } catch (error) {
     if (!(error instanceof RfbError)) throw error;
     throw new HopFailure('SANDBOX_UNREACHABLE', `${error.code} on ${where}: ${rfbCause(error, timeoutMs)}`, { endpoint: where, errno: error.code });
@@ -359,7 +380,10 @@ function relayRoundTrip(serverUrl: string, id: SessionId, tickets: TicketSigner,
     });
     ws.on('close', (code, reason) => {
       const text = reason.toString();
-      fail(isErrorCode(text) ? text : 'SANDBOX_UNREACHABLE', `the relay closed ${code}${text ? ` ${text}` : ''} ${client.progress}`, { closeCode: code, closeReason: text });
+      fail(isErrorCode(text) ? text : 'SANDBOX_UNREACHABLE', `the relay closed ${code}${text ? ` ${text}` : ''} ${client.progress}`, {
+        closeCode: code,
+        closeReason: text,
+      });
     });
     ws.on('error', (error: NodeJS.ErrnoException) => {
       fail('INTERNAL', `${error.code ?? error.message} on ${url}`, error.code ? { errno: error.code } : {});
@@ -374,7 +398,10 @@ function relayRoundTrip(serverUrl: string, id: SessionId, tickets: TicketSigner,
         const forced = setTimeout(() => ws.terminate(), closeWaitMs);
         ws.once('close', () => {
           clearTimeout(forced);
-          resolve({ cause: `banner ${result.banner}, security ${result.security} accepted through ${url}`, details: { url, banner: result.banner, security: result.security } });
+          resolve({
+            cause: `banner ${result.banner}, security ${result.security} accepted through ${url}`,
+            details: { url, banner: result.banner, security: result.security },
+          });
         });
         ws.close(1000, 'diagnosis done');
       },

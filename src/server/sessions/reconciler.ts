@@ -71,9 +71,14 @@ export class Reconciler {
       if (sandbox?.limitReached) {
         // The kernel killed or refused something in it: what is left of the desktop is not whole.
         const limit = sandbox.limitReached;
-        await o.fail(session.id as SessionId, 'SANDBOX_LIMIT_REACHED', `${limit.charAt(0).toUpperCase()}${limit.slice(1)}; porthole closed it. Start a new session.`, { limit }).catch((error) =>
-          o.log.warn({ err: error, sessionId: session.id }, 'reconcile: could not fail session'),
-        );
+        await o
+          .fail(
+            session.id as SessionId,
+            'SANDBOX_LIMIT_REACHED',
+            `${limit.charAt(0).toUpperCase()}${limit.slice(1)}; porthole closed it. Start a new session.`,
+            { limit },
+          )
+          .catch((error) => o.log.warn({ err: error, sessionId: session.id }, 'reconcile: could not fail session'));
         o.metrics.reconcilerActions.inc({ action: 'limit_reached' });
         ended++;
         continue;
@@ -81,7 +86,11 @@ export class Reconciler {
       if (sandbox?.status === 'running') {
         // A sandbox adopted after a restart (or whose listeners failed) gets its proxy and channel back.
         if (sandbox.host && !o.sandboxHost?.isAttached(session.id as SessionId)) {
-          await o.sandboxHost?.attach(session.id as SessionId, sandbox).catch((error: unknown) => o.log.warn({ err: error, sessionId: session.id }, 'reconcile: could not serve the sandbox its egress proxy and agent channel'));
+          await o.sandboxHost
+            ?.attach(session.id as SessionId, sandbox)
+            .catch((error: unknown) =>
+              o.log.warn({ err: error, sessionId: session.id }, 'reconcile: could not serve the sandbox its egress proxy and agent channel'),
+            );
         }
         // Renews the sandbox's lease (the agent ends a sandbox whose server is gone for good).
         void fetchAgentHealth(sandbox.agent, { timeoutMs: 2_000 }).catch(() => {});
@@ -90,9 +99,9 @@ export class Reconciler {
         if (await o.timeouts.apply(session, now)) ended++;
         continue;
       }
-      await o.end(session.id as SessionId, 'sandbox_exited', sandboxGoneDetail(session, sandbox ?? null)).catch((error) =>
-        o.log.warn({ err: error, sessionId: session.id }, 'reconcile: could not end session'),
-      );
+      await o
+        .end(session.id as SessionId, 'sandbox_exited', sandboxGoneDetail(session, sandbox ?? null))
+        .catch((error) => o.log.warn({ err: error, sessionId: session.id }, 'reconcile: could not end session'));
       o.metrics.reconcilerActions.inc({ action: 'ended' });
       ended++;
     }

@@ -36,7 +36,12 @@ export interface SessionManagerOptions {
   /** Serves each sandbox with no network of its own its egress proxy and agent channel (sandbox-host.ts). */
   sandboxHost?: SandboxHost;
   /** Where delivered credentials go, sealed. */
-  vault: { put(sessionId: SessionId, credential: { provider: string; content: string; expiresAt: string | null; account: string | null; verification: CredentialVerification }): Promise<{ created: boolean }> };
+  vault: {
+    put(
+      sessionId: SessionId,
+      credential: { provider: string; content: string; expiresAt: string | null; account: string | null; verification: CredentialVerification },
+    ): Promise<{ created: boolean }>;
+  };
 }
 
 /** How long a provider may take to answer for a delivered credential (the demo issuer is on loopback). */
@@ -151,7 +156,7 @@ export class SessionManager {
   async sandboxOf(session: Session): Promise<SandboxHandle> {
     if (!session.sandboxId) throw new AppError('SANDBOX_UNREACHABLE', { details: { reason: 'no sandbox recorded' } });
     const info = await this.#o.driver.inspect(session.sandboxId as SandboxId);
-    if (!info || info.status !== 'running') {
+    if (info?.status !== 'running') {
       const id = session.id as SessionId;
       if (!isTerminal(session.state) && !this.#boots.has(id)) {
         const ended = await this.end(id, 'sandbox_exited', sandboxGoneDetail(session, info));
@@ -216,9 +221,7 @@ export class SessionManager {
     await this.#reconciler.stop();
     const booting = [...this.#boots.entries()];
     for (const [, controller] of booting) controller.abort(new AppError('SERVER_SHUTTING_DOWN'));
-    await Promise.all(
-      booting.map(([id]) => this.end(id, 'shutdown', 'The server shut down while the session was starting.').catch(() => {})),
-    );
+    await Promise.all(booting.map(([id]) => this.end(id, 'shutdown', 'The server shut down while the session was starting.').catch(() => {})));
     await Promise.allSettled([...this.#releasing]);
   }
 
@@ -242,7 +245,11 @@ export class SessionManager {
     if (!check.ok) throw new AppError('CREDENTIAL_INVALID', { details: { waitingFor: check.waitingFor } });
     const ending = endingCodeOf(session);
     if (ending) throw new AppError(ending, { details: { state: session.state, reason: session.reason } });
-    const verdict = await provider.verify(delivery.content, { demo: this.#o.login.demo(), fetch: globalThis.fetch, signal: timeoutSignal(credentialVerifyTimeoutMs) });
+    const verdict = await provider.verify(delivery.content, {
+      demo: this.#o.login.demo(),
+      fetch: globalThis.fetch,
+      signal: timeoutSignal(credentialVerifyTimeoutMs),
+    });
     if (!verdict.ok) {
       if (verdict.isRetryable) throw new AppError('CREDENTIAL_VERIFY_UNAVAILABLE', { details: { reason: verdict.reason } });
       const failed = await this.#transition(id, {

@@ -46,7 +46,14 @@ export async function transitionSession(deps: TransitionDeps, id: SessionId, cha
     const from = session.state;
     if ((change.from !== undefined && from !== change.from) || isTerminal(from) || !canTransition(from, to)) return session;
     try {
-      const moved = await deps.store.transition(id, { from, to, expectVersion: session.version, reason, detail: change.detail ?? null, details: change.details });
+      const moved = await deps.store.transition(id, {
+        from,
+        to,
+        expectVersion: session.version,
+        reason,
+        detail: change.detail ?? null,
+        details: change.details,
+      });
       deps.log.info({ sessionId: id, from, to, reason }, 'session state changed');
       deps.metrics.transitions.inc({ to, reason });
       if (to === 'failed') deps.metrics.errors.inc({ code: reason, surface: 'session' });

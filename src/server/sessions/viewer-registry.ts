@@ -12,7 +12,10 @@ export class ViewerRegistry {
 
   add(sessionId: SessionId, connection: ViewerConnection): number {
     let set = this.#bySession.get(sessionId);
-    if (!set) this.#bySession.set(sessionId, (set = new Set()));
+    if (!set) {
+      set = new Set();
+      this.#bySession.set(sessionId, set);
+    }
     set.add(connection);
     return set.size;
   }

@@ -58,10 +58,7 @@ export async function runMigrations(db: Database): Promise<number[]> {
       // Another server may have applied it while this one waited for the lock.
       if ((await appliedVersions(tx)).has(migration.version)) return false;
       await tx.exec(migration.sql);
-      await tx.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [
-        migration.version,
-        migration.name,
-      ]);
+      await tx.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [migration.version, migration.name]);
       return true;
     });
     if (didApply) applied.push(migration.version);

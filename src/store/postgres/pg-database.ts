@@ -31,8 +31,7 @@ const unavailableCodes = new Set([
 ]);
 
 // node-postgres raises these without a code.
-const unavailableMessages =
-  /Connection terminated|connection timeout|timeout exceeded when trying to connect|Query read timeout|not queryable/i;
+const unavailableMessages = /Connection terminated|connection timeout|timeout exceeded when trying to connect|Query read timeout|not queryable/i;
 
 function isConnectionFailure(error: unknown): boolean {
   if (!(error instanceof Error)) return false;

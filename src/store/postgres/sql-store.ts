@@ -26,7 +26,6 @@ import type {
   TransitionRequest,
 } from '../store.js';
 
-
 // Ids as the schemas brand them: only ids that passed them (newSessionId, the routes' params) are stored.
 interface SessionRow {
   id: SessionId;
@@ -153,14 +152,12 @@ export class SqlStore implements Store {
 
   createSession(input: NewSession): Promise<Session> {
     return this.db.transaction(async (tx) => {
-      const { rows } = await tx.query<SessionRow>(
-        `INSERT INTO sessions (id, state, provider, user_id) VALUES ($1, 'starting', $2, $3) RETURNING *`,
-        [input.id, input.provider, input.userId],
-      );
-      await tx.query(
-        `INSERT INTO session_events (session_id, type, to_state) VALUES ($1, 'session.created', 'starting')`,
-        [input.id],
-      );
+      const { rows } = await tx.query<SessionRow>(`INSERT INTO sessions (id, state, provider, user_id) VALUES ($1, 'starting', $2, $3) RETURNING *`, [
+        input.id,
+        input.provider,
+        input.userId,
+      ]);
+      await tx.query(`INSERT INTO session_events (session_id, type, to_state) VALUES ($1, 'session.created', 'starting')`, [input.id]);
       return toSession(rows[0]!);
     });
   }
@@ -173,10 +170,10 @@ export class SqlStore implements Store {
   async listSessions(options: { states?: readonly SessionState[]; limit?: number } = {}): Promise<Session[]> {
     // A NULL filter or limit means "all" (LIMIT NULL is LIMIT ALL).
     const { rows } = await this.db.query<SessionRow>(
-      withCredential(
+      `${withCredential(
         `SELECT * FROM sessions WHERE ($1::text[] IS NULL OR state = ANY($1::text[]))
           ORDER BY created_at DESC, id DESC LIMIT $2`,
-      ) + ' ORDER BY s.created_at DESC, s.id DESC',
+      )} ORDER BY s.created_at DESC, s.id DESC`,
       [options.states ?? null, options.limit ?? null],
     );
     return rows.map(toSession);
@@ -240,27 +237,24 @@ export class SqlStore implements Store {
 
   async listEvents(id: SessionId, options: { afterSeq?: number; limit?: number } = {}): Promise<SessionEvent[]> {
     // LIMIT NULL is LIMIT ALL.
-    const { rows } = await this.db.query<EventRow>(
-      'SELECT * FROM session_events WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3',
-      [id, options.afterSeq ?? 0, options.limit ?? null],
-    );
+    const { rows } = await this.db.query<EventRow>('SELECT * FROM session_events WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3', [
+      id,
+      options.afterSeq ?? 0,
+      options.limit ?? null,
+    ]);
     return rows.map(toEvent);
   }
 
   async countEvents(id: SessionId, types: readonly EventType[]): Promise<number> {
-    const { rows } = await this.db.query<{ n: number | string }>(
-      'SELECT count(*) AS n FROM session_events WHERE session_id = $1 AND type = ANY($2::text[])',
-      [id, types],
-    );
+    const { rows } = await this.db.query<{ n: number | string }>('SELECT count(*) AS n FROM session_events WHERE session_id = $1 AND type = ANY($2::text[])', [
+      id,
+      types,
+    ]);
     return Number(rows[0]!.n);
   }
 
   async addApiKey(input: { id: string; name: string; keyHash: string }): Promise<void> {
-    await this.db.query('INSERT INTO api_keys (id, name, key_hash) VALUES ($1, $2, $3)', [
-      input.id,
-      input.name,
-      input.keyHash,
-    ]);
+    await this.db.query('INSERT INTO api_keys (id, name, key_hash) VALUES ($1, $2, $3)', [input.id, input.name, input.keyHash]);
   }
 
   async findApiKey(keyHash: string): Promise<ApiKeyRecord | null> {
@@ -359,15 +353,8 @@ export class SqlStore implements Store {
 }
 
 /** Why a conditional UPDATE matched no row: the session is missing, or not where the caller thought. */
-async function conflictOrMissing(
-  q: Queryable,
-  id: SessionId,
-  expected?: { state: SessionState; version: number },
-): Promise<AppError> {
-  const { rows } = await q.query<{ state: SessionState; version: number }>(
-    'SELECT state, version FROM sessions WHERE id = $1',
-    [id],
-  );
+async function conflictOrMissing(q: Queryable, id: SessionId, expected?: { state: SessionState; version: number }): Promise<AppError> {
+  const { rows } = await q.query<{ state: SessionState; version: number }>('SELECT state, version FROM sessions WHERE id = $1', [id]);
   const current = rows[0];
   if (!current) return new AppError('SESSION_NOT_FOUND', { details: { sessionId: id } });
   return new AppError('SESSION_STATE_CONFLICT', {

@@ -60,11 +60,7 @@ export async function requestJson<T>(path: string, request: ApiRequest): Promise
     });
   } catch (error) {
     const timedOut = error instanceof DOMException && error.name === 'TimeoutError';
-    throw new ApiError(
-      0,
-      'NETWORK',
-      timedOut ? 'The porthole server did not answer in time.' : 'The porthole server cannot be reached.',
-    );
+    throw new ApiError(0, 'NETWORK', timedOut ? 'The porthole server did not answer in time.' : 'The porthole server cannot be reached.');
   }
 
   const text = await response.text().catch(() => '');
@@ -78,19 +74,10 @@ export async function requestJson<T>(path: string, request: ApiRequest): Promise
   if (!response.ok) {
     const error = (parsed as { error?: { code?: unknown; message?: unknown; requestId?: unknown } } | undefined)?.error;
     if (error && typeof error.code === 'string' && typeof error.message === 'string') {
-      throw new ApiError(
-        response.status,
-        error.code,
-        error.message,
-        typeof error.requestId === 'string' ? error.requestId : undefined,
-      );
+      throw new ApiError(response.status, error.code, error.message, typeof error.requestId === 'string' ? error.requestId : undefined);
     }
     const statusText = response.statusText ? ` ${response.statusText}` : '';
-    throw new ApiError(
-      response.status,
-      `HTTP_${response.status}`,
-      `The server answered ${response.status}${statusText} without an error body.`,
-    );
+    throw new ApiError(response.status, `HTTP_${response.status}`, `The server answered ${response.status}${statusText} without an error body.`);
   }
   if (parsed === undefined) {
     throw new ApiError(response.status, 'BAD_RESPONSE', 'The server answered with something that is not JSON.');

@@ -73,9 +73,7 @@ export const endReasonLabels: Record<EndReason, string> = {
 };
 
 export function endedSentence(reason: string | null): string {
-  return reason !== null && Object.hasOwn(endSentences, reason)
-    ? endSentences[reason as EndReason]
-    : 'The session has ended.';
+  return reason !== null && Object.hasOwn(endSentences, reason) ? endSentences[reason as EndReason] : 'The session has ended.';
 }
 
 /** Failures the person can act on get a sentence of their own, before the server's detail. */
@@ -93,9 +91,7 @@ export function failedSentence(reason: string | null, detail: string | null): st
 }
 
 /** The sentence for a session as the API reports it. */
-export function sessionSentence(
-  session: Pick<Session, 'state' | 'reason' | 'detail'> & { provider?: string | null; credential?: unknown },
-): string {
+export function sessionSentence(session: Pick<Session, 'state' | 'reason' | 'detail'> & { provider?: string | null; credential?: unknown }): string {
   switch (session.state) {
     case 'starting':
       return 'The desktop is starting…';
@@ -156,9 +152,7 @@ export function closeAction(code: number, reason: string, pageOrigin: string): C
   const cannotShow = 'This session cannot be shown';
   switch (code) {
     case sessionOverCode:
-      return reason === 'SESSION_FAILED'
-        ? { kind: 'read-session', fallback: 'The session failed.' }
-        : { kind: 'read-session', fallback: endedSentence(null) };
+      return reason === 'SESSION_FAILED' ? { kind: 'read-session', fallback: 'The session failed.' } : { kind: 'read-session', fallback: endedSentence(null) };
     case notFoundCode:
       return { kind: 'final', phase: 'closed', title: cannotShow, sentence: 'This session does not exist.' };
     case ticketRefusedCode:

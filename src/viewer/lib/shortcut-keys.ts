@@ -77,11 +77,15 @@ export function keepShortcutsShortcuts(rfb: KeySender, container: HTMLElement): 
 
   rfb.sendKey = (keysym: number, code: string | null, down?: boolean): void => {
     // A press and release in one call: noVNC's sendKey calls this again for each half.
-    if (down === undefined || code === null) return send(keysym, code, down);
+    if (down === undefined || code === null) {
+      send(keysym, code, down);
+      return;
+    }
     if (!down) {
       const sent = pressed.get(code);
       pressed.delete(code);
-      return send(sent ?? keysym, code, false);
+      send(sent ?? keysym, code, false);
+      return;
     }
     const state = keyDowns.get(code);
     keyDowns.delete(code);

@@ -44,7 +44,11 @@ export class VncConnection {
   private readonly stopShortcutKeys: () => void;
 
   /** Throws if the URL is not a valid WebSocket URL. */
-  constructor(container: HTMLElement, url: string, private readonly hooks: VncConnectionHooks) {
+  constructor(
+    container: HTMLElement,
+    url: string,
+    private readonly hooks: VncConnectionHooks,
+  ) {
     this.socket = new WebSocket(url);
     this.socket.binaryType = 'arraybuffer';
     // Registered before noVNC sets its own onclose, so this runs first and sees the raw event.
