@@ -63,7 +63,7 @@ function describeCause(error: unknown): string {
  * ended meanwhile: user, shutdown) stops it and releases what it had. Never throws.
  */
 export async function bootSession(o: BootOptions, session: Session, signal: AbortSignal): Promise<void> {
-  const id = session.id as SessionId;
+  const id = session.id;
   const log = o.log.child({ sessionId: id });
   const deadline = AbortSignal.any([signal, timeoutSignal(o.bootTimeoutMs)]);
   let step: StartStep = 'sandbox';

@@ -66,18 +66,13 @@ export class Reconciler {
     let destroyed = 0;
     for (const session of sessions) {
       if (session.sandboxId) owned.add(session.sandboxId);
-      if (o.isBooting(session.id as SessionId)) continue;
+      if (o.isBooting(session.id)) continue;
       const sandbox = session.sandboxId ? byId.get(session.sandboxId) : undefined;
       if (sandbox?.limitReached) {
         // The kernel killed or refused something in it: what is left of the desktop is not whole.
         const limit = sandbox.limitReached;
         await o
-          .fail(
-            session.id as SessionId,
-            'SANDBOX_LIMIT_REACHED',
-            `${limit.charAt(0).toUpperCase()}${limit.slice(1)}; porthole closed it. Start a new session.`,
-            { limit },
-          )
+          .fail(session.id, 'SANDBOX_LIMIT_REACHED', `${limit.charAt(0).toUpperCase()}${limit.slice(1)}; porthole closed it. Start a new session.`, { limit })
           .catch((error) => o.log.warn({ err: error, sessionId: session.id }, 'reconcile: could not fail session'));
         o.metrics.reconcilerActions.inc({ action: 'limit_reached' });
         ended++;
@@ -85,9 +80,9 @@ export class Reconciler {
       }
       if (sandbox?.status === 'running') {
         // A sandbox adopted after a restart (or whose listeners failed) gets its proxy and channel back.
-        if (sandbox.host && !o.sandboxHost?.isAttached(session.id as SessionId)) {
+        if (sandbox.host && !o.sandboxHost?.isAttached(session.id)) {
           await o.sandboxHost
-            ?.attach(session.id as SessionId, sandbox)
+            ?.attach(session.id, sandbox)
             .catch((error: unknown) =>
               o.log.warn({ err: error, sessionId: session.id }, 'reconcile: could not serve the sandbox its egress proxy and agent channel'),
             );
@@ -100,7 +95,7 @@ export class Reconciler {
         continue;
       }
       await o
-        .end(session.id as SessionId, 'sandbox_exited', sandboxGoneDetail(session, sandbox ?? null))
+        .end(session.id, 'sandbox_exited', sandboxGoneDetail(session, sandbox ?? null))
         .catch((error) => o.log.warn({ err: error, sessionId: session.id }, 'reconcile: could not end session'));
       o.metrics.reconcilerActions.inc({ action: 'ended' });
       ended++;
@@ -142,7 +137,7 @@ export class Reconciler {
    * ready, and the idle clock starts now.
    */
   async #adopt(session: Session, now: number): Promise<void> {
-    const id = session.id as SessionId;
+    const id = session.id;
     if (this.#o.viewers.count(id) > 0 || this.#o.timeouts.hasIdleClock(id)) return;
     this.#o.timeouts.startIdleClock(id, now);
     if (session.state === 'authenticating') await this.#o.transition(id, { from: 'authenticating', to: 'ready', reason: 'no_viewer' });

@@ -104,7 +104,7 @@ export class SessionManager {
     });
     this.#log.info({ sessionId: session.id, provider: session.provider }, 'session created');
     const controller = new AbortController();
-    const id = session.id as SessionId;
+    const id = session.id;
     this.#boots.set(id, controller);
     const o = this.#o;
     void bootSession(
@@ -157,7 +157,7 @@ export class SessionManager {
     if (!session.sandboxId) throw new AppError('SANDBOX_UNREACHABLE', { details: { reason: 'no sandbox recorded' } });
     const info = await this.#o.driver.inspect(session.sandboxId as SandboxId);
     if (info?.status !== 'running') {
-      const id = session.id as SessionId;
+      const id = session.id;
       if (!isTerminal(session.state) && !this.#boots.has(id)) {
         const ended = await this.end(id, 'sandbox_exited', sandboxGoneDetail(session, info));
         const ending = endingCodeOf(ended);
@@ -296,7 +296,7 @@ export class SessionManager {
   /** After a terminal move: stop the boot, close viewers with the session's code, destroy the sandbox. */
   async #release(session: Session): Promise<void> {
     if (!isTerminal(session.state)) return;
-    const id = session.id as SessionId;
+    const id = session.id;
     this.#boots.get(id)?.abort(new AppError('SESSION_ENDED'));
     this.#timeouts.stopIdleClock(id);
     await this.#o.sandboxHost?.detach(id);

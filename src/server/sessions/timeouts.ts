@@ -50,7 +50,7 @@ export class SessionTimeouts {
    * viewer for the idle timeout (`idle_timeout`). Returns whether it ended it.
    */
   async apply(session: Session, now = Date.now()): Promise<boolean> {
-    const id = session.id as SessionId;
+    const id = session.id;
     const ageMs = now - Date.parse(session.createdAt);
     if (ageMs >= this.#o.maxLifetimeMs) {
       await this.#o.end(id, 'max_lifetime', `The session reached its maximum lifetime of ${Math.round(this.#o.maxLifetimeMs / 1000)} s.`);
