@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { AppError, type ErrorCode } from '../protocol/errors.js';
-import { newSessionId, type SessionId } from '../protocol/ids.js';
+import { newSandboxId, newSessionId, type SessionId } from '../protocol/ids.js';
 import {
   canTransition,
   isTerminal,
@@ -316,6 +316,39 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       assert.equal(updated.state, 'starting');
       assert.deepEqual(await store.getSession(session.id), updated);
       await expectAppError(store.setSandbox(newSessionId(), 'sbx_x'), 'SESSION_NOT_FOUND');
+    });
+
+    it('hands a pooled sandbox to one live session only, and forgets it then', async () => {
+      const sandboxId = newSandboxId();
+      await store.addPooledSandbox(sandboxId);
+      await store.addPooledSandbox(sandboxId);
+      const pooled = (await store.listPooledSandboxes()).filter((p) => p.sandboxId === sandboxId);
+      assert.equal(pooled.length, 1, 'adding twice keeps one mark');
+      assert.match(pooled[0]!.createdAt, isoTimestamp);
+
+      const [first, second] = [await create(), await create()];
+      // Both ask at once: exactly one gets it.
+      const taken = await Promise.all([store.takePooledSandbox(first.id, sandboxId), store.takePooledSandbox(second.id, sandboxId)]);
+      const winners = taken.filter((t) => t !== null);
+      assert.equal(winners.length, 1, 'one session takes the sandbox');
+      assert.equal(winners[0]!.sandboxId, sandboxId);
+      assert.deepEqual(await store.getSession(winners[0]!.id), winners[0]);
+      const loser = taken[0] ? second : first;
+      assert.equal((await store.getSession(loser.id))!.sandboxId, null, 'the other session is untouched');
+      assert.ok(!(await store.listPooledSandboxes()).some((p) => p.sandboxId === sandboxId), 'a taken sandbox is no longer pooled');
+    });
+
+    it('gives a pooled sandbox to no ended session, and keeps the mark then', async () => {
+      const sandboxId = newSandboxId();
+      await store.addPooledSandbox(sandboxId);
+      const session = await create();
+      await store.transition(session.id, { from: 'starting', to: 'ended', expectVersion: session.version, reason: 'user' });
+      assert.equal(await store.takePooledSandbox(session.id, sandboxId), null);
+      assert.equal(await store.takePooledSandbox(newSessionId(), sandboxId), null, 'nor to an unknown session');
+      assert.ok((await store.listPooledSandboxes()).some((p) => p.sandboxId === sandboxId), 'still pooled');
+      await store.removePooledSandbox(sandboxId);
+      await store.removePooledSandbox(sandboxId);
+      assert.ok(!(await store.listPooledSandboxes()).some((p) => p.sandboxId === sandboxId), 'removed, idempotently');
     });
 
     it('stores API keys and finds them by hash', async () => {

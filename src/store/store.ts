@@ -1,6 +1,6 @@
 import type { CredentialVerification } from '../protocol/credentials.js';
 import type { EndReason, EventType, Session, SessionEvent, SessionState } from '../protocol/session.js';
-import type { SessionId } from '../protocol/ids.js';
+import type { SandboxId, SessionId } from '../protocol/ids.js';
 
 export interface NewSession {
   id: SessionId;
@@ -53,6 +53,13 @@ export interface NewCredential extends SealedCredential {
 
 export interface StoredCredential extends NewCredential {
   capturedAt: string;
+}
+
+/** A sandbox of the warm pool (src/server/sessions/warm-pool.ts). */
+export interface PooledSandbox {
+  sandboxId: SandboxId;
+  /** ISO time. */
+  createdAt: string;
 }
 
 /** A stored credential without its sealed content. */
@@ -112,6 +119,18 @@ export interface Store {
   setAgentTokenHash(id: SessionId, hash: string): Promise<void>;
   /** null when the session is unknown or has no agent token. */
   getAgentTokenHash(id: SessionId): Promise<string | null>;
+  /** Marks a sandbox as pooled: started ahead, never given to a session. */
+  addPooledSandbox(sandboxId: SandboxId): Promise<void>;
+  /** The pooled sandboxes, oldest first. */
+  listPooledSandboxes(): Promise<PooledSandbox[]>;
+  /**
+   * Gives a pooled sandbox to a live session, in one statement: its pool mark goes as the session
+   * takes its id, so no two sessions can take the same one. null when it is no longer pooled (taken,
+   * discarded) or the session is no longer live; nothing changes then.
+   */
+  takePooledSandbox(id: SessionId, sandboxId: SandboxId): Promise<Session | null>;
+  /** Forgets a pooled sandbox (discarded, recycled, gone). Idempotent. */
+  removePooledSandbox(sandboxId: SandboxId): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -20,6 +20,7 @@ import type {
   NewCredential,
   NewEvent,
   NewSession,
+  PooledSandbox,
   SealedCredential,
   Store,
   StoredCredential,
@@ -343,6 +344,36 @@ export class SqlStore implements Store {
   async getAgentTokenHash(id: SessionId): Promise<string | null> {
     const { rows } = await this.db.query<{ agent_token_hash: string | null }>('SELECT agent_token_hash FROM sessions WHERE id = $1', [id]);
     return rows[0]?.agent_token_hash ?? null;
+  }
+
+  async addPooledSandbox(sandboxId: SandboxId): Promise<void> {
+    await this.db.query('INSERT INTO pool_sandboxes (sandbox_id) VALUES ($1) ON CONFLICT DO NOTHING', [sandboxId]);
+  }
+
+  async listPooledSandboxes(): Promise<PooledSandbox[]> {
+    const { rows } = await this.db.query<{ sandbox_id: SandboxId; created_at: Date | string }>(
+      'SELECT sandbox_id, created_at FROM pool_sandboxes ORDER BY created_at, sandbox_id',
+    );
+    return rows.map((row) => ({ sandboxId: row.sandbox_id, createdAt: iso(row.created_at) }));
+  }
+
+  takePooledSandbox(id: SessionId, sandboxId: SandboxId): Promise<Session | null> {
+    // The session row locked first: a concurrent end waits, so the mark goes only to a live session.
+    return this.db.transaction(async (tx) => {
+      const live = await tx.query('SELECT 1 FROM sessions WHERE id = $1 AND NOT (state = ANY($2::text[])) FOR UPDATE', [id, terminalStates]);
+      if (live.rows.length === 0) return null;
+      const taken = await tx.query('DELETE FROM pool_sandboxes WHERE sandbox_id = $1 RETURNING sandbox_id', [sandboxId]);
+      if (taken.rows.length === 0) return null;
+      const { rows } = await tx.query<SessionRow>(
+        withCredential('UPDATE sessions SET sandbox_id = $2, version = version + 1, updated_at = now() WHERE id = $1 RETURNING *'),
+        [id, sandboxId],
+      );
+      return rows[0] ? toSession(rows[0]) : null;
+    });
+  }
+
+  async removePooledSandbox(sandboxId: SandboxId): Promise<void> {
+    await this.db.query('DELETE FROM pool_sandboxes WHERE sandbox_id = $1', [sandboxId]);
   }
 
   /** Idempotent. */
