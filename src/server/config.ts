@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { availableParallelism, totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { defaultDemoAccount } from '../providers/demo.js';
@@ -91,6 +92,8 @@ const envSchema = z.object({
   PORTHOLE_TICKET_TTL_MS: positiveMs.default(60_000),
   PORTHOLE_PING_INTERVAL_MS: positiveMs.default(20_000),
   PORTHOLE_MAX_SESSIONS: z.coerce.number().int().min(1).max(1000).default(8),
+  PORTHOLE_WARM_POOL: z.coerce.number().int().min(0).max(64).optional(),
+  PORTHOLE_WARM_POOL_MAX_AGE_MS: positiveMs.default(30 * 60_000),
   PORTHOLE_BODY_LIMIT_BYTES: z.coerce
     .number()
     .int()
@@ -175,6 +178,8 @@ export interface Config {
   readonly ticketTtlMs: number;
   readonly pingIntervalMs: number;
   readonly maxSessions: number;
+  /** Desktops started ahead (src/server/sessions/warm-pool.ts): how many, and how old one may get before it is replaced. */
+  readonly warmPool: { readonly size: number; readonly maxAgeMs: number };
   readonly bodyLimitBytes: number;
   /** porthole's own OpenID Connect provider for the `demo` provider, on 127.0.0.1 only. */
   readonly demoProvider: { readonly isEnabled: boolean; readonly port: number; readonly email: string; readonly password: Secret };
@@ -214,6 +219,15 @@ function withFileSecrets(env: Record<string, string | undefined>, problems: stri
   // An empty variable means "not set", as shells and compose files often leave them.
   for (const [key, value] of Object.entries(out)) if (value === '') delete out[key];
   return out;
+}
+
+/**
+ * The warm pool's size when PORTHOLE_WARM_POOL is unset: one desktop per two cores, at most four,
+ * and none where memory is short (an idle pooled desktop holds about a third of a GiB).
+ */
+export function defaultWarmPoolSize(cores = availableParallelism(), memoryBytes = totalmem()): number {
+  if (memoryBytes < 2 * 1024 ** 3) return 0;
+  return Math.min(4, Math.max(1, Math.floor(cores / 2)));
 }
 
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
@@ -265,6 +279,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     ticketTtlMs: e.PORTHOLE_TICKET_TTL_MS,
     pingIntervalMs: e.PORTHOLE_PING_INTERVAL_MS,
     maxSessions: e.PORTHOLE_MAX_SESSIONS,
+    warmPool: Object.freeze({ size: e.PORTHOLE_WARM_POOL ?? defaultWarmPoolSize(), maxAgeMs: e.PORTHOLE_WARM_POOL_MAX_AGE_MS }),
     bodyLimitBytes: e.PORTHOLE_BODY_LIMIT_BYTES,
     demoProvider: Object.freeze({
       isEnabled: e.PORTHOLE_DEMO_PROVIDER,

@@ -204,6 +204,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       maxLifetimeMs: config.maxLifetimeMs,
       reconcileIntervalMs: config.reconcileIntervalMs,
       maxSessions: config.maxSessions,
+      warmPool: config.warmPool,
       login: {
         // The agent talks to this process directly on loopback, never through a proxy in front.
         serverUrl: () => agentServerUrl,

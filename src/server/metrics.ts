@@ -13,6 +13,10 @@ export interface Metrics {
   readonly relayConnectionsTotal: Counter;
   readonly errors: Counter<'code' | 'surface'>;
   readonly reconcilerActions: Counter<'action'>;
+  readonly warmPoolReady: Gauge;
+  readonly warmPoolTakes: Counter<'outcome'>;
+  readonly warmPoolRefillSeconds: Histogram<'outcome'>;
+  readonly warmPoolDiscards: Counter<'reason'>;
 }
 
 export function createMetrics(countSessions: () => Promise<Record<SessionState, number>>): Metrics {
@@ -65,6 +69,26 @@ export function createMetrics(countSessions: () => Promise<Record<SessionState, 
       name: 'porthole_reconciler_actions_total',
       help: 'What the reconciler did: ended, destroyed, adopted, idle_timeout, max_lifetime, limit_reached.',
       labelNames: ['action'],
+      registers: [registry],
+    }),
+    warmPoolReady: new Gauge({ name: 'porthole_warm_pool_ready', help: 'Pooled desktops checked and ready to hand out.', registers: [registry] }),
+    warmPoolTakes: new Counter({
+      name: 'porthole_warm_pool_takes_total',
+      help: 'Sessions that found a pooled desktop (hit) or started their own (miss).',
+      labelNames: ['outcome'],
+      registers: [registry],
+    }),
+    warmPoolRefillSeconds: new Histogram({
+      name: 'porthole_warm_pool_refill_seconds',
+      help: 'Time to start one pooled desktop until it answers, by outcome (ok, failed).',
+      labelNames: ['outcome'],
+      buckets: [0.25, 0.5, 1, 2, 4, 8, 16, 32],
+      registers: [registry],
+    }),
+    warmPoolDiscards: new Counter({
+      name: 'porthole_warm_pool_discarded_total',
+      help: 'Pooled desktops destroyed unused, by reason (failed_check, recycled, gone, start_failed, no_room).',
+      labelNames: ['reason'],
       registers: [registry],
     }),
   };

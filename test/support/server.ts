@@ -60,6 +60,8 @@ export function testEnv(dataDir: string): Record<string, string> {
     PORTHOLE_LOG_LEVEL: 'debug',
     // Tests send no traffic beyond loopback: a CLI's sign-in URL on the internet is not fetched.
     PORTHOLE_SANDBOX_LOOPBACK_ONLY: 'true',
+    // No desktops started ahead unless a test asks (test/server/warm-pool.test.ts): each would be one more sandbox on a 2-core machine.
+    PORTHOLE_WARM_POOL: '0',
   };
 }
 
@@ -107,6 +109,8 @@ export async function startTestServer(
     },
     async stop() {
       try {
+        // Nothing starts from here on (no boot, no refill of the warm pool); then everything goes.
+        await server.sessions.close();
         const live = await server.store.listSessions({ limit: 10_000 });
         for (const session of live) {
           if (!isTerminal(session.state)) await server.sessions.end(session.id, 'shutdown').catch(() => {});

@@ -5,13 +5,14 @@ import type { CredentialDelivery } from '../../protocol/agent.js';
 import { AppError, type ErrorCode } from '../../protocol/errors.js';
 import { newSandboxId, type SessionId } from '../../protocol/ids.js';
 import { startStepLabels, type Session, type StartStep } from '../../protocol/session.js';
-import { version } from '../../protocol/version.js';
 import { providers } from '../../providers/index.js';
 import type { Store } from '../../store/store.js';
 import type { Metrics } from '../metrics.js';
 import { hashAgentToken, newAgentToken } from './agent-token.js';
+import { agentHealthProblem, bannerProblem } from './desktop-check.js';
 import type { SandboxHost } from './sandbox-host.js';
 import type { StateChange } from './transition.js';
+import type { WarmPool } from './warm-pool.js';
 
 export interface BootOptions {
   store: Store;
@@ -25,6 +26,8 @@ export interface BootOptions {
   /** For sessions with a provider: where the agent reaches this server, and the demo provider when it runs. */
   login: { serverUrl(): string; demo(): { issuer: string; clientId: string } | undefined };
   sandboxHost?: SandboxHost;
+  /** Desktops started ahead; a session takes one when there is one. */
+  pool?: WarmPool;
   /** The session manager's doors: a state change, a failure, and the release of a terminal session. */
   transition(id: SessionId, change: StateChange): Promise<Session>;
   fail(id: SessionId, code: ErrorCode, detail: string, details: Record<string, unknown>): Promise<Session>;
@@ -56,7 +59,8 @@ function describeCause(error: unknown): string {
 
 /**
  * Boots a session, in the background after `POST` returned it: the start-up steps in order —
- * sandbox (`driver.create`, then its egress proxy and agent channel), agent (healthy and of the
+ * sandbox (a checked desktop from the warm pool, else `driver.create`; then its egress proxy and
+ * agent channel; the step's event says `warm`), agent (healthy and of the
  * server's version), vnc (an RFB banner), login (only with a provider) — each an event with its
  * duration, then `starting → ready`. One deadline covers the whole boot; a boot that misses it fails
  * with BOOT_TIMEOUT and a detail naming the step and its last error. Aborting `signal` (the session
@@ -69,7 +73,8 @@ export async function bootSession(o: BootOptions, session: Session, signal: Abor
   let step: StartStep = 'sandbox';
   const bootStarted = performance.now();
   let lastError: unknown = null;
-  const run = async <T>(name: StartStep, work: () => Promise<T>): Promise<T> => {
+  /** Runs one step between its events; `facts` adds to the succeeded event what the work found out. */
+  const run = async <T>(name: StartStep, work: () => Promise<T>, facts: (result: T) => Record<string, unknown> = () => ({})): Promise<T> => {
     step = name;
     lastError = null;
     const started = performance.now();
@@ -77,7 +82,7 @@ export async function bootSession(o: BootOptions, session: Session, signal: Abor
     const result = await work();
     const ms = Math.round(performance.now() - started);
     o.metrics.startStepSeconds.observe({ step: name, outcome: 'ok' }, ms / 1000);
-    await o.store.appendEvent(id, { type: 'step.succeeded', details: { step: name, ms } });
+    await o.store.appendEvent(id, { type: 'step.succeeded', details: { step: name, ms, ...facts(result) } });
     log.info({ step: name, ms }, 'start-up step done');
     return result;
   };
@@ -97,30 +102,36 @@ export async function bootSession(o: BootOptions, session: Session, signal: Abor
   };
 
   try {
-    const sandboxId = newSandboxId();
-    const handle = await run('sandbox', async () => {
-      await o.store.setSandbox(id, sandboxId);
-      const created = await o.driver.create({ id: sandboxId, ...o.desktop }, { signal: deadline });
-      await o.sandboxHost?.attach(id, created);
-      return created;
-    });
+    const { handle } = await run(
+      'sandbox',
+      async () => {
+        // Warm: a desktop of the pool, already up (the store gave its id to this session). Cold: our own.
+        const pooled = (await o.pool?.take(id, deadline)) ?? null;
+        let sandbox = pooled;
+        if (!sandbox) {
+          const sandboxId = newSandboxId();
+          await o.store.setSandbox(id, sandboxId);
+          sandbox = await o.driver.create({ id: sandboxId, ...o.desktop }, { signal: deadline });
+        }
+        await o.sandboxHost?.attach(id, sandbox);
+        return { handle: sandbox, isWarm: pooled !== null };
+      },
+      ({ isWarm }) => ({ warm: isWarm }),
+    );
     await run('agent', () =>
       until(async () => {
         const health = await fetchAgentHealth(handle.agent, { signal: deadline, timeoutMs: 2_000 });
-        if (health.version !== version) {
-          throw new StepError('agent', 'AGENT_VERSION_MISMATCH', `The sandbox agent runs version ${health.version}; the server runs ${version}.`);
-        }
-        if (!health.healthy) {
-          const down = health.processes.filter((p) => !p.running).map((p) => `${p.name}${p.lastExit ? ` (${p.lastExit})` : ''}`);
-          throw new Error(`agent reports not healthy: ${down.join(', ') || 'desktop still starting'}`);
-        }
+        const problem = agentHealthProblem(health);
+        if (problem?.code) throw new StepError('agent', problem.code, problem.reason);
+        if (problem) throw new Error(problem.reason);
         return health;
       }),
     );
     await run('vnc', () =>
       until(async () => {
         const banner = await readRfbBanner(handle.vnc, { signal: deadline, timeoutMs: 2_000 });
-        if (!banner.startsWith('RFB ')) throw new Error(`not an RFB server: banner ${JSON.stringify(banner)}`);
+        const problem = bannerProblem(banner);
+        if (problem) throw new Error(problem);
         return banner;
       }),
     );

@@ -10,6 +10,7 @@ import type { SandboxHost } from './sandbox-host.js';
 import type { SessionTimeouts } from './timeouts.js';
 import type { StateChange } from './transition.js';
 import type { ViewerRegistry } from './viewer-registry.js';
+import type { WarmPool } from './warm-pool.js';
 
 export interface ReconcilerOptions {
   store: Store;
@@ -19,6 +20,8 @@ export interface ReconcilerOptions {
   /** The session layer's logger. */
   log: Logger;
   sandboxHost?: SandboxHost;
+  /** The warm pool, which keeps the sandboxes it owns (warm-pool.ts). */
+  pool?: WarmPool;
   timeouts: SessionTimeouts;
   intervalMs: number;
   /** Whether the session's boot is still under way (its own deadline covers it). */
@@ -38,7 +41,8 @@ export function sandboxGoneDetail(session: Session, sandbox: SandboxInfo | null)
 /**
  * Brings the store in line with what the driver runs, at start-up and then every `intervalMs`:
  * a live session whose sandbox is gone ends (`sandbox_exited`); one whose sandbox reached a
- * resource limit fails (SANDBOX_LIMIT_REACHED); a sandbox no live session owns is destroyed; a
+ * resource limit fails (SANDBOX_LIMIT_REACHED); a sandbox no live session owns is destroyed unless
+ * the warm pool keeps it (warm-pool.ts reconcile()); a
  * running one new to this process is adopted (its egress proxy and agent channel served again, the
  * idle clock started). Each running sandbox's lease is renewed (an agent health request), then the
  * timeouts apply (timeouts.ts). Sessions still booting are left to their boot and its deadline.
@@ -59,7 +63,12 @@ export class Reconciler {
   /** One pass. Returns how many sessions it ended and how many sandboxes it destroyed. */
   async pass(): Promise<{ ended: number; destroyed: number }> {
     const o = this.#o;
-    const [sessions, sandboxes] = await Promise.all([o.store.listSessions({ states: liveStates, limit: 10_000 }), o.driver.list()]);
+    // Sandboxes first, then sessions: a boot records its sandbox id before it creates the sandbox
+    // (and a take from the pool in the same statement), so every sandbox listed whose session
+    // is live shows up as owned.
+    const passStartedAt = Date.now();
+    const sandboxes = await o.driver.list();
+    const sessions = await o.store.listSessions({ states: liveStates, limit: 10_000 });
     const byId = new Map(sandboxes.map((s) => [s.id as string, s]));
     const owned = new Set<string>();
     let ended = 0;
@@ -100,8 +109,14 @@ export class Reconciler {
       o.metrics.reconcilerActions.inc({ action: 'ended' });
       ended++;
     }
-    for (const sandbox of sandboxes) {
-      if (owned.has(sandbox.id)) continue;
+    const unowned = sandboxes.filter((sandbox) => !owned.has(sandbox.id));
+    const pooled = o.pool ? await o.pool.reconcile(unowned, passStartedAt) : new Set<string>();
+    if (!o.pool) {
+      // No pool on this server (PORTHOLE_WARM_POOL=0): what the last one pooled goes below, and so do its marks.
+      for (const mark of await o.store.listPooledSandboxes()) await o.store.removePooledSandbox(mark.sandboxId);
+    }
+    for (const sandbox of unowned) {
+      if (pooled.has(sandbox.id)) continue;
       o.log.info({ sandboxId: sandbox.id }, 'reconcile: destroying sandbox that no live session owns');
       await o.driver.destroy(sandbox.id as SandboxId);
       o.metrics.reconcilerActions.inc({ action: 'destroyed' });

@@ -16,6 +16,7 @@ import type { SandboxHost } from './sandbox-host.js';
 import { SessionTimeouts } from './timeouts.js';
 import { transitionSession, type StateChange } from './transition.js';
 import type { ViewerRegistry } from './viewer-registry.js';
+import { WarmPool } from './warm-pool.js';
 
 export interface SessionManagerOptions {
   store: Store;
@@ -35,6 +36,8 @@ export interface SessionManagerOptions {
   login: { serverUrl(): string; demo(): { issuer: string; clientId: string } | undefined };
   /** Serves each sandbox with no network of its own its egress proxy and agent channel (sandbox-host.ts). */
   sandboxHost?: SandboxHost;
+  /** Desktops started ahead (warm-pool.ts): how many, and the oldest one kept. Size 0: none. */
+  warmPool?: { size: number; maxAgeMs: number };
   /** Where delivered credentials go, sealed. */
   vault: {
     put(
@@ -63,6 +66,8 @@ export class SessionManager {
   readonly #releasing = new Set<Promise<void>>();
   readonly #timeouts: SessionTimeouts;
   readonly #reconciler: Reconciler;
+  /** Desktops started ahead; null when PORTHOLE_WARM_POOL is 0. */
+  readonly pool: WarmPool | null;
   #closed = false;
 
   constructor(options: SessionManagerOptions) {
@@ -75,6 +80,22 @@ export class SessionManager {
       maxLifetimeMs: options.maxLifetimeMs,
       end: (id, reason, detail) => this.end(id, reason, detail),
     });
+    const warm = options.warmPool ?? { size: 0, maxAgeMs: 0 };
+    this.pool =
+      warm.size > 0
+        ? new WarmPool({
+            store: options.store,
+            driver: options.driver,
+            metrics: options.metrics,
+            log: this.#log,
+            desktop: options.desktop,
+            size: warm.size,
+            maxAgeMs: warm.maxAgeMs,
+            maxSessions: options.maxSessions,
+            startTimeoutMs: options.bootTimeoutMs,
+            isBusy: () => this.#boots.size > 0,
+          })
+        : null;
     this.#reconciler = new Reconciler({
       store: options.store,
       driver: options.driver,
@@ -82,6 +103,7 @@ export class SessionManager {
       metrics: options.metrics,
       log: this.#log,
       ...(options.sandboxHost ? { sandboxHost: options.sandboxHost } : {}),
+      ...(this.pool ? { pool: this.pool } : {}),
       timeouts: this.#timeouts,
       intervalMs: options.reconcileIntervalMs,
       isBooting: (id) => this.#boots.has(id),
@@ -117,6 +139,7 @@ export class SessionManager {
         bootTimeoutMs: o.bootTimeoutMs,
         login: o.login,
         ...(o.sandboxHost ? { sandboxHost: o.sandboxHost } : {}),
+        ...(this.pool ? { pool: this.pool } : {}),
         transition: (sessionId, change) => this.#transition(sessionId, change),
         fail: (sessionId, code, detail, details) => this.fail(sessionId, code, detail, details),
         release: (current) => this.#release(current),
@@ -124,7 +147,11 @@ export class SessionManager {
       },
       session,
       controller.signal,
-    ).finally(() => this.#boots.delete(id));
+    ).finally(() => {
+      this.#boots.delete(id);
+      // No session starting: the pool may refill.
+      this.pool?.changed();
+    });
     return session;
   }
 
@@ -207,9 +234,10 @@ export class SessionManager {
     return this.#reconciler.pass();
   }
 
-  /** Reconciles every `reconcileIntervalMs` until close(). */
+  /** Reconciles every `reconcileIntervalMs` until close(), and starts filling the warm pool. */
   startReconciling(): void {
     this.#reconciler.start();
+    this.pool?.start();
   }
 
   /**
@@ -219,6 +247,7 @@ export class SessionManager {
   async close(): Promise<void> {
     this.#closed = true;
     await this.#reconciler.stop();
+    await this.pool?.close();
     const booting = [...this.#boots.entries()];
     for (const [, controller] of booting) controller.abort(new AppError('SERVER_SHUTTING_DOWN'));
     await Promise.all(booting.map(([id]) => this.end(id, 'shutdown', 'The server shut down while the session was starting.').catch(() => {})));
@@ -307,5 +336,7 @@ export class SessionManager {
         .destroy(session.sandboxId as SandboxId)
         .catch((error) => this.#log.error({ err: error, sessionId: id, sandboxId: session.sandboxId }, 'could not destroy sandbox'));
     }
+    // Room under PORTHOLE_MAX_SESSIONS again.
+    this.pool?.changed();
   }
 }
