@@ -345,7 +345,10 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       await store.transition(session.id, { from: 'starting', to: 'ended', expectVersion: session.version, reason: 'user' });
       assert.equal(await store.takePooledSandbox(session.id, sandboxId), null);
       assert.equal(await store.takePooledSandbox(newSessionId(), sandboxId), null, 'nor to an unknown session');
-      assert.ok((await store.listPooledSandboxes()).some((p) => p.sandboxId === sandboxId), 'still pooled');
+      assert.ok(
+        (await store.listPooledSandboxes()).some((p) => p.sandboxId === sandboxId),
+        'still pooled',
+      );
       await store.removePooledSandbox(sandboxId);
       await store.removePooledSandbox(sandboxId);
       assert.ok(!(await store.listPooledSandboxes()).some((p) => p.sandboxId === sandboxId), 'removed, idempotently');
