@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import type { SessionDiagnosis } from '../protocol/diagnosis.js';
 import { AppError, isErrorCode } from '../protocol/errors.js';
-import { type startSteps, startStepLabels, type Session, type SessionEvent } from '../protocol/session.js';
+import { type startSteps, startStepLabels, startStepNote, type Session, type SessionEvent } from '../protocol/session.js';
 import { version } from '../protocol/version.js';
 import { ConfigError, configVariables, loadConfig } from '../server/config.js';
 import { ApiClient } from './api-client.js';
@@ -42,7 +42,10 @@ function describeEvent(event: SessionEvent): string {
   if (event.type.startsWith('step.')) {
     const step = String(details.step);
     const label = startStepLabels[step as (typeof startSteps)[number]] ?? step;
-    if (event.type === 'step.succeeded') return `${label}: done in ${details.ms} ms`;
+    if (event.type === 'step.succeeded') {
+      const note = startStepNote(step, details);
+      return `${label}: done in ${details.ms} ms${note ? ` (${note})` : ''}`;
+    }
     if (event.type === 'step.failed') return `${label}: FAILED ${details.error ?? ''} ${details.cause ?? ''}`.trim();
     return `${label}…`;
   }

@@ -47,6 +47,15 @@ export const startStepLabels: Record<StartStep, string> = {
   login: 'Starting the sign-in',
 };
 
+/**
+ * What a succeeded step's event adds for people, or null: the sandbox step says whether the
+ * desktop came warm from the pool (started ahead) or cold (started for this session).
+ */
+export function startStepNote(step: unknown, details: Record<string, unknown>): string | null {
+  if (step !== 'sandbox' || typeof details.warm !== 'boolean') return null;
+  return details.warm ? 'warm: a desktop started ahead' : 'cold: started for this session';
+}
+
 export const providerNames = ['demo', 'claude-code', 'codex', 'gemini-cli'] as const;
 export type ProviderName = (typeof providerNames)[number];
 

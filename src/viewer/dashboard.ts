@@ -8,7 +8,7 @@ import { readEventPages } from '../protocol/event-pages.js';
 import type { ProviderName, Session, SessionEvent, SessionEventsPage, TicketResponse } from '../protocol/session.js';
 import { ApiError, describeApiError, requestJson } from './lib/api-client.js';
 import { h, mustFind } from './lib/element.js';
-import { isTerminal, providerLabels, providerNames, startStepLabels } from '../protocol/session-states.js';
+import { isTerminal, providerLabels, providerNames, startStepLabels, startStepNote } from '../protocol/session-states.js';
 import { endReasonLabels, failedSentence, providerLabel, sessionCredential, unverifiedNote } from './lib/sentences.js';
 import { diagnosisSummary, hopList, type SessionDiagnosis } from './lib/diagnosis-report.js';
 import { formatAgo, formatClock, formatClockMs, formatDurationMs, formatUntil } from './lib/time-format.js';
@@ -285,14 +285,15 @@ function createTimeline(sessionId: string): Timeline {
 }
 
 function eventRow(event: SessionEvent): HTMLTableRowElement {
-  const { step, ms, error, ...rest } = event.details;
+  const { step, ms, error, warm, ...rest } = event.details;
+  const note = startStepNote(step, event.details);
   const stepLabel = typeof step === 'string' ? ((startStepLabels as Record<string, string>)[step] ?? step) : '';
   let outcome: Node | null = null;
   if (error !== undefined) {
     const text = typeof error === 'string' ? error : JSON.stringify(error);
     outcome = h('span', { class: 'failure-detail' }, text);
   } else if (typeof ms === 'number') {
-    outcome = document.createTextNode(formatDurationMs(ms));
+    outcome = document.createTextNode(`${formatDurationMs(ms)}${note ? ` (${note})` : ''}`);
   }
   // Anything else the server attached is shown as is: it is there to explain something.
   const extra = Object.entries(rest).map(([key, value]) => `${key}=${typeof value === 'string' ? value : JSON.stringify(value)}`);

@@ -3,7 +3,7 @@
 // after every hop answered, so showing the hops one by one tells the person where a slow or failed
 // start is stuck.
 
-import { startStepLabels, startSteps } from '../../protocol/session-states.js';
+import { startStepLabels, startStepNote, startSteps } from '../../protocol/session-states.js';
 import type { SessionEvent, SessionState, StartStep } from '../../protocol/session.js';
 import { h } from './element.js';
 import { formatDurationMs } from './time-format.js';
@@ -19,6 +19,8 @@ export interface StepView {
   startedAt: string | null;
   ms: number | null;
   error: string | null;
+  /** What the step's event adds (warm or cold), or null. */
+  note: string | null;
 }
 
 function isStartStep(value: unknown): value is StartStep {
@@ -42,7 +44,7 @@ export class StartProgress {
 
   constructor() {
     for (const step of startSteps) {
-      this.steps.set(step, { step, label: startStepLabels[step], state: 'pending', startedAt: null, ms: null, error: null });
+      this.steps.set(step, { step, label: startStepLabels[step], state: 'pending', startedAt: null, ms: null, error: null, note: null });
     }
   }
 
@@ -68,6 +70,7 @@ export class StartProgress {
         view.state = 'done';
         const ms = event.details.ms;
         view.ms = typeof ms === 'number' ? ms : null;
+        view.note = startStepNote(step, event.details);
       } else if (event.type === 'step.failed') {
         view.state = 'failed';
         view.error = errorText(event.details.error);
@@ -105,7 +108,7 @@ export class StartProgress {
           'li',
           { 'data-step': view.step, 'data-step-state': view.state, class: 'step' },
           h('span', { class: 'step-icon', 'aria-hidden': 'true' }),
-          h('span', { class: 'step-label' }, view.label),
+          h('span', { class: 'step-label' }, view.label, view.note ? h('span', { class: 'step-note' }, ` (${view.note})`) : null),
           h('span', { class: 'step-state visually-hidden' }, ` (${view.state})`),
           h('span', { class: 'step-time' }, time),
           view.error ? h('p', { class: 'step-error' }, view.error) : null,
