@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inspect } from 'node:util';
 import { test } from 'node:test';
-import { ConfigError, configVariables, loadConfig } from '../../src/server/config.js';
+import { ConfigError, configVariables, defaultWarmPoolSize, loadConfig } from '../../src/server/config.js';
 
 test('defaults need nothing: local driver, PGlite in ./.porthole, loopback', () => {
   const config = loadConfig({});
@@ -90,4 +90,22 @@ test('PORTHOLE_EGRESS_ALLOW is a checked comma list; PORTHOLE_EGRESS_UPSTREAM an
     assert.match(text, /PORTHOLE_EGRESS_ALLOW: 10\.0\.0\.0\/33: /);
     assert.match(text, /PORTHOLE_EGRESS_UPSTREAM: must be an http:\/\/ proxy URL/);
   }
+});
+
+test('the warm pool: sized to the host unless set, 0 turns it off, and it is bounded', () => {
+  const GiB = 1024 ** 3;
+  assert.equal(defaultWarmPoolSize(2, 24 * GiB), 1, 'this 2-core machine');
+  assert.equal(defaultWarmPoolSize(1, 4 * GiB), 1, 'one core still gets one');
+  assert.equal(defaultWarmPoolSize(16, 64 * GiB), 4, 'at most four');
+  assert.equal(defaultWarmPoolSize(8, 1 * GiB), 0, 'none where memory is short');
+  assert.equal(loadConfig({}).warmPool.size, defaultWarmPoolSize());
+  assert.deepEqual(loadConfig({ PORTHOLE_WARM_POOL: '0', PORTHOLE_WARM_POOL_MAX_AGE_MS: '60000' }).warmPool, { size: 0, maxAgeMs: 60_000 });
+  assert.throws(
+    () => loadConfig({ PORTHOLE_WARM_POOL: '-1' }),
+    (error: unknown) => error instanceof ConfigError && /PORTHOLE_WARM_POOL/.test(error.message),
+  );
+  assert.throws(
+    () => loadConfig({ PORTHOLE_WARM_POOL: '65' }),
+    (error: unknown) => error instanceof ConfigError && /PORTHOLE_WARM_POOL/.test(error.message),
+  );
 });
