@@ -1,6 +1,9 @@
 // The demo provider's pages: sign-in, consent and error. Plain HTML forms with no script, made for a
 // person working through a remote desktop: large inputs and buttons, a clearly visible focus ring,
 // the e-mail field focused on load. Self-contained: the sandbox's browser loads nothing else.
+// A bar of the brand blue runs across the top of every page: in a short browser window the form's
+// button is below the fold, and the bar is what still says "the provider's page is drawn" at a
+// glance, to a person and to bench/start-to-sign-in.ts, which finds the page by that colour.
 
 const escapeHtml = (text: string): string => text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 
@@ -8,7 +11,8 @@ const styles = `
   :root { font-family: system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif;
     font-size: 18px; line-height: 1.45; color: #1d232b; background: #eef1f5; }
   * { box-sizing: border-box; }
-  body { margin: 0; min-height: 100vh; display: flex; align-items: flex-start; justify-content: center; padding: 7vh 16px; }
+  body { margin: 0; min-height: 100vh; display: flex; align-items: flex-start; justify-content: center; padding: 7vh 16px;
+    border-top: 8px solid #2f6fde; }
   main { width: 100%; max-width: 460px; background: #fff; border: 1px solid #dde1e6; border-radius: 10px;
     padding: 36px 40px; box-shadow: 0 2px 12px rgba(20, 30, 50, .08); }
   .brand { display: flex; align-items: center; gap: 12px; margin: 0 0 6px; }
