@@ -13,7 +13,7 @@ export interface AgentHandlers {
   /** Resolves once the login runs; rejects with the reason it could not start. */
   login(request: AgentLoginRequest): Promise<void>;
   isLoginStarted(): boolean;
-  open(url: URL): void;
+  open(url: URL): Promise<void>;
   /** Every request renews the sandbox's lease (the server asks /health on each reconcile tick). */
   contacted(): void;
 }
@@ -30,7 +30,7 @@ function send(response: ServerResponse, status: number, body?: unknown): void {
   response.end(text);
 }
 
-async function readJson(request: IncomingMessage): Promise<unknown> {
+async function readBody(request: IncomingMessage): Promise<string> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of request as AsyncIterable<Buffer>) {
@@ -38,7 +38,11 @@ async function readJson(request: IncomingMessage): Promise<unknown> {
     if (size > maxBodyBytes) throw new Error(`body larger than ${maxBodyBytes} bytes`);
     chunks.push(chunk);
   }
-  return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function readJson(request: IncomingMessage): Promise<unknown> {
+  return JSON.parse(await readBody(request));
 }
 
 export async function serveAgent(socketPath: string, handlers: AgentHandlers): Promise<Server> {
@@ -65,10 +69,12 @@ export async function serveAgent(socketPath: string, handlers: AgentHandlers): P
       return send(response, 202, { started: true });
     }
     if (key === 'POST /open') {
-      const body = (await readJson(request)) as { url?: unknown };
-      const url = typeof body.url === 'string' && URL.canParse(body.url) ? new URL(body.url) : null;
+      // The browser wrappers send the URL as the body (text/plain); JSON {url} is also taken.
+      const text = await readBody(request);
+      const raw = request.headers['content-type']?.startsWith('text/plain') ? text.trim() : (JSON.parse(text) as { url?: unknown }).url;
+      const url = typeof raw === 'string' && URL.canParse(raw) ? new URL(raw) : null;
       if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) return send(response, 400, { error: 'an http(s) url is required' });
-      handlers.open(url);
+      await handlers.open(url);
       return send(response, 204);
     }
     send(response, 404, { error: 'not found' });

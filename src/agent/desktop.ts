@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentConfig } from '../protocol/agent.js';
 import { egressProxyPort } from '../protocol/egress.js';
+import type { BrowserControl } from './browser-control.js';
 import type { ProcessSpec } from './supervised-process.js';
 
 // The sandbox's desktop: Xvnc, openbox, an xterm in the lower part of the screen and Chromium in
@@ -98,7 +99,8 @@ async function seedProfile(profile: string): Promise<void> {
   });
 }
 
-export function desktopProcesses(config: AgentConfig, home: string): ProcessSpec[] {
+/** `browser` takes Chromium's DevTools pipe at each start (browser-control.ts): how the agent opens the sign-in URL. */
+export function desktopProcesses(config: AgentConfig, home: string, browser: BrowserControl): ProcessSpec[] {
   const layout = desktopLayout(config.width, config.height);
   const displayReady = (signal: AbortSignal): Promise<void> => waitForPaths([xSocket, config.vncSocket], signal);
   return [
@@ -151,8 +153,10 @@ export function desktopProcesses(config: AgentConfig, home: string): ProcessSpec
         ...chromiumNetworkFlags(config),
         `--window-position=${layout.browser.x},${layout.browser.y}`,
         `--window-size=${layout.browser.width},${layout.browser.height}`,
+        '--remote-debugging-pipe',
         config.startUrl,
       ],
+      onPipes: (pipes) => browser.attach(pipes),
       beforeStart: async (signal) => {
         await displayReady(signal);
         // A killed Chromium leaves its profile lock; a restarted one whose old pid was reused

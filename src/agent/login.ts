@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AgentConfig, AgentHealth, AgentLoginRequest } from '../protocol/agent.js';
 import { providers, type Provider, type ProviderContext } from '../providers/index.js';
+import type { BrowserControl } from './browser-control.js';
 import { readCredentialFile } from './credential-file.js';
 import { chromiumNetworkFlags, desktopLayout } from './desktop.js';
 import { DeliveryRefused, ServerClient } from './server-client.js';
@@ -30,6 +31,8 @@ export interface LoginOptions {
   readonly log: (event: string, fields?: Record<string, unknown>) => void;
   /** Takes the plain terminal off the desktop, so the sign-in terminal is the one the person sees. */
   readonly replaceTerminal: () => Promise<void>;
+  /** The running Chromium's DevTools pipe: a URL opens there as a new tab. */
+  readonly browser: BrowserControl;
 }
 
 export class Login {
@@ -87,17 +90,26 @@ export class Login {
     void this.#watch(provider, credentialDir);
   }
 
-  /** A URL a CLI asked the desktop to open (through the wrappers): open it in the sandbox's Chromium. */
-  open(url: URL): void {
-    const profile = join(this.#o.home, '.config/chromium');
-    // The running Chromium owns the profile: this process hands it the URL as a new tab and exits.
-    // Should Chromium not run (it is restarting), this starts one with the same isolation.
-    const flags = chromiumNetworkFlags(this.#o.config);
-    const child = spawn('chromium', [`--user-data-dir=${profile}`, ...flags, url.href], { env: this.#o.env, stdio: 'ignore', detached: true });
-    child.on('error', (error) => this.#o.log('login.open_failed', { error: error.message }));
-    child.unref();
-    this.#o.log('login.browser_opened', { host: url.host, path: url.pathname });
-    void this.#client?.event('login.browser_opened', { host: url.host, path: url.pathname }).catch(() => {});
+  /**
+   * A URL a CLI asked the desktop to open (through the wrappers): a new tab in the sandbox's running
+   * Chromium, asked over its DevTools pipe. Should that fail (Chromium is restarting), a second
+   * Chromium process on the same profile hands the URL over, or starts one with the same isolation.
+   */
+  async open(url: URL): Promise<void> {
+    const how = await this.#o.browser.openTab(url.href).then(
+      () => 'devtools',
+      (error: Error) => {
+        this.#o.log('login.open_fallback', { error: error.message });
+        const profile = join(this.#o.home, '.config/chromium');
+        const flags = chromiumNetworkFlags(this.#o.config);
+        const child = spawn('chromium', [`--user-data-dir=${profile}`, ...flags, url.href], { env: this.#o.env, stdio: 'ignore', detached: true });
+        child.on('error', (spawnError) => this.#o.log('login.open_failed', { error: spawnError.message }));
+        child.unref();
+        return 'second-process';
+      },
+    );
+    this.#o.log('login.browser_opened', { host: url.host, path: url.pathname, how });
+    void this.#client?.event('login.browser_opened', { host: url.host, path: url.pathname, how }).catch(() => {});
   }
 
   async stop(): Promise<void> {
@@ -217,17 +229,24 @@ export function describeNetworkError(error: unknown): string {
  */
 async function writeOpeners(agentSocket: string): Promise<void> {
   await mkdir(binDir, { recursive: true, mode: 0o755 });
-  const script = `#!/usr/bin/node
-// porthole: opens a URL in the sandbox's Chromium, through the agent.
-const url = process.argv.slice(2).find((a) => /^https?:\\/\\//i.test(a));
-if (!url) { process.stderr.write('porthole: only http(s) URLs open here\\n'); process.exit(2); }
-const req = require('node:http').request({ socketPath: ${JSON.stringify(agentSocket)}, path: '/open', method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => { res.resume(); process.exit(res.statusCode === 204 ? 0 : 1); });
-req.on('error', (e) => { process.stderr.write('porthole: ' + e.message + '\\n'); process.exit(1); });
-req.end(JSON.stringify({ url }));
+  // sh and curl: a wrapper in node took 0.1–0.5 s to start on a busy host, before the URL even left.
+  const script = `#!/bin/sh
+# porthole: opens a URL in the sandbox's Chromium, through the agent.
+for arg in "$@"; do
+  case "$arg" in [Hh][Tt][Tt][Pp]://* | [Hh][Tt][Tt][Pp][Ss]://*) url=$arg; break ;; esac
+done
+if [ -z "\${url:-}" ]; then echo 'porthole: only http(s) URLs open here' >&2; exit 2; fi
+printf '%s' "$url" | exec curl --silent --show-error --fail --output /dev/null --unix-socket ${shellQuote(agentSocket)} \\
+  --header 'content-type: text/plain' --data-binary @- http://agent/open
 `;
   for (const name of openerNames) {
     const path = join(binDir, name);
     await writeFile(path, script, { mode: 0o755 });
     await chmod(path, 0o755);
   }
+}
+
+/** One shell word, whatever the text. */
+function shellQuote(text: string): string {
+  return `'${text.replaceAll("'", `'\\''`)}'`;
 }

@@ -3,6 +3,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { agentConfigSchema, type AgentHealth } from '../protocol/agent.js';
 import { version } from '../protocol/version.js';
+import { BrowserControl } from './browser-control.js';
 import { desktopProcesses, display, proxyEnv, xSocket } from './desktop.js';
 import { startEgressForwarder } from './egress-forwarder.js';
 import { watchScreenLayout } from './layout.js';
@@ -26,7 +27,8 @@ async function main(): Promise<void> {
   await mkdir(logsDir, { recursive: true });
   const home = process.env.HOME ?? '/home/porthole';
   const env = { ...process.env, DISPLAY: display, ...proxyEnv(config) };
-  const processes = desktopProcesses(config, home).map((spec) => new SupervisedProcess(spec, { logsDir, env, onEvent: log }));
+  const browser = new BrowserControl();
+  const processes = desktopProcesses(config, home, browser).map((spec) => new SupervisedProcess(spec, { logsDir, env, onEvent: log }));
 
   // No network but the sandbox's own loopback: 127.0.0.1:3128 leads to porthole's egress proxy.
   // Started before the desktop, so that Chromium's first request finds it.
@@ -46,7 +48,7 @@ async function main(): Promise<void> {
   };
   // The sign-in terminal takes the plain terminal's place: one terminal on the desktop, the CLI's.
   const replaceTerminal = () => processes.find((p) => p.spec.name === 'terminal')?.retire('replaced by the sign-in terminal') ?? Promise.resolve();
-  const login = new Login({ config, home, env, logsDir, log, replaceTerminal });
+  const login = new Login({ config, home, env, logsDir, log, replaceTerminal, browser });
   const server = await serveAgent(config.agentSocket, {
     health,
     isLoginStarted: () => login.isStarted,

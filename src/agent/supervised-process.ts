@@ -1,4 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { Readable, Writable } from 'node:stream';
 import { closeSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AgentProcessName } from '../protocol/agent.js';
@@ -13,6 +14,8 @@ export interface ProcessSpec {
   readonly args: readonly string[];
   /** Runs before every start, e.g. waiting for the X display or removing a stale lock. */
   readonly beforeStart?: (signal: AbortSignal) => Promise<void>;
+  /** Two more pipes, the child's fds 3 (it reads) and 4 (it writes), handed over at each start: Chromium's --remote-debugging-pipe. */
+  readonly onPipes?: (pipes: { readonly toChild: Writable; readonly fromChild: Readable }) => void;
 }
 
 export interface ProcessState {
@@ -89,7 +92,8 @@ export class SupervisedProcess {
       const log = openSync(join(this.logsDir, `${this.spec.name}.log`), 'a');
       try {
         // detached: its own process group, so stop() can signal the whole tree it forks.
-        child = spawn(this.spec.command, this.spec.args, { stdio: ['ignore', log, log], env: this.env, detached: true, cwd: this.env.HOME ?? '/' });
+        const stdio: StdioOptions = this.spec.onPipes ? ['ignore', log, log, 'pipe', 'pipe'] : ['ignore', log, log];
+        child = spawn(this.spec.command, this.spec.args, { stdio, env: this.env, detached: true, cwd: this.env.HOME ?? '/' });
       } finally {
         closeSync(log);
       }
@@ -111,6 +115,8 @@ export class SupervisedProcess {
       child.once('error', (error: NodeJS.ErrnoException) => settle(`error ${error.code ?? error.message}`));
       child.once('exit', (code, sig) => settle(describeExit(code, sig)));
     });
+    const [, , , toChild, fromChild] = child.stdio;
+    if (this.spec.onPipes && toChild instanceof Writable && fromChild instanceof Readable) this.spec.onPipes({ toChild, fromChild });
     child.once('spawn', () => {
       this.isRunning = true;
       this.onEvent('process.started', { name: this.spec.name, pid: child.pid });

@@ -56,6 +56,13 @@ describe('warm pool', () => {
     assert.equal((await sandboxStep(t, session.id)).warm, true);
     assert.equal(await counter(t.server.metrics.warmPoolTakes, { outcome: 'hit' }), 1);
     assert.ok(!(await t.server.store.listPooledSandboxes()).some((p) => p.sandboxId === pooled), 'its pool mark is gone');
+    const opened = await until(
+      'the sign-in page opened in the pooled desktop’s Chromium',
+      async () => (await t.api.listEvents(session.id)).events.find((e) => e.type === 'login.browser_opened'),
+      (event) => event !== undefined,
+      30_000,
+    );
+    assert.equal(opened?.details.how, 'devtools', 'as a new tab of the running Chromium, asked over its DevTools pipe');
 
     const [refilled] = await poolReady(t);
     assert.ok(refilled && refilled !== pooled, 'a new desktop refills the pool');
