@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
 import type { SandboxId } from '../src/protocol/ids.js';
 import { startTestServer } from '../test/support/server.js';
+import { elapse, until } from '../test/support/until.js';
 import { pinSocket } from '../src/drivers/pinned-socket.js';
 import { RfbClient, rfbEncodings, type RfbTransport } from '../src/drivers/rfb-client.js';
 import { openUnix, openWs, percentile } from './rfb-client.js';
@@ -46,7 +47,7 @@ async function measure(open: () => Promise<RfbTransport>): Promise<{ mbps: numbe
   client.close();
   // websockify tears a connection down on its next 1 s select tick, and a new one opened before that
   // gets no banner; every path waits the same, outside the measured time.
-  await new Promise((resolve) => setTimeout(resolve, 1_500));
+  await elapse(1_500, "websockify's 1 s select tick tears the connection down");
   return { mbps: bytes / 1048576 / seconds, rttMs: rtt };
 }
 
@@ -61,15 +62,13 @@ try {
   if (handle.vnc.pin) await pinSocket(handle.vnc.pin, vncPath).catch(() => {});
   const port = await freePort();
   websockify = spawn('websockify', ['--unix-target', vncPath, `127.0.0.1:${port}`], { stdio: 'ignore' });
-  for (let i = 0; ; i++) {
-    try {
-      (await openWs(`ws://127.0.0.1:${port}/`, ['binary'])).close();
-      break;
-    } catch (error) {
-      if (i > 100) throw new Error(`websockify (Debian package "websockify") did not start: ${error}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
+  await until(
+    'websockify (Debian package "websockify") accepting connections',
+    async () => (await openWs(`ws://127.0.0.1:${port}/`, ['binary'])).close(),
+    () => true,
+    10_000,
+    { intervalMs: 100, canProbeFail: true },
+  );
   const paths: Record<string, () => Promise<RfbTransport>> = {
     direct: () => openUnix(vncPath),
     porthole: async () => openWs(`${t.server.url.replace('http', 'ws')}/v1/sessions/${session.id}/vnc?ticket=${(await t.api.createTicket(session.id)).ticket}`),

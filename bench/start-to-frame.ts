@@ -6,6 +6,7 @@
 import { pinSocket } from '../src/drivers/pinned-socket.js';
 import type { SandboxId, SessionId } from '../src/protocol/ids.js';
 import { startTestServer } from '../test/support/server.js';
+import { until } from '../test/support/until.js';
 import { RfbClient, rfbEncodings } from '../src/drivers/rfb-client.js';
 import { openUnix, openWs, percentile } from './rfb-client.js';
 
@@ -30,11 +31,14 @@ try {
   for (let i = 0; i < sessions; i++) {
     const t0 = performance.now();
     const created = await t.api.createSession({});
-    let session = created;
-    while (session.state === 'starting') {
-      await new Promise((resolve) => setTimeout(resolve, 10));
-      session = await t.api.getSession(created.id);
-    }
+    // Polled often: the wait is part of what is measured.
+    const session = await until(
+      `session ${created.id} leaves starting`,
+      () => t.api.getSession(created.id),
+      (s) => s.state !== 'starting',
+      120_000,
+      { intervalMs: 10 },
+    );
     if (session.state !== 'ready') throw new Error(`session ${session.id}: ${session.state} ${session.detail}`);
     const { ticket } = await t.api.createTicket(session.id);
     const relayFrame = async () => {

@@ -13,6 +13,7 @@ import { demo, defaultDemoAccount, type DemoCredentials } from '../../src/provid
 import { createLogger } from '../../src/server/logger.js';
 import { launchBrowser } from '../support/browser.js';
 import { startTestServer, testOutputDir } from '../support/server.js';
+import { elapse, until } from '../support/until.js';
 
 // The demo login end to end on the host, as a person does it in the sandbox: the bundled demo CLI
 // runs, "opens the browser" (a BROWSER script that records the URL), a real Chromium signs in to the
@@ -83,15 +84,19 @@ async function runCli(name: string): Promise<CliRun> {
   const exited = new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) =>
     child.on('close', (code) => resolve({ code, stdout, stderr })),
   );
-  const openedUrl = (async () => {
-    for (let waited = 0; waited < 20_000; waited += 50) {
-      const text = await readFile(urlFile, 'utf8').catch(() => '');
-      if (text.trim()) return text.trim();
-      if (child.exitCode !== null) throw new Error(`the CLI exited ${child.exitCode} before opening a browser: ${stdout}${stderr}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    throw new Error(`the CLI opened no browser in 20 s: ${stdout}${stderr}`);
-  })();
+  const openedUrl = until(
+    'the CLI opens a browser',
+    async () => {
+      const text = (await readFile(urlFile, 'utf8').catch(() => '')).trim();
+      if (!text && child.exitCode !== null) throw new Error(`the CLI exited ${child.exitCode} before opening a browser`);
+      return text;
+    },
+    (text) => text !== '',
+    20_000,
+    { intervalMs: 50 },
+  ).catch((error: Error) => {
+    throw new Error(`${error.message}: ${stdout}${stderr}`, { cause: error });
+  });
   return { home, openedUrl, exited };
 }
 
@@ -107,7 +112,7 @@ function watchFile(path: string): { stop(): string[] } {
         const label = check.ok ? 'ok' : check.waitingFor;
         if (seen.at(-1) !== label) seen.push(label);
       }
-      await new Promise((resolve) => setTimeout(resolve, 15));
+      await elapse(15, 'a watcher reads the file every so often, not in a busy loop');
     }
   })();
   return {
@@ -204,9 +209,14 @@ test('the demo CLI signs in through a real browser; its tokens are accepted', as
   const refreshed = await oidc.refreshTokenGrant(config, credentials.refresh_token);
   assert.ok(refreshed.access_token && refreshed.access_token !== credentials.access_token);
 
-  // Nothing secret reached the provider's log.
-  await new Promise((resolve) => setTimeout(resolve, 100));
-  const log = await readFile(logFile, 'utf8');
+  // Nothing secret reached the provider's log, which holds everything up to the refresh once it holds that.
+  const log = await until(
+    "the demo provider's log of the refresh",
+    () => readFile(logFile, 'utf8'),
+    (text) => /"grantType":"refresh_token".*"msg":"demo provider: tokens issued"/.test(text),
+    5_000,
+    { intervalMs: 20 },
+  );
   assert.match(log, /demo provider: sign-in refused/);
   for (const secret of [
     defaultDemoAccount.password,

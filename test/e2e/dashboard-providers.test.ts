@@ -5,7 +5,7 @@ import type { BrowserContext } from 'playwright-core';
 import { launchBrowser } from '../support/browser.js';
 import { demoSignIn } from '../support/demo-sign-in.js';
 import { startTestServer, testOutputDir, type TestServer } from '../support/server.js';
-import { until } from '../support/until.js';
+import { elapse, until } from '../support/until.js';
 
 // The dashboard's "Connect provider" choice and what it shows about captured credentials, and the
 // viewer's last word when a session completes (the server closes it with 1000 `completed`): who is
@@ -127,7 +127,7 @@ test('when the session completes, the viewer says who is connected and does not 
   await p.screenshot({ path: `${out}/viewer-completed.png` });
 
   // No reconnect: the phase stays, and no second viewer connected to the session.
-  await new Promise((resolve) => setTimeout(resolve, 3_000));
+  await elapse(3_000, 'the viewer does not reconnect');
   assert.equal(await p.evaluate(() => document.body.dataset.phase), 'completed');
   const { events } = await t.api.listEvents(session.id);
   assert.equal(events.filter((event) => event.type === 'viewer.connected').length, 1, 'the viewer connected once');

@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
 import { launchBrowser } from '../support/browser.js';
 import { startTestServer, testOutputDir, type TestServer } from '../support/server.js';
-import { until as untilHolds } from '../support/until.js';
+import { elapse, until as untilHolds } from '../support/until.js';
 
 // The person's keyboard through the viewer's canvas, with a real sandbox and a real headless
 // Chromium: text with capitals, digits and symbols arrives exactly, as Playwright types it (no
@@ -72,7 +72,7 @@ async function fieldHolds(what: string, expected: string): Promise<void> {
     (v) => v === expected,
     15_000,
   );
-  await new Promise((resolve) => setTimeout(resolve, 300));
+  await elapse(300, 'no late key changes the field');
   assert.equal(site_.value, expected, `${what}: nothing arrives after the text`);
 }
 
@@ -237,7 +237,7 @@ test('Ctrl+A then typing replaces the text, however the A comes (Control+a, Cont
     assert.ok(selectAllKey, `the desktop saw Ctrl+A (${JSON.stringify(site_.keys.slice(0, 4))})`);
     assert.equal(selectAllKey.shift, false, `${selectAll} arrived without Shift`);
     // A moment later the field still has the keyboard: no bubble took it.
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await elapse(1_500, 'no bubble (Tab Search) opens and takes the keyboard');
     assert.equal(site_.focused, 'field', 'the field still has the keyboard');
     await p.keyboard.type('!');
     await fieldHolds(`a key typed later still lands in the field (${selectAll})`, 'demo@porthole.test!');

@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
 import { launchBrowser } from '../support/browser.js';
 import { startTestServer, testOutputDir, type TestServer } from '../support/server.js';
-import { until as untilHolds } from '../support/until.js';
+import { elapse, until as untilHolds } from '../support/until.js';
 
 // The viewer's Paste action and remote resize, with a real sandbox and a real headless Chromium.
 // The sandbox's Chromium opens a page this test serves on loopback: a password field over the whole
@@ -255,7 +255,7 @@ test('a text over 4 KiB is refused with a sentence, and nothing is typed', async
     5_000,
   );
   await p.screenshot({ path: `${out}/paste-too-long.png` });
-  await new Promise((resolve) => setTimeout(resolve, 500));
+  await elapse(500, 'nothing of the refused text reaches the field');
   assert.equal(site_.values.length, before, 'nothing reached the field');
 });
 

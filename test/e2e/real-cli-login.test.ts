@@ -2,15 +2,16 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
+import type { Page } from 'playwright-core';
 import { join } from 'node:path';
 import { sandboxesDir } from '../../src/drivers/local-layout.js';
 import { readRecord } from '../../src/drivers/local/sandbox-record.js';
 import type { SessionId } from '../../src/protocol/ids.js';
-import type { ProviderName, SessionEvent } from '../../src/protocol/session.js';
+import type { ProviderName } from '../../src/protocol/session.js';
 import { providers } from '../../src/providers/index.js';
 import { launchBrowser } from '../support/browser.js';
 import { sandboxProcesses } from '../support/sandbox-processes.js';
-import { until } from '../support/until.js';
+import { until, untilDefined, untilSteady } from '../support/until.js';
 import { startTestServer, testOutputDir, type TestServer } from '../support/server.js';
 
 // The real CLIs (pinned in clis/, installed by scripts/setup.sh) in a real sandbox: the agent runs
@@ -49,6 +50,32 @@ async function pinOf(sandboxId: string, variable: string): Promise<string[]> {
   return values;
 }
 
+/**
+ * The canvas's top 60 %: the sandbox's Chromium (the top 62 %, src/agent/layout.ts), not the terminal
+ * below, where a CLI may animate. A hash of it, and whether both its halves are drawn: a window not
+ * yet painted is one flat colour, and so is a page not yet painted below a tab strip that is.
+ */
+function browserPart(p: Page): Promise<{ hash: number; isDrawn: boolean }> {
+  return p.evaluate(() => {
+    const canvas = document.querySelector('#screen canvas') as HTMLCanvasElement;
+    const half = Math.round(canvas.height * 0.3);
+    let hash = 0;
+    let isDrawn = true;
+    for (const top of [0, half]) {
+      const data = canvas.getContext('2d')!.getImageData(0, top, canvas.width, half).data;
+      const counts = new Map<number, number>();
+      for (let i = 0; i < data.length; i += 4) {
+        const colour = (data[i]! << 16) | (data[i + 1]! << 8) | data[i + 2]!;
+        counts.set(colour, (counts.get(colour) ?? 0) + 1);
+        hash = (hash * 31 + colour) | 0;
+      }
+      // Flat: 98 % or more of it one colour.
+      for (const n of counts.values()) if (n >= 0.98 * (data.length / 4)) isDrawn = false;
+    }
+    return { hash, isDrawn };
+  });
+}
+
 for (const name of Object.keys(pins) as Array<keyof typeof pins>) {
   const provider = providers[name];
   test(`${provider.displayName}: its login starts in the sandbox terminal and opens the sandbox’s Chromium on ${provider.authorizeUrl!.host}${provider.authorizeUrl!.path}`, async () => {
@@ -61,23 +88,24 @@ for (const name of Object.keys(pins) as Array<keyof typeof pins>) {
 
     // Wait for the hand-off. Gemini CLI asks two questions first (sign in with Google? continue?),
     // both answered with Enter, which a person presses in the terminal: so does this test.
-    let opened: SessionEvent | undefined;
-    const deadline = Date.now() + 60_000;
     let lastEnter = Date.now();
-    while (!opened && Date.now() < deadline) {
-      const { events } = await t.api.listEvents(session.id);
-      opened = events.find((e) => e.type === 'login.browser_opened');
-      if (!opened && name === 'gemini-cli' && Date.now() - lastEnter > 4_000) {
-        const canvas = (await p.locator('#screen canvas').boundingBox())!;
-        await p.mouse.click(canvas.x + canvas.width * 0.5, canvas.y + canvas.height * 0.85);
-        await p.keyboard.press('Enter');
-        lastEnter = Date.now();
-      }
-      if (!opened) await new Promise((resolve) => setTimeout(resolve, 500));
-    }
-    assert.ok(
-      opened,
-      `${provider.displayName} opened no browser within 60 s; timeline: ${JSON.stringify((await t.api.listEvents(session.id)).events.map((e) => e.type))}`,
+    const opened = await untilDefined(
+      `${provider.displayName} opens a browser (login.browser_opened)`,
+      async () => {
+        const { events } = await t.api.listEvents(session.id);
+        const found = events.find((e) => e.type === 'login.browser_opened');
+        if (!found && name === 'gemini-cli' && Date.now() - lastEnter > 4_000) {
+          const canvas = (await p.locator('#screen canvas').boundingBox())!;
+          await p.mouse.click(canvas.x + canvas.width * 0.5, canvas.y + canvas.height * 0.85);
+          await p.keyboard.press('Enter');
+          lastEnter = Date.now();
+        }
+        return found;
+      },
+      60_000,
+      { intervalMs: 500 },
+    ).catch(async (error: Error) =>
+      assert.fail(`${error.message}; timeline: ${JSON.stringify((await t.api.listEvents(session.id)).events.map((e) => e.type))}`),
     );
     assert.deepEqual({ host: opened.details.host, path: opened.details.path }, provider.authorizeUrl);
 
@@ -100,7 +128,16 @@ for (const name of Object.keys(pins) as Array<keyof typeof pins>) {
     const health = (await t.api.getSession(session.id)).state;
     assert.ok(health === 'authenticating' || health === 'ready');
 
-    await new Promise((resolve) => setTimeout(resolve, 1_500)); // let the new tab draw
+    // The new tab has drawn once Chromium's part of the desktop is painted and holds still: while it
+    // loads, its throbber turns.
+    await untilSteady(
+      "the sandbox Chromium's new tab drawn",
+      () => browserPart(p),
+      (part) => part.isDrawn,
+      500,
+      15_000,
+      { intervalMs: 100, onTimeout: () => p.screenshot({ path: `${out}/${name}-timeout.png` }) },
+    );
     await p.screenshot({ path: `${out}/${name}.png` });
     await t.server.sessions.end(session.id as SessionId, 'user');
     await context.close();

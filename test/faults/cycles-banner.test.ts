@@ -3,6 +3,7 @@ import { after, before, test } from 'node:test';
 import { freshViewerUrl } from '../support/faults.js';
 import { openFdCount, sandboxProcesses } from '../support/sandbox-processes.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { until, untilSteady } from '../support/until.js';
 import { closeOf, connectViewer, closeViewer, createReader, openViewerSocket } from '../support/ws.js';
 
 // Viewers that leave before the RFB handshake completes (read the banner, close) lock every
@@ -45,8 +46,16 @@ test('viewers that leave before the handshake do not lock the next viewer out', 
 test('1000 banner-only connect/disconnect cycles leak nothing', async () => {
   const session = await t.readySession();
   const sandboxId = session.sandboxId!;
-  // Let Chromium finish starting its helpers, so the process count is steady: no signal says when.
-  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  // Chromium starts its helpers one after another after the session is ready, and no signal says it
+  // is done: a process count that holds still for a second is all there is.
+  await untilSteady(
+    "the sandbox's process count",
+    async () => (await sandboxProcesses(sandboxId)).length,
+    (n) => n > 0,
+    1_000,
+    30_000,
+    { intervalMs: 100 },
+  );
   for (let i = 0; i < 50; i++) await bannerOnly(freshViewerUrl(t, session.id));
   await t.waitForState(session.id, ['ready'], 5_000);
   const fds = await openFdCount('self');
@@ -54,8 +63,13 @@ test('1000 banner-only connect/disconnect cycles leak nothing', async () => {
   for (let i = 0; i < 1_000; i++) assert.equal(await bannerOnly(freshViewerUrl(t, session.id)), 'RFB 003.008\n', `cycle ${i + 1}`);
   await t.waitForState(session.id, ['ready'], 5_000);
   // The last connection's fds close just after; the bound (+5) allows for the rest.
-  await new Promise((resolve) => setTimeout(resolve, 300));
-  assert.ok((await openFdCount('self')) <= fds + 5);
+  await until(
+    `the server's open fds back within 5 of ${fds}`,
+    () => openFdCount('self'),
+    (n) => n <= fds + 5,
+    5_000,
+    { intervalMs: 50 },
+  );
   assert.ok((await sandboxProcesses(sandboxId)).length <= processes);
   await t.api.endSession(session.id);
 });

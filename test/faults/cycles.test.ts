@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { assertNothingLeft, freshViewerUrl } from '../support/faults.js';
+import type { SessionId } from '../../src/protocol/ids.js';
 import { openFdCount, sandboxProcess, sandboxProcesses } from '../support/sandbox-processes.js';
-import { untilDefined } from '../support/until.js';
+import { until, untilDefined, untilSteady } from '../support/until.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { closeOf, createReader, openViewerSocket, rfbHandshake } from '../support/ws.js';
 
@@ -44,10 +45,18 @@ async function settledReading(sessionId: string, sandboxId: string, xvncPid: num
     intervalMs: 50,
     canProbeFail: true,
   });
+  // viewer.disconnected is recorded after the socket closes, before the session goes back to ready.
+  await until(
+    'the timeline records the last viewer leaving',
+    async () => ({
+      connected: await t.server.store.countEvents(sessionId as SessionId, ['viewer.connected']),
+      disconnected: await t.server.store.countEvents(sessionId as SessionId, ['viewer.disconnected']),
+    }),
+    ({ connected, disconnected }) => disconnected === connected,
+    5_000,
+    { intervalMs: 50 },
+  );
   await t.waitForState(sessionId, ['ready'], 5_000);
-  // viewer.disconnected is recorded after the socket closes; give the last one a moment (the
-  // timeline's pages make its count a costly condition to poll after hundreds of cycles).
-  await new Promise((resolve) => setTimeout(resolve, 300));
   return {
     serverFds: await openFdCount('self'),
     sandboxProcesses: (await sandboxProcesses(sandboxId)).length,
@@ -60,8 +69,15 @@ test(`${cycles} viewer connect/disconnect cycles leak no fd, process or connecti
   const session = await t.readySession();
   const sandboxId = session.sandboxId!;
   // Let Chromium finish starting its helpers, so its own process count is steady (no signal says
-  // when it is done: a count that holds still for a while is all there is).
-  await new Promise((resolve) => setTimeout(resolve, 2_000));
+  // when it is done: a count that holds still for a second is all there is).
+  await untilSteady(
+    "the sandbox's process count",
+    async () => (await sandboxProcesses(sandboxId)).length,
+    (n) => n > 0,
+    1_000,
+    30_000,
+    { intervalMs: 100 },
+  );
   const xvnc = await sandboxProcess(sandboxId, 'Xvnc');
   // A fresh ticket each time, as the viewer page renews its own: the run may outlast one ticket's 60 s.
   const url = () => freshViewerUrl(t, session.id);

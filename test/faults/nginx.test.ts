@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { within } from '../support/faults.js';
 import { freeLoopbackPort, startNginx, type TestNginx } from '../support/nginx.js';
 import { startTestServer, type TestServer } from '../support/server.js';
+import { elapse } from '../support/until.js';
 import { closeViewer, connectViewer, expectFramebufferUpdate, openViewerSocket, viewerSocketUrl } from '../support/ws.js';
 
 // porthole behind Debian's nginx, configured as docs/reverse-proxy.md says (its map and location
@@ -77,7 +77,7 @@ test('an idle viewer behind nginx (60 s read timeout) stays connected for 90 s w
   assert.deepEqual(b.server.relay.stats(), []);
   assert.match(await nginx!.errorLog(), /upstream timed out .* while proxying upgraded connection/);
 
-  await sleep(Math.max(0, idleFrom + idleMs - Date.now()));
+  await elapse(idleFrom + idleMs - Date.now(), 'the pinged viewer stays connected for 90 s idle, past proxy_read_timeout');
   const idleForMs = Date.now() - idleFrom;
   assert.equal(viewerA.ws.readyState, viewerA.ws.OPEN, `the pinged viewer is still connected after ${idleForMs} ms`);
   assert.ok(pingsA.length >= 4, `pings seen: ${pingsA.length}`);

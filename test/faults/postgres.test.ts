@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
 import { isErrorCode } from '../../src/protocol/errors.js';
 import type { SessionId } from '../../src/protocol/ids.js';
 import { testApiKey } from '../support/server.js';
 import { assertNothingLeft, freshViewerUrl, watchedSession } from '../support/faults.js';
 import { startPostgres, type TestPostgres } from '../support/postgres.js';
-import { untilDefined } from '../support/until.js';
+import { until, untilDefined } from '../support/until.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { closeViewer, connectViewer, expectFramebufferUpdate, nextClose, openViewerSocket } from '../support/ws.js';
 
@@ -49,6 +50,8 @@ test('PostgreSQL stopped and restarted: 503 STORE_UNAVAILABLE quickly, the viewe
   const sessionsBefore = (await t.api.listSessions()).sessions;
   const before = await t.api.getSession(session.id);
 
+  const failedPasses = async () => (await readFile(t.logFile, 'utf8')).split('\n').filter((line) => line.includes('"msg":"reconcile failed')).length;
+  const failedBefore = await failedPasses();
   const stoppingAt = Date.now();
   await pg.shutdown();
   isPgDown = true;
@@ -88,7 +91,7 @@ test('PostgreSQL stopped and restarted: 503 STORE_UNAVAILABLE quickly, the viewe
   await checkOutage();
   const firstRoundMs = Date.now() - stoppingAt;
   // Across a reconcile tick, which cannot read the store either: nothing is ended meanwhile.
-  await new Promise((resolve) => setTimeout(resolve, reconcileIntervalMs + 500));
+  await until('a reconcile pass fails to read the store (server log)', failedPasses, (n) => n > failedBefore, reconcileIntervalMs + 5_000, { intervalMs: 100 });
   await checkOutage();
   const outageMs = Date.now() - stoppingAt;
 

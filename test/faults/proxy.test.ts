@@ -5,7 +5,7 @@ import type { SandboxId } from '../../src/protocol/ids.js';
 import type { Session } from '../../src/protocol/session.js';
 import { withFaultProxies, type Fault, type FaultProxiedDriver, type FaultProxy } from '../support/fault-proxy.js';
 import { assertNothingLeft, diagnose, freshViewerUrl, hopOf, showDiagnosis, watchedSession, within } from '../support/faults.js';
-import { untilDefined } from '../support/until.js';
+import { elapse, untilDefined } from '../support/until.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { closeViewer, connectViewer, expectFramebufferUpdate, framebufferUpdateRequest, type ConnectedViewer } from '../support/ws.js';
 
@@ -144,7 +144,7 @@ test('added latency (200 ms each way): the viewer keeps working and stays connec
   // Idle for three ping intervals: the relay's checks of the silent sandbox side answer, slowly, and pass.
   let isClosed = false;
   void viewer.closed.then(() => (isClosed = true));
-  await new Promise((resolve) => setTimeout(resolve, 3 * pingIntervalMs));
+  await elapse(3 * pingIntervalMs, 'the viewer stays connected while idle for three ping intervals');
   assert.equal(isClosed, false, 'the viewer stays connected');
   const probes = (t.server.relay.stats()[0]?.sandboxProbes ?? 0) - probesBefore;
   assert.ok(probes >= 2, `the relay checked the silent sandbox side: ${probes} probes`);

@@ -5,12 +5,12 @@ import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { claudeCode } from '../../src/providers/claude-code.js';
 import { codex } from '../../src/providers/codex.js';
 import { geminiCli, geminiCliKeypresses } from '../../src/providers/gemini-cli.js';
 import type { Provider, ProviderContext } from '../../src/providers/provider.js';
+import { until, untilDefined, untilSteady } from '../support/until.js';
 
 // The real, pinned CLIs on the host (no sandbox): each provider's login command, environment and
 // setup files in a temp directory, with the browser openers (BROWSER and xdg-open & co. first on
@@ -68,6 +68,16 @@ function descendants(pid: number): number[] {
   };
   walk(pid);
   return out;
+}
+
+/** Whether `pid` still runs: a zombie has ended, only its exit status waits for a reaper. */
+function isRunning(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
+  } catch {
+    return false;
+  }
 }
 
 function signalAll(pids: readonly number[], signal: NodeJS.Signals): void {
@@ -139,8 +149,15 @@ async function startLogin(provider: Provider): Promise<Run> {
       const timer = setTimeout(() => signalAll([child.pid!, ...descendants(child.pid!), ...tree], 'SIGKILL'), 3_000);
       await exited;
       clearTimeout(timer);
-      await sleep(200);
-      signalAll(tree, 'SIGKILL'); // anything that outlived its parent
+      // The rest of the tree had the SIGTERM too: what has not ended within 200 ms of its parent gets SIGKILL.
+      const outlived = await until(
+        "the login's processes end on SIGTERM",
+        () => tree.filter(isRunning),
+        (running) => running.length === 0,
+        200,
+        { intervalMs: 20 },
+      ).catch(() => tree.filter(isRunning));
+      signalAll(outlived, 'SIGKILL');
     },
   };
   const append = (chunk: Buffer): void => {
@@ -203,26 +220,33 @@ for (const { provider, keypresses = [] } of providersUnderTest) {
     const run = await startLogin(provider);
     t.after(() => run.stop());
     const pending = [...keypresses];
-    const deadline = Date.now() + loginTimeoutMs;
-    let match: { opener: string; url: URL } | undefined;
-    while (Date.now() < deadline) {
-      const urls = await openedUrls(run);
-      match = urls.find(({ url }) => url.host === expected.host && url.pathname === expected.path);
-      if (match) break;
-      // Answer the CLI's prompts, each once, when its text is on screen (a person presses Enter).
-      const next = pending[0];
-      if (next && screenText(run.output).includes(next.when)) {
-        await sleep(500); // let the dialog take input
-        run.send(next.send);
-        pending.shift();
-      }
-      await sleep(250);
-    }
-    const opened = (await openedUrls(run)).map(({ opener, url }) => `${opener} → ${url.host}${url.pathname}`);
-    assert.ok(
-      match,
-      `no ${expected.host}${expected.path} URL within ${loginTimeoutMs} ms; opened: ${JSON.stringify(opened)}; screen:\n${screenText(run.output).slice(-3000)}`,
-    );
+    const match = await untilDefined(
+      `the CLI opens a ${expected.host}${expected.path} URL`,
+      async () => {
+        const found = (await openedUrls(run)).find(({ url }) => url.host === expected.host && url.pathname === expected.path);
+        // Answer the CLI's prompts, each once, when its text is on screen (a person presses Enter).
+        const next = pending[0];
+        if (!found && next && screenText(run.output).includes(next.when)) {
+          // A dialog takes keys once it is drawn: the terminal gets no more output.
+          await untilSteady(
+            `the CLI has drawn "${next.when}"`,
+            () => run.output.length,
+            () => true,
+            200,
+            10_000,
+            { intervalMs: 20 },
+          );
+          run.send(next.send);
+          pending.shift();
+        }
+        return found;
+      },
+      loginTimeoutMs,
+      { intervalMs: 250 },
+    ).catch(async (error: Error) => {
+      const opened = (await openedUrls(run)).map(({ opener, url }) => `${opener} → ${url.host}${url.pathname}`);
+      return assert.fail(`${error.message}; opened: ${JSON.stringify(opened)}; screen:\n${screenText(run.output).slice(-3000)}`);
+    });
     t.diagnostic(`opened via ${match.opener}: ${match.url.host}${match.url.pathname}`);
     // A real authorization request: the CLI's loopback redirect and PKCE.
     assert.match(match.url.searchParams.get('redirect_uri') ?? '', /^http:\/\/(127\.0\.0\.1|localhost):\d+\//);

@@ -14,7 +14,7 @@ import { freshViewerUrl } from '../support/faults.js';
 import { sandboxProcesses } from '../support/sandbox-processes.js';
 import { startTestServer, testApiKey, type TestServer } from '../support/server.js';
 import { closeOf, connectViewer } from '../support/ws.js';
-import { until } from '../support/until.js';
+import { elapse, until } from '../support/until.js';
 
 // The agent channel's server side, with real sandboxes: the delivery is authenticated with the
 // sandbox's own token and nothing else; a refused delivery stores nothing; a good one completes the
@@ -180,7 +180,7 @@ test('the real agent: a file that does not validate is never delivered and the t
   asSandbox('rm "$1" && cat > "$1.outside" && ln -s "$1.outside" "$1"', content);
   await waitingFor(/symbolic link/);
   // Nothing may happen here, and only time shows that: give a delivery that should not be made a second to be made.
-  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  await elapse(1_000, 'neither the half file nor the symlink is delivered');
   assert.equal(await storedCredentialStatus(session.id), 404, 'neither the half file nor the symlink was delivered');
   assert.notEqual((await t.api.getSession(session.id)).state, 'completed');
 

@@ -7,6 +7,7 @@ import type { SessionEvent } from '../../src/protocol/session.js';
 import { hashAgentToken } from '../../src/server/sessions/agent-token.js';
 import { demoSignIn } from '../support/demo-sign-in.js';
 import { startTestServer, testApiKey, type TestServer } from '../support/server.js';
+import { elapse } from '../support/until.js';
 
 // The agent channel under abuse: whoever holds a sandbox token (the person in the sandbox can reach
 // it) must not be able to fill the timeline. Events are capped in size, rate and number per
@@ -67,7 +68,7 @@ test('a flood is cut after the burst with 429 AGENT_EVENTS_RATE_LIMITED and a Re
   assert.equal(stored, results.filter((r) => r.status === 204).length, 'only accepted events were recorded');
   assert.ok(stored < agentEventLimits.burst + 10, `about a burst was stored, not 60: ${stored}`);
 
-  await new Promise((resolve) => setTimeout(resolve, Number(limited.at(-1)!.retryAfter) * 1000));
+  await elapse(Number(limited.at(-1)!.retryAfter) * 1000, "the rate limit's Retry-After");
   assert.equal(
     (await postEvent(id, token, { type: 'login.waiting', details: { waitingFor: 'after the wait' } })).status,
     204,

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { readRfbBanner } from '../../src/drivers/endpoint-probes.js';
 import { sandboxesDir } from '../../src/drivers/local-layout.js';
 import { sandboxProcesses } from '../../src/drivers/local/local-driver.js';
@@ -172,18 +171,19 @@ describe('hop by hop, breaking one sandbox further at each step', () => {
   test('Xvnc killed: the agent or the vnc hop fails and names the cause; later hops are skipped', async () => {
     const sandboxId = session.sandboxId!;
     // The agent restarts Xvnc after a short backoff: kill and look at once, again until caught.
-    let caught: SessionDiagnosis | null = null;
     const tried: string[] = [];
-    for (let attempt = 0; attempt < 25 && !caught; attempt++) {
-      const killed = await killInSandbox(sandboxId, 'Xvnc');
-      const d = await diagnose(session.id);
-      if (d.firstFailure && (d.firstFailure.hop === 'agent' || d.firstFailure.hop === 'vnc')) caught = d;
-      else {
+    const caught = await until(
+      'a diagnosis that sees Xvnc down (the agent or the vnc hop failing)',
+      async () => {
+        const killed = await killInSandbox(sandboxId, 'Xvnc');
+        const d = await diagnose(session.id);
         tried.push(`killed ${killed}: ${d.firstFailure ? `${d.firstFailure.hop} ${d.firstFailure.cause}` : 'all ok'}`);
-        await sleep(100);
-      }
-    }
-    assert.ok(caught, `no diagnosis saw Xvnc down:\n${tried.join('\n')}`);
+        return d;
+      },
+      (d) => d.firstFailure?.hop === 'agent' || d.firstFailure?.hop === 'vnc',
+      15_000,
+      { intervalMs: 100 },
+    ).catch((error: Error) => assert.fail(`${error.message}\ntried:\n${tried.join('\n')}`));
     const failure = caught.firstFailure!;
     if (failure.hop === 'agent') {
       assert.equal(failure.code, 'AGENT_UNHEALTHY');

@@ -12,6 +12,7 @@ import type { EgressLookup, EgressPolicyOptions } from '../../src/server/egress/
 import { createEgressProxy, type EgressProxyOptions } from '../../src/server/egress/egress-proxy.js';
 import { startInternetSite, type InternetSite } from '../support/internet-site.js';
 import { rawRequest, type RawResponse } from '../support/raw-http.js';
+import { elapse, until } from '../support/until.js';
 
 // The egress proxy over real sockets: a target HTTP server on loopback (refused unless it is the
 // loopback exception), addresses the policy refuses before any connection is made, an "internet"
@@ -60,15 +61,8 @@ async function startProxy(policy: EgressPolicyOptions, options: Omit<EgressProxy
   const proxy = createEgressProxy({ policy, ...options });
   const events: EgressEvent[] = [];
   let taken = 0;
-  let wake: (() => void) | null = null;
   try {
-    await proxy.listen(socketPath, {
-      sessionId: 'ses_test',
-      onEvent: (event) => {
-        events.push(event);
-        wake?.();
-      },
-    });
+    await proxy.listen(socketPath, { sessionId: 'ses_test', onEvent: (event) => events.push(event) });
   } catch (error) {
     await rm(dir, { recursive: true, force: true });
     throw error;
@@ -78,14 +72,14 @@ async function startProxy(policy: EgressPolicyOptions, options: Omit<EgressProxy
     dir,
     events,
     async nextEvent() {
-      const deadline = Date.now() + 10_000;
-      while (events.length <= taken) {
-        if (Date.now() > deadline) throw new Error(`no egress event within 10 s; had ${JSON.stringify(events)}`);
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          setTimeout(resolve, 100);
-        });
-      }
+      // Polled often: the events come from this process's own proxy, and a test may wait for many.
+      await until(
+        `egress event ${taken + 1}`,
+        () => [...events],
+        (had) => had.length > taken,
+        10_000,
+        { intervalMs: 10 },
+      );
       return events[taken++]!;
     },
     async close() {
@@ -348,8 +342,12 @@ describe('on loopback: refused but for the exact loopback exception', () => {
 
   test('a client that leaves while its destination is decided still makes exactly one event, CONNECT and GET', async () => {
     let answer: () => void = () => {};
+    let lookups = 0;
     // The issuer under a name, resolved slowly: the client is gone by the time it is reached.
-    const lookup: EgressLookup = () => new Promise((resolve) => (answer = () => resolve([{ address: '127.0.0.1', family: 4 }])));
+    const lookup: EgressLookup = () => {
+      lookups++;
+      return new Promise((resolve) => (answer = () => resolve([{ address: '127.0.0.1', family: 4 }])));
+    };
     const slow = await startProxy({ loopbackExceptions: [{ host: 'issuer.porthole-test.example', port: target.port }], lookup });
     try {
       for (const [type, head] of [
@@ -357,14 +355,37 @@ describe('on loopback: refused but for the exact loopback exception', () => {
         ['egress.request', getHead(`http://issuer.porthole-test.example:${target.port}${secretPath}`, 'issuer.porthole-test.example')],
       ] as const) {
         const seen = target.seen.length;
+        const lookedUp = lookups;
+        // The proxy's end of the connection (the only one accepted meanwhile), to see when it has taken in the close.
+        let proxySide: Socket | undefined;
+        const onAccepted = (message: unknown) => {
+          proxySide ??= (message as { socket: Socket }).socket;
+        };
+        subscribe('net.server.socket', onAccepted);
         const socket = connect(slow.socketPath);
         await new Promise((resolve) => socket.once('connect', resolve));
         socket.write(head);
-        // The proxy shows neither having read the head nor having seen the close: a moment for each,
-        // so that the close lands while the lookup is pending, which is the case under test.
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        // The close must land while the lookup is pending, which is the case under test: the proxy
+        // has read the head once it asks for the name.
+        await until(
+          'the proxy looks the name up',
+          () => lookups,
+          (n) => n > lookedUp,
+          5_000,
+          { intervalMs: 10 },
+        );
+        unsubscribe('net.server.socket', onAccepted);
         socket.destroy();
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        // A GET's connection is read all along: the proxy has seen the close once its end is destroyed.
+        // A CONNECT's is not read before the 200, so the proxy cannot see the close before it answers.
+        if (type === 'egress.request')
+          await until(
+            "the proxy's end sees the close",
+            () => proxySide?.destroyed,
+            (isGone) => isGone === true,
+            5_000,
+            { intervalMs: 10 },
+          );
         answer();
         const event = await slow.nextEvent();
         assert.deepEqual([event.type, event.allowed, event.bytesUp, event.bytesDown], [type, true, 0, 0]);
@@ -373,7 +394,7 @@ describe('on loopback: refused but for the exact loopback exception', () => {
         assert.equal(target.seen.length, seen, 'no request was sent on its behalf');
       }
       // That no third event comes: only time shows it.
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      await elapse(200, 'no third egress event comes');
       assert.equal(slow.events.length, 2, 'one event each');
     } finally {
       await slow.close();

@@ -109,13 +109,17 @@ describe('after the upgrade', () => {
     // Within one ping interval (the relay drops a viewer only after it missed a whole one), the
     // sandbox side must be paused: polled, as a loaded machine may take a while to fill the buffers.
     // The viewer keeps asking (Xvnc may answer a burst of identical requests with one frame).
-    const pausedBy = Date.now() + pingMs * 0.9;
-    const statsNow = () => t.server.relay.stats().find((s) => s.sessionId === session.id);
-    while (!statsNow()?.sandboxPaused && Date.now() < pausedBy) {
-      ws.send(framebufferUpdateRequest(false, 0, 0, width, height));
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-    const stats = statsNow();
+    const stats = await until(
+      'the relay pauses the sandbox side',
+      () => {
+        const now = t.server.relay.stats().find((s) => s.sessionId === session.id);
+        if (!now?.sandboxPaused) ws.send(framebufferUpdateRequest(false, 0, 0, width, height));
+        return now;
+      },
+      (now) => now?.sandboxPaused === true,
+      pingMs * 0.9,
+      { intervalMs: 20 },
+    );
     assert.ok(stats, 'connection registered');
     const grew = process.memoryUsage().rss - rssBefore;
     assert.ok(stats.sandboxPaused, 'the sandbox side is paused while the viewer does not read');

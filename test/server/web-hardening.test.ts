@@ -2,11 +2,11 @@ import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { newSessionId, type SessionId } from '../../src/protocol/ids.js';
 import { freeLoopbackPort } from '../support/nginx.js';
 import { rawRequest, requestText, webSocketKey } from '../support/raw-http.js';
 import { startTestServer, testApiKey, type TestServer } from '../support/server.js';
+import { elapse } from '../support/until.js';
 
 // The web surface as the red team probed it: /metrics behind a key (or on its own listener), who
 // may frame which page, links and Origin checks that never come from the request's Host, a
@@ -211,7 +211,7 @@ test('a chain of renewed viewer tickets ends after PORTHOLE_MAX_LIFETIME_MS (at 
   const third = await renew(second.json.ticket);
   assert.equal(third.status, 201, 'a renewed ticket renews');
   // The condition is the clock itself: the chain's end is a time, and nothing shows it sooner.
-  await sleep(chainStartedAt + maxLifetimeMs + 100 - Date.now());
+  await elapse(chainStartedAt + maxLifetimeMs + 100 - Date.now(), 'the ticket chain outlives PORTHOLE_MAX_LIFETIME_MS');
   const refused = await renew(third.json.ticket);
   assert.equal(refused.status, 403, 'the newest ticket of the chain is still valid, but its chain is over');
   assert.equal(refused.json.error.code, 'TICKET_RENEWAL_LIMIT');

@@ -8,7 +8,7 @@ import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { until } from './until.js';
 
 const installHint = 'install the Debian package `nginx` (sh scripts/setup.sh --test)';
 const docPath = fileURLToPath(new URL('../../../docs/reverse-proxy.md', import.meta.url));
@@ -161,21 +161,25 @@ ${serverBlocks.join('\n')}
   };
   const errorLog = () => readFile(join(prefix, 'error.log'), 'utf8').catch(() => '');
 
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    if (spawnError || child.exitCode !== null) {
-      const log = await errorLog();
-      await stop();
-      const missing = (spawnError as NodeJS.ErrnoException | null)?.code === 'ENOENT';
-      throw new Error(missing ? `nginx not found: ${installHint}` : `nginx exited while starting:\n${output}\n${log}`);
-    }
-    if ((await Promise.all(servers.map((s) => isListening(s.listenPort)))).every(Boolean)) break;
-    if (Date.now() > deadline) {
-      const log = await errorLog();
-      await stop();
-      throw new Error(`nginx did not listen within 10 s:\n${output}\n${log}`);
-    }
-    await sleep(50);
+  const state = await until(
+    `nginx listening on ${servers.map((s) => `127.0.0.1:${s.listenPort}`).join(', ')}`,
+    async () => {
+      if (spawnError || child.exitCode !== null) return 'exited';
+      return (await Promise.all(servers.map((s) => isListening(s.listenPort)))).every(Boolean) ? 'listening' : 'not yet';
+    },
+    (seen) => seen !== 'not yet',
+    10_000,
+    { intervalMs: 50 },
+  ).catch(async (error: Error) => {
+    const log = await errorLog();
+    await stop();
+    throw new Error(`${error.message}:\n${output}\n${log}`, { cause: error });
+  });
+  if (state === 'exited') {
+    const log = await errorLog();
+    await stop();
+    const missing = (spawnError as NodeJS.ErrnoException | null)?.code === 'ENOENT';
+    throw new Error(missing ? `nginx not found: ${installHint}` : `nginx exited while starting:\n${output}\n${log}`);
   }
   return { prefix, errorLog, stop };
 }

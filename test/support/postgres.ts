@@ -5,9 +5,9 @@ import { chown, mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import { until } from './until.js';
 
 const run = promisify(execFile);
 const installHint = 'install the Debian package `postgresql` (apt-get install postgresql)';
@@ -116,17 +116,22 @@ export async function startPostgres(): Promise<TestPostgres> {
       if (server === child) server = undefined;
     });
 
-    const deadline = Date.now() + 30_000;
-    for (;;) {
-      if (server !== child) throw new Error(`PostgreSQL exited while starting (port ${port}):\n${log}`);
-      try {
-        await admin((client) => client.query('SELECT 1'));
-        return;
-      } catch (error) {
-        if (Date.now() > deadline) throw new Error(`PostgreSQL did not accept connections within 30 s:\n${log}`, { cause: error });
-      }
-      await sleep(100);
-    }
+    const state = await until(
+      `PostgreSQL accepting connections on port ${port}`,
+      async () =>
+        server === child
+          ? admin((client) => client.query('SELECT 1')).then(
+              () => 'up',
+              (error: Error) => `not yet: ${error.message}`,
+            )
+          : 'exited',
+      (seen) => seen === 'up' || seen === 'exited',
+      30_000,
+      { intervalMs: 100 },
+    ).catch((error: Error) => {
+      throw new Error(`${error.message}; its log:\n${log}`, { cause: error });
+    });
+    if (state === 'exited') throw new Error(`PostgreSQL exited while starting (port ${port}):\n${log}`);
   };
 
   const shutdown = async () => {

@@ -7,6 +7,7 @@ import { isTerminal, type Session } from '../../src/protocol/session.js';
 import { loadConfig, type Config } from '../../src/server/config.js';
 import { createLogger } from '../../src/server/logger.js';
 import { startServer, type RunningServer, type StartOptions } from '../../src/server/main.js';
+import { until } from './until.js';
 
 export const testApiKey = 'test-api-key-0123456789abcdef';
 /** Test sandboxes run as their own uid, so the after-test leak check (scripts/test.mjs) can find strays. */
@@ -30,18 +31,14 @@ export interface TestServer {
 
 /** waitForState for a test server: polls the session until it is in one of `states`, or fails naming the log. */
 export function sessionStateWaiter(api: ApiClient, logFile: string): TestServer['waitForState'] {
-  return async (id, states, timeoutMs = 60_000) => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const session = await api.getSession(id);
-      if (states.includes(session.state)) return session;
-      if (Date.now() > deadline)
-        throw new Error(
-          `session ${id} is ${session.state} (${session.detail ?? session.reason ?? ''}), not ${states.join('|')}, after ${timeoutMs} ms; log: ${logFile}`,
-        );
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  };
+  return (id, states, timeoutMs = 60_000) =>
+    until(
+      `session ${id} in ${states.join('|')} (log: ${logFile})`,
+      () => api.getSession(id),
+      (session) => states.includes(session.state),
+      timeoutMs,
+      { intervalMs: 100 },
+    );
 }
 
 /** The configuration every test server runs with, over `dataDir`; `env` adds or overrides. */
