@@ -51,9 +51,9 @@ declare global {
   }
 }
 
-const pollIntervalMs = 250;
+const pollIntervalMs = 100;
 /** Events only say when to look; the session itself is the truth, read at least this often. */
-const sessionReadEveryPolls = 4;
+const sessionReadEveryPolls = 10;
 /** After the session ended, how long the server has to close the connection itself. */
 const serverCloseGraceMs = 2_000;
 /**
@@ -322,6 +322,8 @@ async function followStartUp(): Promise<void> {
       const events = await getEvents(progress.after);
       if (!current.isCurrent) return;
       progress.apply(events);
+      // The desktop answers while the sign-in is still being started: show it now (the server lets viewers in from here).
+      if (progress.views.some((view) => view.step === 'vnc' && view.state === 'done')) return connect();
       const hasTransition = events.some((event) => event.to !== null);
       if (hasTransition || polls % sessionReadEveryPolls === 0) {
         const session = await getSession();

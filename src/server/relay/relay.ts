@@ -182,7 +182,9 @@ export class Relay {
       // Over, or not there yet: the session's state decides the close (src/protocol/close.ts).
       const close = closeFor(session);
       if (close?.reason === 'completed') return ws.close(close.code, close.reason);
-      if (close) return closeWith(close.reason);
+      // Still starting, but its desktop answers (the sign-in is being started): the person may watch it come up.
+      const isWatchable = close?.reason === 'SESSION_NOT_READY' && this.#o.sessions.isDesktopUp(session.id);
+      if (close && !isWatchable) return closeWith(close.reason);
       handle = await this.#o.sessions.sandboxOf(session);
     } catch (error) {
       if (error instanceof AppError) return closeWith(error.code, error.message);

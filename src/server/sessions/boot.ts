@@ -32,8 +32,10 @@ export interface BootOptions {
   transition(id: SessionId, change: StateChange): Promise<Session>;
   fail(id: SessionId, code: ErrorCode, detail: string, details: Record<string, unknown>): Promise<Session>;
   release(session: Session): Promise<void>;
-  /** The session became ready (the idle clock starts). */
-  onReady(id: SessionId): void;
+  /** The desktop answers (agent and VNC): viewers may watch the rest of the start. */
+  onDesktopUp(id: SessionId): void;
+  /** The session became ready (the idle clock starts, or a viewer already watching makes it authenticating). */
+  onReady(id: SessionId): Promise<void>;
 }
 
 const probeIntervalMs = 100;
@@ -135,12 +137,13 @@ export async function bootSession(o: BootOptions, session: Session, signal: Abor
         return banner;
       }),
     );
+    o.onDesktopUp(id);
     const provider = session.provider;
     if (provider !== null) await run('login', () => startLogin(o, id, provider, handle, deadline));
     const ready = await o.transition(id, { from: 'starting', to: 'ready', reason: 'desktop_answered' });
     // Not moved: the session ended meanwhile (its end aborts `signal`), as the store would say.
     if (ready.state !== 'ready') throw new AppError('SESSION_STATE_CONFLICT', { details: { sessionId: id, state: ready.state } });
-    o.onReady(id);
+    await o.onReady(id);
   } catch (error) {
     if (signal.aborted) {
       // Ended meanwhile (user, shutdown): end() already moved the state; make sure the sandbox goes.

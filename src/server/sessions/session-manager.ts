@@ -62,6 +62,8 @@ export class SessionManager {
   readonly #log: Logger;
   /** Boots in flight, so that ending a starting session stops its boot. */
   readonly #boots = new Map<SessionId, AbortController>();
+  /** Sessions still starting whose desktop already answers: viewers may watch the login start. */
+  readonly #desktopUp = new Set<SessionId>();
   /** Releases that run after the agent's request was answered (#releaseAfterAnswer). */
   readonly #releasing = new Set<Promise<void>>();
   readonly #timeouts: SessionTimeouts;
@@ -143,12 +145,14 @@ export class SessionManager {
         transition: (sessionId, change) => this.#transition(sessionId, change),
         fail: (sessionId, code, detail, details) => this.fail(sessionId, code, detail, details),
         release: (current) => this.#release(current),
-        onReady: (sessionId) => this.#timeouts.startIdleClock(sessionId),
+        onDesktopUp: (sessionId) => this.#desktopUp.add(sessionId),
+        onReady: (sessionId) => this.#onReady(sessionId),
       },
       session,
       controller.signal,
     ).finally(() => {
       this.#boots.delete(id);
+      this.#desktopUp.delete(id);
       // No session starting: the pool may refill.
       this.pool?.changed();
     });
@@ -211,6 +215,14 @@ export class SessionManager {
     if (info?.status === 'running') return null;
     const ended = await this.end(id, 'sandbox_exited', sandboxGoneDetail(session, info));
     return isTerminal(ended.state) ? ended : null;
+  }
+
+  /**
+   * Whether a session still starting already shows its desktop (its agent and VNC server answered;
+   * the sign-in is being started): the relay lets viewers in, so the person sees it come up.
+   */
+  isDesktopUp(id: SessionId): boolean {
+    return this.#desktopUp.has(id);
   }
 
   /** A viewer attached: the first one moves ready → authenticating. */
@@ -304,6 +316,12 @@ export class SessionManager {
   }
 
   // ---- internals ----
+
+  /** Ready: a viewer that came in while it started makes it authenticating at once; with none, the idle clock starts. */
+  async #onReady(id: SessionId): Promise<void> {
+    if (this.#o.viewers.count(id) > 0) await this.#transition(id, { from: 'ready', to: 'authenticating', reason: 'viewer_connected' });
+    else this.#timeouts.startIdleClock(id);
+  }
 
   /** The one door for a state change (transition.ts). */
   #transition(id: SessionId, change: StateChange): Promise<Session> {
