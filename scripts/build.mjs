@@ -2,8 +2,10 @@
 // stays, so stack traces and relative paths read the same), the agent bundled to one file (what a
 // sandbox or an image carries), and the viewer bundled for browsers with noVNC inside.
 import { build } from 'esbuild';
-import { cp, mkdir, readFile, readdir, rm } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { cp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
+import { brotliCompressSync, constants as zlibConstants, gzipSync } from 'node:zlib';
 
 const root = new URL('..', import.meta.url).pathname;
 const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
@@ -94,4 +96,26 @@ await cp(join(root, 'src/store/migrations'), join(out, 'src/store/migrations'), 
 for (const asset of await walk(join(root, 'src/viewer'), (p) => /\.(html|css|svg)$/.test(p))) {
   await cp(asset, join(out, 'viewer', relative(join(root, 'src/viewer'), asset)));
 }
+
+// The viewer's assets, fingerprinted and compressed once here rather than on every request: each
+// page refers to `/assets/<file>?v=<hash of its content>`, which the server lets browsers keep
+// for a year (src/server/http/static-assets.ts), so a browser that opened the dashboard already
+// holds the viewer's 450 KB; and each asset has .br and .gz siblings, sent to browsers that take them.
+const viewerOut = join(out, 'viewer');
+const assetNames = (await readdir(viewerOut)).filter((name) => /\.(js|css|svg)$/.test(name));
+const versions = {};
+for (const name of assetNames) {
+  const content = await readFile(join(viewerOut, name));
+  versions[name] = createHash('sha256').update(content).digest('base64url').slice(0, 16);
+  await writeFile(join(viewerOut, `${name}.br`), brotliCompressSync(content, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: 9 } }));
+  await writeFile(join(viewerOut, `${name}.gz`), gzipSync(content, { level: 9 }));
+}
+for (const page of (await readdir(viewerOut)).filter((name) => name.endsWith('.html'))) {
+  const html = await readFile(join(viewerOut, page), 'utf8');
+  await writeFile(
+    join(viewerOut, page),
+    html.replace(/\/assets\/([a-z0-9._-]+\.(?:js|css|svg))"/gi, (whole, name) => (versions[name] ? `/assets/${name}?v=${versions[name]}"` : whole)),
+  );
+}
+await writeFile(join(viewerOut, 'asset-versions.json'), `${JSON.stringify(versions, null, 2)}\n`);
 console.log(`build: dist/ in ${Date.now() - started} ms`);

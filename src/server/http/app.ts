@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import fastifyStatic from '@fastify/static';
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
@@ -34,12 +35,16 @@ export interface AppOptions extends RouteDeps, CredentialRouteDeps {
 
 const viewerDir = fileURLToPath(new URL('../../../viewer/', import.meta.url));
 // No source maps (.map): the browser bundles are served as built, without their sources.
-const assetTypes: Record<string, string> = {
-  '.js': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.svg': 'image/svg+xml',
-  '.html': 'text/html; charset=utf-8',
-};
+const assetExtensions = new Set(['.js', '.css', '.svg']);
+/** A fingerprinted asset never changes under its URL. */
+const assetMaxAgeMs = 365 * 24 * 3600_000;
+
+/** The build's fingerprints of the viewer's assets; none (every asset revalidated) when the file is missing. */
+async function readAssetVersions(): Promise<Record<string, string>> {
+  const text = await readFile(join(viewerDir, 'asset-versions.json'), 'utf8').catch(() => '{}');
+  return JSON.parse(text) as Record<string, string>;
+}
+
 const pageCsp =
   "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'";
 /**
@@ -210,13 +215,17 @@ export async function buildApp(options: AppOptions) {
       .send(await readFile(join(viewerDir, file)));
   app.get('/', page('dashboard.html', null));
   app.get('/v1/sessions/:id/viewer', page('viewer.html', options.origins.embedders));
+  // The build fingerprints each asset (scripts/build.mjs): a page asks for `?v=<its hash>`, which a
+  // browser may keep for a year; any other request revalidates (ETag). Brotli or gzip siblings made
+  // by the build go to browsers that accept them (@fastify/static's preCompressed).
+  await app.register(fastifyStatic, { root: viewerDir, serve: false, preCompressed: true });
+  const assetVersions = await readAssetVersions();
   app.get('/assets/:file', async (request, reply) => {
     const file = (request.params as { file: string }).file;
-    const type = assetTypes[extname(file)];
-    if (!type || !/^[a-z0-9][a-z0-9._-]*$/i.test(file)) throw new AppError('ROUTE_NOT_FOUND');
-    const content = await readFile(join(viewerDir, file)).catch(() => null);
-    if (!content) throw new AppError('ROUTE_NOT_FOUND');
-    return reply.header('cache-control', 'no-cache').header('x-content-type-options', 'nosniff').type(type).send(content);
+    if (!assetExtensions.has(extname(file)) || !/^[a-z0-9][a-z0-9._-]*$/i.test(file)) throw new AppError('ROUTE_NOT_FOUND');
+    const isCurrent = assetVersions[file] !== undefined && (request.query as { v?: unknown }).v === assetVersions[file];
+    reply.header('x-content-type-options', 'nosniff');
+    return reply.sendFile(file, isCurrent ? { maxAge: assetMaxAgeMs, immutable: true } : { maxAge: 0 });
   });
   /**
    * `Secure` when the browser reached porthole over TLS: the request itself, or PORTHOLE_PUBLIC_URL
