@@ -44,8 +44,13 @@ export class Login {
   #terminal: ChildProcess | null = null;
   readonly #stopping = new AbortController();
 
+  /** The browser wrappers, written once the agent starts (a pooled desktop has them ready before any login). */
+  readonly #openers: Promise<void>;
+
   constructor(options: LoginOptions) {
     this.#o = options;
+    this.#openers = writeOpeners(options.config.agentSocket);
+    this.#openers.catch(() => {}); // start() reports it
   }
 
   get isStarted(): boolean {
@@ -57,8 +62,9 @@ export class Login {
   }
 
   /**
-   * Starts the login. Resolves once the server has acknowledged the start (so the agent → server
-   * hop is proven before the session is called ready) and the CLI's terminal is launched.
+   * Starts the login. Resolves once the CLI's terminal is launched and the server has acknowledged
+   * the start (so the agent → server hop is proven before the session is called ready); the two go
+   * on at once, and a start the server does not acknowledge stops the terminal again.
    */
   async start(request: AgentLoginRequest): Promise<void> {
     const provider = providers[request.provider];
@@ -82,10 +88,16 @@ export class Login {
       await mkdir(dirname(path), { recursive: true, mode: 0o700 });
       await writeFile(path, content, { mode: 0o600 });
     }
-    await writeOpeners(this.#o.config.agentSocket);
-    await client.event('login.started', { provider: provider.name, file: provider.credentialFile });
-    await this.#o.replaceTerminal();
+    await this.#openers;
+    const acknowledged = client.event('login.started', { provider: provider.name, file: provider.credentialFile });
+    const replaced = this.#o.replaceTerminal();
     this.#startTerminal(provider, context);
+    try {
+      await Promise.all([acknowledged, replaced]);
+    } catch (error) {
+      await this.#stopTerminal();
+      throw error;
+    }
     this.#waitFor(`the CLI to write ${provider.credentialFile}`);
     void this.#watch(provider, credentialDir);
   }
