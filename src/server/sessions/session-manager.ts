@@ -153,8 +153,8 @@ export class SessionManager {
     ).finally(() => {
       this.#boots.delete(id);
       this.#desktopUp.delete(id);
-      // No session starting: the pool may refill.
-      this.pool?.changed();
+      // This session's CLI and page load now; the pool refills after them.
+      this.pool?.sessionStarted();
     });
     return session;
   }

@@ -1,3 +1,4 @@
+import { cpus } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Driver, SandboxHandle, SandboxInfo, SandboxSpec } from '../../drivers/driver.js';
@@ -41,8 +42,14 @@ const checkTimeoutMs = 2_000;
 const probeIntervalMs = 100;
 /** How often a refill that yielded to a starting session looks again. */
 const busyRetryMs = 250;
-/** After a hit, the person's sign-in page is drawing: a refill waits this long before it competes for the CPU. */
-const settleMs = 1_500;
+/** After a session started, its CLI and sign-in page are loading: a refill waits at least this long before it competes for the CPU. */
+const settleMs = 2_000;
+/** Over this share of all cores busy, the host is busy: a refill waits for it to calm down... */
+const busyShare = 0.6;
+/** ...but not for longer than this, or a host that is always busy would never have a pool. */
+const maxYieldMs = 20_000;
+/** How long the CPU is watched to judge it. */
+const cpuSampleMs = 250;
 /** Between refills that failed in a row. */
 const failureBackoff = { firstMs: 1_000, maxMs: 60_000 };
 
@@ -54,13 +61,32 @@ const failureBackoff = { firstMs: 1_000, maxMs: 60_000 };
  * sandbox without a mark is never pooled again. A desktop is checked (agent healthy, of this
  * version, no login started; VNC greets) before it is handed out; one that fails is destroyed.
  *
- * The pool refills one desktop at a time, in the background, only while no session is starting
- * and a moment after a hit, and keeps live sessions plus pooled desktops within
+ * The pool refills one desktop at a time, in the background, only while no session is starting,
+ * at least 2 s after one started (its CLI and page are loading) and while the CPU is calm (or
+ * after 20 s of yielding), and keeps live sessions plus pooled desktops within
  * PORTHOLE_MAX_SESSIONS. The reconciler calls reconcile() each pass: ready desktops are checked
  * (which renews their lease), recycled when too old, and after a restart the marked ones that
  * still answer are adopted. Shutdown stops starts in flight and leaves ready desktops running for
  * the next server, as it does sessions' sandboxes.
  */
+/** The share of all cores busy during the next `ms` (0 to 1), from the kernel's CPU times. */
+async function cpuBusyShare(ms: number): Promise<number> {
+  const totals = () => {
+    let busy = 0;
+    let all = 0;
+    for (const { times } of cpus()) {
+      const sum = times.user + times.nice + times.sys + times.idle + times.irq;
+      busy += sum - times.idle;
+      all += sum;
+    }
+    return { busy, all };
+  };
+  const before = totals();
+  await sleep(ms);
+  const after = totals();
+  return (after.busy - before.busy) / Math.max(1, after.all - before.all);
+}
+
 export class WarmPool {
   readonly #o: WarmPoolOptions;
   /** Checked and ready, oldest first (a Map keeps insertion order). */
@@ -76,6 +102,8 @@ export class WarmPool {
   #isRefillWanted = false;
   #retryTimer: NodeJS.Timeout | null = null;
   #quietUntil = 0;
+  /** Since when a wanted refill has been yielding to a busy host (null: not yielding). */
+  #yieldingSince: number | null = null;
   #failuresInARow = 0;
   #isClosed = false;
 
@@ -160,7 +188,6 @@ export class WarmPool {
       }
       this.#o.metrics.warmPoolTakes.inc({ outcome: 'hit' });
       this.#o.log.info({ sessionId, sandboxId: id, ageMs: Date.now() - ready.createdAt }, 'warm pool: desktop handed out');
-      this.#quietUntil = Date.now() + settleMs;
       this.#kick();
       return ready.handle;
     }
@@ -168,6 +195,12 @@ export class WarmPool {
 
   /** Room freed or taken (a session ended): the pool may refill. */
   changed(): void {
+    this.#kick();
+  }
+
+  /** A session finished starting: its CLI and sign-in page load now, so a refill waits a moment, then for a calm CPU. */
+  sessionStarted(): void {
+    this.#quietUntil = Date.now() + settleMs;
     this.#kick();
   }
 
@@ -274,6 +307,14 @@ export class WarmPool {
         this.#kickIn(Math.max(quietIn, busyRetryMs));
         return;
       }
+      // A desktop's start takes both cores of a small host for a second or more: not while others need them.
+      this.#yieldingSince ??= Date.now();
+      const share = await cpuBusyShare(cpuSampleMs);
+      if (share > busyShare && Date.now() - this.#yieldingSince < maxYieldMs) {
+        this.#kickIn(busyRetryMs);
+        return;
+      }
+      this.#yieldingSince = null;
       if (!(await this.#startOne())) {
         this.#kickIn(backoffDelayMs(failureBackoff, this.#failuresInARow - 1));
         return;
