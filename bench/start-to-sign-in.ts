@@ -23,6 +23,9 @@
 // from Xvnc's spawn until the blue shows in the framebuffer. The ratio porthole / baseline is the
 // start-up porthole adds. Progress goes to stderr, the table to stdout. Nothing leaves 127.0.0.1.
 //   node dist/bench/start-to-sign-in.js            (BENCH_SESSIONS=3 for a quick look)
+// BENCH_VIEWER=0 opens no viewer: on a small host the viewer's own browser (noVNC decoding every
+// frame) competes with the sandbox for the same cores, where a person's browser runs on their own
+// machine. The total is then the page in the sandbox's framebuffer.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -40,6 +43,7 @@ import { type ColourTarget, type FramebufferSighting, wallClock, watchSocketInWo
 import { percentile } from './rfb-client.js';
 
 const sessions = Number(process.env.BENCH_SESSIONS ?? 10);
+const withViewer = process.env.BENCH_VIEWER !== '0';
 /** One session's whole run, from the POST to the page in the canvas; a miss beyond this is a failure, not a sample. */
 const sessionTimeoutMs = 90_000;
 const canvasPollMs = 25;
@@ -107,7 +111,8 @@ interface Series {
 }
 
 interface CanvasTimes {
-  loadedAt: number;
+  /** null without a viewer (BENCH_VIEWER=0). */
+  loadedAt: number | null;
   connectedAt: number | null;
   firstFrameAt: number | null;
   foundAt: number;
@@ -214,11 +219,18 @@ async function runSession(t: TestServer, browser: Browser): Promise<Sample> {
     const framebuffer = watchSessionFramebuffer(t, created.id, AbortSignal.any([stop.signal, AbortSignal.timeout(sessionTimeoutMs)]));
     // Read on failure only; a rejection meanwhile must not go unhandled.
     framebuffer.catch(() => {});
-    const { viewerUrl } = await t.api.createTicket(created.id);
-    await page.goto(viewerUrl);
-    const canvas = await page.evaluate(watchCanvas, { ...signInPage, pollMs: canvasPollMs, timeoutMs: sessionTimeoutMs });
-    // The socket's client saw the page first, or never will: a short grace, then the sample goes without it.
-    const painted = await Promise.race([framebuffer, sleep(10_000, null, { ref: false })]).catch(() => null);
+    let canvas: CanvasTimes;
+    let painted: FramebufferSighting | null;
+    if (withViewer) {
+      const { viewerUrl } = await t.api.createTicket(created.id);
+      await page.goto(viewerUrl);
+      canvas = await page.evaluate(watchCanvas, { ...signInPage, pollMs: canvasPollMs, timeoutMs: sessionTimeoutMs });
+      // The socket's client saw the page first, or never will: a short grace, then the sample goes without it.
+      painted = await Promise.race([framebuffer, sleep(10_000, null, { ref: false })]).catch(() => null);
+    } else {
+      painted = await framebuffer;
+      canvas = { loadedAt: null, connectedAt: null, firstFrameAt: null, foundAt: painted.foundAt };
+    }
     const { events } = await t.api.listEvents(created.id);
     const since = (at: number | null | undefined) => (at === null || at === undefined ? Number.NaN : at - postedAt);
     const stepMs = Object.fromEntries(
@@ -496,7 +508,11 @@ const column = (series: Series, pick: (sample: Sample) => number) => (series.sam
 const width = 52;
 const line = (label: string, coldCell: string, warmCell: string) => `${label.padEnd(width)}${coldCell.padStart(16)}   ${warmCell.padStart(16)}`;
 
-console.log(`\nPOST /v1/sessions (provider demo) → the demo sign-in page drawn in the viewer's canvas, ms since the POST, p50 / p95`);
+console.log(
+  withViewer
+    ? `\nPOST /v1/sessions (provider demo) → the demo sign-in page drawn in the viewer's canvas, ms since the POST, p50 / p95`
+    : `\nPOST /v1/sessions (provider demo) → the demo sign-in page in the sandbox's framebuffer (BENCH_VIEWER=0: no viewer), ms since the POST, p50 / p95`,
+);
 console.log(line('', `cold (${cold.samples.length})`, `warm (${warm.samples.length})`));
 console.log(
   line(
