@@ -15,8 +15,18 @@ export async function openUnix(path: string): Promise<RfbTransport> {
 export async function openWs(url: string, protocols?: string[]): Promise<RfbTransport> {
   const ws = new WebSocket(url, protocols, { perMessageDeflate: false });
   ws.binaryType = 'nodebuffer';
-  await new Promise<void>((resolve, reject) => ws.once('open', resolve).once('error', reject));
-  return webSocketTransport(ws);
+  // Paused from the open on: a first message in the same packet as the upgrade's answer waits for the transport's listener.
+  await new Promise<void>((resolve, reject) =>
+    ws
+      .once('open', () => {
+        ws.pause();
+        resolve();
+      })
+      .once('error', reject),
+  );
+  const transport = webSocketTransport(ws);
+  ws.resume();
+  return transport;
 }
 
 export function percentile(values: number[], p: number): number {

@@ -91,9 +91,20 @@ async function focusField(): Promise<void> {
   );
 }
 
-/** Empties the field with keys: select all, delete. */
+/**
+ * Empties the field with keys: select all, delete. A key goes in first and is waited for, so that
+ * "empty" afterwards proves the select-all and the delete arrived: a field that was empty already
+ * would pass at once, and a late Ctrl+A and Backspace would then eat the start of what comes next.
+ */
 async function clearField(): Promise<void> {
   await focusField();
+  await p.keyboard.press('x');
+  await until(
+    'the field holds the first key',
+    () => site_.value,
+    (v) => typeof v === 'string' && v.endsWith('x'),
+    10_000,
+  );
   await p.keyboard.press('Control+a');
   await p.keyboard.press('Backspace');
   await until(

@@ -10,8 +10,12 @@ export interface Closed {
   reason: string;
 }
 
-/** Opens a WebSocket and reports how it ended up: refused before the upgrade (status + error code) or open. */
-export function openViewerSocket(url: string, options: { origin?: string } = {}): Promise<{ refused: Refusal } | { ws: WebSocket }> {
+/**
+ * Opens a WebSocket and reports how it ended up: refused before the upgrade (status + error code) or
+ * open. `paused`: it reads nothing until the caller resumes it, so a first message that came in the
+ * same packet as the upgrade's answer (a proxy in front joins them) waits for the caller's listener.
+ */
+export function openViewerSocket(url: string, options: { origin?: string; paused?: boolean } = {}): Promise<{ refused: Refusal } | { ws: WebSocket }> {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { origin: options.origin, perMessageDeflate: false });
     ws.on('unexpected-response', (_request, response) => {
@@ -23,7 +27,10 @@ export function openViewerSocket(url: string, options: { origin?: string } = {})
         ws.terminate();
       });
     });
-    ws.once('open', () => resolve({ ws }));
+    ws.once('open', () => {
+      if (options.paused) ws.pause();
+      resolve({ ws });
+    });
     ws.once('error', (error) => {
       if (ws.readyState !== WebSocket.CLOSED) reject(error);
     });
@@ -92,12 +99,13 @@ export interface ConnectedViewer {
  * the refusal or the close code, when the relay refuses it or closes it before the desktop answers.
  */
 export async function connectViewer(url: string, options: { origin?: string; timeoutMs?: number } = {}): Promise<ConnectedViewer> {
-  const opened = await openViewerSocket(url, options);
+  const opened = await openViewerSocket(url, { ...options, paused: true });
   if ('refused' in opened) throw new Error(`viewer refused: ${opened.refused.status} ${opened.refused.code}`);
   const { ws } = opened;
   ws.on('error', () => {}); // the close event reports how it ended
   const closed = closeOf(ws);
   const reader = createReader(ws);
+  ws.resume();
   const early = closed.then((c) => {
     throw new Error(`viewer closed ${c.code} ${c.reason} before the RFB handshake completed`);
   });
