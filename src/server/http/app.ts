@@ -224,7 +224,8 @@ export async function buildApp(options: AppOptions) {
     const file = (request.params as { file: string }).file;
     if (!assetExtensions.has(extname(file)) || !/^[a-z0-9][a-z0-9._-]*$/i.test(file)) throw new AppError('ROUTE_NOT_FOUND');
     const isCurrent = assetVersions[file] !== undefined && (request.query as { v?: unknown }).v === assetVersions[file];
-    reply.header('x-content-type-options', 'nosniff');
+    // The answer depends on Accept-Encoding (a .br or .gz sibling): caches must keep them apart.
+    reply.header('x-content-type-options', 'nosniff').header('vary', 'accept-encoding');
     return reply.sendFile(file, isCurrent ? { maxAge: assetMaxAgeMs, immutable: true } : { maxAge: 0 });
   });
   /**
