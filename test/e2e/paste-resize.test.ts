@@ -91,9 +91,20 @@ async function focusField(page: Page): Promise<void> {
   );
 }
 
-/** Empties the remote field: select all and delete, typed through noVNC like any key. */
+/**
+ * Empties the remote field: select all and delete, typed through noVNC like any key. A key goes in
+ * first and is waited for: the field may have had the keyboard already (so focusField returns at
+ * once), and the click, replayed by openbox, could otherwise land after the Ctrl+A and undo it.
+ */
 async function clearField(page: Page): Promise<void> {
   await focusField(page);
+  await page.keyboard.press('x');
+  await until(
+    'the field holds the first key',
+    () => site_.value,
+    (v) => typeof v === 'string' && v.endsWith('x'),
+    10_000,
+  );
   await page.keyboard.press('Control+a');
   await page.keyboard.press('Backspace');
   await until(
