@@ -1,4 +1,5 @@
 import { readFile, readdir } from 'node:fs/promises';
+import { until } from './until.js';
 
 // A sandbox's processes as the host's /proc shows them, found the way an operator would: by the
 // PORTHOLE_SANDBOX_ID marker the driver puts in every sandbox environment, plus their descendants
@@ -65,11 +66,17 @@ export async function sandboxProcesses(sandboxId: string): Promise<SandboxProces
 
 /**
  * The one marked process with this comm (`Xvnc`, `node` for the agent, `chromium` for the main
- * browser process: its helpers carry no marker). Throws when there is none or more than one.
+ * browser process: its helpers carry no marker). A child the agent is spawning shows as a second
+ * `node` until it execs, so a count other than one is looked at again for up to 2 s; then it throws.
  */
 export async function sandboxProcess(sandboxId: string, comm: string): Promise<SandboxProcess> {
-  const matches = (await sandboxProcesses(sandboxId)).filter((p) => p.hasMarker && p.comm === comm);
-  if (matches.length !== 1) throw new Error(`sandbox ${sandboxId}: ${matches.length} marked processes named ${comm}, expected one`);
+  const matches = await until(
+    `exactly one marked process named ${comm} in sandbox ${sandboxId}`,
+    async () => (await sandboxProcesses(sandboxId)).filter((p) => p.hasMarker && p.comm === comm),
+    (found) => found.length === 1,
+    2_000,
+    { intervalMs: 50 },
+  );
   return matches[0]!;
 }
 
