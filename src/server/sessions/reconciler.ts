@@ -55,6 +55,8 @@ export class Reconciler {
   /** The pass under way, which stop() waits for. */
   #running: Promise<void> | null = null;
   #isStopped = false;
+  /** Without a pool: the marks a previous server left are dropped once. */
+  #hasDroppedPoolMarks = false;
 
   constructor(options: ReconcilerOptions) {
     this.#o = options;
@@ -111,9 +113,11 @@ export class Reconciler {
     }
     const unowned = sandboxes.filter((sandbox) => !owned.has(sandbox.id));
     const pooled = o.pool ? await o.pool.reconcile(unowned, passStartedAt) : new Set<string>();
-    if (!o.pool) {
-      // No pool on this server (PORTHOLE_WARM_POOL=0): what the last one pooled goes below, and so do its marks.
+    if (!o.pool && !this.#hasDroppedPoolMarks) {
+      // No pool on this server (PORTHOLE_WARM_POOL=0): what the last one pooled goes below, and so do
+      // its marks. Only a previous server made marks, so the first pass is the only one with any.
       for (const mark of await o.store.listPooledSandboxes()) await o.store.removePooledSandbox(mark.sandboxId);
+      this.#hasDroppedPoolMarks = true;
     }
     for (const sandbox of unowned) {
       if (pooled.has(sandbox.id)) continue;
