@@ -114,7 +114,9 @@ for (const page of (await readdir(viewerOut)).filter((name) => name.endsWith('.h
   const html = await readFile(join(viewerOut, page), 'utf8');
   await writeFile(
     join(viewerOut, page),
-    html.replace(/\/assets\/([a-z0-9._-]+\.(?:js|css|svg))"/gi, (whole, name) => (versions[name] ? `/assets/${name}?v=${versions[name]}"` : whole)),
+    html.replace(/((?:\.\.\/)+|\/)assets\/([a-z0-9._-]+\.(?:js|css|svg))"/gi, (whole, from, name) =>
+      versions[name] ? `${from}assets/${name}?v=${versions[name]}"` : whole,
+    ),
   );
 }
 await writeFile(join(viewerOut, 'asset-versions.json'), `${JSON.stringify(versions, null, 2)}\n`);

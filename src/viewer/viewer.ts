@@ -7,34 +7,44 @@
 // (following start-up, one connection, a wait before reconnecting, the final sentence) begins with
 // `phases.begin()`; a timer or request that finishes after a newer course began finds its course
 // stale and does nothing, so two loops can never fight over the page.
+//
+// Two audiences (docs/embedding.md): what the page says is a `Phrase` of the catalogue
+// (lib/catalogue.ts) for the person signing in, drawn in the configured language; the operator's
+// detail (codes, hops, paths) goes under "What porthole checked". Framed by an app, the page posts
+// its state to the parent and takes the parent's `configure` (lib/embed.ts says why that is safe).
 
 import type RFB from '@novnc/novnc';
 import { readEventPages } from '../protocol/event-pages.js';
 import type { Session, SessionEvent, SessionEventsPage } from '../protocol/session.js';
+import { embedQueryParams, embedMessagesVersion, type ViewerMessage, viewerMessageSource } from '../protocol/embed-messages.js';
 import { ApiError, describeApiError, requestJson } from './lib/api-client.js';
+import { Catalogue, isPhraseKey, phrase, type Phrase } from './lib/catalogue.js';
 import { ConnectionPhases, finalPhaseFor, isFinalPhase, type ConnectionPhase, type Course, type FinalPhase } from './lib/connection-phases.js';
 import { mustFind } from './lib/element.js';
+import { configureOf, embedderOriginOf, hideablePartsOf, languageTagOf } from './lib/embed.js';
 import { reconnectDelayMs } from './lib/reconnect-backoff.js';
 import { checkPasteText, typeText } from './lib/paste.js';
 import { diagnosedCause, diagnosisSummary, hopList, type SessionDiagnosis } from './lib/diagnosis-report.js';
-import { isRetryable, refusalOf, retryableSentence } from './lib/request-failure.js';
+import { isRetryable, refusalOf, retryableCause } from './lib/request-failure.js';
 import {
   closeAction,
-  completedSentence,
-  completedSentenceFor,
-  completedTitle,
-  failedSentence,
+  completedAccount,
+  completedNotice,
+  failedNotice,
   isWorthDiagnosing,
-  reconnectingSentence,
-  sessionSentence,
+  type Notice,
+  type RetryCause,
+  retryingPhrase,
+  sessionNotice,
   sessionTitle,
-  ticketSentence,
+  ticketNotice,
 } from './lib/sentences.js';
-import { isTerminal } from '../protocol/session-states.js';
+import { isTerminal, type SessionState } from '../protocol/session-states.js';
 import { StartProgress } from './lib/start-progress.js';
 import { TicketRenewer } from './lib/ticket-renewer.js';
-import { VncConnection, vncUrl } from './lib/vnc-connection.js';
+import { VncConnection } from './lib/vnc-connection.js';
 import type { VncClose } from './lib/vnc-connection.js';
+import { sessionApiPath, viewerAddressOf, vncUrl } from './lib/viewer-address.js';
 
 /** What tests (and a curious person in the console) can read. */
 interface PortholeHandle {
@@ -69,6 +79,7 @@ const ui = {
   panel: mustFind('#panel'),
   panelTitle: mustFind('#panel-title'),
   panelSentence: mustFind('#panel-sentence'),
+  operatorDetail: mustFind('#operator-detail'),
   failedStep: mustFind('#failed-step'),
   steps: mustFind<HTMLOListElement>('#steps'),
   diagnosis: mustFind<HTMLDetailsElement>('#diagnosis'),
@@ -87,20 +98,26 @@ const ui = {
   pasteCancel: mustFind<HTMLButtonElement>('#paste-cancel'),
 };
 
-const panelTitles: Record<ConnectionPhase, string> = {
-  starting: 'Starting the desktop',
-  connecting: 'Connecting to the desktop',
-  connected: 'Connected',
-  reconnecting: 'Reconnecting',
-  closed: 'Session closed',
-  failed: 'The session failed',
-  completed: completedTitle,
+const panelTitles: Record<ConnectionPhase, Phrase> = {
+  starting: phrase('title.starting'),
+  connecting: phrase('title.connecting'),
+  connected: phrase('title.connected'),
+  reconnecting: phrase('title.reconnecting'),
+  closed: phrase('title.closed'),
+  failed: phrase('title.failed'),
+  completed: phrase('title.completed'),
 };
+
+/** A sentence for the person alone. */
+const say = (key: Parameters<typeof phrase>[0], params?: Parameters<typeof phrase>[1]): Notice => ({ person: phrase(key, params), operator: null });
 
 // ---- where the page came from ----
 
-const sessionId = /^\/v1\/sessions\/([^/]+)\/viewer\/?$/.exec(location.pathname)?.[1] ?? '';
+/** Null when the path is not `<prefix>/v1/sessions/<id>/viewer`; the API is under the same prefix. */
+const address = viewerAddressOf(location.pathname);
+const sessionId = address?.sessionId ?? '';
 const ticketStorageKey = `porthole.ticket.${sessionId}`;
+const query = new URLSearchParams(location.search);
 const initialTicket = takeTicket();
 
 const handle: PortholeHandle = { rfb: null, sessionId: decodeURIComponent(sessionId), lastClose: null, diagnosis: null };
@@ -138,7 +155,7 @@ function rememberTicket(ticket: string): void {
 
 // ---- state ----
 
-const renewer = new TicketRenewer(handle.sessionId, initialTicket ?? '', {
+const renewer = new TicketRenewer(address ? sessionApiPath(address, '/ticket') : '', initialTicket ?? '', {
   onRenewed: (ticket) => rememberTicket(ticket),
 });
 const progress = new StartProgress();
@@ -149,6 +166,11 @@ const phases = new ConnectionPhases({
 phases.onMove(({ to }) => {
   document.body.dataset.phase = to;
 });
+const catalogue = new Catalogue();
+/** What the page says now: drawn again in the new words when the app sends its own. */
+const shown: { title: Phrase; notice: Notice } = { title: panelTitles.starting, notice: say('session.loading') };
+/** The session's state as last read (or learnt from a close): what the embedding app hears as `state`. */
+let sessionState: SessionState = 'starting';
 let connection: VncConnection | null = null;
 /** Consecutive reconnect attempts; reset once a connection reaches the desktop. */
 let attempt = 0;
@@ -160,59 +182,162 @@ let closeDuringEnd: { close: VncClose; course: Course } | null = null;
 /** Counts failed connections; a diagnosis answering after a newer failure (or a success) is dropped. */
 let failureSeq = 0;
 /** The latest failure's cause as its diagnosis tells it; null until it answers, or when it decided nothing. */
-let diagnosedFailureCause: string | null = null;
+let diagnosedFailureCause: RetryCause | null = null;
 
 // ---- drawing ----
 
 /** Moves to `phase` (or stays there) and draws it; a move the table refuses draws nothing. */
-function setPhase(phase: ConnectionPhase, sentence: string, title: string = panelTitles[phase]): void {
+function setPhase(phase: ConnectionPhase, notice: Notice, title: Phrase = panelTitles[phase]): void {
   if (!phases.moveTo(phase)) return;
-  ui.panelTitle.textContent = title;
-  setSentence(sentence);
+  shown.title = title;
   ui.panel.hidden = phase === 'connected';
   ui.reconnectNow.hidden = phase !== 'reconnecting';
   const isFinal = isFinalPhase(phase);
-  ui.panelDashboard.hidden = !isFinal || ui.panelDashboard.dataset.embedded === 'true';
+  ui.panelDashboard.hidden = !isFinal;
   ui.endSession.disabled = isFinal || isEnding;
   ui.paste.disabled = phase !== 'connected' || isPasting;
   if (phase !== 'connected' && ui.pasteDialog.open) ui.pasteDialog.close();
   drawSteps(phase);
-  drawDiagnosis(phase);
+  setSentence(notice);
 }
 
-function setSentence(sentence: string): void {
+/** Says `notice`: the person's sentence in the status line and the panel, the operator's under the details. */
+function setSentence(notice: Notice): void {
+  shown.notice = notice;
+  drawWords();
+}
+
+/** Draws what `shown` holds in the catalogue's current words, and tells the embedding app. */
+function drawWords(): void {
+  const sentence = catalogue.format(shown.notice.person);
   ui.status.textContent = sentence;
   ui.status.title = sentence;
   ui.panelSentence.textContent = sentence;
+  ui.panelTitle.textContent = catalogue.format(shown.title);
+  ui.operatorDetail.textContent = shown.notice.operator ?? '';
+  ui.operatorDetail.hidden = shown.notice.operator === null;
+  drawDiagnosis();
+  postState(sentence);
+}
+
+/** The labels in viewer.html (`data-phrase`) and the fullscreen button, in the catalogue's current words. */
+function drawLabels(): void {
+  for (const element of document.querySelectorAll<HTMLElement>('[data-phrase]')) {
+    const key = element.dataset.phrase;
+    if (isPhraseKey(key)) element.textContent = catalogue.format(phrase(key));
+  }
+  ui.fullscreen.textContent = catalogue.format(phrase(document.fullscreenElement ? 'label.exitFullscreen' : 'label.fullscreen'));
 }
 
 /** The checklist matters while starting, and afterwards only if start-up is what went wrong. */
 function drawSteps(phase: ConnectionPhase = phases.phase): void {
-  progress.render(ui.steps);
+  progress.render(ui.steps, Date.now(), { labelOf: (view) => catalogue.format(phrase(`step.${view.step}`)), isForOperator: false });
   const failed = progress.failedStep();
   const isStartUpStory = phase === 'starting' || phase === 'failed' || (phase !== 'completed' && progress.views.some((view) => view.state === 'stopped'));
   ui.steps.hidden = !isStartUpStory;
+  // For the operator, under the details: the step's error names sandboxes, paths and errnos.
   ui.failedStep.hidden = !(phase === 'failed' && failed);
-  ui.failedStep.textContent = failed ? `Failed step: ${failed.label}` : '';
+  ui.failedStep.textContent = failed ? `Failed step: ${failed.label}${failed.error ? ` — ${failed.error}` : ''}` : '';
   ui.failedStep.dataset.step = failed?.step ?? '';
 }
 
-/** The hop list of the latest failure's diagnosis, while the viewer is trying to get back. */
+/**
+ * "What porthole checked": the operator's line for what the page says, the failed start step, and
+ * the hop list of the latest failure's diagnosis while the viewer is trying to get back.
+ */
 function drawDiagnosis(phase: ConnectionPhase = phases.phase): void {
   const diagnosis = handle.diagnosis;
-  ui.diagnosis.hidden = diagnosis === null || !(phase === 'reconnecting' || phase === 'connecting');
+  const isHopsShown = diagnosis !== null && (phase === 'reconnecting' || phase === 'connecting');
+  ui.diagnosisHops.hidden = !isHopsShown;
+  ui.diagnosisSummary.textContent = isHopsShown ? diagnosisSummary(diagnosis) : '';
+  ui.diagnosis.hidden = phase === 'connected' || !(isHopsShown || !ui.operatorDetail.hidden || !ui.failedStep.hidden);
   if (diagnosis === null || ui.diagnosis.dataset.at === diagnosis.at) return;
   ui.diagnosis.dataset.at = diagnosis.at;
-  ui.diagnosisSummary.textContent = diagnosisSummary(diagnosis);
   ui.diagnosisHops.replaceChildren(hopList(diagnosis));
+}
+
+// ---- the embedding app ----
+
+/** Framed by an app: the origin it is on, if the page can know it (lib/embed.ts); null when not framed. */
+const embedderOrigin = window.parent !== window ? embedderOriginOf(query.get(embedQueryParams.embedder), location.ancestorOrigins) : null;
+let lastPostedState = '';
+let hasPostedOutcome = false;
+
+type OutgoingMessage = ViewerMessage extends infer M ? (M extends ViewerMessage ? Omit<M, 'source' | 'v' | 'sessionId'> : never) : never;
+
+/** Posts to the parent page, to its origin only (never '*'); nothing when that origin is unknown. */
+function post(message: OutgoingMessage): void {
+  if (embedderOrigin === null) return;
+  window.parent.postMessage({ source: viewerMessageSource, v: embedMessagesVersion, sessionId: handle.sessionId, ...message }, embedderOrigin);
+}
+
+/** A `state` message when the state, the phase or the sentence changed. */
+function postState(sentence: string): void {
+  const message = { type: 'state', state: sessionState, phase: phases.phase, sentence, sentenceKey: shown.notice.person.key } as const;
+  const key = JSON.stringify(message);
+  if (key === lastPostedState) return;
+  lastPostedState = key;
+  post(message);
+}
+
+type Outcome = { type: 'completed'; account: string | null } | { type: 'failed'; code: string } | { type: 'ended'; reason: string | null };
+
+/** How the session ended, once: `completed`, `failed` or `ended`. */
+function postOutcome(outcome: Outcome): void {
+  if (hasPostedOutcome) return;
+  hasPostedOutcome = true;
+  if (outcome.type === 'failed') post({ ...outcome, sentence: catalogue.format(shown.notice.person) });
+  else post(outcome);
+}
+
+function outcomeOf(session: Session): Outcome | undefined {
+  if (session.state === 'completed') return { type: 'completed', account: completedAccount(session) };
+  if (session.state === 'failed') return { type: 'failed', code: session.reason ?? 'SESSION_FAILED' };
+  if (session.state === 'ended') return { type: 'ended', reason: session.reason };
+  return undefined;
+}
+
+/** Which parts of the chrome are hidden; framed, the dashboard always is (the app owns navigation, and the cookie login would not open there). */
+function applyHide(parts: readonly string[]): void {
+  const hidden = new Set(parts);
+  if (window.parent !== window) hidden.add('dashboard');
+  document.documentElement.dataset.hide = [...hidden].join(' ');
+}
+
+function applyLanguage(lang: string | null): void {
+  if (lang !== null) document.documentElement.lang = lang;
+}
+
+/** The app's configure message: taken from the parent window alone, and only from the embedder's origin. */
+function setUpEmbedding(): void {
+  applyLanguage(languageTagOf(query.get(embedQueryParams.lang)));
+  applyHide(hideablePartsOf(query.get(embedQueryParams.hide)));
+  if (embedderOrigin === null) return;
+  window.addEventListener('message', (event) => {
+    if (event.source !== window.parent || event.origin !== embedderOrigin) return;
+    const configure = configureOf(event.data);
+    if (configure === null) return;
+    applyLanguage(configure.lang);
+    const ignored = [...configure.ignored, ...catalogue.override(configure.strings).map((key) => `strings.${key}`)];
+    for (const [name, value] of Object.entries(configure.theme)) document.documentElement.style.setProperty(name, value);
+    if (configure.hide !== null) applyHide(configure.hide);
+    if (ignored.length > 0) console.warn(`porthole viewer: configure ignored ${ignored.join(', ')}`);
+    document.documentElement.dataset.configured = 'true';
+    drawLabels();
+    drawSteps();
+    drawWords();
+  });
+  post({ type: 'hello' });
 }
 
 // ---- API ----
 
-const sessionPath = `/v1/sessions/${sessionId}`;
+const sessionPath = address ? sessionApiPath(address) : '';
 
-function getSession(): Promise<Session> {
-  return requestJson<Session>(sessionPath, { auth: { ticket: renewer.current } });
+async function getSession(): Promise<Session> {
+  const session = await requestJson<Session>(sessionPath, { auth: { ticket: renewer.current } });
+  sessionState = session.state;
+  return session;
 }
 
 /** Every event after `after`, page by page (the server answers at most a page at a time). */
@@ -249,35 +374,37 @@ function forgetDiagnosis(): void {
 
 // ---- courses of action ----
 
-/** The end: a sentence and nothing more to try. */
-function finish(phase: FinalPhase, sentence: string, title?: string): void {
+/** The end: a sentence and nothing more to try; `outcome` tells the embedding app how the session ended. */
+function finish(phase: FinalPhase, notice: Notice, title?: Phrase, outcome?: Outcome): void {
   phases.begin();
   retryNow = null;
   renewer.stop();
-  setPhase(phase, sentence, title);
+  setPhase(phase, notice, title);
+  if (outcome) postOutcome(outcome);
   // Only "End session" gets here with the connection still open. The server closes it with the
   // code that says why (4410 SESSION_ENDED), which tests and logs want to see; close it ourselves
   // only if the server does not. The panel already covers the desktop meanwhile.
   const open = connection;
-  if (open) window.setTimeout(() => open.disconnect(sentence), serverCloseGraceMs);
+  if (open) window.setTimeout(() => open.disconnect(notice.operator ?? notice.person.key), serverCloseGraceMs);
 }
 
 function showTerminal(session: Session): void {
   progress.settle(session.state);
-  finish(finalPhaseFor(session.state), sessionSentence(session), sessionTitle(session.state));
+  finish(finalPhaseFor(session.state), sessionNotice(session), sessionTitle(session.state), outcomeOf(session));
 }
 
 /** A request the server answered with a 4xx: nothing to retry, only a sentence to show. */
 function showRefusal(error: ApiError): void {
   const refusal = refusalOf(error);
-  finish(refusal.phase, refusal.sentence, refusal.title);
+  if (refusal.outcome) sessionState = refusal.outcome.type === 'failed' ? 'failed' : 'ended';
+  finish(refusal.phase, refusal.notice, refusal.title, refusal.outcome);
 }
 
 /**
  * Reads the session and does what its state calls for. `cause` is set after a connection closed:
  * then a live session is reconnected after a backoff delay, with the cause in the sentence.
  */
-async function proceed(cause: string | null): Promise<void> {
+async function proceed(cause: RetryCause | null): Promise<void> {
   const current = phases.begin();
   let session: Session;
   try {
@@ -286,7 +413,7 @@ async function proceed(cause: string | null): Promise<void> {
     if (!current.isCurrent) return;
     if (!isRetryable(error)) return showRefusal(error as ApiError);
     return waitThen(
-      (ms) => retryableSentence(error, ms),
+      () => retryableCause(error),
       () => void proceed(cause),
     );
   }
@@ -294,7 +421,7 @@ async function proceed(cause: string | null): Promise<void> {
   await act(session, cause, current);
 }
 
-async function act(session: Session, cause: string | null, current: Course): Promise<void> {
+async function act(session: Session, cause: RetryCause | null, current: Course): Promise<void> {
   if (isTerminal(session.state)) {
     // The events say which start step failed; worth one more read before the final sentence.
     await getEvents(progress.after).then(
@@ -307,13 +434,14 @@ async function act(session: Session, cause: string | null, current: Course): Pro
   renewer.start();
   if (session.state === 'starting') return followStartUp();
   if (cause === null) return connect();
-  waitThen((ms) => reconnectingSentence(diagnosedFailureCause ?? cause, ms), connect);
+  // The diagnosis, when it answers during the wait, says more than the close did.
+  waitThen(() => diagnosedFailureCause ?? cause, connect);
 }
 
 /** Polls the start-up events until the session is ready (then connects) or terminal. */
 async function followStartUp(): Promise<void> {
   const current = phases.begin();
-  setPhase('starting', 'The desktop is starting…');
+  setPhase('starting', say('desktop.starting'));
   let polls = 0;
   let failures = 0;
   while (current.isCurrent) {
@@ -332,12 +460,13 @@ async function followStartUp(): Promise<void> {
       }
       failures = 0;
       const running = progress.views.find((view) => view.state === 'running');
-      setSentence(running ? `${running.label}…` : 'The desktop is starting…');
+      setSentence(running ? say('step.running', { step: catalogue.format(phrase(`step.${running.step}`)) }) : say('desktop.starting'));
     } catch (error) {
       if (!current.isCurrent) return;
       if (!isRetryable(error)) return showRefusal(error as ApiError);
       delayMs = reconnectDelayMs(failures++);
-      setSentence(retryableSentence(error, delayMs));
+      const cause = retryableCause(error);
+      setSentence({ person: retryingPhrase(cause, delayMs), operator: cause.operator });
     }
     drawSteps('starting');
     polls++;
@@ -348,14 +477,16 @@ async function followStartUp(): Promise<void> {
 function connect(): void {
   const current = phases.begin();
   retryNow = null;
-  setPhase('connecting', 'Connecting to the desktop…');
+  setPhase('connecting', say('desktop.connecting'));
   try {
-    const opened: VncConnection = new VncConnection(ui.screen, vncUrl(sessionId, renewer.current), {
+    const opened: VncConnection = new VncConnection(ui.screen, vncUrl(address!, renewer.current, location.href), {
       onConnected: () => {
         if (!current.isCurrent) return;
         attempt = 0;
         forgetDiagnosis();
-        setPhase('connected', 'Connected to the desktop.');
+        // The server moves a ready session to authenticating as its first viewer connects.
+        if (sessionState === 'ready') sessionState = 'authenticating';
+        setPhase('connected', say('desktop.connected'));
       },
       onClosed: (close) => {
         // A late close of an older connection must not forget the current one.
@@ -370,7 +501,7 @@ function connect(): void {
     handle.rfb = opened.rfb;
   } catch (error) {
     connection = null;
-    finish('failed', `The viewer could not open its connection: ${describeApiError(error)}`);
+    finish('failed', { person: phrase('viewer.cannotConnect'), operator: `The viewer could not open its connection: ${describeApiError(error)}` });
   }
 }
 
@@ -388,16 +519,17 @@ function closed(close: VncClose, course: Course): void {
   const action = closeAction(close.code, close.reason, location.origin);
   switch (action.kind) {
     case 'final':
-      finish(action.phase, action.sentence, action.title);
+      finish(action.phase, action.notice, action.title);
       return;
     case 'completed':
+      sessionState = 'completed';
       return void showCompleted();
     case 'read-session':
       return void readEndedSession(action.fallback, close.reason === 'SESSION_FAILED' ? 'failed' : 'closed');
     case 'retry':
       if (isWorthDiagnosing(close.code, close.reason)) diagnose(failureSeq);
       // The page's own cause (a handshake timeout) is more precise than a bare 1005/1006.
-      return void proceed(close.cause ?? action.cause);
+      return void proceed(close.cause ? { retryKey: action.cause.retryKey, operator: `${close.cause}. ${action.cause.operator}` } : action.cause);
   }
 }
 
@@ -408,7 +540,7 @@ function closed(close: VncClose, course: Course): void {
 async function showCompleted(): Promise<void> {
   const current = phases.begin();
   renewer.stop();
-  setPhase('completed', 'Connected — reading the account…');
+  setPhase('completed', say('completed.reading'));
   for (let tries = 0; tries < 3; tries++) {
     try {
       const session = await getSession();
@@ -416,7 +548,8 @@ async function showCompleted(): Promise<void> {
       // The close can overtake the record's credential by a moment; the provider alone is worth a wait.
       if (session.state === 'completed' || tries === 2) {
         progress.settle('completed');
-        return finish('completed', completedSentenceFor(session), completedTitle);
+        sessionState = 'completed';
+        return finish('completed', completedNotice(session), phrase('title.completed'), { type: 'completed', account: completedAccount(session) });
       }
     } catch {
       if (!current.isCurrent) return;
@@ -424,31 +557,37 @@ async function showCompleted(): Promise<void> {
     await sleep(500);
     if (!current.isCurrent) return;
   }
-  finish('completed', completedSentence, completedTitle);
+  finish('completed', say('completed.plain'), phrase('title.completed'), { type: 'completed', account: null });
 }
 
 /** After 4410: the server says the session is over; its record says why. */
-async function readEndedSession(fallback: string, phase: 'closed' | 'failed'): Promise<void> {
+async function readEndedSession(fallback: Notice, phase: 'closed' | 'failed'): Promise<void> {
   const current = phases.begin();
-  setSentence('The session is over — reading why…');
+  setSentence(say('ended.reading'));
   try {
     const session = await getSession();
     if (!current.isCurrent) return;
     if (isTerminal(session.state)) return act(session, null, current);
     // Closed as ended yet alive: trust the state, not the close, and reconnect.
-    return act(session, 'The connection was closed', current);
+    return act(session, { retryKey: 'connection.lost.retrying', operator: 'The connection was closed as ended, yet the session is alive.' }, current);
   } catch (error) {
     if (!current.isCurrent) return;
-    finish(phase, error instanceof ApiError && error.code === 'SESSION_FAILED' ? failedSentence(error.code, null) : fallback);
+    sessionState = phase === 'failed' ? 'failed' : 'ended';
+    const outcome: Outcome = phase === 'failed' ? { type: 'failed', code: 'SESSION_FAILED' } : { type: 'ended', reason: null };
+    finish(phase, error instanceof ApiError && error.code === 'SESSION_FAILED' ? failedNotice(error.code, null) : fallback, undefined, outcome);
   }
 }
 
 /** Counts down (the sentence says how long), then runs `then`; "Reconnect now" skips the wait. */
-function waitThen(sentenceFor: (remainingMs: number) => string, then: () => void): void {
+function waitThen(causeNow: () => RetryCause, then: () => void): void {
   const current = phases.begin();
   const delayMs = reconnectDelayMs(attempt++);
   const dueAt = Date.now() + delayMs;
-  setPhase('reconnecting', sentenceFor(delayMs));
+  const noticeFor = (remainingMs: number): Notice => {
+    const cause = causeNow();
+    return { person: retryingPhrase(cause, remainingMs), operator: cause.operator };
+  };
+  setPhase('reconnecting', noticeFor(delayMs));
   const go = () => {
     if (!current.isCurrent) return;
     retryNow = null;
@@ -459,7 +598,7 @@ function waitThen(sentenceFor: (remainingMs: number) => string, then: () => void
     if (!current.isCurrent) return;
     const remainingMs = dueAt - Date.now();
     if (remainingMs <= 0) return go();
-    setSentence(sentenceFor(remainingMs));
+    setSentence(noticeFor(remainingMs));
     window.setTimeout(tick, Math.min(250, remainingMs));
   };
   window.setTimeout(tick, Math.min(250, delayMs));
@@ -492,15 +631,15 @@ async function paste(): Promise<void> {
 
 async function typeIntoDesktop(text: string): Promise<void> {
   const rfb = handle.rfb;
-  if (!rfb || phases.phase !== 'connected') return sayAboutPaste('The desktop is not connected; nothing was typed.');
+  if (!rfb || phases.phase !== 'connected') return sayAboutPaste(phrase('paste.notConnected'));
   isPasting = true;
   ui.paste.disabled = true;
   document.body.dataset.paste = 'typing';
-  sayAboutPaste('Typing the pasted text into the desktop…');
+  sayAboutPaste(phrase('paste.typing'));
   try {
     const typed = await typeText(rfb, text);
     document.body.dataset.paste = 'typed';
-    sayAboutPaste(`Typed ${typed} character${typed === 1 ? '' : 's'} into the desktop’s focused field.`);
+    sayAboutPaste(typed === 1 ? phrase('paste.typed.one') : phrase('paste.typed.other', { count: typed }));
   } finally {
     isPasting = false;
     ui.paste.disabled = phases.phase !== 'connected';
@@ -508,12 +647,12 @@ async function typeIntoDesktop(text: string): Promise<void> {
   }
 }
 
-function sayAboutPaste(sentence: string): void {
-  setSentence(sentence);
+function sayAboutPaste(sentence: Phrase): void {
+  setSentence({ person: sentence, operator: null });
   window.clearTimeout(pasteSentenceTimer);
   const current = phases.current();
   pasteSentenceTimer = window.setTimeout(() => {
-    if (current.isCurrent && phases.phase === 'connected') setSentence('Connected to the desktop.');
+    if (current.isCurrent && phases.phase === 'connected') setSentence(say('desktop.connected'));
   }, 6_000);
 }
 
@@ -552,7 +691,7 @@ function setUpPaste(): void {
     event.preventDefault();
     const check = checkPasteText(ui.pasteText.value);
     if (!check.ok) {
-      ui.pasteError.textContent = check.sentence;
+      ui.pasteError.textContent = catalogue.format(check.sentence);
       ui.pasteText.focus();
       return;
     }
@@ -568,7 +707,7 @@ async function endSession(): Promise<void> {
   isEnding = true;
   closeDuringEnd = null;
   ui.endSession.disabled = true;
-  setSentence('Ending the session…');
+  setSentence(say('session.ending'));
   try {
     const session = await requestJson<Session>(sessionPath, { method: 'DELETE', auth: { ticket: renewer.current } });
     if (isTerminal(session.state)) return showTerminal(session);
@@ -581,7 +720,7 @@ async function endSession(): Promise<void> {
     const pending = takeCloseDuringEnd();
     if (pending) closed(pending.close, pending.course);
     // Said after any close handling so that it is the sentence left on screen.
-    setSentence(`The session could not be ended: ${describeApiError(error)}`);
+    setSentence({ person: phrase('session.endFailed'), operator: `The session could not be ended: ${describeApiError(error)}` });
   }
 }
 
@@ -602,20 +741,16 @@ function setUpToolbar(): void {
   setUpPaste();
   ui.reconnectNow.addEventListener('click', () => retryNow?.());
 
-  // Inside an embedding app's iframe the app owns navigation, and porthole's dashboard (cookie
-  // login) would not open there anyway.
-  if (window.top !== window.self) {
-    for (const link of document.querySelectorAll<HTMLElement>('a[href="/"]')) link.hidden = true;
-    ui.panelDashboard.dataset.embedded = 'true';
-  }
   if (!document.fullscreenEnabled) ui.fullscreen.hidden = true;
   ui.fullscreen.addEventListener('click', () => {
     const request = document.fullscreenElement ? document.exitFullscreen() : document.documentElement.requestFullscreen();
-    request.catch((error: unknown) => setSentence(`Fullscreen is not available here: ${describeApiError(error)}`));
+    request.catch((error: unknown) =>
+      setSentence({ person: phrase('fullscreen.unavailable'), operator: `Fullscreen is not available here: ${describeApiError(error)}` }),
+    );
   });
   document.addEventListener('fullscreenchange', () => {
     const isFull = document.fullscreenElement !== null;
-    ui.fullscreen.textContent = isFull ? 'Exit fullscreen' : 'Fullscreen';
+    ui.fullscreen.textContent = catalogue.format(phrase(isFull ? 'label.exitFullscreen' : 'label.fullscreen'));
     ui.fullscreen.setAttribute('aria-pressed', String(isFull));
   });
 
@@ -624,16 +759,18 @@ function setUpToolbar(): void {
 }
 
 function start(): void {
+  setUpEmbedding();
+  drawLabels();
   setUpToolbar();
-  if (!sessionId) {
-    finish('closed', 'This address is not a porthole viewer address (/v1/sessions/<id>/viewer).', 'This session cannot be shown');
+  if (!address) {
+    finish('closed', { person: phrase('address.invalid'), operator: 'A viewer address ends in /v1/sessions/<id>/viewer.' }, phrase('title.cannotShow'));
     return;
   }
   if (!initialTicket) {
-    finish('closed', ticketSentence('TICKET_MISSING'), 'This session cannot be shown');
+    finish('closed', ticketNotice('TICKET_MISSING'), phrase('title.cannotShow'));
     return;
   }
-  setPhase('starting', 'Loading the session…');
+  setPhase('starting', say('session.loading'));
   void proceed(null);
 }
 

@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { closeCodeOf, type ErrorCode } from '../../src/protocol/errors.js';
-import { closeAction, isWorthDiagnosing } from '../../src/viewer/lib/sentences.js';
+import { Catalogue, type Phrase } from '../../src/viewer/lib/catalogue.js';
+import { closeAction, isWorthDiagnosing, retryingPhrase } from '../../src/viewer/lib/sentences.js';
 
 // What the viewer does after its WebSocket closed, by the close the server sends for each code
 // (4000 + the registry's status, reason = the code), so a status changed in the registry is followed.
 const origin = 'https://porthole.example';
 const closeBy = (code: ErrorCode) => closeAction(closeCodeOf(code), code, origin);
+
+const catalogue = new Catalogue();
+const format = (said: Phrase) => catalogue.format(said);
 
 test('1000 completed: read the session to say who is connected, never reconnect', () => {
   assert.deepEqual(closeAction(1000, 'completed', origin), { kind: 'completed' });
@@ -14,33 +18,52 @@ test('1000 completed: read the session to say who is connected, never reconnect'
 
 test('the session is over: read it to say why', () => {
   for (const code of ['SESSION_ENDED', 'SESSION_EXPIRED'] as const) {
-    assert.deepEqual(closeBy(code), { kind: 'read-session', fallback: 'The session has ended.' }, code);
+    const action = closeBy(code);
+    assert.ok(action.kind === 'read-session', code);
+    assert.equal(format(action.fallback.person), 'The session has ended.', code);
   }
-  assert.deepEqual(closeBy('SESSION_FAILED'), { kind: 'read-session', fallback: 'The session failed.' });
+  const failed = closeBy('SESSION_FAILED');
+  assert.ok(failed.kind === 'read-session');
+  assert.equal(failed.fallback.person.key, 'failed.generic');
 });
 
-test('nothing to retry: a final sentence', () => {
-  const cannotShow = 'This session cannot be shown';
-  assert.deepEqual(closeBy('SESSION_NOT_FOUND'), { kind: 'final', phase: 'closed', title: cannotShow, sentence: 'This session does not exist.' });
+test('nothing to retry: a final sentence for the person, the code and the cure for the operator', () => {
+  const notFound = closeBy('SESSION_NOT_FOUND');
+  assert.ok(notFound.kind === 'final' && notFound.phase === 'closed');
+  assert.equal(notFound.title.key, 'title.cannotShow');
+  assert.match(format(notFound.notice.person), /^This session does not exist/);
+  assert.match(notFound.notice.operator ?? '', /4404 SESSION_NOT_FOUND/);
   for (const code of ['TICKET_EXPIRED', 'TICKET_INVALID', 'TICKET_MISSING'] as const) {
     const action = closeBy(code);
-    assert.equal(action.kind, 'final', code);
-    assert.ok(action.kind === 'final' && action.phase === 'closed' && /viewer link/.test(action.sentence), code);
+    assert.ok(action.kind === 'final' && action.phase === 'closed' && /viewer link/.test(format(action.notice.person)), code);
+    assert.ok(action.notice.operator?.includes(code), `${code} is in the operator's line`);
   }
   const wrong = closeBy('TICKET_WRONG_SESSION');
-  assert.ok(wrong.kind === 'final' && wrong.sentence === 'This viewer link belongs to another session.');
+  assert.ok(wrong.kind === 'final' && format(wrong.notice.person) === 'This viewer link belongs to another session.');
   const origin403 = closeBy('ORIGIN_NOT_ALLOWED');
-  assert.ok(origin403.kind === 'final' && origin403.sentence.includes(origin) && origin403.sentence.includes('PORTHOLE_ALLOWED_ORIGINS'));
+  assert.ok(origin403.kind === 'final');
+  // The person learns the page may not show the desktop; the origin and the setting are for the operator.
+  assert.equal(format(origin403.notice.person), 'This page is not allowed to show the desktop. Contact the app’s support.');
+  assert.ok(origin403.notice.operator?.includes(origin) && origin403.notice.operator.includes('PORTHOLE_ALLOWED_ORIGINS'));
 });
 
-test('possibly passing: reconnect, saying why meanwhile', () => {
-  assert.deepEqual(closeBy('SESSION_NOT_READY'), { kind: 'retry', cause: 'The desktop is still starting' });
-  assert.deepEqual(closeBy('SANDBOX_UNREACHABLE'), { kind: 'retry', cause: 'The sandbox’s desktop does not answer' });
-  assert.deepEqual(closeBy('BOOT_TIMEOUT'), { kind: 'retry', cause: 'The sandbox did not become ready in time' });
-  assert.deepEqual(closeBy('SERVER_SHUTTING_DOWN'), { kind: 'retry', cause: 'The porthole server is shutting down' });
-  assert.deepEqual(closeBy('SESSION_IDLE_TIMEOUT'), { kind: 'retry', cause: 'The session ended because no viewer was connected for too long' });
-  assert.deepEqual(closeAction(1006, '', origin), { kind: 'retry', cause: 'Connection lost' });
-  assert.deepEqual(closeAction(4999, 'SOMETHING_NEW', origin), { kind: 'retry', cause: 'The connection was closed (code 4999, SOMETHING_NEW)' });
+test('possibly passing: reconnect, saying why in plain words meanwhile', () => {
+  const retry = (action: ReturnType<typeof closeAction>) => {
+    assert.equal(action.kind, 'retry');
+    return action.kind === 'retry' ? action.cause : { retryKey: 'connection.lost.retrying' as const, operator: '' };
+  };
+  assert.equal(retry(closeBy('SESSION_NOT_READY')).retryKey, 'desktop.starting.retrying');
+  assert.equal(retry(closeBy('SANDBOX_UNREACHABLE')).retryKey, 'desktop.unreachable.retrying');
+  assert.equal(retry(closeBy('AGENT_UNHEALTHY')).retryKey, 'desktop.unreachable.retrying');
+  assert.equal(retry(closeBy('BOOT_TIMEOUT')).retryKey, 'desktop.slow.retrying');
+  assert.equal(retry(closeBy('SERVER_SHUTTING_DOWN')).retryKey, 'service.restarting.retrying');
+  assert.equal(retry(closeAction(1006, '', origin)).retryKey, 'connection.lost.retrying');
+  const unknown = retry(closeAction(4999, 'SOMETHING_NEW', origin));
+  assert.equal(unknown.retryKey, 'connection.lost.retrying');
+  assert.equal(unknown.operator, 'The connection closed with 4999 SOMETHING_NEW.');
+  const unreachable = retry(closeBy('SANDBOX_UNREACHABLE'));
+  assert.equal(format(retryingPhrase(unreachable, 2_500)), 'The desktop is not answering. Trying again in 3 s…');
+  assert.match(unreachable.operator, /4502 SANDBOX_UNREACHABLE/, 'the code stays for the operator');
 });
 
 test('a failure or a drop is worth a diagnosis; an ending is not', () => {

@@ -1,14 +1,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { Catalogue } from '../../src/viewer/lib/catalogue.js';
 import { checkPasteText, keysymFor, needsShift, pasteLimitBytes, typeText } from '../../src/viewer/lib/paste.js';
 
 test('a pasted text loses its final line break and \\r; empty and oversized texts are refused', () => {
   assert.deepEqual(checkPasteText('123456\r\n'), { ok: true, text: '123456' });
   assert.deepEqual(checkPasteText('a\r\nb\rc\n'), { ok: true, text: 'a\nb\nc' });
-  assert.deepEqual(checkPasteText('\n'), { ok: false, sentence: 'The clipboard holds no text to paste.' });
+  assert.deepEqual(checkPasteText('\n'), { ok: false, sentence: { key: 'paste.empty' } });
   assert.equal(checkPasteText('x'.repeat(pasteLimitBytes)).ok, true);
   const tooLong = checkPasteText('é'.repeat(pasteLimitBytes / 2 + 1));
-  assert.ok(!tooLong.ok && tooLong.sentence.startsWith('That text is 4.0 KiB'), 'counted in UTF-8 bytes');
+  assert.ok(!tooLong.ok && new Catalogue().format(tooLong.sentence).startsWith('That text is 4.0 KiB'), 'counted in UTF-8 bytes');
 });
 
 test('keysyms: Latin-1 is the code point, other scripts X’s Unicode keysym, control characters none', () => {

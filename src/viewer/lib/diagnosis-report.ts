@@ -1,12 +1,14 @@
-// A session's diagnosis (GET /v1/sessions/:id/diagnosis) as the pages show it: the one sentence the
-// viewer puts in its status line after a failed connection, and the hop list that the viewer's
-// details and the dashboard's Diagnose panel both draw, so that the two say the same thing.
+// A session's diagnosis (GET /v1/sessions/:id/diagnosis) as the pages show it: the cause the viewer
+// gives after a failed connection (a plain sentence for the person, the hop for the operator), and
+// the hop list that the viewer's details and the dashboard's Diagnose panel both draw, so that the
+// two say the same thing.
 //
 // Only types come from src/protocol/diagnosis.ts: that module builds zod schemas, which would add
 // ≈450 KB to pages that validate nothing. The hop names are pinned to it by the Record types.
 
 import type { DiagnosisHop, HopReport, HopResult, SessionDiagnosis } from '../../protocol/diagnosis.js';
 import { h } from './element.js';
+import type { RetryCause } from './sentences.js';
 import { formatDurationMs } from './time-format.js';
 
 export type { SessionDiagnosis };
@@ -22,7 +24,7 @@ export const hopNames: Record<DiagnosisHop, string> = {
 
 const resultSymbols: Record<HopResult, string> = { ok: '✔', failed: '✘', skipped: '–' };
 
-/** What a failing hop means for the person looking at the viewer; the hop's cause follows in brackets. */
+/** What a failing hop means, for the operator's line; the hop's cause follows in brackets. */
 function failureLead(hop: DiagnosisHop, code: string): string {
   switch (hop) {
     case 'store':
@@ -56,17 +58,22 @@ function shortCause(hop: DiagnosisHop, cause: string): string {
 }
 
 /**
- * The first half of the viewer's "<cause> — reconnecting in N s…" after a diagnosis: the failing
- * hop and its cause ("The desktop does not answer (vnc: ECONNREFUSED on …/run/vnc.sock)"), or — when
- * every hop answers — that the connection dropped. Null when the diagnosis decides nothing (the
- * session is over or still starting: hops skipped without a failure); the close code's own
- * sentence stays then.
+ * Why the viewer is reconnecting, as a diagnosis tells it. The person hears only that the desktop
+ * does not answer (or that the connection was lost); the operator line keeps the failing hop and
+ * its cause ("The desktop does not answer (vnc: ECONNREFUSED on …/run/vnc.sock)") — or, when every
+ * hop answers, that the connection dropped. Null when the diagnosis decides nothing (the session is
+ * over or still starting: hops skipped without a failure); the close code's own cause stays then.
  */
-export function diagnosedCause(diagnosis: SessionDiagnosis): string | null {
+export function diagnosedCause(diagnosis: SessionDiagnosis): RetryCause | null {
   const failure = diagnosis.firstFailure;
-  if (failure) return `${failureLead(failure.hop, failure.code)} (${failure.hop}: ${shortCause(failure.hop, failure.cause)})`;
+  if (failure) {
+    return {
+      retryKey: 'desktop.unreachable.retrying',
+      operator: `${failureLead(failure.hop, failure.code)} (${failure.hop}: ${shortCause(failure.hop, failure.cause)})`,
+    };
+  }
   if (diagnosis.hops.length > 0 && diagnosis.hops.every((hop) => hop.result === 'ok')) {
-    return 'The connection dropped, though every hop to the desktop answers now';
+    return { retryKey: 'connection.lost.retrying', operator: 'The connection dropped, though every hop to the desktop answers now' };
   }
   return null;
 }

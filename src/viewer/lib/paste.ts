@@ -14,6 +14,8 @@
 // Caps Lock on after a text that ends in one: the person's next keys (and Ctrl+A, which becomes
 // Chromium's Ctrl+Shift+A) then arrive changed. With Shift already down it fakes nothing.
 
+import { phrase, type Phrase } from './catalogue.js';
+
 /** More than a password, a 2FA code or an API key; less than anyone would want typed at them. */
 export const pasteLimitBytes = 4096;
 
@@ -50,7 +52,7 @@ export function keysymFor(char: string): number | null {
   return 0x01000000 | code;
 }
 
-export type PasteCheck = { ok: true; text: string } | { ok: false; sentence: string };
+export type PasteCheck = { ok: true; text: string } | { ok: false; sentence: Phrase };
 
 /**
  * Whether a text may be typed, and the text as it will be: a line break at the end (a copied code
@@ -58,13 +60,13 @@ export type PasteCheck = { ok: true; text: string } | { ok: false; sentence: str
  */
 export function checkPasteText(raw: string): PasteCheck {
   const text = raw.replace(/\r\n?/g, '\n').replace(/\n$/, '');
-  if (text.length === 0) return { ok: false, sentence: 'The clipboard holds no text to paste.' };
+  if (text.length === 0) return { ok: false, sentence: phrase('paste.empty') };
   const bytes = new TextEncoder().encode(text).length;
   if (bytes > pasteLimitBytes) {
     const kib = (bytes / 1024).toFixed(1);
     return {
       ok: false,
-      sentence: `That text is ${kib} KiB; Paste types at most ${pasteLimitBytes / 1024} KiB into the desktop. Copy a shorter text (a password, a code, a key).`,
+      sentence: phrase('paste.tooLong', { size: kib, limit: pasteLimitBytes / 1024 }),
     };
   }
   return { ok: true, text };

@@ -1,14 +1,36 @@
-// Every sentence the viewer can show about a session's state or a closed connection, in one place,
-// built from the error registry so a new code cannot silently fall through to a bare "Disconnected".
-// Pure functions: no DOM, so they read (and test) on their own.
+// What the viewer tells about a session's state or a closed connection, in one place, built from
+// the error registry so a new code cannot silently fall through to a bare "Disconnected". Each
+// answer speaks to two audiences (issue 10, item 7): a `Phrase` of the catalogue for the person
+// signing in (plain words, what to do), and an `operator` line in porthole's own words (the code,
+// the hop, the server's detail) that the viewer puts under "What porthole checked".
+// Pure functions: no DOM, so they read (and test) on their own. The dashboard, which is for the
+// operator, uses the plain-string helpers at the end.
 
 import { completedClose, isCompletedClose } from '../../protocol/close.js';
 import { closeCodeOf, errorRegistry, isErrorCode, type ErrorCode } from '../../protocol/errors.js';
 import type { EndReason, Session } from '../../protocol/session.js';
 import { providerLabels } from '../../protocol/session-states.js';
+import { phrase, type Phrase, type PhraseKey } from './catalogue.js';
 
-export const completedSentence = 'Connected — credentials captured.';
-export const completedTitle = 'Connected';
+/** One thing to say: to the person, and (when there is more to it) to the operator. */
+export interface Notice {
+  person: Phrase;
+  operator: string | null;
+}
+
+/**
+ * Why the viewer is about to try again: the person's sentence (a catalogue key whose template
+ * takes `{seconds}`) and the operator's cause.
+ */
+export interface RetryCause {
+  retryKey: PhraseKey;
+  operator: string;
+}
+
+/** The person's sentence while waiting `inMs` before trying again. */
+export function retryingPhrase(cause: RetryCause, inMs: number): Phrase {
+  return phrase(cause.retryKey, { seconds: Math.max(1, Math.ceil(inMs / 1000)) });
+}
 
 /**
  * A session's captured credential as the API reports it (src/protocol/credentials.ts, no content).
@@ -46,21 +68,27 @@ export function providerLabel(provider: string): string {
   return Object.hasOwn(providerLabels, provider) ? providerLabels[provider as keyof typeof providerLabels] : provider;
 }
 
-/** After the server closed the viewer with 1000 `completed`: who is connected to what. */
-export function completedSentenceFor(session: { provider?: string | null; credential?: unknown }): string {
+/** After the session completed: who is connected to what, from the session's record. */
+export function completedNotice(session: { provider?: string | null; credential?: unknown }): Notice {
   const credential = sessionCredential(session);
   const provider = credential?.provider ?? session.provider ?? null;
-  if (provider === null) return completedSentence;
-  const who = credential?.account ? ` as ${credential.account}` : '';
-  return `Connected to ${providerLabel(provider)}${who}. porthole stored the credential and closed this desktop; you can close this page.`;
+  const operator = credential && !credential.isVerified ? unverifiedNote(credential.provider) : null;
+  if (provider === null) return { person: phrase('completed.plain'), operator };
+  if (credential?.account) return { person: phrase('completed.account', { provider: providerLabel(provider), account: credential.account }), operator };
+  return { person: phrase('completed.provider', { provider: providerLabel(provider) }), operator };
 }
 
-const endSentences: Record<EndReason, string> = {
-  user: 'You ended this session.',
-  idle_timeout: 'The session ended because nobody used it for too long (idle timeout).',
-  max_lifetime: 'The session ended because it reached its maximum lifetime.',
-  sandbox_exited: 'The session ended because its sandbox exited.',
-  shutdown: 'The session ended because the porthole server shut down.',
+/** The account the completed session's credential names, or null. */
+export function completedAccount(session: object): string | null {
+  return sessionCredential(session)?.account ?? null;
+}
+
+const endPhraseKeys: Record<EndReason, PhraseKey> = {
+  user: 'ended.user',
+  idle_timeout: 'ended.idle_timeout',
+  max_lifetime: 'ended.max_lifetime',
+  sandbox_exited: 'ended.sandbox_exited',
+  shutdown: 'ended.shutdown',
 };
 
 /** Short labels for the dashboard's reason column. */
@@ -72,59 +100,88 @@ export const endReasonLabels: Record<EndReason, string> = {
   shutdown: 'server shutdown',
 };
 
-export function endedSentence(reason: string | null): string {
-  return reason !== null && Object.hasOwn(endSentences, reason) ? endSentences[reason as EndReason] : 'The session has ended.';
+export function endedNotice(reason: string | null): Notice {
+  const isKnown = reason !== null && Object.hasOwn(endPhraseKeys, reason);
+  return {
+    person: phrase(isKnown ? endPhraseKeys[reason as EndReason] : 'ended.unknown'),
+    operator: reason === null ? null : `Ended: ${reason}${isKnown ? ` (${endReasonLabels[reason as EndReason]})` : ''}.`,
+  };
 }
 
-/** Failures the person can act on get a sentence of their own, before the server's detail. */
-const failureSentences: Partial<Record<ErrorCode, string>> = {
-  CREDENTIAL_UNVERIFIED:
-    'porthole could not confirm this sign-in with the provider, so it stored nothing and closed the desktop. Start a new session to sign in again.',
-};
+/**
+ * What the person is told when a session failed with `code`: a sentence for each kind of failure
+ * they can act on differently, and one for the rest. Every code of the registry lands somewhere.
+ */
+export function failurePhrase(code: string | null): Phrase {
+  switch (code) {
+    case 'CREDENTIAL_UNVERIFIED':
+      return phrase('failed.unverified');
+    case 'CREDENTIAL_INVALID':
+    case 'PROVIDER_MISMATCH':
+      return phrase('failed.credential');
+    case 'BOOT_TIMEOUT':
+      return phrase('failed.slow');
+    case 'SANDBOX_LIMIT_REACHED':
+      return phrase('failed.limit');
+    case 'TOO_MANY_SESSIONS':
+      return phrase('failed.busy');
+    default:
+      return phrase('failed.generic');
+  }
+}
 
+/** The operator's line for a failure: the code, its registry message, and the server's detail (which may name paths and errnos). */
+function failureDetail(reason: string | null, detail: string | null): string {
+  const head = isErrorCode(reason) ? `${reason}: ${errorRegistry[reason].message}` : reason ? `${reason}` : 'The session failed.';
+  return detail ? `${head} ${detail}` : head;
+}
+
+export function failedNotice(reason: string | null, detail: string | null): Notice {
+  return { person: failurePhrase(reason), operator: failureDetail(reason, detail) };
+}
+
+/** The dashboard's sentence for a failed session (it is for the operator: the server's detail first). */
 export function failedSentence(reason: string | null, detail: string | null): string {
-  const own = isErrorCode(reason) ? failureSentences[reason] : undefined;
-  if (own) return detail ? `${own} (${detail.replace(/\.$/, '')})` : own;
   if (detail) return detail;
   if (isErrorCode(reason)) return `The session failed: ${errorRegistry[reason].message} (${reason})`;
   return reason ? `The session failed (${reason}).` : 'The session failed.';
 }
 
-/** The sentence for a session as the API reports it. */
-export function sessionSentence(session: Pick<Session, 'state' | 'reason' | 'detail'> & { provider?: string | null; credential?: unknown }): string {
+/** What to say about a session as the API reports it. */
+export function sessionNotice(session: Pick<Session, 'state' | 'reason' | 'detail'> & { provider?: string | null; credential?: unknown }): Notice {
   switch (session.state) {
     case 'starting':
-      return 'The desktop is starting…';
+      return { person: phrase('desktop.starting'), operator: null };
     case 'ready':
     case 'authenticating':
-      return 'The desktop is ready.';
+      return { person: phrase('desktop.connecting'), operator: null };
     case 'completed':
-      return completedSentenceFor(session);
+      return completedNotice(session);
     case 'failed':
-      return failedSentence(session.reason, session.detail);
+      return failedNotice(session.reason, session.detail);
     case 'ended':
-      return endedSentence(session.reason);
+      return endedNotice(session.reason);
   }
 }
 
 /** The viewer's heading over a terminal session's sentence. */
-export function sessionTitle(state: Session['state']): string {
-  if (state === 'completed') return completedTitle;
-  if (state === 'failed') return 'The session failed';
-  if (state === 'ended') return 'Session ended';
-  return 'porthole';
+export function sessionTitle(state: Session['state']): Phrase {
+  if (state === 'completed') return phrase('title.completed');
+  if (state === 'failed') return phrase('title.failed');
+  if (state === 'ended') return phrase('title.ended');
+  return phrase('title.starting');
 }
 
 /** What the viewer does after its WebSocket closed. */
 export type CloseAction =
   /** The session is over: read it to say why (its end reason or failure detail). */
-  | { kind: 'read-session'; fallback: string }
+  | { kind: 'read-session'; fallback: Notice }
   /** The session completed (credentials captured): read it to say who is connected; never reconnect. */
   | { kind: 'completed' }
   /** Nothing to retry: show the sentence and stop. */
-  | { kind: 'final'; phase: 'closed' | 'failed'; title: string; sentence: string }
+  | { kind: 'final'; phase: 'closed' | 'failed'; title: Phrase; notice: Notice }
   /** Possibly passing: check the session is alive, then reconnect, saying this meanwhile. */
-  | { kind: 'retry'; cause: string };
+  | { kind: 'retry'; cause: RetryCause };
 
 // The close codes the viewer tells apart, looked up by name in the registry (src/protocol/errors.ts)
 // so that a status changed there changes them here. Several errors share a code (4000 + status);
@@ -146,48 +203,61 @@ const unreachableCode = closeCodeOf('SANDBOX_UNREACHABLE');
 /** BOOT_TIMEOUT. */
 const bootTimeoutCode = closeCodeOf('BOOT_TIMEOUT');
 
+const cannotShow = phrase('title.cannotShow');
+
+/** "Closed with 4502 SANDBOX_UNREACHABLE": the operator's view of a close. */
+function closeDetail(code: number, reason: string): string {
+  return `The connection closed with ${code}${reason ? ` ${reason}` : ''}.`;
+}
+
 /** Decides, from the close code and reason alone, how to explain and handle a closed connection. */
 export function closeAction(code: number, reason: string, pageOrigin: string): CloseAction {
   if (isCompletedClose(code, reason)) return { kind: 'completed' };
-  const cannotShow = 'This session cannot be shown';
+  const operator = closeDetail(code, reason);
   switch (code) {
     case sessionOverCode:
-      return reason === 'SESSION_FAILED' ? { kind: 'read-session', fallback: 'The session failed.' } : { kind: 'read-session', fallback: endedSentence(null) };
+      return {
+        kind: 'read-session',
+        fallback: reason === 'SESSION_FAILED' ? { person: failurePhrase(null), operator } : { person: endedNotice(null).person, operator },
+      };
     case notFoundCode:
-      return { kind: 'final', phase: 'closed', title: cannotShow, sentence: 'This session does not exist.' };
+      return { kind: 'final', phase: 'closed', title: cannotShow, notice: { person: phrase('session.notFound'), operator } };
     case ticketRefusedCode:
-      return { kind: 'final', phase: 'closed', title: cannotShow, sentence: ticketSentence(reason) };
+      return { kind: 'final', phase: 'closed', title: cannotShow, notice: ticketNotice(reason) };
     case forbiddenCode:
-      return { kind: 'final', phase: 'closed', title: cannotShow, sentence: forbiddenSentence(reason, pageOrigin) };
+      return { kind: 'final', phase: 'closed', title: cannotShow, notice: forbiddenNotice(reason, pageOrigin) };
     case notReadyCode:
-      return { kind: 'retry', cause: 'The desktop is still starting' };
+      return { kind: 'retry', cause: { retryKey: 'desktop.starting.retrying', operator } };
   }
   return { kind: 'retry', cause: retryCause(code, reason) };
 }
 
-export function ticketSentence(code: string): string {
-  const reopen = 'Open the session again from the dashboard, or ask the app that sent you here for a new link.';
-  switch (code) {
-    case 'TICKET_EXPIRED':
-      return `This viewer link has expired. ${reopen}`;
-    case 'TICKET_MISSING':
-      return `This viewer link has no ticket. ${reopen}`;
-    case 'TICKET_INVALID':
-      return `This viewer link is not valid. ${reopen}`;
-    default:
-      return `porthole did not accept this viewer’s ticket${isErrorCode(code) ? ` (${code})` : ''}. ${reopen}`;
-  }
+const ticketPhraseKeys: Partial<Record<string, PhraseKey>> = {
+  TICKET_EXPIRED: 'ticket.expired',
+  TICKET_MISSING: 'ticket.missing',
+  TICKET_INVALID: 'ticket.invalid',
+};
+
+export function ticketNotice(code: string): Notice {
+  const key = ticketPhraseKeys[code] ?? 'ticket.refused';
+  const message = isErrorCode(code) ? ` ${errorRegistry[code].message}` : '';
+  return {
+    person: phrase(key),
+    operator: `porthole refused the viewer’s ticket: ${code}.${message} A new link comes from POST /v1/sessions/:id/ticket (or the dashboard).`,
+  };
 }
 
-function forbiddenSentence(code: string, pageOrigin: string): string {
-  if (code === 'TICKET_WRONG_SESSION') return 'This viewer link belongs to another session.';
+function forbiddenNotice(code: string, pageOrigin: string): Notice {
+  if (code === 'TICKET_WRONG_SESSION') return { person: phrase('ticket.wrongSession'), operator: `${code}: ${errorRegistry.TICKET_WRONG_SESSION.message}` };
   if (code === 'ORIGIN_NOT_ALLOWED') {
-    return (
-      `porthole refused the connection from this page’s origin (${pageOrigin}). ` +
-      'Open the viewer at porthole’s own address, or add this origin to PORTHOLE_ALLOWED_ORIGINS.'
-    );
+    return {
+      person: phrase('page.notAllowed'),
+      operator:
+        `porthole refused the connection from this page’s origin (${pageOrigin}): ORIGIN_NOT_ALLOWED. ` +
+        'Open the viewer at porthole’s own address, or add this origin to PORTHOLE_ALLOWED_ORIGINS.',
+    };
   }
-  return `porthole refused the connection${isErrorCode(code) ? ` (${code})` : ''}.`;
+  return { person: phrase('connection.refused'), operator: `porthole refused the connection${code ? ` (${code})` : ''}.` };
 }
 
 /** Closes that say the session or the server is going (or not there yet): a diagnosis would only repeat them. */
@@ -211,27 +281,22 @@ export function isWorthDiagnosing(code: number, reason: string): boolean {
   return !undiagnosedReasons.has(reason);
 }
 
-/** The first half of "<cause> — reconnecting in N s…". */
-function retryCause(code: number, reason: string): string {
-  if (code === unreachableCode || reason === 'SANDBOX_UNREACHABLE') return 'The sandbox’s desktop does not answer';
-  if (code === bootTimeoutCode || reason === 'BOOT_TIMEOUT') return 'The sandbox did not become ready in time';
-  if (reason === 'SERVER_SHUTTING_DOWN') return 'The porthole server is shutting down';
-  if (isErrorCode(reason)) return withoutFinalStop(errorRegistry[reason].message);
-  if (code >= 4000 && code < 5000) return `The connection was closed (code ${code}${reason ? `, ${reason}` : ''})`;
-  // 1005/1006 and friends: the browser saw the connection die without a reason.
-  return 'Connection lost';
+/** The sandbox side's failures: the desktop does not answer, whichever part of it is down. */
+const desktopCodes: ReadonlySet<string> = new Set<ErrorCode>(['SANDBOX_UNREACHABLE', 'AGENT_UNHEALTHY', 'AGENT_VERSION_MISMATCH', 'SANDBOX_START_FAILED']);
+
+/** Why a connection that may come back closed: the person's "… Trying again in N s…" and the operator's cause. */
+function retryCause(code: number, reason: string): RetryCause {
+  const detail = closeDetail(code, reason);
+  const withMessage = isErrorCode(reason) ? `${detail} ${errorRegistry[reason].message}` : detail;
+  if (code === unreachableCode || desktopCodes.has(reason)) return { retryKey: 'desktop.unreachable.retrying', operator: withMessage };
+  if (code === bootTimeoutCode || reason === 'BOOT_TIMEOUT') return { retryKey: 'desktop.slow.retrying', operator: withMessage };
+  if (reason === 'SERVER_SHUTTING_DOWN') return { retryKey: 'service.restarting.retrying', operator: withMessage };
+  if (reason === 'STORE_UNAVAILABLE' || reason === 'INTERNAL') return { retryKey: 'service.error.retrying', operator: withMessage };
+  // 1005/1006 and friends (the browser saw the connection die without a reason), and anything new.
+  return { retryKey: 'connection.lost.retrying', operator: code === 1006 || code === 1005 ? `${detail} No close frame: the connection dropped.` : withMessage };
 }
 
-function withoutFinalStop(sentence: string): string {
-  return sentence.replace(/\.$/, '');
-}
-
-export function reconnectingSentence(cause: string, inMs: number): string {
-  const seconds = Math.max(1, Math.ceil(inMs / 1000));
-  return `${cause} — reconnecting in ${seconds} s…`;
-}
-
-export function unreachableSentence(inMs: number): string {
-  const seconds = Math.max(1, Math.ceil(inMs / 1000));
-  return `The porthole server cannot be reached — retrying in ${seconds} s…`;
+/** The page's own cause of a closed connection (a handshake timeout, a protocol error): the person hears the connection was lost. */
+export function pageRetryCause(operator: string): RetryCause {
+  return { retryKey: 'connection.lost.retrying', operator };
 }

@@ -38,6 +38,12 @@ function errorText(value: unknown): string | null {
   return null;
 }
 
+export interface RenderOptions {
+  labelOf?: (view: StepView) => string;
+  /** Whether to show each step's note and error (default true). */
+  isForOperator?: boolean;
+}
+
 export class StartProgress {
   private readonly steps = new Map<StartStep, StepView>();
   private lastSeq = 0;
@@ -96,7 +102,14 @@ export class StartProgress {
     return this.views.find((view) => view.state === 'failed');
   }
 
-  render(list: HTMLElement, now: number = Date.now()): void {
+  /**
+   * Draws the checklist. The viewer passes `labelOf` (the person's words for each step, from the
+   * catalogue) and `isForOperator: false`: step notes and errors name sandboxes, paths and errnos,
+   * and go under "What porthole checked" there instead.
+   */
+  render(list: HTMLElement, now: number = Date.now(), options: RenderOptions = {}): void {
+    const labelOf = options.labelOf ?? ((view: StepView) => view.label);
+    const isForOperator = options.isForOperator ?? true;
     list.replaceChildren(
       ...this.views.map((view) => {
         let time = '';
@@ -108,10 +121,10 @@ export class StartProgress {
           'li',
           { 'data-step': view.step, 'data-step-state': view.state, class: 'step' },
           h('span', { class: 'step-icon', 'aria-hidden': 'true' }),
-          h('span', { class: 'step-label' }, view.label, view.note ? h('span', { class: 'step-note' }, ` (${view.note})`) : null),
+          h('span', { class: 'step-label' }, labelOf(view), isForOperator && view.note ? h('span', { class: 'step-note' }, ` (${view.note})`) : null),
           h('span', { class: 'step-state visually-hidden' }, ` (${view.state})`),
           h('span', { class: 'step-time' }, time),
-          view.error ? h('p', { class: 'step-error' }, view.error) : null,
+          isForOperator && view.error ? h('p', { class: 'step-error' }, view.error) : null,
         );
       }),
     );

@@ -22,8 +22,9 @@ export class TicketRenewer {
   private timer: number | undefined;
   private isStopped = false;
 
+  /** `ticketPath`: the session's ticket route under the page's API base (`<prefix>/v1/sessions/<id>/ticket`). */
   constructor(
-    private readonly sessionId: string,
+    private readonly ticketPath: string,
     initialTicket: string,
     private readonly hooks: TicketRenewerHooks = {},
   ) {
@@ -55,7 +56,7 @@ export class TicketRenewer {
 
   private async renew(): Promise<void> {
     try {
-      const fresh = await requestJson<TicketResponse>(`/v1/sessions/${encodeURIComponent(this.sessionId)}/ticket`, {
+      const fresh = await requestJson<TicketResponse>(this.ticketPath, {
         method: 'POST',
         auth: { ticket: this.ticket },
         body: {},

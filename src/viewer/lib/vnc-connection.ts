@@ -27,13 +27,6 @@ export interface VncConnectionHooks {
 /** A relay that accepts the socket but never speaks RFB would otherwise leave "Connecting…" forever. */
 const handshakeTimeoutMs = 20_000;
 
-export function vncUrl(sessionId: string, ticket: string, base: string = location.href): string {
-  const url = new URL(`/v1/sessions/${encodeURIComponent(sessionId)}/vnc`, base);
-  url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-  url.searchParams.set('ticket', ticket);
-  return url.href;
-}
-
 export class VncConnection {
   readonly rfb: RFB;
   private readonly socket: WebSocket;
