@@ -60,4 +60,13 @@ if [ ! -f clis/node_modules/.package-lock.json ] || [ clis/package-lock.json -nt
   chmod -R a+rX clis/node_modules
 fi
 
+# The example app (examples/next: Next.js, its own lock, not a workspace of the root), which
+# test/e2e/app-afternoon.test.ts builds and starts: for the tests only, never for `npm start`.
+if [ "${1:-}" = "--test" ]; then
+  if [ ! -f examples/next/node_modules/.package-lock.json ] || [ examples/next/package-lock.json -nt examples/next/node_modules/.package-lock.json ]; then
+    say "installing the example app's dependencies (npm ci --prefix examples/next)"
+    NEXT_TELEMETRY_DISABLED=1 npm ci --prefix examples/next --no-audit --no-fund >&2
+  fi
+fi
+
 node scripts/build.mjs >&2
