@@ -11,6 +11,8 @@ export const sessionSchema = z.object({
   state: z.enum(sessionStates),
   provider: z.string().nullable(),
   userId: z.string().nullable(),
+  /** The API key that created it (`env` for PORTHOLE_API_KEY); null for the dashboard. */
+  apiKeyId: z.string().nullable(),
   /** For terminal states: why (an end reason, or an error code for `failed`). */
   reason: z.string().nullable(),
   /** For `failed`: the human sentence naming the hop and cause. */

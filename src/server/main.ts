@@ -133,7 +133,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     let generatedApiKey: string | null = null;
     if ((await store.countApiKeys()) === 0 && !config.apiKey) {
       generatedApiKey = `ph_${randomBytes(24).toString('base64url')}`;
-      await store.addApiKey({ id: `key_${randomBytes(6).toString('hex')}`, name: 'first-run', keyHash: hashApiKey(generatedApiKey) });
+      await store.addApiKey({ id: `key_${randomBytes(6).toString('hex')}`, name: 'first-run', keyHash: hashApiKey(generatedApiKey), admin: true });
     }
 
     let demoOidc: DemoOidc | null = null;

@@ -101,6 +101,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
           state: 'starting',
           provider: 'codex',
           userId: null,
+          apiKeyId: null,
           reason: null,
           detail: null,
           sandboxId: null,
@@ -354,19 +355,128 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       assert.ok(!(await store.listPooledSandboxes()).some((p) => p.sandboxId === sandboxId), 'removed, idempotently');
     });
 
-    it('stores API keys and finds them by hash', async () => {
+    it('stores API keys and finds them by hash; a revoked key stays findable but no longer counts', async () => {
       const count = await store.countApiKeys();
       const suffix = newSessionId().slice(4);
       const keyHash = `hash-${suffix}`;
-      await store.addApiKey({ id: `key_${suffix}`, name: 'ci', keyHash });
+      await store.addApiKey({ id: `key_${suffix}`, name: 'ci', keyHash, admin: false });
 
       const found = await store.findApiKey(keyHash);
       assert.ok(found);
-      assert.deepEqual({ ...found, createdAt: '' }, { id: `key_${suffix}`, name: 'ci', createdAt: '' });
+      assert.deepEqual(
+        { ...found, createdAt: '' },
+        { id: `key_${suffix}`, name: 'ci', admin: false, webhookUrl: null, webhookSecret: null, createdAt: '', revokedAt: null },
+      );
       assert.match(found.createdAt, isoTimestamp);
       assert.equal(await store.countApiKeys(), count + 1);
       assert.equal(await store.findApiKey(`unknown-${suffix}`), null);
-      await assert.rejects(store.addApiKey({ id: `key2_${suffix}`, name: 'dup', keyHash }), 'a hash is unique');
+      await assert.rejects(store.addApiKey({ id: `key2_${suffix}`, name: 'dup', keyHash, admin: false }), 'a hash is unique');
+
+      const sealed = { keyId: 'mk_1', nonce: Buffer.alloc(12, 1), ciphertext: Buffer.from('sealed'), tag: Buffer.alloc(16, 2) };
+      const withHook = await store.addApiKey({
+        id: `key3_${suffix}`,
+        name: 'app',
+        keyHash: `h3-${suffix}`,
+        admin: false,
+        webhookUrl: 'http://127.0.0.1:9/h',
+        webhookSecret: sealed,
+      });
+      assert.equal(withHook.webhookUrl, 'http://127.0.0.1:9/h');
+      assert.deepEqual(withHook.webhookSecret, sealed);
+      assert.deepEqual((await store.getApiKey(`key3_${suffix}`))?.webhookSecret, sealed);
+      assert.ok((await store.listApiKeys()).some((k) => k.id === `key3_${suffix}`));
+
+      const revoked = await store.revokeApiKey(`key_${suffix}`);
+      assert.match(revoked?.revokedAt ?? '', isoTimestamp);
+      assert.equal((await store.revokeApiKey(`key_${suffix}`))?.revokedAt, revoked?.revokedAt, 'the first revocation time stays');
+      assert.equal((await store.findApiKey(keyHash))?.revokedAt, revoked?.revokedAt);
+      assert.equal(await store.countApiKeys(), count + 1, 'two added, one revoked');
+      assert.equal(await store.revokeApiKey(`unknown-${suffix}`), null);
+    });
+
+    it('lists sessions by the key that created them and by user', async () => {
+      const suffix = newSessionId().slice(4);
+      const mine = await store.createSession({ id: newSessionId(), provider: 'demo', userId: `u-${suffix}`, apiKeyId: `app-${suffix}` });
+      const other = await store.createSession({ id: newSessionId(), provider: 'demo', userId: `u-${suffix}`, apiKeyId: `other-${suffix}` });
+      assert.equal(mine.apiKeyId, `app-${suffix}`);
+      assert.deepEqual(
+        (await store.listSessions({ apiKeyId: `app-${suffix}` })).map((s) => s.id),
+        [mine.id],
+      );
+      assert.deepEqual(
+        (await store.listSessions({ userId: `u-${suffix}` })).map((s) => s.id),
+        [other.id, mine.id],
+      );
+      assert.deepEqual(await store.listSessions({ userId: `u-${suffix}`, apiKeyId: `other-${suffix}`, states: ['ready'] }), []);
+    });
+
+    it('hands out every event in seq order, narrowed to a key, for the firehose', async () => {
+      const suffix = newSessionId().slice(4);
+      const start = await store.lastEventSeq();
+      const a = await store.createSession({ id: newSessionId(), provider: null, userId: null, apiKeyId: `fa-${suffix}` });
+      const b = await store.createSession({ id: newSessionId(), provider: null, userId: null, apiKeyId: `fb-${suffix}` });
+      // Concurrent appends to two sessions: the firehose still sees them in seq order, none missing.
+      await Promise.all(Array.from({ length: 10 }, (_, i) => store.appendEvent(i % 2 ? a.id : b.id, { type: 'viewer.connected' })));
+      const all = await store.listAllEvents({ afterSeq: start, limit: 100 });
+      const seqs = all.map((e) => e.seq);
+      assert.deepEqual(
+        seqs,
+        [...seqs].sort((x, y) => x - y),
+      );
+      assert.ok(all.filter((e) => e.sessionId === a.id || e.sessionId === b.id).length >= 12);
+      const onlyA = await store.listAllEvents({ afterSeq: start, apiKeyId: `fa-${suffix}`, limit: 100 });
+      assert.deepEqual([...new Set(onlyA.map((e) => e.sessionId))], [a.id]);
+      assert.equal(onlyA.length, 6);
+      assert.equal(await store.lastEventSeq(), Math.max(...seqs, start));
+    });
+
+    it('fans events out to webhook deliveries once, leases them to one sender, and records attempts', async () => {
+      // Drain what earlier tests left, so this test's events are the next ones.
+      while ((await store.fanOutEvents(500, async () => [])) > 0) {}
+      const suffix = newSessionId().slice(4);
+      const session = await store.createSession({ id: newSessionId(), provider: null, userId: null, apiKeyId: `wh-${suffix}` });
+      const read: number[] = [];
+      const plan = async (events: { seq: number; sessionId: SessionId; type: string; apiKeyId: string | null }[]) => {
+        read.push(...events.map((e) => e.seq));
+        return events
+          .filter((e) => e.sessionId === session.id)
+          .map((e) => ({
+            id: `msg_${e.seq}_${suffix}`,
+            target: 'env',
+            url: 'http://127.0.0.1:9/',
+            sessionId: e.sessionId,
+            eventSeq: e.seq,
+            type: e.type,
+            payload: { n: e.seq },
+          }));
+      };
+      const [n1, n2] = await Promise.all([store.fanOutEvents(100, plan), store.fanOutEvents(100, plan)]);
+      assert.equal(n1 + n2, 1, 'the created event, read by one of two concurrent fan-outs');
+      assert.equal(new Set(read).size, read.length, 'no event planned twice');
+      assert.equal(await store.fanOutEvents(100, plan), 0);
+
+      const [x, y] = await Promise.all([store.leaseDueDeliveries(10, 60_000), store.leaseDueDeliveries(10, 60_000)]);
+      const mine = [...x, ...y].filter((d) => d.sessionId === session.id);
+      assert.equal(mine.length, 1, 'leased to one caller');
+      const delivery = mine[0]!;
+      assert.equal(delivery.state, 'pending');
+      assert.deepEqual(delivery.payload, { n: delivery.eventSeq });
+      assert.ok(!(await store.leaseDueDeliveries(10, 60_000)).some((d) => d.id === delivery.id), 'held by its lease');
+
+      const later = new Date(Date.now() + 3600_000).toISOString();
+      await store.recordDeliveryAttempt(delivery.id, { state: 'pending', status: 503, error: 'HTTP 503', nextAttemptAt: later });
+      assert.ok(!(await store.leaseDueDeliveries(10, 60_000)).some((d) => d.id === delivery.id), 'not due before its next attempt');
+      await store.recordDeliveryAttempt(delivery.id, { state: 'delivered', status: 204, error: null });
+      const [logged] = await store.listDeliveries({ sessionId: session.id, limit: 10 });
+      assert.equal(logged?.state, 'delivered');
+      assert.equal(logged?.attempts, 2);
+      assert.equal(logged?.lastStatus, 204);
+      assert.match(logged?.deliveredAt ?? '', isoTimestamp);
+      assert.deepEqual(
+        (await store.listDeliveries({ apiKeyId: `wh-${suffix}`, limit: 10 })).map((d) => d.id),
+        [delivery.id],
+      );
+      assert.deepEqual(await store.listDeliveries({ apiKeyId: `nobody-${suffix}`, limit: 10 }), []);
     });
 
     it('stores a sealed credential once per session: the first stays, a second put says it existed', async () => {

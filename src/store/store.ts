@@ -6,6 +6,17 @@ export interface NewSession {
   id: SessionId;
   provider: string | null;
   userId: string | null;
+  /** The API key that asked for it ('env' for PORTHOLE_API_KEY); null for the dashboard. */
+  apiKeyId?: string | null;
+}
+
+/** Which sessions a listing returns; every field narrows it. */
+export interface SessionFilter {
+  states?: readonly SessionState[];
+  userId?: string;
+  /** Only those this key created (an app key's view). */
+  apiKeyId?: string;
+  limit?: number;
 }
 
 export interface TransitionRequest {
@@ -29,7 +40,56 @@ export interface NewEvent {
 export interface ApiKeyRecord {
   id: string;
   name: string;
+  /** Sees every session; an app key sees only those it created. */
+  admin: boolean;
+  webhookUrl: string | null;
+  /** The webhook's signing secret as the vault sealed it (the key id as associated data); null without a webhook. */
+  webhookSecret: SealedCredential | null;
   createdAt: string;
+  /** ISO time; a revoked key authenticates nothing. */
+  revokedAt: string | null;
+}
+
+export interface NewApiKey {
+  id: string;
+  name: string;
+  /** SHA-256 hex of the key: the key itself is never stored. */
+  keyHash: string;
+  admin: boolean;
+  webhookUrl?: string | null;
+  webhookSecret?: SealedCredential | null;
+}
+
+/** Where webhooks go: PORTHOLE_WEBHOOK_URL ('env') or a key's own webhook. */
+export type WebhookTarget = 'env' | (string & {});
+
+export interface NewDelivery {
+  /** `msg_…`: the webhook-id header. */
+  id: string;
+  target: WebhookTarget;
+  url: string;
+  sessionId: SessionId;
+  eventSeq: number;
+  type: string;
+  payload: Record<string, unknown>;
+}
+
+export type DeliveryState = 'pending' | 'delivered' | 'failed';
+
+export interface WebhookDelivery extends NewDelivery {
+  state: DeliveryState;
+  attempts: number;
+  /** ISO times. */
+  nextAttemptAt: string;
+  createdAt: string;
+  deliveredAt: string | null;
+  lastStatus: number | null;
+  lastError: string | null;
+}
+
+/** An event as the webhook fan-out reads it: with the key that created its session. */
+export interface OwnedEvent extends SessionEvent {
+  apiKeyId: string | null;
 }
 
 /** A credential as the server's vault sealed it (AES-256-GCM); the store never sees plaintext. */
@@ -76,8 +136,8 @@ export interface Store {
   createSession(input: NewSession): Promise<Session>;
   /** null when unknown. */
   getSession(id: SessionId): Promise<Session | null>;
-  /** Newest first. `states` filters; without `limit`, all of them. */
-  listSessions(options?: { states?: readonly SessionState[]; limit?: number }): Promise<Session[]>;
+  /** Newest first, narrowed by the filter; without `limit`, all of them. */
+  listSessions(filter?: SessionFilter): Promise<Session[]>;
   /** How many sessions are in each state (every state present, 0 when none). */
   countSessions(): Promise<Record<SessionState, number>>;
   /**
@@ -93,13 +153,48 @@ export interface Store {
   appendEvent(id: SessionId, event: NewEvent): Promise<SessionEvent>;
   /** Events in order; `afterSeq` returns only later ones, `limit` at most that many (default: all). [] for an unknown id. */
   listEvents(id: SessionId, options?: { afterSeq?: number; limit?: number }): Promise<SessionEvent[]>;
+  /**
+   * Every session's events after `afterSeq` in seq order (the firehose), narrowed to the sessions
+   * `apiKeyId` created. Events commit in seq order (each insert takes one advisory lock), so a
+   * reader that resumes after the last seq it saw misses none.
+   */
+  listAllEvents(options: { afterSeq: number; apiKeyId?: string; limit: number }): Promise<SessionEvent[]>;
+  /** The newest event's seq; 0 when there is none. */
+  lastEventSeq(): Promise<number>;
   /** How many of the session's events have one of `types`; 0 for an unknown id. */
   countEvents(id: SessionId, types: readonly EventType[]): Promise<number>;
   /** Stores only the SHA-256 hash of the key. */
-  addApiKey(input: { id: string; name: string; keyHash: string }): Promise<void>;
-  /** The key's record when a key with that hash exists. */
+  addApiKey(input: NewApiKey): Promise<ApiKeyRecord>;
+  /** The key's record when a key with that hash exists, revoked or not. */
   findApiKey(keyHash: string): Promise<ApiKeyRecord | null>;
+  getApiKey(id: string): Promise<ApiKeyRecord | null>;
+  /** Oldest first, revoked ones included. */
+  listApiKeys(): Promise<ApiKeyRecord[]>;
+  /** Sets revokedAt (the first time only); null for an unknown id. */
+  revokeApiKey(id: string): Promise<ApiKeyRecord | null>;
+  /** Keys not revoked. */
   countApiKeys(): Promise<number>;
+  /**
+   * The webhook fan-out, in one transaction: reads the events after the stored cursor (at most
+   * `limit`, with the key that created each one's session), stores the deliveries `plan` makes of
+   * them (one per target and event: a repeat is ignored) and moves the cursor past them. Two
+   * servers never plan the same events: the cursor row is locked. Returns how many events it read.
+   */
+  fanOutEvents(limit: number, plan: (events: OwnedEvent[]) => Promise<NewDelivery[]>): Promise<number>;
+  /**
+   * Due pending deliveries (next attempt reached, not held by a live lease), oldest first, each
+   * leased to the caller for `leaseMs`; concurrent callers never get the same one.
+   */
+  leaseDueDeliveries(limit: number, leaseMs: number): Promise<WebhookDelivery[]>;
+  /**
+   * The outcome of one attempt: `delivered`, or `pending` again at `nextAttemptAt`, or `failed`
+   * (given up). Counts the attempt and ends the lease.
+   */
+  recordDeliveryAttempt(id: string, outcome: { state: DeliveryState; status: number | null; error: string | null; nextAttemptAt?: string }): Promise<void>;
+  /** Newest first. */
+  listDeliveries(filter: { sessionId?: SessionId; apiKeyId?: string; limit: number }): Promise<WebhookDelivery[]>;
+  /** The key's webhook secrets re-sealed under a new master key, in one transaction (see resealCredentials). */
+  resealWebhookSecrets(reseal: (keyId: string, sealed: SealedCredential) => SealedCredential): Promise<number>;
   /**
    * Stores a session's sealed credential unless it has one: idempotent, the first one stays and
    * `created` says whether this call stored it. Throws AppError('SESSION_NOT_FOUND').

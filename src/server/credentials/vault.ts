@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { CredentialVerification } from '../../protocol/credentials.js';
 import { AppError } from '../../protocol/errors.js';
 import type { SessionId } from '../../protocol/ids.js';
-import type { Store } from '../../store/store.js';
+import type { SealedCredential, Store } from '../../store/store.js';
 import { open, seal } from './envelope.js';
 import type { Keyring } from './keyring.js';
 
@@ -38,6 +38,9 @@ export interface PutResult {
   /** True when the session's stored credential differs from the one offered (the first is kept): worth a warning. */
   hasConflict: boolean;
 }
+
+/** The associated data of a webhook secret: bound to its key, never confused with a session's credential. */
+const webhookSecretContext = (apiKeyId: string) => `webhook-secret:${apiKeyId}`;
 
 export class Vault {
   /** Puts and rotations, one at a time: a put sealed under a key that a rotation is retiring would be lost. */
@@ -111,10 +114,20 @@ export class Vault {
       // On failure the new key stays in the file, unused: removing it could lose records if the
       // commit did happen and only its acknowledgement was lost. The next rotation drops it.
       const reencrypted = await this.store.resealCredentials((record) => seal(next, record.sessionId, open(this.keyring, record.sessionId, record)));
+      await this.store.resealWebhookSecrets((keyId, sealed) => seal(next, webhookSecretContext(keyId), open(this.keyring, webhookSecretContext(keyId), sealed)));
       await this.keyring.keepOnly(next.id);
       this.logger?.info({ previousKeyId: previous, keyId: next.id, reencrypted }, 'master key rotated');
       return { keyId: next.id, reencrypted };
     });
+  }
+
+  /** An API key's webhook signing secret, sealed like a credential for the store (api_keys). */
+  sealWebhookSecret(apiKeyId: string, secret: string): SealedCredential {
+    return seal(this.keyring.current, webhookSecretContext(apiKeyId), secret);
+  }
+
+  openWebhookSecret(apiKeyId: string, sealed: SealedCredential): string {
+    return open(this.keyring, webhookSecretContext(apiKeyId), sealed);
   }
 
   /**

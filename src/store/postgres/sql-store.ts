@@ -17,15 +17,98 @@ import { runMigrations } from './migrate.js';
 import type {
   ApiKeyRecord,
   CredentialListing,
+  DeliveryState,
+  NewApiKey,
   NewCredential,
+  NewDelivery,
   NewEvent,
   NewSession,
+  OwnedEvent,
   PooledSandbox,
   SealedCredential,
+  SessionFilter,
   Store,
   StoredCredential,
   TransitionRequest,
+  WebhookDelivery,
 } from '../store.js';
+
+/**
+ * Taken by every transaction that inserts events, so events commit in seq order across sessions and
+ * servers: the firehose and the webhook fan-out resume after the last seq they saw and miss none.
+ * (An identity hands out seqs in order, but two transactions could commit the other way round.)
+ */
+const eventOrderLock = 'SELECT pg_advisory_xact_lock(7468253)';
+
+interface ApiKeyRow {
+  id: string;
+  name: string;
+  admin: boolean;
+  webhook_url: string | null;
+  webhook_secret_key_id: string | null;
+  webhook_secret_nonce: Uint8Array | null;
+  webhook_secret_ciphertext: Uint8Array | null;
+  webhook_secret_tag: Uint8Array | null;
+  created_at: Date | string;
+  revoked_at: Date | string | null;
+}
+
+function toApiKey(row: ApiKeyRow): ApiKeyRecord {
+  const sealed =
+    row.webhook_secret_key_id && row.webhook_secret_nonce && row.webhook_secret_ciphertext && row.webhook_secret_tag
+      ? {
+          keyId: row.webhook_secret_key_id,
+          nonce: Buffer.from(row.webhook_secret_nonce),
+          ciphertext: Buffer.from(row.webhook_secret_ciphertext),
+          tag: Buffer.from(row.webhook_secret_tag),
+        }
+      : null;
+  return {
+    id: row.id,
+    name: row.name,
+    admin: row.admin,
+    webhookUrl: row.webhook_url,
+    webhookSecret: sealed,
+    createdAt: iso(row.created_at),
+    revokedAt: row.revoked_at === null ? null : iso(row.revoked_at),
+  };
+}
+
+interface DeliveryRow {
+  id: string;
+  target: string;
+  url: string;
+  session_id: SessionId;
+  event_seq: number | string;
+  type: string;
+  payload: Record<string, unknown>;
+  state: DeliveryState;
+  attempts: number;
+  next_attempt_at: Date | string;
+  created_at: Date | string;
+  delivered_at: Date | string | null;
+  last_status: number | null;
+  last_error: string | null;
+}
+
+function toDelivery(row: DeliveryRow): WebhookDelivery {
+  return {
+    id: row.id,
+    target: row.target,
+    url: row.url,
+    sessionId: row.session_id,
+    eventSeq: Number(row.event_seq),
+    type: row.type,
+    payload: row.payload,
+    state: row.state,
+    attempts: row.attempts,
+    nextAttemptAt: iso(row.next_attempt_at),
+    createdAt: iso(row.created_at),
+    deliveredAt: row.delivered_at === null ? null : iso(row.delivered_at),
+    lastStatus: row.last_status,
+    lastError: row.last_error,
+  };
+}
 
 // Ids as the schemas brand them: only ids that passed them (newSessionId, the routes' params) are stored.
 interface SessionRow {
@@ -33,6 +116,7 @@ interface SessionRow {
   state: SessionState;
   provider: string | null;
   user_id: string | null;
+  api_key_id: string | null;
   reason: string | null;
   detail: string | null;
   sandbox_id: SandboxId | null;
@@ -94,6 +178,7 @@ function toSession(row: SessionRow): Session {
     state: row.state,
     provider: row.provider,
     userId: row.user_id,
+    apiKeyId: row.api_key_id,
     reason: row.reason,
     detail: row.detail,
     sandboxId: row.sandbox_id,
@@ -153,11 +238,11 @@ export class SqlStore implements Store {
 
   createSession(input: NewSession): Promise<Session> {
     return this.db.transaction(async (tx) => {
-      const { rows } = await tx.query<SessionRow>(`INSERT INTO sessions (id, state, provider, user_id) VALUES ($1, 'starting', $2, $3) RETURNING *`, [
-        input.id,
-        input.provider,
-        input.userId,
-      ]);
+      await tx.query(eventOrderLock);
+      const { rows } = await tx.query<SessionRow>(
+        `INSERT INTO sessions (id, state, provider, user_id, api_key_id) VALUES ($1, 'starting', $2, $3, $4) RETURNING *`,
+        [input.id, input.provider, input.userId, input.apiKeyId ?? null],
+      );
       await tx.query(`INSERT INTO session_events (session_id, type, to_state) VALUES ($1, 'session.created', 'starting')`, [input.id]);
       return toSession(rows[0]!);
     });
@@ -168,14 +253,15 @@ export class SqlStore implements Store {
     return rows[0] ? toSession(rows[0]) : null;
   }
 
-  async listSessions(options: { states?: readonly SessionState[]; limit?: number } = {}): Promise<Session[]> {
+  async listSessions(filter: SessionFilter = {}): Promise<Session[]> {
     // A NULL filter or limit means "all" (LIMIT NULL is LIMIT ALL).
     const { rows } = await this.db.query<SessionRow>(
       `${withCredential(
         `SELECT * FROM sessions WHERE ($1::text[] IS NULL OR state = ANY($1::text[]))
+           AND ($3::text IS NULL OR user_id = $3) AND ($4::text IS NULL OR api_key_id = $4)
           ORDER BY created_at DESC, id DESC LIMIT $2`,
       )} ORDER BY s.created_at DESC, s.id DESC`,
-      [options.states ?? null, options.limit ?? null],
+      [filter.states ?? null, filter.limit ?? null, filter.userId ?? null, filter.apiKeyId ?? null],
     );
     return rows.map(toSession);
   }
@@ -198,6 +284,7 @@ export class SqlStore implements Store {
     // reason/detail describe how a session ended; a live session has none.
     const ending = isTerminal(to);
     return this.db.transaction(async (tx) => {
+      await tx.query(eventOrderLock);
       const { rows } = await tx.query<SessionRow>(
         withCredential(`UPDATE sessions SET state = $4, version = version + 1, reason = $5, detail = $6, updated_at = now()
           WHERE id = $1 AND state = $2 AND version = $3 RETURNING *`),
@@ -224,14 +311,17 @@ export class SqlStore implements Store {
   }
 
   async appendEvent(id: SessionId, event: NewEvent): Promise<SessionEvent> {
-    // Locking the session row makes events of one session commit in seq order, so a reader
-    // polling with `afterSeq` cannot skip one that was still uncommitted when it read.
-    const { rows } = await this.db.query<EventRow>(
-      `INSERT INTO session_events (session_id, type, reason, details)
-       SELECT id, $2::text, $3::text, $4::jsonb FROM sessions WHERE id = $1 FOR NO KEY UPDATE
-       RETURNING *`,
-      [id, event.type, event.reason ?? null, JSON.stringify(event.details ?? {})],
-    );
+    // The order lock makes events commit in seq order, so a reader polling with `afterSeq` cannot
+    // skip one that was still uncommitted when it read.
+    const { rows } = await this.db.transaction(async (tx) => {
+      await tx.query(eventOrderLock);
+      return tx.query<EventRow>(
+        `INSERT INTO session_events (session_id, type, reason, details)
+         SELECT id, $2::text, $3::text, $4::jsonb FROM sessions WHERE id = $1
+         RETURNING *`,
+        [id, event.type, event.reason ?? null, JSON.stringify(event.details ?? {})],
+      );
+    });
     if (!rows[0]) throw new AppError('SESSION_NOT_FOUND', { details: { sessionId: id } });
     return toEvent(rows[0]);
   }
@@ -246,6 +336,21 @@ export class SqlStore implements Store {
     return rows.map(toEvent);
   }
 
+  async listAllEvents(options: { afterSeq: number; apiKeyId?: string; limit: number }): Promise<SessionEvent[]> {
+    const { rows } = await this.db.query<EventRow>(
+      `SELECT e.* FROM session_events e
+        WHERE e.seq > $1 AND ($2::text IS NULL OR e.session_id IN (SELECT id FROM sessions WHERE api_key_id = $2))
+        ORDER BY e.seq LIMIT $3`,
+      [options.afterSeq, options.apiKeyId ?? null, options.limit],
+    );
+    return rows.map(toEvent);
+  }
+
+  async lastEventSeq(): Promise<number> {
+    const { rows } = await this.db.query<{ seq: number | string | null }>('SELECT max(seq) AS seq FROM session_events');
+    return Number(rows[0]?.seq ?? 0);
+  }
+
   async countEvents(id: SessionId, types: readonly EventType[]): Promise<number> {
     const { rows } = await this.db.query<{ n: number | string }>('SELECT count(*) AS n FROM session_events WHERE session_id = $1 AND type = ANY($2::text[])', [
       id,
@@ -254,22 +359,126 @@ export class SqlStore implements Store {
     return Number(rows[0]!.n);
   }
 
-  async addApiKey(input: { id: string; name: string; keyHash: string }): Promise<void> {
-    await this.db.query('INSERT INTO api_keys (id, name, key_hash) VALUES ($1, $2, $3)', [input.id, input.name, input.keyHash]);
+  async addApiKey(input: NewApiKey): Promise<ApiKeyRecord> {
+    const secret = input.webhookSecret ?? null;
+    const { rows } = await this.db.query<ApiKeyRow>(
+      `INSERT INTO api_keys (id, name, key_hash, admin, webhook_url, webhook_secret_key_id, webhook_secret_nonce, webhook_secret_ciphertext, webhook_secret_tag)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING *`,
+      [
+        input.id,
+        input.name,
+        input.keyHash,
+        input.admin,
+        input.webhookUrl ?? null,
+        secret?.keyId ?? null,
+        secret?.nonce ?? null,
+        secret?.ciphertext ?? null,
+        secret?.tag ?? null,
+      ],
+    );
+    return toApiKey(rows[0]!);
   }
 
   async findApiKey(keyHash: string): Promise<ApiKeyRecord | null> {
-    const { rows } = await this.db.query<{ id: string; name: string; created_at: Date | string }>(
-      'SELECT id, name, created_at FROM api_keys WHERE key_hash = $1',
-      [keyHash],
-    );
-    const row = rows[0];
-    return row ? { id: row.id, name: row.name, createdAt: iso(row.created_at) } : null;
+    const { rows } = await this.db.query<ApiKeyRow>('SELECT * FROM api_keys WHERE key_hash = $1', [keyHash]);
+    return rows[0] ? toApiKey(rows[0]) : null;
+  }
+
+  async getApiKey(id: string): Promise<ApiKeyRecord | null> {
+    const { rows } = await this.db.query<ApiKeyRow>('SELECT * FROM api_keys WHERE id = $1', [id]);
+    return rows[0] ? toApiKey(rows[0]) : null;
+  }
+
+  async listApiKeys(): Promise<ApiKeyRecord[]> {
+    const { rows } = await this.db.query<ApiKeyRow>('SELECT * FROM api_keys ORDER BY created_at, id');
+    return rows.map(toApiKey);
+  }
+
+  async revokeApiKey(id: string): Promise<ApiKeyRecord | null> {
+    const { rows } = await this.db.query<ApiKeyRow>('UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING *', [id]);
+    return rows[0] ? toApiKey(rows[0]) : null;
   }
 
   async countApiKeys(): Promise<number> {
-    const { rows } = await this.db.query<{ count: number | string }>('SELECT count(*) AS count FROM api_keys');
+    const { rows } = await this.db.query<{ count: number | string }>('SELECT count(*) AS count FROM api_keys WHERE revoked_at IS NULL');
     return Number(rows[0]!.count);
+  }
+
+  fanOutEvents(limit: number, plan: (events: OwnedEvent[]) => Promise<NewDelivery[]>): Promise<number> {
+    return this.db.transaction(async (tx) => {
+      const cursor = await tx.query<{ after_seq: number | string }>('SELECT after_seq FROM webhook_cursor FOR UPDATE');
+      const afterSeq = Number(cursor.rows[0]?.after_seq ?? 0);
+      const { rows } = await tx.query<EventRow & { api_key_id: string | null }>(
+        `SELECT e.*, s.api_key_id FROM session_events e JOIN sessions s ON s.id = e.session_id
+          WHERE e.seq > $1 ORDER BY e.seq LIMIT $2`,
+        [afterSeq, limit],
+      );
+      if (rows.length === 0) return 0;
+      const deliveries = await plan(rows.map((row) => ({ ...toEvent(row), apiKeyId: row.api_key_id })));
+      for (const d of deliveries) {
+        await tx.query(
+          `INSERT INTO webhook_deliveries (id, target, url, session_id, event_seq, type, payload)
+           VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb) ON CONFLICT DO NOTHING`,
+          [d.id, d.target, d.url, d.sessionId, d.eventSeq, d.type, JSON.stringify(d.payload)],
+        );
+      }
+      await tx.query('UPDATE webhook_cursor SET after_seq = $1', [Number(rows.at(-1)!.seq)]);
+      return rows.length;
+    });
+  }
+
+  async leaseDueDeliveries(limit: number, leaseMs: number): Promise<WebhookDelivery[]> {
+    const { rows } = await this.db.query<DeliveryRow>(
+      `UPDATE webhook_deliveries SET leased_until = now() + make_interval(secs => $2::double precision / 1000)
+        WHERE id IN (SELECT id FROM webhook_deliveries
+                      WHERE state = 'pending' AND next_attempt_at <= now() AND (leased_until IS NULL OR leased_until < now())
+                      ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)
+        RETURNING *`,
+      [limit, leaseMs],
+    );
+    return rows.map(toDelivery).sort((a, b) => a.nextAttemptAt.localeCompare(b.nextAttemptAt) || a.id.localeCompare(b.id));
+  }
+
+  async recordDeliveryAttempt(
+    id: string,
+    outcome: { state: DeliveryState; status: number | null; error: string | null; nextAttemptAt?: string },
+  ): Promise<void> {
+    await this.db.query(
+      `UPDATE webhook_deliveries SET state = $2, attempts = attempts + 1, last_status = $3, last_error = $4,
+              next_attempt_at = coalesce($5::timestamptz, next_attempt_at), leased_until = NULL,
+              delivered_at = CASE WHEN $2 = 'delivered' THEN now() ELSE delivered_at END
+        WHERE id = $1`,
+      [id, outcome.state, outcome.status, outcome.error, outcome.nextAttemptAt ?? null],
+    );
+  }
+
+  async listDeliveries(filter: { sessionId?: SessionId; apiKeyId?: string; limit: number }): Promise<WebhookDelivery[]> {
+    const { rows } = await this.db.query<DeliveryRow>(
+      `SELECT d.* FROM webhook_deliveries d
+        WHERE ($1::text IS NULL OR d.session_id = $1)
+          AND ($2::text IS NULL OR d.session_id IN (SELECT id FROM sessions WHERE api_key_id = $2))
+        ORDER BY d.created_at DESC, d.id DESC LIMIT $3`,
+      [filter.sessionId ?? null, filter.apiKeyId ?? null, filter.limit],
+    );
+    return rows.map(toDelivery);
+  }
+
+  resealWebhookSecrets(reseal: (keyId: string, sealed: SealedCredential) => SealedCredential): Promise<number> {
+    return this.db.transaction(async (tx) => {
+      const { rows } = await tx.query<ApiKeyRow>('SELECT * FROM api_keys WHERE webhook_secret_key_id IS NOT NULL ORDER BY id FOR UPDATE');
+      let count = 0;
+      for (const row of rows) {
+        const record = toApiKey(row);
+        if (!record.webhookSecret) continue;
+        const sealed = reseal(record.id, record.webhookSecret);
+        await tx.query(
+          'UPDATE api_keys SET webhook_secret_key_id = $2, webhook_secret_nonce = $3, webhook_secret_ciphertext = $4, webhook_secret_tag = $5 WHERE id = $1',
+          [row.id, sealed.keyId, sealed.nonce, sealed.ciphertext, sealed.tag],
+        );
+        count++;
+      }
+      return count;
+    });
   }
 
   async putCredential(credential: NewCredential): Promise<{ created: boolean }> {
