@@ -20,6 +20,18 @@ const isOrigin = (value: string) => {
   }
 };
 
+/** A Standard Webhooks secret: `whsec_` and base64 of at least 24 bytes. */
+const isWebhookSecret = (value: string) => {
+  const body = value.startsWith('whsec_') ? value.slice('whsec_'.length) : '';
+  return /^[A-Za-z0-9+/]+={0,2}$/.test(body) && Buffer.from(body, 'base64').length >= 24;
+};
+
+/**
+ * The Standard Webhooks schedule: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h after the first attempt —
+ * eight attempts over 27.6 hours, so a receiver that is down for a day loses nothing.
+ */
+export const defaultWebhookRetryScheduleMs = [5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000];
+
 const envSchema = z.object({
   PORTHOLE_HOST: z.string().default('127.0.0.1'),
   PORTHOLE_PORT: port.default(8480),
@@ -40,6 +52,22 @@ const envSchema = z.object({
     )
     .default(''),
   PORTHOLE_DATA_DIR: z.string().default('.porthole'),
+  // Every session's webhooks (session.ready/completed/failed/ended) go here, signed per Standard Webhooks.
+  PORTHOLE_WEBHOOK_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
+  // whsec_<base64 of at least 24 bytes>; several, space-separated, during a rotation (each signs).
+  PORTHOLE_WEBHOOK_SECRET: z
+    .string()
+    .refine(
+      (v) => v.split(/\s+/).filter(Boolean).length > 0 && v.split(/\s+/).filter(Boolean).every(isWebhookSecret),
+      'must be whsec_ and the base64 of at least 24 random bytes (e.g. whsec_$(openssl rand -base64 32)); several separated by spaces while rotating',
+    )
+    .optional(),
+  // Delays between a webhook's attempts; the last one is retried this many times in all.
+  PORTHOLE_WEBHOOK_RETRY_SCHEDULE_MS: z
+    .string()
+    .regex(/^\d+(,\d+)*$/, 'must be comma-separated milliseconds, e.g. 5000,300000')
+    .transform((v) => v.split(',').map(Number))
+    .optional(),
   PORTHOLE_API_KEY: z.string().min(16, 'must be at least 16 characters').optional(),
   // Exactly 44 characters of standard base64 decoding to 32 bytes; the message never echoes the value.
   PORTHOLE_MASTER_KEY: z
@@ -152,6 +180,10 @@ export interface Config {
   readonly metricsListener: { readonly host: string; readonly port: number } | null;
   readonly dataDir: string;
   readonly apiKey: Secret | null;
+  /** PORTHOLE_WEBHOOK_URL and its secrets (the first signs new deliveries' headers; all of them sign, for rotation). */
+  readonly webhook: { readonly url: string; readonly secrets: readonly Secret[] } | null;
+  /** Delays between a webhook's attempts (Standard Webhooks' schedule unless set). */
+  readonly webhookRetryScheduleMs: readonly number[];
   /** The master key sealing stored credentials (base64 of 32 bytes); null: a keyring file in dataDir, created on first run. */
   readonly masterKey: Secret | null;
   readonly driver: 'local';
@@ -203,7 +235,7 @@ export class ConfigError extends Error {
 /** Secrets may also be given as NAME_FILE: the file's content, trimmed. */
 function withFileSecrets(env: Record<string, string | undefined>, problems: string[]): Record<string, string | undefined> {
   const out = { ...env };
-  for (const name of ['PORTHOLE_API_KEY', 'DATABASE_URL', 'PORTHOLE_DEMO_PASSWORD', 'PORTHOLE_MASTER_KEY']) {
+  for (const name of ['PORTHOLE_API_KEY', 'DATABASE_URL', 'PORTHOLE_DEMO_PASSWORD', 'PORTHOLE_MASTER_KEY', 'PORTHOLE_WEBHOOK_SECRET']) {
     const file = env[`${name}_FILE`];
     if (file === undefined || file === '') continue;
     if (env[name] !== undefined) {
@@ -244,6 +276,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       `PORTHOLE_SANDBOX_HOME_MIB: ${e.PORTHOLE_SANDBOX_HOME_MIB} must be less than PORTHOLE_SANDBOX_MEMORY_MIB (${e.PORTHOLE_SANDBOX_MEMORY_MIB}): the home's files count against the sandbox's memory`,
     ]);
   }
+  if ((e.PORTHOLE_WEBHOOK_URL === undefined) !== (e.PORTHOLE_WEBHOOK_SECRET === undefined)) {
+    throw new ConfigError([
+      'PORTHOLE_WEBHOOK_URL and PORTHOLE_WEBHOOK_SECRET go together: set both (the secret signs every webhook; your receiver verifies with it)',
+    ]);
+  }
   const publicUrl = e.PORTHOLE_PUBLIC_URL?.replace(/\/+$/, '') ?? null;
   const allowedOrigins = e.PORTHOLE_ALLOWED_ORIGINS.split(',')
     .map((s) => s.trim())
@@ -256,6 +293,18 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     metricsListener: e.PORTHOLE_METRICS_PORT === undefined ? null : Object.freeze({ host: e.PORTHOLE_METRICS_HOST, port: e.PORTHOLE_METRICS_PORT }),
     dataDir: resolve(e.PORTHOLE_DATA_DIR),
     apiKey: e.PORTHOLE_API_KEY ? new Secret(e.PORTHOLE_API_KEY) : null,
+    webhook:
+      e.PORTHOLE_WEBHOOK_URL && e.PORTHOLE_WEBHOOK_SECRET
+        ? Object.freeze({
+            url: e.PORTHOLE_WEBHOOK_URL,
+            secrets: Object.freeze(
+              e.PORTHOLE_WEBHOOK_SECRET.split(/\s+/)
+                .filter(Boolean)
+                .map((v) => new Secret(v)),
+            ),
+          })
+        : null,
+    webhookRetryScheduleMs: Object.freeze(e.PORTHOLE_WEBHOOK_RETRY_SCHEDULE_MS ?? defaultWebhookRetryScheduleMs),
     masterKey: e.PORTHOLE_MASTER_KEY ? new Secret(e.PORTHOLE_MASTER_KEY) : null,
     driver: e.PORTHOLE_DRIVER,
     databaseUrl: e.DATABASE_URL ? new Secret(e.DATABASE_URL) : null,

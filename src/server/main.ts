@@ -30,6 +30,8 @@ import { createSessionDiagnosis } from './sessions/diagnosis.js';
 import { createSandboxHost } from './sessions/sandbox-host.js';
 import { SessionManager } from './sessions/session-manager.js';
 import { ViewerRegistry } from './sessions/viewer-registry.js';
+import { EventFeed, notifyingStore } from './sessions/event-feed.js';
+import { WebhookDispatcher } from './webhooks/dispatcher.js';
 import { createTicketSigner } from './tickets.js';
 
 // The composition root: config → logger → store → driver → sessions → http + relay. The only
@@ -111,11 +113,14 @@ export async function startServer(config: Config, options: StartOptions = {}): P
   }
   const cleanup: Array<() => Promise<void>> = [];
   try {
-    const store = config.databaseUrl
+    const feed = new EventFeed();
+    const database = config.databaseUrl
       ? await openPostgres(config.databaseUrl.reveal(), {
           onConnectionError: (error) => logger.warn({ err: error, component: 'store' }, 'database connection dropped'),
         })
       : await openPglite(config.dataDir);
+    // Every event this server writes wakes its live readers (event streams, webhooks) at once.
+    const store = notifyingStore(database, feed);
     cleanup.push(() => store.close());
     await store.migrate();
 
@@ -233,7 +238,19 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       metrics,
       vault,
       diagnose: createSessionDiagnosis({ store, driver, tickets, logger }),
+      feed,
     });
+    const webhooks = new WebhookDispatcher({
+      store,
+      vault,
+      feed,
+      log: logger.child({ component: 'webhooks' }),
+      metrics,
+      envTarget: config.webhook ? { url: config.webhook.url, secrets: config.webhook.secrets } : null,
+      retryScheduleMs: config.webhookRetryScheduleMs,
+    });
+    webhooks.start();
+    cleanup.push(() => webhooks.close());
     route = (req, res) => app.routing(req, res);
     const relay = new Relay({ sessions, viewers, tickets, logger, allowedOrigins: origins, pingIntervalMs: config.pingIntervalMs, metrics });
     relay.attach(app.server);

@@ -17,6 +17,7 @@ export interface Metrics {
   readonly warmPoolTakes: Counter<'outcome'>;
   readonly warmPoolRefillSeconds: Histogram<'outcome'>;
   readonly warmPoolDiscards: Counter<'reason'>;
+  readonly webhookAttempts: Counter<'outcome'>;
 }
 
 export function createMetrics(countSessions: () => Promise<Record<SessionState, number>>): Metrics {
@@ -89,6 +90,12 @@ export function createMetrics(countSessions: () => Promise<Record<SessionState, 
       name: 'porthole_warm_pool_discarded_total',
       help: 'Pooled desktops destroyed unused, by reason (failed_check, recycled, gone, start_failed, no_room).',
       labelNames: ['reason'],
+      registers: [registry],
+    }),
+    webhookAttempts: new Counter({
+      name: 'porthole_webhook_attempts_total',
+      help: 'Webhook requests sent, by what became of the delivery (delivered, pending: retried later, failed: given up).',
+      labelNames: ['outcome'],
       registers: [registry],
     }),
   };

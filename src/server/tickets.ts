@@ -9,8 +9,11 @@ import type { SessionId } from '../protocol/ids.js';
 // leaked cannot be renewed forever: the chain ends after maxChainMs.
 // Format: <purpose>.<subject>.<expiresAtMs base36>.<chainStartedAtMs base36>.<nonce>.<hmac base64url>
 
-/** vt: a viewer; vp: the server's own diagnosis probe (relay only, never counted as a viewer); dash: the dashboard. */
-type Purpose = 'vt' | 'vp' | 'dash';
+/**
+ * vt: a viewer; vp: the server's own diagnosis probe (relay only, never counted as a viewer); dash:
+ * the dashboard's login cookie; lk: a one-time dashboard login link (`porthole login-link`).
+ */
+type Purpose = 'vt' | 'vp' | 'dash' | 'lk';
 
 /** However long sessions may live, a chain of renewed viewer tickets ends after this. */
 export const maxTicketChainMs = 12 * 3600_000;
@@ -40,6 +43,16 @@ export interface TicketSigner {
    * the list is in memory. Idempotent; an invalid value is ignored.
    */
   revokeLogin(value: string | undefined): void;
+  /**
+   * A one-time login link's token, valid for `ttlMs`. Anyone holding the signing key can make one
+   * (the CLI, with local access to the data directory), so the server needs no state to issue it.
+   */
+  issueLoginLink(ttlMs: number): { token: string; expiresAt: Date };
+  /**
+   * True once per signed, unexpired link token; false after (used), expired, or not one. The used
+   * list is in memory: after a restart a link still within its TTL works once more.
+   */
+  redeemLoginLink(value: string | undefined): boolean;
 }
 
 export interface TicketSignerOptions {
@@ -54,6 +67,8 @@ export function createTicketSigner(key: Buffer, ttlMs: number, options: TicketSi
   const mac = (text: string) => createHmac('sha256', key).update(text).digest('base64url');
   /** Revoked login values → their expiry, so the list forgets them once they could not be used anyway. */
   const revokedLogins = new Map<string, number>();
+  /** Login links already used → their expiry. */
+  const usedLinks = new Map<string, number>();
 
   function sign(purpose: Purpose, subject: string, expiresAt: number, chainStartedAt: number): string {
     const body = `${purpose}.${subject}.${expiresAt.toString(36)}.${chainStartedAt.toString(36)}.${randomBytes(9).toString('base64url')}`;
@@ -119,6 +134,18 @@ export function createTicketSigner(key: Buffer, ttlMs: number, options: TicketSi
       if (!value) return false;
       const opened = open('dash', value);
       return opened !== null && opened.expiresAt > now() && !revokedLogins.has(value);
+    },
+    issueLoginLink(ttlMs) {
+      const at = now();
+      return { token: sign('lk', 'admin', at + ttlMs, at), expiresAt: new Date(at + ttlMs) };
+    },
+    redeemLoginLink(value) {
+      const opened = value ? open('lk', value) : null;
+      const at = now();
+      if (!value || !opened || opened.expiresAt <= at || usedLinks.has(value)) return false;
+      for (const [used, expiresAt] of usedLinks) if (expiresAt <= at) usedLinks.delete(used);
+      usedLinks.set(value, opened.expiresAt);
+      return true;
     },
     revokeLogin(value) {
       const opened = value ? open('dash', value) : null;

@@ -114,7 +114,9 @@ export class Vault {
       // On failure the new key stays in the file, unused: removing it could lose records if the
       // commit did happen and only its acknowledgement was lost. The next rotation drops it.
       const reencrypted = await this.store.resealCredentials((record) => seal(next, record.sessionId, open(this.keyring, record.sessionId, record)));
-      await this.store.resealWebhookSecrets((keyId, sealed) => seal(next, webhookSecretContext(keyId), open(this.keyring, webhookSecretContext(keyId), sealed)));
+      await this.store.resealWebhookSecrets((keyId, sealed) =>
+        seal(next, webhookSecretContext(keyId), open(this.keyring, webhookSecretContext(keyId), sealed)),
+      );
       await this.keyring.keepOnly(next.id);
       this.logger?.info({ previousKeyId: previous, keyId: next.id, reencrypted }, 'master key rotated');
       return { keyId: next.id, reencrypted };

@@ -9,8 +9,10 @@ import type { z } from 'zod';
 import { AppError, errorRegistry, type ErrorCode } from '../../protocol/errors.js';
 import { isSessionId } from '../../protocol/ids.js';
 import { answerClientError, answerExpectation } from './client-errors.js';
-import { authenticateAgent, createAuthenticator, loginCookie, readCookie, sameSecret, type Principal } from './auth.js';
+import { assertCanSee, authenticateAgent, createAuthenticator, isAdmin, loginCookie, ownerScope, readCookie, sameSecret, type Principal } from './auth.js';
 import { openApiDocument } from './openapi.js';
+import { streamed } from './event-stream.js';
+import { keyRoutes, type KeyRouteDeps } from './key-routes.js';
 import { agentRoutes } from './agent-routes.js';
 import { credentialRoutes, type CredentialRouteDeps } from './credential-routes.js';
 import { apiRoutes, type RouteDeps } from './routes.js';
@@ -20,7 +22,7 @@ import type { Secret } from '../secret.js';
 import type { TicketSigner } from '../tickets.js';
 import type { Metrics } from '../metrics.js';
 
-export interface AppOptions extends RouteDeps, CredentialRouteDeps {
+export interface AppOptions extends RouteDeps, CredentialRouteDeps, KeyRouteDeps {
   logger: Logger;
   store: Store;
   apiKey: Secret | null;
@@ -140,7 +142,7 @@ export async function buildApp(options: AppOptions) {
     for (const method of [route.method].flat()) if (method !== 'HEAD') registered.push({ method, url: route.url });
   });
   const auth = createAuthenticator({ store: options.store, configuredKey: options.apiKey, tickets: options.tickets, origins: options.origins });
-  const routes = [...apiRoutes(options), ...agentRoutes(options), ...credentialRoutes(options)];
+  const routes = [...apiRoutes(options), ...agentRoutes(options), ...credentialRoutes(options), ...keyRoutes(options)];
 
   app.setErrorHandler((error: FastifyError | AppError, request, reply) => {
     if (error instanceof AppError) {
@@ -182,11 +184,18 @@ export async function buildApp(options: AppOptions) {
         } else if (route.auth !== 'none') {
           principal = await auth.authenticate(request, { ticketFor: route.auth === 'api-or-viewer' ? sessionId : undefined });
           if (route.auth === 'api-key' && principal.kind !== 'api-key') throw new AppError('API_KEY_REQUIRED');
+          if (route.auth === 'admin' && !isAdmin(principal)) throw new AppError('API_KEY_ADMIN_REQUIRED');
+          // An app key acts only on the sessions it created; an unknown id is left to the handler (404).
+          if (sessionId && ownerScope(principal) !== undefined) {
+            const session = await options.store.getSession(sessionId);
+            if (session) assertCanSee(principal, session);
+          }
         }
         const query = parse(route.query, request.query, 'query') ?? {};
         if (route.body && (request.body === undefined || request.body === null)) throw new AppError('MALFORMED_JSON', { message: 'A JSON body is required.' });
         const body = parse(route.body, request.body, 'body');
         const result = await route.handler({ params, query, body, principal, request, reply });
+        if (result === streamed) return reply; // answered as a stream, already sent
         // A handler may choose among its documented statuses (201 vs 200); route.status is the fixed one.
         if (route.status) reply.status(route.status);
         return reply.header('cache-control', 'no-store').send(result);

@@ -13,7 +13,8 @@ import { isOriginAllowed, type OriginList } from './origin.js';
  * `chainStartedAt` is when its chain of renewed tickets began (see tickets.ts).
  */
 export type Principal =
-  | { kind: 'api-key'; keyId: string }
+  /** `admin` sees every session; an app key only those it created. `keyId` is 'env' for PORTHOLE_API_KEY. */
+  | { kind: 'api-key'; keyId: string; keyName: string; admin: boolean }
   | { kind: 'dashboard' }
   | { kind: 'viewer'; sessionId: SessionId; chainStartedAt: number }
   | { kind: 'agent'; sessionId: SessionId };
@@ -39,6 +40,25 @@ export function readCookie(header: string | undefined, name: string): string | u
   return undefined;
 }
 
+/** PORTHOLE_API_KEY: the operator's own key, admin. */
+const envKeyPrincipal: Principal = { kind: 'api-key', keyId: 'env', keyName: 'PORTHOLE_API_KEY', admin: true };
+
+/** Sees every session: an admin key or the dashboard. An app key sees its own; a viewer its one. */
+export function isAdmin(principal: Principal | null): boolean {
+  return principal?.kind === 'dashboard' || (principal?.kind === 'api-key' && principal.admin);
+}
+
+/** The key a listing is narrowed to: an app key's own id, or undefined for those who see all. */
+export function ownerScope(principal: Principal | null): string | undefined {
+  return principal?.kind === 'api-key' && !principal.admin ? principal.keyId : undefined;
+}
+
+/** Throws SESSION_FORBIDDEN when an app key acts on a session another key created. */
+export function assertCanSee(principal: Principal | null, session: { id: SessionId; apiKeyId: string | null }): void {
+  const scope = ownerScope(principal);
+  if (scope !== undefined && session.apiKeyId !== scope) throw new AppError('SESSION_FORBIDDEN', { details: { sessionId: session.id } });
+}
+
 export interface Authenticator {
   /** Throws UNAUTHENTICATED / API_KEY_INVALID / TICKET_* / CSRF_REJECTED. */
   authenticate(request: FastifyRequest, options: { ticketFor?: SessionId }): Promise<Principal>;
@@ -51,10 +71,10 @@ export function createAuthenticator(deps: { store: Store; configuredKey: Secret 
       if (header !== undefined) {
         const [scheme, value = ''] = header.split(/\s+/, 2);
         if (scheme?.toLowerCase() === 'bearer') {
-          if (deps.configuredKey && sameSecret(value, deps.configuredKey.reveal())) return { kind: 'api-key', keyId: 'env' };
+          if (deps.configuredKey && sameSecret(value, deps.configuredKey.reveal())) return envKeyPrincipal;
           const record = value.length > 0 && value.length <= 256 ? await deps.store.findApiKey(hashApiKey(value)) : null;
-          if (!record) throw new AppError('API_KEY_INVALID');
-          return { kind: 'api-key', keyId: record.id };
+          if (!record || record.revokedAt !== null) throw new AppError('API_KEY_INVALID');
+          return { kind: 'api-key', keyId: record.id, keyName: record.name, admin: record.admin };
         }
         if (scheme?.toLowerCase() === 'ticket' && ticketFor) {
           const { chainStartedAt } = deps.tickets.verify(value, ticketFor);

@@ -3,6 +3,7 @@ import { AppError } from '../../protocol/errors.js';
 import { errorResponse } from '../../protocol/session.js';
 import type { Store } from '../../store/store.js';
 import type { Vault } from '../credentials/vault.js';
+import { isAdmin, type Principal } from './auth.js';
 import { defineRoute, sessionParams, type RouteDef } from './routes.js';
 
 // Handing credentials out, and rotating the key that seals them. Both need an API key (`api-key`):
@@ -17,7 +18,8 @@ export interface CredentialRouteDeps {
 const common = { 400: errorResponse, 401: errorResponse, 403: errorResponse, 500: errorResponse, 503: errorResponse };
 
 export function credentialRoutes(deps: CredentialRouteDeps): RouteDef[] {
-  const apiKeyIdOf = (principal: { kind: string; keyId?: string } | null) => principal?.keyId ?? null;
+  const keyOf = (principal: Principal | null) =>
+    principal?.kind === 'api-key' ? { apiKeyId: principal.keyId, apiKeyName: principal.keyName } : { apiKeyId: null, apiKeyName: null };
   return [
     defineRoute({
       method: 'GET',
@@ -34,10 +36,10 @@ export function credentialRoutes(deps: CredentialRouteDeps): RouteDef[] {
           if (!(await deps.store.getSession(id))) throw new AppError('SESSION_NOT_FOUND', { details: { sessionId: id } });
           throw new AppError('CREDENTIALS_NOT_FOUND', { details: { sessionId: id } });
         }
-        const apiKeyId = apiKeyIdOf(principal);
+        const key = keyOf(principal);
         // Recorded before the content leaves: a read that cannot be audited does not happen.
-        await deps.store.appendEvent(id, { type: 'credentials.read', details: { requestId: request.id, apiKeyId } });
-        request.log.info({ sessionId: id, apiKeyId, keyId: credential.keyId }, 'credentials read');
+        await deps.store.appendEvent(id, { type: 'credentials.read', details: { requestId: request.id, ...key } });
+        request.log.info({ sessionId: id, ...key, keyId: credential.keyId }, 'credentials read');
         return {
           sessionId: id,
           provider: credential.provider,
@@ -54,11 +56,12 @@ export function credentialRoutes(deps: CredentialRouteDeps): RouteDef[] {
       url: '/v1/keys/rotate',
       operationId: 'rotateMasterKey',
       summary:
-        'Re-encrypt every stored credential under a new master key, then forget the old one (API key only). Needs the keyring in the data directory: a key from PORTHOLE_MASTER_KEY gets 409 KEY_ROTATION_UNAVAILABLE.',
+        'Re-encrypt every stored credential and webhook secret under a new master key, then forget the old one (admin API key only). Needs the keyring in the data directory: a key from PORTHOLE_MASTER_KEY gets 409 KEY_ROTATION_UNAVAILABLE.',
       auth: 'api-key',
       responses: { 200: keyRotationResponse, ...common, 409: errorResponse },
       handler: async ({ principal, request }) => {
-        request.log.info({ apiKeyId: apiKeyIdOf(principal) }, 'master key rotation requested');
+        if (!isAdmin(principal)) throw new AppError('API_KEY_ADMIN_REQUIRED');
+        request.log.info(keyOf(principal), 'master key rotation requested');
         return deps.vault.rotate();
       },
     }),

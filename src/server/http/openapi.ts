@@ -9,6 +9,18 @@ const toSchema = (schema: z.ZodType, io: 'input' | 'output'): JsonSchema => {
   return rest;
 };
 
+/**
+ * A response's content: JSON, or for a streaming route's 200 Server-Sent Events whose `data:` items
+ * are its schema (`on-accept`: the paged JSON, or a stream of the page's items).
+ */
+function contentOf(route: RouteDef, status: string, schema: z.ZodType): Record<string, unknown> {
+  const json = { 'application/json': { schema: toSchema(schema, 'output') } };
+  if (status !== '200' || !route.eventStream) return json;
+  if (route.eventStream === 'only') return { 'text/event-stream': { itemSchema: toSchema(schema, 'output') } };
+  const items = (schema as z.ZodObject).shape.events as z.ZodArray;
+  return { ...json, 'text/event-stream': { itemSchema: toSchema(items.element as z.ZodType, 'output') } };
+}
+
 /** OpenAPI 3.1 document generated from the route table, so the description cannot drift from what validates. */
 export function openApiDocument(routes: readonly RouteDef[]): JsonSchema {
   const paths: Record<string, Record<string, unknown>> = {};
@@ -39,7 +51,7 @@ export function openApiDocument(routes: readonly RouteDef[]): JsonSchema {
             ? [{ sandboxToken: [] }]
             : route.auth === 'api-key'
               ? [{ apiKey: [] }]
-              : route.auth === 'api'
+              : route.auth === 'api' || route.auth === 'admin'
                 ? [{ apiKey: [] }, { dashboardCookie: [] }]
                 : [{ apiKey: [] }, { dashboardCookie: [] }, { viewerTicket: [] }],
       parameters,
@@ -48,7 +60,7 @@ export function openApiDocument(routes: readonly RouteDef[]): JsonSchema {
           status,
           {
             description: status.startsWith('2') ? 'OK' : 'Error (see docs/errors.md)',
-            content: { 'application/json': { schema: toSchema(schema, 'output') } },
+            content: contentOf(route, status, schema),
           },
         ]),
       ),

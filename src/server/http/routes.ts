@@ -9,6 +9,8 @@ import {
   errorResponse,
   maxEventsPage,
   providerNames,
+  isTerminal,
+  sessionEventSchema,
   sessionEventsResponse,
   sessionListResponse,
   sessionSchema,
@@ -20,7 +22,9 @@ import type { Store } from '../../store/store.js';
 import { serverUrlOf, type DiagnoseSession } from '../sessions/diagnosis.js';
 import type { SessionManager } from '../sessions/session-manager.js';
 import type { TicketSigner } from '../tickets.js';
-import type { Principal } from './auth.js';
+import { ownerScope, type Principal } from './auth.js';
+import { resumeAfter, streamEvents, wantsEventStream, type Streamed } from './event-stream.js';
+import type { EventFeed } from '../sessions/event-feed.js';
 import type { TrustedOrigins } from './origin.js';
 
 // The API as one table: each route's schemas validate its input and, through openapi.ts, describe it.
@@ -30,8 +34,10 @@ import type { TrustedOrigins } from './origin.js';
 /**
  * `agent`: the sandbox's own token, for the session named in the path (see authenticateAgent).
  * `api-key`: an API key only, not a dashboard login or a viewer ticket (routes that hand out secrets).
+ * `admin`: an admin API key or the dashboard (managing keys). An app key on any route about one
+ * session gets SESSION_FORBIDDEN for a session it did not create (app.ts checks, before the handler).
  */
-export type RouteAuth = 'none' | 'api' | 'api-or-viewer' | 'agent' | 'api-key';
+export type RouteAuth = 'none' | 'api' | 'api-or-viewer' | 'agent' | 'api-key' | 'admin';
 /** The auths that are about the session in the path: such a route's params parse `:id` as a SessionId. */
 type SessionAuth = 'api-or-viewer' | 'agent';
 
@@ -62,6 +68,11 @@ interface RouteFields<P, Q, B, R> {
   body?: B;
   /** The one success status, when the handler does not choose (it may, with reply.status, among its documented ones). */
   status?: number;
+  /**
+   * Answers as Server-Sent Events (each `data:` one of its 200 schema's items, see event-stream.ts):
+   * `only`, or `on-accept` when the request asks for `text/event-stream` (else JSON).
+   */
+  eventStream?: 'only' | 'on-accept';
   responses: R;
 }
 
@@ -74,7 +85,7 @@ interface RouteFields<P, Q, B, R> {
 export interface RouteSpec<P extends z.ZodObject | undefined, Q extends z.ZodObject | undefined, B extends z.ZodType | undefined, R extends RouteResponses>
   extends RouteFields<P, Q, B, R> {
   auth: Parsed<P> extends { id: SessionId } ? RouteAuth : Exclude<RouteAuth, SessionAuth>;
-  handler(context: RouteContext<Parsed<P>, Parsed<Q>, B extends z.ZodType ? z.output<B> : undefined>): Promise<SuccessBody<NoInfer<R>>>;
+  handler(context: RouteContext<Parsed<P>, Parsed<Q>, B extends z.ZodType ? z.output<B> : undefined>): Promise<SuccessBody<NoInfer<R>> | Streamed>;
 }
 
 /** The route table's entry as app.ts and openapi.ts read it: the same route, its types erased to its schemas. */
@@ -105,21 +116,26 @@ export interface RouteDeps {
   origins: Pick<TrustedOrigins, 'baseUrl'>;
   /** Per-hop diagnosis (createSessionDiagnosis). */
   diagnose: DiagnoseSession;
+  /** Wakes event streams when this server writes an event. */
+  feed: EventFeed;
 }
 
 /** The params of every route under /v1/…/sessions/:id: the id parsed as a SessionId. */
 export const sessionParams = z.object({ id: sessionIdSchema });
 const listQuery = z.object({
   state: z.enum(sessionStates).optional(),
+  userId: z.string().min(1).max(200).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(100),
 });
 const eventsQuery = z.object({
   after: z.coerce.number().int().min(0).default(0),
   limit: z.coerce.number().int().min(1).max(maxEventsPage).default(defaultEventsPage),
 });
+const firehoseQuery = z.object({ after: z.coerce.number().int().min(0).optional() });
 const healthResponse = z.object({ ok: z.boolean(), version: z.string() });
 
-const common = { 400: errorResponse, 401: errorResponse, 503: errorResponse };
+// 403: an app key on another key's session (SESSION_FORBIDDEN), a ticket for another session.
+const common = { 400: errorResponse, 401: errorResponse, 403: errorResponse, 503: errorResponse };
 
 export function apiRoutes(deps: RouteDeps): RouteDef[] {
   return [
@@ -141,26 +157,32 @@ export function apiRoutes(deps: RouteDeps): RouteDef[] {
       body: createSessionBody,
       status: 201,
       responses: { 201: sessionSchema, ...common, 429: errorResponse },
-      handler: async ({ body }) => {
+      handler: async ({ body, principal }) => {
         if (body.provider !== undefined && !(providerNames as readonly string[]).includes(body.provider)) {
           throw new AppError('PROVIDER_UNKNOWN', {
             message: `No provider is named "${body.provider}"; known: ${providerNames.join(', ')}.`,
             details: { known: providerNames },
           });
         }
-        return deps.sessions.create(body);
+        return deps.sessions.create(body, principal?.kind === 'api-key' ? principal.keyId : null);
       },
     }),
     defineRoute({
       method: 'GET',
       url: '/v1/sessions',
       operationId: 'listSessions',
-      summary: 'Sessions, newest first.',
+      summary: 'Sessions, newest first, by `state` and `userId`. An app key lists only the sessions it created.',
       auth: 'api',
       query: listQuery,
       responses: { 200: sessionListResponse, ...common },
-      handler: async ({ query }) => {
-        return { sessions: await deps.store.listSessions({ states: query.state ? [query.state] : undefined, limit: query.limit }) };
+      handler: async ({ query, principal }) => {
+        const sessions = await deps.store.listSessions({
+          states: query.state ? [query.state] : undefined,
+          userId: query.userId,
+          apiKeyId: ownerScope(principal),
+          limit: query.limit,
+        });
+        return { sessions };
       },
     }),
     defineRoute({
@@ -187,18 +209,50 @@ export function apiRoutes(deps: RouteDeps): RouteDef[] {
       method: 'GET',
       url: '/v1/sessions/:id/events',
       operationId: 'listSessionEvents',
-      summary: `The session’s timeline: transitions and start-up steps, in order, one page at a time (\`after\` a seq, \`limit\` ${defaultEventsPage} by default, at most ${maxEventsPage}); \`hasMore\` says whether to ask again with \`after=nextAfter\`.`,
+      summary: `The session’s timeline: transitions and start-up steps, in order, one page at a time (\`after\` a seq, \`limit\` ${defaultEventsPage} by default, at most ${maxEventsPage}); \`hasMore\` says whether to ask again with \`after=nextAfter\`. With \`Accept: text/event-stream\`, a live stream instead (Server-Sent Events, \`id\` = seq, resumable with \`Last-Event-ID\`) that ends with an \`end\` event once the session is over.`,
       auth: 'api-or-viewer',
       params: sessionParams,
       query: eventsQuery,
+      eventStream: 'on-accept',
       responses: { 200: sessionEventsResponse, ...common, 404: errorResponse },
-      handler: async ({ params, query }) => {
+      handler: async ({ params, query, request, reply }) => {
         const { after, limit } = query;
         await deps.sessions.get(params.id); // SESSION_NOT_FOUND, not an empty page
+        if (wantsEventStream(request)) {
+          return streamEvents(request, reply, {
+            feed: deps.feed,
+            after: resumeAfter(request, after) ?? 0,
+            read: (afterSeq, pageLimit) => deps.store.listEvents(params.id, { afterSeq, limit: pageLimit }),
+            finished: async () => {
+              const session = await deps.store.getSession(params.id);
+              return session && !isTerminal(session.state) ? null : (session?.state ?? 'ended');
+            },
+          });
+        }
         // One more than the page: whether it came back says if more follow, without a count.
         const rows = await deps.store.listEvents(params.id, { afterSeq: after, limit: limit + 1 });
         const events = rows.slice(0, limit);
         return { events, hasMore: rows.length > limit, nextAfter: events.at(-1)?.seq ?? after };
+      },
+    }),
+    defineRoute({
+      method: 'GET',
+      url: '/v1/events',
+      operationId: 'streamEvents',
+      summary:
+        'Every event of the sessions this key created (an admin key or the dashboard: of all sessions), live, as Server-Sent Events in seq order. Starts now, or after `Last-Event-ID` / `after`; never ends by itself.',
+      auth: 'api',
+      query: firehoseQuery,
+      eventStream: 'only',
+      responses: { 200: sessionEventSchema, ...common },
+      handler: async ({ query, principal, request, reply }) => {
+        const apiKeyId = ownerScope(principal);
+        const after = resumeAfter(request, query.after) ?? (await deps.store.lastEventSeq());
+        return streamEvents(request, reply, {
+          feed: deps.feed,
+          after,
+          read: (afterSeq, limit) => deps.store.listAllEvents({ afterSeq, apiKeyId, limit }),
+        });
       },
     }),
     defineRoute({

@@ -115,7 +115,8 @@ export class SessionManager {
     });
   }
 
-  async create(input: CreateSessionBody): Promise<Session> {
+  /** `apiKeyId`: the key asking (it alone, and admins, will see the session); null for the dashboard. */
+  async create(input: CreateSessionBody, apiKeyId: string | null = null): Promise<Session> {
     if (this.#closed) throw new AppError('SERVER_SHUTTING_DOWN');
     const live = await this.#o.store.listSessions({ states: liveStates, limit: this.#o.maxSessions + 1 });
     if (live.length >= this.#o.maxSessions) {
@@ -125,8 +126,9 @@ export class SessionManager {
       id: newSessionId(),
       provider: input.provider ?? null,
       userId: input.userId ?? null,
+      apiKeyId,
     });
-    this.#log.info({ sessionId: session.id, provider: session.provider }, 'session created');
+    this.#log.info({ sessionId: session.id, provider: session.provider, apiKeyId }, 'session created');
     const controller = new AbortController();
     const id = session.id;
     this.#boots.set(id, controller);
