@@ -153,9 +153,14 @@ test('when a delivered credential does not verify, the viewer says the sign-in c
   await p.waitForSelector('body[data-phase=failed]', { timeout: 15_000 });
   assert.equal(await p.evaluate(() => document.body.dataset.closeCode), '4410');
   const sentence = (await p.textContent('#panel-sentence')) ?? '';
-  assert.match(sentence, /^porthole could not confirm this sign-in with the provider, so it stored nothing/);
-  assert.match(sentence, /refused the access token at userinfo \(401\)/);
-  assert.equal(sentence.includes('ceo@victim.example'), false);
+  assert.match(sentence, /^Your sign-in could not be confirmed with the provider, so nothing was saved/);
+  // The person's sentence says what to do; the provider's answer is for the operator, under the details.
+  assert.doesNotMatch(sentence, /userinfo|401|CREDENTIAL_UNVERIFIED/);
+  assert.equal(await p.locator('#diagnosis').isVisible(), true);
+  const detail = (await p.textContent('#operator-detail')) ?? '';
+  assert.match(detail, /^CREDENTIAL_UNVERIFIED: /);
+  assert.match(detail, /refused the access token at userinfo \(401\)/);
+  assert.equal(sentence.includes('ceo@victim.example') || detail.includes('ceo@victim.example'), false);
   await p.screenshot({ path: `${out}/viewer-unverified.png` });
   await context.close();
 });

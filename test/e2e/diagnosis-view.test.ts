@@ -8,8 +8,9 @@ import { isAlive, killProcess, sandboxProcess } from '../support/sandbox-process
 import { untilDefined } from '../support/until.js';
 import { startTestServer, testOutputDir, type TestServer } from '../support/server.js';
 
-// The diagnosis where people look (GET /v1/sessions/:id/diagnosis, docs/diagnosis.md): the viewer
-// puts the first failing hop and its cause into its sentence when a connection fails, and the
+// The diagnosis where people look (GET /v1/sessions/:id/diagnosis, docs/diagnosis.md): when a
+// connection fails, the viewer tells the person in plain words that the desktop does not answer and
+// puts the first failing hop and its cause under "What porthole checked" for the operator, and the
 // dashboard's "Diagnose" shows every hop of a live session — with real sandboxes, a real Xvnc killed
 // with SIGKILL and a real agent stopped with SIGSTOP, in a real browser.
 
@@ -64,9 +65,12 @@ function statusLog(p: Page): Promise<StatusEntry[]> {
   return p.evaluate(() => (window as unknown as { statusLog: StatusEntry[] }).statusLog);
 }
 
-const hopSentence = /^(.+) \((agent|vnc|relay): (.+)\) — reconnecting in \d+ s…$/;
+/** The operator's line under "What porthole checked" once the diagnosis answered. */
+const hopLine = /^(.+) \((agent|vnc|relay): (.+)\)$/;
+/** What the person reads meanwhile: no hop, no errno, no path. */
+const personSentence = /^The desktop is not answering\. Trying again in \d+ s…$/;
 
-test('viewer: Xvnc killed — the sentence names the failing hop and its cause while it reconnects, then the desktop is back', async (tc) => {
+test('viewer: Xvnc killed — the person reads that the desktop does not answer, the details name the failing hop and its cause, then the desktop is back', async (tc) => {
   const session = await t.readySession();
   const sandboxId = session.sandboxId!;
   const context = await browserHandle.browser.newContext({ viewport: { width: 1280, height: 800 } });
@@ -92,10 +96,11 @@ test('viewer: Xvnc killed — the sentence names the failing hop and its cause w
       killedAt = Date.now();
       await killProcess(xvnc);
       const isNamed = await p
-        .waitForFunction((source) => new RegExp(source).test(document.querySelector('#status')?.textContent ?? ''), hopSentence.source, {
-          timeout: 15_000,
-          polling: 50,
-        })
+        .waitForFunction(
+          (source) => document.body.dataset.phase === 'reconnecting' && new RegExp(source).test(document.querySelector('#operator-detail')?.textContent ?? ''),
+          hopLine.source,
+          { timeout: 15_000, polling: 50 },
+        )
         .then(
           () => true,
           () => false,
@@ -108,6 +113,10 @@ test('viewer: Xvnc killed — the sentence names the failing hop and its cause w
       await p.waitForSelector('body[data-phase=connected]', { timeout: 45_000 });
     }
     const shownMs = Date.now() - killedAt;
+    const operatorLine = (await p.textContent('#operator-detail')) ?? '';
+    const personLine = (await p.textContent('#panel-sentence')) ?? '';
+    const diagnosedHop = await p.evaluate(() => document.body.dataset.diagnosedHop ?? null);
+    assert.equal(await p.locator('#diagnosis').isVisible(), true, '"What porthole checked" shows while reconnecting');
     await p.evaluate(() => ((document.querySelector('#diagnosis') as HTMLDetailsElement).open = true));
     await p.screenshot({ path: `${out}/viewer-diagnosed.png` });
     const hops = await p.locator('#diagnosis .hop').evaluateAll((items) =>
@@ -122,13 +131,18 @@ test('viewer: Xvnc killed — the sentence names the failing hop and its cause w
     await p.waitForSelector('body[data-phase=connected]', { timeout: 45_000 });
     const backMs = Date.now() - killedAt;
     const log = await statusLog(p);
-    const shown = log.filter((entry) => hopSentence.test(entry.text));
-    assert.ok(shown.length > 0, `a sentence named a hop:\n${log.map((e) => `${e.atMs} ms [${e.phase}] ${e.text}`).join('\n')}`);
-    const [, lead, hop, cause] = hopSentence.exec(shown[0]!.text)!;
-    assert.equal(shown[0]!.phase, 'reconnecting');
-    assert.equal(shown[0]!.hop, hop, 'the sentence names the hop the diagnosis found failing');
+    const shown = log.filter((entry) => entry.phase === 'reconnecting');
+    assert.ok(shown.length > 0, `a sentence was shown while reconnecting:\n${log.map((e) => `${e.atMs} ms [${e.phase}] ${e.text}`).join('\n')}`);
+    // The person's sentences say what is going on and that it is being retried; nothing of the hop.
+    assert.match(personLine, personSentence, 'once diagnosed: the desktop does not answer');
+    for (const text of [personLine, ...shown.map((entry) => entry.text)]) {
+      assert.match(text, /\. (Trying again|Reconnecting) in \d+ s…$/, text);
+      assert.doesNotMatch(text, /agent|vnc|relay|SIGKILL|ECONN|ENOENT|EAGAIN|\.sock|sbx_|\(\d{4}/i, text);
+    }
+    const [, lead, hop, cause] = hopLine.exec(operatorLine)!;
+    assert.equal(diagnosedHop, hop, 'the details name the hop the diagnosis found failing');
     // Xvnc's death as each hop sees it: the agent reports it down (SIGKILL), or its socket refuses.
-    assert.match(cause!, /SIGKILL|ECONNREFUSED|ENOENT|ECONNRESET|reports down/, shown[0]!.text);
+    assert.match(cause!, /SIGKILL|ECONNREFUSED|ENOENT|ECONNRESET|reports down/, operatorLine);
     assert.match(lead!, /^(The desktop is down|The desktop does not answer|The sandbox does not answer|porthole’s relay cannot reach the desktop)$/);
     // The details list every hop in order, the failing one marked.
     assert.deepEqual(
@@ -142,7 +156,7 @@ test('viewer: Xvnc killed — the sentence names the failing hop and its cause w
     assert.equal(await p.locator('#diagnosis').isHidden(), true);
     await p.screenshot({ path: `${out}/viewer-reconnected.png` });
     tc.diagnostic(
-      `Xvnc SIGKILL → "${shown[0]!.text}" shown after ${shownMs} ms; connected again after ${backMs} ms; sentences: ${log.map((e) => `[${e.phase}] ${e.text}`).join(' | ')}`,
+      `Xvnc SIGKILL → "${personLine}" (details: "${operatorLine}") shown after ${shownMs} ms; connected again after ${backMs} ms; sentences: ${log.map((e) => `[${e.phase}] ${e.text}`).join(' | ')}`,
     );
     assert.deepEqual(
       consoleErrors.filter((e) => !/favicon|WebSocket/.test(e)),

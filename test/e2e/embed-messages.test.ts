@@ -1,0 +1,445 @@
+import assert from 'node:assert/strict';
+import { mkdir } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, test } from 'node:test';
+import type { BrowserContext, Frame, Page } from 'playwright-core';
+import type { ViewerMessage } from '../../src/protocol/embed-messages.js';
+import { launchBrowser } from '../support/browser.js';
+import { startTestServer, testOutputDir, type TestServer } from '../support/server.js';
+import { elapse, until, untilDefined } from '../support/until.js';
+
+// The iframe recipe as an app developer lives it (docs/embedding.md), in a real Chromium: an app page
+// on an allowed origin frames the viewer with `embedder=<its origin>`, hears `hello`, `state` and —
+// once the demo sign-in is done through the canvas in that frame — `completed` with the account;
+// its configure message themes the viewer, hides the toolbar and replaces sentences. A page on
+// another allowed origin that claims to be the embedder hears nothing, and a configure posted by a
+// frame that is not the viewer's parent, or from another origin, changes nothing.
+
+let t: TestServer;
+let app: Site;
+let otherApp: Site;
+let foreign: Site;
+let browserHandle: Awaited<ReturnType<typeof launchBrowser>>;
+let context: BrowserContext;
+const out = testOutputDir('e2e-embed-messages');
+const email = 'embed@porthole.test';
+const password = 'embed-password-42';
+
+interface Site {
+  server: Server;
+  origin: string;
+}
+
+/**
+ * A site whose `/?src=<url>` page frames that URL (id `frame`) and records every message it gets
+ * (`window.received`, with the sender's origin); `/?src=…&also=<url>` adds a second frame (`also`).
+ */
+async function site(): Promise<Site> {
+  const attribute = (value: string) => value.replaceAll('&', '&amp;').replaceAll('"', '&quot;').replaceAll('<', '&lt;');
+  const server = createServer((request, response) => {
+    const params = new URL(request.url ?? '/', 'http://site.invalid').searchParams;
+    const src = params.get('src') ?? 'about:blank';
+    const also = params.get('also');
+    response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(
+      `<!doctype html><title>app</title><script>
+        window.received = [];
+        window.addEventListener('message', (event) => window.received.push({ origin: event.origin, data: event.data }));
+      </script>
+      <iframe id="frame" name="viewer" src="${attribute(src)}" width="1300" height="940"></iframe>
+      ${also ? `<iframe id="also" src="${attribute(also)}" width="200" height="100"></iframe>` : ''}`,
+    );
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
+before(async () => {
+  await mkdir(out, { recursive: true });
+  [app, otherApp, foreign] = await Promise.all([site(), site(), site()]);
+  t = await startTestServer('e2e-embed-messages', {
+    PORTHOLE_ALLOWED_ORIGINS: `${app.origin},${otherApp.origin}`,
+    PORTHOLE_DEMO_EMAIL: email,
+    PORTHOLE_DEMO_PASSWORD: password,
+  });
+  browserHandle = await launchBrowser();
+  // Room for the demo's sign-in page, button and all, in the framed desktop (as test/e2e/demo-login.test.ts gives it).
+  context = await browserHandle.browser.newContext({ viewport: { width: 1400, height: 1000 } });
+});
+after(async () => {
+  await browserHandle?.close();
+  await t?.stop();
+  for (const s of [app, otherApp, foreign]) s?.server.close();
+});
+
+interface Received {
+  origin: string;
+  data: ViewerMessage;
+}
+
+interface Framed {
+  page: Page;
+  frame: Frame;
+  received(): Promise<Received[]>;
+  consoleErrors: string[];
+}
+
+/** Opens `siteOrigin`'s page framing the session's viewer (with `embedder=`, or the `query` given). */
+async function frameViewer(siteOrigin: string, sessionId: string, query: Record<string, string>, also?: string): Promise<Framed> {
+  const { viewerUrl } = await t.api.createTicket(sessionId);
+  const url = new URL(viewerUrl);
+  for (const [name, value] of Object.entries(query)) url.searchParams.set(name, value);
+  const page = await context.newPage();
+  const consoleErrors: string[] = [];
+  page.on('console', (message) => message.type() === 'error' && consoleErrors.push(message.text()));
+  page.on('pageerror', (error) => consoleErrors.push(String(error)));
+  const pageUrl = new URL(siteOrigin);
+  pageUrl.searchParams.set('src', url.href);
+  if (also) pageUrl.searchParams.set('also', also);
+  await page.goto(pageUrl.href);
+  const frame = await (await page.waitForSelector('#frame')).contentFrame();
+  assert.ok(frame, 'the iframe has a frame');
+  return {
+    page,
+    frame,
+    consoleErrors,
+    received: () => page.evaluate(() => (window as unknown as { received: Received[] }).received),
+  };
+}
+
+/** The app page posts a configure message to its viewer frame, as its own script would. */
+function configure(framed: Framed, message: Record<string, unknown>): Promise<void> {
+  return framed.page.evaluate(({ message, target }) => (document.getElementById('frame') as HTMLIFrameElement).contentWindow!.postMessage(message, target), {
+    message: { source: 'porthole-app', v: 1, type: 'configure', ...message },
+    target: t.server.url,
+  });
+}
+
+const ofType = <T extends ViewerMessage['type']>(received: Received[], type: T) =>
+  received.filter((r) => r.data.type === type).map((r) => r.data as Extract<ViewerMessage, { type: T }>);
+
+// ---- the demo sign-in through the canvas, in the frame (the demo pages as test/e2e/demo-login.test.ts reads them) ----
+
+type Box = { x: number; y: number; w: number; h: number };
+const blue = [47, 111, 222] as const; // the demo pages' primary button
+
+/** The demo pages' primary button ("Sign in", "Allow") in desktop pixels: the tallest band of rows with a long run of its blue. */
+function buttonBox(frame: Frame): Promise<Box | null> {
+  return frame.evaluate((rgb) => {
+    const canvas = document.querySelector('#screen canvas') as HTMLCanvasElement | null;
+    if (!canvas || canvas.width === 0) return null;
+    const { width, height } = canvas;
+    const data = canvas.getContext('2d')!.getImageData(0, 0, width, height).data;
+    const isBlue = (i: number) => Math.abs(data[i]! - rgb[0]!) < 10 && Math.abs(data[i + 1]! - rgb[1]!) < 10 && Math.abs(data[i + 2]! - rgb[2]!) < 10;
+    let best: Box | null = null;
+    let band: { y: number; x0: number; x1: number } | null = null;
+    for (let y = 0; y <= height; y++) {
+      let n = 0;
+      let x0 = width;
+      let x1 = -1;
+      if (y < height) {
+        let start = -1;
+        for (let x = 0; x <= width; x++) {
+          const isRun = x < width && isBlue((y * width + x) * 4);
+          if (isRun && start < 0) start = x;
+          if (!isRun && start >= 0) {
+            if (x - start > n) [n, x0, x1] = [x - start, start, x - 1];
+            start = -1;
+          }
+        }
+      }
+      if (n >= 150) {
+        band = band ? { y: band.y, x0: Math.min(band.x0, x0), x1: Math.max(band.x1, x1) } : { y, x0, x1 };
+      } else if (band) {
+        const h = y - band.y;
+        if (h >= 20 && (!best || h > best.h)) best = { x: band.x0, y: band.y, w: band.x1 - band.x0 + 1, h };
+        band = null;
+      }
+    }
+    return best;
+  }, blue);
+}
+
+/** The two text fields above the "Sign in" button (white interiors at least 25 px tall), password field first. */
+function fieldsAbove(frame: Frame, button: Box): Promise<Array<{ x: number; y: number }>> {
+  return frame.evaluate((button) => {
+    const canvas = document.querySelector('#screen canvas') as HTMLCanvasElement;
+    const x = Math.round(button.x + button.w / 2);
+    const column = canvas.getContext('2d')!.getImageData(x, 0, 1, button.y).data;
+    const isWhite = (y: number) => column[y * 4]! > 245 && column[y * 4 + 1]! > 245 && column[y * 4 + 2]! > 245;
+    const fields: Array<{ x: number; y: number }> = [];
+    let y = button.y - 1;
+    while (y > 0 && fields.length < 2) {
+      while (y > 0 && isWhite(y)) y--;
+      while (y > 0 && !isWhite(y)) y--;
+      const bottom = y;
+      while (y > 0 && isWhite(y)) y--;
+      if (bottom - y >= 25) {
+        fields.push({ x, y: Math.round((bottom + y) / 2) });
+        while (y > 0 && !isWhite(y)) y--;
+      }
+    }
+    return fields;
+  }, button);
+}
+
+/** Signs in to the demo provider by clicking and typing through the framed viewer's canvas. */
+async function signInThroughCanvas(framed: Framed): Promise<void> {
+  const { page, frame } = framed;
+  const signIn = await until(
+    'the login page in the framed canvas',
+    () => buttonBox(frame),
+    (box) => box !== null,
+    60_000,
+    {
+      onTimeout: () => page.screenshot({ path: `${out}/no-login-page.png` }),
+    },
+  );
+  const canvasLocator = frame.locator('#screen canvas');
+  // The canvas box in the page's coordinates (Playwright adds the iframe's offset).
+  const canvas = (await canvasLocator.boundingBox())!;
+  const size = await canvasLocator.evaluate((c: HTMLCanvasElement) => ({ w: c.width, h: c.height }));
+  const toPage = (point: { x: number; y: number }) => ({ x: canvas.x + (point.x * canvas.width) / size.w, y: canvas.y + (point.y * canvas.height) / size.h });
+  const [passwordField, emailField] = await fieldsAbove(frame, signIn!);
+  assert.ok(passwordField && emailField, 'found the e-mail and password fields above the button');
+  for (const [field, text] of [
+    [emailField, email],
+    [passwordField, password],
+  ] as const) {
+    const at = toPage(field);
+    await page.mouse.click(at.x, at.y);
+    await page.keyboard.press('Control+A');
+    await page.keyboard.type(text, { delay: 30 });
+    await elapse(1_000, 'the sandbox’s Chromium takes every key before the focus moves');
+  }
+  await page.screenshot({ path: `${out}/1-filled.png` });
+  let at = toPage({ x: signIn!.x + signIn!.w / 2, y: signIn!.y + signIn!.h / 2 });
+  await page.mouse.click(at.x, at.y);
+  const allow = await until(
+    'the consent page in the framed canvas',
+    () => buttonBox(frame),
+    (box) => box !== null && Math.abs(box.y - signIn!.y) > 10,
+    30_000,
+    { onTimeout: () => page.screenshot({ path: `${out}/2-no-consent.png` }) },
+  );
+  at = toPage({ x: allow!.x + allow!.w / 2, y: allow!.y + allow!.h / 2 });
+  await page.mouse.click(at.x, at.y);
+}
+
+test('an app page on an allowed origin hears hello, every state and, once the sign-in in the frame is done, completed with the account', async () => {
+  const session = await t.readySession({ provider: 'demo' });
+  const framed = await frameViewer(app.origin, session.id, { embedder: app.origin });
+  try {
+    await framed.frame.waitForSelector('body[data-phase=connected]', { timeout: 60_000 });
+    await signInThroughCanvas(framed);
+    const completed = await until(
+      'a completed message',
+      () => framed.received(),
+      (received) => ofType(received, 'completed').length > 0,
+      60_000,
+      { onTimeout: () => framed.page.screenshot({ path: `${out}/3-not-completed.png` }) },
+    );
+    await framed.page.screenshot({ path: `${out}/3-completed.png` });
+    // A moment for anything (wrongly) posted after the end to arrive too.
+    await framed.frame.waitForSelector('body[data-phase=completed]');
+    const received = await untilDefined('the final state message', async () => {
+      const all = await framed.received();
+      return ofType(all, 'state').some((m) => m.phase === 'completed' && m.sentenceKey === 'completed.account') ? all : undefined;
+    });
+
+    assert.ok(completed.length > 0);
+    assert.ok(
+      received.every((r) => r.origin === t.server.url),
+      `every message comes from porthole's origin: ${[...new Set(received.map((r) => r.origin))].join(', ')}`,
+    );
+    assert.ok(received.every((r) => r.data.source === 'porthole-viewer' && r.data.v === 1 && r.data.sessionId === session.id));
+    assert.equal(received[0]?.data.type, 'hello', 'hello comes first');
+    assert.deepEqual(ofType(received, 'completed'), [{ source: 'porthole-viewer', v: 1, sessionId: session.id, type: 'completed', account: email }], 'once');
+    assert.deepEqual(ofType(received, 'failed'), []);
+    assert.deepEqual(ofType(received, 'ended'), []);
+    const states = ofType(received, 'state');
+    const phases = [...new Set(states.map((m) => m.phase))];
+    assert.ok(phases.includes('connecting') && phases.includes('connected') && phases.at(-1) === 'completed', phases.join(' → '));
+    assert.equal(states.find((m) => m.phase === 'connected')?.sentence, 'Connected to the desktop.');
+    assert.ok(
+      states.some((m) => m.state === 'authenticating'),
+      'the state follows the session',
+    );
+    const last = states.at(-1)!;
+    assert.equal(last.state, 'completed');
+    assert.equal(last.sentence, `Connected to porthole demo as ${email}. You can close this page.`);
+    assert.equal(last.sentence, await framed.frame.textContent('#panel-sentence'), 'the sentence is the one on screen');
+    // Framed, the dashboard is not offered: the app owns navigation.
+    assert.equal(await framed.frame.locator('#panel-dashboard').isVisible(), false);
+    assert.equal(await framed.frame.locator('#dashboard-link').isVisible(), false);
+    assert.equal((await t.api.getSession(session.id)).state, 'completed');
+    assert.deepEqual(framed.consoleErrors, [], 'no console errors');
+  } finally {
+    await framed.page.close();
+  }
+});
+
+test('configure themes the viewer, hides its toolbar and speaks the app’s words; failed and ended are told once', async () => {
+  const session = await t.readySession();
+  const framed = await frameViewer(app.origin, session.id, { embedder: app.origin });
+  const { frame } = framed;
+  try {
+    await untilDefined('hello', async () => ofType(await framed.received(), 'hello')[0]);
+    await frame.waitForSelector('body[data-phase=connected]', { timeout: 60_000 });
+    assert.equal(await frame.locator('header.toolbar').isVisible(), true, 'the toolbar shows until the app hides it');
+
+    await configure(framed, {
+      lang: 'de',
+      theme: {
+        '--stage': 'rgb(12, 70, 52)',
+        '--surface': 'rgb(255, 248, 230)',
+        '--text': 'rgb(40, 20, 10)',
+        '--panel-radius': '2px',
+        '--bg': 'red; color: blue',
+      },
+      hide: ['toolbar'],
+      strings: {
+        'desktop.connected': 'Mit dem Desktop verbunden.',
+        'ended.user': 'Sie haben die Anmeldung beendet.',
+        'title.ended': 'Beendet',
+      },
+    });
+    await frame.waitForSelector('html[data-configured=true]');
+    assert.equal(await frame.evaluate(() => document.documentElement.lang), 'de');
+    assert.equal(await frame.locator('header.toolbar').isVisible(), false, 'the toolbar is hidden');
+    // The desktop fills the frame: the stage is as high as the iframe's viewport.
+    const stage = (await frame.locator('#stage').boundingBox())!;
+    const frameHeight = await frame.evaluate(() => window.innerHeight);
+    assert.equal(Math.round(stage.height), frameHeight, 'the stage fills the frame');
+    // The desktop follows the larger stage (a remote resize), then draws again: wait for that before the picture.
+    await until(
+      'the desktop redrawn at the frame’s height',
+      () =>
+        frame.evaluate(() => {
+          const canvas = document.querySelector('#screen canvas') as HTMLCanvasElement;
+          const data = canvas.getContext('2d')!.getImageData(0, 0, canvas.width, canvas.height).data;
+          let lit = 0;
+          for (let i = 0; i < data.length; i += 4 * 97) if (data[i]! + data[i + 1]! + data[i + 2]! > 60) lit++;
+          return { height: canvas.height, lit };
+        }),
+      ({ height, lit }) => height === frameHeight && lit > 100,
+      20_000,
+    );
+    await framed.page.screenshot({ path: `${out}/configured-connected.png` });
+    assert.equal(await frame.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(12, 70, 52)');
+    assert.equal(
+      await frame.evaluate(() => getComputedStyle(document.documentElement).getPropertyValue('--bg').trim()),
+      '#f4f5f7',
+      'a value with a ; is refused',
+    );
+    assert.equal(await frame.textContent('#status'), 'Mit dem Desktop verbunden.', 'the sentence on screen is drawn again in the app’s words');
+    const connected = await untilDefined('the state in the app’s words', async () =>
+      ofType(await framed.received(), 'state').find((m) => m.sentence === 'Mit dem Desktop verbunden.'),
+    );
+    assert.equal(connected.sentenceKey, 'desktop.connected');
+
+    // The session ends (as the app's backend would end it): the panel says so in the app's words and colours.
+    await t.api.endSession(session.id);
+    await frame.waitForSelector('body[data-phase=closed]', { timeout: 15_000 });
+    assert.equal(await frame.textContent('#panel-title'), 'Beendet');
+    assert.equal(await frame.textContent('#panel-sentence'), 'Sie haben die Anmeldung beendet.');
+    assert.equal(await frame.locator('#panel-sentence').isVisible(), true);
+    const card = await frame.locator('.panel-card').evaluate((el) => ({
+      background: getComputedStyle(el).backgroundColor,
+      color: getComputedStyle(el).color,
+      radius: getComputedStyle(el).borderTopLeftRadius,
+    }));
+    assert.deepEqual(card, { background: 'rgb(255, 248, 230)', color: 'rgb(40, 20, 10)', radius: '2px' });
+    await framed.page.screenshot({ path: `${out}/configured-ended.png` });
+
+    const received = await untilDefined('the ended message', async () => {
+      const all = await framed.received();
+      return ofType(all, 'ended').length > 0 ? all : undefined;
+    });
+    assert.deepEqual(ofType(received, 'ended'), [{ source: 'porthole-viewer', v: 1, sessionId: session.id, type: 'ended', reason: 'user' }]);
+    assert.deepEqual(ofType(received, 'completed'), []);
+    assert.equal(ofType(received, 'state').at(-1)?.state, 'ended');
+    assert.deepEqual(
+      framed.consoleErrors.filter((e) => !/WebSocket/.test(e)),
+      [],
+      'no console errors',
+    );
+  } finally {
+    await framed.page.close();
+  }
+});
+
+test('the URL alone embeds: ?lang= and ?hide= without any script; the parent’s origin from ancestorOrigins', async () => {
+  const session = await t.readySession();
+  const framed = await frameViewer(app.origin, session.id, { lang: 'fr', hide: 'end,paste,nonsense' });
+  try {
+    await framed.frame.waitForSelector('body[data-phase=connected]', { timeout: 60_000 });
+    assert.equal(await framed.frame.evaluate(() => document.documentElement.lang), 'fr');
+    assert.equal(await framed.frame.locator('header.toolbar').isVisible(), true);
+    assert.equal(await framed.frame.locator('#end-session').isVisible(), false);
+    assert.equal(await framed.frame.locator('#paste').isVisible(), false);
+    assert.equal(await framed.frame.locator('#status').isVisible(), true);
+    // Fullscreen needs the iframe's allow="fullscreen", which this app page does not give: the button is not offered.
+    assert.equal(await framed.frame.locator('#fullscreen').isVisible(), false);
+    // No embedder= in the URL: Chromium's location.ancestorOrigins names the parent, and the messages reach it.
+    const hello = await untilDefined('hello without embedder=', async () => (await framed.received()).find((r) => r.data.type === 'hello'));
+    assert.equal(hello.origin, t.server.url);
+  } finally {
+    await framed.page.close();
+    await t.api.endSession(session.id);
+  }
+});
+
+test('another allowed origin that names the app as embedder hears nothing; a configure from it, or from a frame that is not the parent, changes nothing', async () => {
+  const session = await t.readySession();
+  // The parent is otherApp, but the URL claims app: the browser drops every message posted to app.
+  const impostor = await frameViewer(otherApp.origin, session.id, { embedder: app.origin });
+  try {
+    await impostor.frame.waitForSelector('body[data-phase=connected]', { timeout: 60_000 });
+    await configure(impostor, { hide: ['toolbar'], strings: { 'desktop.connected': 'HIJACKED' } });
+    await elapse(1_000, 'a configure from the wrong origin would have applied by now');
+    assert.deepEqual(await impostor.received(), [], 'nothing reaches a parent that is not the named embedder');
+    assert.equal(await impostor.frame.evaluate(() => document.documentElement.dataset.configured ?? null), null);
+    assert.equal(await impostor.frame.locator('header.toolbar').isVisible(), true);
+    assert.equal(await impostor.frame.textContent('#status'), 'Connected to the desktop.');
+  } finally {
+    await impostor.page.close();
+  }
+
+  // The right parent, with a foreign frame beside the viewer: the sibling's configure is not the parent's.
+  const framed = await frameViewer(app.origin, session.id, { embedder: app.origin }, `${foreign.origin}/`);
+  try {
+    await framed.frame.waitForSelector('body[data-phase=connected]', { timeout: 60_000 });
+    const sibling = await (await framed.page.waitForSelector('#also')).contentFrame();
+    assert.ok(sibling);
+    await sibling.waitForLoadState('load');
+    await sibling.evaluate(() =>
+      window.parent.frames[0]!.postMessage(
+        {
+          source: 'porthole-app',
+          v: 1,
+          type: 'configure',
+          hide: ['toolbar'],
+          strings: { 'desktop.connected': 'HIJACKED' },
+          theme: { '--stage': 'rgb(255, 0, 0)' },
+        },
+        '*',
+      ),
+    );
+    // Then the parent's own: once it applies, the sibling's (posted before it) has had its chance.
+    await configure(framed, { strings: { 'desktop.connected': 'Connected, in the app’s words.' } });
+    await framed.frame.waitForSelector('html[data-configured=true]');
+    await until(
+      'the parent’s words on screen',
+      () => framed.frame.textContent('#status'),
+      (text) => text === 'Connected, in the app’s words.',
+      5_000,
+    );
+    assert.equal(await framed.frame.locator('header.toolbar').isVisible(), true, 'the sibling could not hide the toolbar');
+    assert.notEqual(await framed.frame.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(255, 0, 0)');
+    await framed.page.screenshot({ path: `${out}/sibling-ignored.png` });
+  } finally {
+    await framed.page.close();
+    await t.api.endSession(session.id);
+  }
+});
