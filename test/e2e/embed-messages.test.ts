@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type IncomingMessage, request as httpRequest, type Server } from 'node:http';
+import { type AddressInfo, connect } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { after, before, test } from 'node:test';
 import type { BrowserContext, Frame, Page } from 'playwright-core';
 import type { ViewerMessage } from '../../src/protocol/embed-messages.js';
@@ -14,7 +15,9 @@ import { elapse, until, untilDefined } from '../support/until.js';
 // once the demo sign-in is done through the canvas in that frame — `completed` with the account;
 // its configure message themes the viewer, hides the toolbar and replaces sentences. A page on
 // another allowed origin that claims to be the embedder hears nothing, and a configure posted by a
-// frame that is not the viewer's parent, or from another origin, changes nothing.
+// frame that is not the viewer's parent, or from another origin, changes nothing. Served through the
+// app's own origin under /porthole/ (as an app that proxies porthole does), the viewer asks for
+// nothing at the site's root.
 
 let t: TestServer;
 let app: Site;
@@ -29,16 +32,36 @@ const password = 'embed-password-42';
 interface Site {
   server: Server;
   origin: string;
+  /** Every request path the site was asked for (`upgrade <path>` for a WebSocket), in order. */
+  paths: string[];
 }
+
+/** Where the sites forward `/porthole/*`: porthole's own address, once it runs. */
+let portholeUrl = '';
+const prefix = '/porthole';
 
 /**
  * A site whose `/?src=<url>` page frames that URL (id `frame`) and records every message it gets
  * (`window.received`, with the sender's origin); `/?src=…&also=<url>` adds a second frame (`also`).
+ * Like an app that must proxy, it forwards `/porthole/*` (HTTP and the WebSocket upgrade) to
+ * porthole with the prefix taken off.
  */
 async function site(): Promise<Site> {
   const attribute = (value: string) => value.replaceAll('&', '&amp;').replaceAll('"', '&quot;').replaceAll('<', '&lt;');
+  const paths: string[] = [];
   const server = createServer((request, response) => {
-    const params = new URL(request.url ?? '/', 'http://site.invalid').searchParams;
+    const path = request.url ?? '/';
+    paths.push(path);
+    if (path.startsWith(`${prefix}/`)) {
+      const upstream = httpRequest(new URL(path.slice(prefix.length), portholeUrl), { method: request.method, headers: request.headers }, (answer) => {
+        response.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(response);
+      });
+      upstream.on('error', () => response.destroy());
+      request.pipe(upstream);
+      return;
+    }
+    const params = new URL(path, 'http://site.invalid').searchParams;
     const src = params.get('src') ?? 'about:blank';
     const also = params.get('also');
     response.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(
@@ -50,8 +73,24 @@ async function site(): Promise<Site> {
       ${also ? `<iframe id="also" src="${attribute(also)}" width="200" height="100"></iframe>` : ''}`,
     );
   });
+  server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const path = request.url ?? '/';
+    paths.push(`upgrade ${path}`);
+    if (!path.startsWith(`${prefix}/`)) return socket.destroy();
+    const target = new URL(portholeUrl);
+    const upstream = connect(Number(target.port), target.hostname, () => {
+      const headers: string[] = [];
+      for (let i = 0; i < request.rawHeaders.length; i += 2) headers.push(`${request.rawHeaders[i]}: ${request.rawHeaders[i + 1]}`);
+      upstream.write(`${request.method} ${path.slice(prefix.length)} HTTP/1.1\r\n${headers.join('\r\n')}\r\n\r\n`);
+      upstream.write(head);
+      upstream.pipe(socket);
+      socket.pipe(upstream);
+    });
+    upstream.on('error', () => socket.destroy());
+    socket.on('error', () => upstream.destroy());
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+  return { server, origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, paths };
 }
 
 before(async () => {
@@ -62,6 +101,7 @@ before(async () => {
     PORTHOLE_DEMO_EMAIL: email,
     PORTHOLE_DEMO_PASSWORD: password,
   });
+  portholeUrl = t.server.url;
   browserHandle = await launchBrowser();
   // Room for the demo's sign-in page, button and all, in the framed desktop (as test/e2e/demo-login.test.ts gives it).
   context = await browserHandle.browser.newContext({ viewport: { width: 1400, height: 1000 } });
@@ -85,9 +125,15 @@ interface Framed {
 }
 
 /** Opens `siteOrigin`'s page framing the session's viewer (with `embedder=`, or the `query` given). */
-async function frameViewer(siteOrigin: string, sessionId: string, query: Record<string, string>, also?: string): Promise<Framed> {
+async function frameViewer(
+  siteOrigin: string,
+  sessionId: string,
+  query: Record<string, string>,
+  also?: string,
+  viewerAt: (viewerUrl: string) => string = (viewerUrl) => viewerUrl,
+): Promise<Framed> {
   const { viewerUrl } = await t.api.createTicket(sessionId);
-  const url = new URL(viewerUrl);
+  const url = new URL(viewerAt(viewerUrl));
   for (const [name, value] of Object.entries(query)) url.searchParams.set(name, value);
   const page = await context.newPage();
   const consoleErrors: string[] = [];
@@ -438,6 +484,53 @@ test('another allowed origin that names the app as embedder hears nothing; a con
     assert.equal(await framed.frame.locator('header.toolbar').isVisible(), true, 'the sibling could not hide the toolbar');
     assert.notEqual(await framed.frame.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(255, 0, 0)');
     await framed.page.screenshot({ path: `${out}/sibling-ignored.png` });
+  } finally {
+    await framed.page.close();
+    await t.api.endSession(session.id);
+  }
+});
+
+test('served through the app’s own origin under a path prefix, the viewer finds its assets, API and WebSocket under that prefix', async () => {
+  const session = await t.readySession();
+  const before = app.paths.length;
+  // The app's page and the viewer are on one origin now: https://app.example/porthole/v1/sessions/… in production.
+  const framed = await frameViewer(app.origin, session.id, { embedder: app.origin }, undefined, (viewerUrl) => {
+    const url = new URL(viewerUrl);
+    return `${app.origin}${prefix}${url.pathname}${url.search}`;
+  });
+  try {
+    await framed.frame.waitForSelector('body[data-phase=connected]', { timeout: 60_000 });
+    assert.equal(new URL(framed.frame.url()).pathname, `${prefix}/v1/sessions/${session.id}/viewer`);
+    assert.equal(await framed.frame.evaluate(() => (window as unknown as { porthole: { sessionId: string } }).porthole.sessionId), session.id);
+    // The renewal happens at once on a live session: wait for it to have gone through the prefix too.
+    const paths = await until(
+      'the ticket renewal through the prefix',
+      () => app.paths.slice(before),
+      (seen) => seen.some((path) => path === `${prefix}/v1/sessions/${session.id}/ticket`),
+      10_000,
+    );
+    // The app's own page (and the browser's /favicon.ico for it) aside.
+    const viaApp = paths.filter((path) => !path.startsWith('/?') && path !== '/favicon.ico');
+    const expected = [
+      `${prefix}/assets/viewer.js?v=`,
+      `${prefix}/assets/porthole.css?v=`,
+      `${prefix}/v1/sessions/${session.id}?`,
+      `upgrade ${prefix}/v1/sessions/${session.id}/vnc?ticket=`,
+    ];
+    for (const start of expected) {
+      assert.ok(
+        viaApp.some((path) => `${path}?`.startsWith(start)),
+        `${start}… went through the prefix: ${viaApp.map((p) => p.replace(/ticket=[^&]+/, 'ticket=…')).join(', ')}`,
+      );
+    }
+    assert.deepEqual(
+      viaApp.filter((path) => !path.startsWith(`${prefix}/`) && !path.startsWith(`upgrade ${prefix}/`)),
+      [],
+      'nothing at the site’s root: no /assets/, no /v1/',
+    );
+    const hello = await untilDefined('hello', async () => ofType(await framed.received(), 'hello')[0]);
+    assert.equal(hello.sessionId, session.id);
+    assert.deepEqual(framed.consoleErrors, []);
   } finally {
     await framed.page.close();
     await t.api.endSession(session.id);
