@@ -233,7 +233,9 @@ function drawLabels(): void {
 function drawSteps(phase: ConnectionPhase = phases.phase): void {
   progress.render(ui.steps, Date.now(), { labelOf: (view) => catalogue.format(phrase(`step.${view.step}`)), isForOperator: false });
   const failed = progress.failedStep();
-  const isStartUpStory = phase === 'starting' || phase === 'failed' || (phase !== 'completed' && progress.views.some((view) => view.state === 'stopped'));
+  // A failure after a start-up that went through is not a start-up story: an all-green list would only distract.
+  const isStartUpCut = progress.views.some((view) => view.state === 'failed' || view.state === 'stopped');
+  const isStartUpStory = phase === 'starting' || (phase !== 'completed' && isStartUpCut);
   ui.steps.hidden = !isStartUpStory;
   // For the operator, under the details: the step's error names sandboxes, paths and errnos.
   ui.failedStep.hidden = !(phase === 'failed' && failed);

@@ -7,6 +7,7 @@ import { after, before, test } from 'node:test';
 import type { BrowserContext, Frame, Page } from 'playwright-core';
 import type { ViewerMessage } from '../../src/protocol/embed-messages.js';
 import { launchBrowser } from '../support/browser.js';
+import { demoSignIn } from '../support/demo-sign-in.js';
 import { startTestServer, testOutputDir, type TestServer } from '../support/server.js';
 import { elapse, until, untilDefined } from '../support/until.js';
 
@@ -325,7 +326,7 @@ test('an app page on an allowed origin hears hello, every state and, once the si
   }
 });
 
-test('configure themes the viewer, hides its toolbar and speaks the app’s words; failed and ended are told once', async () => {
+test('configure themes the viewer, hides its toolbar and speaks the app’s words; ended is told once', async () => {
   const session = await t.readySession();
   const framed = await frameViewer(app.origin, session.id, { embedder: app.origin });
   const { frame } = framed;
@@ -410,6 +411,46 @@ test('configure themes the viewer, hides its toolbar and speaks the app’s word
       [],
       'no console errors',
     );
+  } finally {
+    await framed.page.close();
+  }
+});
+
+test('a session that fails: the app hears failed once, with its code and the person’s sentence; the detail is the operator’s', async () => {
+  const session = await t.readySession({ provider: 'demo' });
+  const framed = await frameViewer(app.origin, session.id, { embedder: app.origin });
+  const { frame } = framed;
+  try {
+    await frame.waitForSelector('body[data-phase=connected]', { timeout: 60_000 });
+    // A credential with made-up tokens, as in test/e2e/dashboard-providers.test.ts: the provider refuses it, the session fails.
+    const real = await demoSignIn(t.server.demoOidc!.issuer, undefined, { email, password });
+    const forged = JSON.stringify({ ...real, access_token: 'made-up-access-token-0123456789' });
+    await assert.rejects(
+      t.server.sessions.complete(session.id, { provider: 'demo', file: 'credentials.json', content: forged, expiresAt: null, account: null }),
+      { code: 'CREDENTIAL_UNVERIFIED' },
+    );
+    await frame.waitForSelector('body[data-phase=failed]', { timeout: 15_000 });
+    const received = await untilDefined('the failed message', async () => {
+      const all = await framed.received();
+      return ofType(all, 'failed').length > 0 ? all : undefined;
+    });
+    const sentence = (await frame.textContent('#panel-sentence')) ?? '';
+    assert.equal(sentence, 'Your sign-in could not be confirmed with the provider, so nothing was saved. Start again to sign in once more.');
+    assert.deepEqual(ofType(received, 'failed'), [
+      { source: 'porthole-viewer', v: 1, sessionId: session.id, type: 'failed', code: 'CREDENTIAL_UNVERIFIED', sentence },
+    ]);
+    assert.deepEqual([...ofType(received, 'completed'), ...ofType(received, 'ended')], []);
+    assert.deepEqual((({ state, phase, sentence }) => ({ state, phase, sentence }))(ofType(received, 'state').at(-1)!), {
+      state: 'failed',
+      phase: 'failed',
+      sentence,
+    });
+    // The person reads what to do; the code and the provider's answer are under "What porthole checked".
+    assert.equal(await frame.textContent('#panel-title'), 'The sign-in could not finish');
+    assert.equal(await frame.locator('#diagnosis').isVisible(), true);
+    assert.match((await frame.textContent('#operator-detail')) ?? '', /^CREDENTIAL_UNVERIFIED: .*userinfo/);
+    await frame.locator('#diagnosis summary').click();
+    await framed.page.screenshot({ path: `${out}/failed-details-open.png` });
   } finally {
     await framed.page.close();
   }

@@ -107,3 +107,18 @@ test('an app’s templates replace the defaults, with their placeholders; unknow
   assert.deepEqual(own.override({ 'label.end': 'x'.repeat(501) }), ['label.end'], 'a template is a sentence, not a page');
   assert.equal(fillTemplate('{a} and {b}', { a: 1 }), '1 and {b}', 'a placeholder without a value shows as written');
 });
+
+test('the operator’s line of a failure: the code, its message once, the server’s detail', () => {
+  assert.equal(
+    failedNotice('CREDENTIAL_UNVERIFIED', 'The credential did not verify with the provider: the demo provider refused the access token at userinfo (401).')
+      .operator,
+    'CREDENTIAL_UNVERIFIED: The credential did not verify with the provider: the demo provider refused the access token at userinfo (401).',
+  );
+  assert.equal(
+    failedNotice('BOOT_TIMEOUT', 'vnc: lstat …/run/vnc.sock: ENOENT').operator,
+    'BOOT_TIMEOUT: The sandbox did not become ready in time. vnc: lstat …/run/vnc.sock: ENOENT',
+  );
+  assert.equal(failedNotice('BOOT_TIMEOUT', null).operator, 'BOOT_TIMEOUT: The sandbox did not become ready in time.');
+  assert.equal(failedNotice(null, null).operator, 'The session failed.');
+  assert.equal(failedNotice('SOMETHING_NEW', 'it broke').operator, 'SOMETHING_NEW: it broke');
+});

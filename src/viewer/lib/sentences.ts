@@ -132,8 +132,11 @@ export function failurePhrase(code: string | null): Phrase {
 
 /** The operator's line for a failure: the code, its registry message, and the server's detail (which may name paths and errnos). */
 function failureDetail(reason: string | null, detail: string | null): string {
-  const head = isErrorCode(reason) ? `${reason}: ${errorRegistry[reason].message}` : reason ? `${reason}` : 'The session failed.';
-  return detail ? `${head} ${detail}` : head;
+  const message = isErrorCode(reason) ? errorRegistry[reason].message : null;
+  // The server's detail often begins with the registry's message already: say it once.
+  const says = detail && message && detail.startsWith(message.replace(/\.$/, '')) ? detail : [message, detail].filter(Boolean).join(' ');
+  if (reason === null) return says || 'The session failed.';
+  return says ? `${reason}: ${says}` : reason;
 }
 
 export function failedNotice(reason: string | null, detail: string | null): Notice {
