@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { createServer, type IncomingMessage, request as httpRequest, type Server } from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -575,5 +577,42 @@ test('served through the app’s own origin under a path prefix, the viewer find
   } finally {
     await framed.page.close();
     await t.api.endSession(session.id);
+  }
+});
+
+test('a boot timeout: the person reads that the desktop took too long and what to do; the step, its error and the code are the operator’s', async () => {
+  // An agent that starts but never answers its health check, as test/server/boot.test.ts makes one.
+  const scratch = await mkdtemp(join(tmpdir(), 'porthole-test-agent-'));
+  await chmod(scratch, 0o755); // the sandbox uid reads the bundle from here
+  const silentAgent = join(scratch, 'silent-agent.mjs');
+  await writeFile(silentAgent, 'setInterval(() => {}, 60_000); // never serves GET /health\n', { mode: 0o644 });
+  const slow = await startTestServer('e2e-embed-boot-timeout', { PORTHOLE_BOOT_TIMEOUT_MS: '2000' }, { agentBundle: silentAgent });
+  const page = await context.newPage();
+  try {
+    const created = await slow.api.createSession({});
+    const { viewerUrl } = await slow.api.createTicket(created.id);
+    await page.goto(viewerUrl);
+    await page.waitForSelector('body[data-phase=failed]', { timeout: 30_000 });
+    const sentence = (await page.textContent('#panel-sentence')) ?? '';
+    assert.equal(sentence, 'The desktop took too long to start. Start again to try once more.');
+    assert.equal(await page.textContent('#status'), sentence);
+    // The checklist shows where start-up stopped, in the person's words, without its error.
+    assert.equal(await page.locator('#steps').isVisible(), true);
+    assert.equal(await page.locator('#steps [data-step=agent]').getAttribute('data-step-state'), 'failed');
+    assert.equal(await page.locator('#steps .step-error').count(), 0);
+    assert.doesNotMatch(await page.locator('#steps').innerText(), /did not answer|ms\)|agent\b/i);
+    // Under "What porthole checked": the code, the server's detail and the failed step with its error.
+    await page.locator('#diagnosis summary').click();
+    assert.match(
+      (await page.textContent('#operator-detail')) ?? '',
+      /^BOOT_TIMEOUT: .*Start-up step "agent" \(Waiting for the sandbox agent\) did not answer within 2000 ms/,
+    );
+    assert.match((await page.textContent('#failed-step')) ?? '', /^Failed step: Waiting for the sandbox agent/);
+    assert.equal(await page.getAttribute('#failed-step', 'data-step'), 'agent');
+    await page.screenshot({ path: `${out}/boot-timeout.png` });
+  } finally {
+    await page.close();
+    await slow.stop();
+    await rm(scratch, { recursive: true, force: true });
   }
 });
