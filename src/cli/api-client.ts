@@ -1,3 +1,4 @@
+import type { ApiKey, WebhookDeliveryView } from '../protocol/apps.js';
 import { AppError, isErrorCode } from '../protocol/errors.js';
 import type { CredentialResponse, KeyRotationResponse } from '../protocol/credentials.js';
 import { readEventPages } from '../protocol/event-pages.js';
@@ -38,8 +39,11 @@ export class ApiClient {
   createSession(body: { provider?: string; userId?: string }): Promise<Session> {
     return this.request('POST', '/v1/sessions', body);
   }
-  listSessions(): Promise<{ sessions: Session[] }> {
-    return this.request('GET', '/v1/sessions');
+  listSessions(filter: { userId?: string; state?: string } = {}): Promise<{ sessions: Session[] }> {
+    const query = new URLSearchParams();
+    if (filter.userId) query.set('userId', filter.userId);
+    if (filter.state) query.set('state', filter.state);
+    return this.request('GET', `/v1/sessions${query.size > 0 ? `?${query}` : ''}`);
   }
   getSession(id: string): Promise<Session> {
     return this.request('GET', `/v1/sessions/${encodeURIComponent(id)}`);
@@ -68,5 +72,20 @@ export class ApiClient {
   }
   rotateKeys(): Promise<KeyRotationResponse> {
     return this.request('POST', '/v1/keys/rotate');
+  }
+  createKey(body: { name: string; admin?: boolean; webhookUrl?: string }): Promise<ApiKey & { key: string; webhookSecret: string | null }> {
+    return this.request('POST', '/v1/keys', body);
+  }
+  listKeys(): Promise<{ keys: ApiKey[] }> {
+    return this.request('GET', '/v1/keys');
+  }
+  revokeKey(id: string): Promise<ApiKey> {
+    return this.request('DELETE', `/v1/keys/${encodeURIComponent(id)}`);
+  }
+  listDeliveries(sessionId?: string): Promise<{ deliveries: WebhookDeliveryView[] }> {
+    return this.request('GET', `/v1/webhooks/deliveries${sessionId ? `?sessionId=${encodeURIComponent(sessionId)}` : ''}`);
+  }
+  createLoginLink(): Promise<{ url: string; expiresAt: string }> {
+    return this.request('POST', '/v1/login-links');
   }
 }

@@ -1,10 +1,14 @@
 #!/usr/bin/env node
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { SessionDiagnosis } from '../protocol/diagnosis.js';
 import { AppError, isErrorCode } from '../protocol/errors.js';
 import { type startSteps, startStepLabels, startStepNote, type Session, type SessionEvent } from '../protocol/session.js';
 import { version } from '../protocol/version.js';
 import { ConfigError, configVariables, loadConfig } from '../server/config.js';
+import { loginLinkTtlMs } from '../protocol/apps.js';
+import { createTicketSigner } from '../server/tickets.js';
 import { ApiClient } from './api-client.js';
 import { installCredential } from './credentials.js';
 import { formatDiagnosis } from './diagnosis-format.js';
@@ -17,7 +21,7 @@ const usage = `porthole ${version}
 
 Usage:
   porthole start                         start the server (configuration: PORTHOLE_* variables, see docs/config.md)
-  porthole sessions list [--json]
+  porthole sessions list [--user ID] [--state STATE] [--json]
   porthole sessions create [--provider NAME] [--user ID] [--no-wait] [--json]
   porthole sessions end <session-id>
   porthole sessions events <session-id> [--json]
@@ -26,9 +30,18 @@ Usage:
   porthole credentials get <session-id>  print the captured credential file to stdout (the read is audited)
   porthole credentials install <session-id> [--force]
                                          write it where the provider's CLI expects it here (mode 0600)
+  porthole keys create --name NAME [--admin] [--webhook-url URL] [--json]
+                                         a new API key: an app key sees only the sessions it creates
+  porthole keys list [--json]            every key (never the key itself), revoked ones included
+  porthole keys revoke <key-id>          the key authenticates nothing from now on
   porthole keys rotate                   re-encrypt stored credentials under a new master key
+  porthole webhooks deliveries [--session ID] [--json]
+                                         the webhook delivery log: state, attempts, last answer
+  porthole login-link                    a new one-time dashboard login link (10 minutes): with an admin
+                                         PORTHOLE_API_KEY, or without one from the data directory
+                                         (PORTHOLE_DATA_DIR, default ./.porthole) on the server's host
 
-The sessions commands talk to PORTHOLE_URL (default http://127.0.0.1:8480) with PORTHOLE_API_KEY.`;
+The other commands talk to PORTHOLE_URL (default http://127.0.0.1:8480) with PORTHOLE_API_KEY.`;
 
 class UsageError extends Error {}
 
@@ -57,7 +70,13 @@ async function sessionsCommand(verb: string | undefined, args: string[]): Promis
   const { values, positionals } = parseArgs({
     args,
     allowPositionals: true,
-    options: { json: { type: 'boolean' }, provider: { type: 'string' }, user: { type: 'string' }, 'no-wait': { type: 'boolean' } },
+    options: {
+      json: { type: 'boolean' },
+      provider: { type: 'string' },
+      user: { type: 'string' },
+      state: { type: 'string' },
+      'no-wait': { type: 'boolean' },
+    },
   });
   const api = ApiClient.fromEnv(process.env);
   const idArg = () => {
@@ -67,7 +86,7 @@ async function sessionsCommand(verb: string | undefined, args: string[]): Promis
   };
   switch (verb) {
     case 'list': {
-      const { sessions } = await api.listSessions();
+      const { sessions } = await api.listSessions({ userId: values.user, state: values.state });
       if (values.json) return print(JSON.stringify(sessions, null, 2));
       if (sessions.length === 0) return print('no sessions');
       print(['ID'.padEnd(24), 'STATE'.padEnd(15), 'PROVIDER'.padEnd(12), 'CREATED'.padEnd(21), 'REASON'].join(' '));
@@ -124,11 +143,89 @@ async function credentialsCommand(verb: string | undefined, args: string[]): Pro
   print(`wrote ${credential.provider} credentials${credential.account ? ` for ${credential.account}` : ''} to ${path} (mode 0600)`);
 }
 
-async function keysCommand(verb: string | undefined): Promise<void> {
-  if (verb !== 'rotate') throw new UsageError(`unknown command: porthole keys ${verb ?? ''}`.trim());
-  // Through the running server: PGlite is single-process, so the CLI cannot open the store itself.
-  const { keyId, reencrypted } = await ApiClient.fromEnv(process.env).rotateKeys();
-  print(`master key is now ${keyId}; ${reencrypted} stored credential${reencrypted === 1 ? '' : 's'} re-encrypted`);
+async function keysCommand(verb: string | undefined, args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { name: { type: 'string' }, admin: { type: 'boolean' }, 'webhook-url': { type: 'string' }, json: { type: 'boolean' } },
+  });
+  const api = ApiClient.fromEnv(process.env);
+  switch (verb) {
+    case 'create': {
+      if (!values.name) throw new UsageError('porthole keys create needs --name');
+      const created = await api.createKey({ name: values.name, admin: values.admin === true, webhookUrl: values['webhook-url'] });
+      if (values.json) return print(JSON.stringify(created, null, 2));
+      print(`${created.admin ? 'admin' : 'app'} key ${created.id} (${created.name}); shown this once, porthole keeps only its hash:`);
+      print(`  ${created.key}`);
+      if (created.webhookSecret)
+        print(`webhooks to ${created.webhookUrl}, signed with (shown this once):
+  ${created.webhookSecret}`);
+      return;
+    }
+    case 'list': {
+      const { keys } = await api.listKeys();
+      if (values.json) return print(JSON.stringify(keys, null, 2));
+      print(['ID'.padEnd(17), 'NAME'.padEnd(20), 'KIND'.padEnd(6), 'CREATED'.padEnd(21), 'REVOKED'.padEnd(21), 'WEBHOOK'].join(' '));
+      for (const k of keys) {
+        print(
+          [
+            k.id.padEnd(17),
+            k.name.slice(0, 20).padEnd(20),
+            (k.admin ? 'admin' : 'app').padEnd(6),
+            short(k.createdAt).padEnd(21),
+            (k.revokedAt ? short(k.revokedAt) : '-').padEnd(21),
+            k.webhookUrl ?? '-',
+          ].join(' '),
+        );
+      }
+      return;
+    }
+    case 'revoke': {
+      const id = positionals[0];
+      if (!id) throw new UsageError('porthole keys revoke needs a key id');
+      const revoked = await api.revokeKey(id);
+      return print(`key ${revoked.id} (${revoked.name}) revoked at ${short(revoked.revokedAt ?? '')}`);
+    }
+    case 'rotate': {
+      // Through the running server: PGlite is single-process, so the CLI cannot open the store itself.
+      const { keyId, reencrypted } = await api.rotateKeys();
+      return print(`master key is now ${keyId}; ${reencrypted} stored credential${reencrypted === 1 ? '' : 's'} re-encrypted`);
+    }
+    default:
+      throw new UsageError(`unknown command: porthole keys ${verb ?? ''}`.trim());
+  }
+}
+
+async function webhooksCommand(verb: string | undefined, args: string[]): Promise<void> {
+  const { values } = parseArgs({ args, options: { session: { type: 'string' }, json: { type: 'boolean' } } });
+  if (verb !== 'deliveries') throw new UsageError(`unknown command: porthole webhooks ${verb ?? ''}`.trim());
+  const { deliveries } = await ApiClient.fromEnv(process.env).listDeliveries(values.session);
+  if (values.json) return print(JSON.stringify(deliveries, null, 2));
+  if (deliveries.length === 0) return print('no webhook deliveries');
+  for (const d of deliveries) {
+    const outcome = d.state === 'pending' ? `next attempt ${short(d.nextAttemptAt ?? '')}` : d.state;
+    print(
+      `${short(d.createdAt)}  ${d.type.padEnd(18)} ${d.sessionId}  ${outcome}; ${d.attempts} attempt(s)${d.lastError ? `: ${d.lastError}` : ''}  → ${d.url}`,
+    );
+  }
+}
+
+/** A one-time dashboard login link: asked of the server with an admin key, or signed here with the data directory's signing key. */
+async function loginLinkCommand(): Promise<void> {
+  const api = ApiClient.fromEnv(process.env);
+  if (api.apiKey) {
+    const { url, expiresAt } = await api.createLoginLink();
+    return print(`Open this one-time login link (valid until ${short(expiresAt)}):\n  ${url}`);
+  }
+  const dataDir = resolve(process.env.PORTHOLE_DATA_DIR ?? '.porthole');
+  const key = await readFile(join(dataDir, 'signing.key')).catch((error: NodeJS.ErrnoException) => {
+    throw new AppError('UNAUTHENTICATED', {
+      message: `set an admin PORTHOLE_API_KEY, or run this where porthole's data directory is readable (${dataDir}/signing.key: ${error.code ?? error.message})`,
+    });
+  });
+  const { token, expiresAt } = createTicketSigner(key, 60_000).issueLoginLink(loginLinkTtlMs);
+  const base = (process.env.PORTHOLE_PUBLIC_URL ?? api.baseUrl).replace(/\/+$/, '');
+  print(`Open this one-time login link (valid until ${short(expiresAt.toISOString())}):\n  ${base}/login?token=${encodeURIComponent(token)}`);
 }
 
 /** Prints each start-up step as it happens, until the session leaves `starting`. */
@@ -197,7 +294,9 @@ async function main(argv: string[]): Promise<void> {
   if (noun === 'start') return startCommand(argv.slice(1));
   if (noun === 'sessions') return sessionsCommand(verb, rest);
   if (noun === 'credentials') return credentialsCommand(verb, rest);
-  if (noun === 'keys') return keysCommand(verb);
+  if (noun === 'keys') return keysCommand(verb, rest);
+  if (noun === 'webhooks') return webhooksCommand(verb, rest);
+  if (noun === 'login-link') return loginLinkCommand();
   if (noun === 'doctor') {
     const { values } = parseArgs({ args: argv.slice(1), options: { json: { type: 'boolean' } } });
     process.exitCode = await doctorCommand({ json: values.json === true }, process.env, print);

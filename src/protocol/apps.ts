@@ -69,5 +69,8 @@ export interface WebhookPayload<Session = unknown> {
   data: { session: Session; eventSeq: number };
 }
 
+/** How long a login link from `porthole login-link` or POST /v1/login-links may wait to be opened. */
+export const loginLinkTtlMs = 10 * 60_000;
+
 /** POST /v1/login-links: a one-time dashboard login link. */
 export const loginLinkResponse = z.object({ url: z.string(), expiresAt: z.string() });

@@ -432,12 +432,13 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
 
     it('fans events out to webhook deliveries once, leases them to one sender, and records attempts', async () => {
       // Drain what earlier tests left, so this test's events are the next ones.
-      while ((await store.fanOutEvents(500, async () => [])) > 0) {}
+      while ((await store.fanOutEvents(500, () => [])) > 0) {}
       const suffix = newSessionId().slice(4);
       const session = await store.createSession({ id: newSessionId(), provider: null, userId: null, apiKeyId: `wh-${suffix}` });
       const read: number[] = [];
-      const plan = async (events: { seq: number; sessionId: SessionId; type: string; apiKeyId: string | null }[]) => {
+      const plan = (events: { seq: number; sessionId: SessionId; type: string; apiKeyId: string | null; session: { id: string } }[]) => {
         read.push(...events.map((e) => e.seq));
+        for (const e of events) assert.equal(e.session.id, e.sessionId, 'each event comes with its session');
         return events
           .filter((e) => e.sessionId === session.id)
           .map((e) => ({

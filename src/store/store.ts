@@ -87,9 +87,12 @@ export interface WebhookDelivery extends NewDelivery {
   lastError: string | null;
 }
 
-/** An event as the webhook fan-out reads it: with the key that created its session. */
+/** An event as the webhook fan-out reads it: with its session (as it is now) and that session's key's webhook. */
 export interface OwnedEvent extends SessionEvent {
+  session: Session;
+  /** The key that created the session, and its webhook URL when it has one and is not revoked. */
   apiKeyId: string | null;
+  keyWebhookUrl: string | null;
 }
 
 /** A credential as the server's vault sealed it (AES-256-GCM); the store never sees plaintext. */
@@ -176,11 +179,12 @@ export interface Store {
   countApiKeys(): Promise<number>;
   /**
    * The webhook fan-out, in one transaction: reads the events after the stored cursor (at most
-   * `limit`, with the key that created each one's session), stores the deliveries `plan` makes of
+   * `limit`, each with its session and its key's webhook), stores the deliveries `plan` makes of
    * them (one per target and event: a repeat is ignored) and moves the cursor past them. Two
-   * servers never plan the same events: the cursor row is locked. Returns how many events it read.
+   * servers never plan the same events: the cursor row is locked. `plan` must not use the store
+   * (the transaction holds PGlite's one connection). Returns how many events it read.
    */
-  fanOutEvents(limit: number, plan: (events: OwnedEvent[]) => Promise<NewDelivery[]>): Promise<number>;
+  fanOutEvents(limit: number, plan: (events: OwnedEvent[]) => NewDelivery[]): Promise<number>;
   /**
    * Due pending deliveries (next attempt reached, not held by a live lease), oldest first, each
    * leased to the caller for `leaseMs`; concurrent callers never get the same one.

@@ -66,6 +66,25 @@ function pageHeaders(embedders: readonly string[] | null): Record<string, string
     ...(embedders === null ? { 'x-frame-options': 'DENY' } : {}),
   };
 }
+const escapeHtml = (text: string) => text.replaceAll('&', '&amp;').replaceAll('<', '&lt;').replaceAll('>', '&gt;').replaceAll('"', '&quot;');
+
+/** The dashboard's login form: for a browser whose one-time link was used, or that never had one. */
+function loginPage(message: string | null): string {
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Log in — porthole</title><link rel="icon" href="/assets/favicon.svg" type="image/svg+xml"><link rel="stylesheet" href="/assets/porthole.css">
+<style>.login-card{max-width:32rem;margin:12vh auto;padding:2rem;display:grid;gap:1rem}.login-card form{display:grid;gap:.6rem}.login-error{color:var(--danger,#b3261e);font-weight:600}</style></head>
+<body><main class="login-card">
+<h1>Log in to porthole</h1>
+<p>Open a login link — <code>porthole start</code> prints one; <code>porthole login-link</code> prints a new one any time — or enter an admin API key.</p>
+${message ? `<p class="login-error" role="alert">${escapeHtml(message)}</p>` : ''}
+<form method="post" action="/login">
+<label for="api-key">Admin API key</label>
+<input id="api-key" name="apiKey" type="password" autocomplete="current-password" required spellcheck="false" autocapitalize="off">
+<button class="primary" type="submit">Log in</button>
+</form></main></body></html>`;
+}
+
 /** A stolen or forgotten dashboard cookie is good for half a day at most; POST /logout ends it sooner. */
 const loginLifetimeMs = 12 * 3600 * 1000;
 
@@ -243,15 +262,45 @@ export async function buildApp(options: AppOptions) {
    */
   const secureAttribute = (request: FastifyRequest) => (request.protocol === 'https' || options.origins.baseUrl.startsWith('https:') ? '; Secure' : '');
   let loginUsed = false;
-  app.get('/login', async (request, reply) => {
-    const token = (request.query as { token?: unknown }).token;
-    if (loginUsed || typeof token !== 'string' || !sameSecret(token, options.loginToken.reveal())) throw new AppError('LOGIN_TOKEN_INVALID');
-    loginUsed = true;
+  const startLogin = (request: FastifyRequest, reply: FastifyReply) => {
     const cookie = options.tickets.issueLogin(loginLifetimeMs);
     return reply
       .header('set-cookie', `${loginCookie}=${cookie}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${loginLifetimeMs / 1000}${secureAttribute(request)}`)
       .headers(pageHeaders(null))
       .redirect('/', 303);
+  };
+  const loginForm = (reply: FastifyReply, status: number, message: string | null) =>
+    reply.status(status).headers(pageHeaders(null)).type('text/html; charset=utf-8').send(loginPage(message));
+  // The link `porthole start` printed (once), or one from `porthole login-link` (once each, 10
+  // minutes); without a token, a form that takes an admin API key.
+  app.get('/login', async (request, reply) => {
+    const token = (request.query as { token?: unknown }).token;
+    if (token === undefined) return loginForm(reply, 200, null);
+    if (typeof token === 'string' && !loginUsed && sameSecret(token, options.loginToken.reveal())) {
+      loginUsed = true;
+      return startLogin(request, reply);
+    }
+    if (typeof token === 'string' && options.tickets.redeemLoginLink(token)) return startLogin(request, reply);
+    throw new AppError('LOGIN_TOKEN_INVALID');
+  });
+  // The form's post: an admin API key signs this browser in. A cross-site form post is refused
+  // (Origin); a wrong or app key gets the form again with the reason, never the key echoed.
+  app.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string', bodyLimit: 4096 }, (_request, body, done) => {
+    done(null, Object.fromEntries(new URLSearchParams(body as string)));
+  });
+  app.post('/login', async (request, reply) => {
+    if (!isOriginAllowed(request.headers.origin, options.origins)) throw new AppError('CSRF_REJECTED');
+    const key = typeof (request.body as { apiKey?: unknown } | null)?.apiKey === 'string' ? (request.body as { apiKey: string }).apiKey.trim() : '';
+    let principal: Principal | null = null;
+    try {
+      principal = await auth.apiKey(key);
+    } catch (error) {
+      if (!(error instanceof AppError) || error.status >= 500) throw error;
+    }
+    if (!principal) return loginForm(reply, 401, 'That API key is not valid (or was revoked).');
+    if (!isAdmin(principal)) return loginForm(reply, 403, 'That is an app key: it sees only its own sessions. The dashboard needs an admin key.');
+    request.log.info({ apiKeyId: principal.kind === 'api-key' ? principal.keyId : null }, 'dashboard login with an API key');
+    return startLogin(request, reply);
   });
   // Ends this browser's dashboard login: the cookie is cleared and its value refused from now on.
   // A cookie change like any other: a foreign Origin is refused (CSRF_REJECTED).

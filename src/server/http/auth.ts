@@ -62,20 +62,24 @@ export function assertCanSee(principal: Principal | null, session: { id: Session
 export interface Authenticator {
   /** Throws UNAUTHENTICATED / API_KEY_INVALID / TICKET_* / CSRF_REJECTED. */
   authenticate(request: FastifyRequest, options: { ticketFor?: SessionId }): Promise<Principal>;
+  /** The principal of an API key; throws API_KEY_INVALID (unknown or revoked). */
+  apiKey(value: string): Promise<Principal>;
 }
 
 export function createAuthenticator(deps: { store: Store; configuredKey: Secret | null; tickets: TicketSigner; origins: OriginList }): Authenticator {
+  const apiKey = async (value: string): Promise<Principal> => {
+    if (deps.configuredKey && sameSecret(value, deps.configuredKey.reveal())) return envKeyPrincipal;
+    const record = value.length > 0 && value.length <= 256 ? await deps.store.findApiKey(hashApiKey(value)) : null;
+    if (!record || record.revokedAt !== null) throw new AppError('API_KEY_INVALID');
+    return { kind: 'api-key', keyId: record.id, keyName: record.name, admin: record.admin };
+  };
   return {
+    apiKey,
     async authenticate(request, { ticketFor }) {
       const header = request.headers.authorization;
       if (header !== undefined) {
         const [scheme, value = ''] = header.split(/\s+/, 2);
-        if (scheme?.toLowerCase() === 'bearer') {
-          if (deps.configuredKey && sameSecret(value, deps.configuredKey.reveal())) return envKeyPrincipal;
-          const record = value.length > 0 && value.length <= 256 ? await deps.store.findApiKey(hashApiKey(value)) : null;
-          if (!record || record.revokedAt !== null) throw new AppError('API_KEY_INVALID');
-          return { kind: 'api-key', keyId: record.id, keyName: record.name, admin: record.admin };
-        }
+        if (scheme?.toLowerCase() === 'bearer') return apiKey(value);
         if (scheme?.toLowerCase() === 'ticket' && ticketFor) {
           const { chainStartedAt } = deps.tickets.verify(value, ticketFor);
           return { kind: 'viewer', sessionId: ticketFor, chainStartedAt };

@@ -7,6 +7,7 @@ import {
   keyIdParams,
   keyListResponse,
   loginLinkResponse,
+  loginLinkTtlMs,
   type ApiKey,
 } from '../../protocol/apps.js';
 import { AppError } from '../../protocol/errors.js';
@@ -29,9 +30,6 @@ export interface KeyRouteDeps {
   tickets: TicketSigner;
   origins: Pick<TrustedOrigins, 'baseUrl'>;
 }
-
-/** How long a login link from `porthole login-link` or the API may wait to be opened. */
-export const loginLinkTtlMs = 10 * 60_000;
 
 const common = { 400: errorResponse, 401: errorResponse, 403: errorResponse, 503: errorResponse };
 

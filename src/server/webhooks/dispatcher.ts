@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { webhookEventTypes, type WebhookEventType, type WebhookPayload } from '../../protocol/apps.js';
-import type { ApiKeyRecord, NewDelivery, OwnedEvent, Store, WebhookDelivery } from '../../store/store.js';
+import type { NewDelivery, OwnedEvent, Store, WebhookDelivery } from '../../store/store.js';
 import type { Vault } from '../credentials/vault.js';
 import type { Metrics } from '../metrics.js';
 import type { Secret } from '../secret.js';
@@ -70,9 +70,8 @@ export class WebhookDispatcher {
     return this.#o.requestTimeoutMs ?? 10_000;
   }
 
-  /** The deliveries of a page of events: which are webhooks, and to whom each goes. */
-  async #plan(events: OwnedEvent[]): Promise<NewDelivery[]> {
-    const keys = new Map<string, ApiKeyRecord | null>();
+  /** The deliveries of a page of events: which are webhooks, and to whom each goes. Pure: it runs inside the fan-out's transaction. */
+  #plan(events: OwnedEvent[]): NewDelivery[] {
     const deliveries: NewDelivery[] = [];
     for (const event of events) {
       const type = event.type as WebhookEventType;
@@ -81,15 +80,8 @@ export class WebhookDispatcher {
       if (type === 'session.ready' && event.from !== 'starting') continue;
       const targets: { target: string; url: string }[] = [];
       if (this.#o.envTarget) targets.push({ target: 'env', url: this.#o.envTarget.url });
-      if (event.apiKeyId && event.apiKeyId !== 'env') {
-        if (!keys.has(event.apiKeyId)) keys.set(event.apiKeyId, await this.#o.store.getApiKey(event.apiKeyId));
-        const key = keys.get(event.apiKeyId);
-        if (key?.webhookUrl && key.revokedAt === null) targets.push({ target: key.id, url: key.webhookUrl });
-      }
-      if (targets.length === 0) continue;
-      const session = await this.#o.store.getSession(event.sessionId);
-      if (!session) continue;
-      const payload: WebhookPayload = { type, timestamp: event.at, data: { session, eventSeq: event.seq } };
+      if (event.apiKeyId && event.keyWebhookUrl) targets.push({ target: event.apiKeyId, url: event.keyWebhookUrl });
+      const payload: WebhookPayload = { type, timestamp: event.at, data: { session: event.session, eventSeq: event.seq } };
       for (const { target, url } of targets) {
         deliveries.push({
           id: `msg_${event.seq}_${target}`,

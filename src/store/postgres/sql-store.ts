@@ -404,17 +404,25 @@ export class SqlStore implements Store {
     return Number(rows[0]!.count);
   }
 
-  fanOutEvents(limit: number, plan: (events: OwnedEvent[]) => Promise<NewDelivery[]>): Promise<number> {
+  fanOutEvents(limit: number, plan: (events: OwnedEvent[]) => NewDelivery[]): Promise<number> {
     return this.db.transaction(async (tx) => {
       const cursor = await tx.query<{ after_seq: number | string }>('SELECT after_seq FROM webhook_cursor FOR UPDATE');
       const afterSeq = Number(cursor.rows[0]?.after_seq ?? 0);
-      const { rows } = await tx.query<EventRow & { api_key_id: string | null }>(
-        `SELECT e.*, s.api_key_id FROM session_events e JOIN sessions s ON s.id = e.session_id
+      const { rows } = await tx.query<EventRow & { api_key_id: string | null; key_webhook_url: string | null }>(
+        `SELECT e.*, s.api_key_id, k.webhook_url AS key_webhook_url
+           FROM session_events e JOIN sessions s ON s.id = e.session_id
+           LEFT JOIN api_keys k ON k.id = s.api_key_id AND k.revoked_at IS NULL
           WHERE e.seq > $1 ORDER BY e.seq LIMIT $2`,
         [afterSeq, limit],
       );
       if (rows.length === 0) return 0;
-      const deliveries = await plan(rows.map((row) => ({ ...toEvent(row), apiKeyId: row.api_key_id })));
+      const sessionRows = await tx.query<SessionRow>(withCredential('SELECT * FROM sessions WHERE id = ANY($1::text[])'), [
+        [...new Set(rows.map((r) => r.session_id))],
+      ]);
+      const sessions = new Map(sessionRows.rows.map((row) => [row.id, toSession(row)]));
+      const deliveries = plan(
+        rows.map((row) => ({ ...toEvent(row), session: sessions.get(row.session_id)!, apiKeyId: row.api_key_id, keyWebhookUrl: row.key_webhook_url })),
+      );
       for (const d of deliveries) {
         await tx.query(
           `INSERT INTO webhook_deliveries (id, target, url, session_id, event_seq, type, payload)
