@@ -19,7 +19,8 @@ const loggedOutRefreshIntervalMs = 5_000;
 
 const connectLabel = 'Connect';
 
-const loginSentence = 'You are not logged in to this porthole. Open the login link that “porthole start” printed in its terminal; it signs this browser in.';
+const loginSentence =
+  'You are not logged in to this porthole. Open the login link that “porthole start” printed, or a new one from “porthole login-link”, or log in with an admin API key at /login.';
 
 const ui = {
   newForm: mustFind<HTMLFormElement>('#new-session-form'),
@@ -33,6 +34,11 @@ const ui = {
   table: mustFind<HTMLTableElement>('#sessions'),
   rows: mustFind<HTMLTableSectionElement>('#session-rows'),
   empty: mustFind('#empty'),
+  apps: mustFind<HTMLDetailsElement>('#apps'),
+  appsSummary: mustFind('#apps-summary'),
+  keyRows: mustFind<HTMLTableSectionElement>('#key-rows'),
+  deliveryRows: mustFind<HTMLTableSectionElement>('#delivery-rows'),
+  noDeliveries: mustFind('#no-deliveries'),
 };
 
 interface Timeline {
@@ -465,6 +471,70 @@ async function onLogout(): Promise<void> {
   }
 }
 
+// ---- apps: their keys and the webhook log, read while the section is open ----
+
+interface KeyView {
+  id: string;
+  name: string;
+  admin: boolean;
+  webhookUrl: string | null;
+  createdAt: string;
+  revokedAt: string | null;
+}
+interface DeliveryView {
+  id: string;
+  sessionId: string;
+  type: string;
+  url: string;
+  state: 'pending' | 'delivered' | 'failed';
+  attempts: number;
+  lastStatus: number | null;
+  lastError: string | null;
+  nextAttemptAt: string | null;
+  createdAt: string;
+}
+
+async function refreshApps(): Promise<void> {
+  const [{ keys }, { deliveries }] = await Promise.all([
+    requestJson<{ keys: KeyView[] }>('/v1/keys', { auth: 'cookie' }),
+    requestJson<{ deliveries: DeliveryView[] }>('/v1/webhooks/deliveries?limit=50', { auth: 'cookie' }),
+  ]);
+  ui.keyRows.replaceChildren(
+    ...keys.map((k) =>
+      h(
+        'tr',
+        { class: k.revokedAt ? 'muted' : undefined },
+        h('td', {}, k.name),
+        h('td', {}, h('code', {}, k.id)),
+        h('td', {}, k.admin ? 'admin' : 'app'),
+        h('td', {}, k.webhookUrl ?? '—'),
+        h('td', {}, h('time', { datetime: k.createdAt, title: k.createdAt }, formatAgo(k.createdAt))),
+        h('td', {}, k.revokedAt ? h('time', { datetime: k.revokedAt, title: k.revokedAt }, formatAgo(k.revokedAt)) : '—'),
+      ),
+    ),
+  );
+  ui.deliveryRows.replaceChildren(
+    ...deliveries.map((d) => {
+      const answer = d.state === 'delivered' ? `HTTP ${d.lastStatus}` : (d.lastError ?? 'not tried yet');
+      const state = d.state === 'pending' && d.nextAttemptAt ? `retrying ${formatUntil(d.nextAttemptAt)}` : d.state;
+      return h(
+        'tr',
+        { 'data-state': d.state },
+        h('td', {}, h('code', {}, d.type)),
+        h('td', {}, h('code', { title: d.sessionId }, shortId(d.sessionId))),
+        h('td', {}, d.url),
+        h('td', {}, h('span', { class: `delivery-state ${d.state}` }, state)),
+        h('td', {}, String(d.attempts)),
+        h('td', {}, answer),
+        h('td', {}, h('time', { datetime: d.createdAt, title: d.createdAt }, formatAgo(d.createdAt))),
+      );
+    }),
+  );
+  ui.noDeliveries.hidden = deliveries.length > 0;
+  const failing = deliveries.filter((d) => d.state !== 'delivered' && d.attempts > 0).length;
+  ui.appsSummary.textContent = `· ${keys.filter((k) => !k.revokedAt).length} key(s)${failing > 0 ? ` · ${failing} webhook(s) not delivered` : ''}`;
+}
+
 // ---- refresh loop ----
 
 async function refresh(): Promise<void> {
@@ -478,6 +548,7 @@ async function refresh(): Promise<void> {
     document.body.dataset.auth = 'ok';
     render(sessions);
     await Promise.all([...rows.values()].filter((view) => view.timeline).map((view) => loadTimeline(view)));
+    if (ui.apps.open) await refreshApps();
   } catch (error) {
     isLoggedOut = error instanceof ApiError && error.status === 401;
     document.body.dataset.auth = isLoggedOut ? 'logged-out' : 'error';
@@ -508,6 +579,9 @@ function start(): void {
   ui.newProvider.value = providerNames[0];
   ui.newForm.addEventListener('submit', (event) => void onNewSession(event));
   ui.logout.addEventListener('click', () => void onLogout());
+  ui.apps.addEventListener('toggle', () => {
+    if (ui.apps.open) void refreshApps().catch((error: unknown) => showNotice(sentenceFor(error, 'Could not load the apps'), 'action'));
+  });
   ui.noticeDismiss.addEventListener('click', () => {
     noticeSource = null;
     ui.notice.hidden = true;

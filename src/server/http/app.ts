@@ -269,8 +269,14 @@ export async function buildApp(options: AppOptions) {
       .headers(pageHeaders(null))
       .redirect('/', 303);
   };
+  // same-origin, not no-referrer: with no-referrer, Chromium sends the form's POST with `Origin: null`,
+  // which the CSRF check refuses. The form's own address carries nothing secret.
   const loginForm = (reply: FastifyReply, status: number, message: string | null) =>
-    reply.status(status).headers(pageHeaders(null)).type('text/html; charset=utf-8').send(loginPage(message));
+    reply
+      .status(status)
+      .headers({ ...pageHeaders(null), 'referrer-policy': 'same-origin' })
+      .type('text/html; charset=utf-8')
+      .send(loginPage(message));
   // The link `porthole start` printed (once), or one from `porthole login-link` (once each, 10
   // minutes); without a token, a form that takes an admin API key.
   app.get('/login', async (request, reply) => {
