@@ -1,0 +1,350 @@
+import assert from 'node:assert/strict';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createWriteStream, existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { after, before, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import type { Frame, Page } from 'playwright-core';
+import { launchBrowser } from '../support/browser.js';
+import { freeLoopbackPort } from '../support/nginx.js';
+import { startTestServer, testApiKey, testOutputDir, type TestServer } from '../support/server.js';
+import { until } from '../support/until.js';
+
+// The app developer's afternoon, as one test: the example Next.js app (examples/next, real `next`,
+// built and started here) has its own API key with a webhook. A person opens the app, clicks
+// Connect; the app's server starts a session with the SDK, the viewer loads in the page through
+// the app's own origin (the SDK's proxy, WebSocket included), and the demo sign-in is done through
+// the canvas. The app learns of it three ways: the viewer's `completed` message in the page, the
+// webhook (verified by the SDK) and the SSE stream its server follows. The app's key reads the
+// credential; another app's key may not.
+
+const root = fileURLToPath(new URL('../../../', import.meta.url));
+const exampleDir = join(root, 'examples/next');
+const out = testOutputDir('e2e-app-afternoon');
+const email = 'demo@porthole.test';
+const password = 'demo-password';
+
+let t: TestServer;
+let app: { process: ChildProcess; origin: string } | undefined;
+let appKey: { id: string; key: string; webhookSecret: string };
+let otherKey: { id: string; key: string };
+let browserHandle: Awaited<ReturnType<typeof launchBrowser>>;
+
+async function admin<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const response = await fetch(`${t.server.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${testApiKey}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  assert.ok(response.ok, `${method} ${path}: ${response.status} ${text}`);
+  return JSON.parse(text) as T;
+}
+
+/** Every file `next build` reads (the app's sources and lock, the SDK's built files), hashed: the build is reused while it matches. */
+async function buildInputsHash(): Promise<string> {
+  const hash = createHash('sha256');
+  const add = async (dir: string, keep: (name: string) => boolean) => {
+    const entries = (await readdir(dir, { recursive: true, withFileTypes: true })).filter((e) => e.isFile() && keep(e.name));
+    for (const path of entries.map((e) => join(e.parentPath, e.name)).sort()) {
+      hash
+        .update(relative(root, path))
+        .update('\0')
+        .update(await readFile(path))
+        .update('\0');
+    }
+  };
+  await add(join(exampleDir, 'app'), () => true);
+  await add(join(exampleDir, 'lib'), () => true);
+  for (const file of ['next.config.mjs', 'package.json', 'package-lock.json']) hash.update(file).update(await readFile(join(exampleDir, file)));
+  await add(join(root, 'sdk/dist'), (name) => !name.endsWith('.map'));
+  return hash.digest('hex');
+}
+
+/** The SDK's build (sdk/dist), made again when a source is newer: the example imports it from there. */
+async function ensureSdkBuilt(): Promise<void> {
+  const built = await stat(join(root, 'sdk/dist/index.js')).catch(() => null);
+  const sources = await readdir(join(root, 'sdk/src'));
+  const newest = Math.max(...(await Promise.all(sources.map(async (name) => (await stat(join(root, 'sdk/src', name))).mtimeMs))));
+  if (built && built.mtimeMs >= newest) return;
+  const build = spawn(process.execPath, [join(root, 'scripts/build-sdk.mjs')], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  let errors = '';
+  for (const stream of [build.stdout!, build.stderr!]) stream.on('data', (chunk: Buffer) => (errors += chunk.toString()));
+  const code = await new Promise<number | null>((resolve) => build.once('close', resolve));
+  if (code !== 0) throw new Error(`scripts/build-sdk.mjs exited ${code}: ${errors}`);
+}
+
+/** `next build`, unless .next holds a build of the same inputs. Returns what it did and how long it took. */
+async function buildExample(): Promise<string> {
+  await ensureSdkBuilt();
+  if (!existsSync(join(exampleDir, 'node_modules/next'))) throw new Error('examples/next/node_modules is missing: run scripts/setup.sh --test');
+  const inputs = await buildInputsHash();
+  const stamp = join(exampleDir, '.next/porthole-inputs.sha256');
+  if (existsSync(join(exampleDir, '.next/BUILD_ID')) && (await readFile(stamp, 'utf8').catch(() => '')) === inputs) return 'reused .next (inputs unchanged)';
+  const started = Date.now();
+  const log = createWriteStream(join(out, 'next-build.log'));
+  const build = spawn(process.execPath, [join(exampleDir, 'node_modules/next/dist/bin/next'), 'build'], {
+    cwd: exampleDir,
+    env: { ...process.env, NEXT_TELEMETRY_DISABLED: '1', NODE_ENV: 'production' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  build.stdout!.pipe(log);
+  build.stderr!.pipe(log);
+  const code = await new Promise<number | null>((resolve) => build.once('close', resolve));
+  if (code !== 0) throw new Error(`next build exited ${code}: see ${join(out, 'next-build.log')}`);
+  await writeFile(stamp, inputs);
+  return `next build in ${((Date.now() - started) / 1000).toFixed(1)} s`;
+}
+
+/** The example's own server (server.mjs), in its own process group, its output in the test's folder. */
+async function startExample(port: number): Promise<{ process: ChildProcess; origin: string }> {
+  const log = createWriteStream(join(out, 'app.log'));
+  const child = spawn(process.execPath, ['server.mjs'], {
+    cwd: exampleDir,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      NODE_ENV: 'production',
+      NEXT_TELEMETRY_DISABLED: '1',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      PORTHOLE_URL: t.server.url,
+      PORTHOLE_API_KEY: appKey.key,
+      PORTHOLE_WEBHOOK_SECRET: appKey.webhookSecret,
+    },
+  });
+  child.stdout!.pipe(log);
+  child.stderr!.pipe(log);
+  const origin = `http://127.0.0.1:${port}`;
+  await until(
+    `the example app answers at ${origin} (log: ${join(out, 'app.log')})`,
+    async () => {
+      if (child.exitCode !== null) throw new Error(`the example app exited ${child.exitCode} (log: ${join(out, 'app.log')})`);
+      return (await fetch(`${origin}/api/status`).catch(() => null))?.status ?? 0;
+    },
+    (status) => status === 200,
+    60_000,
+  );
+  return { process: child, origin };
+}
+
+async function stopExample(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.pid === undefined) return;
+  const closed = new Promise((resolve) => child.once('close', resolve));
+  process.kill(-child.pid, 'SIGTERM');
+  const timer = setTimeout(() => child.pid && process.kill(-child.pid, 'SIGKILL'), 5_000);
+  await closed;
+  clearTimeout(timer);
+}
+
+before(async () => {
+  await mkdir(out, { recursive: true });
+  const appPort = await freeLoopbackPort();
+  const appOrigin = `http://127.0.0.1:${appPort}`;
+  const built = buildExample();
+  // The viewer's WebSocket comes from the app's page, through its proxy, with the app's Origin.
+  t = await startTestServer('e2e-app-afternoon', { PORTHOLE_ALLOWED_ORIGINS: appOrigin });
+  appKey = await admin('POST', '/v1/keys', { name: 'example-app', webhookUrl: `${appOrigin}/api/webhooks/porthole` });
+  otherKey = await admin('POST', '/v1/keys', { name: 'another-app' });
+  assert.match(appKey.key, /^ph_/);
+  assert.match(appKey.webhookSecret, /^whsec_/);
+  console.log(`examples/next: ${await built}`);
+  app = await startExample(appPort);
+  browserHandle = await launchBrowser();
+});
+after(async () => {
+  await browserHandle?.close();
+  if (app) await stopExample(app.process);
+  await t?.stop();
+});
+
+type Box = { x: number; y: number; w: number; h: number };
+const blue = [47, 111, 222] as const; // the demo pages' primary button
+
+/** The demo pages' primary button ("Sign in", "Allow") in desktop pixels, as demo-login.test.ts finds it. */
+function buttonBox(viewer: Frame): Promise<Box | null> {
+  return viewer.evaluate((rgb) => {
+    const canvas = document.querySelector('#screen canvas') as HTMLCanvasElement | null;
+    if (!canvas || canvas.width === 0) return null;
+    const { width, height } = canvas;
+    const data = canvas.getContext('2d')!.getImageData(0, 0, width, height).data;
+    const isBlue = (i: number) => Math.abs(data[i]! - rgb[0]!) < 10 && Math.abs(data[i + 1]! - rgb[1]!) < 10 && Math.abs(data[i + 2]! - rgb[2]!) < 10;
+    let best: Box | null = null;
+    let band: { y: number; x0: number; x1: number } | null = null;
+    for (let y = 0; y <= height; y++) {
+      let n = 0;
+      let x0 = width;
+      let x1 = -1;
+      if (y < height) {
+        let start = -1;
+        for (let x = 0; x <= width; x++) {
+          const isRun = x < width && isBlue((y * width + x) * 4);
+          if (isRun && start < 0) start = x;
+          if (!isRun && start >= 0) {
+            if (x - start > n) [n, x0, x1] = [x - start, start, x - 1];
+            start = -1;
+          }
+        }
+      }
+      if (n >= 150) {
+        band = band ? { y: band.y, x0: Math.min(band.x0, x0), x1: Math.max(band.x1, x1) } : { y, x0, x1 };
+      } else if (band) {
+        const h = y - band.y;
+        if (h >= 20 && (!best || h > best.h)) best = { x: band.x0, y: band.y, w: band.x1 - band.x0 + 1, h };
+        band = null;
+      }
+    }
+    return best;
+  }, blue);
+}
+
+/** The e-mail and password fields above the button (password first), as demo-login.test.ts finds them. */
+function fieldsAbove(viewer: Frame, button: Box): Promise<Array<{ x: number; y: number }>> {
+  return viewer.evaluate((button) => {
+    const canvas = document.querySelector('#screen canvas') as HTMLCanvasElement;
+    const x = Math.round(button.x + button.w / 2);
+    const column = canvas.getContext('2d')!.getImageData(x, 0, 1, button.y).data;
+    const isWhite = (y: number) => column[y * 4]! > 245 && column[y * 4 + 1]! > 245 && column[y * 4 + 2]! > 245;
+    const fields: Array<{ x: number; y: number }> = [];
+    let y = button.y - 1;
+    while (y > 0 && fields.length < 2) {
+      while (y > 0 && isWhite(y)) y--;
+      while (y > 0 && !isWhite(y)) y--;
+      const bottom = y;
+      while (y > 0 && isWhite(y)) y--;
+      if (bottom - y >= 25) {
+        fields.push({ x, y: Math.round((bottom + y) / 2) });
+        while (y > 0 && !isWhite(y)) y--;
+      }
+    }
+    return fields;
+  }, button);
+}
+
+/** Signs in to the demo provider by clicking and typing through the viewer's canvas, inside the app's page. */
+async function signInThroughCanvas(p: Page, viewer: Frame): Promise<void> {
+  const signIn = await until(
+    'the login page in the canvas',
+    () => buttonBox(viewer),
+    (box) => box !== null,
+    60_000,
+    {
+      onTimeout: () => p.screenshot({ path: join(out, 'no-login-page.png') }),
+    },
+  );
+  await p.screenshot({ path: join(out, '1-login-page.png') });
+  // Page coordinates of the canvas (Playwright's boxes are the top page's, frames included).
+  const canvas = (await viewer.locator('#screen canvas').boundingBox())!;
+  const size = await viewer.locator('#screen canvas').evaluate((c: HTMLCanvasElement) => ({ w: c.width, h: c.height }));
+  const toPage = (point: { x: number; y: number }) => ({ x: canvas.x + (point.x * canvas.width) / size.w, y: canvas.y + (point.y * canvas.height) / size.h });
+  const [passwordField, emailField] = await fieldsAbove(viewer, signIn!);
+  assert.ok(passwordField && emailField, 'found the e-mail and password fields above the button');
+
+  for (const [field, text] of [
+    [emailField, email],
+    [passwordField, password],
+  ] as const) {
+    const at = toPage(field);
+    await p.mouse.click(at.x, at.y);
+    await p.keyboard.press('Control+A');
+    await p.keyboard.type(text, { delay: 30 });
+    await p.waitForTimeout(1_000); // let the sandbox's Chromium take every key before the focus moves
+  }
+  await p.screenshot({ path: join(out, '2-filled.png') });
+  let at = toPage({ x: signIn!.x + signIn!.w / 2, y: signIn!.y + signIn!.h / 2 });
+  await p.mouse.click(at.x, at.y);
+
+  const allow = await until(
+    'the consent page in the canvas',
+    () => buttonBox(viewer),
+    (box) => box !== null && Math.abs(box.y - signIn!.y) > 10,
+    30_000,
+    { onTimeout: () => p.screenshot({ path: join(out, '3-no-consent.png') }) },
+  );
+  await p.screenshot({ path: join(out, '3-consent.png') });
+  at = toPage({ x: allow!.x + allow!.w / 2, y: allow!.y + allow!.h / 2 });
+  await p.mouse.click(at.x, at.y);
+}
+
+test("an app's afternoon: connect through the app's own origin, learn it by message, webhook and SSE, read the credential with the app's key", async () => {
+  const context = await browserHandle.browser.newContext({ viewport: { width: 1400, height: 1250 } });
+  const p = await context.newPage();
+  const portholeRequests: string[] = [];
+  p.on('request', (request) => {
+    if (request.url().startsWith(t.server.url)) portholeRequests.push(request.url());
+  });
+  await p.goto(app!.origin);
+  await p.click('#connect');
+
+  // The viewer is framed from the app's own origin, through the proxy.
+  const frameElement = await p.waitForSelector('#viewer iframe', { timeout: 30_000 });
+  const viewer = (await frameElement.contentFrame())!;
+  assert.ok(viewer, 'the viewer has a frame');
+  const viewerUrl = new URL(viewer.url());
+  assert.equal(viewerUrl.origin, app!.origin);
+  assert.match(viewerUrl.pathname, /^\/porthole\/v1\/sessions\/ses_[0-9a-z]+\/viewer$/);
+  const sessionId = /\/sessions\/([^/]+)\//.exec(viewerUrl.pathname)![1]!;
+  await viewer.waitForSelector('body[data-phase=connected]', { timeout: 60_000 });
+
+  await signInThroughCanvas(p, viewer);
+
+  // The page learns it from the viewer's message.
+  await p.waitForSelector('#connected', { timeout: 60_000 });
+  assert.equal(await p.textContent('#connected'), `Connected as ${email}`);
+  await p.screenshot({ path: join(out, '4-connected.png') });
+  assert.deepEqual(portholeRequests, [], 'the browser never talked to porthole itself');
+
+  // The app's server learns it from the webhook (verified by the SDK) and from the live stream.
+  const seen = await until(
+    "the app's /api/status shows session.completed by webhook and by SSE",
+    async () =>
+      (await (await fetch(`${app!.origin}/api/status`)).json()) as {
+        webhooks: Array<{ id: string; type: string; sessionId: string; state: string }>;
+        states: Record<string, string[]>;
+      },
+    (s) => s.webhooks.some((w) => w.type === 'session.completed' && w.sessionId === sessionId) && (s.states[sessionId] ?? []).includes('completed'),
+    30_000,
+  );
+  const completed = seen.webhooks.find((w) => w.type === 'session.completed')!;
+  assert.equal(completed.state, 'completed');
+  assert.match(completed.id, /^msg_/);
+  assert.deepEqual(
+    seen.webhooks
+      .filter((w) => w.sessionId === sessionId)
+      .map((w) => w.type)
+      .sort(),
+    ['session.completed', 'session.ready'],
+    'each webhook once',
+  );
+  const states = seen.states[sessionId]!;
+  assert.equal(states.at(-1), 'completed');
+  assert.ok(states.includes('ready'), `the stream showed the session ready: ${states.join(' → ')}`);
+
+  // The app's key reads the credential; another app's key may not; the browser's side of the proxy cannot at all.
+  const read = (key: string) => fetch(`${t.server.url}/v1/sessions/${sessionId}/credentials`, { headers: { authorization: `Bearer ${key}` } });
+  const own = await read(appKey.key);
+  assert.equal(own.status, 200);
+  const credential = (await own.json()) as { provider: string; account: string | null; file: string };
+  assert.equal(credential.provider, 'demo');
+  assert.equal(credential.account, email);
+  const other = await read(otherKey.key);
+  assert.equal(other.status, 403);
+  assert.equal(((await other.json()) as { error: { code: string } }).error.code, 'SESSION_FORBIDDEN');
+  // Through the app's proxy, even with a key in hand, nothing but the viewer's surface: a Bearer
+  // header is dropped (a ticket is what the viewer's routes take), the rest is not forwarded at all.
+  const viaProxy = async (method: string, path: string) => {
+    const response = await fetch(`${app!.origin}/porthole${path}`, { method, headers: { authorization: `Bearer ${appKey.key}` } });
+    return `${response.status} ${((await response.json()) as { error: { code: string } }).error.code}`;
+  };
+  assert.equal(await viaProxy('GET', `/v1/sessions/${sessionId}/credentials`), '404 ROUTE_NOT_FOUND');
+  assert.equal(await viaProxy('GET', '/v1/sessions'), '404 ROUTE_NOT_FOUND');
+  assert.equal(await viaProxy('POST', '/v1/keys'), '404 ROUTE_NOT_FOUND');
+  assert.equal(await viaProxy('GET', '/'), '404 ROUTE_NOT_FOUND');
+  assert.equal(await viaProxy('GET', `/v1/sessions/${sessionId}`), '401 TICKET_MISSING');
+
+  await p.screenshot({ path: join(out, '5-app-page.png'), fullPage: true });
+  await context.close();
+});
