@@ -30,7 +30,7 @@ Usage:
   porthole credentials get <session-id>  print the captured credential file to stdout (the read is audited)
   porthole credentials install <session-id> [--force]
                                          write it where the provider's CLI expects it here (mode 0600)
-  porthole keys create --name NAME [--admin] [--webhook-url URL] [--json]
+  porthole keys create NAME [--admin] [--webhook-url URL] [--json]
                                          a new API key: an app key sees only the sessions it creates
   porthole keys list [--json]            every key (never the key itself), revoked ones included
   porthole keys revoke <key-id>          the key authenticates nothing from now on
@@ -152,8 +152,9 @@ async function keysCommand(verb: string | undefined, args: string[]): Promise<vo
   const api = ApiClient.fromEnv(process.env);
   switch (verb) {
     case 'create': {
-      if (!values.name) throw new UsageError('porthole keys create needs --name');
-      const created = await api.createKey({ name: values.name, admin: values.admin === true, webhookUrl: values['webhook-url'] });
+      const name = values.name ?? positionals[0];
+      if (!name) throw new UsageError('porthole keys create needs a name (--name NAME)');
+      const created = await api.createKey({ name, admin: values.admin === true, webhookUrl: values['webhook-url'] });
       if (values.json) return print(JSON.stringify(created, null, 2));
       print(`${created.admin ? 'admin' : 'app'} key ${created.id} (${created.name}); shown this once, porthole keeps only its hash:`);
       print(`  ${created.key}`);
