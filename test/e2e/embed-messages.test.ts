@@ -251,27 +251,34 @@ async function signInThroughCanvas(framed: Framed): Promise<void> {
   const toPage = (point: { x: number; y: number }) => ({ x: canvas.x + (point.x * canvas.width) / size.w, y: canvas.y + (point.y * canvas.height) / size.h });
   const [passwordField, emailField] = await fieldsAbove(frame, signIn!);
   assert.ok(passwordField && emailField, 'found the e-mail and password fields above the button');
-  for (const [field, text] of [
-    [emailField, email],
-    [passwordField, password],
-  ] as const) {
-    const at = toPage(field);
+  const isConsentPage = (box: Box | null) => box !== null && Math.abs(box.y - signIn!.y) > 10;
+  // On a loaded machine a key can overtake the click that focuses its field in the sandbox (openbox
+  // replays the click): then the form is sent half-filled and the login page stays. Fill it again,
+  // once: what is under test here is what the viewer tells the app, not typing.
+  let allow: Box | null = null;
+  for (let attempt = 1; attempt <= 2 && !isConsentPage(allow); attempt++) {
+    for (const [field, text] of [
+      [emailField, email],
+      [passwordField, password],
+    ] as const) {
+      const at = toPage(field);
+      await page.mouse.click(at.x, at.y);
+      await elapse(300, 'the click focuses the field in the sandbox before the keys come');
+      await page.keyboard.press('Control+A');
+      await page.keyboard.type(text, { delay: 30 });
+      await elapse(1_000, 'the sandbox’s Chromium takes every key before the focus moves');
+    }
+    await page.screenshot({ path: `${out}/1-filled-${attempt}.png` });
+    const at = toPage({ x: signIn!.x + signIn!.w / 2, y: signIn!.y + signIn!.h / 2 });
     await page.mouse.click(at.x, at.y);
-    await page.keyboard.press('Control+A');
-    await page.keyboard.type(text, { delay: 30 });
-    await elapse(1_000, 'the sandbox’s Chromium takes every key before the focus moves');
+    allow = await until('the consent page in the framed canvas', () => buttonBox(frame), isConsentPage, 30_000, {
+      onTimeout: () => page.screenshot({ path: `${out}/2-no-consent-${attempt}.png` }),
+    }).catch((error: unknown) => {
+      if (attempt === 2) throw error;
+      return null;
+    });
   }
-  await page.screenshot({ path: `${out}/1-filled.png` });
-  let at = toPage({ x: signIn!.x + signIn!.w / 2, y: signIn!.y + signIn!.h / 2 });
-  await page.mouse.click(at.x, at.y);
-  const allow = await until(
-    'the consent page in the framed canvas',
-    () => buttonBox(frame),
-    (box) => box !== null && Math.abs(box.y - signIn!.y) > 10,
-    30_000,
-    { onTimeout: () => page.screenshot({ path: `${out}/2-no-consent.png` }) },
-  );
-  at = toPage({ x: allow!.x + allow!.w / 2, y: allow!.y + allow!.h / 2 });
+  const at = toPage({ x: allow!.x + allow!.w / 2, y: allow!.y + allow!.h / 2 });
   await page.mouse.click(at.x, at.y);
 }
 
@@ -596,19 +603,21 @@ test('a boot timeout: the person reads that the desktop took too long and what t
     const sentence = (await page.textContent('#panel-sentence')) ?? '';
     assert.equal(sentence, 'The desktop took too long to start. Start again to try once more.');
     assert.equal(await page.textContent('#status'), sentence);
-    // The checklist shows where start-up stopped, in the person's words, without its error.
+    // The checklist shows where start-up stopped, in the person's words, without its error. Which
+    // step missed the deadline depends on the machine's load (the sandbox step, on a busy one).
+    const failedStep = await page.locator('#steps [data-step-state=failed]').getAttribute('data-step');
+    assert.ok(failedStep === 'agent' || failedStep === 'sandbox', `the failed step: ${failedStep}`);
     assert.equal(await page.locator('#steps').isVisible(), true);
-    assert.equal(await page.locator('#steps [data-step=agent]').getAttribute('data-step-state'), 'failed');
     assert.equal(await page.locator('#steps .step-error').count(), 0);
-    assert.doesNotMatch(await page.locator('#steps').innerText(), /did not answer|ms\)|agent\b/i);
+    assert.doesNotMatch(await page.locator('#steps').innerText(), /did not answer|BOOT_TIMEOUT|sandbox agent|sock/i);
     // Under "What porthole checked": the code, the server's detail and the failed step with its error.
     await page.locator('#diagnosis summary').click();
     assert.match(
       (await page.textContent('#operator-detail')) ?? '',
-      /^BOOT_TIMEOUT: .*Start-up step "agent" \(Waiting for the sandbox agent\) did not answer within 2000 ms/,
+      new RegExp(`^BOOT_TIMEOUT: .*Start-up step "${failedStep}" \\(.+\\) did not answer within 2000 ms`),
     );
-    assert.match((await page.textContent('#failed-step')) ?? '', /^Failed step: Waiting for the sandbox agent/);
-    assert.equal(await page.getAttribute('#failed-step', 'data-step'), 'agent');
+    assert.match((await page.textContent('#failed-step')) ?? '', /^Failed step: /);
+    assert.equal(await page.getAttribute('#failed-step', 'data-step'), failedStep);
     await page.screenshot({ path: `${out}/boot-timeout.png` });
   } finally {
     await page.close();
