@@ -101,7 +101,8 @@ async function buildExample(): Promise<string> {
 /** The example's own server (server.mjs), in its own process group, its output in the test's folder. */
 async function startExample(port: number): Promise<{ process: ChildProcess; origin: string }> {
   const log = createWriteStream(join(out, 'app.log'));
-  const child = spawn(process.execPath, ['server.mjs'], {
+  // The title puts 'porthole-test-' in its command line: scripts/test.mjs's leak check names it if it outlives the test.
+  const child = spawn(process.execPath, ['--title=porthole-test-example-next', 'server.mjs'], {
     cwd: exampleDir,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
