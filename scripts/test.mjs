@@ -61,6 +61,8 @@ function leftovers() {
 let ok = true;
 if (only.length === 0) {
   ok = step('typecheck', 'npx', ['tsc', '-p', 'tsconfig.json']) && ok;
+  // The SDK (sdk/, @porthole/sdk) is its own package with its own tsconfig.
+  ok = step('typecheck (sdk)', 'npx', ['tsc', '-p', 'sdk/tsconfig.json', '--noEmit']) && ok;
   ok = step('lint (import direction)', 'npx', ['depcruise', '--config', '.dependency-cruiser.cjs', '--output-type', 'err', 'src']) && ok;
   // Formatting and the lint rules (biome.json); `npm run format` writes what it can fix.
   ok = step('format and lint (biome)', 'npx', ['biome', 'ci', '--reporter=summary', '.']) && ok;
