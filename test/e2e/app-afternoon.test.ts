@@ -277,6 +277,8 @@ test("an app's afternoon: connect through the app's own origin, learn it by mess
   p.on('request', (request) => {
     if (request.url().startsWith(t.server.url)) portholeRequests.push(request.url());
   });
+  const sockets: string[] = [];
+  p.on('websocket', (socket) => sockets.push(socket.url()));
   await p.goto(app!.origin);
   await p.click('#connect');
 
@@ -297,6 +299,9 @@ test("an app's afternoon: connect through the app's own origin, learn it by mess
   assert.equal(await p.textContent('#connected'), `Connected as ${email}`);
   await p.screenshot({ path: join(out, '4-connected.png') });
   assert.deepEqual(portholeRequests, [], 'the browser never talked to porthole itself');
+  const wsOrigin = app!.origin.replace('http:', 'ws:');
+  assert.ok(sockets.length > 0, 'the viewer opened its WebSocket');
+  for (const url of sockets) assert.ok(url.startsWith(`${wsOrigin}/porthole/v1/sessions/${sessionId}/vnc?`), `the WebSocket went through the app: ${url}`);
 
   // The app's server learns it from the webhook (verified by the SDK) and from the live stream.
   const seen = await until(
