@@ -105,6 +105,10 @@ describe('live events', () => {
     })();
     try {
       await rejectsWith(porthole.waitFor(id, ['completed'], { timeoutMs: 300 }), 'WAIT_TIMEOUT', null);
+      const giveUp = new AbortController();
+      const abandoned = porthole.waitFor(id, ['completed'], { signal: giveUp.signal });
+      giveUp.abort(new Error('the app gave up'));
+      await assert.rejects(abandoned, /the app gave up/);
       const ready = porthole.waitFor(id, ['ready', 'authenticating'], { timeoutMs: 120_000 });
 
       const seen: SessionEvent[] = [];
