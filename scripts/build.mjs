@@ -2,6 +2,7 @@
 // stays, so stack traces and relative paths read the same), the agent bundled to one file (what a
 // sandbox or an image carries), and the viewer bundled for browsers with noVNC inside.
 import { build } from 'esbuild';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { cp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
@@ -24,6 +25,9 @@ async function walk(dir, keep) {
 }
 
 const started = Date.now();
+// The SDK (sdk/, @porthole/sdk) first, when its sources changed: the tests import it by its package name.
+const sdk = spawnSync(process.execPath, [join(root, 'scripts/build-sdk.mjs'), '--if-stale'], { stdio: 'inherit' });
+if (sdk.status !== 0) process.exit(1);
 await rm(out, { recursive: true, force: true });
 
 // The viewer's pages are bundled for browsers below; its lib/ modules are also transpiled here, file
