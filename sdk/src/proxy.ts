@@ -128,9 +128,16 @@ export function createPortholeProxy(options: PortholeProxyOptions): PortholeProx
   // No x-forwarded-* (porthole reads none), Host kept as the browser sent it (porthole trusts none),
   // no redirects followed; the body and the WebSocket's bytes pass through untouched.
   const proxy = createProxyServer({ target: target.origin, xfwd: false, changeOrigin: false, ws: true });
-  proxy.on('proxyRes', (proxyRes) => {
-    // porthole's cookies (its dashboard login) have no business on the app's origin.
+  // porthole's cookies (its dashboard login) have no business on the app's origin.
+  const dropCookies = (proxyRes: IncomingMessage) => {
     delete proxyRes.headers['set-cookie'];
+  };
+  proxy.on('proxyRes', dropCookies);
+  // An upgrade's answer (the 101, or a refusal) never passes through 'proxyRes': http-proxy-3 writes
+  // its headers to the socket itself, so they are cleaned here, before its own listeners run.
+  proxy.on('proxyReqWs', (proxyReq) => {
+    proxyReq.prependListener('upgrade', dropCookies);
+    proxyReq.prependListener('response', dropCookies);
   });
   proxy.on('error', (_error, _req, resOrSocket) => {
     if ('writeHead' in resOrSocket) sendError(resOrSocket, 502, unreachable.code, unreachable.message);
