@@ -69,7 +69,7 @@ test('a flood is cut after the burst with 429 AGENT_EVENTS_RATE_LIMITED and a Re
   }
   const stored = await agentEventCount(id);
   assert.equal(stored, results.filter((r) => r.status === 204).length, 'only accepted events were recorded');
-  assert.ok(stored < agentEventLimits.burst + 10, `about a burst was stored, not 60: ${stored}`);
+  assert.ok(stored <= agentEventLimits.burst + refilled && stored < 60, `about a burst was stored (and the refill meanwhile), not 60: ${stored}`);
 
   await elapse(Number(limited.at(-1)!.retryAfter) * 1000, "the rate limit's Retry-After");
   assert.equal(

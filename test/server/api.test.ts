@@ -88,7 +88,16 @@ test('the OpenAPI document describes exactly the routes the server registered', 
   for (const [path, ops] of Object.entries(doc.paths as Record<string, Record<string, unknown>>)) {
     for (const method of Object.keys(ops)) documented.add(`${method.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`);
   }
-  const pages = new Set(['GET /', 'GET /login', 'POST /logout', 'GET /assets/:file', 'GET /v1/sessions/:id/viewer', 'GET /v1/openapi.json', 'GET /metrics']);
+  const pages = new Set([
+    'GET /',
+    'GET /login',
+    'POST /login',
+    'POST /logout',
+    'GET /assets/:file',
+    'GET /v1/sessions/:id/viewer',
+    'GET /v1/openapi.json',
+    'GET /metrics',
+  ]);
   const registered = new Set(t.server.routes.map((r) => `${r.method} ${r.url}`).filter((r) => !pages.has(r)));
   assert.deepEqual([...documented].sort(), [...registered].sort());
   const create = doc.paths['/v1/sessions'].post;

@@ -72,8 +72,9 @@ describe('GET /v1/sessions/:id/credentials', () => {
     const reads = json.events.filter((e: { type: string }) => e.type === 'credentials.read');
     assert.equal(reads.length, 2, 'one audit event per read');
     for (const read of reads) {
-      assert.deepEqual(Object.keys(read.details).sort(), ['apiKeyId', 'requestId']);
+      assert.deepEqual(Object.keys(read.details).sort(), ['apiKeyId', 'apiKeyName', 'requestId']);
       assert.equal(read.details.apiKeyId, 'env', 'the PORTHOLE_API_KEY key');
+      assert.equal(read.details.apiKeyName, 'PORTHOLE_API_KEY');
       assert.match(read.details.requestId, /^[0-9a-f]{6}-[0-9a-z]+$/);
     }
     assert.notEqual(reads[0].details.requestId, reads[1].details.requestId);
