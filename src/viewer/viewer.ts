@@ -38,6 +38,7 @@ import {
   sessionNotice,
   sessionTitle,
   ticketNotice,
+  type ViewerPlace,
 } from './lib/sentences.js';
 import { isTerminal, type SessionState } from '../protocol/session-states.js';
 import { StartProgress } from './lib/start-progress.js';
@@ -260,8 +261,10 @@ function drawDiagnosis(phase: ConnectionPhase = phases.phase): void {
 
 // ---- the embedding app ----
 
+/** Where the viewer shows: framed, the page around it is an app's, so the person is not told to close the page. */
+const place: ViewerPlace = { isFramed: window.parent !== window };
 /** Framed by an app: the origin it is on, if the page can know it (lib/embed.ts); null when not framed. */
-const embedderOrigin = window.parent !== window ? embedderOriginOf(query.get(embedQueryParams.embedder), location.ancestorOrigins) : null;
+const embedderOrigin = place.isFramed ? embedderOriginOf(query.get(embedQueryParams.embedder), location.ancestorOrigins) : null;
 let lastPostedState = '';
 let hasPostedOutcome = false;
 
@@ -302,7 +305,7 @@ function outcomeOf(session: Session): Outcome | undefined {
 /** Which parts of the chrome are hidden; framed, the dashboard always is (the app owns navigation, and the cookie login would not open there). */
 function applyHide(parts: readonly string[]): void {
   const hidden = new Set(parts);
-  if (window.parent !== window) hidden.add('dashboard');
+  if (place.isFramed) hidden.add('dashboard');
   document.documentElement.dataset.hide = [...hidden].join(' ');
 }
 
@@ -392,7 +395,7 @@ function finish(phase: FinalPhase, notice: Notice, title?: Phrase, outcome?: Out
 
 function showTerminal(session: Session): void {
   progress.settle(session.state);
-  finish(finalPhaseFor(session.state), sessionNotice(session), sessionTitle(session.state), outcomeOf(session));
+  finish(finalPhaseFor(session.state), sessionNotice(session, place), sessionTitle(session.state), outcomeOf(session));
 }
 
 /** A request the server answered with a 4xx: nothing to retry, only a sentence to show. */
@@ -551,7 +554,7 @@ async function showCompleted(): Promise<void> {
       if (session.state === 'completed' || tries === 2) {
         progress.settle('completed');
         sessionState = 'completed';
-        return finish('completed', completedNotice(session), phrase('title.completed'), { type: 'completed', account: completedAccount(session) });
+        return finish('completed', completedNotice(session, place), phrase('title.completed'), { type: 'completed', account: completedAccount(session) });
       }
     } catch {
       if (!current.isCurrent) return;
@@ -559,7 +562,8 @@ async function showCompleted(): Promise<void> {
     await sleep(500);
     if (!current.isCurrent) return;
   }
-  finish('completed', say('completed.plain'), phrase('title.completed'), { type: 'completed', account: null });
+  // The record could not be read: who is connected is not known, only that the sign-in completed.
+  finish('completed', completedNotice({}, place), phrase('title.completed'), { type: 'completed', account: null });
 }
 
 /** After 4410: the server says the session is over; its record says why. */

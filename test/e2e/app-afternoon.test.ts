@@ -8,6 +8,7 @@ import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { Frame, Page } from 'playwright-core';
 import { launchBrowser } from '../support/browser.js';
+import { buttonBox, canvasToPage, centreOf, fieldsAbove, isPastSignIn } from '../support/canvas-sign-in.js';
 import { freeLoopbackPort } from '../support/nginx.js';
 import { startTestServer, testApiKey, testOutputDir, type TestServer } from '../support/server.js';
 import { until } from '../support/until.js';
@@ -162,69 +163,6 @@ after(async () => {
   await t?.stop();
 });
 
-type Box = { x: number; y: number; w: number; h: number };
-const blue = [47, 111, 222] as const; // the demo pages' primary button
-
-/** The demo pages' primary button ("Sign in", "Allow") in desktop pixels, as demo-login.test.ts finds it. */
-function buttonBox(viewer: Frame): Promise<Box | null> {
-  return viewer.evaluate((rgb) => {
-    const canvas = document.querySelector('#screen canvas') as HTMLCanvasElement | null;
-    if (!canvas || canvas.width === 0) return null;
-    const { width, height } = canvas;
-    const data = canvas.getContext('2d')!.getImageData(0, 0, width, height).data;
-    const isBlue = (i: number) => Math.abs(data[i]! - rgb[0]!) < 10 && Math.abs(data[i + 1]! - rgb[1]!) < 10 && Math.abs(data[i + 2]! - rgb[2]!) < 10;
-    let best: Box | null = null;
-    let band: { y: number; x0: number; x1: number } | null = null;
-    for (let y = 0; y <= height; y++) {
-      let n = 0;
-      let x0 = width;
-      let x1 = -1;
-      if (y < height) {
-        let start = -1;
-        for (let x = 0; x <= width; x++) {
-          const isRun = x < width && isBlue((y * width + x) * 4);
-          if (isRun && start < 0) start = x;
-          if (!isRun && start >= 0) {
-            if (x - start > n) [n, x0, x1] = [x - start, start, x - 1];
-            start = -1;
-          }
-        }
-      }
-      if (n >= 150) {
-        band = band ? { y: band.y, x0: Math.min(band.x0, x0), x1: Math.max(band.x1, x1) } : { y, x0, x1 };
-      } else if (band) {
-        const h = y - band.y;
-        if (h >= 20 && (!best || h > best.h)) best = { x: band.x0, y: band.y, w: band.x1 - band.x0 + 1, h };
-        band = null;
-      }
-    }
-    return best;
-  }, blue);
-}
-
-/** The e-mail and password fields above the button (password first), as demo-login.test.ts finds them. */
-function fieldsAbove(viewer: Frame, button: Box): Promise<Array<{ x: number; y: number }>> {
-  return viewer.evaluate((button) => {
-    const canvas = document.querySelector('#screen canvas') as HTMLCanvasElement;
-    const x = Math.round(button.x + button.w / 2);
-    const column = canvas.getContext('2d')!.getImageData(x, 0, 1, button.y).data;
-    const isWhite = (y: number) => column[y * 4]! > 245 && column[y * 4 + 1]! > 245 && column[y * 4 + 2]! > 245;
-    const fields: Array<{ x: number; y: number }> = [];
-    let y = button.y - 1;
-    while (y > 0 && fields.length < 2) {
-      while (y > 0 && isWhite(y)) y--;
-      while (y > 0 && !isWhite(y)) y--;
-      const bottom = y;
-      while (y > 0 && isWhite(y)) y--;
-      if (bottom - y >= 25) {
-        fields.push({ x, y: Math.round((bottom + y) / 2) });
-        while (y > 0 && !isWhite(y)) y--;
-      }
-    }
-    return fields;
-  }, button);
-}
-
 /** Signs in to the demo provider by clicking and typing through the viewer's canvas, inside the app's page. */
 async function signInThroughCanvas(p: Page, viewer: Frame): Promise<void> {
   const signIn = await until(
@@ -238,9 +176,7 @@ async function signInThroughCanvas(p: Page, viewer: Frame): Promise<void> {
   );
   await p.screenshot({ path: join(out, '1-login-page.png') });
   // Page coordinates of the canvas (Playwright's boxes are the top page's, frames included).
-  const canvas = (await viewer.locator('#screen canvas').boundingBox())!;
-  const size = await viewer.locator('#screen canvas').evaluate((c: HTMLCanvasElement) => ({ w: c.width, h: c.height }));
-  const toPage = (point: { x: number; y: number }) => ({ x: canvas.x + (point.x * canvas.width) / size.w, y: canvas.y + (point.y * canvas.height) / size.h });
+  const toPage = await canvasToPage(viewer);
   const [passwordField, emailField] = await fieldsAbove(viewer, signIn!);
   assert.ok(passwordField && emailField, 'found the e-mail and password fields above the button');
 
@@ -255,18 +191,14 @@ async function signInThroughCanvas(p: Page, viewer: Frame): Promise<void> {
     await p.waitForTimeout(1_000); // let the sandbox's Chromium take every key before the focus moves
   }
   await p.screenshot({ path: join(out, '2-filled.png') });
-  let at = toPage({ x: signIn!.x + signIn!.w / 2, y: signIn!.y + signIn!.h / 2 });
+  let at = toPage(centreOf(signIn!));
   await p.mouse.click(at.x, at.y);
 
-  const allow = await until(
-    'the consent page in the canvas',
-    () => buttonBox(viewer),
-    (box) => box !== null && Math.abs(box.y - signIn!.y) > 10,
-    30_000,
-    { onTimeout: () => p.screenshot({ path: join(out, '3-no-consent.png') }) },
-  );
+  const allow = await until('the consent page in the canvas', () => buttonBox(viewer), isPastSignIn(signIn!), 30_000, {
+    onTimeout: () => p.screenshot({ path: join(out, '3-no-consent.png') }),
+  });
   await p.screenshot({ path: join(out, '3-consent.png') });
-  at = toPage({ x: allow!.x + allow!.w / 2, y: allow!.y + allow!.h / 2 });
+  at = toPage(centreOf(allow!));
   await p.mouse.click(at.x, at.y);
 }
 

@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 import type { BrowserContext, Frame, Page } from 'playwright-core';
 import type { ViewerMessage } from '../../src/protocol/embed-messages.js';
 import { launchBrowser } from '../support/browser.js';
+import { type Box, buttonBox, canvasToPage, centreOf, fieldsAbove, isPastSignIn } from '../support/canvas-sign-in.js';
 import { demoSignIn } from '../support/demo-sign-in.js';
 import { startTestServer, testOutputDir, type TestServer } from '../support/server.js';
 import { elapse, until, untilDefined } from '../support/until.js';
@@ -167,70 +168,7 @@ function configure(framed: Framed, message: Record<string, unknown>): Promise<vo
 const ofType = <T extends ViewerMessage['type']>(received: Received[], type: T) =>
   received.filter((r) => r.data.type === type).map((r) => r.data as Extract<ViewerMessage, { type: T }>);
 
-// ---- the demo sign-in through the canvas, in the frame (the demo pages as test/e2e/demo-login.test.ts reads them) ----
-
-type Box = { x: number; y: number; w: number; h: number };
-const blue = [47, 111, 222] as const; // the demo pages' primary button
-
-/** The demo pages' primary button ("Sign in", "Allow") in desktop pixels: the tallest band of rows with a long run of its blue. */
-function buttonBox(frame: Frame): Promise<Box | null> {
-  return frame.evaluate((rgb) => {
-    const canvas = document.querySelector('#screen canvas') as HTMLCanvasElement | null;
-    if (!canvas || canvas.width === 0) return null;
-    const { width, height } = canvas;
-    const data = canvas.getContext('2d')!.getImageData(0, 0, width, height).data;
-    const isBlue = (i: number) => Math.abs(data[i]! - rgb[0]!) < 10 && Math.abs(data[i + 1]! - rgb[1]!) < 10 && Math.abs(data[i + 2]! - rgb[2]!) < 10;
-    let best: Box | null = null;
-    let band: { y: number; x0: number; x1: number } | null = null;
-    for (let y = 0; y <= height; y++) {
-      let n = 0;
-      let x0 = width;
-      let x1 = -1;
-      if (y < height) {
-        let start = -1;
-        for (let x = 0; x <= width; x++) {
-          const isRun = x < width && isBlue((y * width + x) * 4);
-          if (isRun && start < 0) start = x;
-          if (!isRun && start >= 0) {
-            if (x - start > n) [n, x0, x1] = [x - start, start, x - 1];
-            start = -1;
-          }
-        }
-      }
-      if (n >= 150) {
-        band = band ? { y: band.y, x0: Math.min(band.x0, x0), x1: Math.max(band.x1, x1) } : { y, x0, x1 };
-      } else if (band) {
-        const h = y - band.y;
-        if (h >= 20 && (!best || h > best.h)) best = { x: band.x0, y: band.y, w: band.x1 - band.x0 + 1, h };
-        band = null;
-      }
-    }
-    return best;
-  }, blue);
-}
-
-/** The two text fields above the "Sign in" button (white interiors at least 25 px tall), password field first. */
-function fieldsAbove(frame: Frame, button: Box): Promise<Array<{ x: number; y: number }>> {
-  return frame.evaluate((button) => {
-    const canvas = document.querySelector('#screen canvas') as HTMLCanvasElement;
-    const x = Math.round(button.x + button.w / 2);
-    const column = canvas.getContext('2d')!.getImageData(x, 0, 1, button.y).data;
-    const isWhite = (y: number) => column[y * 4]! > 245 && column[y * 4 + 1]! > 245 && column[y * 4 + 2]! > 245;
-    const fields: Array<{ x: number; y: number }> = [];
-    let y = button.y - 1;
-    while (y > 0 && fields.length < 2) {
-      while (y > 0 && isWhite(y)) y--;
-      while (y > 0 && !isWhite(y)) y--;
-      const bottom = y;
-      while (y > 0 && isWhite(y)) y--;
-      if (bottom - y >= 25) {
-        fields.push({ x, y: Math.round((bottom + y) / 2) });
-        while (y > 0 && !isWhite(y)) y--;
-      }
-    }
-    return fields;
-  }, button);
-}
+// ---- the demo sign-in through the canvas, in the frame (the demo pages read by test/support/canvas-sign-in.ts) ----
 
 /** Signs in to the demo provider by clicking and typing through the framed viewer's canvas. */
 async function signInThroughCanvas(framed: Framed): Promise<void> {
@@ -244,14 +182,11 @@ async function signInThroughCanvas(framed: Framed): Promise<void> {
       onTimeout: () => page.screenshot({ path: `${out}/no-login-page.png` }),
     },
   );
-  const canvasLocator = frame.locator('#screen canvas');
   // The canvas box in the page's coordinates (Playwright adds the iframe's offset).
-  const canvas = (await canvasLocator.boundingBox())!;
-  const size = await canvasLocator.evaluate((c: HTMLCanvasElement) => ({ w: c.width, h: c.height }));
-  const toPage = (point: { x: number; y: number }) => ({ x: canvas.x + (point.x * canvas.width) / size.w, y: canvas.y + (point.y * canvas.height) / size.h });
+  const toPage = await canvasToPage(frame);
   const [passwordField, emailField] = await fieldsAbove(frame, signIn!);
   assert.ok(passwordField && emailField, 'found the e-mail and password fields above the button');
-  const isConsentPage = (box: Box | null) => box !== null && Math.abs(box.y - signIn!.y) > 10;
+  const isConsentPage = isPastSignIn(signIn!);
   // On a loaded machine a key can overtake the click that focuses its field in the sandbox (openbox
   // replays the click): then the form is sent half-filled and the login page stays. Fill it again,
   // once: what is under test here is what the viewer tells the app, not typing.
@@ -269,7 +204,7 @@ async function signInThroughCanvas(framed: Framed): Promise<void> {
       await elapse(1_000, 'the sandbox’s Chromium takes every key before the focus moves');
     }
     await page.screenshot({ path: `${out}/1-filled-${attempt}.png` });
-    const at = toPage({ x: signIn!.x + signIn!.w / 2, y: signIn!.y + signIn!.h / 2 });
+    const at = toPage(centreOf(signIn!));
     await page.mouse.click(at.x, at.y);
     allow = await until('the consent page in the framed canvas', () => buttonBox(frame), isConsentPage, 30_000, {
       onTimeout: () => page.screenshot({ path: `${out}/2-no-consent-${attempt}.png` }),
@@ -278,7 +213,7 @@ async function signInThroughCanvas(framed: Framed): Promise<void> {
       return null;
     });
   }
-  const at = toPage({ x: allow!.x + allow!.w / 2, y: allow!.y + allow!.h / 2 });
+  const at = toPage(centreOf(allow!));
   await page.mouse.click(at.x, at.y);
 }
 
@@ -300,7 +235,7 @@ test('an app page on an allowed origin hears hello, every state and, once the si
     await framed.frame.waitForSelector('body[data-phase=completed]');
     const received = await untilDefined('the final state message', async () => {
       const all = await framed.received();
-      return ofType(all, 'state').some((m) => m.phase === 'completed' && m.sentenceKey === 'completed.account') ? all : undefined;
+      return ofType(all, 'state').some((m) => m.phase === 'completed' && m.sentenceKey === 'completed.framed.account') ? all : undefined;
     });
 
     assert.ok(completed.length > 0);
@@ -323,7 +258,8 @@ test('an app page on an allowed origin hears hello, every state and, once the si
     );
     const last = states.at(-1)!;
     assert.equal(last.state, 'completed');
-    assert.equal(last.sentence, `Connected to porthole demo as ${email}. You can close this page.`);
+    // Framed, the page is the app's: the sentence says who is connected, not that the page may be closed.
+    assert.equal(last.sentence, `Connected to porthole demo as ${email}.`);
     assert.equal(last.sentence, await framed.frame.textContent('#panel-sentence'), 'the sentence is the one on screen');
     // Framed, the dashboard is not offered: the app owns navigation.
     assert.equal(await framed.frame.locator('#panel-dashboard').isVisible(), false);

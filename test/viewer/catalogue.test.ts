@@ -7,7 +7,7 @@ import { Catalogue, englishDefaults, fillTemplate, isPhraseKey, phrase, type Phr
 import { diagnosedCause } from '../../src/viewer/lib/diagnosis-report.js';
 import { ApiError } from '../../src/viewer/lib/api-client.js';
 import { refusalOf, retryableCause } from '../../src/viewer/lib/request-failure.js';
-import { closeAction, endedNotice, failedNotice, retryingPhrase, sessionNotice, ticketNotice } from '../../src/viewer/lib/sentences.js';
+import { closeAction, completedNotice, endedNotice, failedNotice, retryingPhrase, sessionNotice, ticketNotice } from '../../src/viewer/lib/sentences.js';
 
 // The viewer's words for the person signing in (issue 10, item 7): every sentence has a key and an
 // English default, an app's own templates replace them, and no sentence the person sees for any
@@ -52,7 +52,7 @@ test('no person-facing sentence for any error code carries the code, a path or a
     const failed = failedNotice(code, detail);
     assertForThePerson(format(failed.person), `failed ${code}`);
     assert.ok(failed.operator?.includes(code) && failed.operator.includes('lstat'), `the operator keeps ${code} and its detail`);
-    assertForThePerson(format(sessionNotice({ state: 'failed', reason: code, detail }).person), `session failed ${code}`);
+    assertForThePerson(format(sessionNotice({ state: 'failed', reason: code, detail }, { isFramed: false }).person), `session failed ${code}`);
     // As a close of the viewer's connection.
     const action = closeAction(closeCodeOf(code), code, 'https://app.example');
     const person =
@@ -121,4 +121,36 @@ test('the operator’s line of a failure: the code, its message once, the server
   assert.equal(failedNotice('BOOT_TIMEOUT', null).operator, 'BOOT_TIMEOUT: The sandbox did not become ready in time.');
   assert.equal(failedNotice(null, null).operator, 'The session failed.');
   assert.equal(failedNotice('SOMETHING_NEW', 'it broke').operator, 'SOMETHING_NEW: it broke');
+});
+
+test('the completed sentence: on its own page the person may close it; framed in an app’s page, it says who is connected and stops', () => {
+  const credential = { provider: 'demo', account: 'demo@porthole.test', capturedAt: '2026-11-27T18:01:00.000Z', verification: 'verified' };
+  const records = {
+    account: { provider: 'demo', credential },
+    provider: { provider: 'demo', credential: { ...credential, account: null } },
+    plain: {},
+  };
+  const said = (record: object, isFramed: boolean) => {
+    const { person } = completedNotice(record, { isFramed });
+    return [person.key, format(person)];
+  };
+  assert.deepEqual(said(records.account, false), ['completed.account', 'Connected to porthole demo as demo@porthole.test. You can close this page.']);
+  assert.deepEqual(said(records.provider, false), ['completed.provider', 'Connected to porthole demo. You can close this page.']);
+  assert.deepEqual(said(records.plain, false), ['completed.plain', 'Connected. You can close this page.']);
+  assert.deepEqual(said(records.account, true), ['completed.framed.account', 'Connected to porthole demo as demo@porthole.test.']);
+  assert.deepEqual(said(records.provider, true), ['completed.framed.provider', 'Connected to porthole demo.']);
+  assert.deepEqual(said(records.plain, true), ['completed.framed.plain', 'Connected.']);
+  // sessionNotice, for a page opened on a session already completed, asks the same.
+  for (const isFramed of [false, true]) {
+    const notice = sessionNotice({ state: 'completed', reason: null, detail: null, ...records.account }, { isFramed });
+    assert.equal(notice.person.key, completedNotice(records.account, { isFramed }).person.key);
+  }
+  // No framed sentence, in any catalogue key, tells the person to close the page: the page is the app's.
+  for (const key of Object.keys(englishDefaults).filter((k) => k.startsWith('completed.framed.'))) {
+    assert.doesNotMatch(englishDefaults[key as keyof typeof englishDefaults], /close/i, key);
+  }
+  // An app replaces the framed words as any other.
+  const own = new Catalogue();
+  own.override({ 'completed.framed.account': 'Mit {provider} verbunden als {account}.' });
+  assert.equal(own.format(completedNotice(records.account, { isFramed: true }).person), 'Mit porthole demo verbunden als demo@porthole.test.');
 });

@@ -44,6 +44,10 @@ export const englishDefaults = {
   'completed.account': 'Connected to {provider} as {account}. You can close this page.',
   'completed.provider': 'Connected to {provider}. You can close this page.',
   'completed.plain': 'Connected. You can close this page.',
+  // The same, framed in an app's page: that page is the app's, and the person goes on there.
+  'completed.framed.account': 'Connected to {provider} as {account}.',
+  'completed.framed.provider': 'Connected to {provider}.',
+  'completed.framed.plain': 'Connected.',
   'ended.user': 'You ended this session.',
   'ended.idle_timeout': 'This session ended because it was not used for a while. Start again to sign in.',
   'ended.max_lifetime': 'This session ended because it was open for too long. Start again to sign in.',

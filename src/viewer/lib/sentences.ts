@@ -68,14 +68,29 @@ export function providerLabel(provider: string): string {
   return Object.hasOwn(providerLabels, provider) ? providerLabels[provider as keyof typeof providerLabels] : provider;
 }
 
-/** After the session completed: who is connected to what, from the session's record. */
-export function completedNotice(session: { provider?: string | null; credential?: unknown }): Notice {
+/** Where the viewer is shown: on a page of its own, or framed in an app's page. */
+export interface ViewerPlace {
+  readonly isFramed: boolean;
+}
+
+/**
+ * The completed sentence's keys: on its own page the person is told they may close it; framed, the
+ * page is the app's, so the sentence says who is connected and stops there.
+ */
+const completedKeys = {
+  page: { account: 'completed.account', provider: 'completed.provider', plain: 'completed.plain' },
+  framed: { account: 'completed.framed.account', provider: 'completed.framed.provider', plain: 'completed.framed.plain' },
+} as const satisfies Record<'page' | 'framed', Record<'account' | 'provider' | 'plain', PhraseKey>>;
+
+/** After the session completed: who is connected to what, from the session's record (`{}` when it could not be read). */
+export function completedNotice(session: { provider?: string | null; credential?: unknown }, place: ViewerPlace): Notice {
+  const keys = completedKeys[place.isFramed ? 'framed' : 'page'];
   const credential = sessionCredential(session);
   const provider = credential?.provider ?? session.provider ?? null;
   const operator = credential && !credential.isVerified ? unverifiedNote(credential.provider) : null;
-  if (provider === null) return { person: phrase('completed.plain'), operator };
-  if (credential?.account) return { person: phrase('completed.account', { provider: providerLabel(provider), account: credential.account }), operator };
-  return { person: phrase('completed.provider', { provider: providerLabel(provider) }), operator };
+  if (provider === null) return { person: phrase(keys.plain), operator };
+  if (credential?.account) return { person: phrase(keys.account, { provider: providerLabel(provider), account: credential.account }), operator };
+  return { person: phrase(keys.provider, { provider: providerLabel(provider) }), operator };
 }
 
 /** The account the completed session's credential names, or null. */
@@ -150,8 +165,11 @@ export function failedSentence(reason: string | null, detail: string | null): st
   return reason ? `The session failed (${reason}).` : 'The session failed.';
 }
 
-/** What to say about a session as the API reports it. */
-export function sessionNotice(session: Pick<Session, 'state' | 'reason' | 'detail'> & { provider?: string | null; credential?: unknown }): Notice {
+/** What to say about a session as the API reports it, on the viewer's own page or framed in an app's. */
+export function sessionNotice(
+  session: Pick<Session, 'state' | 'reason' | 'detail'> & { provider?: string | null; credential?: unknown },
+  place: ViewerPlace,
+): Notice {
   switch (session.state) {
     case 'starting':
       return { person: phrase('desktop.starting'), operator: null };
@@ -159,7 +177,7 @@ export function sessionNotice(session: Pick<Session, 'state' | 'reason' | 'detai
     case 'authenticating':
       return { person: phrase('desktop.connecting'), operator: null };
     case 'completed':
-      return completedNotice(session);
+      return completedNotice(session, place);
     case 'failed':
       return failedNotice(session.reason, session.detail);
     case 'ended':
