@@ -6,9 +6,8 @@ import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import type { Frame, Page } from 'playwright-core';
 import { launchBrowser } from '../support/browser.js';
-import { buttonBox, canvasToPage, centreOf, fieldsAbove, isPastSignIn } from '../support/canvas-sign-in.js';
+import { signInThroughFramedCanvas } from '../support/canvas-sign-in.js';
 import { freeLoopbackPort } from '../support/nginx.js';
 import { startTestServer, testApiKey, testOutputDir, type TestServer } from '../support/server.js';
 import { until } from '../support/until.js';
@@ -164,44 +163,6 @@ after(async () => {
 });
 
 /** Signs in to the demo provider by clicking and typing through the viewer's canvas, inside the app's page. */
-async function signInThroughCanvas(p: Page, viewer: Frame): Promise<void> {
-  const signIn = await until(
-    'the login page in the canvas',
-    () => buttonBox(viewer),
-    (box) => box !== null,
-    60_000,
-    {
-      onTimeout: () => p.screenshot({ path: join(out, 'no-login-page.png') }),
-    },
-  );
-  await p.screenshot({ path: join(out, '1-login-page.png') });
-  // Page coordinates of the canvas (Playwright's boxes are the top page's, frames included).
-  const toPage = await canvasToPage(viewer);
-  const [passwordField, emailField] = await fieldsAbove(viewer, signIn!);
-  assert.ok(passwordField && emailField, 'found the e-mail and password fields above the button');
-
-  for (const [field, text] of [
-    [emailField, email],
-    [passwordField, password],
-  ] as const) {
-    const at = toPage(field);
-    await p.mouse.click(at.x, at.y);
-    await p.keyboard.press('Control+A');
-    await p.keyboard.type(text, { delay: 30 });
-    await p.waitForTimeout(1_000); // let the sandbox's Chromium take every key before the focus moves
-  }
-  await p.screenshot({ path: join(out, '2-filled.png') });
-  let at = toPage(centreOf(signIn!));
-  await p.mouse.click(at.x, at.y);
-
-  const allow = await until('the consent page in the canvas', () => buttonBox(viewer), isPastSignIn(signIn!), 30_000, {
-    onTimeout: () => p.screenshot({ path: join(out, '3-no-consent.png') }),
-  });
-  await p.screenshot({ path: join(out, '3-consent.png') });
-  at = toPage(centreOf(allow!));
-  await p.mouse.click(at.x, at.y);
-}
-
 test("an app's afternoon: connect through the app's own origin, learn it by message, webhook and SSE, read the credential with the app's key", async () => {
   const context = await browserHandle.browser.newContext({ viewport: { width: 1400, height: 1250 } });
   const p = await context.newPage();
@@ -224,7 +185,7 @@ test("an app's afternoon: connect through the app's own origin, learn it by mess
   const sessionId = /\/sessions\/([^/]+)\//.exec(viewerUrl.pathname)![1]!;
   await viewer.waitForSelector('body[data-phase=connected]', { timeout: 60_000 });
 
-  await signInThroughCanvas(p, viewer);
+  await signInThroughFramedCanvas(p, viewer, { email, password, out });
 
   // The page learns it from the viewer's message.
   await p.waitForSelector('#connected', { timeout: 60_000 });

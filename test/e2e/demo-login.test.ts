@@ -7,7 +7,7 @@ import { launchBrowser } from '../support/browser.js';
 import { buttonBox, canvasToPage, centreOf, fieldsAbove, isPastSignIn } from '../support/canvas-sign-in.js';
 import { sandboxProcesses } from '../support/sandbox-processes.js';
 import { startTestServer, testApiKey, testOutputDir, type TestServer } from '../support/server.js';
-import { until } from '../support/until.js';
+import { elapse, until } from '../support/until.js';
 
 // The whole purpose, end to end, in a real browser and with nothing done behind the viewer's back:
 // the dashboard connects the demo provider; the demo CLI starts in the sandbox's terminal and opens
@@ -74,14 +74,14 @@ test('connect the demo provider and sign in through the canvas: completed, captu
   await p.mouse.click(at.x, at.y);
   await p.keyboard.press('Control+A');
   await p.keyboard.type(email, { delay: 30 });
-  await p.waitForTimeout(1_000); // let the sandbox's Chromium take every key before the focus moves
+  await elapse(1_000, 'the sandbox’s Chromium takes every key before the focus moves');
   // Password: click the field, then the viewer's Paste action with the password on the clipboard.
   at = toPage(passwordField);
   await p.mouse.click(at.x, at.y);
   await p.evaluate((text) => navigator.clipboard.writeText(text), password);
   await p.click('#paste');
   await p.waitForSelector('#status:has-text("Typed 15")', { timeout: 10_000 });
-  await p.waitForTimeout(1_000);
+  await elapse(1_000, 'the sandbox’s Chromium takes the typed keys');
   await p.screenshot({ path: `${out}/2-filled.png` });
   // Sign in: click the button.
   at = toPage(centreOf(signIn!));

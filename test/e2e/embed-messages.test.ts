@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import type { BrowserContext, Frame, Page } from 'playwright-core';
 import type { ViewerMessage } from '../../src/protocol/embed-messages.js';
 import { launchBrowser } from '../support/browser.js';
-import { type Box, buttonBox, canvasToPage, centreOf, fieldsAbove, isPastSignIn } from '../support/canvas-sign-in.js';
+import { signInThroughFramedCanvas } from '../support/canvas-sign-in.js';
 import { demoSignIn } from '../support/demo-sign-in.js';
 import { startTestServer, testOutputDir, type TestServer } from '../support/server.js';
 import { elapse, until, untilDefined } from '../support/until.js';
@@ -172,49 +172,7 @@ const ofType = <T extends ViewerMessage['type']>(received: Received[], type: T) 
 
 /** Signs in to the demo provider by clicking and typing through the framed viewer's canvas. */
 async function signInThroughCanvas(framed: Framed): Promise<void> {
-  const { page, frame } = framed;
-  const signIn = await until(
-    'the login page in the framed canvas',
-    () => buttonBox(frame),
-    (box) => box !== null,
-    60_000,
-    {
-      onTimeout: () => page.screenshot({ path: `${out}/no-login-page.png` }),
-    },
-  );
-  // The canvas box in the page's coordinates (Playwright adds the iframe's offset).
-  const toPage = await canvasToPage(frame);
-  const [passwordField, emailField] = await fieldsAbove(frame, signIn!);
-  assert.ok(passwordField && emailField, 'found the e-mail and password fields above the button');
-  const isConsentPage = isPastSignIn(signIn!);
-  // On a loaded machine a key can overtake the click that focuses its field in the sandbox (openbox
-  // replays the click): then the form is sent half-filled and the login page stays. Fill it again,
-  // once: what is under test here is what the viewer tells the app, not typing.
-  let allow: Box | null = null;
-  for (let attempt = 1; attempt <= 2 && !isConsentPage(allow); attempt++) {
-    for (const [field, text] of [
-      [emailField, email],
-      [passwordField, password],
-    ] as const) {
-      const at = toPage(field);
-      await page.mouse.click(at.x, at.y);
-      await elapse(300, 'the click focuses the field in the sandbox before the keys come');
-      await page.keyboard.press('Control+A');
-      await page.keyboard.type(text, { delay: 30 });
-      await elapse(1_000, 'the sandbox’s Chromium takes every key before the focus moves');
-    }
-    await page.screenshot({ path: `${out}/1-filled-${attempt}.png` });
-    const at = toPage(centreOf(signIn!));
-    await page.mouse.click(at.x, at.y);
-    allow = await until('the consent page in the framed canvas', () => buttonBox(frame), isConsentPage, 30_000, {
-      onTimeout: () => page.screenshot({ path: `${out}/2-no-consent-${attempt}.png` }),
-    }).catch((error: unknown) => {
-      if (attempt === 2) throw error;
-      return null;
-    });
-  }
-  const at = toPage(centreOf(allow!));
-  await page.mouse.click(at.x, at.y);
+  await signInThroughFramedCanvas(framed.page, framed.frame, { email, password, out });
 }
 
 test('an app page on an allowed origin hears hello, every state and, once the sign-in in the frame is done, completed with the account', async () => {

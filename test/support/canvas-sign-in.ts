@@ -1,4 +1,5 @@
-import type { Frame } from 'playwright-core';
+import type { Frame, Page } from 'playwright-core';
+import { elapse, until } from './until.js';
 
 // The demo provider's sign-in pages as they show in the viewer's noVNC canvas, read the way a
 // person's eye does: the blue primary button ("Sign in", then "Allow" on the consent page) and the
@@ -112,4 +113,59 @@ export async function canvasToPage(viewer: ViewerSurface): Promise<(point: Point
   const box = (await canvas.boundingBox())!;
   const size = await canvas.evaluate((c: HTMLCanvasElement) => ({ w: c.width, h: c.height }));
   return (point) => ({ x: box.x + (point.x * box.width) / size.w, y: box.y + (point.y * box.height) / size.h });
+}
+
+/**
+ * Signs in to the demo provider through the canvas of a viewer framed in `page` (the app's page or
+ * the viewer's own): fills the e-mail and password fields above the "Sign in" button, presses it,
+ * waits for the consent page and presses "Allow". On a loaded machine a key can overtake the click
+ * that focuses its field in the sandbox (openbox replays the click), and the form goes half-filled:
+ * then the login page stays, and the form is filled once more. Screenshots go to `out`.
+ */
+export async function signInThroughFramedCanvas(
+  page: Pick<Page, 'mouse' | 'keyboard' | 'screenshot'>,
+  viewer: ViewerSurface,
+  account: { email: string; password: string; out: string },
+): Promise<void> {
+  const { email, password, out } = account;
+  const signIn = await until(
+    'the login page in the canvas',
+    () => buttonBox(viewer),
+    (box) => box !== null,
+    60_000,
+    {
+      onTimeout: () => page.screenshot({ path: `${out}/no-login-page.png` }),
+    },
+  );
+  // The canvas box in the page's coordinates (Playwright adds an iframe's offset).
+  const toPage = await canvasToPage(viewer);
+  const [passwordField, emailField] = await fieldsAbove(viewer, signIn!);
+  if (!passwordField || !emailField) throw new Error('the e-mail and password fields are not above the Sign in button');
+  const isConsentPage = isPastSignIn(signIn!);
+  let allow: Box | null = null;
+  for (let attempt = 1; attempt <= 2 && !isConsentPage(allow); attempt++) {
+    for (const [field, text] of [
+      [emailField, email],
+      [passwordField, password],
+    ] as const) {
+      const at = toPage(field);
+      await page.mouse.click(at.x, at.y);
+      await elapse(300, 'the click focuses the field in the sandbox before the keys come');
+      await page.keyboard.press('Control+A');
+      await page.keyboard.type(text, { delay: 30 });
+      await elapse(1_000, 'the sandbox’s Chromium takes every key before the focus moves');
+    }
+    await page.screenshot({ path: `${out}/filled-${attempt}.png` });
+    const at = toPage(centreOf(signIn!));
+    await page.mouse.click(at.x, at.y);
+    allow = await until('the consent page in the canvas', () => buttonBox(viewer), isConsentPage, 30_000, {
+      onTimeout: () => page.screenshot({ path: `${out}/no-consent-${attempt}.png` }),
+    }).catch((error: unknown) => {
+      if (attempt === 2) throw error;
+      return null;
+    });
+  }
+  await page.screenshot({ path: `${out}/consent.png` });
+  const at = toPage(centreOf(allow!));
+  await page.mouse.click(at.x, at.y);
 }

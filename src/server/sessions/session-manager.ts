@@ -66,6 +66,8 @@ export class SessionManager {
   readonly #desktopUp = new Set<SessionId>();
   /** Releases that run after the agent's request was answered (#releaseAfterAnswer). */
   readonly #releasing = new Set<Promise<void>>();
+  /** Boots still running: close() waits for them, so a sandbox half-started at shutdown is gone, not left behind. */
+  readonly #bootRuns = new Set<Promise<void>>();
   readonly #timeouts: SessionTimeouts;
   readonly #reconciler: Reconciler;
   /** Desktops started ahead; null when PORTHOLE_WARM_POOL is 0. */
@@ -133,7 +135,7 @@ export class SessionManager {
     const id = session.id;
     this.#boots.set(id, controller);
     const o = this.#o;
-    void bootSession(
+    const run = bootSession(
       {
         store: o.store,
         driver: o.driver,
@@ -155,9 +157,11 @@ export class SessionManager {
     ).finally(() => {
       this.#boots.delete(id);
       this.#desktopUp.delete(id);
+      this.#bootRuns.delete(run);
       // This session's CLI and page load now; the pool refills after them.
       this.pool?.sessionStarted();
     });
+    this.#bootRuns.add(run);
     return session;
   }
 
@@ -265,6 +269,8 @@ export class SessionManager {
     const booting = [...this.#boots.entries()];
     for (const [, controller] of booting) controller.abort(new AppError('SERVER_SHUTTING_DOWN'));
     await Promise.all(booting.map(([id]) => this.end(id, 'shutdown', 'The server shut down while the session was starting.').catch(() => {})));
+    // An aborted boot unwinds its own sandbox (the driver stops a half-started one, a started one is released).
+    await Promise.allSettled([...this.#bootRuns]);
     await Promise.allSettled([...this.#releasing]);
   }
 
