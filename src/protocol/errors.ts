@@ -11,6 +11,7 @@ export const errorRegistry = {
   VALIDATION_FAILED: { status: 400, message: 'The request does not match the schema.' },
   MALFORMED_JSON: { status: 400, message: 'The request body is not valid JSON.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The request body must be application/json.' },
+  NOT_ACCEPTABLE: { status: 406, message: 'This route answers only as Server-Sent Events: send Accept: text/event-stream.' },
   BODY_TOO_LARGE: { status: 413, message: 'The request body is larger than the server accepts.' },
   MALFORMED_REQUEST: { status: 400, message: 'The request is not well-formed HTTP, or not a valid WebSocket upgrade.' },
   HEADERS_TOO_LARGE: { status: 431, message: 'The request’s headers are larger than the server accepts.' },

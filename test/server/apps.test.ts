@@ -138,7 +138,10 @@ test('the firehose streams the events of the key’s own sessions only; an admin
   adminHose.close();
   await api('DELETE', `/v1/sessions/${mine.id}`, admin);
   await api('DELETE', `/v1/sessions/${theirs.id}`, admin);
-  assert.equal((await api('GET', '/v1/events', { ...admin, 'last-event-id': 'x' })).status, 400);
+  assert.equal((await api('GET', '/v1/events', { ...admin, accept: 'text/event-stream', 'last-event-id': 'x' })).status, 400);
+  const notAStreamClient = await api('GET', '/v1/events', admin);
+  assert.equal(notAStreamClient.status, 406, 'a stream that never ends only for who asks for one');
+  assert.equal(notAStreamClient.body.error.code, 'NOT_ACCEPTABLE');
 });
 
 test('the dashboard login without a restart: a form that takes an admin key, and one-time login links', async () => {
@@ -164,6 +167,9 @@ test('the dashboard login without a restart: a form that takes an admin key, and
   assert.equal(wrong.status, 401);
   assert.doesNotMatch(await wrong.text(), /ph_not-a-key/, 'the key is never echoed');
   assert.equal((await post(testApiKey, 'http://127.0.0.1:1')).status, 403, 'a cross-site form post');
+  const json = await api('POST', '/login', {}, { apiKey: testApiKey });
+  assert.equal(json.status, 415, 'the login takes the form, not JSON');
+  assert.equal(json.body.error.code, 'UNSUPPORTED_MEDIA_TYPE');
 
   // A login link from the API (admin key), good once.
   const link = (await api('POST', '/v1/login-links', admin)).body;

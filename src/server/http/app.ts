@@ -296,6 +296,9 @@ export async function buildApp(options: AppOptions) {
   });
   app.post('/login', async (request, reply) => {
     if (!isOriginAllowed(request.headers.origin, options.origins)) throw new AppError('CSRF_REJECTED');
+    if (!(request.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')) {
+      throw new AppError('UNSUPPORTED_MEDIA_TYPE', { message: 'POST /login takes the login form (application/x-www-form-urlencoded).' });
+    }
     const key = typeof (request.body as { apiKey?: unknown } | null)?.apiKey === 'string' ? (request.body as { apiKey: string }).apiKey.trim() : '';
     let principal: Principal | null = null;
     try {

@@ -244,8 +244,10 @@ export function apiRoutes(deps: RouteDeps): RouteDef[] {
       auth: 'api',
       query: firehoseQuery,
       eventStream: 'only',
-      responses: { 200: sessionEventSchema, ...common },
+      responses: { 200: sessionEventSchema, ...common, 406: errorResponse },
       handler: async ({ query, principal, request, reply }) => {
+        // A stream that never ends is only for a client that asked for one (EventSource does).
+        if (!wantsEventStream(request)) throw new AppError('NOT_ACCEPTABLE');
         const apiKeyId = ownerScope(principal);
         const after = resumeAfter(request, query.after) ?? (await deps.store.lastEventSeq());
         return streamEvents(request, reply, {
