@@ -233,7 +233,7 @@ export interface paths {
       path?: never;
       cookie?: never;
     };
-    /** The webhook delivery log, newest first: each request’s state, attempts and last answer. An app key sees its own sessions’. */
+    /** The webhook delivery log, newest first: each request’s state, attempts and last answer. An app key sees those to its own webhook. */
     get: operations['listWebhookDeliveries'];
     put?: never;
     post?: never;

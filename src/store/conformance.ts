@@ -443,7 +443,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
           .filter((e) => e.sessionId === session.id)
           .map((e) => ({
             id: `msg_${e.seq}_${suffix}`,
-            target: 'env',
+            target: e.apiKeyId ?? 'env',
             url: 'http://127.0.0.1:9/',
             sessionId: e.sessionId,
             eventSeq: e.seq,

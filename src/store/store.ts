@@ -195,7 +195,7 @@ export interface Store {
    * (given up). Counts the attempt and ends the lease.
    */
   recordDeliveryAttempt(id: string, outcome: { state: DeliveryState; status: number | null; error: string | null; nextAttemptAt?: string }): Promise<void>;
-  /** Newest first. */
+  /** Newest first; `apiKeyId`: only the deliveries to that key's own webhook. */
   listDeliveries(filter: { sessionId?: SessionId; apiKeyId?: string; limit: number }): Promise<WebhookDelivery[]>;
   /** The key's webhook secrets re-sealed under a new master key, in one transaction (see resealCredentials). */
   resealWebhookSecrets(reseal: (keyId: string, sealed: SealedCredential) => SealedCredential): Promise<number>;

@@ -92,10 +92,13 @@ test('webhooks to the server-wide URL and to an app key’s own pass verifyWebho
 
     const deliveries = await until(
       'the delivery log shows all four delivered',
-      () => app.listWebhookDeliveries({ sessionId: session.id }),
+      () => admin.listWebhookDeliveries({ sessionId: session.id }),
       (list) => list.length === 4 && list.every((d) => d.state === 'delivered'),
       30_000,
     );
+    // The app key sees the deliveries to its own webhook, not those to the operator's PORTHOLE_WEBHOOK_URL.
+    const ownLog = await app.listWebhookDeliveries({ sessionId: session.id });
+    assert.deepEqual(ownLog.map((d) => `${d.type} ${new URL(d.url).pathname}`).sort(), ['session.ended /hooks/app', 'session.ready /hooks/app']);
     assert.deepEqual(deliveries.map((d) => `${d.type} ${new URL(d.url).pathname}`).sort(), [
       'session.ended /hooks/all',
       'session.ended /hooks/app',

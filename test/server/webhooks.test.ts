@@ -146,7 +146,10 @@ test('a key’s own webhook gets the sessions it created, signed with its own se
   // The app key reads its own deliveries, not the admin session's.
   const appLog = await api('GET', '/v1/webhooks/deliveries', { authorization: `Bearer ${created.key}` });
   assert.ok(appLog.deliveries.length > 0);
-  assert.ok(appLog.deliveries.every((d: any) => d.sessionId === appSession));
+  assert.ok(
+    appLog.deliveries.every((d: any) => d.sessionId === appSession && d.url.endsWith('/app')),
+    'its own webhook’s only, not the server-wide one',
+  );
 
   const given = await until(
     'the dead receiver’s delivery given up',

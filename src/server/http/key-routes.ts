@@ -107,7 +107,7 @@ export function keyRoutes(deps: KeyRouteDeps): RouteDef[] {
       method: 'GET',
       url: '/v1/webhooks/deliveries',
       operationId: 'listWebhookDeliveries',
-      summary: 'The webhook delivery log, newest first: each request’s state, attempts and last answer. An app key sees its own sessions’.',
+      summary: 'The webhook delivery log, newest first: each request’s state, attempts and last answer. An app key sees those to its own webhook.',
       auth: 'api',
       query: deliveriesQuery,
       responses: { 200: deliveryListResponse, ...common },

@@ -464,7 +464,7 @@ export class SqlStore implements Store {
     const { rows } = await this.db.query<DeliveryRow>(
       `SELECT d.* FROM webhook_deliveries d
         WHERE ($1::text IS NULL OR d.session_id = $1)
-          AND ($2::text IS NULL OR d.session_id IN (SELECT id FROM sessions WHERE api_key_id = $2))
+          AND ($2::text IS NULL OR d.target = $2)
         ORDER BY d.created_at DESC, d.id DESC LIMIT $3`,
       [filter.sessionId ?? null, filter.apiKeyId ?? null, filter.limit],
     );
