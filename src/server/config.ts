@@ -57,10 +57,10 @@ const envSchema = z.object({
   // whsec_<base64 of at least 24 bytes>; several, space-separated, during a rotation (each signs).
   PORTHOLE_WEBHOOK_SECRET: z
     .string()
-    .refine(
-      (v) => v.split(/\s+/).filter(Boolean).length > 0 && v.split(/\s+/).filter(Boolean).every(isWebhookSecret),
-      'must be whsec_ and the base64 of at least 24 random bytes (e.g. whsec_$(openssl rand -base64 32)); several separated by spaces while rotating',
-    )
+    .refine((v) => {
+      const secrets = v.split(/\s+/).filter(Boolean);
+      return secrets.length > 0 && secrets.every(isWebhookSecret);
+    }, 'must be whsec_ and the base64 of at least 24 random bytes (e.g. whsec_$(openssl rand -base64 32)); several separated by spaces while rotating')
     .optional(),
   // Delays between a webhook's attempts; the last one is retried this many times in all.
   PORTHOLE_WEBHOOK_RETRY_SCHEDULE_MS: z

@@ -16,7 +16,7 @@ import type { Config } from './config.js';
 import { Keyring } from './credentials/keyring.js';
 import { Vault } from './credentials/vault.js';
 import { buildApp } from './http/app.js';
-import { hashApiKey } from './http/auth.js';
+import { hashApiKey, newApiKey } from './http/auth.js';
 import { createLogger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { startMetricsListener } from './metrics-listener.js';
@@ -137,8 +137,9 @@ export async function startServer(config: Config, options: StartOptions = {}): P
 
     let generatedApiKey: string | null = null;
     if ((await store.countApiKeys()) === 0 && !config.apiKey) {
-      generatedApiKey = `ph_${randomBytes(24).toString('base64url')}`;
-      await store.addApiKey({ id: `key_${randomBytes(6).toString('hex')}`, name: 'first-run', keyHash: hashApiKey(generatedApiKey), admin: true });
+      const { id, key } = newApiKey();
+      generatedApiKey = key;
+      await store.addApiKey({ id, name: 'first-run', keyHash: hashApiKey(key), admin: true });
     }
 
     let demoOidc: DemoOidc | null = null;

@@ -4,6 +4,7 @@
 // login cookie that `porthole start`'s link sets. It redraws rows in place every couple of seconds,
 // so an open timeline, a diagnosis or a focused button survives the refresh.
 
+import type { ApiKey, WebhookDeliveryView } from '../protocol/apps.js';
 import { readEventPages } from '../protocol/event-pages.js';
 import type { ProviderName, Session, SessionEvent, SessionEventsPage, TicketResponse } from '../protocol/session.js';
 import { ApiError, describeApiError, requestJson } from './lib/api-client.js';
@@ -473,31 +474,10 @@ async function onLogout(): Promise<void> {
 
 // ---- apps: their keys and the webhook log, read while the section is open ----
 
-interface KeyView {
-  id: string;
-  name: string;
-  admin: boolean;
-  webhookUrl: string | null;
-  createdAt: string;
-  revokedAt: string | null;
-}
-interface DeliveryView {
-  id: string;
-  sessionId: string;
-  type: string;
-  url: string;
-  state: 'pending' | 'delivered' | 'failed';
-  attempts: number;
-  lastStatus: number | null;
-  lastError: string | null;
-  nextAttemptAt: string | null;
-  createdAt: string;
-}
-
 async function refreshApps(): Promise<void> {
   const [{ keys }, { deliveries }] = await Promise.all([
-    requestJson<{ keys: KeyView[] }>('/v1/keys', { auth: 'cookie' }),
-    requestJson<{ deliveries: DeliveryView[] }>('/v1/webhooks/deliveries?limit=50', { auth: 'cookie' }),
+    requestJson<{ keys: ApiKey[] }>('/v1/keys', { auth: 'cookie' }),
+    requestJson<{ deliveries: WebhookDeliveryView[] }>('/v1/webhooks/deliveries?limit=50', { auth: 'cookie' }),
   ]);
   ui.keyRows.replaceChildren(
     ...keys.map((k) =>

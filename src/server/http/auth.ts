@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import { AppError } from '../../protocol/errors.js';
 import type { SessionId } from '../../protocol/ids.js';
@@ -23,6 +23,11 @@ export const loginCookie = 'porthole_login';
 
 export function hashApiKey(key: string): string {
   return createHash('sha256').update(key).digest('hex');
+}
+
+/** A new key's id and secret: `key_<12 hex>`, `ph_<32 base64url>`. */
+export function newApiKey(): { id: string; key: string } {
+  return { id: `key_${randomBytes(6).toString('hex')}`, key: `ph_${randomBytes(24).toString('base64url')}` };
 }
 
 export function sameSecret(a: string, b: string): boolean {

@@ -74,25 +74,23 @@ export async function streamEvents(request: FastifyRequest, reply: FastifyReply,
   };
   let cursor = options.after;
   let lastWrite = Date.now();
+  const send = async (event: SessionEvent) => {
+    await write(`id: ${event.seq}\ndata: ${JSON.stringify(event)}\n\n`);
+    cursor = event.seq;
+    lastWrite = Date.now();
+  };
   try {
     // A reconnecting EventSource waits this long; the SDK uses its own backoff.
     await write('retry: 1000\n\n');
     while (!gone.signal.aborted) {
       const events = await options.read(cursor, pageSize);
-      for (const event of events) {
-        await write(`id: ${event.seq}\ndata: ${JSON.stringify(event)}\n\n`);
-        cursor = event.seq;
-        lastWrite = Date.now();
-      }
+      for (const event of events) await send(event);
       if (events.length === pageSize) continue;
       if (options.finished) {
         const state = await options.finished();
         // Its last transition was written with the state: read once more, then end.
         if (state !== null) {
-          for (const event of await options.read(cursor, pageSize)) {
-            await write(`id: ${event.seq}\ndata: ${JSON.stringify(event)}\n\n`);
-            cursor = event.seq;
-          }
+          for (const event of await options.read(cursor, pageSize)) await send(event);
           await write(`event: end\ndata: ${JSON.stringify({ state, lastSeq: cursor })}\n\n`);
           break;
         }

@@ -16,7 +16,7 @@ import { errorResponse } from '../../protocol/session.js';
 import type { ApiKeyRecord, Store } from '../../store/store.js';
 import type { Vault } from '../credentials/vault.js';
 import type { TicketSigner } from '../tickets.js';
-import { hashApiKey, ownerScope } from './auth.js';
+import { hashApiKey, newApiKey, ownerScope } from './auth.js';
 import type { TrustedOrigins } from './origin.js';
 import { defineRoute, type RouteDef } from './routes.js';
 import { z } from 'zod';
@@ -35,11 +35,6 @@ const common = { 400: errorResponse, 401: errorResponse, 403: errorResponse, 503
 
 export function keyView(record: ApiKeyRecord): ApiKey {
   return { id: record.id, name: record.name, admin: record.admin, webhookUrl: record.webhookUrl, createdAt: record.createdAt, revokedAt: record.revokedAt };
-}
-
-/** A new key's id and secret: `key_<12 hex>`, `ph_<32 base64url>`. */
-export function newApiKey(): { id: string; key: string } {
-  return { id: `key_${randomBytes(6).toString('hex')}`, key: `ph_${randomBytes(24).toString('base64url')}` };
 }
 
 /** A Standard Webhooks secret: `whsec_` and 24 random bytes in base64. */
