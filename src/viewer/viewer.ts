@@ -570,17 +570,25 @@ async function showCompleted(): Promise<void> {
 async function readEndedSession(fallback: Notice, phase: 'closed' | 'failed'): Promise<void> {
   const current = phases.begin();
   setSentence(say('ended.reading'));
-  try {
-    const session = await getSession();
-    if (!current.isCurrent) return;
-    if (isTerminal(session.state)) return act(session, null, current);
-    // Closed as ended yet alive: trust the state, not the close, and reconnect.
-    return act(session, { retryKey: 'connection.lost.retrying', operator: 'The connection was closed as ended, yet the session is alive.' }, current);
-  } catch (error) {
-    if (!current.isCurrent) return;
-    sessionState = phase === 'failed' ? 'failed' : 'ended';
-    const outcome: Outcome = phase === 'failed' ? { type: 'failed', code: 'SESSION_FAILED' } : { type: 'ended', reason: null };
-    finish(phase, error instanceof ApiError && error.code === 'SESSION_FAILED' ? failedNotice(error.code, null) : fallback, undefined, outcome);
+  // The record says why (a failure's own sentence); a read that does not answer is tried again twice.
+  for (let tries = 0; ; tries++) {
+    try {
+      const session = await getSession();
+      if (!current.isCurrent) return;
+      if (isTerminal(session.state)) return act(session, null, current);
+      // Closed as ended yet alive: trust the state, not the close, and reconnect.
+      return act(session, { retryKey: 'connection.lost.retrying', operator: 'The connection was closed as ended, yet the session is alive.' }, current);
+    } catch (error) {
+      if (!current.isCurrent) return;
+      if (tries < 2 && isRetryable(error)) {
+        await sleep(500);
+        if (!current.isCurrent) return;
+        continue;
+      }
+      sessionState = phase === 'failed' ? 'failed' : 'ended';
+      const outcome: Outcome = phase === 'failed' ? { type: 'failed', code: 'SESSION_FAILED' } : { type: 'ended', reason: null };
+      return finish(phase, error instanceof ApiError && error.code === 'SESSION_FAILED' ? failedNotice(error.code, null) : fallback, undefined, outcome);
+    }
   }
 }
 

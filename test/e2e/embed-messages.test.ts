@@ -494,6 +494,9 @@ test('a boot timeout: the person reads that the desktop took too long and what t
     const { viewerUrl } = await slow.api.createTicket(created.id);
     await page.goto(viewerUrl);
     await page.waitForSelector('body[data-phase=failed]', { timeout: 30_000 });
+    // The record first: when the page says something else, the failure's own code and detail say why.
+    const failed = await slow.api.getSession(created.id);
+    assert.equal(failed.reason, 'BOOT_TIMEOUT', `the session failed otherwise: ${failed.reason}: ${failed.detail}`);
     const sentence = (await page.textContent('#panel-sentence')) ?? '';
     assert.equal(sentence, 'The desktop took too long to start. Start again to try once more.');
     assert.equal(await page.textContent('#status'), sentence);
