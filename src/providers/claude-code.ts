@@ -2,6 +2,7 @@ import { providerLabels } from '../protocol/session-states.js';
 import { isNonEmptyString, isObject, isoFromEpochMs, parseCredentialJson, type JsonObject } from './credential-json.js';
 import { hasTokenForm, offlineVerdict } from './offline-checks.js';
 import type { CredentialCheck, CredentialVerdict, Provider } from './provider.js';
+import { notRefreshable } from './token-refresh.js';
 
 // Claude Code (@anthropic-ai/claude-code, a native binary the package's postinstall puts at
 // bin/claude.exe). Verified against 2.1.330 by running it and reading its code (docs/providers.md):
@@ -80,6 +81,9 @@ export const claudeCode: Provider = {
   credentialFile: claudeCodeCredentialFile,
   validate: validateClaudeCodeCredentials,
   verify: verifyClaudeCodeCredentials,
+  // Filled in by the refresh work (issue 11): until then porthole never uses this grant.
+  refresh: () => notRefreshable('porthole does not refresh this provider’s credentials yet'),
+  accessToken: () => null,
   installPath: (env) => `${env.CLAUDE_CONFIG_DIR || `${env.HOME}/.claude`}/${claudeCodeCredentialFile}`,
   // What 2.1.330 hands the browser (its CLAUDE_AI_AUTHORIZE_URL); claude.com forwards to claude.ai.
   authorizeUrl: { host: 'claude.com', path: '/cai/oauth/authorize' },

@@ -2,6 +2,7 @@ import { providerLabels } from '../protocol/session-states.js';
 import { isNonEmptyString, isObject, isoFromJwtExp, jwtClaims, type JsonObject, parseCredentialJson } from './credential-json.js';
 import { hasAudience, hasTokenForm, offlineVerdict, signedJwt } from './offline-checks.js';
 import type { CredentialCheck, CredentialVerdict, Provider } from './provider.js';
+import { notRefreshable } from './token-refresh.js';
 
 // OpenAI Codex CLI (@openai/codex: a node launcher, bin/codex.js, for a native binary in
 // @openai/codex-linux-x64). Verified against 0.169.0 by running it and reading its code
@@ -105,6 +106,9 @@ export const codex: Provider = {
   credentialFile: codexCredentialFile,
   validate: validateCodexCredentials,
   verify: verifyCodexCredentials,
+  // Filled in by the refresh work (issue 11): until then porthole never uses this grant.
+  refresh: () => notRefreshable('porthole does not refresh this provider’s credentials yet'),
+  accessToken: () => null,
   installPath: (env) => `${env.CODEX_HOME || `${env.HOME}/.codex`}/${codexCredentialFile}`,
   authorizeUrl: { host: 'auth.openai.com', path: '/oauth/authorize' },
 };

@@ -1,6 +1,7 @@
 import { providerLabels } from '../protocol/session-states.js';
 import { verifyDemoCredentials } from './demo-verify.js';
 import type { CredentialCheck, Provider } from './provider.js';
+import { notRefreshable } from './token-refresh.js';
 
 // The demo provider: porthole's own OpenID Connect provider on loopback (src/demo/oidc) and a small
 // CLI (src/demo/cli) that signs in to it the way the real CLIs do — authorization code with PKCE, a
@@ -76,6 +77,9 @@ export const demo: Provider = {
   validate: validateDemoCredentials,
   // The one provider porthole can ask: the server runs its issuer.
   verify: verifyDemoCredentials,
+  // Filled in by the refresh work (issue 11): until then porthole never uses this grant.
+  refresh: () => notRefreshable('porthole does not refresh this provider’s credentials yet'),
+  accessToken: () => null,
   installPath: (env) => `${env.HOME}/.config/porthole-demo/${demoCredentialFile}`,
   // The port is ephemeral, so only the host name is fixed.
   authorizeUrl: { host: '127.0.0.1', path: demoAuthorizationPath },

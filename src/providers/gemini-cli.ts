@@ -2,6 +2,7 @@ import { providerLabels } from '../protocol/session-states.js';
 import { isNonEmptyString, isoFromEpochMs, jwtClaims, parseCredentialJson, type JsonObject } from './credential-json.js';
 import { hasAudience, hasTokenForm, offlineVerdict, signedJwt } from './offline-checks.js';
 import type { CredentialCheck, CredentialVerdict, Provider } from './provider.js';
+import { notRefreshable } from './token-refresh.js';
 
 // Google Gemini CLI (@google/gemini-cli, a node bundle). Verified against 0.61.0 by running it and
 // reading its code (docs/providers.md):
@@ -110,6 +111,9 @@ export const geminiCli: Provider = {
   credentialFile: geminiCliCredentialFile,
   validate: validateGeminiCliCredentials,
   verify: verifyGeminiCliCredentials,
+  // Filled in by the refresh work (issue 11): until then porthole never uses this grant.
+  refresh: () => notRefreshable('porthole does not refresh this provider’s credentials yet'),
+  accessToken: () => null,
   installPath: (env) => `${env.GEMINI_CLI_HOME || env.HOME}/${geminiCliCredentialFile}`,
   authorizeUrl: { host: 'accounts.google.com', path: '/o/oauth2/v2/auth' },
 };

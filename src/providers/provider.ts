@@ -65,6 +65,35 @@ export type CredentialVerdict =
       readonly isRetryable: boolean;
     };
 
+/**
+ * What a refresh grant came to. `refused`: the provider said the grant is gone (`invalid_grant`, a
+ * revoked or reused refresh token): only a new sign-in helps. Otherwise the provider could not be
+ * asked or answered oddly (network, 5xx, 429): try again later with the same file.
+ */
+export type RefreshOutcome =
+  | {
+      readonly ok: true;
+      /** The credential file with the new access token, its expiry and (when the provider rotated it) the new refresh token. */
+      readonly content: string;
+      /** ISO time the new access token expires (null when the provider does not say). */
+      readonly expiresAt: string | null;
+    }
+  | {
+      readonly ok: false;
+      readonly refused: boolean;
+      /** Why, as an event can show it: the provider's error code and description, never a token. */
+      readonly reason: string;
+    };
+
+/** An access token alone, as `GET …/credentials/access-token` hands it out. */
+export interface AccessToken {
+  readonly accessToken: string;
+  /** ISO time it expires, when the file says. */
+  readonly expiresAt: string | null;
+  /** How the provider's API takes it (`Bearer`). */
+  readonly tokenType: string;
+}
+
 export interface Provider {
   readonly name: ProviderName;
   /** What people read: `providerLabels[name]` (src/protocol/session-states.ts), where every side finds it. */
@@ -88,6 +117,16 @@ export interface Provider {
    * same file (it never uses a refresh token: that would rotate it).
    */
   verify(content: string, context: VerifyContext): Promise<CredentialVerdict>;
+  /**
+   * The refresh grant as the pinned CLI sends it (its token endpoint, client id and body; each module
+   * cites the CLI file and version it took them from), and the file rewritten with the answer the way
+   * the CLI itself writes it. Uses the refresh token, which the provider may rotate: the caller stores
+   * the new file before anything else uses the grant. Talks to the provider only through
+   * `context.fetch`; never throws; never echoes a token.
+   */
+  refresh(content: string, context: VerifyContext): Promise<RefreshOutcome>;
+  /** The access token in a credential file that validated; null when it has none. Never the refresh token. */
+  accessToken(content: string): AccessToken | null;
   /** Where `porthole credentials install` writes the file on this machine. */
   installPath(env: Readonly<Record<string, string | undefined>> & { readonly HOME: string }): string;
   /** The authorization endpoint the CLI opens in the browser (host and path), for tests and the timeline. */
