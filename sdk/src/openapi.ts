@@ -174,6 +174,40 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/v1/sessions/{id}/credentials/access-token': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** A fresh access token for the provider’s API, without the refresh token (API key only): porthole refreshes the grant first when the token expires within 30 s. 409 CREDENTIAL_NEEDS_LOGIN when the provider refused the refresh. Every read is a `credentials.read` event (`part: access-token`). */
+    get: operations['getSessionAccessToken'];
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/sessions/{id}/sign-in-again': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** A new session for the same user and provider, owned by the same API key: what to start when a credential needs a new sign-in (`needs_login`). The old session and its credential stay as they are. */
+    post: operations['signInAgain'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/v1/keys/rotate': {
     parameters: {
       query?: never;
@@ -335,6 +369,10 @@ export interface operations {
                 expiresAt: string | null;
                 /** @enum {string} */
                 verification: 'verified' | 'offline-checks-only';
+                /** @enum {string} */
+                state: 'active' | 'needs_login';
+                refreshedAt: string | null;
+                refreshError: string | null;
               } | null;
             }[];
           };
@@ -377,6 +415,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -404,6 +443,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -453,6 +493,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -480,6 +521,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -529,6 +571,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -556,6 +599,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -605,6 +649,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -632,6 +677,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -688,6 +734,10 @@ export interface operations {
               expiresAt: string | null;
               /** @enum {string} */
               verification: 'verified' | 'offline-checks-only';
+              /** @enum {string} */
+              state: 'active' | 'needs_login';
+              refreshedAt: string | null;
+              refreshError: string | null;
             } | null;
           };
         };
@@ -729,6 +779,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -756,6 +807,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -805,6 +857,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -832,6 +885,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -881,6 +935,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -908,6 +963,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -957,6 +1013,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -984,6 +1041,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -1033,6 +1091,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -1060,6 +1119,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -1111,6 +1171,10 @@ export interface operations {
               expiresAt: string | null;
               /** @enum {string} */
               verification: 'verified' | 'offline-checks-only';
+              /** @enum {string} */
+              state: 'active' | 'needs_login';
+              refreshedAt: string | null;
+              refreshError: string | null;
             } | null;
           };
         };
@@ -1152,6 +1216,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -1179,6 +1244,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -1228,6 +1294,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -1255,6 +1322,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -1304,6 +1372,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -1331,6 +1400,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -1380,6 +1450,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -1407,6 +1478,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -1456,6 +1528,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -1483,6 +1556,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -1534,6 +1608,10 @@ export interface operations {
               expiresAt: string | null;
               /** @enum {string} */
               verification: 'verified' | 'offline-checks-only';
+              /** @enum {string} */
+              state: 'active' | 'needs_login';
+              refreshedAt: string | null;
+              refreshError: string | null;
             } | null;
           };
         };
@@ -1575,6 +1653,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -1602,6 +1681,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -1651,6 +1731,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -1678,6 +1759,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -1727,6 +1809,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -1754,6 +1837,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -1803,6 +1887,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -1830,6 +1915,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -1879,6 +1965,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -1906,6 +1993,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -1964,6 +2052,9 @@ export interface operations {
                 | 'login.failed'
                 | 'credentials.stored'
                 | 'credentials.read'
+                | 'credential.refreshed'
+                | 'credential.refresh_failed'
+                | 'credential.needs_login'
                 | 'egress.connect'
                 | 'egress.request';
               from: ('starting' | 'ready' | 'authenticating' | 'completed' | 'failed' | 'ended') | null;
@@ -2017,6 +2108,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -2044,6 +2136,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -2093,6 +2186,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -2120,6 +2214,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -2169,6 +2264,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -2196,6 +2292,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -2245,6 +2342,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -2272,6 +2370,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -2321,6 +2420,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -2348,6 +2448,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -2419,6 +2520,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -2446,6 +2548,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -2495,6 +2598,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -2522,6 +2626,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -2571,6 +2676,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -2598,6 +2704,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -2647,6 +2754,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -2674,6 +2782,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -2723,6 +2832,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -2750,6 +2860,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -2825,6 +2936,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -2852,6 +2964,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -2901,6 +3014,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -2928,6 +3042,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -2977,6 +3092,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -3004,6 +3120,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -3053,6 +3170,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -3080,6 +3198,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -3129,6 +3248,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -3156,6 +3276,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -3229,6 +3350,7 @@ export interface operations {
                     | 'ROUTE_NOT_FOUND'
                     | 'SESSION_NOT_FOUND'
                     | 'CREDENTIALS_NOT_FOUND'
+                    | 'CREDENTIAL_NEEDS_LOGIN'
                     | 'CREDENTIAL_INVALID'
                     | 'CREDENTIAL_UNVERIFIED'
                     | 'AGENT_EVENT_TOO_LARGE'
@@ -3256,6 +3378,7 @@ export interface operations {
                     | 'AGENT_UNHEALTHY'
                     | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                     | 'STORE_UNAVAILABLE'
+                    | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                     | 'SERVER_SHUTTING_DOWN'
                     | 'BOOT_TIMEOUT'
                     | 'SANDBOX_LIMIT_REACHED'
@@ -3297,6 +3420,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -3324,6 +3448,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -3384,6 +3509,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -3411,6 +3537,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -3460,6 +3587,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -3487,6 +3615,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -3536,6 +3665,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -3563,6 +3693,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -3612,6 +3743,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -3639,6 +3771,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -3688,6 +3821,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -3715,6 +3849,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -3797,6 +3932,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -3824,6 +3960,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -3873,6 +4010,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -3900,6 +4038,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -3949,6 +4088,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -3976,6 +4116,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -4025,6 +4166,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -4052,6 +4194,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -4101,6 +4244,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -4128,6 +4272,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -4225,6 +4370,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -4252,6 +4398,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -4301,6 +4448,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -4328,6 +4476,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -4377,6 +4526,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -4404,6 +4554,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -4453,6 +4604,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -4480,6 +4632,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -4529,6 +4682,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -4556,6 +4710,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -4605,6 +4760,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -4632,6 +4788,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -4712,6 +4869,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -4739,6 +4897,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -4788,6 +4947,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -4815,6 +4975,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -4864,6 +5025,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -4891,6 +5053,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -4940,6 +5103,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -4967,6 +5131,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -5016,6 +5181,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -5043,6 +5209,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -5092,6 +5259,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -5119,6 +5287,1253 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+    };
+  };
+  getSessionAccessToken: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description OK */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            sessionId: string;
+            provider: string;
+            accessToken: string;
+            tokenType: string;
+            expiresAt: string | null;
+            account: string | null;
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      500: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+    };
+  };
+  signInAgain: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description OK */
+      201: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            id: string;
+            /** @enum {string} */
+            state: 'starting' | 'ready' | 'authenticating' | 'completed' | 'failed' | 'ended';
+            provider: string | null;
+            userId: string | null;
+            apiKeyId: string | null;
+            reason: string | null;
+            detail: string | null;
+            sandboxId: string | null;
+            version: number;
+            createdAt: string;
+            updatedAt: string;
+            credential: {
+              provider: string;
+              account: string | null;
+              capturedAt: string;
+              expiresAt: string | null;
+              /** @enum {string} */
+              verification: 'verified' | 'offline-checks-only';
+              /** @enum {string} */
+              state: 'active' | 'needs_login';
+              refreshedAt: string | null;
+              refreshError: string | null;
+            } | null;
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      500: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -5191,6 +6606,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -5218,6 +6634,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -5267,6 +6684,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -5294,6 +6712,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -5343,6 +6762,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -5370,6 +6790,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -5419,6 +6840,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -5446,6 +6868,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -5495,6 +6918,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -5522,6 +6946,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -5571,6 +6996,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -5598,6 +7024,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -5676,6 +7103,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -5703,6 +7131,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -5752,6 +7181,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -5779,6 +7209,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -5828,6 +7259,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -5855,6 +7287,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -5904,6 +7337,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -5931,6 +7365,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -6019,6 +7454,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -6046,6 +7482,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -6095,6 +7532,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -6122,6 +7560,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -6171,6 +7610,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -6198,6 +7638,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -6247,6 +7688,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -6274,6 +7716,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -6352,6 +7795,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -6379,6 +7823,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -6428,6 +7873,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -6455,6 +7901,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -6504,6 +7951,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -6531,6 +7979,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -6580,6 +8029,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -6607,6 +8057,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -6656,6 +8107,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -6683,6 +8135,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -6770,6 +8223,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -6797,6 +8251,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -6846,6 +8301,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -6873,6 +8329,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -6922,6 +8379,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -6949,6 +8407,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -6998,6 +8457,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -7025,6 +8485,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -7097,6 +8558,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -7124,6 +8586,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -7173,6 +8636,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -7200,6 +8664,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -7249,6 +8714,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -7276,6 +8742,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';
@@ -7325,6 +8792,7 @@ export interface operations {
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
                 | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
                 | 'CREDENTIAL_UNVERIFIED'
                 | 'AGENT_EVENT_TOO_LARGE'
@@ -7352,6 +8820,7 @@ export interface operations {
                 | 'AGENT_UNHEALTHY'
                 | 'CREDENTIAL_VERIFY_UNAVAILABLE'
                 | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
                 | 'SERVER_SHUTTING_DOWN'
                 | 'BOOT_TIMEOUT'
                 | 'SANDBOX_LIMIT_REACHED';

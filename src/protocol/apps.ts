@@ -5,7 +5,7 @@ import { sessionIdSchema } from './ids.js';
 // login links. The signing of webhooks follows the Standard Webhooks spec (src/server/webhooks/).
 
 /** The session events that are also sent as webhooks. `session.ready` only the first time (from starting). */
-export const webhookEventTypes = ['session.ready', 'session.completed', 'session.failed', 'session.ended'] as const;
+export const webhookEventTypes = ['session.ready', 'session.completed', 'session.failed', 'session.ended', 'credential.needs_login'] as const;
 export type WebhookEventType = (typeof webhookEventTypes)[number];
 
 export const createKeyBody = z

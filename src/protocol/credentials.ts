@@ -13,6 +13,14 @@ import { z } from 'zod';
 export const credentialVerifications = ['verified', 'offline-checks-only'] as const;
 export type CredentialVerification = (typeof credentialVerifications)[number];
 
+/**
+ * Where a stored grant stands. `active`: porthole keeps it fresh (it refreshes ahead of expiry).
+ * `needs_login`: the provider refused the refresh (revoked, or its refresh token was used
+ * elsewhere): only a new sign-in helps. Persisted: the strings must not drift.
+ */
+export const credentialStates = ['active', 'needs_login'] as const;
+export type CredentialState = (typeof credentialStates)[number];
+
 /** A session's captured credential without its content. */
 export const credentialSummarySchema = z.object({
   provider: z.string(),
@@ -23,6 +31,12 @@ export const credentialSummarySchema = z.object({
   expiresAt: z.string().nullable(),
   /** Whether the provider confirmed the credential, or only porthole's offline checks passed. */
   verification: z.enum(credentialVerifications),
+  /** Whether porthole keeps it fresh (`active`) or the person must sign in again (`needs_login`). */
+  state: z.enum(credentialStates),
+  /** When porthole last refreshed it; null before the first refresh. */
+  refreshedAt: z.string().nullable(),
+  /** Why the last refresh failed (the provider's error code and words, never a token); null when it did not. */
+  refreshError: z.string().nullable(),
 });
 export type CredentialSummary = z.infer<typeof credentialSummarySchema>;
 
@@ -38,6 +52,22 @@ export const credentialResponse = z.object({
   verification: z.enum(credentialVerifications),
 });
 export type CredentialResponse = z.infer<typeof credentialResponse>;
+
+/**
+ * GET /v1/sessions/:id/credentials/access-token: a fresh access token alone, for an app that calls
+ * the provider's API itself. porthole refreshes first when the token is about to expire; the
+ * refresh token never leaves porthole this way.
+ */
+export const accessTokenResponse = z.object({
+  sessionId: z.string(),
+  provider: z.string(),
+  accessToken: z.string(),
+  tokenType: z.string(),
+  /** When it expires, when the provider says. */
+  expiresAt: z.string().nullable(),
+  account: z.string().nullable(),
+});
+export type AccessTokenResponse = z.infer<typeof accessTokenResponse>;
 
 /** POST /v1/keys/rotate. */
 export const keyRotationResponse = z.object({

@@ -35,6 +35,10 @@ export const errorRegistry = {
   ROUTE_NOT_FOUND: { status: 404, message: 'No such route.' },
   SESSION_NOT_FOUND: { status: 404, message: 'No session has that id.' },
   CREDENTIALS_NOT_FOUND: { status: 404, message: 'No credentials are stored for that session.' },
+  CREDENTIAL_NEEDS_LOGIN: {
+    status: 409,
+    message: 'The provider refused to refresh this credential (revoked, or its refresh token was used elsewhere): the person must sign in again.',
+  },
   CREDENTIAL_INVALID: { status: 422, message: 'The delivered credential file does not validate for its provider.' },
   CREDENTIAL_UNVERIFIED: { status: 422, message: 'The credential did not verify with the provider.' },
   AGENT_EVENT_TOO_LARGE: { status: 400, message: 'The agent event is larger than the server accepts.' },
@@ -62,6 +66,7 @@ export const errorRegistry = {
   AGENT_UNHEALTHY: { status: 502, message: 'The sandbox’s agent answers but reports desktop processes that are not running.' },
   CREDENTIAL_VERIFY_UNAVAILABLE: { status: 503, message: 'The provider could not be asked to verify the credential; deliver it again.' },
   STORE_UNAVAILABLE: { status: 503, message: 'The database does not answer; nothing was changed.' },
+  CREDENTIAL_REFRESH_UNAVAILABLE: { status: 503, message: 'The access token has expired and porthole could not refresh it just now; try again shortly.' },
   SERVER_SHUTTING_DOWN: { status: 503, message: 'The server is shutting down.' },
   BOOT_TIMEOUT: { status: 504, message: 'The sandbox did not become ready in time.' },
   SANDBOX_LIMIT_REACHED: { status: 507, message: 'The sandbox reached one of its resource limits (memory, processes) and was closed.' },

@@ -87,6 +87,12 @@ export const eventTypes = [
   'credentials.stored',
   /** Audit: the credential was handed out (details: requestId, apiKeyId; never content). */
   'credentials.read',
+  /** porthole refreshed the grant (details: expiresAt, refreshCount; never a token). */
+  'credential.refreshed',
+  /** A refresh could not be done now and will be tried again (details: reason, failures, nextAttemptAt). */
+  'credential.refresh_failed',
+  /** The provider refused the refresh: the person must sign in again (details: reason). */
+  'credential.needs_login',
   /** The sandbox's network use through the egress proxy: host, port, allowed or refused (and why), bytes. Never a path or query. */
   'egress.connect',
   'egress.request',

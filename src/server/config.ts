@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism, totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { providerNames, type ProviderName } from '../protocol/session-states.js';
 import { defaultDemoAccount } from '../providers/demo.js';
 import { allowEntryProblem } from './egress/egress-policy.js';
 import { Secret } from './secret.js';
@@ -77,6 +78,26 @@ const envSchema = z.object({
       'must be the base64 of 32 random bytes (e.g. openssl rand -base64 32)',
     )
     .optional(),
+  // The providers whose stored grants this server refreshes ahead of expiry (comma-separated; empty: none).
+  PORTHOLE_REFRESH_PROVIDERS: z
+    .string()
+    .refine(
+      (v) =>
+        v
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean)
+          .every((name) => (providerNames as readonly string[]).includes(name)),
+      `must be comma-separated provider names (${providerNames.join(', ')})`,
+    )
+    .transform(
+      (v) =>
+        v
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean) as ProviderName[],
+    )
+    .default([...providerNames]),
   PORTHOLE_DRIVER: z.enum(['local']).default('local'),
   DATABASE_URL: z
     .string()
@@ -186,6 +207,8 @@ export interface Config {
   readonly webhookRetryScheduleMs: readonly number[];
   /** The master key sealing stored credentials (base64 of 32 bytes); null: a keyring file in dataDir, created on first run. */
   readonly masterKey: Secret | null;
+  /** The providers whose grants this server refreshes (PORTHOLE_REFRESH_PROVIDERS; all by default). */
+  readonly refreshProviders: readonly ProviderName[];
   readonly driver: 'local';
   readonly databaseUrl: Secret | null;
   readonly logLevel: string;
@@ -306,6 +329,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         : null,
     webhookRetryScheduleMs: Object.freeze(e.PORTHOLE_WEBHOOK_RETRY_SCHEDULE_MS ?? defaultWebhookRetryScheduleMs),
     masterKey: e.PORTHOLE_MASTER_KEY ? new Secret(e.PORTHOLE_MASTER_KEY) : null,
+    refreshProviders: Object.freeze(e.PORTHOLE_REFRESH_PROVIDERS),
     driver: e.PORTHOLE_DRIVER,
     databaseUrl: e.DATABASE_URL ? new Secret(e.DATABASE_URL) : null,
     logLevel: e.PORTHOLE_LOG_LEVEL,

@@ -32,6 +32,7 @@ import { SessionManager } from './sessions/session-manager.js';
 import { ViewerRegistry } from './sessions/viewer-registry.js';
 import { EventFeed, notifyingStore } from './sessions/event-feed.js';
 import { WebhookDispatcher } from './webhooks/dispatcher.js';
+import { Refresher } from './credentials/refresher.js';
 import { createTicketSigner } from './tickets.js';
 
 // The composition root: config → logger → store → driver → sessions → http + relay. The only
@@ -55,6 +56,7 @@ export interface RunningServer {
   readonly tickets: ReturnType<typeof createTicketSigner>;
   /** Captured credentials, sealed at rest (AES-256-GCM). */
   readonly vault: Vault;
+  readonly refresher: Refresher;
   /** Every route the HTTP server registered (method, url): the OpenAPI test compares them. */
   readonly routes: ReadonlyArray<{ method: string; url: string }>;
   /** The demo provider's OpenID Connect provider on 127.0.0.1 (issuer, client id); null when PORTHOLE_DEMO_PROVIDER is off. */
@@ -224,6 +226,18 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     if (reconciled.ended + reconciled.destroyed > 0) logger.info(reconciled, 'start-up reconcile: state brought in line with running sandboxes');
     sessions.startReconciling();
 
+    // porthole is the one refresher of each stored grant (docs/ARCHITECTURE.md, Credentials).
+    const refresher = new Refresher({
+      store,
+      vault,
+      log: logger.child({ component: 'refresher' }),
+      metrics,
+      providers: config.refreshProviders,
+      context: () => ({ fetch: globalThis.fetch, ...(demoOidc ? { demo: { issuer: demoOidc.issuer, clientId: demoOidc.clientId } } : {}) }),
+    });
+    refresher.start();
+    cleanup.push(() => refresher.stop());
+
     const loginToken = new Secret(randomBytes(18).toString('base64url'));
     const origins = new TrustedOrigins(config.publicUrl, config.allowedOrigins);
     const { app, registered } = await buildApp({
@@ -240,6 +254,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       vault,
       diagnose: createSessionDiagnosis({ store, driver, tickets, logger }),
       feed,
+      refresher,
     });
     const webhooks = new WebhookDispatcher({
       store,
@@ -291,6 +306,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       metricsUrl: metricsListener ? `${metricsListener.url}/metrics` : null,
       tickets,
       vault,
+      refresher,
       routes: registered,
       demoOidc,
       close: () =>

@@ -18,6 +18,7 @@ export interface Metrics {
   readonly warmPoolRefillSeconds: Histogram<'outcome'>;
   readonly warmPoolDiscards: Counter<'reason'>;
   readonly webhookAttempts: Counter<'outcome'>;
+  readonly credentialRefreshes: Histogram<'provider' | 'outcome'>;
 }
 
 export function createMetrics(countSessions: () => Promise<Record<SessionState, number>>): Metrics {
@@ -90,6 +91,13 @@ export function createMetrics(countSessions: () => Promise<Record<SessionState, 
       name: 'porthole_warm_pool_discarded_total',
       help: 'Pooled desktops destroyed unused, by reason (failed_check, recycled, gone, start_failed, no_room).',
       labelNames: ['reason'],
+      registers: [registry],
+    }),
+    credentialRefreshes: new Histogram({
+      name: 'porthole_credential_refresh_seconds',
+      help: 'Refresh grants porthole made, by provider and outcome (refreshed, failed: tried again later, refused: needs a new sign-in).',
+      labelNames: ['provider', 'outcome'],
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30],
       registers: [registry],
     }),
     webhookAttempts: new Counter({

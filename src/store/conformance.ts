@@ -41,8 +41,12 @@ function sealedFor(sessionId: SessionId, keyId = 'k_test', fill = 7): NewCredent
     account: 'alice@example.com',
     expiresAt: '2030-01-02T03:04:05.000Z',
     verification: 'verified',
+    refreshDueAt: '2030-01-02T02:59:05.000Z',
   };
 }
+
+/** What a stored credential adds to what was put, before any refresh. */
+const freshlyStored = { state: 'active', version: 1, refreshedAt: null, refreshCount: 0, refreshFailures: 0, refreshError: null } as const;
 
 async function expectAppError(promise: Promise<unknown>, code: ErrorCode): Promise<AppError> {
   try {
@@ -490,7 +494,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       const stored = await store.getCredential(id);
       assert.ok(stored);
       assert.match(stored.capturedAt, isoTimestamp);
-      assert.deepEqual({ ...stored, capturedAt: '' }, { ...first, capturedAt: '' }, 'bytes and fields round-trip exactly');
+      assert.deepEqual({ ...stored, capturedAt: '' }, { ...first, ...freshlyStored, capturedAt: '' }, 'bytes and fields round-trip exactly');
       assert.ok(Buffer.isBuffer(stored.ciphertext) && Buffer.isBuffer(stored.nonce) && Buffer.isBuffer(stored.tag));
 
       assert.deepEqual(await store.putCredential(sealedFor(id, 'k_other', 9)), { created: false });
@@ -530,7 +534,10 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       const read = await store.getSession(id);
       assert.ok(read?.credential);
       sessionSchema.parse(read);
-      assert.deepEqual({ ...read.credential, capturedAt: '' }, { provider: 'demo', account: null, capturedAt: '', expiresAt: null, verification: 'verified' });
+      assert.deepEqual(
+        { ...read.credential, capturedAt: '' },
+        { provider: 'demo', account: null, capturedAt: '', expiresAt: null, verification: 'verified', state: 'active', refreshedAt: null, refreshError: null },
+      );
       assert.equal(read.credential.capturedAt, (await store.getCredential(id))?.capturedAt);
       assert.deepEqual(
         Object.keys(read).filter((k) => /token|hash|nonce|cipher|tag/i.test(k)),
@@ -550,7 +557,22 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       await store.putCredential(sealedFor(id, 'k_listed'));
       const listed = (await store.listCredentials()).find((c) => c.sessionId === id);
       assert.ok(listed);
-      assert.deepEqual(Object.keys(listed).sort(), ['account', 'capturedAt', 'expiresAt', 'keyId', 'provider', 'sessionId', 'verification']);
+      assert.deepEqual(Object.keys(listed).sort(), [
+        'account',
+        'capturedAt',
+        'expiresAt',
+        'keyId',
+        'provider',
+        'refreshCount',
+        'refreshDueAt',
+        'refreshError',
+        'refreshFailures',
+        'refreshedAt',
+        'sessionId',
+        'state',
+        'verification',
+        'version',
+      ]);
       assert.equal(listed.keyId, 'k_listed');
       assert.equal(listed.expiresAt, '2030-01-02T03:04:05.000Z');
     });
@@ -588,6 +610,70 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
         assert.deepEqual(after, { ...old, ...reseal(old) }, 'only the sealed form changes');
       }
       assert.ok((await store.listCredentials()).every((c) => c.keyId === 'k_after'));
+    });
+
+    it('claims a due refresh once: concurrent claims get it once, a live lease hides it, an expired one frees it', async () => {
+      const id = (await create()).id;
+      const past = new Date(Date.now() - 60_000).toISOString();
+      await store.putCredential({ ...sealedFor(id), provider: 'refresh-test', refreshDueAt: past });
+      const notDue = (await create()).id;
+      await store.putCredential({ ...sealedFor(notDue), provider: 'refresh-test', refreshDueAt: '2030-01-01T00:00:00.000Z' });
+      const claim = () => store.leaseRefreshes({ limit: 10, leaseMs: 60_000, providers: ['refresh-test'] });
+      const claims = await Promise.all(Array.from({ length: 5 }, claim));
+      const mine = claims.flat().filter((c) => c.sessionId === id);
+      assert.equal(mine.length, 1, 'one claim among five concurrent ones');
+      assert.ok(!claims.flat().some((c) => c.sessionId === notDue), 'not due: not claimed');
+      assert.deepEqual(await claim(), [], 'the lease hides it');
+      assert.deepEqual(await store.leaseRefreshes({ limit: 1, leaseMs: 60_000, providers: ['refresh-test'], sessionId: id }), [], 'even asked for by id');
+      assert.deepEqual(await store.leaseRefreshes({ limit: 10, leaseMs: 60_000, providers: ['other'] }), [], 'only the providers asked for');
+
+      // Asked for by id, a credential that is not due is claimed (an access token wanted now).
+      const [byId] = await store.leaseRefreshes({ limit: 1, leaseMs: 1, providers: ['refresh-test'], sessionId: notDue });
+      assert.equal(byId?.sessionId, notDue);
+      // The 1 ms lease ends in database time: a claim soon after gets it.
+      let reclaimed: unknown[] = [];
+      for (let i = 0; i < 50 && reclaimed.length === 0; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        reclaimed = await store.leaseRefreshes({ limit: 1, leaseMs: 60_000, providers: ['refresh-test'], sessionId: notDue });
+      }
+      assert.equal(reclaimed.length, 1, 'an ended lease frees it');
+    });
+
+    it('records a refresh over the version it claimed, with its event, in one go; a stale version writes nothing', async () => {
+      const id = (await create()).id;
+      await store.putCredential({ ...sealedFor(id), provider: 'refresh-test', refreshDueAt: new Date(Date.now() - 1000).toISOString() });
+      const [claimed] = await store.leaseRefreshes({ limit: 1, leaseMs: 60_000, providers: ['refresh-test'], sessionId: id });
+      assert.ok(claimed);
+      const sealed: SealedCredential = { keyId: 'k_new', nonce: Buffer.alloc(12, 3), ciphertext: Buffer.from('refreshed'), tag: Buffer.alloc(16, 4) };
+      const due = '2031-01-01T00:00:00.000Z';
+      assert.equal(await store.finishRefresh(id, claimed.version, { kind: 'refreshed', sealed, expiresAt: '2031-01-01T00:05:00.000Z', refreshDueAt: due }), true);
+      const after = await store.getCredential(id);
+      assert.ok(after);
+      assert.deepEqual([after.keyId, after.ciphertext.toString(), after.version, after.refreshCount, after.refreshDueAt], ['k_new', 'refreshed', 2, 1, due]);
+      assert.match(after.refreshedAt ?? '', isoTimestamp);
+      assert.equal((await store.getSession(id))?.credential?.expiresAt, '2031-01-01T00:05:00.000Z');
+      assert.equal(await store.finishRefresh(id, claimed.version, { kind: 'refused', reason: 'late' }), false, 'the version it read is gone');
+      assert.equal((await store.getCredential(id))?.state, 'active');
+      const [again] = await store.leaseRefreshes({ limit: 1, leaseMs: 60_000, providers: ['refresh-test'], sessionId: id });
+      assert.ok(again, 'the finished refresh ended the lease');
+
+      const retryAt = new Date(Date.now() + 5000).toISOString();
+      assert.equal(await store.finishRefresh(id, again.version, { kind: 'failed', reason: 'HTTP 503', refreshDueAt: retryAt }), true);
+      const failed = await store.getCredential(id);
+      assert.deepEqual([failed?.state, failed?.refreshFailures, failed?.refreshError, failed?.refreshDueAt, failed?.version], ['active', 1, 'HTTP 503', retryAt, 2]);
+
+      const [last] = await store.leaseRefreshes({ limit: 1, leaseMs: 60_000, providers: ['refresh-test'], sessionId: id });
+      assert.equal(await store.finishRefresh(id, last!.version, { kind: 'refused', reason: 'invalid_grant' }), true);
+      const refused = await store.getCredential(id);
+      assert.deepEqual([refused?.state, refused?.refreshError, refused?.refreshDueAt], ['needs_login', 'invalid_grant', null]);
+      assert.equal((await store.getSession(id))?.credential?.state, 'needs_login');
+      assert.deepEqual(await store.leaseRefreshes({ limit: 1, leaseMs: 60_000, providers: ['refresh-test'], sessionId: id }), [], 'needs_login is never claimed');
+      const events = (await store.listEvents(id)).filter((e) => e.type.startsWith('credential.'));
+      assert.deepEqual(
+        events.map((e) => e.type),
+        ['credential.refreshed', 'credential.refresh_failed', 'credential.needs_login'],
+      );
+      assert.deepEqual(events[2]?.details, { reason: 'invalid_grant' });
     });
 
     it('keeps the agent token only as a SHA-256 hex hash', async () => {

@@ -1,4 +1,4 @@
-import type { CredentialVerification } from '../protocol/credentials.js';
+import type { CredentialState, CredentialVerification } from '../protocol/credentials.js';
 import type { EndReason, EventType, Session, SessionEvent, SessionState } from '../protocol/session.js';
 import type { SandboxId, SessionId } from '../protocol/ids.js';
 
@@ -112,11 +112,27 @@ export interface NewCredential extends SealedCredential {
   expiresAt: string | null;
   /** Whether the provider confirmed it, or only offline checks passed. */
   verification: CredentialVerification;
+  /** When porthole should refresh it first (ISO); null: never (no expiry known). */
+  refreshDueAt: string | null;
 }
 
 export interface StoredCredential extends NewCredential {
   capturedAt: string;
+  state: CredentialState;
+  /** Goes up with every new content (a refresh): a refresh stores its result only over the version it read. */
+  version: number;
+  refreshedAt: string | null;
+  refreshCount: number;
+  /** Refreshes that failed in a row (reset by a success). */
+  refreshFailures: number;
+  refreshError: string | null;
 }
+
+/** What a refresh came to, as the store records it (with its event, in one transaction). */
+export type RefreshRecord =
+  | { kind: 'refreshed'; sealed: SealedCredential; expiresAt: string | null; refreshDueAt: string | null }
+  | { kind: 'failed'; reason: string; refreshDueAt: string }
+  | { kind: 'refused'; reason: string };
 
 /** A sandbox of the warm pool (src/server/sessions/warm-pool.ts). */
 export interface PooledSandbox {
@@ -206,6 +222,19 @@ export interface Store {
   putCredential(credential: NewCredential): Promise<{ created: boolean }>;
   /** The session's sealed credential; null when it has none or the session is unknown. */
   getCredential(sessionId: SessionId): Promise<StoredCredential | null>;
+  /**
+   * Claims credentials whose refresh is due (active, `refreshDueAt` passed, no live lease) for
+   * `leaseMs` of database time, in one statement: no two servers claim the same grant. `sessionId`:
+   * claims that one whether due or not (a fresh access token asked for now); none when another
+   * server holds it or it is not active. Only credentials of `providers` (the ones this server refreshes).
+   */
+  leaseRefreshes(options: { limit: number; leaseMs: number; providers: readonly string[]; sessionId?: SessionId }): Promise<StoredCredential[]>;
+  /**
+   * Records a claimed refresh's outcome and its event (`credential.refreshed`, `…refresh_failed`,
+   * `…needs_login`) in one transaction, and ends the lease. Applies only over `version` (the one
+   * claimed); false when the credential changed meanwhile (nothing is written then).
+   */
+  finishRefresh(sessionId: SessionId, version: number, record: RefreshRecord): Promise<boolean>;
   /** Every stored credential without its sealed content, oldest first. */
   listCredentials(): Promise<CredentialListing[]>;
   /**

@@ -42,6 +42,7 @@ before(async () => {
     loginToken: new Secret(randomBytes(18).toString('base64url')),
     metrics: t.server.metrics,
     vault: t.server.vault,
+    refresher: t.server.refresher,
     // An injected request has no listener to dial back: the relay hop goes to the real server's.
     diagnose: (id) => diagnose(id, { serverUrl: t.server.url }),
     feed: new EventFeed(),
@@ -174,9 +175,16 @@ test('app keys: made by an admin, each sees only its own sessions; the webhook l
 test('the credential, the key rotation, and ending the session', async () => {
   assert.equal((await call('getSessionCredentials', { id: sessionId })).status, 200);
   assert.equal((await call('getSessionCredentials', { id: unknownId })).status, 404);
+  assert.equal((await call('getSessionAccessToken', { id: sessionId })).status, 200);
+  assert.equal((await call('getSessionAccessToken', { id: unknownId })).status, 404);
   assert.equal((await call('rotateMasterKey')).status, 200);
   assert.equal((await call('endSession', { id: sessionId })).status, 200);
   assert.equal((await call('endSession', { id: unknownId })).status, 404);
+  const again = await call('signInAgain', { id: sessionId });
+  assert.equal(again.status, 201);
+  assert.equal(again.body.provider, 'demo');
+  assert.equal((await call('signInAgain', { id: unknownId })).status, 404);
+  assert.equal((await call('endSession', { id: again.body.id })).status, 200);
 });
 
 test('every route of the API was called and answered with a success it declares', () => {

@@ -59,6 +59,8 @@ export function testEnv(dataDir: string): Record<string, string> {
     PORTHOLE_SANDBOX_LOOPBACK_ONLY: 'true',
     // No desktops started ahead unless a test asks (test/server/warm-pool.test.ts): each would be one more sandbox on a 2-core machine.
     PORTHOLE_WARM_POOL: '0',
+    // Only the demo provider's grants are refreshed: the real ones' token endpoints are on the internet.
+    PORTHOLE_REFRESH_PROVIDERS: 'demo',
   };
 }
 

@@ -1,10 +1,11 @@
 import type { Logger } from 'pino';
-import type { CredentialVerification } from '../../protocol/credentials.js';
+import type { CredentialState, CredentialVerification } from '../../protocol/credentials.js';
 import { AppError } from '../../protocol/errors.js';
 import type { SessionId } from '../../protocol/ids.js';
-import type { SealedCredential, Store } from '../../store/store.js';
+import type { SealedCredential, Store, StoredCredential } from '../../store/store.js';
 import { open, seal } from './envelope.js';
 import type { Keyring } from './keyring.js';
+import { refreshDueAt } from './refresher.js';
 
 // Captured credentials at rest: sealed here (AES-256-GCM, the session id as associated data, the
 // key id beside each record) before they reach the store, opened here when the API hands one out.
@@ -30,6 +31,10 @@ export interface Credential {
   verification: CredentialVerification;
   /** The master key it is sealed with. */
   keyId: string;
+  /** `needs_login` once the provider refused a refresh. */
+  state: CredentialState;
+  refreshedAt: string | null;
+  refreshError: string | null;
 }
 
 export interface PutResult {
@@ -71,6 +76,7 @@ export class Vault {
         account: input.account,
         expiresAt: expiresAt === null ? null : new Date(expiresAt).toISOString(),
         verification: input.verification ?? 'offline-checks-only',
+        refreshDueAt: refreshDueAt(expiresAt === null ? null : new Date(expiresAt).toISOString()),
         ...seal(this.keyring.current, sessionId, input.content),
       });
       if (created) return { created, hasConflict: false };
@@ -95,6 +101,9 @@ export class Vault {
         account: record.account,
         verification: record.verification,
         keyId: record.keyId,
+        state: record.state,
+        refreshedAt: record.refreshedAt,
+        refreshError: record.refreshError,
       };
     }
   }
@@ -121,6 +130,16 @@ export class Vault {
       this.logger?.info({ previousKeyId: previous, keyId: next.id, reencrypted }, 'master key rotated');
       return { keyId: next.id, reencrypted };
     });
+  }
+
+  /** A stored record's content (for a refresh, which claimed the record itself). Throws as get() does. */
+  open(record: StoredCredential): string {
+    return open(this.keyring, record.sessionId, record);
+  }
+
+  /** A session's new credential content (a refresh's result) sealed under the current key, for the store. */
+  seal(sessionId: SessionId, content: string): SealedCredential {
+    return seal(this.keyring.current, sessionId, content);
   }
 
   /** An API key's webhook signing secret, sealed like a credential for the store (api_keys). */

@@ -1,8 +1,10 @@
-import { credentialResponse, keyRotationResponse } from '../../protocol/credentials.js';
+import { accessTokenResponse, credentialResponse, keyRotationResponse } from '../../protocol/credentials.js';
 import { AppError } from '../../protocol/errors.js';
-import { errorResponse } from '../../protocol/session.js';
+import { errorResponse, sessionSchema } from '../../protocol/session.js';
 import type { Store } from '../../store/store.js';
+import type { Refresher } from '../credentials/refresher.js';
 import type { Vault } from '../credentials/vault.js';
+import type { SessionManager } from '../sessions/session-manager.js';
 import { isAdmin, type Principal } from './auth.js';
 import { defineRoute, sessionParams, type RouteDef } from './routes.js';
 
@@ -13,6 +15,8 @@ import { defineRoute, sessionParams, type RouteDef } from './routes.js';
 export interface CredentialRouteDeps {
   vault: Vault;
   store: Store;
+  refresher: Refresher;
+  sessions: SessionManager;
 }
 
 const common = { 400: errorResponse, 401: errorResponse, 403: errorResponse, 500: errorResponse, 503: errorResponse };
@@ -49,6 +53,45 @@ export function credentialRoutes(deps: CredentialRouteDeps): RouteDef[] {
           account: credential.account,
           verification: credential.verification,
         };
+      },
+    }),
+    defineRoute({
+      method: 'GET',
+      url: '/v1/sessions/:id/credentials/access-token',
+      operationId: 'getSessionAccessToken',
+      summary:
+        'A fresh access token for the provider’s API, without the refresh token (API key only): porthole refreshes the grant first when the token expires within 30 s. 409 CREDENTIAL_NEEDS_LOGIN when the provider refused the refresh. Every read is a `credentials.read` event (`part: access-token`).',
+      auth: 'api-key',
+      params: sessionParams,
+      responses: { 200: accessTokenResponse, ...common, 404: errorResponse, 409: errorResponse },
+      handler: async ({ params, principal, request }) => {
+        const id = params.id;
+        if (!(await deps.store.getSession(id))) throw new AppError('SESSION_NOT_FOUND', { details: { sessionId: id } });
+        const { token, provider, account } = await deps.refresher.accessToken(id);
+        const key = keyOf(principal);
+        await deps.store.appendEvent(id, { type: 'credentials.read', details: { requestId: request.id, part: 'access-token', ...key } });
+        request.log.info({ sessionId: id, ...key }, 'access token read');
+        return { sessionId: id, provider, accessToken: token.accessToken, tokenType: token.tokenType, expiresAt: token.expiresAt, account };
+      },
+    }),
+    defineRoute({
+      method: 'POST',
+      url: '/v1/sessions/:id/sign-in-again',
+      operationId: 'signInAgain',
+      summary:
+        'A new session for the same user and provider, owned by the same API key: what to start when a credential needs a new sign-in (`needs_login`). The old session and its credential stay as they are.',
+      auth: 'api',
+      params: sessionParams,
+      status: 201,
+      responses: { 201: sessionSchema, ...common, 404: errorResponse, 409: errorResponse, 429: errorResponse },
+      handler: async ({ params, request }) => {
+        const old = await deps.sessions.get(params.id);
+        if (old.provider === null) {
+          throw new AppError('VALIDATION_FAILED', { message: 'That session has no provider to sign in to again.', details: { sessionId: old.id } });
+        }
+        const fresh = await deps.sessions.create({ provider: old.provider, userId: old.userId ?? undefined }, old.apiKeyId);
+        request.log.info({ sessionId: fresh.id, replaces: old.id }, 'sign-in started again');
+        return fresh;
       },
     }),
     defineRoute({

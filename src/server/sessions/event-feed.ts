@@ -33,7 +33,7 @@ export class EventFeed {
 
 /** The store, with `feed.notify()` after each call that writes an event. */
 export function notifyingStore(store: Store, feed: EventFeed): Store {
-  const writesEvents = new Set<PropertyKey>(['createSession', 'transition', 'appendEvent']);
+  const writesEvents = new Set<PropertyKey>(['createSession', 'transition', 'appendEvent', 'finishRefresh']);
   return new Proxy(store, {
     get(target, property, receiver) {
       const value = Reflect.get(target, property, receiver);

@@ -1,4 +1,4 @@
-import type { CredentialVerification } from '../../protocol/credentials.js';
+import type { CredentialState, CredentialVerification } from '../../protocol/credentials.js';
 import { AppError } from '../../protocol/errors.js';
 import type { SandboxId, SessionId } from '../../protocol/ids.js';
 import {
@@ -20,6 +20,7 @@ import type {
   DeliveryState,
   NewApiKey,
   NewCredential,
+  RefreshRecord,
   NewDelivery,
   NewEvent,
   NewSession,
@@ -129,6 +130,9 @@ interface SessionRow {
   credential_captured_at?: Date | string | null;
   credential_expires_at?: Date | string | null;
   credential_verification?: CredentialVerification | null;
+  credential_state?: CredentialState | null;
+  credential_refreshed_at?: Date | string | null;
+  credential_refresh_error?: string | null;
 }
 
 interface CredentialRow {
@@ -142,6 +146,13 @@ interface CredentialRow {
   captured_at: Date | string;
   expires_at: Date | string | null;
   verification: CredentialVerification;
+  state: CredentialState;
+  version: number;
+  refresh_due_at: Date | string | null;
+  refreshed_at: Date | string | null;
+  refresh_count: number;
+  refresh_failures: number;
+  refresh_error: string | null;
 }
 
 /**
@@ -152,7 +163,8 @@ function withCredential(sql: string): string {
   return `WITH s AS (${sql})
     SELECT s.*, c.provider AS credential_provider, c.account AS credential_account,
            c.captured_at AS credential_captured_at, c.expires_at AS credential_expires_at,
-           c.verification AS credential_verification
+           c.verification AS credential_verification, c.state AS credential_state,
+           c.refreshed_at AS credential_refreshed_at, c.refresh_error AS credential_refresh_error
       FROM s LEFT JOIN credentials c ON c.session_id = s.id`;
 }
 
@@ -192,6 +204,9 @@ function toSession(row: SessionRow): Session {
           capturedAt: iso(row.credential_captured_at!),
           expiresAt: row.credential_expires_at ? iso(row.credential_expires_at) : null,
           verification: row.credential_verification ?? 'offline-checks-only',
+          state: row.credential_state ?? 'active',
+          refreshedAt: row.credential_refreshed_at ? iso(row.credential_refreshed_at) : null,
+          refreshError: row.credential_refresh_error ?? null,
         }
       : null,
   };
@@ -210,6 +225,13 @@ function toCredential(row: CredentialRow): StoredCredential {
     capturedAt: iso(row.captured_at),
     expiresAt: row.expires_at === null ? null : iso(row.expires_at),
     verification: row.verification,
+    state: row.state,
+    version: row.version,
+    refreshDueAt: row.refresh_due_at === null ? null : iso(row.refresh_due_at),
+    refreshedAt: row.refreshed_at === null ? null : iso(row.refreshed_at),
+    refreshCount: row.refresh_count,
+    refreshFailures: row.refresh_failures,
+    refreshError: row.refresh_error,
   };
 }
 
@@ -493,8 +515,8 @@ export class SqlStore implements Store {
     // INSERT … SELECT FROM sessions: an unknown session inserts nothing instead of raising a
     // foreign-key error; ON CONFLICT keeps the first credential of a session.
     const { rows } = await this.db.query<{ session_id: string }>(
-      `INSERT INTO credentials (session_id, provider, key_id, nonce, ciphertext, tag, account, expires_at, verification)
-       SELECT id, $2, $3, $4, $5, $6, $7, $8, $9 FROM sessions WHERE id = $1
+      `INSERT INTO credentials (session_id, provider, key_id, nonce, ciphertext, tag, account, expires_at, verification, refresh_due_at)
+       SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM sessions WHERE id = $1
        ON CONFLICT (session_id) DO NOTHING RETURNING session_id`,
       [
         credential.sessionId,
@@ -506,6 +528,7 @@ export class SqlStore implements Store {
         credential.account,
         credential.expiresAt,
         credential.verification,
+        credential.refreshDueAt,
       ],
     );
     if (rows[0]) return { created: true };
@@ -519,18 +542,72 @@ export class SqlStore implements Store {
   }
 
   async listCredentials(): Promise<CredentialListing[]> {
+    const { rows } = await this.db.query<CredentialRow>('SELECT * FROM credentials ORDER BY captured_at, session_id');
+    return rows.map((row) => {
+      const { nonce: _nonce, ciphertext: _ciphertext, tag: _tag, ...listing } = toCredential(row);
+      return listing;
+    });
+  }
+
+  async leaseRefreshes(options: { limit: number; leaseMs: number; providers: readonly string[]; sessionId?: SessionId }): Promise<StoredCredential[]> {
+    // One statement: the row lock of the UPDATE makes a second server's claim of the same row wait,
+    // then see the lease and skip it. SKIP LOCKED lets servers claim different rows side by side.
     const { rows } = await this.db.query<CredentialRow>(
-      `SELECT session_id, provider, key_id, account, captured_at, expires_at, verification FROM credentials ORDER BY captured_at, session_id`,
+      `UPDATE credentials SET refresh_leased_until = now() + make_interval(secs => $2::double precision / 1000)
+        WHERE session_id IN (
+          SELECT session_id FROM credentials
+           WHERE state = 'active' AND provider = ANY($4::text[])
+             AND (refresh_leased_until IS NULL OR refresh_leased_until < now())
+             AND (CASE WHEN $3::text IS NULL THEN refresh_due_at <= now() ELSE session_id = $3::text END)
+           ORDER BY refresh_due_at NULLS LAST
+           LIMIT $1
+           FOR UPDATE SKIP LOCKED)
+        RETURNING *`,
+      [options.limit, options.leaseMs, options.sessionId ?? null, [...options.providers]],
     );
-    return rows.map((row) => ({
-      sessionId: row.session_id,
-      provider: row.provider,
-      keyId: row.key_id,
-      account: row.account,
-      capturedAt: iso(row.captured_at),
-      expiresAt: row.expires_at === null ? null : iso(row.expires_at),
-      verification: row.verification,
-    }));
+    return rows.map(toCredential);
+  }
+
+  async finishRefresh(sessionId: SessionId, version: number, record: RefreshRecord): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      await tx.query(eventOrderLock);
+      let updated: { rows: { version: number; refresh_count: number; refresh_failures: number }[] };
+      let event: { type: string; details: Record<string, unknown> };
+      if (record.kind === 'refreshed') {
+        updated = await tx.query(
+          `UPDATE credentials SET key_id = $3, nonce = $4, ciphertext = $5, tag = $6, expires_at = $7, refresh_due_at = $8,
+                  version = version + 1, refreshed_at = now(), refresh_count = refresh_count + 1, refresh_failures = 0,
+                  refresh_error = NULL, refresh_leased_until = NULL
+            WHERE session_id = $1 AND version = $2 RETURNING version, refresh_count, refresh_failures`,
+          [sessionId, version, record.sealed.keyId, record.sealed.nonce, record.sealed.ciphertext, record.sealed.tag, record.expiresAt, record.refreshDueAt],
+        );
+        event = { type: 'credential.refreshed', details: { expiresAt: record.expiresAt, refreshCount: updated.rows[0]?.refresh_count ?? null } };
+      } else if (record.kind === 'failed') {
+        updated = await tx.query(
+          `UPDATE credentials SET refresh_due_at = $3, refresh_failures = refresh_failures + 1, refresh_error = $4, refresh_leased_until = NULL
+            WHERE session_id = $1 AND version = $2 RETURNING version, refresh_count, refresh_failures`,
+          [sessionId, version, record.refreshDueAt, record.reason],
+        );
+        event = {
+          type: 'credential.refresh_failed',
+          details: { reason: record.reason, failures: updated.rows[0]?.refresh_failures ?? null, nextAttemptAt: record.refreshDueAt },
+        };
+      } else {
+        updated = await tx.query(
+          `UPDATE credentials SET state = 'needs_login', refresh_due_at = NULL, refresh_error = $3, refresh_leased_until = NULL
+            WHERE session_id = $1 AND version = $2 RETURNING version, refresh_count, refresh_failures`,
+          [sessionId, version, record.reason],
+        );
+        event = { type: 'credential.needs_login', details: { reason: record.reason } };
+      }
+      if (!updated.rows[0]) return false;
+      await tx.query(`INSERT INTO session_events (session_id, type, details) VALUES ($1, $2, $3::jsonb)`, [
+        sessionId,
+        event.type,
+        JSON.stringify(event.details),
+      ]);
+      return true;
+    });
   }
 
   resealCredentials(reseal: (credential: StoredCredential) => SealedCredential): Promise<number> {
