@@ -153,6 +153,8 @@ const envSchema = z.object({
   PORTHOLE_DEMO_PORT: port.default(0),
   PORTHOLE_DEMO_EMAIL: z.email().default(defaultDemoAccount.email),
   PORTHOLE_DEMO_PASSWORD: z.string().min(1).default(defaultDemoAccount.password),
+  // Up to a day: its refresh tokens live 14 days, and a short lifetime is what exercises refresh.
+  PORTHOLE_DEMO_ACCESS_TOKEN_TTL_S: z.coerce.number().int().min(1).max(86_400).default(3600),
   // Sandbox egress (src/server/egress): an allow list (empty: the public internet) and an optional upstream proxy.
   PORTHOLE_EGRESS_ALLOW: z
     .string()
@@ -237,7 +239,14 @@ export interface Config {
   readonly warmPool: { readonly size: number; readonly maxAgeMs: number };
   readonly bodyLimitBytes: number;
   /** porthole's own OpenID Connect provider for the `demo` provider, on 127.0.0.1 only. */
-  readonly demoProvider: { readonly isEnabled: boolean; readonly port: number; readonly email: string; readonly password: Secret };
+  readonly demoProvider: {
+    readonly isEnabled: boolean;
+    readonly port: number;
+    readonly email: string;
+    readonly password: Secret;
+    /** How long the demo provider's access tokens live. */
+    readonly accessTokenTtlSeconds: number;
+  };
   /** Where sandboxes may connect through porthole's egress proxy: `allow` empty means the public internet; `upstream` an http:// proxy to go through. */
   readonly egress: {
     readonly allow: readonly string[];
@@ -359,6 +368,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       port: e.PORTHOLE_DEMO_PORT,
       email: e.PORTHOLE_DEMO_EMAIL,
       password: new Secret(e.PORTHOLE_DEMO_PASSWORD),
+      accessTokenTtlSeconds: e.PORTHOLE_DEMO_ACCESS_TOKEN_TTL_S,
     }),
     egress: Object.freeze({
       allow: Object.freeze(e.PORTHOLE_EGRESS_ALLOW),

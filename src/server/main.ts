@@ -151,6 +151,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       const started = await startDemoOidc({
         port: config.demoProvider.port,
         account: { email: config.demoProvider.email, password: config.demoProvider.password.reveal() },
+        accessTokenTtlSeconds: config.demoProvider.accessTokenTtlSeconds,
         logger,
       });
       demoOidc = started;

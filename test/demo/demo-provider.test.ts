@@ -90,16 +90,19 @@ test('config: the demo provider is on by default with the documented account; th
   assert.equal(defaults.port, 0);
   assert.equal(defaults.email, 'demo@porthole.test');
   assert.equal(defaults.password.reveal(), 'demo-password');
+  assert.equal(defaults.accessTokenTtlSeconds, 3600);
   const set = loadConfig({
     PORTHOLE_DEMO_PROVIDER: 'false',
     PORTHOLE_DEMO_PORT: '9555',
     PORTHOLE_DEMO_EMAIL: 'me@example.test',
     PORTHOLE_DEMO_PASSWORD: 'hunter2-secret',
+    PORTHOLE_DEMO_ACCESS_TOKEN_TTL_S: '5',
   });
   assert.deepEqual(
     { ...set.demoProvider, password: set.demoProvider.password.reveal() },
-    { isEnabled: false, port: 9555, email: 'me@example.test', password: 'hunter2-secret' },
+    { isEnabled: false, port: 9555, email: 'me@example.test', password: 'hunter2-secret', accessTokenTtlSeconds: 5 },
   );
+  assert.throws(() => loadConfig({ PORTHOLE_DEMO_ACCESS_TOKEN_TTL_S: '0' }), /PORTHOLE_DEMO_ACCESS_TOKEN_TTL_S/);
   assert.doesNotMatch(JSON.stringify(set) + inspect(set, { depth: 5 }), /hunter2-secret/);
   assert.throws(
     () => loadConfig({ PORTHOLE_DEMO_EMAIL: 'not an address', PORTHOLE_DEMO_PROVIDER: 'maybe' }),

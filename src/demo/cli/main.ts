@@ -1,11 +1,18 @@
 import { spawn } from 'node:child_process';
-import { mkdir, open } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import * as oidc from 'openid-client';
-import { demoCredentialFile, demoEnv, type DemoCredentials } from '../../providers/demo.js';
+import {
+  demoCredentialFile,
+  demoEnv,
+  demoFallbackExpiresInSeconds,
+  formatDemoCredentials,
+  validateDemoCredentials,
+  type DemoCredentials,
+} from '../../providers/demo.js';
 
 // porthole-demo-cli: signs in to porthole's demo OpenID Connect provider the way Claude Code, Codex
 // and Gemini CLI sign in to theirs — discovery, authorization code with PKCE and state, a loopback
@@ -15,6 +22,10 @@ import { demoCredentialFile, demoEnv, type DemoCredentials } from '../../provide
 //
 //   PORTHOLE_DEMO_ISSUER=http://127.0.0.1:PORT PORTHOLE_DEMO_CLIENT_ID=porthole-demo-cli \
 //   PORTHOLE_DEMO_HOME=/path/to/dir  node porthole-demo-cli.mjs login
+//
+// `run [whoami]` uses the stored sign-in as the real CLIs do when they start: it asks userinfo with
+// the access token and, when that token has expired (or userinfo says 401), refreshes it itself with
+// the refresh token — which the demo provider rotates — and rewrites the file. It never prints a token.
 
 const scope = 'openid email profile offline_access';
 const signInTimeoutMs = 15 * 60_000;
@@ -80,16 +91,22 @@ function requireEnv(name: string): string {
   return value;
 }
 
+/** Where the credential file lives: $PORTHOLE_DEMO_HOME, else the path `porthole credentials install` writes. */
+const credentialHome = () => process.env[demoEnv.home] || join(homedir(), '.config', 'porthole-demo');
+
+async function discover(issuer: URL, clientId: string): Promise<oidc.Configuration> {
+  // The demo provider runs on loopback over plain HTTP, which openid-client refuses unless told.
+  const execute = issuer.protocol === 'http:' ? [oidc.allowInsecureRequests] : [];
+  return oidc.discovery(issuer, clientId, undefined, oidc.None(), { execute }).catch((error: unknown) => {
+    throw new CliError(`cannot reach the sign-in service at ${issuer.origin}: ${(error as Error).message}`);
+  });
+}
+
 async function login(): Promise<void> {
   const issuer = new URL(requireEnv(demoEnv.issuer));
   const clientId = requireEnv(demoEnv.clientId);
-  const home = process.env[demoEnv.home] || join(homedir(), '.config', 'porthole-demo');
-
-  // The demo provider runs on loopback over plain HTTP, which openid-client refuses unless told.
-  const execute = issuer.protocol === 'http:' ? [oidc.allowInsecureRequests] : [];
-  const config = await oidc.discovery(issuer, clientId, undefined, oidc.None(), { execute }).catch((error: unknown) => {
-    throw new CliError(`cannot reach the sign-in service at ${issuer.origin}: ${(error as Error).message}`);
-  });
+  const home = credentialHome();
+  const config = await discover(issuer, clientId);
 
   // The loopback redirect: listen on an ephemeral port, registered as http://127.0.0.1/callback (RFC 8252).
   let onCallback: (url: URL, response: ServerResponse) => void = () => {};
@@ -145,11 +162,11 @@ async function login(): Promise<void> {
         id_token: tokens.id_token,
         token_type: tokens.token_type,
         scope: tokens.scope ?? scope,
-        expires_at: new Date(Date.now() + (tokens.expiresIn() ?? 3600) * 1000).toISOString(),
+        expires_at: new Date(Date.now() + (tokens.expiresIn() ?? demoFallbackExpiresInSeconds) * 1000).toISOString(),
         account: { sub: claims.sub, email: typeof userinfo.email === 'string' ? userinfo.email : null },
       };
       await mkdir(home, { recursive: true, mode: 0o700 });
-      await writeNonAtomically(join(home, demoCredentialFile), `${JSON.stringify(credentials, null, 2)}\n`);
+      await writeNonAtomically(join(home, demoCredentialFile), formatDemoCredentials(credentials));
       respond(response, 200, 'You are signed in.', 'porthole demo CLI has your sign-in. You can close this tab and return to the terminal.');
       say(`Signed in as ${credentials.account.email ?? credentials.account.sub}.`);
     } catch (error) {
@@ -163,23 +180,118 @@ async function login(): Promise<void> {
   }
 }
 
+/** An HTTP status an openid-client error carries (a token or userinfo endpoint's answer), if any. */
+const statusOf = (error: unknown): number | null =>
+  error instanceof oidc.ResponseBodyError || error instanceof oidc.WWWAuthenticateChallengeError ? error.status : null;
+
+/** Replaces the file in one step: a refresh that stopped half-way must not lose the rotated refresh token. */
+async function writeAtomically(path: string, text: string): Promise<void> {
+  const temporary = `${path}.${process.pid}.tmp`;
+  try {
+    const file = await open(temporary, 'w', 0o600);
+    try {
+      await file.write(text);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(temporary, path);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  }
+}
+
+/** The refresh grant, as a public client; the file rewritten with the answer (the refresh token rotates). */
+async function refresh(config: oidc.Configuration, path: string, stored: DemoCredentials): Promise<DemoCredentials> {
+  let tokens: Awaited<ReturnType<typeof oidc.refreshTokenGrant>>;
+  try {
+    tokens = await oidc.refreshTokenGrant(config, stored.refresh_token);
+  } catch (error) {
+    if (error instanceof oidc.ResponseBodyError && error.error === 'invalid_grant') {
+      throw new CliError('the sign-in service refused the refresh (the sign-in was revoked or has expired). Sign in again: porthole-demo-cli login');
+    }
+    throw new CliError(`the sign-in could not be refreshed: ${error instanceof oidc.ResponseBodyError ? error.error : (error as Error).message}`);
+  }
+  const claims = tokens.claims();
+  if (claims && claims.sub !== stored.account.sub) throw new CliError('the sign-in service refreshed the sign-in of another account.');
+  const refreshed: DemoCredentials = {
+    ...stored,
+    access_token: tokens.access_token,
+    refresh_token: tokens.refresh_token ?? stored.refresh_token,
+    id_token: tokens.id_token ?? stored.id_token,
+    token_type: tokens.token_type,
+    scope: tokens.scope ?? stored.scope,
+    expires_at: new Date(Date.now() + (tokens.expiresIn() ?? demoFallbackExpiresInSeconds) * 1000).toISOString(),
+  };
+  await writeAtomically(path, formatDemoCredentials(refreshed));
+  return refreshed;
+}
+
+async function run(): Promise<void> {
+  const path = join(credentialHome(), demoCredentialFile);
+  const content = await readFile(path, 'utf8').catch(() => {
+    throw new CliError(`not signed in (no ${path}). Sign in first: porthole-demo-cli login`);
+  });
+  if (!validateDemoCredentials(content).ok) throw new CliError(`${path} is not a complete sign-in. Sign in again: porthole-demo-cli login`);
+  let stored = JSON.parse(content) as DemoCredentials;
+  // The file says where it signed in; a set PORTHOLE_DEMO_ISSUER (as in the sandbox) must agree.
+  const configured = process.env[demoEnv.issuer];
+  if (configured && new URL(configured).href !== new URL(stored.issuer).href)
+    throw new CliError(`the stored sign-in is for another sign-in service than ${configured}. Sign in again: porthole-demo-cli login`);
+  const config = await discover(new URL(stored.issuer), process.env[demoEnv.clientId] || stored.client_id);
+
+  let hasRefreshed = false;
+  if (Date.parse(stored.expires_at) <= Date.now()) {
+    stored = await refresh(config, path, stored);
+    hasRefreshed = true;
+  }
+  let userinfo: oidc.UserInfoResponse;
+  try {
+    userinfo = await oidc.fetchUserInfo(config, stored.access_token, stored.account.sub);
+  } catch (error) {
+    // Revoked or expired earlier than the file says: refresh once, as a CLI does on a 401.
+    if (statusOf(error) !== 401 || hasRefreshed) throw new CliError(`the sign-in service refused the sign-in: ${(error as Error).message}`);
+    stored = await refresh(config, path, stored);
+    hasRefreshed = true;
+    userinfo = await oidc.fetchUserInfo(config, stored.access_token, stored.account.sub);
+  }
+  if (hasRefreshed) say('The access token had expired: refreshed the sign-in.');
+  say(`signed in as ${typeof userinfo.email === 'string' ? userinfo.email : userinfo.sub} (sub ${userinfo.sub})`);
+}
+
+const usage = `usage: porthole-demo-cli login | run [whoami]
+
+  login         Signs in to porthole's demo provider and writes $PORTHOLE_DEMO_HOME/credentials.json.
+  run [whoami]  Uses that sign-in: prints the account, refreshing the access token first when it has expired.`;
+
 async function main(argv: readonly string[]): Promise<number> {
-  const [command] = argv;
+  const [command, subcommand] = argv;
   if (command === '--help' || command === '-h' || command === undefined) {
-    say("usage: porthole-demo-cli login\n\nSigns in to porthole's demo provider and writes $PORTHOLE_DEMO_HOME/credentials.json.");
+    say(usage);
     return command === undefined ? 2 : 0;
   }
-  if (command !== 'login') {
-    process.stderr.write(`porthole-demo-cli: unknown command "${command}"; try: porthole-demo-cli login\n`);
-    return 2;
+  if (command === 'login') {
+    try {
+      await login();
+      return 0;
+    } catch (error) {
+      process.stderr.write(`Sign-in failed: ${error instanceof CliError ? error.message : String(error)}\n`);
+      return 1;
+    }
   }
-  try {
-    await login();
-    return 0;
-  } catch (error) {
-    process.stderr.write(`Sign-in failed: ${error instanceof CliError ? error.message : String(error)}\n`);
-    return 1;
+  if (command === 'run' && (subcommand === undefined || subcommand === 'whoami')) {
+    try {
+      await run();
+      return 0;
+    } catch (error) {
+      // Never the error object itself: openid-client's errors carry the response, and so a token.
+      process.stderr.write(`porthole-demo-cli: ${error instanceof CliError ? error.message : error instanceof Error ? error.message : 'failed'}\n`);
+      return 1;
+    }
   }
+  process.stderr.write(`porthole-demo-cli: unknown command "${argv.join(' ')}"; try: porthole-demo-cli login, or porthole-demo-cli run whoami\n`);
+  return 2;
 }
 
 // Exit explicitly: open HTTP keep-alive connections must not hold the terminal after the sign-in.

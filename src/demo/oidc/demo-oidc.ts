@@ -21,7 +21,13 @@ export interface DemoOidcOptions {
   readonly port: number;
   readonly account: { readonly email: string; readonly password: string };
   readonly logger: Logger;
+  /** How long an access token lives, in seconds; 3600 by default (PORTHOLE_DEMO_ACCESS_TOKEN_TTL_S). Short in tests of refresh. */
+  readonly accessTokenTtlSeconds?: number;
 }
+
+export const defaultDemoAccessTokenTtlSeconds = 60 * 60;
+/** An ID token says who signed in, when: no reason to trust it longer than an hour, whatever the access token's lifetime. */
+const maxIdTokenTtlSeconds = 60 * 60;
 
 export interface DemoOidc {
   /** `http://127.0.0.1:<port>` */
@@ -58,6 +64,9 @@ function sendHtml(response: ServerResponse, status: number, html: string): void 
 
 export async function startDemoOidc(options: DemoOidcOptions): Promise<DemoOidc> {
   const log = options.logger.child({ component: 'demo-oidc' });
+  const accessTokenTtlSeconds = options.accessTokenTtlSeconds ?? defaultDemoAccessTokenTtlSeconds;
+  if (!Number.isInteger(accessTokenTtlSeconds) || accessTokenTtlSeconds < 1)
+    throw new RangeError('accessTokenTtlSeconds must be a whole number of seconds, at least 1');
   const account = {
     // A stable subject for the configured account; the e-mail is a claim, not the identifier.
     sub: `demo-${sha256(options.account.email.toLowerCase()).toString('hex').slice(0, 16)}`,
@@ -115,13 +124,26 @@ export async function startDemoOidc(options: DemoOidcOptions): Promise<DemoOidc>
       // The server checks a delivered refresh token here (src/providers/demo-verify.ts) rather than
       // by using it, which would rotate it. A public client may introspect only its own tokens.
       introspection: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
+      // RFC 7009 at /token/revocation, as the public client: revoking a refresh token ends its whole
+      // grant (node_modules/oidc-provider/lib/actions/revocation.js calls helpers/revoke.js with the
+      // token's grant, and the default revokeGrantPolicy destroys the Grant too), so a later refresh
+      // is invalid_grant. The policy is the default's (a public client revokes only its own tokens),
+      // spelled out because the default logs a "you SHOULD change it" notice to the console.
+      revocation: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
     },
+    // Refresh tokens rotate on every use, and a rotated-away token used again revokes the whole
+    // grant — both oidc-provider's defaults for this client, so nothing is configured for them:
+    // lib/helpers/defaults.js `rotateRefreshToken` rotates for a public client (auth method `none`)
+    // whose token is not sender-constrained (until a grant is a year old), and
+    // lib/actions/grants/refresh_token.js, on a token already `consumed`, destroys it and calls
+    // helpers/revoke.js for its grant (every token issued under it, and the Grant) before answering
+    // invalid_grant. The memory adapter's `consume` and `revokeByGrantId` are what that relies on.
     // The CLI does not run in a browser: no cross-origin callers.
     clientBasedCORS: () => false,
     ttl: {
-      AccessToken: 60 * 60,
+      AccessToken: accessTokenTtlSeconds,
       AuthorizationCode: 60,
-      IdToken: 60 * 60,
+      IdToken: Math.min(accessTokenTtlSeconds, maxIdTokenTtlSeconds),
       RefreshToken: 14 * 24 * 60 * 60,
       // A person in a remote desktop may take a while to type.
       Interaction: 30 * 60,
@@ -138,7 +160,7 @@ export async function startDemoOidc(options: DemoOidcOptions): Promise<DemoOidc>
 
   // Errors are logged by their OAuth code and description only: never a token, code or password.
   provider.on('server_error', (_ctx: KoaContextWithOIDC, error: Error) => log.error({ err: error }, 'demo provider: internal error'));
-  for (const event of ['authorization.error', 'grant.error', 'userinfo.error', 'discovery.error', 'jwks.error'] as const) {
+  for (const event of ['authorization.error', 'grant.error', 'userinfo.error', 'discovery.error', 'jwks.error', 'revocation.error'] as const) {
     provider.on(event as 'grant.error', (_ctx: KoaContextWithOIDC, error: errors.OIDCProviderError) =>
       log.warn({ event, error: error.error, description: error.error_description, detail: error.error_detail }, 'demo provider: request refused'),
     );
@@ -230,7 +252,12 @@ export async function startDemoOidc(options: DemoOidcOptions): Promise<DemoOidc>
     });
   };
 
-  log.info({ issuer, clientId: demoClientId, account: account.email }, 'demo OpenID Connect provider listening');
+  // A refresh token used twice (a leaked copy, or two refreshers of one grant) ends the grant.
+  provider.on('grant.revoked', (ctx: KoaContextWithOIDC) =>
+    log.info({ route: ctx.oidc.route, clientId: ctx.oidc.client?.clientId }, 'demo provider: grant revoked (all its tokens)'),
+  );
+
+  log.info({ issuer, clientId: demoClientId, account: account.email, accessTokenTtlSeconds }, 'demo OpenID Connect provider listening');
   let closing: Promise<void> | null = null;
   return {
     issuer,
