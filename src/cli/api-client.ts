@@ -1,6 +1,6 @@
 import type { ApiKey, WebhookDeliveryView } from '../protocol/apps.js';
 import { AppError, isErrorCode } from '../protocol/errors.js';
-import type { CredentialResponse, KeyRotationResponse } from '../protocol/credentials.js';
+import type { AccessTokenResponse, CredentialResponse, KeyRotationResponse } from '../protocol/credentials.js';
 import { readEventPages } from '../protocol/event-pages.js';
 import type { Session, SessionEvent, SessionEventsPage, TicketResponse } from '../protocol/session.js';
 
@@ -70,6 +70,16 @@ export class ApiClient {
   getCredentials(id: string): Promise<CredentialResponse> {
     return this.request('GET', `/v1/sessions/${encodeURIComponent(id)}/credentials`);
   }
+  /** A fresh access token alone (no refresh token). */
+  getAccessToken(id: string): Promise<AccessTokenResponse> {
+    return this.request('GET', `/v1/sessions/${encodeURIComponent(id)}/credentials/access-token`);
+  }
+
+  /** A new session for the same user and provider (a credential that needs a new sign-in). */
+  signInAgain(id: string): Promise<Session> {
+    return this.request('POST', `/v1/sessions/${encodeURIComponent(id)}/sign-in-again`);
+  }
+
   rotateKeys(): Promise<KeyRotationResponse> {
     return this.request('POST', '/v1/keys/rotate');
   }

@@ -73,7 +73,7 @@ export function validateDemoCredentials(content: string): CredentialCheck {
 // openid-client's refreshTokenGrant as a public client — grant_type, refresh_token, client_id — to
 // the token endpoint discovery names), and the file rewritten the way the CLI rewrites it. Like
 // `verify`, it talks only to the issuer this server runs (VerifyContext.demo), never to one the file
-// names: a file naming another issuer is not refreshed, and not declared dead either. The demo
+// names: a file naming another issuer is not refreshed, and is refused (see below). The demo
 // provider rotates the refresh token on every use (src/demo/oidc/demo-oidc.ts), so the new file
 // must be stored before anything else uses the grant: the old refresh token, used again, ends it.
 
@@ -106,8 +106,15 @@ export async function refreshDemoCredentials(content: string, context: VerifyCon
   // A file that no longer parses says nothing about the grant: not refused.
   if (!parsed.ok) return notRefused('the stored file is not a JSON object');
   const file = parsed.value;
+  // Refused, not retried: the demo provider keeps its grants in memory, so another issuer (usually
+  // the demo provider of a porthole process that has since restarted on another port) has no grant
+  // this one could refresh. Only a new sign-in helps. Nothing is sent to the issuer the file names.
   if (!isNonEmptyString(file.issuer) || file.issuer.replace(/\/+$/, '') !== issuer)
-    return notRefused('the file names another issuer than this server’s demo provider; porthole refreshes only at its own');
+    return {
+      ok: false,
+      refused: true,
+      reason: 'the credential was issued by another demo provider than this server’s (a restarted porthole’s demo provider forgets its grants)',
+    };
   if (file.client_id !== demo.clientId) return notRefused('the file names another client than the demo CLI');
   if (!isNonEmptyString(file.refresh_token)) return notRefused('the file has no refresh token');
 

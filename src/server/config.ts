@@ -155,6 +155,11 @@ const envSchema = z.object({
   PORTHOLE_DEMO_PASSWORD: z.string().min(1).default(defaultDemoAccount.password),
   // Up to a day: its refresh tokens live 14 days, and a short lifetime is what exercises refresh.
   PORTHOLE_DEMO_ACCESS_TOKEN_TTL_S: z.coerce.number().int().min(1).max(86_400).default(3600),
+  // Another server's demo provider to use instead of starting one (several servers on one store share one issuer).
+  PORTHOLE_DEMO_ISSUER: z
+    .url({ protocol: /^http$/, hostname: /^127\.0\.0\.1$/, error: 'must be http://127.0.0.1:<port> (the demo provider listens on loopback only)' })
+    .transform((v) => v.replace(/\/+$/, ''))
+    .optional(),
   // Sandbox egress (src/server/egress): an allow list (empty: the public internet) and an optional upstream proxy.
   PORTHOLE_EGRESS_ALLOW: z
     .string()
@@ -246,6 +251,8 @@ export interface Config {
     readonly password: Secret;
     /** How long the demo provider's access tokens live. */
     readonly accessTokenTtlSeconds: number;
+    /** Another server's demo provider to use instead of starting one (PORTHOLE_DEMO_ISSUER); null: start our own. */
+    readonly issuer: string | null;
   };
   /** Where sandboxes may connect through porthole's egress proxy: `allow` empty means the public internet; `upstream` an http:// proxy to go through. */
   readonly egress: {
@@ -369,6 +376,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       email: e.PORTHOLE_DEMO_EMAIL,
       password: new Secret(e.PORTHOLE_DEMO_PASSWORD),
       accessTokenTtlSeconds: e.PORTHOLE_DEMO_ACCESS_TOKEN_TTL_S,
+      issuer: e.PORTHOLE_DEMO_ISSUER ?? null,
     }),
     egress: Object.freeze({
       allow: Object.freeze(e.PORTHOLE_EGRESS_ALLOW),

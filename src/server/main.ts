@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { createLocalDriver } from '../drivers/local/local-driver.js';
 import type { Driver } from '../drivers/driver.js';
 import type { DemoOidc } from '../demo/oidc/demo-oidc.js';
+import { demoClientId } from '../providers/demo.js';
 import { openPglite } from '../store/postgres/pglite-database.js';
 import { openPostgres } from '../store/postgres/pg-database.js';
 import type { Store } from '../store/store.js';
@@ -145,7 +146,10 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     }
 
     let demoOidc: DemoOidc | null = null;
-    if (config.demoProvider.isEnabled) {
+    if (config.demoProvider.isEnabled && config.demoProvider.issuer) {
+      // Another server's demo provider (PORTHOLE_DEMO_ISSUER): its grants are the ones this server refreshes and verifies.
+      demoOidc = { issuer: config.demoProvider.issuer, clientId: demoClientId, close: async () => {} };
+    } else if (config.demoProvider.isEnabled) {
       // Loaded only when enabled: oidc-provider is large and the demo is optional.
       const { startDemoOidc } = await import('../demo/oidc/demo-oidc.js');
       const started = await startDemoOidc({
@@ -233,7 +237,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       vault,
       log: logger.child({ component: 'refresher' }),
       metrics,
-      providers: config.refreshProviders,
+      // The demo provider's grants only where this server has a demo provider to refresh them at.
+      providers: config.refreshProviders.filter((name) => name !== 'demo' || demoOidc !== null),
       context: () => ({ fetch: globalThis.fetch, ...(demoOidc ? { demo: { issuer: demoOidc.issuer, clientId: demoOidc.clientId } } : {}) }),
     });
     refresher.start();

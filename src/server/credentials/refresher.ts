@@ -45,10 +45,12 @@ export const refreshRetryBackoff: Backoff = { firstMs: 5_000, maxMs: 15 * 60_000
 
 /**
  * How long before expiry a grant is refreshed: a fifth of the access token's lifetime, at least
- * 10 s and at most 5 min (a 60 s token: 12 s before; an 8 h one: 5 min before).
+ * 10 s (or half the lifetime, when shorter) and at most 5 min (a 60 s token: 12 s before; an 8 h
+ * one: 5 min before; a 6 s one: 3 s before).
  */
 export function refreshLeadMs(lifetimeMs: number): number {
-  return Math.min(5 * 60_000, Math.max(10_000, lifetimeMs / 5));
+  // A token shorter-lived than 20 s (a test's): halfway through.
+  return Math.min(5 * 60_000, Math.max(Math.min(10_000, lifetimeMs / 2), lifetimeMs / 5));
 }
 
 /**
@@ -63,9 +65,6 @@ export function refreshDueAt(expiresAt: string | null, now: number = Date.now(),
   const due = expires - lead * (1 + 0.2 * (2 * random() - 1));
   return new Date(Math.max(now, Math.round(due))).toISOString();
 }
-
-/** A token that expires within this is refreshed before it is handed out. */
-const handOutMarginMs = 30_000;
 
 export class Refresher {
   readonly #o: RefresherOptions;
@@ -96,8 +95,8 @@ export class Refresher {
   }
 
   /**
-   * The session's access token, fresh: refreshed first (claimed like any refresh) when it expires
-   * within 30 s. Throws CREDENTIALS_NOT_FOUND, CREDENTIAL_NEEDS_LOGIN, CREDENTIAL_REFRESH_UNAVAILABLE.
+   * The session's access token, fresh: refreshed first (claimed like any refresh) when its refresh
+   * is due or it has expired. Throws CREDENTIALS_NOT_FOUND, CREDENTIAL_NEEDS_LOGIN, CREDENTIAL_REFRESH_UNAVAILABLE.
    */
   async accessToken(sessionId: SessionId): Promise<{ token: AccessToken; provider: string; account: string | null }> {
     for (let attempt = 0; ; attempt++) {
@@ -109,8 +108,11 @@ export class Refresher {
       const provider = providers[credential.provider as ProviderName];
       const token = provider?.accessToken(credential.content) ?? null;
       if (!token) throw new AppError('CREDENTIALS_NOT_FOUND', { message: 'The stored credential holds no access token.', details: { sessionId } });
+      // Fresh enough: not expired, and its refresh not yet due (the background would do it within a second).
+      const now = Date.now();
       const expires = token.expiresAt === null ? Number.POSITIVE_INFINITY : Date.parse(token.expiresAt);
-      if (expires - Date.now() > handOutMarginMs) return { token, provider: credential.provider, account: credential.account };
+      const isDue = credential.refreshDueAt !== null && Date.parse(credential.refreshDueAt) <= now;
+      if (expires > now && !isDue) return { token, provider: credential.provider, account: credential.account };
       if (!this.#o.providers.includes(credential.provider as ProviderName)) {
         throw new AppError('CREDENTIAL_REFRESH_UNAVAILABLE', {
           details: { sessionId, reason: `this server does not refresh ${credential.provider} credentials (PORTHOLE_REFRESH_PROVIDERS)` },

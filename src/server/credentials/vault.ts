@@ -33,6 +33,8 @@ export interface Credential {
   keyId: string;
   /** `needs_login` once the provider refused a refresh. */
   state: CredentialState;
+  /** When porthole refreshes it next (ISO); null: not scheduled. */
+  refreshDueAt: string | null;
   refreshedAt: string | null;
   refreshError: string | null;
 }
@@ -102,6 +104,7 @@ export class Vault {
         verification: record.verification,
         keyId: record.keyId,
         state: record.state,
+        refreshDueAt: record.refreshDueAt,
         refreshedAt: record.refreshedAt,
         refreshError: record.refreshError,
       };

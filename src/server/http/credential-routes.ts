@@ -60,7 +60,7 @@ export function credentialRoutes(deps: CredentialRouteDeps): RouteDef[] {
       url: '/v1/sessions/:id/credentials/access-token',
       operationId: 'getSessionAccessToken',
       summary:
-        'A fresh access token for the provider’s API, without the refresh token (API key only): porthole refreshes the grant first when the token expires within 30 s. 409 CREDENTIAL_NEEDS_LOGIN when the provider refused the refresh. Every read is a `credentials.read` event (`part: access-token`).',
+        'A fresh access token for the provider’s API, without the refresh token (API key only): porthole refreshes the grant first when its refresh is due or the token has expired. 409 CREDENTIAL_NEEDS_LOGIN when the provider refused the refresh. Every read is a `credentials.read` event (`part: access-token`).',
       auth: 'api-key',
       params: sessionParams,
       responses: { 200: accessTokenResponse, ...common, 404: errorResponse, 409: errorResponse },
