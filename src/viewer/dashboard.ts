@@ -129,13 +129,38 @@ function providerCell(provider: string | null): Node {
   return h('span', { title: provider }, providerLabel(provider));
 }
 
-/** Who signed in and until when the access token holds; a dash while nothing was captured. */
-function credentialCell(session: Session): Node {
+/** The refresher's reason as a sentence ("The provider refused the refresh at … (invalid_grant: …)."). */
+function refusalSentence(reason: string | null): string {
+  if (!reason) return 'The provider refused porthole’s refresh.';
+  return `${reason.charAt(0).toUpperCase()}${reason.slice(1)}${reason.endsWith('.') ? '' : '.'}`;
+}
+
+/**
+ * Who signed in and until when the access token holds (porthole refreshes it before then); a dash
+ * while nothing was captured. A grant the provider refused to refresh says so, with "Sign in again".
+ */
+function credentialCell(view: SessionRow): Node {
+  const session = view.session;
   const credential = sessionCredential(session);
   if (!credential) return h('span', { class: 'muted' }, '—');
-  const captured = `Captured ${new Date(credential.capturedAt).toLocaleString()}`;
+  const refreshed = credential.refreshedAt ? ` · refreshed by porthole ${new Date(credential.refreshedAt).toLocaleString()}` : '';
+  const captured = `Captured ${new Date(credential.capturedAt).toLocaleString()}${refreshed}`;
   let expiry: Node;
-  if (credential.expiresAt === null) {
+  if (credential.needsLogin) {
+    const again = h(
+      'button',
+      { type: 'button', 'data-action': 'sign-in-again', class: 'primary small', title: 'Start a new session for the same user and provider' },
+      'Sign in again',
+    );
+    again.addEventListener('click', () => void onSignInAgain(view, again));
+    expiry = h(
+      'span',
+      { class: 'needs-login' },
+      h('span', { class: 'badge', 'data-state': 'failed', title: credential.refreshError ?? '' }, 'needs sign-in'),
+      h('span', { class: 'failure-detail' }, refusalSentence(credential.refreshError)),
+      again,
+    );
+  } else if (credential.expiresAt === null) {
     expiry = h('span', { class: 'muted' }, 'no expiry given');
   } else {
     const isExpired = new Date(credential.expiresAt).getTime() <= Date.now();
@@ -145,6 +170,7 @@ function credentialCell(session: Session): Node {
       isExpired ? 'expired ' : 'expires ',
       h('time', { datetime: credential.expiresAt, title: new Date(credential.expiresAt).toLocaleString() }, formatClock(credential.expiresAt)),
       h('span', { class: 'ago' }, formatUntil(credential.expiresAt)),
+      credential.refreshedAt ? h('span', { class: 'muted refreshed', title: captured }, ' · kept fresh') : null,
     );
   }
   return h(
@@ -217,9 +243,9 @@ function updateRow(view: SessionRow, session: Session): void {
   const credential = sessionCredential(session);
   // Keyed on the relative expiry too, which changes as time passes.
   const credentialKey = credential
-    ? `${credential.account}|${credential.isVerified}|${credential.expiresAt}|${credential.expiresAt ? formatUntil(credential.expiresAt) : ''}`
+    ? `${credential.account}|${credential.isVerified}|${credential.expiresAt}|${credential.expiresAt ? formatUntil(credential.expiresAt) : ''}|${credential.needsLogin}|${credential.refreshedAt}`
     : '-';
-  set(view.cells.credential, credentialKey, () => credentialCell(session));
+  set(view.cells.credential, credentialKey, () => credentialCell(view));
   set(view.cells.user, String(session.userId), () => (session.userId === null ? h('span', { class: 'muted' }, '—') : document.createTextNode(session.userId)));
   // Relative time changes as time passes, so this one is keyed on its text.
   const ago = formatAgo(session.createdAt);
@@ -431,6 +457,22 @@ async function onEnd(view: SessionRow): Promise<void> {
     delete view.end.dataset.busy;
     view.end.disabled = isTerminal(view.session.state);
     showNotice(sentenceFor(error, `Could not end ${view.session.id}`), 'action');
+  }
+}
+
+/** A new session for the same user and provider (owned by the same app), opened here. */
+async function onSignInAgain(view: SessionRow, button: HTMLButtonElement): Promise<void> {
+  if (isLeaving) return;
+  button.disabled = true;
+  button.textContent = 'Starting…';
+  try {
+    const created = await requestJson<Session>(`${sessionPath(view.session.id)}/sign-in-again`, { method: 'POST', auth: 'cookie' });
+    await openViewer(created.id);
+  } catch (error) {
+    button.disabled = false;
+    button.textContent = 'Sign in again';
+    showNotice(sentenceFor(error, `Could not start a new sign-in for ${view.session.userId ?? view.session.id}`), 'action');
+    void refresh();
   }
 }
 

@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, test } from 'node:test';
-import { hashAgentToken } from '../../src/server/sessions/agent-token.js';
 import type { Session, SessionEvent } from '../../src/protocol/session.js';
-import { demoSignIn } from '../support/demo-sign-in.js';
+import { deliverDemoCredential } from '../support/demo-sign-in.js';
 import { startPostgres, type TestPostgres } from '../support/postgres.js';
 import { startTestServer, testApiKey, type TestServer } from '../support/server.js';
 import { elapse, until } from '../support/until.js';
@@ -41,16 +40,7 @@ after(async () => {
 /** A demo session on `a` completed with a credential from a real sign-in, delivered as the agent delivers it. */
 async function capturedSession(userId: string, existing?: Session): Promise<Session> {
   const session = existing ? await a.waitForState(existing.id, ['ready', 'authenticating']) : await a.readySession({ provider: 'demo', userId });
-  const agentToken = randomBytes(32).toString('base64url');
-  await a.server.store.setAgentTokenHash(session.id, hashAgentToken(agentToken));
-  const content = JSON.stringify(await demoSignIn(issuer));
-  const response = await fetch(`${a.server.url}/v1/agent/sessions/${session.id}/credentials`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${agentToken}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ provider: 'demo', file: 'credentials.json', content, expiresAt: null, account: null }),
-  });
-  assert.equal(response.status, 201, await response.text());
-  return a.waitForState(session.id, ['completed']);
+  return deliverDemoCredential(a, session.id, issuer);
 }
 
 async function userinfo(accessToken: string): Promise<{ status: number; email?: string }> {

@@ -1,5 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
+import type { Session } from '../../src/protocol/session.js';
 import { defaultDemoAccount, type DemoCredentials } from '../../src/providers/demo.js';
+import { hashAgentToken } from '../../src/server/sessions/agent-token.js';
 
 // A real sign-in to the demo OpenID Connect provider without a browser: the same authorization
 // code flow with PKCE the demo CLI runs, its sign-in and consent forms posted over HTTP, and the
@@ -107,4 +109,26 @@ export async function demoSignIn(
     expires_at: new Date(Date.now() + tokens.expires_in * 1000).toISOString(),
     account: { sub: userinfo.sub, email: userinfo.email ?? null },
   };
+}
+
+/**
+ * Completes a live demo session with a credential from a real sign-in to `issuer`, delivered the
+ * way the agent delivers it (its token, its route), and returns the session once `completed`. For
+ * tests about what happens after the capture; the canvas path to the same delivery is test/e2e's.
+ */
+export async function deliverDemoCredential(
+  t: { server: { url: string; store: { setAgentTokenHash(id: never, hash: string): Promise<void> } }; waitForState(id: string, states: Session['state'][]): Promise<Session> },
+  sessionId: string,
+  issuer: string,
+): Promise<Session> {
+  const agentToken = randomBytes(32).toString('base64url');
+  await t.server.store.setAgentTokenHash(sessionId as never, hashAgentToken(agentToken));
+  const content = JSON.stringify(await demoSignIn(issuer));
+  const response = await fetch(`${t.server.url}/v1/agent/sessions/${sessionId}/credentials`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${agentToken}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ provider: 'demo', file: 'credentials.json', content, expiresAt: null, account: null }),
+  });
+  if (response.status !== 201) throw new Error(`the credential delivery answered ${response.status}: ${await response.text()}`);
+  return t.waitForState(sessionId, ['completed']);
 }

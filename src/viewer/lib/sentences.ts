@@ -43,6 +43,12 @@ export interface CredentialView {
   expiresAt: string | null;
   /** false when only porthole's offline checks passed: the account is what the file claims. */
   isVerified: boolean;
+  /** The provider refused porthole's refresh: the person must sign in again. */
+  needsLogin: boolean;
+  /** When porthole last refreshed it. */
+  refreshedAt: string | null;
+  /** Why the last refresh failed, in the provider's words. */
+  refreshError: string | null;
 }
 
 export function sessionCredential(session: object): CredentialView | null {
@@ -56,6 +62,9 @@ export function sessionCredential(session: object): CredentialView | null {
     capturedAt: c.capturedAt,
     expiresAt: typeof c.expiresAt === 'string' ? c.expiresAt : null,
     isVerified: c.verification === 'verified',
+    needsLogin: c.state === 'needs_login',
+    refreshedAt: typeof c.refreshedAt === 'string' ? c.refreshedAt : null,
+    refreshError: typeof c.refreshError === 'string' ? c.refreshError : null,
   };
 }
 
