@@ -42,3 +42,28 @@ export async function installCredential(
   }
   return path;
 }
+
+/** What `credentials install` says when it writes the refresh token too. */
+export const refresherWarning =
+  'warning: this file holds the refresh token porthole keeps fresh. If the CLI on this machine refreshes it, ' +
+  'the provider rotates the grant away from porthole; porthole\'s next refresh then uses a spent token, and ' +
+  'providers that detect reuse revoke the grant: the person is signed out everywhere. Use --access-only to ' +
+  'install the access token alone (porthole stays the one refresher).\n';
+
+/**
+ * The credential file without its refresh token (`refresh_token`, `refreshToken`, at any depth: the
+ * four providers' formats name it so). A CLI that finds none uses the access token until it expires,
+ * then asks for a sign-in instead of refreshing the grant porthole holds.
+ */
+export function withoutRefreshToken(content: string): string {
+  const strip = (value: unknown): unknown => {
+    if (Array.isArray(value)) return value.map(strip);
+    if (typeof value !== 'object' || value === null) return value;
+    return Object.fromEntries(
+      Object.entries(value)
+        .filter(([key]) => key !== 'refresh_token' && key !== 'refreshToken')
+        .map(([key, inner]) => [key, strip(inner)]),
+    );
+  };
+  return `${JSON.stringify(strip(JSON.parse(content)), null, 2)}\n`;
+}

@@ -10,7 +10,7 @@ import { ConfigError, configVariables, loadConfig } from '../server/config.js';
 import { loginLinkTtlMs } from '../protocol/apps.js';
 import { createTicketSigner } from '../server/tickets.js';
 import { ApiClient } from './api-client.js';
-import { installCredential } from './credentials.js';
+import { installCredential, refresherWarning, withoutRefreshToken } from './credentials.js';
 import { formatDiagnosis } from './diagnosis-format.js';
 import { doctorCommand } from './doctor.js';
 
@@ -28,8 +28,11 @@ Usage:
   porthole sessions diagnose <session-id> [--json]   walk the hops to its desktop; exit 1 when one failed
   porthole doctor [--json]               check this host: packages, namespaces, data directory, store, port
   porthole credentials get <session-id>  print the captured credential file to stdout (the read is audited)
-  porthole credentials install <session-id> [--force]
-                                         write it where the provider's CLI expects it here (mode 0600)
+  porthole credentials install <session-id> [--force] [--access-only]
+                                         write it where the provider's CLI expects it here (mode 0600);
+                                         --access-only: without the refresh token porthole keeps fresh
+  porthole credentials token <session-id> [--json]
+                                         a fresh access token alone (porthole refreshes it first if due)
   porthole keys create NAME [--admin] [--webhook-url URL] [--json]
                                          a new API key: an app key sees only the sessions it creates
   porthole keys list [--json]            every key (never the key itself), revoked ones included
@@ -132,15 +135,39 @@ async function sessionsCommand(verb: string | undefined, args: string[]): Promis
 }
 
 async function credentialsCommand(verb: string | undefined, args: string[]): Promise<void> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { force: { type: 'boolean' } } });
-  if (verb !== 'get' && verb !== 'install') throw new UsageError(`unknown command: porthole credentials ${verb ?? ''}`.trim());
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: { force: { type: 'boolean' }, 'access-only': { type: 'boolean' }, json: { type: 'boolean' } },
+  });
+  if (verb !== 'get' && verb !== 'install' && verb !== 'token') throw new UsageError(`unknown command: porthole credentials ${verb ?? ''}`.trim());
   const id = positionals[0];
   if (!id) throw new UsageError(`porthole credentials ${verb} needs a session id`);
-  const credential = await ApiClient.fromEnv(process.env).getCredentials(id);
+  const api = ApiClient.fromEnv(process.env);
+  if (verb === 'token') {
+    const token = await api.getAccessToken(id);
+    if (values.json) return print(JSON.stringify(token, null, 2));
+    // The token alone on stdout (for $(…)); when it expires on stderr.
+    process.stdout.write(`${token.accessToken}\n`);
+    if (token.expiresAt) process.stderr.write(`expires ${token.expiresAt}\n`);
+    return;
+  }
+  const isAccessOnly = values['access-only'] === true;
+  // A hand-out refreshes first when due: the access token installed is the freshest porthole has.
+  const fresh = isAccessOnly ? await api.getAccessToken(id) : null;
+  const credential = await api.getCredentials(id);
   // Exactly the file, nothing added: `porthole credentials get … > file` must reproduce it.
   if (verb === 'get') return void process.stdout.write(credential.file);
-  const path = await installCredential(credential, { force: values.force === true, env: process.env });
-  print(`wrote ${credential.provider} credentials${credential.account ? ` for ${credential.account}` : ''} to ${path} (mode 0600)`);
+  const installed = isAccessOnly ? { ...credential, file: withoutRefreshToken(credential.file) } : credential;
+  const path = await installCredential(installed, { force: values.force === true, env: process.env });
+  const who = credential.account ? ` for ${credential.account}` : '';
+  if (isAccessOnly) {
+    print(`wrote the ${credential.provider} access token${who} to ${path} (mode 0600), without the refresh token`);
+    print(`it works until ${fresh?.expiresAt ?? 'the provider ends it'}; run this again for a fresh one`);
+    return;
+  }
+  print(`wrote ${credential.provider} credentials${who} to ${path} (mode 0600)`);
+  process.stderr.write(refresherWarning);
 }
 
 async function keysCommand(verb: string | undefined, args: string[]): Promise<void> {

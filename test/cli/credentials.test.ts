@@ -11,6 +11,7 @@ import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import type { SessionId } from '../../src/protocol/ids.js';
 import { providers } from '../../src/providers/index.js';
+import { demoSignIn } from '../support/demo-sign-in.js';
 import { startTestServer, testApiKey, type TestServer } from '../support/server.js';
 
 const run = promisify(execFile);
@@ -80,10 +81,44 @@ test('credentials install writes where the provider CLI looks, mode 0600, and ne
   assert.equal((await stat(path)).mode & 0o777, 0o600, 'the replaced file is 0600 too');
 });
 
+test('install warns that a second refresher breaks the grant; --access-only installs the access token alone, and token prints a fresh one', async () => {
+  const warned = await porthole(['credentials', 'install', sessionId, '--force']);
+  assert.equal(warned.code, 0, warned.stderr);
+  assert.match(warned.stderr, /refresh token porthole keeps fresh[\s\S]*--access-only/);
+
+  // A real demo grant: its access token is what userinfo takes.
+  const issuer = t.server.demoOidc!.issuer;
+  const demoSession = (await t.api.createSession({})).id;
+  const signedIn = await demoSignIn(issuer);
+  await t.server.vault.put(demoSession, { provider: 'demo', content: JSON.stringify(signedIn), expiresAt: signedIn.expires_at, account: 'demo@porthole.test' });
+  const accessOnly = await porthole(['credentials', 'install', demoSession, '--access-only']);
+  assert.equal(accessOnly.code, 0, accessOnly.stderr);
+  assert.match(accessOnly.stdout, /without the refresh token[\s\S]*works until \d{4}-/);
+  assert.doesNotMatch(accessOnly.stderr, /warning/);
+  const path = providers.demo.installPath({ ...process.env, HOME: home });
+  const installed = JSON.parse(await readFile(path, 'utf8')) as Record<string, unknown>;
+  assert.equal(installed.refresh_token, undefined);
+  assert.ok(!JSON.stringify(installed).includes(signedIn.refresh_token), 'the refresh token is nowhere in the file');
+  assert.equal(installed.access_token, signedIn.access_token);
+
+  const token = await porthole(['credentials', 'token', demoSession]);
+  assert.equal(token.code, 0, token.stderr);
+  assert.equal(token.stdout.trim(), signedIn.access_token);
+  assert.match(token.stderr, /^expires \d{4}-/);
+  const userinfo = await fetch(`${issuer}/me`, { headers: { authorization: `Bearer ${token.stdout.trim()}` } });
+  assert.equal(userinfo.status, 200);
+  const reads = (await t.server.store.listEvents(demoSession)).filter((e) => e.type === 'credentials.read');
+  assert.deepEqual(
+    reads.map((e) => e.details.part ?? 'file'),
+    ['access-token', 'file', 'access-token'],
+    'every hand-out is audited, the access token alone included',
+  );
+});
+
 test('keys rotate re-encrypts through the server; the credential still reads', async () => {
   const rotated = await porthole(['keys', 'rotate']);
   assert.equal(rotated.code, 0, rotated.stderr);
-  assert.match(rotated.stdout, /master key is now k_[0-9a-f]{16}; 1 stored credential re-encrypted/);
+  assert.match(rotated.stdout, /master key is now k_[0-9a-f]{16}; 2 stored credentials re-encrypted/);
   assert.equal((await porthole(['credentials', 'get', sessionId])).stdout, content);
 });
 
