@@ -1,8 +1,8 @@
 import { providerLabels } from '../protocol/session-states.js';
 import { isNonEmptyString, isObject, isoFromJwtExp, jwtClaims, type JsonObject, parseCredentialJson } from './credential-json.js';
 import { hasAudience, hasTokenForm, offlineVerdict, signedJwt } from './offline-checks.js';
-import type { CredentialCheck, CredentialVerdict, Provider } from './provider.js';
-import { notRefreshable } from './token-refresh.js';
+import type { AccessToken, CredentialCheck, CredentialVerdict, Provider, RefreshOutcome, VerifyContext } from './provider.js';
+import { type GrantGoneRule, isOAuthGrantGone, oddAnswer, postRefreshGrant, refreshFailed, storedFileUnusable } from './token-refresh.js';
 
 // OpenAI Codex CLI (@openai/codex: a node launcher, bin/codex.js, for a native binary in
 // @openai/codex-linux-x64). Verified against 0.169.0 by running it and reading its code
@@ -91,6 +91,68 @@ export async function verifyCodexCredentials(content: string): Promise<Credentia
   ]);
 }
 
+// The refresh, as 0.169.0 does it (codex-rs login/src/auth/manager.rs, compiled into
+// @openai/codex-linux-x64/vendor/x86_64-unknown-linux-musl/bin/codex; read with `strings` and
+// `grep -a -b -o` on that binary):
+// - POST https://auth.openai.com/oauth/token (overridable with CODEX_REFRESH_TOKEN_URL_OVERRIDE),
+//   JSON `{client_id: "app_EMoamEEZ73f0CkXaXp7hrann", grant_type: "refresh_token", refresh_token}`
+//   with Content-Type: application/json, no scope (the binary's only "openid profile email…" is the
+//   login's authorize scope) and the client's usual headers (originator, User-Agent), which porthole
+//   does not imitate.
+// - The answer is a `struct RefreshResponse with 3 elements`: id_token, access_token,
+//   refresh_token, each optional. Each one present replaces its field in auth.json's `tokens`;
+//   `last_refresh` becomes now; nothing else changes (account_id stays). The expiry is the access
+//   token's JWT `exp`: the answer has no expires_in that Codex reads.
+// - A 401, or any answer naming refresh_token_expired / refresh_token_reused /
+//   refresh_token_invalidated (as `error`, `error.code` or `code`), is permanent: "Please log out and
+//   sign in again". Anything else is transient.
+
+export const codexTokenUrl = 'https://auth.openai.com/oauth/token';
+/** The error codes 0.169.0 reads as a dead refresh token (expired, already used, revoked). */
+export const codexGrantGoneErrors: readonly string[] = ['refresh_token_expired', 'refresh_token_reused', 'refresh_token_invalidated'];
+
+const isCodexGrantGone: GrantGoneRule = (status, code) =>
+  status === 401 || (code !== null && codexGrantGoneErrors.includes(code.toLowerCase())) || isOAuthGrantGone(status, code);
+
+/**
+ * The refresh grant as 0.169.0 sends it, and the answer merged into auth.json as it merges it: each
+ * token the answer has replaces the stored one (so an unrotated refresh token is kept), and
+ * `last_refresh` is now. An answer without an access token is odd (Codex would keep the old one;
+ * porthole has nothing new to hand out).
+ */
+export async function refreshCodexCredentials(content: string, context: VerifyContext): Promise<RefreshOutcome> {
+  const check = validateCodexCredentials(content);
+  if (!check.ok) return storedFileUnusable(check.waitingFor);
+  const file = parseCredentialJson(content);
+  const tokens = file.ok && isObject(file.value.tokens) ? file.value.tokens : null;
+  if (!file.ok || !tokens || !isNonEmptyString(tokens.refresh_token)) return storedFileUnusable('a refresh token');
+  const answer = await postRefreshGrant(
+    context,
+    codexTokenUrl,
+    { json: { client_id: codexClientId, grant_type: 'refresh_token', refresh_token: tokens.refresh_token } },
+    {},
+    isCodexGrantGone,
+  );
+  if (!answer.ok) return refreshFailed(answer);
+  const body = answer.body;
+  if (!isNonEmptyString(body.access_token)) return oddAnswer(codexTokenUrl, 'an access token');
+  const updated: Record<string, unknown> = { ...tokens, access_token: body.access_token };
+  if (isNonEmptyString(body.id_token)) updated.id_token = body.id_token;
+  if (isNonEmptyString(body.refresh_token)) updated.refresh_token = body.refresh_token;
+  const next = JSON.stringify({ ...file.value, tokens: updated, last_refresh: new Date().toISOString() }, null, 2);
+  return { ok: true, content: next, expiresAt: isoFromJwtExp(jwtClaims(body.access_token)) };
+}
+
+/** `tokens.access_token` (a JWT) and its `exp`; Bearer, as Codex sends it to chatgpt.com. */
+export function codexAccessToken(content: string): AccessToken | null {
+  const check = validateCodexCredentials(content);
+  if (!check.ok) return null;
+  const file = parseCredentialJson(content);
+  const tokens = file.ok && isObject(file.value.tokens) ? file.value.tokens : null;
+  if (!isNonEmptyString(tokens?.access_token)) return null;
+  return { accessToken: tokens.access_token, expiresAt: isoFromJwtExp(jwtClaims(tokens.access_token)), tokenType: 'Bearer' };
+}
+
 export const codex: Provider = {
   name: 'codex',
   displayName: providerLabels.codex,
@@ -106,9 +168,8 @@ export const codex: Provider = {
   credentialFile: codexCredentialFile,
   validate: validateCodexCredentials,
   verify: verifyCodexCredentials,
-  // Filled in by the refresh work (issue 11): until then porthole never uses this grant.
-  refresh: () => notRefreshable('porthole does not refresh this provider’s credentials yet'),
-  accessToken: () => null,
+  refresh: refreshCodexCredentials,
+  accessToken: codexAccessToken,
   installPath: (env) => `${env.CODEX_HOME || `${env.HOME}/.codex`}/${codexCredentialFile}`,
   authorizeUrl: { host: 'auth.openai.com', path: '/oauth/authorize' },
 };

@@ -1,8 +1,8 @@
 import { providerLabels } from '../protocol/session-states.js';
 import { isNonEmptyString, isoFromEpochMs, jwtClaims, parseCredentialJson, type JsonObject } from './credential-json.js';
 import { hasAudience, hasTokenForm, offlineVerdict, signedJwt } from './offline-checks.js';
-import type { CredentialCheck, CredentialVerdict, Provider } from './provider.js';
-import { notRefreshable } from './token-refresh.js';
+import type { AccessToken, CredentialCheck, CredentialVerdict, Provider, RefreshOutcome, VerifyContext } from './provider.js';
+import { expiryFromExpiresIn, oddAnswer, postRefreshGrant, refreshFailed, storedFileUnusable } from './token-refresh.js';
 
 // Google Gemini CLI (@google/gemini-cli, a node bundle). Verified against 0.61.0 by running it and
 // reading its code (docs/providers.md):
@@ -97,6 +97,62 @@ export async function verifyGeminiCliCredentials(content: string): Promise<Crede
   ]);
 }
 
+// The refresh, as 0.61.0 does it, in bundle/chunk-JDPZ4CE3.js (the chunk bundle/gemini.js imports;
+// chunk names change with each build):
+// - packages/core/dist/src/code_assist/oauth2.js: an OAuth2Client({clientId: OAUTH_CLIENT_ID,
+//   clientSecret: OAUTH_CLIENT_SECRET}), both constants in the bundle (an installed app's secret is
+//   not secret), whose "tokens" event writes the token set to oauth_creds.json with
+//   JSON.stringify(credentials, null, 2), mode 0600 (`cacheCredentials`).
+// - packages/core/node_modules/google-auth-library (10.9.0) build/src/auth/oauth2client.js,
+//   `refreshTokenNoCache`: POST endpoints.oauth2TokenUrl, https://oauth2.googleapis.com/token, a
+//   form (`new URLSearchParams`) of refresh_token, client_id, client_secret,
+//   grant_type=refresh_token; the answer's expires_in becomes expiry_date = now + expires_in * 1000
+//   (ms) and is deleted; the answer (access_token, expires_in, scope, token_type, id_token) is the
+//   new token set. `refreshAccessTokenAsync` then sets its refresh_token to the old one.
+// - Google's errors are OAuth's: 400 {"error": "invalid_grant", …} for an expired or revoked grant.
+
+export const geminiCliTokenUrl = 'https://oauth2.googleapis.com/token';
+/** 0.61.0's OAUTH_CLIENT_SECRET: shipped in the CLI, as Google's installed-app clients are. */
+export const geminiCliClientSecret = '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';
+
+/**
+ * The refresh grant as 0.61.0 sends it, and the answer written as it writes it: access token,
+ * expiry_date in milliseconds, and the answer's token_type, scope and id_token; fields the answer
+ * lacks keep their stored value (the CLI writes the answer alone, dropping them). A refresh token in
+ * the answer is stored (google-auth-library would put the old one back; Google does not rotate
+ * these, and keeping a new one is what keeps the grant alive if it ever does); otherwise the old one
+ * stays. No expires_in: no expiry_date, as the CLI's file would have none.
+ */
+export async function refreshGeminiCliCredentials(content: string, context: VerifyContext): Promise<RefreshOutcome> {
+  const check = validateGeminiCliCredentials(content);
+  if (!check.ok) return storedFileUnusable(check.waitingFor);
+  const file = parseCredentialJson(content);
+  if (!file.ok || !isNonEmptyString(file.value.refresh_token)) return storedFileUnusable('a refresh token');
+  const answer = await postRefreshGrant(context, geminiCliTokenUrl, {
+    form: { refresh_token: file.value.refresh_token, client_id: geminiCliClientId, client_secret: geminiCliClientSecret, grant_type: 'refresh_token' },
+  });
+  if (!answer.ok) return refreshFailed(answer);
+  const body = answer.body;
+  if (!isNonEmptyString(body.access_token)) return oddAnswer(geminiCliTokenUrl, 'an access token');
+  const updated: Record<string, unknown> = { ...file.value, access_token: body.access_token };
+  for (const field of ['refresh_token', 'token_type', 'scope', 'id_token'] as const) {
+    if (isNonEmptyString(body[field])) updated[field] = body[field];
+  }
+  const expiresAt = expiryFromExpiresIn(body.expires_in);
+  if (expiresAt === null) delete updated.expiry_date;
+  else updated.expiry_date = Date.parse(expiresAt);
+  return { ok: true, content: JSON.stringify(updated, null, 2), expiresAt };
+}
+
+/** `access_token` and `expiry_date`; Bearer (what the file's token_type says and Google's APIs take). */
+export function geminiCliAccessToken(content: string): AccessToken | null {
+  const check = validateGeminiCliCredentials(content);
+  if (!check.ok) return null;
+  const file = parseCredentialJson(content);
+  if (!file.ok || !isNonEmptyString(file.value.access_token)) return null;
+  return { accessToken: file.value.access_token, expiresAt: check.expiresAt, tokenType: 'Bearer' };
+}
+
 export const geminiCli: Provider = {
   name: 'gemini-cli',
   displayName: providerLabels['gemini-cli'],
@@ -111,9 +167,8 @@ export const geminiCli: Provider = {
   credentialFile: geminiCliCredentialFile,
   validate: validateGeminiCliCredentials,
   verify: verifyGeminiCliCredentials,
-  // Filled in by the refresh work (issue 11): until then porthole never uses this grant.
-  refresh: () => notRefreshable('porthole does not refresh this provider’s credentials yet'),
-  accessToken: () => null,
+  refresh: refreshGeminiCliCredentials,
+  accessToken: geminiCliAccessToken,
   installPath: (env) => `${env.GEMINI_CLI_HOME || env.HOME}/${geminiCliCredentialFile}`,
   authorizeUrl: { host: 'accounts.google.com', path: '/o/oauth2/v2/auth' },
 };

@@ -8,10 +8,20 @@ import type { RefreshOutcome, VerifyContext } from './provider.js';
 /** The request body: a form (RFC 6749) or JSON (Claude Code's token endpoint takes JSON). */
 export type RefreshBody = { readonly form: Readonly<Record<string, string>> } | { readonly json: Readonly<Record<string, unknown>> };
 
-export type RefreshAnswer = { readonly ok: true; readonly body: JsonObject } | Extract<RefreshOutcome, { ok: false }>;
+/**
+ * `error`: the provider's error code when it named one (for a provider module that acts on a
+ * particular code, e.g. Claude Code's retry after `invalid_scope`); never a token.
+ */
+export type RefreshAnswer = { readonly ok: true; readonly body: JsonObject } | (Extract<RefreshOutcome, { ok: false }> & { readonly error: string | null });
 
 /** OAuth error codes that say the grant itself is gone: only a new sign-in helps. */
 const grantGoneErrors: ReadonlySet<string> = new Set(['invalid_grant', 'unauthorized_client', 'access_denied']);
+
+/** Whether an error answer says the grant is gone: the OAuth rule (RFC 6749 section 5.2), unless the provider's CLI knows better. */
+export type GrantGoneRule = (status: number, code: string | null) => boolean;
+
+/** The OAuth rule: a 4xx other than 429 naming `invalid_grant`, `unauthorized_client` or `access_denied`. */
+export const isOAuthGrantGone: GrantGoneRule = (status, code) => status >= 400 && status < 500 && status !== 429 && code !== null && grantGoneErrors.has(code);
 
 /**
  * POSTs the refresh grant and classifies the answer. 200 with JSON: the body. An OAuth error that
@@ -24,6 +34,7 @@ export async function postRefreshGrant(
   url: string,
   body: RefreshBody,
   headers: Readonly<Record<string, string>> = {},
+  isGrantGone: GrantGoneRule = isOAuthGrantGone,
 ): Promise<RefreshAnswer> {
   const where = safePath(url);
   let response: Response;
@@ -41,7 +52,7 @@ export async function postRefreshGrant(
     });
   } catch (error) {
     const cause = error instanceof Error ? (error.cause instanceof Error ? error.cause.message : error.message) : String(error);
-    return { ok: false, refused: false, reason: `the token endpoint ${where} did not answer: ${cause}` };
+    return { ok: false, refused: false, reason: `the token endpoint ${where} did not answer: ${cause}`, error: null };
   }
   let parsed: unknown = null;
   try {
@@ -52,13 +63,28 @@ export async function postRefreshGrant(
   }
   const answer = isObject(parsed) ? parsed : {};
   if (response.status === 200 && isObject(parsed)) return { ok: true, body: answer };
-  const code = typeof answer.error === 'string' ? answer.error.slice(0, 64) : null;
+  const code = errorCode(answer)?.slice(0, 64) ?? null;
   const description = typeof answer.error_description === 'string' ? `: ${answer.error_description.slice(0, 200)}` : '';
   const said = code ? `${code}${description}` : `HTTP ${response.status}`;
-  if (response.status >= 400 && response.status < 500 && response.status !== 429 && code !== null && grantGoneErrors.has(code)) {
-    return { ok: false, refused: true, reason: `the provider refused the refresh at ${where} (${said})` };
+  if (response.status !== 200 && isGrantGone(response.status, code)) {
+    return { ok: false, refused: true, reason: `the provider refused the refresh at ${where} (${said})`, error: code };
   }
-  return { ok: false, refused: false, reason: `the token endpoint ${where} answered ${response.status} (${said})` };
+  return { ok: false, refused: false, reason: `the token endpoint ${where} answered ${response.status} (${said})`, error: code };
+}
+
+/**
+ * The error code of an error answer, in the shapes the CLIs read: OAuth's `{"error": "invalid_grant"}`,
+ * Anthropic's `{"error": {"type": …}}` (Claude Code 2.1.330 reads `error.type`), OpenAI's
+ * `{"error": {"code": …}}` or a top-level `code` (Codex 0.169.0 reads both).
+ */
+function errorCode(answer: JsonObject): string | null {
+  const error = answer.error;
+  if (typeof error === 'string') return error;
+  if (isObject(error)) {
+    if (typeof error.code === 'string') return error.code;
+    if (typeof error.type === 'string') return error.type;
+  }
+  return typeof answer.code === 'string' ? answer.code : null;
 }
 
 /** `host/path` of an endpoint, for reasons: never a query string. */
@@ -81,4 +107,22 @@ export function expiryFromExpiresIn(expiresIn: unknown, now: number = Date.now()
 /** A provider whose refresh porthole cannot do (yet): the answer is never "refused", so the grant is left alone. */
 export async function notRefreshable(reason: string): Promise<RefreshOutcome> {
   return { ok: false, refused: false, reason };
+}
+
+/**
+ * A stored file that does not validate (no refresh token, not JSON): nothing to send, and waiting
+ * will not change it; only a new sign-in makes a usable one. `missing` is the validator's phrase.
+ */
+export function storedFileUnusable(missing: string): RefreshOutcome {
+  return { ok: false, refused: true, reason: `the stored credential file cannot be refreshed (missing ${missing})` };
+}
+
+/** A 200 whose body lacks what the CLI needs (an access token, an expiry): odd, so try again later. */
+export function oddAnswer(url: string, missing: string): RefreshOutcome {
+  return { ok: false, refused: false, reason: `the token endpoint ${safePath(url)} answered without ${missing}` };
+}
+
+/** A failed exchange as a provider's outcome: refused or not, and the reason; the error code stays behind. */
+export function refreshFailed(answer: Extract<RefreshAnswer, { ok: false }>): RefreshOutcome {
+  return { ok: false, refused: answer.refused, reason: answer.reason };
 }
