@@ -20,6 +20,8 @@ export interface SandboxSpec {
    * whose policy allows exactly these host:port pairs.
    */
   readonly tunnels?: readonly { readonly host: string; readonly port: number }[];
+  /** false: no desktop (a run's sandbox; AgentConfig.desktop). Default true. */
+  readonly desktop?: boolean;
 }
 
 /**

@@ -65,6 +65,11 @@ export const agentConfigSchema = z.object({
   leaseMs: z.number().int().min(1000).nullable().default(null),
   /** Host loopback services tunnelled to the same address on the sandbox's own loopback (SandboxSpec.tunnels). */
   tunnels: z.array(z.object({ host: z.string(), port: z.number().int().min(1).max(65535) })).default([]),
+  /**
+   * false: a sandbox for a run (POST /run), with no desktop — no X server, VNC, window manager,
+   * terminal or browser. Healthy once the agent serves; `vncSocket` is never created.
+   */
+  desktop: z.boolean().default(true),
 });
 export type AgentConfig = z.infer<typeof agentConfigSchema>;
 
@@ -152,3 +157,54 @@ export const credentialDelivery = z
   })
   .strict();
 export type CredentialDelivery = z.infer<typeof credentialDelivery>;
+
+// ---- A run: server → agent, in a sandbox with no desktop ----
+
+/** The most a run's request may carry in files (bytes of content, all files together). */
+export const maxRunFileBytes = 1024 * 1024;
+
+/**
+ * Server → agent: `POST /run` on the agent's socket, in a sandbox started with `desktop: false`.
+ * The agent writes the provider's setup files and the credential file where the CLI reads it,
+ * writes `files` into the working directory, runs the provider's run command (Provider.runCommand)
+ * with `args` there, and answers with NDJSON lines (agentRunLine) as the run goes: output as it
+ * comes, then one `exit`. The credential is in the request body only (never the config file).
+ */
+export const agentRunRequest = z
+  .object({
+    runId: z.string(),
+    provider: z.enum(providerNames),
+    /** The credential file's content, as stored. */
+    credential: z.string().min(1),
+    /** The CLI's arguments after its non-interactive run command (e.g. the prompt for `claude -p`). */
+    args: z.array(z.string().max(64 * 1024)).max(256),
+    /** Files put in the working directory before the run: relative paths, no `..`. */
+    files: z.record(z.string().regex(/^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\0]{1,255}$/), z.string()).default({}),
+    /** The agent kills the CLI's process group after this long (SIGTERM, then SIGKILL 5 s later). */
+    timeoutMs: z.number().int().min(1000).max(24 * 60 * 60_000),
+    /** For the demo provider: porthole's OpenID Connect provider. */
+    demo: z.object({ issuer: z.string().url(), clientId: z.string() }).optional(),
+  })
+  .strict();
+export type AgentRunRequest = z.infer<typeof agentRunRequest>;
+
+/** One NDJSON line of `POST /run`'s answer. `exit` is the last one. */
+export const agentRunLine = z.discriminatedUnion('type', [
+  /** The CLI has started (its pid in the sandbox, the argv without the credential). */
+  z.object({ type: z.literal('started'), pid: z.number().int(), argv: z.array(z.string()) }),
+  /** Output as it came, UTF-8 (a multi-byte character split across chunks is kept whole). */
+  z.object({ type: z.literal('output'), stream: z.enum(['stdout', 'stderr']), data: z.string() }),
+  z.object({
+    type: z.literal('exit'),
+    /** The CLI's exit code; null when a signal ended it. */
+    code: z.number().int().nullable(),
+    signal: z.string().nullable(),
+    /** The agent killed it at `timeoutMs`. */
+    timedOut: z.boolean(),
+    /** The credential file as the CLI left it (it may have refreshed the grant itself); null when it is gone or unreadable. */
+    credential: z.string().nullable(),
+  }),
+  /** The run could not start or the agent failed (the reason; never credential content). */
+  z.object({ type: z.literal('error'), reason: z.string() }),
+]);
+export type AgentRunLine = z.infer<typeof agentRunLine>;

@@ -167,6 +167,8 @@ export const claudeCode: Provider = {
   displayName: providerLabels['claude-code'],
   package: claudeCodePackage,
   loginCommand: (context) => [`${context.cliDir}/node_modules/.bin/claude`, 'auth', 'login', '--claudeai'],
+  // `claude -p <prompt>`: print mode, one answer and exit (claude --help, 2.1.330).
+  runCommand: (context, args) => [`${context.cliDir}/node_modules/.bin/claude`, '-p', ...args],
   env: (context) => ({
     CLAUDE_CONFIG_DIR: context.credentialDir,
     BROWSER: context.openUrlCommand,

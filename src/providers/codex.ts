@@ -159,6 +159,8 @@ export const codex: Provider = {
   package: codexPackage,
   // Through node explicitly: the launcher's `#!/usr/bin/env node` would depend on PATH.
   loginCommand: (context) => ['/usr/bin/node', `${context.cliDir}/node_modules/@openai/codex/bin/codex.js`, 'login'],
+  // `codex exec <prompt>`: non-interactive (codex exec --help, 0.169.0); a run's directory is no git repository.
+  runCommand: (context, args) => ['/usr/bin/node', `${context.cliDir}/node_modules/@openai/codex/bin/codex.js`, 'exec', '--skip-git-repo-check', ...args],
   env: (context) => ({
     CODEX_HOME: context.credentialDir,
     BROWSER: context.openUrlCommand,

@@ -160,6 +160,7 @@ export const demo: Provider = {
   displayName: providerLabels.demo,
   package: null,
   loginCommand: (context) => ['/usr/bin/node', context.demoCli ?? defaultDemoCliPath, 'login'],
+  runCommand: (context, args) => ['/usr/bin/node', context.demoCli ?? defaultDemoCliPath, 'run', ...args],
   env: (context) => ({
     [demoEnv.home]: context.credentialDir,
     ...(context.demo ? { [demoEnv.issuer]: context.demo.issuer, [demoEnv.clientId]: context.demo.clientId } : {}),

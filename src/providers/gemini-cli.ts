@@ -158,6 +158,8 @@ export const geminiCli: Provider = {
   displayName: providerLabels['gemini-cli'],
   package: geminiCliPackage,
   loginCommand: (context) => ['/usr/bin/node', `${context.cliDir}/node_modules/@google/gemini-cli/bundle/gemini.js`],
+  // `gemini -p <prompt>`: non-interactive (gemini --help, 0.61.0).
+  runCommand: (context, args) => ['/usr/bin/node', `${context.cliDir}/node_modules/@google/gemini-cli/bundle/gemini.js`, '-p', ...args],
   env: (context) => ({
     GEMINI_CLI_HOME: context.credentialDir,
     // Not read for the login (that goes through xdg-open on PATH), but harmless and consistent.

@@ -127,6 +127,12 @@ export interface Provider {
   refresh(content: string, context: VerifyContext): Promise<RefreshOutcome>;
   /** The access token in a credential file that validated; null when it has none. Never the refresh token. */
   accessToken(content: string): AccessToken | null;
+  /**
+   * argv of a non-interactive run with the installed credential (`claude -p …`, `codex exec …`,
+   * `gemini -p …`, the demo CLI's `run …`), `args` appended; env() pins the credential storage as
+   * for the login.
+   */
+  runCommand(context: ProviderContext, args: readonly string[]): readonly string[];
   /** Where `porthole credentials install` writes the file on this machine. */
   installPath(env: Readonly<Record<string, string | undefined>> & { readonly HOME: string }): string;
   /** The authorization endpoint the CLI opens in the browser (host and path), for tests and the timeline. */

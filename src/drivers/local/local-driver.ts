@@ -135,6 +135,7 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
         egress: { proxySocket: inside.proxySocket, serverSocket: inside.serverSocket },
         leaseMs: spec.leaseMs ?? null,
         tunnels: [...(spec.tunnels ?? [])],
+        desktop: spec.desktop ?? true,
       };
       await writeFile(paths.agentConfig, `${JSON.stringify(agentConfig, null, 2)}\n`, { flag: 'wx' });
       await chmod(paths.agentConfig, 0o644);
