@@ -2,7 +2,9 @@ import type { ApiKey, WebhookDeliveryView } from '../protocol/apps.js';
 import { AppError, isErrorCode } from '../protocol/errors.js';
 import type { AccessTokenResponse, CredentialResponse, KeyRotationResponse } from '../protocol/credentials.js';
 import { readEventPages } from '../protocol/event-pages.js';
+import type { CreateRunBody, Run, RunEvent } from '../protocol/runs.js';
 import type { Session, SessionEvent, SessionEventsPage, TicketResponse } from '../protocol/session.js';
+import { createParser } from 'eventsource-parser';
 
 /** A small typed client of porthole's HTTP API, for the CLI (and usable by scripts and benches). */
 export class ApiClient {
@@ -34,6 +36,48 @@ export class ApiClient {
       throw new Error(`HTTP ${response.status} from ${method} ${path}`);
     }
     return json as T;
+  }
+
+  /** Starts a run of the provider's CLI with a stored credential. */
+  createRun(body: Partial<CreateRunBody>): Promise<Run> {
+    return this.request('POST', '/v1/runs', body);
+  }
+
+  getRun(id: string): Promise<Run> {
+    return this.request('GET', `/v1/runs/${encodeURIComponent(id)}`);
+  }
+
+  /** The run's timeline and output, live (Server-Sent Events), until the run is over. */
+  async *runEvents(id: string, signal?: AbortSignal): AsyncGenerator<RunEvent> {
+    const headers: Record<string, string> = { accept: 'text/event-stream' };
+    if (this.apiKey) headers.authorization = `Bearer ${this.apiKey}`;
+    const response = await fetch(`${this.baseUrl}/v1/runs/${encodeURIComponent(id)}/events`, { headers, signal });
+    if (!response.ok || !response.body) {
+      const error = ((await response.json().catch(() => null)) as { error?: { code?: string; message?: string } } | null)?.error;
+      if (error && isErrorCode(error.code)) throw new AppError(error.code, { message: error.message ?? error.code });
+      throw new Error(`HTTP ${response.status} from GET /v1/runs/${id}/events`);
+    }
+    const queue: RunEvent[] = [];
+    let isEnd = false;
+    const parser = createParser({
+      onEvent: (message) => {
+        if (message.event === 'end') isEnd = true;
+        else if (!message.event || message.event === 'message') queue.push(JSON.parse(message.data) as RunEvent);
+      },
+    });
+    const decoder = new TextDecoder();
+    const reader = response.body.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return;
+        parser.feed(decoder.decode(value, { stream: true }));
+        while (queue.length > 0) yield queue.shift()!;
+        if (isEnd) return;
+      }
+    } finally {
+      await reader.cancel().catch(() => {});
+    }
   }
 
   createSession(body: { provider?: string; userId?: string }): Promise<Session> {

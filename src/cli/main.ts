@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import type { SessionDiagnosis } from '../protocol/diagnosis.js';
 import { AppError, isErrorCode } from '../protocol/errors.js';
 import { type startSteps, startStepLabels, startStepNote, type Session, type SessionEvent } from '../protocol/session.js';
+import { providerNames } from '../protocol/session-states.js';
 import { version } from '../protocol/version.js';
 import { ConfigError, configVariables, loadConfig } from '../server/config.js';
 import { loginLinkTtlMs } from '../protocol/apps.js';
@@ -33,6 +34,10 @@ Usage:
                                          --access-only: without the refresh token porthole keeps fresh
   porthole credentials token <session-id> [--json]
                                          a fresh access token alone (porthole refreshes it first if due)
+  porthole run <provider> [--session ID] [--user ID] [--timeout SECONDS] -- <args…>
+                                         run the provider's CLI with a stored credential in a sandbox
+                                         (claude -p, codex exec, gemini -p, demo run), its output streamed;
+                                         the credential: --session's, else the newest active one (of --user)
   porthole keys create NAME [--admin] [--webhook-url URL] [--json]
                                          a new API key: an app key sees only the sessions it creates
   porthole keys list [--json]            every key (never the key itself), revoked ones included
@@ -315,6 +320,50 @@ async function startCommand(args: string[]): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
 }
 
+/**
+ * `porthole run <provider> [options] -- <args…>`: starts a run, says where it runs, streams the
+ * CLI's stdout and stderr to ours, and exits with the CLI's code (124 when it hit its time limit,
+ * 1 when it could not run).
+ */
+async function runCommand(args: string[]): Promise<void> {
+  const dashes = args.indexOf('--');
+  const { values, positionals } = parseArgs({
+    args: dashes === -1 ? args : args.slice(0, dashes),
+    allowPositionals: true,
+    options: { session: { type: 'string' }, user: { type: 'string' }, timeout: { type: 'string' } },
+  });
+  const cliArgs = dashes === -1 ? positionals.slice(1) : args.slice(dashes + 1);
+  const provider = positionals[0];
+  if (!provider) throw new UsageError('porthole run needs a provider (demo, claude-code, codex, gemini-cli)');
+  if (!(providerNames as readonly string[]).includes(provider)) throw new UsageError(`no provider is named ${provider}; known: ${providerNames.join(', ')}`);
+  const timeoutS = values.timeout === undefined ? undefined : Number(values.timeout);
+  if (timeoutS !== undefined && !(Number.isInteger(timeoutS) && timeoutS > 0)) throw new UsageError('--timeout takes whole seconds');
+  const api = ApiClient.fromEnv(process.env);
+  let sessionId = values.session;
+  if (!sessionId) {
+    // The newest completed session of this provider (and user) whose credential porthole keeps fresh.
+    const { sessions } = await api.listSessions({ state: 'completed', ...(values.user ? { userId: values.user } : {}) });
+    const found = sessions.find((s) => s.provider === provider && s.credential?.state === 'active');
+    if (!found) {
+      throw new AppError('CREDENTIALS_NOT_FOUND', {
+        message: `No active ${provider} credential${values.user ? ` for ${values.user}` : ''}: sign in first (porthole sessions create --provider ${provider}).`,
+      });
+    }
+    sessionId = found.id;
+  }
+  const run = await api.createRun({ sessionId: sessionId as never, args: cliArgs, ...(timeoutS ? { timeoutMs: timeoutS * 1000 } : {}) });
+  process.stderr.write(`porthole: run ${run.id} with the ${provider} credential of ${sessionId}: starting a sandbox…\n`);
+  for await (const event of api.runEvents(run.id)) {
+    if (event.type === 'run.output' && event.data !== null) (event.stream === 'stderr' ? process.stderr : process.stdout).write(event.data);
+    else if (event.type === 'run.sandbox') process.stderr.write(`porthole: sandbox ready in ${String(event.details.ms)} ms; running ${provider}\n`);
+    else if (event.type === 'run.credential_captured') process.stderr.write('porthole: the CLI refreshed the grant; porthole stored the new credential\n');
+    else if (event.type === 'run.failed') process.stderr.write(`porthole: the run failed: ${String(event.details.error)}: ${String(event.details.detail)}\n`);
+  }
+  const done = await api.getRun(run.id);
+  if (done.state === 'timed_out') process.stderr.write(`porthole: ${done.detail}\n`);
+  process.exitCode = done.state === 'succeeded' ? 0 : done.state === 'timed_out' ? 124 : (done.exitCode ?? 1) || 1;
+}
+
 async function main(argv: string[]): Promise<void> {
   const [noun, verb, ...rest] = argv;
   if (!noun || noun === '--help' || noun === 'help') return print(usage);
@@ -325,6 +374,7 @@ async function main(argv: string[]): Promise<void> {
   if (noun === 'keys') return keysCommand(verb, rest);
   if (noun === 'webhooks') return webhooksCommand(verb, rest);
   if (noun === 'login-link') return loginLinkCommand();
+  if (noun === 'run') return runCommand(argv.slice(1));
   if (noun === 'doctor') {
     const { values } = parseArgs({ args: argv.slice(1), options: { json: { type: 'boolean' } } });
     process.exitCode = await doctorCommand({ json: values.json === true }, process.env, print);

@@ -6,12 +6,15 @@ import { z } from 'zod';
 
 export const sessionIdPattern = /^ses_[0-9a-z]{20}$/;
 export const sandboxIdPattern = /^sbx_[0-9a-z]{20}$/;
+export const runIdPattern = /^run_[0-9a-z]{20}$/;
 
 export const sessionIdSchema = z.string().regex(sessionIdPattern, 'must be a session id (ses_…)').brand<'SessionId'>();
 export const sandboxIdSchema = z.string().regex(sandboxIdPattern, 'must be a sandbox id (sbx_…)').brand<'SandboxId'>();
 
 export type SessionId = z.output<typeof sessionIdSchema>;
 export type SandboxId = z.output<typeof sandboxIdSchema>;
+export const runIdSchema = z.string().regex(runIdPattern, 'must be a run id (run_…)').brand<'RunId'>();
+export type RunId = z.output<typeof runIdSchema>;
 
 const alphabet = '0123456789abcdefghijklmnopqrstuvwxyz';
 
@@ -37,4 +40,8 @@ export function isSessionId(value: string): value is SessionId {
 
 export function isSandboxId(value: string): value is SandboxId {
   return sandboxIdPattern.test(value);
+}
+
+export function newRunId(): RunId {
+  return randomId('run_', 20) as RunId;
 }

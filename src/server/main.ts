@@ -34,6 +34,8 @@ import { ViewerRegistry } from './sessions/viewer-registry.js';
 import { EventFeed, notifyingStore } from './sessions/event-feed.js';
 import { WebhookDispatcher } from './webhooks/dispatcher.js';
 import { Refresher } from './credentials/refresher.js';
+import { RunManager } from './runs/run-manager.js';
+import { runOnAgent } from '../drivers/endpoint-probes.js';
 import { createTicketSigner } from './tickets.js';
 
 // The composition root: config → logger → store → driver → sessions → http + relay. The only
@@ -58,6 +60,7 @@ export interface RunningServer {
   /** Captured credentials, sealed at rest (AES-256-GCM). */
   readonly vault: Vault;
   readonly refresher: Refresher;
+  readonly runs: RunManager;
   /** Every route the HTTP server registered (method, url): the OpenAPI test compares them. */
   readonly routes: ReadonlyArray<{ method: string; url: string }>;
   /** The demo provider's OpenID Connect provider on 127.0.0.1 (issuer, client id); null when PORTHOLE_DEMO_PROVIDER is off. */
@@ -198,7 +201,10 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     };
     const sandboxHost = createSandboxHost({ egress, route: (req, res) => route(req, res), store, logger });
     cleanup.push(() => sandboxHost.close());
+    /** Set below: the runs' sandboxes are theirs, not the reconciler's to destroy. */
+    let runs: RunManager | null = null;
     const sessions = new SessionManager({
+      isRunSandbox: (sandboxId) => runs?.ownsSandbox(sandboxId) ?? false,
       store,
       driver,
       viewers,
@@ -243,6 +249,29 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     });
     refresher.start();
     cleanup.push(() => refresher.stop());
+    const runManager = new RunManager({
+      store,
+      vault,
+      refresher,
+      driver,
+      sandboxHost,
+      feed,
+      log: logger.child({ component: 'runs' }),
+      runOnAgent,
+      sandbox: {
+        width: config.desktopWidth,
+        height: config.desktopHeight,
+        startUrl: config.sandboxStartUrl,
+        loopbackOnly: config.sandboxLoopbackOnly,
+        leaseMs: config.sandboxLeaseMs,
+        tunnels: hostServices,
+      },
+      demo: () => (demoOidc ? { issuer: demoOidc.issuer, clientId: demoOidc.clientId } : undefined),
+      maxRuns: config.maxSessions,
+      startTimeoutMs: config.bootTimeoutMs,
+    });
+    runs = runManager;
+    cleanup.push(() => runManager.close());
 
     const loginToken = new Secret(randomBytes(18).toString('base64url'));
     const origins = new TrustedOrigins(config.publicUrl, config.allowedOrigins);
@@ -261,6 +290,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       diagnose: createSessionDiagnosis({ store, driver, tickets, logger }),
       feed,
       refresher,
+      runs: runManager,
     });
     const webhooks = new WebhookDispatcher({
       store,
@@ -313,6 +343,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       tickets,
       vault,
       refresher,
+      runs: runManager,
       routes: registered,
       demoOidc,
       close: () =>

@@ -1,6 +1,8 @@
 import type { CredentialState, CredentialVerification } from '../protocol/credentials.js';
 import type { EndReason, EventType, Session, SessionEvent, SessionState } from '../protocol/session.js';
-import type { SandboxId, SessionId } from '../protocol/ids.js';
+import type { RunId, SandboxId, SessionId } from '../protocol/ids.js';
+import type { Run, RunEvent, RunState } from '../protocol/runs.js';
+import type { ProviderName } from '../protocol/session-states.js';
 
 export interface NewSession {
   id: SessionId;
@@ -132,7 +134,31 @@ export interface StoredCredential extends NewCredential {
 export type RefreshRecord =
   | { kind: 'refreshed'; sealed: SealedCredential; expiresAt: string | null; refreshDueAt: string | null }
   | { kind: 'failed'; reason: string; refreshDueAt: string }
-  | { kind: 'refused'; reason: string };
+  | { kind: 'refused'; reason: string }
+  /** A run held the grant and gives it back unchanged: the lease ends, nothing else (no event). */
+  | { kind: 'released' };
+
+/** A run as first stored (state `starting`). */
+export interface NewRun {
+  id: RunId;
+  sessionId: SessionId;
+  provider: ProviderName;
+  apiKeyId: string | null;
+  args: readonly string[];
+  timeoutMs: number;
+}
+
+/** What a run's move changes; `finished` stamps finished_at. */
+export interface RunUpdate {
+  state: RunState;
+  sandboxId?: string | null;
+  exitCode?: number | null;
+  reason?: string | null;
+  detail?: string | null;
+  finished?: boolean;
+}
+
+export type NewRunEvent = Pick<RunEvent, 'type'> & { stream?: 'stdout' | 'stderr'; data?: string; details?: Record<string, unknown> };
 
 /** A sandbox of the warm pool (src/server/sessions/warm-pool.ts). */
 export interface PooledSandbox {
@@ -235,6 +261,16 @@ export interface Store {
    * claimed); false when the credential changed meanwhile (nothing is written then).
    */
   finishRefresh(sessionId: SessionId, version: number, record: RefreshRecord): Promise<boolean>;
+  /** Stores a run in `starting` with its run.created event. Throws SESSION_NOT_FOUND. */
+  createRun(run: NewRun): Promise<Run>;
+  /** Moves a run; throws RUN_NOT_FOUND. */
+  updateRun(id: RunId, update: RunUpdate): Promise<Run>;
+  getRun(id: RunId): Promise<Run | null>;
+  /** Newest first; `apiKeyId`: only that key's. */
+  listRuns(filter: { apiKeyId?: string; limit: number }): Promise<Run[]>;
+  /** Appends events to a run's timeline, in order, in one statement. */
+  appendRunEvents(id: RunId, events: readonly NewRunEvent[]): Promise<void>;
+  listRunEvents(id: RunId, options: { afterSeq: number; limit: number }): Promise<RunEvent[]>;
   /** Every stored credential without its sealed content, oldest first. */
   listCredentials(): Promise<CredentialListing[]>;
   /**

@@ -16,6 +16,7 @@ import { createSessionDiagnosis } from '../../src/server/sessions/diagnosis.js';
 import { EventFeed } from '../../src/server/sessions/event-feed.js';
 import { demoSignIn } from '../support/demo-sign-in.js';
 import { startTestServer, testApiKey, type TestServer } from '../support/server.js';
+import { until } from '../support/until.js';
 
 let t: TestServer;
 let app: Awaited<ReturnType<typeof buildApp>>['app'];
@@ -43,6 +44,7 @@ before(async () => {
     metrics: t.server.metrics,
     vault: t.server.vault,
     refresher: t.server.refresher,
+    runs: t.server.runs,
     // An injected request has no listener to dial back: the relay hop goes to the real server's.
     diagnose: (id) => diagnose(id, { serverUrl: t.server.url }),
     feed: new EventFeed(),
@@ -177,6 +179,15 @@ test('the credential, the key rotation, and ending the session', async () => {
   assert.equal((await call('getSessionCredentials', { id: unknownId })).status, 404);
   assert.equal((await call('getSessionAccessToken', { id: sessionId })).status, 200);
   assert.equal((await call('getSessionAccessToken', { id: unknownId })).status, 404);
+  const run = await call('createRun', { body: { sessionId, args: ['whoami'] } });
+  assert.equal(run.status, 201);
+  assert.equal((await call('createRun', { body: { sessionId, args: ['x'], prompt: 'y' } })).status, 400);
+  assert.equal((await call('createRun', { body: { sessionId: unknownId, args: [] } })).status, 404);
+  assert.equal((await call('getRun', { id: run.body.id })).status, 200);
+  assert.equal((await call('getRun', { id: 'run_00000000000000000000' })).status, 404);
+  assert.equal((await call('listRuns')).status, 200);
+  assert.equal((await call('listRunEvents', { id: run.body.id })).status, 200);
+  await until('the run to end', () => t.server.store.getRun(run.body.id), (r) => r !== null && ['succeeded', 'failed', 'timed_out'].includes(r.state), 120_000);
   assert.equal((await call('rotateMasterKey')).status, 200);
   assert.equal((await call('endSession', { id: sessionId })).status, 200);
   assert.equal((await call('endSession', { id: unknownId })).status, 404);

@@ -15,6 +15,7 @@ import { streamed } from './event-stream.js';
 import { keyRoutes, type KeyRouteDeps } from './key-routes.js';
 import { agentRoutes } from './agent-routes.js';
 import { credentialRoutes, type CredentialRouteDeps } from './credential-routes.js';
+import { runRoutes, type RunRouteDeps } from './run-routes.js';
 import { apiRoutes, type RouteDeps } from './routes.js';
 import { isOriginAllowed, type TrustedOrigins } from './origin.js';
 import type { Store } from '../../store/store.js';
@@ -22,7 +23,7 @@ import type { Secret } from '../secret.js';
 import type { TicketSigner } from '../tickets.js';
 import type { Metrics } from '../metrics.js';
 
-export interface AppOptions extends RouteDeps, CredentialRouteDeps, KeyRouteDeps {
+export interface AppOptions extends RouteDeps, CredentialRouteDeps, KeyRouteDeps, RunRouteDeps {
   logger: Logger;
   store: Store;
   apiKey: Secret | null;
@@ -161,7 +162,7 @@ export async function buildApp(options: AppOptions) {
     for (const method of [route.method].flat()) if (method !== 'HEAD') registered.push({ method, url: route.url });
   });
   const auth = createAuthenticator({ store: options.store, configuredKey: options.apiKey, tickets: options.tickets, origins: options.origins });
-  const routes = [...apiRoutes(options), ...agentRoutes(options), ...credentialRoutes(options), ...keyRoutes(options)];
+  const routes = [...apiRoutes(options), ...agentRoutes(options), ...credentialRoutes(options), ...keyRoutes(options), ...runRoutes(options)];
 
   app.setErrorHandler((error: FastifyError | AppError, request, reply) => {
     if (error instanceof AppError) {

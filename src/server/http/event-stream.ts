@@ -29,11 +29,11 @@ export function resumeAfter(request: FastifyRequest, after: number | undefined):
   return value;
 }
 
-export interface EventStreamOptions {
+export interface EventStreamOptions<Event extends { seq: number } = SessionEvent> {
   feed: EventFeed;
   after: number;
-  /** Events after a seq, in order, at most `limit`. */
-  read(after: number, limit: number): Promise<SessionEvent[]>;
+  /** Events after a seq, in order, at most `limit` (a session's, or a run's). */
+  read(after: number, limit: number): Promise<Event[]>;
   /**
    * For a stream that ends: the session's state when terminal, else null. The stream ends once it
    * is terminal and every event written until then is sent.
@@ -46,7 +46,11 @@ export const streamed: unique symbol = Symbol('streamed');
 export type Streamed = typeof streamed;
 
 /** Streams events until the client goes, the server closes, or (finished) the session ended. */
-export async function streamEvents(request: FastifyRequest, reply: FastifyReply, options: EventStreamOptions): Promise<Streamed> {
+export async function streamEvents<Event extends { seq: number }>(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  options: EventStreamOptions<Event>,
+): Promise<Streamed> {
   reply.hijack();
   const out = reply.raw;
   out.writeHead(200, {
@@ -74,7 +78,7 @@ export async function streamEvents(request: FastifyRequest, reply: FastifyReply,
   };
   let cursor = options.after;
   let lastWrite = Date.now();
-  const send = async (event: SessionEvent) => {
+  const send = async (event: Event) => {
     await write(`id: ${event.seq}\ndata: ${JSON.stringify(event)}\n\n`);
     cursor = event.seq;
     lastWrite = Date.now();

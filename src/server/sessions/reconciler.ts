@@ -26,6 +26,8 @@ export interface ReconcilerOptions {
   intervalMs: number;
   /** Whether the session's boot is still under way (its own deadline covers it). */
   isBooting(id: SessionId): boolean;
+  /** Sandboxes that are not a session's but this server's all the same (a run's): never destroyed here. */
+  isOtherwiseOwned?(sandboxId: string): boolean;
   /** The session manager's doors: end, fail, and a live state change. */
   end(id: SessionId, reason: EndReason, detail: string): Promise<Session>;
   fail(id: SessionId, code: ErrorCode, detail: string, details: Record<string, unknown>): Promise<Session>;
@@ -111,7 +113,7 @@ export class Reconciler {
       o.metrics.reconcilerActions.inc({ action: 'ended' });
       ended++;
     }
-    const unowned = sandboxes.filter((sandbox) => !owned.has(sandbox.id));
+    const unowned = sandboxes.filter((sandbox) => !owned.has(sandbox.id) && !o.isOtherwiseOwned?.(sandbox.id));
     const pooled = o.pool ? await o.pool.reconcile(unowned, passStartedAt) : new Set<string>();
     if (!o.pool && !this.#hasDroppedPoolMarks) {
       // No pool on this server (PORTHOLE_WARM_POOL=0): what the last one pooled goes below, and so do

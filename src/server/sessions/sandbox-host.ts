@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Logger } from 'pino';
 import type { SandboxHandle } from '../../drivers/driver.js';
 import { errorRegistry, type ErrorBody } from '../../protocol/errors.js';
-import type { SessionId } from '../../protocol/ids.js';
+import type { RunId, SessionId } from '../../protocol/ids.js';
 import type { EgressListener, EgressProxy } from '../egress/egress-proxy.js';
 import type { Store } from '../../store/store.js';
 
@@ -19,12 +19,18 @@ import type { Store } from '../../store/store.js';
 // adoption after a restart (the files of the previous server are replaced), detached when the
 // session ends or the server closes.
 
+/** Whose sandbox: a session's, or a run's (runs/run-manager.ts). */
+export type SandboxOwnerId = SessionId | RunId;
+
+/** Where a sandbox's egress events go; by default the session's timeline. */
+export type EgressRecorder = (event: { type: 'egress.connect' | 'egress.request'; details: Record<string, unknown> }) => Promise<unknown>;
+
 export interface SandboxHost {
   /** Serves the sandbox's proxy and agent channel. Idempotent; a no-op for a sandbox with a network of its own. */
-  attach(sessionId: SessionId, handle: SandboxHandle): Promise<void>;
+  attach(ownerId: SandboxOwnerId, handle: SandboxHandle, record?: EgressRecorder): Promise<void>;
   /** Stops serving them. Idempotent. */
-  detach(sessionId: SessionId): Promise<void>;
-  isAttached(sessionId: SessionId): boolean;
+  detach(ownerId: SandboxOwnerId): Promise<void>;
+  isAttached(ownerId: SandboxOwnerId): boolean;
   close(): Promise<void>;
 }
 
@@ -41,12 +47,12 @@ export function createSandboxHost(options: {
   logger: Logger;
 }): SandboxHost {
   const log = options.logger.child({ component: 'sandbox-host' });
-  const attached = new Map<SessionId, Attached>();
-  const attaching = new Map<SessionId, Promise<void>>();
+  const attached = new Map<SandboxOwnerId, Attached>();
+  const attaching = new Map<SandboxOwnerId, Promise<void>>();
   /** Egress events being written: detach and close wait for them, so none lands after the store closes. */
   const recording = new Set<Promise<unknown>>();
 
-  async function attach(sessionId: SessionId, handle: SandboxHandle): Promise<void> {
+  async function attach(sessionId: SandboxOwnerId, handle: SandboxHandle, record?: EgressRecorder): Promise<void> {
     if (!handle.host || attached.has(sessionId)) return;
     const running = attaching.get(sessionId);
     if (running) return running;
@@ -56,8 +62,7 @@ export function createSandboxHost(options: {
         sessionId,
         onEvent: (event) => {
           const { type, ...details } = event;
-          const write = options.store
-            .appendEvent(sessionId, { type, details })
+          const write = (record ? record({ type, details }) : options.store.appendEvent(sessionId as SessionId, { type, details }))
             .catch((error: unknown) => log.warn({ err: error, sessionId }, 'could not record an egress event'));
           recording.add(write);
           void write.finally(() => recording.delete(write));
@@ -79,7 +84,7 @@ export function createSandboxHost(options: {
     }
   }
 
-  async function serveChannel(sessionId: SessionId, socketPath: string): Promise<Server> {
+  async function serveChannel(sessionId: SandboxOwnerId, socketPath: string): Promise<Server> {
     const prefix = `/v1/agent/sessions/${sessionId}/`;
     const channel = createServer((req, res) => {
       // Only this session's agent routes, only POST: anything else is not there.
@@ -105,7 +110,7 @@ export function createSandboxHost(options: {
     return channel;
   }
 
-  async function detach(sessionId: SessionId): Promise<void> {
+  async function detach(sessionId: SandboxOwnerId): Promise<void> {
     await attaching.get(sessionId)?.catch(() => {});
     const entry = attached.get(sessionId);
     if (!entry) return;

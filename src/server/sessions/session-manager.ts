@@ -32,6 +32,8 @@ export interface SessionManagerOptions {
   /** A session older than this ends (`max_lifetime`). */
   maxLifetimeMs: number;
   reconcileIntervalMs: number;
+  /** Whether a sandbox is a run's (runs/run-manager.ts): the reconciler leaves those alone. */
+  isRunSandbox?: (sandboxId: string) => boolean;
   /** For sessions with a provider: where the agent reaches this server, and the demo provider when it runs. */
   login: { serverUrl(): string; demo(): { issuer: string; clientId: string } | undefined };
   /** Serves each sandbox with no network of its own its egress proxy and agent channel (sandbox-host.ts). */
@@ -111,6 +113,7 @@ export class SessionManager {
       timeouts: this.#timeouts,
       intervalMs: options.reconcileIntervalMs,
       isBooting: (id) => this.#boots.has(id),
+      isOtherwiseOwned: (sandboxId) => options.isRunSandbox?.(sandboxId) ?? false,
       end: (id, reason, detail) => this.end(id, reason, detail),
       fail: (id, code, detail, details) => this.fail(id, code, detail, details),
       transition: (id, change) => this.#transition(id, change),

@@ -1,6 +1,8 @@
 import type { CredentialState, CredentialVerification } from '../../protocol/credentials.js';
 import { AppError } from '../../protocol/errors.js';
-import type { SandboxId, SessionId } from '../../protocol/ids.js';
+import type { RunId, SandboxId, SessionId } from '../../protocol/ids.js';
+import type { Run, RunEvent, RunEventType, RunState } from '../../protocol/runs.js';
+import type { ProviderName } from '../../protocol/session-states.js';
 import {
   canTransition,
   isTerminal,
@@ -20,7 +22,10 @@ import type {
   DeliveryState,
   NewApiKey,
   NewCredential,
+  NewRun,
+  NewRunEvent,
   RefreshRecord,
+  RunUpdate,
   NewDelivery,
   NewEvent,
   NewSession,
@@ -246,6 +251,48 @@ function toEvent(row: EventRow): SessionEvent {
     details: row.details,
     at: iso(row.at),
   };
+}
+
+interface RunRow {
+  id: RunId;
+  session_id: SessionId;
+  provider: ProviderName;
+  api_key_id: string | null;
+  state: RunState;
+  args: string[];
+  timeout_ms: number;
+  exit_code: number | null;
+  reason: string | null;
+  detail: string | null;
+  created_at: Date | string;
+  finished_at: Date | string | null;
+}
+
+function toRun(row: RunRow): Run {
+  return {
+    id: row.id,
+    sessionId: row.session_id,
+    provider: row.provider,
+    apiKeyId: row.api_key_id,
+    state: row.state,
+    args: row.args,
+    timeoutMs: row.timeout_ms,
+    exitCode: row.exit_code,
+    reason: row.reason,
+    detail: row.detail,
+    createdAt: iso(row.created_at),
+    finishedAt: row.finished_at === null ? null : iso(row.finished_at),
+  };
+}
+
+interface RunEventRow {
+  seq: number | string;
+  run_id: RunId;
+  type: RunEventType;
+  stream: 'stdout' | 'stderr' | null;
+  data: string | null;
+  details: Record<string, unknown>;
+  at: Date | string;
 }
 
 /** The one Store implementation; PGlite and node-postgres differ only in their `Database`. */
@@ -541,6 +588,88 @@ export class SqlStore implements Store {
     return rows[0] ? toCredential(rows[0]) : null;
   }
 
+  async createRun(run: NewRun): Promise<Run> {
+    return this.db.transaction(async (tx) => {
+      const { rows } = await tx.query<RunRow>(
+        `INSERT INTO runs (id, session_id, provider, api_key_id, state, args, timeout_ms)
+         SELECT $1, id, $3, $4, 'starting', $5::jsonb, $6 FROM sessions WHERE id = $2 RETURNING *`,
+        [run.id, run.sessionId, run.provider, run.apiKeyId, JSON.stringify(run.args), run.timeoutMs],
+      );
+      if (!rows[0]) throw new AppError('SESSION_NOT_FOUND', { details: { sessionId: run.sessionId } });
+      await tx.query(`INSERT INTO run_events (run_id, type, details) VALUES ($1, 'run.created', '{}'::jsonb)`, [run.id]);
+      return toRun(rows[0]);
+    });
+  }
+
+  async updateRun(id: RunId, update: RunUpdate): Promise<Run> {
+    const { rows } = await this.db.query<RunRow>(
+      `UPDATE runs SET state = $2,
+              sandbox_id = CASE WHEN $3::boolean THEN $4 ELSE sandbox_id END,
+              exit_code = CASE WHEN $5::boolean THEN $6::integer ELSE exit_code END,
+              reason = CASE WHEN $7::boolean THEN $8 ELSE reason END,
+              detail = CASE WHEN $9::boolean THEN $10 ELSE detail END,
+              finished_at = CASE WHEN $11::boolean THEN now() ELSE finished_at END
+        WHERE id = $1 RETURNING *`,
+      [
+        id,
+        update.state,
+        update.sandboxId !== undefined,
+        update.sandboxId ?? null,
+        update.exitCode !== undefined,
+        update.exitCode ?? null,
+        update.reason !== undefined,
+        update.reason ?? null,
+        update.detail !== undefined,
+        update.detail ?? null,
+        update.finished === true,
+      ],
+    );
+    if (!rows[0]) throw new AppError('RUN_NOT_FOUND', { details: { runId: id } });
+    return toRun(rows[0]);
+  }
+
+  async getRun(id: RunId): Promise<Run | null> {
+    const { rows } = await this.db.query<RunRow>('SELECT * FROM runs WHERE id = $1', [id]);
+    return rows[0] ? toRun(rows[0]) : null;
+  }
+
+  async listRuns(filter: { apiKeyId?: string; limit: number }): Promise<Run[]> {
+    const { rows } = await this.db.query<RunRow>(
+      'SELECT * FROM runs WHERE ($1::text IS NULL OR api_key_id = $1) ORDER BY created_at DESC, id DESC LIMIT $2',
+      [filter.apiKeyId ?? null, filter.limit],
+    );
+    return rows.map(toRun);
+  }
+
+  async appendRunEvents(id: RunId, events: readonly NewRunEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    // One statement: the rows take their seqs in the array's order.
+    await this.db.query(
+      `INSERT INTO run_events (run_id, type, stream, data, details)
+       SELECT $1, e.type, e.stream, e.data, e.details
+         FROM jsonb_to_recordset($2::jsonb) WITH ORDINALITY AS e(type text, stream text, data text, details jsonb, n bigint)
+        ORDER BY e.n`,
+      [id, JSON.stringify(events.map((e) => ({ type: e.type, stream: e.stream ?? null, data: e.data ?? null, details: e.details ?? {} })))],
+    );
+  }
+
+  async listRunEvents(id: RunId, options: { afterSeq: number; limit: number }): Promise<RunEvent[]> {
+    const { rows } = await this.db.query<RunEventRow>('SELECT * FROM run_events WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3', [
+      id,
+      options.afterSeq,
+      options.limit,
+    ]);
+    return rows.map((row) => ({
+      seq: Number(row.seq),
+      runId: row.run_id,
+      type: row.type,
+      stream: row.stream,
+      data: row.data,
+      details: row.details,
+      at: iso(row.at),
+    }));
+  }
+
   async listCredentials(): Promise<CredentialListing[]> {
     const { rows } = await this.db.query<CredentialRow>('SELECT * FROM credentials ORDER BY captured_at, session_id');
     return rows.map((row) => {
@@ -592,6 +721,12 @@ export class SqlStore implements Store {
           type: 'credential.refresh_failed',
           details: { reason: record.reason, failures: updated.rows[0]?.refresh_failures ?? null, nextAttemptAt: record.refreshDueAt },
         };
+      } else if (record.kind === 'released') {
+        const released = await tx.query<{ version: number }>(
+          'UPDATE credentials SET refresh_leased_until = NULL WHERE session_id = $1 AND version = $2 RETURNING version',
+          [sessionId, version],
+        );
+        return released.rows.length > 0;
       } else {
         updated = await tx.query(
           `UPDATE credentials SET state = 'needs_login', refresh_due_at = NULL, refresh_error = $3, refresh_leased_until = NULL
