@@ -9,11 +9,14 @@ import { startEgressForwarder } from './egress-forwarder.js';
 import { watchScreenLayout } from './layout.js';
 import { serveAgent } from './agent-server.js';
 import { describeNetworkError, Login } from './login.js';
+import { Runner, runRequestProblem } from './run.js';
 import { SupervisedProcess } from './supervised-process.js';
 
 // The porthole agent: runs inside the sandbox as /usr/bin/node /opt/porthole/agent.mjs, starts
-// and supervises the desktop, serves its health, and runs the provider login the server asks for. Its stdout (one JSON line per event) is the
-// driver's log of the sandbox; each child writes to <dir of agentSocket>/logs/<name>.log.
+// and supervises the desktop, serves its health, and runs the provider login the server asks for;
+// in a sandbox with no desktop (config.desktop false) it starts none and runs the CLI the server
+// asks for instead (POST /run). Its stdout (one JSON line per event) is the driver's log of the
+// sandbox; each child writes to <dir of agentSocket>/logs/<name>.log.
 
 function log(event: string, fields: Record<string, unknown> = {}): void {
   process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), event, ...fields })}\n`);
@@ -28,7 +31,7 @@ async function main(): Promise<void> {
   const home = process.env.HOME ?? '/home/porthole';
   const env = { ...process.env, DISPLAY: display, ...proxyEnv(config) };
   const browser = new BrowserControl();
-  const processes = desktopProcesses(config, home, browser).map((spec) => new SupervisedProcess(spec, { logsDir, env, onEvent: log }));
+  const processes = config.desktop ? desktopProcesses(config, home, browser).map((spec) => new SupervisedProcess(spec, { logsDir, env, onEvent: log })) : [];
 
   // No network but the sandbox's own loopback: 127.0.0.1:3128 leads to porthole's egress proxy.
   // Started before the desktop, so that Chromium's first request finds it.
@@ -43,26 +46,34 @@ async function main(): Promise<void> {
   let lastContact = startedAt;
   const health = (): AgentHealth => {
     const states = processes.map((p) => p.state());
-    const isHealthy = processes.every((p, i) => p.isRetired || states[i]!.running) && existsSync(config.vncSocket) && existsSync(xSocket);
-    return { version, healthy: isHealthy, display, uptimeMs: Date.now() - startedAt, processes: states, login: login.state() };
+    // With no desktop there is nothing to wait for: serving is being healthy.
+    const isHealthy = !config.desktop || (processes.every((p, i) => p.isRetired || states[i]!.running) && existsSync(config.vncSocket) && existsSync(xSocket));
+    return { version, healthy: isHealthy, display, uptimeMs: Date.now() - startedAt, processes: states, login: login?.state() ?? null };
   };
   // The sign-in terminal takes the plain terminal's place: one terminal on the desktop, the CLI's.
   const replaceTerminal = () => processes.find((p) => p.spec.name === 'terminal')?.retire('replaced by the sign-in terminal') ?? Promise.resolve();
-  const login = new Login({ config, home, env, logsDir, log, replaceTerminal, browser });
+  // A login needs the desktop (its terminal, its browser); a run needs none (no X display in its env).
+  const login = config.desktop ? new Login({ config, home, env, logsDir, log, replaceTerminal, browser }) : null;
+  const runner = new Runner({ config, home, env: { ...process.env, ...proxyEnv(config) }, log });
   const server = await serveAgent(config.agentSocket, {
     health,
-    isLoginStarted: () => login.isStarted,
-    login: (request) =>
-      login.start(request).catch((error: unknown) => {
+    isLoginStarted: () => login?.isStarted ?? false,
+    login: (request) => {
+      if (!login) return Promise.reject(new Error('this sandbox has no desktop to sign in on'));
+      return login.start(request).catch((error: unknown) => {
         // The usual cause is the agent → server hop: say which and why, for the session's failure.
         throw new Error(`could not start the ${request.provider} login: ${describeNetworkError(error)} (server ${request.serverUrl})`, { cause: error });
-      }),
-    open: (url) => login.open(url),
+      });
+    },
+    open: (url) => (login ? login.open(url) : Promise.reject(new Error('this sandbox has no browser'))),
+    runRefusal: () => runner.refusal(),
+    runProblem: runRequestProblem,
+    run: (request, sink) => runner.run(request, sink),
     contacted: () => (lastContact = Date.now()),
   });
-  log('agent.started', { version, sandboxId: config.sandboxId, pid: process.pid });
+  log('agent.started', { version, sandboxId: config.sandboxId, pid: process.pid, desktop: config.desktop });
   for (const p of processes) void p.start();
-  watchScreenLayout(env, log); // re-lays out the windows when the viewer resizes the screen
+  if (config.desktop) watchScreenLayout(env, log); // re-lays out the windows when the viewer resizes the screen
 
   let isStopping = false;
   const stop = (signal: NodeJS.Signals | 'lease'): void => {
@@ -70,7 +81,7 @@ async function main(): Promise<void> {
     isStopping = true;
     log('agent.stopping', { signal });
     server.close();
-    void Promise.all([login.stop(), forwarder?.close(), ...processes.map((p) => p.stop())]).then(() => {
+    void Promise.all([login?.stop(), runner.stop(), forwarder?.close(), ...processes.map((p) => p.stop())]).then(() => {
       log('agent.stopped');
       process.exit(0);
     });

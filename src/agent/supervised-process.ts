@@ -164,7 +164,8 @@ export async function stopGroup(child: ChildProcess, exited: Promise<unknown>): 
   signalGroup(pid, 'SIGKILL');
 }
 
-function signalGroup(pid: number, signal: NodeJS.Signals): void {
+/** A signal to a process group; nothing when it is gone already. */
+export function signalGroup(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pid, signal);
   } catch {

@@ -1,7 +1,8 @@
 import { lstat } from 'node:fs/promises';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
-import { agentHealthSchema, type AgentHealth, type AgentLoginRequest } from '../protocol/agent.js';
+import { StringDecoder } from 'node:string_decoder';
+import { agentHealthSchema, agentRunLine, type AgentHealth, type AgentLoginRequest, type AgentRunLine, type AgentRunRequest } from '../protocol/agent.js';
 import { AppError } from '../protocol/errors.js';
 import type { Endpoint } from './driver.js';
 import { pinSocket } from './pinned-socket.js';
@@ -178,4 +179,122 @@ export async function readRfbBanner(endpoint: Endpoint, options: { signal?: Abor
   } finally {
     socket.destroy();
   }
+}
+
+/** The longest NDJSON line of a run the client takes: an output chunk (64 Ki characters, JSON-escaped) or the exit line with its credential. */
+const maxRunLineChars = 1024 * 1024;
+
+type RunExit = Extract<AgentRunLine, { type: 'exit' }>;
+
+/**
+ * POST /run: hands the agent a run (a sandbox started with `desktop: false`) and reads its NDJSON
+ * answer, calling `onLine` with each line as it arrives (`started`, `output`…, then `exit`).
+ * Resolves with the `exit` line. Rejects with AppError('SANDBOX_UNREACHABLE') naming the reason
+ * when the agent cannot be reached, refuses the run (its status and words: 400, 409), answers an
+ * `error` line, sends a line that is not one of the contract's, or ends without an `exit`.
+ * Aborting `signal` closes the connection, and the agent kills the run. Not idempotent: a sandbox
+ * runs once. The connection has no overall deadline (the agent ends the run at `timeoutMs`);
+ * only connecting is bounded.
+ */
+export async function runOnAgent(
+  endpoint: Endpoint,
+  run: AgentRunRequest,
+  options: { signal?: AbortSignal; onLine?: (line: AgentRunLine) => void } = {},
+): Promise<RunExit> {
+  const { signal } = options;
+  const socket = await connectEndpoint(endpoint, withTimeout(signal, defaultTimeoutMs));
+  const payload = JSON.stringify(run);
+  const headers = { accept: 'application/x-ndjson', 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) };
+  const failed = (reason: string, details: Record<string, unknown> = {}, cause?: unknown): AppError =>
+    new AppError('SANDBOX_UNREACHABLE', {
+      message: `The run ${run.runId} failed in the sandbox: ${reason}`,
+      cause,
+      details: { endpoint: describeEndpoint(endpoint), runId: run.runId, reason, ...details },
+    });
+  return new Promise<RunExit>((resolve, reject) => {
+    let isSettled = false;
+    const settle = (outcome: { exit: RunExit } | { error: AppError }): void => {
+      if (isSettled) return;
+      isSettled = true;
+      if ('exit' in outcome) resolve(outcome.exit);
+      else reject(outcome.error);
+      req.destroy();
+    };
+    const req = request({ createConnection: () => socket, path: '/run', method: 'POST', headers, ...(signal ? { signal } : {}) }, (res) => {
+      if (res.statusCode !== 200) {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          if (body.length < maxHealthBytes) body += chunk;
+        });
+        res.on('end', () => {
+          let reason = body.slice(0, 500);
+          try {
+            const error = (JSON.parse(body) as { error?: unknown }).error;
+            if (typeof error === 'string') reason = error;
+          } catch {
+            // not JSON: keep the text
+          }
+          settle({ error: failed(`the agent answered ${res.statusCode}: ${reason}`, { status: res.statusCode }) });
+        });
+        return;
+      }
+      const decoder = new StringDecoder('utf8');
+      let pending = '';
+      const take = (text: string): void => {
+        if (!text) return;
+        const lines = (pending + text).split('\n');
+        pending = lines.pop() ?? '';
+        if (pending.length > maxRunLineChars) {
+          settle({ error: failed(`a line longer than ${maxRunLineChars} characters`) });
+          return;
+        }
+        for (const raw of lines) {
+          if (isSettled) return;
+          if (!raw.trim()) continue;
+          let json: unknown;
+          try {
+            json = JSON.parse(raw);
+          } catch {
+            // Not the parser's message as the cause: it quotes the line, which may hold the credential.
+            settle({ error: failed('a line that is not JSON') });
+            return;
+          }
+          const parsed = agentRunLine.safeParse(json);
+          if (!parsed.success) {
+            settle({ error: failed('a line that does not match the run schema', { issues: parsed.error.issues }) });
+            return;
+          }
+          const line = parsed.data;
+          try {
+            options.onLine?.(line);
+          } catch (error) {
+            settle({ error: failed(`onLine threw: ${error instanceof Error ? error.message : String(error)}`, {}, error) });
+            return;
+          }
+          if (line.type === 'exit') {
+            settle({ exit: line });
+            return;
+          }
+          if (line.type === 'error') {
+            settle({ error: failed(line.reason) });
+            return;
+          }
+        }
+      };
+      res.on('data', (chunk: Buffer) => take(decoder.write(chunk)));
+      res.on('end', () => {
+        take(`${decoder.end()}\n`);
+        settle({ error: failed('the answer ended with no exit line') });
+      });
+      res.on('error', (error) => settle({ error: signal?.aborted ? unreachable(endpoint, error, { code: abortCode(signal) }) : unreachable(endpoint, error) }));
+      res.on('close', () => settle({ error: failed('the connection closed with no exit line') }));
+    });
+    req.on('error', (error) =>
+      settle({
+        error: signal?.aborted ? unreachable(endpoint, error, { code: abortCode(signal) }) : failed(`the connection failed: ${error.message}`, {}, error),
+      }),
+    );
+    req.end(payload);
+  });
 }

@@ -174,14 +174,18 @@ export const agentRunRequest = z
   .object({
     runId: z.string(),
     provider: z.enum(providerNames),
-    /** The credential file's content, as stored. */
-    credential: z.string().min(1),
+    /** The credential file's content, as stored (at most what a delivery may carry). */
+    credential: z.string().min(1).max(maxCredentialBytes),
     /** The CLI's arguments after its non-interactive run command (e.g. the prompt for `claude -p`). */
     args: z.array(z.string().max(64 * 1024)).max(256),
     /** Files put in the working directory before the run: relative paths, no `..`. */
     files: z.record(z.string().regex(/^(?!\/)(?!.*(^|\/)\.\.(\/|$))[^\0]{1,255}$/), z.string()).default({}),
     /** The agent kills the CLI's process group after this long (SIGTERM, then SIGKILL 5 s later). */
-    timeoutMs: z.number().int().min(1000).max(24 * 60 * 60_000),
+    timeoutMs: z
+      .number()
+      .int()
+      .min(1000)
+      .max(24 * 60 * 60_000),
     /** For the demo provider: porthole's OpenID Connect provider. */
     demo: z.object({ issuer: z.string().url(), clientId: z.string() }).optional(),
   })
