@@ -46,7 +46,7 @@ export async function installCredential(
 /** What `credentials install` says when it writes the refresh token too. */
 export const refresherWarning =
   'warning: this file holds the refresh token porthole keeps fresh. If the CLI on this machine refreshes it, ' +
-  'the provider rotates the grant away from porthole; porthole\'s next refresh then uses a spent token, and ' +
+  "the provider rotates the grant away from porthole; porthole's next refresh then uses a spent token, and " +
   'providers that detect reuse revoke the grant: the person is signed out everywhere. Use --access-only to ' +
   'install the access token alone (porthole stays the one refresher).\n';
 

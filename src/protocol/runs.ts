@@ -43,8 +43,15 @@ export const createRunBody = z
     sessionId: sessionIdSchema.optional(),
     credentialId: sessionIdSchema.optional(),
     /** The CLI's arguments after its run command; or `prompt`, as one argument. */
-    args: z.array(z.string().max(64 * 1024)).max(256).optional(),
-    prompt: z.string().min(1).max(64 * 1024).optional(),
+    args: z
+      .array(z.string().max(64 * 1024))
+      .max(256)
+      .optional(),
+    prompt: z
+      .string()
+      .min(1)
+      .max(64 * 1024)
+      .optional(),
     /** Files put in the run's working directory: relative path → UTF-8 content (1 MiB in all). */
     files: z.record(z.string().min(1).max(255), z.string()).optional(),
     timeoutMs: z.number().int().min(1000).max(maxRunTimeoutMs).default(defaultRunTimeoutMs),

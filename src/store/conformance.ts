@@ -646,7 +646,10 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       assert.ok(claimed);
       const sealed: SealedCredential = { keyId: 'k_new', nonce: Buffer.alloc(12, 3), ciphertext: Buffer.from('refreshed'), tag: Buffer.alloc(16, 4) };
       const due = '2031-01-01T00:00:00.000Z';
-      assert.equal(await store.finishRefresh(id, claimed.version, { kind: 'refreshed', sealed, expiresAt: '2031-01-01T00:05:00.000Z', refreshDueAt: due }), true);
+      assert.equal(
+        await store.finishRefresh(id, claimed.version, { kind: 'refreshed', sealed, expiresAt: '2031-01-01T00:05:00.000Z', refreshDueAt: due }),
+        true,
+      );
       const after = await store.getCredential(id);
       assert.ok(after);
       assert.deepEqual([after.keyId, after.ciphertext.toString(), after.version, after.refreshCount, after.refreshDueAt], ['k_new', 'refreshed', 2, 1, due]);
@@ -660,14 +663,21 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       const retryAt = new Date(Date.now() + 5000).toISOString();
       assert.equal(await store.finishRefresh(id, again.version, { kind: 'failed', reason: 'HTTP 503', refreshDueAt: retryAt }), true);
       const failed = await store.getCredential(id);
-      assert.deepEqual([failed?.state, failed?.refreshFailures, failed?.refreshError, failed?.refreshDueAt, failed?.version], ['active', 1, 'HTTP 503', retryAt, 2]);
+      assert.deepEqual(
+        [failed?.state, failed?.refreshFailures, failed?.refreshError, failed?.refreshDueAt, failed?.version],
+        ['active', 1, 'HTTP 503', retryAt, 2],
+      );
 
       const [last] = await store.leaseRefreshes({ limit: 1, leaseMs: 60_000, providers: ['refresh-test'], sessionId: id });
       assert.equal(await store.finishRefresh(id, last!.version, { kind: 'refused', reason: 'invalid_grant' }), true);
       const refused = await store.getCredential(id);
       assert.deepEqual([refused?.state, refused?.refreshError, refused?.refreshDueAt], ['needs_login', 'invalid_grant', null]);
       assert.equal((await store.getSession(id))?.credential?.state, 'needs_login');
-      assert.deepEqual(await store.leaseRefreshes({ limit: 1, leaseMs: 60_000, providers: ['refresh-test'], sessionId: id }), [], 'needs_login is never claimed');
+      assert.deepEqual(
+        await store.leaseRefreshes({ limit: 1, leaseMs: 60_000, providers: ['refresh-test'], sessionId: id }),
+        [],
+        'needs_login is never claimed',
+      );
       const events = (await store.listEvents(id)).filter((e) => e.type.startsWith('credential.'));
       assert.deepEqual(
         events.map((e) => e.type),

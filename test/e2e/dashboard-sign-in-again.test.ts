@@ -34,7 +34,12 @@ test('a revoked grant shows "needs sign-in" with the provider’s reason; Sign i
     body: new URLSearchParams({ token: (JSON.parse(file) as { refresh_token: string }).refresh_token, client_id: 'porthole-demo-cli' }),
   });
   assert.equal(revoked.status, 200);
-  await until('needs_login', () => t.api.getSession(session.id), (s) => s.credential?.state === 'needs_login', accessTokenTtlS * 1000 + 10_000);
+  await until(
+    'needs_login',
+    () => t.api.getSession(session.id),
+    (s) => s.credential?.state === 'needs_login',
+    accessTokenTtlS * 1000 + 10_000,
+  );
 
   const context = await browserHandle.browser.newContext({ viewport: { width: 1400, height: 800 } });
   const page = await context.newPage();

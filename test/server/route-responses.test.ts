@@ -187,7 +187,12 @@ test('the credential, the key rotation, and ending the session', async () => {
   assert.equal((await call('getRun', { id: 'run_00000000000000000000' })).status, 404);
   assert.equal((await call('listRuns')).status, 200);
   assert.equal((await call('listRunEvents', { id: run.body.id })).status, 200);
-  await until('the run to end', () => t.server.store.getRun(run.body.id), (r) => r !== null && ['succeeded', 'failed', 'timed_out'].includes(r.state), 120_000);
+  await until(
+    'the run to end',
+    () => t.server.store.getRun(run.body.id),
+    (r) => r !== null && ['succeeded', 'failed', 'timed_out'].includes(r.state),
+    120_000,
+  );
   assert.equal((await call('rotateMasterKey')).status, 200);
   assert.equal((await call('endSession', { id: sessionId })).status, 200);
   assert.equal((await call('endSession', { id: unknownId })).status, 404);

@@ -117,7 +117,10 @@ export async function demoSignIn(
  * tests about what happens after the capture; the canvas path to the same delivery is test/e2e's.
  */
 export async function deliverDemoCredential(
-  t: { server: { url: string; store: { setAgentTokenHash(id: never, hash: string): Promise<void> } }; waitForState(id: string, states: Session['state'][]): Promise<Session> },
+  t: {
+    server: { url: string; store: { setAgentTokenHash(id: never, hash: string): Promise<void> } };
+    waitForState(id: string, states: Session['state'][]): Promise<Session>;
+  },
   sessionId: string,
   issuer: string,
 ): Promise<Session> {

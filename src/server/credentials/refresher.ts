@@ -8,6 +8,7 @@ import type { AccessToken, VerifyContext } from '../../providers/provider.js';
 import type { StoredCredential, Store } from '../../store/store.js';
 import { timeoutSignal } from '../../drivers/timeout-signal.js';
 import type { Metrics } from '../metrics.js';
+import { refreshDueAt } from './refresh-schedule.js';
 import type { Vault } from './vault.js';
 
 // porthole as the one refresher of each stored grant. Refresh tokens rotate on use, so two holders
@@ -42,29 +43,6 @@ export interface RefresherOptions {
 
 /** After a failed refresh: 5 s, 10 s, 20 s … up to 15 min, ±20 %. */
 export const refreshRetryBackoff: Backoff = { firstMs: 5_000, maxMs: 15 * 60_000, jitter: 0.2 };
-
-/**
- * How long before expiry a grant is refreshed: a fifth of the access token's lifetime, at least
- * 10 s (or half the lifetime, when shorter) and at most 5 min (a 60 s token: 12 s before; an 8 h
- * one: 5 min before; a 6 s one: 3 s before).
- */
-export function refreshLeadMs(lifetimeMs: number): number {
-  // A token shorter-lived than 20 s (a test's): halfway through.
-  return Math.min(5 * 60_000, Math.max(Math.min(10_000, lifetimeMs / 2), lifetimeMs / 5));
-}
-
-/**
- * When a credential whose access token expires at `expiresAt` should be refreshed (ISO), jittered
- * by ±20 % of the lead; null when its expiry is unknown (nothing to schedule). Already expired: now.
- */
-export function refreshDueAt(expiresAt: string | null, now: number = Date.now(), random: () => number = Math.random): string | null {
-  if (expiresAt === null) return null;
-  const expires = Date.parse(expiresAt);
-  if (Number.isNaN(expires)) return null;
-  const lead = refreshLeadMs(expires - now);
-  const due = expires - lead * (1 + 0.2 * (2 * random() - 1));
-  return new Date(Math.max(now, Math.round(due))).toISOString();
-}
 
 export class Refresher {
   readonly #o: RefresherOptions;
@@ -119,7 +97,9 @@ export class Refresher {
         });
       }
       if (attempt >= 3) {
-        throw new AppError('CREDENTIAL_REFRESH_UNAVAILABLE', { details: { sessionId, reason: credential.refreshError ?? 'the refresh did not finish in time' } });
+        throw new AppError('CREDENTIAL_REFRESH_UNAVAILABLE', {
+          details: { sessionId, reason: credential.refreshError ?? 'the refresh did not finish in time' },
+        });
       }
       await this.refreshNow(sessionId);
     }
@@ -160,7 +140,14 @@ export class Refresher {
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, this.#o.pollMs ?? 1_000);
-        signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+        signal.addEventListener(
+          'abort',
+          () => {
+            clearTimeout(timer);
+            resolve();
+          },
+          { once: true },
+        );
       });
     }
   }

@@ -5,7 +5,7 @@ import type { SessionId } from '../../protocol/ids.js';
 import type { SealedCredential, Store, StoredCredential } from '../../store/store.js';
 import { open, seal } from './envelope.js';
 import type { Keyring } from './keyring.js';
-import { refreshDueAt } from './refresher.js';
+import { refreshDueAt } from './refresh-schedule.js';
 
 // Captured credentials at rest: sealed here (AES-256-GCM, the session id as associated data, the
 // key id beside each record) before they reach the store, opened here when the API hands one out.

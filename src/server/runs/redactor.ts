@@ -18,7 +18,10 @@ export function secretsOf(...contents: readonly (string | null)[]): string[] {
       if (secretKey.test(key) && value.length >= minSecretLength) found.add(value);
       return;
     }
-    if (Array.isArray(value)) return value.forEach((inner) => walk(inner, key));
+    if (Array.isArray(value)) {
+      for (const inner of value) walk(inner, key);
+      return;
+    }
     if (typeof value === 'object' && value !== null) for (const [k, inner] of Object.entries(value)) walk(inner, k);
   };
   for (const content of contents) {

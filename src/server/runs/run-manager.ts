@@ -9,7 +9,8 @@ import type { CreateRunBody, Run, RunState } from '../../protocol/runs.js';
 import type { ProviderName } from '../../protocol/session-states.js';
 import { providers } from '../../providers/index.js';
 import type { NewRunEvent, StoredCredential, Store } from '../../store/store.js';
-import { refreshDueAt, type Refresher } from '../credentials/refresher.js';
+import { refreshDueAt } from '../credentials/refresh-schedule.js';
+import type { Refresher } from '../credentials/refresher.js';
 import type { Vault } from '../credentials/vault.js';
 import type { EventFeed } from '../sessions/event-feed.js';
 import type { SandboxHost } from '../sessions/sandbox-host.js';
@@ -198,7 +199,10 @@ export class RunManager {
     }
     // The end: the grant given back, the sandbox gone, then the record says so (a client that sees
     // the run over finds nothing of it left running).
-    if (held) await o.store.finishRefresh(run.sessionId, held.version, { kind: 'released' }).catch((error) => log.warn({ err: error }, 'run: could not give the grant back'));
+    if (held)
+      await o.store
+        .finishRefresh(run.sessionId, held.version, { kind: 'released' })
+        .catch((error) => log.warn({ err: error }, 'run: could not give the grant back'));
     if (sandbox) {
       await o.sandboxHost?.detach(run.id).catch(() => {});
       await o.driver.destroy(sandbox.id).catch((error) => log.error({ err: error }, 'run: could not destroy its sandbox'));
@@ -284,10 +288,11 @@ class RunTimeline {
     this.#pending = [];
     this.#writing = this.#writing.then(async () => {
       if (batch.length === 0) return;
-      await this.store.appendRunEvents(this.runId, batch).catch((error) => this.log.error({ err: error, lost: batch.length }, 'run: could not write its timeline'));
+      await this.store
+        .appendRunEvents(this.runId, batch)
+        .catch((error) => this.log.error({ err: error, lost: batch.length }, 'run: could not write its timeline'));
       this.feed.notify();
     });
     return this.#writing;
   }
 }
-

@@ -62,8 +62,9 @@ export function createSandboxHost(options: {
         sessionId,
         onEvent: (event) => {
           const { type, ...details } = event;
-          const write = (record ? record({ type, details }) : options.store.appendEvent(sessionId as SessionId, { type, details }))
-            .catch((error: unknown) => log.warn({ err: error, sessionId }, 'could not record an egress event'));
+          const write = (record ? record({ type, details }) : options.store.appendEvent(sessionId as SessionId, { type, details })).catch((error: unknown) =>
+            log.warn({ err: error, sessionId }, 'could not record an egress event'),
+          );
           recording.add(write);
           void write.finally(() => recording.delete(write));
         },

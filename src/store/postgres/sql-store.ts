@@ -634,10 +634,10 @@ export class SqlStore implements Store {
   }
 
   async listRuns(filter: { apiKeyId?: string; limit: number }): Promise<Run[]> {
-    const { rows } = await this.db.query<RunRow>(
-      'SELECT * FROM runs WHERE ($1::text IS NULL OR api_key_id = $1) ORDER BY created_at DESC, id DESC LIMIT $2',
-      [filter.apiKeyId ?? null, filter.limit],
-    );
+    const { rows } = await this.db.query<RunRow>('SELECT * FROM runs WHERE ($1::text IS NULL OR api_key_id = $1) ORDER BY created_at DESC, id DESC LIMIT $2', [
+      filter.apiKeyId ?? null,
+      filter.limit,
+    ]);
     return rows.map(toRun);
   }
 
