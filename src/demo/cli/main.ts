@@ -228,7 +228,8 @@ async function refresh(config: oidc.Configuration, path: string, stored: DemoCre
   return refreshed;
 }
 
-async function run(): Promise<void> {
+/** `force`: refresh first whatever the expiry says, as a CLI does that refreshes on its own schedule. */
+async function run(force = false): Promise<void> {
   const path = join(credentialHome(), demoCredentialFile);
   const content = await readFile(path, 'utf8').catch(() => {
     throw new CliError(`not signed in (no ${path}). Sign in first: porthole-demo-cli login`);
@@ -242,7 +243,7 @@ async function run(): Promise<void> {
   const config = await discover(new URL(stored.issuer), process.env[demoEnv.clientId] || stored.client_id);
 
   let hasRefreshed = false;
-  if (Date.parse(stored.expires_at) <= Date.now()) {
+  if (force || Date.parse(stored.expires_at) <= Date.now()) {
     stored = await refresh(config, path, stored);
     hasRefreshed = true;
   }
@@ -256,17 +257,18 @@ async function run(): Promise<void> {
     hasRefreshed = true;
     userinfo = await oidc.fetchUserInfo(config, stored.access_token, stored.account.sub);
   }
-  if (hasRefreshed) say('The access token had expired: refreshed the sign-in.');
+  if (hasRefreshed) say(force ? 'Refreshed the sign-in (--refresh).' : 'The access token had expired: refreshed the sign-in.');
   say(`signed in as ${typeof userinfo.email === 'string' ? userinfo.email : userinfo.sub} (sub ${userinfo.sub})`);
 }
 
-const usage = `usage: porthole-demo-cli login | run [whoami]
+const usage = `usage: porthole-demo-cli login | run [whoami] [--refresh]
 
   login         Signs in to porthole's demo provider and writes $PORTHOLE_DEMO_HOME/credentials.json.
-  run [whoami]  Uses that sign-in: prints the account, refreshing the access token first when it has expired.`;
+  run [whoami]  Uses that sign-in: prints the account, refreshing the access token first when it has expired
+                (--refresh: first in any case, rotating the refresh token as a CLI that refreshes by itself does).`;
 
 async function main(argv: readonly string[]): Promise<number> {
-  const [command, subcommand] = argv;
+  const [command] = argv;
   if (command === '--help' || command === '-h' || command === undefined) {
     say(usage);
     return command === undefined ? 2 : 0;
@@ -280,9 +282,10 @@ async function main(argv: readonly string[]): Promise<number> {
       return 1;
     }
   }
-  if (command === 'run' && (subcommand === undefined || subcommand === 'whoami')) {
+  const runArgs = argv.slice(1).filter((arg) => arg !== '--refresh');
+  if (command === 'run' && runArgs.length <= 1 && (runArgs[0] === undefined || runArgs[0] === 'whoami')) {
     try {
-      await run();
+      await run(argv.includes('--refresh'));
       return 0;
     } catch (error) {
       // Never the error object itself: openid-client's errors carry the response, and so a token.

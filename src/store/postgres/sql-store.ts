@@ -646,8 +646,8 @@ export class SqlStore implements Store {
     // One statement: the rows take their seqs in the array's order.
     await this.db.query(
       `INSERT INTO run_events (run_id, type, stream, data, details)
-       SELECT $1, e.type, e.stream, e.data, e.details
-         FROM jsonb_to_recordset($2::jsonb) WITH ORDINALITY AS e(type text, stream text, data text, details jsonb, n bigint)
+       SELECT $1, e.value->>'type', e.value->>'stream', e.value->>'data', e.value->'details'
+         FROM jsonb_array_elements($2::jsonb) WITH ORDINALITY AS e(value, n)
         ORDER BY e.n`,
       [id, JSON.stringify(events.map((e) => ({ type: e.type, stream: e.stream ?? null, data: e.data ?? null, details: e.details ?? {} })))],
     );
