@@ -36,6 +36,8 @@ export const errorRegistry = {
   ROUTE_NOT_FOUND: { status: 404, message: 'No such route.' },
   SESSION_NOT_FOUND: { status: 404, message: 'No session has that id.' },
   RUN_NOT_FOUND: { status: 404, message: 'No run has that id.' },
+  RUN_CANCELED: { status: 409, message: 'The run was stopped before its CLI finished (DELETE /v1/runs/:id).' },
+  RUN_ELSEWHERE: { status: 409, message: 'The run is under way on another porthole server; stop it there.' },
   CREDENTIAL_BUSY: { status: 409, message: 'Another refresh or run holds this credential’s grant just now; try again shortly.' },
   TOO_MANY_RUNS: { status: 429, message: 'This server runs as many CLIs as it may at once; try again when one has finished.' },
   RUN_FAILED: { status: 500, message: 'The run could not be carried out.' },

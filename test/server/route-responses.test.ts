@@ -193,6 +193,8 @@ test('the credential, the key rotation, and ending the session', async () => {
     (r) => r !== null && ['succeeded', 'failed', 'timed_out'].includes(r.state),
     120_000,
   );
+  assert.equal((await call('cancelRun', { id: run.body.id })).status, 200, 'a run that is over is returned as it is');
+  assert.equal((await call('cancelRun', { id: 'run_00000000000000000000' })).status, 404);
   assert.equal((await call('rotateMasterKey')).status, 200);
   assert.equal((await call('endSession', { id: sessionId })).status, 200);
   assert.equal((await call('endSession', { id: unknownId })).status, 404);

@@ -77,6 +77,19 @@ export function runRoutes(deps: RunRouteDeps): RouteDef[] {
       handler: async ({ params, principal }) => visibleRun(deps.store, principal, params.id),
     }),
     defineRoute({
+      method: 'DELETE',
+      url: '/v1/runs/:id',
+      operationId: 'cancelRun',
+      summary: 'Stops a run: its CLI is killed with its sandbox, and the run is `failed` with RUN_CANCELED. A run that is over is returned as it is.',
+      auth: 'api-key',
+      params: runParams,
+      responses: { 200: runSchema, ...common, 404: errorResponse, 409: errorResponse },
+      handler: async ({ params, principal }) => {
+        await visibleRun(deps.store, principal, params.id);
+        return deps.runs.cancel(params.id);
+      },
+    }),
+    defineRoute({
       method: 'GET',
       url: '/v1/runs/:id/events',
       operationId: 'listRunEvents',

@@ -5,7 +5,7 @@ import { timeoutSignal } from '../../drivers/timeout-signal.js';
 import { maxRunFileBytes, type AgentRunLine, type AgentRunRequest } from '../../protocol/agent.js';
 import { AppError, type ErrorCode } from '../../protocol/errors.js';
 import { newRunId, newSandboxId, type RunId, type SandboxId } from '../../protocol/ids.js';
-import type { CreateRunBody, Run, RunState } from '../../protocol/runs.js';
+import { isTerminalRun, type CreateRunBody, type Run, type RunState } from '../../protocol/runs.js';
 import type { ProviderName } from '../../protocol/session-states.js';
 import { providers } from '../../providers/index.js';
 import type { NewRunEvent, StoredCredential, Store } from '../../store/store.js';
@@ -106,6 +106,23 @@ export class RunManager {
     return run;
   }
 
+  /**
+   * Stops a run (its CLI is killed with its sandbox) and returns it once it is recorded as failed
+   * with RUN_CANCELED. A run that is over is returned as it is; one under way on another server is
+   * refused (RUN_ELSEWHERE: that server holds its sandbox).
+   */
+  async cancel(id: RunId): Promise<Run> {
+    const entry = this.#runs.get(id);
+    if (entry) {
+      entry.controller.abort(new AppError('RUN_CANCELED'));
+      await entry.work;
+    }
+    const run = await this.#o.store.getRun(id);
+    if (!run) throw new AppError('RUN_NOT_FOUND', { details: { runId: id } });
+    if (!entry && !isTerminalRun(run.state)) throw new AppError('RUN_ELSEWHERE', { details: { runId: id } });
+    return run;
+  }
+
   /** Stops every run here (their CLIs are killed with their sandboxes) and waits for them to be recorded. */
   async close(): Promise<void> {
     this.#isClosed = true;
@@ -191,8 +208,10 @@ export class RunManager {
               detail: exit.code === null ? `The CLI was ended by ${exit.signal ?? 'a signal'}.` : `The CLI exited with ${exit.code}.`,
             };
     } catch (error) {
-      const code: ErrorCode = error instanceof AppError ? error.code : signal.aborted ? 'SERVER_SHUTTING_DOWN' : 'RUN_FAILED';
-      const detail = error instanceof Error ? error.message : String(error);
+      // Stopped from outside (DELETE, shutdown): the stop's reason, not the broken connection it caused.
+      const stop = signal.aborted && signal.reason instanceof AppError ? signal.reason : null;
+      const code: ErrorCode = stop ? stop.code : error instanceof AppError ? error.code : 'RUN_FAILED';
+      const detail = stop ? stop.message : error instanceof Error ? error.message : String(error);
       log.warn({ err: error, code }, 'run failed');
       timeline.add({ type: 'run.failed', details: { error: code, detail } });
       outcome = { state: 'failed', exitCode: null, reason: code, detail };
