@@ -1,7 +1,11 @@
 import { errorFromResponse, PortholeError } from './errors.js';
 import { readEventStream } from './sse.js';
 import type {
+  AccessToken,
   ApiKey,
+  CreateRunInput,
+  Run,
+  RunEvent,
   CreatedKey,
   CreateKeyInput,
   CreateSessionInput,
@@ -86,6 +90,51 @@ export class Porthole {
   /** The credential file the sign-in produced (CREDENTIALS_NOT_FOUND before). Each read is recorded on the session's timeline, naming the key. */
   getCredentials(id: string): Promise<SessionCredentials> {
     return this.#request('GET', `/v1/sessions/${encodeURIComponent(id)}/credentials`);
+  }
+
+  /**
+   * A fresh access token alone (porthole refreshes the grant first when due), for calling the
+   * provider's API yourself. porthole stays the one refresher: the refresh token never leaves it.
+   * Rejects with CREDENTIAL_NEEDS_LOGIN when the provider refused the refresh (start signInAgain).
+   */
+  getAccessToken(id: string): Promise<AccessToken> {
+    return this.#request('GET', `/v1/sessions/${encodeURIComponent(id)}/credentials/access-token`);
+  }
+
+  /** A new session for the same user and provider, owned by this key: for a credential that needs a new sign-in. */
+  signInAgain(id: string): Promise<Session> {
+    return this.#request('POST', `/v1/sessions/${encodeURIComponent(id)}/sign-in-again`);
+  }
+
+  // ---- runs: the remote CLI ----
+
+  /** Runs the provider's CLI non-interactively with the session's stored credential, in a sandbox; follow it with runEvents. */
+  createRun(input: CreateRunInput): Promise<Run> {
+    return this.#request('POST', '/v1/runs', { body: input });
+  }
+
+  getRun(id: string): Promise<Run> {
+    return this.#request('GET', `/v1/runs/${encodeURIComponent(id)}`);
+  }
+
+  async listRuns(): Promise<Run[]> {
+    return (await this.#request<{ runs: Run[] }>('GET', '/v1/runs')).runs;
+  }
+
+  /** Stops a run (its CLI is killed with its sandbox); resolves with it, failed with RUN_CANCELED. */
+  cancelRun(id: string): Promise<Run> {
+    return this.#request('DELETE', `/v1/runs/${encodeURIComponent(id)}`);
+  }
+
+  /** The run's timeline and output as they happen (resumed after a dropped connection); ends once the run is over. */
+  runEvents(id: string, options: StreamOptions = {}): AsyncGenerator<RunEvent, void, undefined> {
+    const path = `/v1/runs/${encodeURIComponent(id)}/events`;
+    return readEventStream<RunEvent>({
+      what: `GET ${path}`,
+      after: options.after ?? null,
+      signal: options.signal,
+      open: (lastEventId, signal) => this.#openStream(path, lastEventId, signal),
+    });
   }
 
   // ---- live events ----

@@ -181,7 +181,7 @@ export interface paths {
       path?: never;
       cookie?: never;
     };
-    /** A fresh access token for the provider’s API, without the refresh token (API key only): porthole refreshes the grant first when the token expires within 30 s. 409 CREDENTIAL_NEEDS_LOGIN when the provider refused the refresh. Every read is a `credentials.read` event (`part: access-token`). */
+    /** A fresh access token for the provider’s API, without the refresh token (API key only): porthole refreshes the grant first when its refresh is due or the token has expired. 409 CREDENTIAL_NEEDS_LOGIN when the provider refused the refresh. Every read is a `credentials.read` event (`part: access-token`). */
     get: operations['getSessionAccessToken'];
     put?: never;
     post?: never;
@@ -288,6 +288,59 @@ export interface paths {
     put?: never;
     /** A one-time dashboard login link, valid 10 minutes (admin API key only). */
     post: operations['createLoginLink'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/runs': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Runs, newest first. An app key lists only the runs it started. */
+    get: operations['listRuns'];
+    put?: never;
+    /** Run the provider’s CLI non-interactively with a stored credential, in a sandbox with no desktop (API key only): `args` after its run command (`claude -p`, `codex exec`, `gemini -p`, the demo CLI’s `run`), or `prompt`. Follow it at GET /v1/runs/:id/events. The credential’s secrets never appear in what a run returns. */
+    post: operations['createRun'];
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/runs/{id}': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** A run: its state, exit code and, once over, why. */
+    get: operations['getRun'];
+    put?: never;
+    post?: never;
+    /** Stops a run: its CLI is killed with its sandbox, and the run is `failed` with RUN_CANCELED. A run that is over is returned as it is. */
+    delete: operations['cancelRun'];
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/runs/{id}/events': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The run’s timeline and output (`run.output`: stream and data), in order, a page at a time. With `Accept: text/event-stream`, live (Server-Sent Events, `id` = seq, resumable with `Last-Event-ID`), ending with an `end` event once the run is over. */
+    get: operations['listRunEvents'];
+    put?: never;
+    post?: never;
     delete?: never;
     options?: never;
     head?: never;
@@ -409,11 +462,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -487,11 +548,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -565,11 +634,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -643,11 +720,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -773,11 +858,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -851,11 +944,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -929,11 +1030,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -1007,11 +1116,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -1085,11 +1202,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -1210,11 +1335,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -1288,11 +1421,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -1366,11 +1507,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -1444,11 +1593,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -1522,11 +1679,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -1647,11 +1812,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -1725,11 +1898,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -1803,11 +1984,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -1881,11 +2070,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -1959,11 +2156,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -2102,11 +2307,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -2180,11 +2393,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -2258,11 +2479,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -2336,11 +2565,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -2414,11 +2651,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -2514,11 +2759,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -2592,11 +2845,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -2670,11 +2931,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -2748,11 +3017,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -2826,11 +3103,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -2930,11 +3215,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -3008,11 +3301,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -3086,11 +3387,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -3164,11 +3473,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -3242,11 +3559,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -3344,11 +3669,19 @@ export interface operations {
                     | 'TICKET_RENEWAL_LIMIT'
                     | 'ORIGIN_NOT_ALLOWED'
                     | 'CSRF_REJECTED'
+                    | 'RUN_FORBIDDEN'
                     | 'SESSION_FORBIDDEN'
                     | 'API_KEY_ADMIN_REQUIRED'
                     | 'API_KEY_REQUIRED'
                     | 'ROUTE_NOT_FOUND'
                     | 'SESSION_NOT_FOUND'
+                    | 'RUN_NOT_FOUND'
+                    | 'RUN_CANCELED'
+                    | 'RUN_ELSEWHERE'
+                    | 'CREDENTIAL_BUSY'
+                    | 'TOO_MANY_RUNS'
+                    | 'RUN_FAILED'
+                    | 'RUN_TIMEOUT'
                     | 'CREDENTIALS_NOT_FOUND'
                     | 'CREDENTIAL_NEEDS_LOGIN'
                     | 'CREDENTIAL_INVALID'
@@ -3414,11 +3747,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -3503,11 +3844,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -3581,11 +3930,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -3659,11 +4016,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -3737,11 +4102,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -3815,11 +4188,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -3926,11 +4307,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -4004,11 +4393,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -4082,11 +4479,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -4160,11 +4565,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -4238,11 +4651,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -4364,11 +4785,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -4442,11 +4871,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -4520,11 +4957,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -4598,11 +5043,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -4676,11 +5129,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -4754,11 +5215,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -4863,11 +5332,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -4941,11 +5418,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -5019,11 +5504,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -5097,11 +5590,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -5175,11 +5676,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -5253,11 +5762,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -5360,11 +5877,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -5438,11 +5963,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -5516,11 +6049,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -5594,11 +6135,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -5672,11 +6221,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -5750,11 +6307,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -5828,11 +6393,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -5953,11 +6526,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -6031,11 +6612,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -6109,11 +6698,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -6187,11 +6784,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -6265,11 +6870,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -6343,11 +6956,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -6421,11 +7042,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -6499,11 +7128,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -6600,11 +7237,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -6678,11 +7323,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -6756,11 +7409,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -6834,11 +7495,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -6912,11 +7581,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -6990,11 +7667,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -7097,11 +7782,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -7175,11 +7868,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -7253,11 +7954,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -7331,11 +8040,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -7448,11 +8165,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -7526,11 +8251,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -7604,11 +8337,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -7682,11 +8423,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -7789,11 +8538,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -7867,11 +8624,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -7945,11 +8710,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -8023,11 +8796,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -8101,11 +8882,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -8217,11 +9006,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -8295,11 +9092,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -8373,11 +9178,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -8451,11 +9264,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -8552,11 +9373,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -8630,11 +9459,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -8708,11 +9545,19 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'
@@ -8786,11 +9631,2984 @@ export interface operations {
                 | 'TICKET_RENEWAL_LIMIT'
                 | 'ORIGIN_NOT_ALLOWED'
                 | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
                 | 'SESSION_FORBIDDEN'
                 | 'API_KEY_ADMIN_REQUIRED'
                 | 'API_KEY_REQUIRED'
                 | 'ROUTE_NOT_FOUND'
                 | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+    };
+  };
+  listRuns: {
+    parameters: {
+      query?: {
+        limit?: number;
+      };
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description OK */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            runs: {
+              id: string;
+              sessionId: string;
+              /** @enum {string} */
+              provider: 'demo' | 'claude-code' | 'codex' | 'gemini-cli';
+              apiKeyId: string | null;
+              /** @enum {string} */
+              state: 'starting' | 'running' | 'succeeded' | 'failed' | 'timed_out';
+              args: string[];
+              timeoutMs: number;
+              exitCode: number | null;
+              reason: string | null;
+              detail: string | null;
+              createdAt: string;
+              finishedAt: string | null;
+            }[];
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      500: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+    };
+  };
+  createRun: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    requestBody: {
+      content: {
+        'application/json': {
+          sessionId?: string;
+          credentialId?: string;
+          args?: string[];
+          prompt?: string;
+          files?: {
+            [key: string]: string;
+          };
+          /** @default 600000 */
+          timeoutMs?: number;
+        };
+      };
+    };
+    responses: {
+      /** @description OK */
+      201: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            id: string;
+            sessionId: string;
+            /** @enum {string} */
+            provider: 'demo' | 'claude-code' | 'codex' | 'gemini-cli';
+            apiKeyId: string | null;
+            /** @enum {string} */
+            state: 'starting' | 'running' | 'succeeded' | 'failed' | 'timed_out';
+            args: string[];
+            timeoutMs: number;
+            exitCode: number | null;
+            reason: string | null;
+            detail: string | null;
+            createdAt: string;
+            finishedAt: string | null;
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      429: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      500: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+    };
+  };
+  getRun: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description OK */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            id: string;
+            sessionId: string;
+            /** @enum {string} */
+            provider: 'demo' | 'claude-code' | 'codex' | 'gemini-cli';
+            apiKeyId: string | null;
+            /** @enum {string} */
+            state: 'starting' | 'running' | 'succeeded' | 'failed' | 'timed_out';
+            args: string[];
+            timeoutMs: number;
+            exitCode: number | null;
+            reason: string | null;
+            detail: string | null;
+            createdAt: string;
+            finishedAt: string | null;
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      500: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+    };
+  };
+  cancelRun: {
+    parameters: {
+      query?: never;
+      header?: never;
+      path: {
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description OK */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            id: string;
+            sessionId: string;
+            /** @enum {string} */
+            provider: 'demo' | 'claude-code' | 'codex' | 'gemini-cli';
+            apiKeyId: string | null;
+            /** @enum {string} */
+            state: 'starting' | 'running' | 'succeeded' | 'failed' | 'timed_out';
+            args: string[];
+            timeoutMs: number;
+            exitCode: number | null;
+            reason: string | null;
+            detail: string | null;
+            createdAt: string;
+            finishedAt: string | null;
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      409: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      500: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+    };
+  };
+  listRunEvents: {
+    parameters: {
+      query?: {
+        after?: number;
+        limit?: number;
+      };
+      header?: never;
+      path: {
+        id: string;
+      };
+      cookie?: never;
+    };
+    requestBody?: never;
+    responses: {
+      /** @description OK */
+      200: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            events: {
+              seq: number;
+              runId: string;
+              /** @enum {string} */
+              type:
+                | 'run.created'
+                | 'run.sandbox'
+                | 'run.started'
+                | 'run.output'
+                | 'run.exited'
+                | 'run.credential_captured'
+                | 'run.failed'
+                | 'run.finished'
+                | 'egress.connect'
+                | 'egress.request';
+              stream: ('stdout' | 'stderr') | null;
+              data: string | null;
+              details: {
+                [key: string]: unknown;
+              };
+              at: string;
+            }[];
+            hasMore: boolean;
+            nextAfter: number;
+          };
+          'text/event-stream': unknown;
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      400: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      401: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      403: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      404: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      500: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
+                | 'CREDENTIALS_NOT_FOUND'
+                | 'CREDENTIAL_NEEDS_LOGIN'
+                | 'CREDENTIAL_INVALID'
+                | 'CREDENTIAL_UNVERIFIED'
+                | 'AGENT_EVENT_TOO_LARGE'
+                | 'AGENT_EVENTS_RATE_LIMITED'
+                | 'AGENT_EVENTS_LIMIT_REACHED'
+                | 'PROVIDER_MISMATCH'
+                | 'SESSION_STATE_CONFLICT'
+                | 'SESSION_NOT_READY'
+                | 'SESSION_IDLE_TIMEOUT'
+                | 'SESSION_ENDED'
+                | 'SESSION_EXPIRED'
+                | 'SESSION_FAILED'
+                | 'TOO_MANY_SESSIONS'
+                | 'KEY_ROTATION_UNAVAILABLE'
+                | 'CREDENTIAL_FILE_EXISTS'
+                | 'INTERNAL'
+                | 'CREDENTIAL_UNREADABLE'
+                | 'CREDENTIAL_KEY_UNKNOWN'
+                | 'MASTER_KEY_INVALID'
+                | 'MASTER_KEY_INSECURE'
+                | 'SANDBOX_START_FAILED'
+                | 'LOGIN_START_FAILED'
+                | 'SANDBOX_UNREACHABLE'
+                | 'AGENT_VERSION_MISMATCH'
+                | 'AGENT_UNHEALTHY'
+                | 'CREDENTIAL_VERIFY_UNAVAILABLE'
+                | 'STORE_UNAVAILABLE'
+                | 'CREDENTIAL_REFRESH_UNAVAILABLE'
+                | 'SERVER_SHUTTING_DOWN'
+                | 'BOOT_TIMEOUT'
+                | 'SANDBOX_LIMIT_REACHED';
+              message: string;
+              requestId?: string;
+              details?: {
+                [key: string]: unknown;
+              };
+            };
+          };
+        };
+      };
+      /** @description Error (see docs/errors.md) */
+      503: {
+        headers: {
+          [name: string]: unknown;
+        };
+        content: {
+          'application/json': {
+            error: {
+              /** @enum {string} */
+              code:
+                | 'VALIDATION_FAILED'
+                | 'MALFORMED_JSON'
+                | 'UNSUPPORTED_MEDIA_TYPE'
+                | 'NOT_ACCEPTABLE'
+                | 'BODY_TOO_LARGE'
+                | 'MALFORMED_REQUEST'
+                | 'HEADERS_TOO_LARGE'
+                | 'EXPECTATION_FAILED'
+                | 'REQUEST_TIMEOUT'
+                | 'PROVIDER_UNKNOWN'
+                | 'UNAUTHENTICATED'
+                | 'API_KEY_INVALID'
+                | 'AGENT_TOKEN_INVALID'
+                | 'LOGIN_TOKEN_INVALID'
+                | 'TICKET_MISSING'
+                | 'TICKET_INVALID'
+                | 'TICKET_EXPIRED'
+                | 'TICKET_WRONG_SESSION'
+                | 'TICKET_RENEWAL_LIMIT'
+                | 'ORIGIN_NOT_ALLOWED'
+                | 'CSRF_REJECTED'
+                | 'RUN_FORBIDDEN'
+                | 'SESSION_FORBIDDEN'
+                | 'API_KEY_ADMIN_REQUIRED'
+                | 'API_KEY_REQUIRED'
+                | 'ROUTE_NOT_FOUND'
+                | 'SESSION_NOT_FOUND'
+                | 'RUN_NOT_FOUND'
+                | 'RUN_CANCELED'
+                | 'RUN_ELSEWHERE'
+                | 'CREDENTIAL_BUSY'
+                | 'TOO_MANY_RUNS'
+                | 'RUN_FAILED'
+                | 'RUN_TIMEOUT'
                 | 'CREDENTIALS_NOT_FOUND'
                 | 'CREDENTIAL_NEEDS_LOGIN'
                 | 'CREDENTIAL_INVALID'

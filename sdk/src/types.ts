@@ -36,6 +36,14 @@ export type CreateSessionInput = RequestJson<'/v1/sessions', 'post'>;
 export type ListSessionsQuery = Query<'/v1/sessions', 'get'>;
 export type ViewerTicket = ResponseJson<'/v1/sessions/{id}/ticket', 'post', 201>;
 export type SessionCredentials = ResponseJson<'/v1/sessions/{id}/credentials', 'get', 200>;
+/** A fresh access token alone, for an app that calls the provider's API itself (no refresh token). */
+export type AccessToken = ResponseJson<'/v1/sessions/{id}/credentials/access-token', 'get', 200>;
+/** A run of the provider's CLI with a stored credential (the remote CLI). */
+export type Run = ResponseJson<'/v1/runs/{id}', 'get', 200>;
+export type RunState = Run['state'];
+export type CreateRunInput = RequestJson<'/v1/runs', 'post'>;
+/** One entry of a run's timeline; `run.output` carries `stream` and `data`. */
+export type RunEvent = ResponseJson<'/v1/runs/{id}/events', 'get', 200>['events'][number];
 /** A stable error code of the server (docs/errors.md). */
 export type ServerErrorCode = ResponseJson<'/v1/sessions/{id}', 'get', 404>['error']['code'];
 

@@ -7,7 +7,7 @@ import type { Session } from './types.js';
 // the signature in constant time; this module adds rotation on the receiving side (several
 // secrets, any one passes) and a typed payload.
 
-export const webhookEventTypes = ['session.ready', 'session.completed', 'session.failed', 'session.ended'] as const;
+export const webhookEventTypes = ['session.ready', 'session.completed', 'session.failed', 'session.ended', 'credential.needs_login'] as const;
 export type WebhookEventType = (typeof webhookEventTypes)[number];
 
 /**

@@ -4,6 +4,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { Porthole, PortholeError, type SessionEvent } from '@porthole/sdk';
+import { deliverDemoCredential } from '../support/demo-sign-in.js';
 import { FaultProxy } from '../support/fault-proxy.js';
 import { startTestServer, testApiKey, type TestServer } from '../support/server.js';
 import { until } from '../support/until.js';
@@ -227,4 +228,28 @@ describe('keys per app', () => {
       await porthole.endSession(appSession.id).catch(() => {});
     }
   });
+});
+
+test('after the sign-in: a fresh access token alone, a run of the CLI followed live, and sign in again', async () => {
+  const session = await t.readySession({ provider: 'demo', userId: 'sdk-user' });
+  await deliverDemoCredential(t, session.id, t.server.demoOidc!.issuer);
+  const token = await porthole.getAccessToken(session.id);
+  assert.equal(token.tokenType, 'Bearer');
+  assert.equal('refreshToken' in token || JSON.stringify(token).includes('refresh'), false, 'no refresh token');
+
+  const run = await porthole.createRun({ sessionId: session.id, args: ['whoami'] });
+  let output = '';
+  const types: string[] = [];
+  for await (const event of porthole.runEvents(run.id)) {
+    types.push(event.type);
+    if (event.type === 'run.output') output += event.data ?? '';
+  }
+  assert.match(output, /signed in as demo@porthole\.test/);
+  assert.equal(types.at(-1), 'run.finished');
+  assert.equal((await porthole.getRun(run.id)).state, 'succeeded');
+  assert.ok((await porthole.listRuns()).some((r) => r.id === run.id));
+
+  const again = await porthole.signInAgain(session.id);
+  assert.equal(again.userId, 'sdk-user');
+  await porthole.endSession(again.id);
 });
