@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { AppError, type ErrorCode } from '../protocol/errors.js';
-import { newSandboxId, newSessionId, type SessionId } from '../protocol/ids.js';
+import { newRunId, newSandboxId, newSessionId, type SessionId } from '../protocol/ids.js';
 import {
   canTransition,
   isTerminal,
@@ -684,6 +684,50 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
         ['credential.refreshed', 'credential.refresh_failed', 'credential.needs_login'],
       );
       assert.deepEqual(events[2]?.details, { reason: 'invalid_grant' });
+    });
+
+    it('keeps a run with its timeline in order; moves it; lists it by key', async () => {
+      const session = await create();
+      const id = newRunId();
+      const run = await store.createRun({ id, sessionId: session.id, provider: 'demo', apiKeyId: 'key_runs', args: ['whoami', 'ü'], timeoutMs: 60_000 });
+      assert.deepEqual([run.state, run.args, run.exitCode, run.finishedAt, run.apiKeyId], ['starting', ['whoami', 'ü'], null, null, 'key_runs']);
+      await expectAppError(
+        store.createRun({ id: newRunId(), sessionId: newSessionId(), provider: 'demo', apiKeyId: null, args: [], timeoutMs: 1000 }),
+        'SESSION_NOT_FOUND',
+      );
+
+      const output = Array.from({ length: 30 }, (_, i) => ({
+        type: 'run.output' as const,
+        stream: i % 2 ? ('stderr' as const) : ('stdout' as const),
+        data: `line ${i}\n`,
+      }));
+      await store.appendRunEvents(id, [{ type: 'run.started', details: { pid: 7 } }, ...output]);
+      await store.appendRunEvents(id, []);
+      const events = await store.listRunEvents(id, { afterSeq: 0, limit: 100 });
+      assert.deepEqual(
+        events.map((e) => e.type),
+        ['run.created', 'run.started', ...output.map((e) => e.type)],
+      );
+      assert.deepEqual(
+        events.slice(2).map((e) => [e.stream, e.data]),
+        output.map((e) => [e.stream, e.data]),
+        'in the order given',
+      );
+      assert.ok(events.every((e, i) => i === 0 || e.seq > events[i - 1]!.seq));
+      assert.deepEqual(events[1]?.details, { pid: 7 });
+      const page = await store.listRunEvents(id, { afterSeq: events[5]!.seq, limit: 3 });
+      assert.deepEqual(
+        page.map((e) => e.seq),
+        events.slice(6, 9).map((e) => e.seq),
+      );
+
+      const done = await store.updateRun(id, { state: 'succeeded', exitCode: 0, finished: true });
+      assert.deepEqual([done.state, done.exitCode, done.reason], ['succeeded', 0, null]);
+      assert.match(done.finishedAt ?? '', isoTimestamp);
+      assert.deepEqual(await store.getRun(id), done);
+      await expectAppError(store.updateRun(newRunId(), { state: 'failed' }), 'RUN_NOT_FOUND');
+      assert.ok((await store.listRuns({ apiKeyId: 'key_runs', limit: 10 })).some((r) => r.id === id));
+      assert.deepEqual(await store.listRuns({ apiKeyId: 'key_nobody', limit: 10 }), []);
     });
 
     it('keeps the agent token only as a SHA-256 hex hash', async () => {

@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Webhook } from 'standardwebhooks';
 import { after, before, test } from 'node:test';
 import type { Session, SessionEvent } from '../../src/protocol/session.js';
 import { deliverDemoCredential } from '../support/demo-sign-in.js';
 import { startPostgres, type TestPostgres } from '../support/postgres.js';
 import { startTestServer, testApiKey, type TestServer } from '../support/server.js';
-import { elapse, until } from '../support/until.js';
+import { elapse, until, untilDefined } from '../support/until.js';
 
 // porthole as the one refresher of a grant, end to end: two servers on one PostgreSQL, the demo
 // provider of one of them with 6 s access tokens (rotating refresh tokens, reuse revokes the grant),
@@ -20,10 +23,37 @@ let a: TestServer;
 let b: TestServer;
 let issuer: string;
 
+/** The app's webhook receiver: what porthole posted to it. */
+const hooks: { type: string; sessionId: string; signed: boolean }[] = [];
+let receiver: Server;
+const webhookSecret = `whsec_${randomBytes(24).toString('base64')}`;
+
 before(async () => {
+  receiver = createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk) => (body += String(chunk)));
+    request.on('end', () => {
+      const payload = JSON.parse(body) as { type: string; data: { session: { id: string } } };
+      const headers = Object.fromEntries(Object.entries(request.headers).map(([k, v]) => [k, String(v)]));
+      let signed = true;
+      try {
+        new Webhook(webhookSecret).verify(body, headers);
+      } catch {
+        signed = false;
+      }
+      hooks.push({ type: payload.type, sessionId: payload.data.session.id, signed });
+      response.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
   pg = await startPostgres();
   const shared = { DATABASE_URL: pg.url, PORTHOLE_MASTER_KEY: randomBytes(32).toString('base64') };
-  a = await startTestServer('refresh-a', { ...shared, PORTHOLE_DEMO_ACCESS_TOKEN_TTL_S: String(accessTokenTtlS) });
+  a = await startTestServer('refresh-a', {
+    ...shared,
+    PORTHOLE_DEMO_ACCESS_TOKEN_TTL_S: String(accessTokenTtlS),
+    PORTHOLE_WEBHOOK_URL: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`,
+    PORTHOLE_WEBHOOK_SECRET: webhookSecret,
+  });
   issuer = a.server.demoOidc!.issuer;
   // The second server uses the first one's demo provider: both refresh the same grants. Its
   // reconciler stays away after start-up: today a server ends the live sessions whose sandboxes
@@ -35,6 +65,7 @@ after(async () => {
   await b?.stop();
   await a?.stop();
   await pg?.stop();
+  receiver?.close();
 });
 
 /** A demo session on `a` completed with a credential from a real sign-in, delivered as the agent delivers it. */
@@ -122,6 +153,11 @@ test('a grant revoked at the provider becomes needs_login at the next refresh; s
     'refused at the first refresh after the revocation, with no retries',
   );
   assert.deepEqual(await accessTokenStatus(b, session.id), { status: 409, code: 'CREDENTIAL_NEEDS_LOGIN' });
+  // The app hears it: a signed credential.needs_login webhook for the session.
+  const hook = await untilDefined('the credential.needs_login webhook', () =>
+    hooks.find((h) => h.type === 'credential.needs_login' && h.sessionId === session.id),
+  );
+  assert.equal(hook.signed, true);
 
   const again = await a.api.signInAgain(session.id);
   assert.equal(again.provider, 'demo');
