@@ -97,11 +97,14 @@ test('config: the demo provider is on by default with the documented account; th
     PORTHOLE_DEMO_EMAIL: 'me@example.test',
     PORTHOLE_DEMO_PASSWORD: 'hunter2-secret',
     PORTHOLE_DEMO_ACCESS_TOKEN_TTL_S: '5',
+    PORTHOLE_DEMO_ISSUER: 'http://127.0.0.1:9556/',
   });
   assert.deepEqual(
     { ...set.demoProvider, password: set.demoProvider.password.reveal() },
-    { isEnabled: false, port: 9555, email: 'me@example.test', password: 'hunter2-secret', accessTokenTtlSeconds: 5 },
+    { isEnabled: false, port: 9555, email: 'me@example.test', password: 'hunter2-secret', accessTokenTtlSeconds: 5, issuer: 'http://127.0.0.1:9556' },
   );
+  assert.equal(defaults.issuer, null, 'a demo provider of its own by default');
+  assert.throws(() => loadConfig({ PORTHOLE_DEMO_ISSUER: 'http://demo.example.com:9556' }), /PORTHOLE_DEMO_ISSUER.*127\.0\.0\.1/);
   assert.throws(() => loadConfig({ PORTHOLE_DEMO_ACCESS_TOKEN_TTL_S: '0' }), /PORTHOLE_DEMO_ACCESS_TOKEN_TTL_S/);
   assert.doesNotMatch(JSON.stringify(set) + inspect(set, { depth: 5 }), /hunter2-secret/);
   assert.throws(
