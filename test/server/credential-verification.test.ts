@@ -86,7 +86,16 @@ for (const c of cases) {
       assert.equal(session.state, 'completed');
       assert.deepEqual(
         { ...session.credential, capturedAt: '' },
-        { provider: c.provider, account: c.account, capturedAt: '', expiresAt: '2031-05-06T07:08:09.000Z', verification: 'offline-checks-only' },
+        {
+          provider: c.provider,
+          account: c.account,
+          capturedAt: '',
+          expiresAt: '2031-05-06T07:08:09.000Z',
+          verification: 'offline-checks-only',
+          state: 'active',
+          refreshedAt: null,
+          refreshError: null,
+        },
       );
       const read = credentialResponse.parse(await t.api.getCredentials(id));
       assert.deepEqual([read.verification, read.account, read.file], ['offline-checks-only', c.account, content]);

@@ -115,7 +115,16 @@ describe('GET /v1/sessions/:id/credentials', () => {
     sessionSchema.parse(session);
     assert.deepEqual(
       { ...session.credential, capturedAt: '' },
-      { provider: 'codex', account, capturedAt: '', expiresAt: '2031-05-06T07:08:09.000Z', verification: 'offline-checks-only' },
+      {
+        provider: 'codex',
+        account,
+        capturedAt: '',
+        expiresAt: '2031-05-06T07:08:09.000Z',
+        verification: 'offline-checks-only',
+        state: 'active',
+        refreshedAt: null,
+        refreshError: null,
+      },
     );
     assert.equal((await t.api.getSession(withoutCredential)).credential, null);
     const list = await call('GET', '/v1/sessions');

@@ -115,7 +115,15 @@ describe('sealing and opening', () => {
 
     const got = await vault.get(id);
     assert.ok(got);
-    assert.deepEqual({ ...got, capturedAt: '' }, { ...input(content), capturedAt: '', keyId: keyring.current.id });
+    const { refreshDueAt, ...rest } = got;
+    assert.deepEqual(
+      { ...rest, capturedAt: '' },
+      { ...input(content), capturedAt: '', keyId: keyring.current.id, state: 'active', refreshedAt: null, refreshError: null },
+    );
+    // Due before its access token expires (a fifth of the time left, at most 5 min, ±20 %).
+    const dueMs = Date.parse(refreshDueAt ?? '');
+    const expiresMs = Date.parse(input(content).expiresAt!);
+    assert.ok(dueMs < expiresMs && dueMs >= expiresMs - 6 * 60_000, `due ${refreshDueAt}`);
     assert.equal(await vault.get(await newSession()), null);
 
     const row = await rawRow(id);
@@ -132,6 +140,9 @@ describe('sealing and opening', () => {
       capturedAt: got.capturedAt,
       expiresAt: '2030-03-17T12:00:00.000Z',
       verification: 'offline-checks-only',
+      state: 'active',
+      refreshedAt: null,
+      refreshError: null,
     });
   });
 
