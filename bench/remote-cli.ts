@@ -30,7 +30,7 @@ const viaPorthole: number[] = [];
 for (let i = 0; i < rounds; i++) {
   const before = (await t.server.store.getCredential(session.id as never))!.version;
   const started = performance.now();
-  await t.server.refresher.refreshNow(session.id as never);
+  await t.server.refresher.refreshNow(session.id as never, { evenIfNotDue: true });
   viaPorthole.push(performance.now() - started);
   if ((await t.server.store.getCredential(session.id as never))!.version !== before + 1) throw new Error('porthole did not refresh');
 }

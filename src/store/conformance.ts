@@ -627,14 +627,15 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       assert.deepEqual(await store.leaseRefreshes({ limit: 1, leaseMs: 60_000, providers: ['refresh-test'], sessionId: id }), [], 'even asked for by id');
       assert.deepEqual(await store.leaseRefreshes({ limit: 10, leaseMs: 60_000, providers: ['other'] }), [], 'only the providers asked for');
 
-      // Asked for by id, a credential that is not due is claimed (an access token wanted now).
-      const [byId] = await store.leaseRefreshes({ limit: 1, leaseMs: 1, providers: ['refresh-test'], sessionId: notDue });
+      // Asked for by id: only if due, unless even if not (a run holds the grant for its time).
+      assert.deepEqual(await store.leaseRefreshes({ limit: 1, leaseMs: 60_000, providers: ['refresh-test'], sessionId: notDue }), [], 'not due');
+      const [byId] = await store.leaseRefreshes({ limit: 1, leaseMs: 1, providers: ['refresh-test'], sessionId: notDue, evenIfNotDue: true });
       assert.equal(byId?.sessionId, notDue);
       // The 1 ms lease ends in database time: a claim soon after gets it.
       let reclaimed: unknown[] = [];
       for (let i = 0; i < 50 && reclaimed.length === 0; i++) {
         await new Promise((resolve) => setTimeout(resolve, 10));
-        reclaimed = await store.leaseRefreshes({ limit: 1, leaseMs: 60_000, providers: ['refresh-test'], sessionId: notDue });
+        reclaimed = await store.leaseRefreshes({ limit: 1, leaseMs: 60_000, providers: ['refresh-test'], sessionId: notDue, evenIfNotDue: true });
       }
       assert.equal(reclaimed.length, 1, 'an ended lease frees it');
     });
@@ -643,7 +644,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       const id = (await create()).id;
       await store.putCredential({ ...sealedFor(id), provider: 'refresh-test', refreshDueAt: new Date(Date.now() - 1000).toISOString() });
       const [claimed] = await store.leaseRefreshes({ limit: 1, leaseMs: 60_000, providers: ['refresh-test'], sessionId: id });
-      assert.ok(claimed);
+      assert.ok(claimed, 'due: claimed by id');
       const sealed: SealedCredential = { keyId: 'k_new', nonce: Buffer.alloc(12, 3), ciphertext: Buffer.from('refreshed'), tag: Buffer.alloc(16, 4) };
       const due = '2031-01-01T00:00:00.000Z';
       assert.equal(
@@ -657,7 +658,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       assert.equal((await store.getSession(id))?.credential?.expiresAt, '2031-01-01T00:05:00.000Z');
       assert.equal(await store.finishRefresh(id, claimed.version, { kind: 'refused', reason: 'late' }), false, 'the version it read is gone');
       assert.equal((await store.getCredential(id))?.state, 'active');
-      const [again] = await store.leaseRefreshes({ limit: 1, leaseMs: 60_000, providers: ['refresh-test'], sessionId: id });
+      const [again] = await store.leaseRefreshes({ limit: 1, leaseMs: 60_000, providers: ['refresh-test'], sessionId: id, evenIfNotDue: true });
       assert.ok(again, 'the finished refresh ended the lease');
 
       const retryAt = new Date(Date.now() + 5000).toISOString();
@@ -668,13 +669,13 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
         ['active', 1, 'HTTP 503', retryAt, 2],
       );
 
-      const [last] = await store.leaseRefreshes({ limit: 1, leaseMs: 60_000, providers: ['refresh-test'], sessionId: id });
+      const [last] = await store.leaseRefreshes({ limit: 1, leaseMs: 60_000, providers: ['refresh-test'], sessionId: id, evenIfNotDue: true });
       assert.equal(await store.finishRefresh(id, last!.version, { kind: 'refused', reason: 'invalid_grant' }), true);
       const refused = await store.getCredential(id);
       assert.deepEqual([refused?.state, refused?.refreshError, refused?.refreshDueAt], ['needs_login', 'invalid_grant', null]);
       assert.equal((await store.getSession(id))?.credential?.state, 'needs_login');
       assert.deepEqual(
-        await store.leaseRefreshes({ limit: 1, leaseMs: 60_000, providers: ['refresh-test'], sessionId: id }),
+        await store.leaseRefreshes({ limit: 1, leaseMs: 60_000, providers: ['refresh-test'], sessionId: id, evenIfNotDue: true }),
         [],
         'needs_login is never claimed',
       );

@@ -251,10 +251,17 @@ export interface Store {
   /**
    * Claims credentials whose refresh is due (active, `refreshDueAt` passed, no live lease) for
    * `leaseMs` of database time, in one statement: no two servers claim the same grant. `sessionId`:
-   * claims that one whether due or not (a fresh access token asked for now); none when another
-   * server holds it or it is not active. Only credentials of `providers` (the ones this server refreshes).
+   * claims that one only (if due; with `evenIfNotDue`, whether due or not: a run holds the grant);
+   * none when another server holds it or it is not active. Only credentials of `providers` (the
+   * ones this server refreshes).
    */
-  leaseRefreshes(options: { limit: number; leaseMs: number; providers: readonly string[]; sessionId?: SessionId }): Promise<StoredCredential[]>;
+  leaseRefreshes(options: {
+    limit: number;
+    leaseMs: number;
+    providers: readonly string[];
+    sessionId?: SessionId;
+    evenIfNotDue?: boolean;
+  }): Promise<StoredCredential[]>;
   /**
    * Records a claimed refresh's outcome and its event (`credential.refreshed`, `…refresh_failed`,
    * `…needs_login`) in one transaction, and ends the lease. Applies only over `version` (the one

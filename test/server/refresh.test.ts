@@ -47,13 +47,10 @@ before(async () => {
   });
   await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
   pg = await startPostgres();
-  const shared = { DATABASE_URL: pg.url, PORTHOLE_MASTER_KEY: randomBytes(32).toString('base64') };
-  a = await startTestServer('refresh-a', {
-    ...shared,
-    PORTHOLE_DEMO_ACCESS_TOKEN_TTL_S: String(accessTokenTtlS),
-    PORTHOLE_WEBHOOK_URL: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`,
-    PORTHOLE_WEBHOOK_SECRET: webhookSecret,
-  });
+  // Servers on one store share their webhook settings: whichever fans an event out plans its deliveries.
+  const webhook = { PORTHOLE_WEBHOOK_URL: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`, PORTHOLE_WEBHOOK_SECRET: webhookSecret };
+  const shared = { DATABASE_URL: pg.url, PORTHOLE_MASTER_KEY: randomBytes(32).toString('base64'), ...webhook };
+  a = await startTestServer('refresh-a', { ...shared, PORTHOLE_DEMO_ACCESS_TOKEN_TTL_S: String(accessTokenTtlS) });
   issuer = a.server.demoOidc!.issuer;
   // The second server uses the first one's demo provider: both refresh the same grants. Its
   // reconciler stays away after start-up: today a server ends the live sessions whose sandboxes

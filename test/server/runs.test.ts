@@ -87,7 +87,7 @@ test('a CLI that refreshes by itself rotates the grant: porthole stores the new 
   assert.equal(afterRun?.version, before!.version + 1, 'the new file is stored');
   assert.equal(afterRun?.refreshedAt !== null, true);
   // Had porthole kept the old refresh token, using it now would be reuse: the provider would revoke the grant.
-  await t.server.refresher.refreshNow(sessionId as never);
+  await t.server.refresher.refreshNow(sessionId as never, { evenIfNotDue: true });
   const fresh = await t.api.getSession(sessionId);
   assert.equal(fresh.credential?.state, 'active', fresh.credential?.refreshError ?? '');
   const token = await t.api.getAccessToken(sessionId);

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { backoffDelayMs, type Backoff } from '../../protocol/backoff.js';
 import { AppError } from '../../protocol/errors.js';
@@ -106,14 +107,21 @@ export class Refresher {
   }
 
   /**
-   * Refreshes the session's grant now unless another refresh of it is under way (here: waits for
-   * it; on another server: waits a moment for its result). Never throws for the provider's answer:
+   * Refreshes the session's grant now if it is due (`evenIfNotDue`: in any case) unless another
+   * refresh of it is under way (here: waits for it; on another server: waits a moment for its result). Never throws for the provider's answer:
    * the store records it and the caller reads the credential again.
    */
-  async refreshNow(sessionId: SessionId): Promise<void> {
+  async refreshNow(sessionId: SessionId, options: { evenIfNotDue?: boolean } = {}): Promise<void> {
     const mine = this.#inFlight.get(sessionId);
     if (mine) return mine;
-    const [claimed] = await this.#o.store.leaseRefreshes({ limit: 1, leaseMs: this.#leaseMs, providers: this.#o.providers, sessionId });
+    // Only if still due: a refresh that finished a moment ago (here or on another server) is not repeated.
+    const [claimed] = await this.#o.store.leaseRefreshes({
+      limit: 1,
+      leaseMs: this.#leaseMs,
+      providers: this.#o.providers,
+      sessionId,
+      evenIfNotDue: options.evenIfNotDue === true,
+    });
     if (claimed) return this.#track(sessionId, () => this.#refresh(claimed));
     // Another server holds the grant's lease: its result shows in the store when it is done.
     await new Promise((resolve) => setTimeout(resolve, 500));
@@ -138,17 +146,8 @@ export class Refresher {
         // The store is down: the credentials wait in it; try again at the next tick.
         this.#o.log.warn({ err: error }, 'credential refresh pass failed; retrying');
       }
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, this.#o.pollMs ?? 1_000);
-        signal.addEventListener(
-          'abort',
-          () => {
-            clearTimeout(timer);
-            resolve();
-          },
-          { once: true },
-        );
-      });
+      // timers/promises removes its abort listener when the timer fires: none pile up on `signal`.
+      await sleep(this.#o.pollMs ?? 1_000, undefined, { signal }).catch(() => {});
     }
   }
 

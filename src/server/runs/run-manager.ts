@@ -246,7 +246,7 @@ export class RunManager {
     const giveUpAt = Date.now() + 10_000;
     for (;;) {
       signal.throwIfAborted();
-      const [claimed] = await this.#o.store.leaseRefreshes({ limit: 1, leaseMs, providers: [run.provider], sessionId: run.sessionId });
+      const [claimed] = await this.#o.store.leaseRefreshes({ limit: 1, leaseMs, providers: [run.provider], sessionId: run.sessionId, evenIfNotDue: true });
       if (claimed) return claimed;
       const current = await this.#o.store.getCredential(run.sessionId);
       if (current?.state === 'needs_login') throw new AppError('CREDENTIAL_NEEDS_LOGIN', { details: { sessionId: run.sessionId } });

@@ -678,7 +678,13 @@ export class SqlStore implements Store {
     });
   }
 
-  async leaseRefreshes(options: { limit: number; leaseMs: number; providers: readonly string[]; sessionId?: SessionId }): Promise<StoredCredential[]> {
+  async leaseRefreshes(options: {
+    limit: number;
+    leaseMs: number;
+    providers: readonly string[];
+    sessionId?: SessionId;
+    evenIfNotDue?: boolean;
+  }): Promise<StoredCredential[]> {
     // One statement: the row lock of the UPDATE makes a second server's claim of the same row wait,
     // then see the lease and skip it. SKIP LOCKED lets servers claim different rows side by side.
     const { rows } = await this.db.query<CredentialRow>(
@@ -687,12 +693,13 @@ export class SqlStore implements Store {
           SELECT session_id FROM credentials
            WHERE state = 'active' AND provider = ANY($4::text[])
              AND (refresh_leased_until IS NULL OR refresh_leased_until < now())
-             AND (CASE WHEN $3::text IS NULL THEN refresh_due_at <= now() ELSE session_id = $3::text END)
+             AND ($3::text IS NULL OR session_id = $3::text)
+             AND ($5::boolean OR refresh_due_at <= now())
            ORDER BY refresh_due_at NULLS LAST
            LIMIT $1
            FOR UPDATE SKIP LOCKED)
         RETURNING *`,
-      [options.limit, options.leaseMs, options.sessionId ?? null, [...options.providers]],
+      [options.limit, options.leaseMs, options.sessionId ?? null, [...options.providers], options.evenIfNotDue === true],
     );
     return rows.map(toCredential);
   }
