@@ -150,7 +150,8 @@ const envSchema = z.object({
     .max(16 * 1024 * 1024)
     .default(64 * 1024),
   PORTHOLE_DEMO_PROVIDER: z.stringbool().default(true),
-  PORTHOLE_DEMO_PORT: port.default(0),
+  // Default: PORTHOLE_PORT + 1, so the issuer stays the same across restarts (0 when PORTHOLE_PORT is 0).
+  PORTHOLE_DEMO_PORT: port.optional(),
   PORTHOLE_DEMO_EMAIL: z.email().default(defaultDemoAccount.email),
   PORTHOLE_DEMO_PASSWORD: z.string().min(1).default(defaultDemoAccount.password),
   // Up to a day: its refresh tokens live 14 days, and a short lifetime is what exercises refresh.
@@ -247,6 +248,8 @@ export interface Config {
   readonly demoProvider: {
     readonly isEnabled: boolean;
     readonly port: number;
+    /** PORTHOLE_DEMO_PORT was given: a port in use is an error then, not a reason to pick another. */
+    readonly isPortSet: boolean;
     readonly email: string;
     readonly password: Secret;
     /** How long the demo provider's access tokens live. */
@@ -372,7 +375,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     bodyLimitBytes: e.PORTHOLE_BODY_LIMIT_BYTES,
     demoProvider: Object.freeze({
       isEnabled: e.PORTHOLE_DEMO_PROVIDER,
-      port: e.PORTHOLE_DEMO_PORT,
+      port: e.PORTHOLE_DEMO_PORT ?? (e.PORTHOLE_PORT === 0 || e.PORTHOLE_PORT === 65535 ? 0 : e.PORTHOLE_PORT + 1),
+      isPortSet: e.PORTHOLE_DEMO_PORT !== undefined,
       email: e.PORTHOLE_DEMO_EMAIL,
       password: new Secret(e.PORTHOLE_DEMO_PASSWORD),
       accessTokenTtlSeconds: e.PORTHOLE_DEMO_ACCESS_TOKEN_TTL_S,

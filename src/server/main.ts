@@ -155,11 +155,21 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     } else if (config.demoProvider.isEnabled) {
       // Loaded only when enabled: oidc-provider is large and the demo is optional.
       const { startDemoOidc } = await import('../demo/oidc/demo-oidc.js');
-      const started = await startDemoOidc({
-        port: config.demoProvider.port,
+      const demoOptions = {
         account: { email: config.demoProvider.email, password: config.demoProvider.password.reveal() },
         accessTokenTtlSeconds: config.demoProvider.accessTokenTtlSeconds,
         logger,
+      };
+      // A stable port keeps the issuer across restarts: desktops a previous run started (adopted
+      // from the warm pool) tunnel to it, and so reach this run's provider. Taken already (and not
+      // asked for): any free port, with a warning.
+      const started = await startDemoOidc({ ...demoOptions, port: config.demoProvider.port }).catch(async (error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EADDRINUSE' || config.demoProvider.isPortSet) throw error;
+        logger.warn(
+          { port: config.demoProvider.port },
+          'demo provider: its default port is taken; using a free one (desktops started by an earlier run cannot reach it: set PORTHOLE_DEMO_PORT)',
+        );
+        return startDemoOidc({ ...demoOptions, port: 0 });
       });
       demoOidc = started;
       cleanup.push(() => started.close());

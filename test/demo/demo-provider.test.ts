@@ -87,7 +87,9 @@ test('the login runs the bundled demo CLI with its storage pinned to the watched
 test('config: the demo provider is on by default with the documented account; the password never prints', () => {
   const defaults = loadConfig({}).demoProvider;
   assert.equal(defaults.isEnabled, true);
-  assert.equal(defaults.port, 0);
+  assert.equal(defaults.port, 8481, 'PORTHOLE_PORT + 1: the issuer is the same after a restart');
+  assert.equal(defaults.isPortSet, false);
+  assert.equal(loadConfig({ PORTHOLE_PORT: '0' }).demoProvider.port, 0);
   assert.equal(defaults.email, 'demo@porthole.test');
   assert.equal(defaults.password.reveal(), 'demo-password');
   assert.equal(defaults.accessTokenTtlSeconds, 3600);
@@ -101,7 +103,15 @@ test('config: the demo provider is on by default with the documented account; th
   });
   assert.deepEqual(
     { ...set.demoProvider, password: set.demoProvider.password.reveal() },
-    { isEnabled: false, port: 9555, email: 'me@example.test', password: 'hunter2-secret', accessTokenTtlSeconds: 5, issuer: 'http://127.0.0.1:9556' },
+    {
+      isEnabled: false,
+      port: 9555,
+      isPortSet: true,
+      email: 'me@example.test',
+      password: 'hunter2-secret',
+      accessTokenTtlSeconds: 5,
+      issuer: 'http://127.0.0.1:9556',
+    },
   );
   assert.equal(defaults.issuer, null, 'a demo provider of its own by default');
   assert.throws(() => loadConfig({ PORTHOLE_DEMO_ISSUER: 'http://demo.example.com:9556' }), /PORTHOLE_DEMO_ISSUER.*127\.0\.0\.1/);
