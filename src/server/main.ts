@@ -211,6 +211,17 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     };
     const sandboxHost = createSandboxHost({ egress, route: (req, res) => route(req, res), store, logger });
     cleanup.push(() => sandboxHost.close());
+    /** What every sandbox is started with, a session's or a run's. */
+    const sandboxSpec = {
+      width: config.desktopWidth,
+      height: config.desktopHeight,
+      startUrl: config.sandboxStartUrl,
+      loopbackOnly: config.sandboxLoopbackOnly,
+      leaseMs: config.sandboxLeaseMs,
+      tunnels: hostServices,
+    };
+    /** The demo provider this server trusts (its own, or PORTHOLE_DEMO_ISSUER's); undefined when off. */
+    const trustedDemo = () => (demoOidc ? { issuer: demoOidc.issuer, clientId: demoOidc.clientId } : undefined);
     /** Set below: the runs' sandboxes are theirs, not the reconciler's to destroy. */
     let runs: RunManager | null = null;
     const sessions = new SessionManager({
@@ -219,14 +230,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       driver,
       viewers,
       logger,
-      desktop: {
-        width: config.desktopWidth,
-        height: config.desktopHeight,
-        startUrl: config.sandboxStartUrl,
-        loopbackOnly: config.sandboxLoopbackOnly,
-        leaseMs: config.sandboxLeaseMs,
-        tunnels: hostServices,
-      },
+      desktop: sandboxSpec,
       metrics,
       bootTimeoutMs: config.bootTimeoutMs,
       idleTimeoutMs: config.idleTimeoutMs,
@@ -237,7 +241,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       login: {
         // The agent talks to this process directly on loopback, never through a proxy in front.
         serverUrl: () => agentServerUrl,
-        demo: () => (demoOidc ? { issuer: demoOidc.issuer, clientId: demoOidc.clientId } : undefined),
+        demo: trustedDemo,
       },
       vault,
       sandboxHost,
@@ -255,7 +259,10 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       metrics,
       // The demo provider's grants only where this server has a demo provider to refresh them at.
       providers: config.refreshProviders.filter((name) => name !== 'demo' || demoOidc !== null),
-      context: () => ({ fetch: globalThis.fetch, ...(demoOidc ? { demo: { issuer: demoOidc.issuer, clientId: demoOidc.clientId } } : {}) }),
+      context: () => {
+        const demo = trustedDemo();
+        return { fetch: globalThis.fetch, ...(demo ? { demo } : {}) };
+      },
     });
     refresher.start();
     cleanup.push(() => refresher.stop());
@@ -268,15 +275,8 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       feed,
       log: logger.child({ component: 'runs' }),
       runOnAgent,
-      sandbox: {
-        width: config.desktopWidth,
-        height: config.desktopHeight,
-        startUrl: config.sandboxStartUrl,
-        loopbackOnly: config.sandboxLoopbackOnly,
-        leaseMs: config.sandboxLeaseMs,
-        tunnels: hostServices,
-      },
-      demo: () => (demoOidc ? { issuer: demoOidc.issuer, clientId: demoOidc.clientId } : undefined),
+      sandbox: sandboxSpec,
+      demo: trustedDemo,
       maxRuns: config.maxSessions,
       startTimeoutMs: config.bootTimeoutMs,
     });
