@@ -1,9 +1,9 @@
 // `npm test`: typecheck, lint the import direction, check formatting and lint rules (biome), run every test file with node's test runner,
 // then check that nothing was left behind (sandbox processes, test servers, temp directories).
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 
 const root = new URL('..', import.meta.url).pathname;
 const only = process.argv.slice(2);
@@ -74,10 +74,26 @@ if (before.length > 0) {
 // PORTHOLE_DIST (as for scripts/build.mjs) runs the tests of another build directory.
 const dist = process.env.PORTHOLE_DIST ?? join(root, 'dist');
 const files = findTests(join(dist, 'test')).filter((f) => only.length === 0 || only.some((o) => f.includes(o)));
+// TAP on the terminal as before, and the failures alone into a file, printed again at the end.
+const failuresFile = join(mkdtempSync(join(tmpdir(), 'porthole-failures-')), 'failures.txt');
+const reporters = [
+  '--test-reporter=tap',
+  '--test-reporter-destination=stdout',
+  `--test-reporter=${join(root, 'scripts/failures-reporter.mjs')}`,
+  `--test-reporter-destination=${failuresFile}`,
+];
 ok =
-  step(`tests (${files.length} files)`, process.execPath, ['--test', '--enable-source-maps', '--test-timeout=600000', ...files.map((f) => relative(root, f))], {
-    env: { ...process.env, PORTHOLE_TEST_OUTPUT: join(root, 'test-output') },
-  }) && ok;
+  step(
+    `tests (${files.length} files)`,
+    process.execPath,
+    ['--test', '--enable-source-maps', '--test-timeout=600000', ...reporters, ...files.map((f) => relative(root, f))],
+    {
+      env: { ...process.env, PORTHOLE_TEST_OUTPUT: join(root, 'test-output') },
+    },
+  ) && ok;
+const failed = existsSync(failuresFile) ? readFileSync(failuresFile, 'utf8').trim() : '';
+rmSync(dirname(failuresFile), { recursive: true, force: true });
+if (failed !== '') process.stderr.write(`\nfailed tests:\n${failed}\n`);
 
 // Give killed processes a moment to die before judging.
 let after = [];

@@ -96,3 +96,35 @@ export async function killProcess(target: Pick<SandboxProcess, 'pid' | 'startTim
 export async function openFdCount(pid: number | 'self'): Promise<number> {
   return (await readdir(`/proc/${pid}/fd`)).length;
 }
+
+/**
+ * Kills every marked process named `comm` in the sandbox as soon as it shows (polling every 50 ms),
+ * until `stop()`: a crash loop, as a broken build of that program would make. `kills` counts them.
+ */
+export function keepKilling(sandboxId: string, comm: string): { readonly kills: number; stop(): Promise<void> } {
+  let kills = 0;
+  let isStopped = false;
+  const loop = (async () => {
+    while (!isStopped) {
+      for (const target of await sandboxProcesses(sandboxId)) {
+        if (!target.hasMarker || target.comm !== comm || !(await isAlive(target))) continue;
+        try {
+          process.kill(target.pid, 'SIGKILL');
+          kills++;
+        } catch {
+          // Gone between the scan and the kill.
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  })();
+  return {
+    get kills() {
+      return kills;
+    },
+    async stop() {
+      isStopped = true;
+      await loop;
+    },
+  };
+}
