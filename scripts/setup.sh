@@ -13,6 +13,9 @@ packages=$(awk '!/^[[:space:]]*(#|$)/ { print $1 }' scripts/sandbox-packages.txt
 # runs its own with its own config), iproute2 for the egress test's network namespace
 # (test/server/egress-proxy.test.ts); benches: websockify as the baseline relay.
 [ "${1:-}" = "--test" ] && packages="$packages postgresql nginx iproute2 websockify"
+# gVisor's runsc: for the gvisor driver (PORTHOLE_DRIVER=gvisor), and for the tests, which run
+# both drivers. The local driver does not need it.
+if [ "${1:-}" = "--test" ] || [ "${PORTHOLE_DRIVER:-}" = "gvisor" ]; then packages="$packages runsc"; fi
 
 missing=""
 for p in $packages; do

@@ -98,7 +98,10 @@ const envSchema = z.object({
           .filter(Boolean) as ProviderName[],
     )
     .default([...providerNames]),
-  PORTHOLE_DRIVER: z.enum(['local']).default('local'),
+  PORTHOLE_DRIVER: z.enum(['local', 'gvisor']).default('local'),
+  // gVisor's platform (how its kernel intercepts the sandbox's system calls): ptrace runs anywhere;
+  // kvm is faster where /dev/kvm carries it (not under nested PVM: its sandboxes hang there).
+  PORTHOLE_GVISOR_PLATFORM: z.enum(['ptrace', 'kvm']).default('ptrace'),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
@@ -217,7 +220,9 @@ export interface Config {
   readonly masterKey: Secret | null;
   /** The providers whose grants this server refreshes (PORTHOLE_REFRESH_PROVIDERS; all by default). */
   readonly refreshProviders: readonly ProviderName[];
-  readonly driver: 'local';
+  readonly driver: 'local' | 'gvisor';
+  /** PORTHOLE_GVISOR_PLATFORM: for the gvisor driver. */
+  readonly gvisorPlatform: 'ptrace' | 'kvm';
   readonly databaseUrl: Secret | null;
   readonly logLevel: string;
   /** Host uids for sandboxes (one each; gid = uid), when porthole runs as root. */
@@ -350,6 +355,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     masterKey: e.PORTHOLE_MASTER_KEY ? new Secret(e.PORTHOLE_MASTER_KEY) : null,
     refreshProviders: Object.freeze(e.PORTHOLE_REFRESH_PROVIDERS),
     driver: e.PORTHOLE_DRIVER,
+    gvisorPlatform: e.PORTHOLE_GVISOR_PLATFORM,
     databaseUrl: e.DATABASE_URL ? new Secret(e.DATABASE_URL) : null,
     logLevel: e.PORTHOLE_LOG_LEVEL,
     sandboxUids: Object.freeze({ first: e.PORTHOLE_SANDBOX_UIDS[0], last: e.PORTHOLE_SANDBOX_UIDS[1] }),

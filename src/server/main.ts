@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
+import { createGvisorDriver } from '../drivers/gvisor/gvisor-driver.js';
 import { createLocalDriver } from '../drivers/local/local-driver.js';
 import type { Driver } from '../drivers/driver.js';
 import type { DemoOidc } from '../demo/oidc/demo-oidc.js';
@@ -177,7 +178,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
 
     const metrics = createMetrics(() => store.countSessions());
     const tickets = createTicketSigner(await loadOrCreateKey(join(config.dataDir, 'signing.key')), config.ticketTtlMs, { maxChainMs: config.maxLifetimeMs });
-    const localDriver = createLocalDriver({
+    const driverOptions = {
       dataDir: config.dataDir,
       sandboxUids: config.sandboxUids,
       homeMiB: config.sandboxLimits.homeMiB,
@@ -186,8 +187,10 @@ export async function startServer(config: Config, options: StartOptions = {}): P
       clis,
       demoCli,
       logger: logger.child({ component: 'driver' }),
-    });
-    const driver = options.wrapDriver ? options.wrapDriver(localDriver) : localDriver;
+    };
+    const baseDriver =
+      config.driver === 'gvisor' ? createGvisorDriver({ ...driverOptions, platform: config.gvisorPlatform }) : createLocalDriver(driverOptions);
+    const driver = options.wrapDriver ? options.wrapDriver(baseDriver) : baseDriver;
     cleanup.push(() => driver.close());
     const viewers = new ViewerRegistry();
     /** Set once listening: how the agents of sandboxes that share this host's network reach this process. */

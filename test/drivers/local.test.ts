@@ -13,7 +13,7 @@ import { fetchAgentHealth, readRfbBanner } from '../../src/drivers/endpoint-prob
 import { sandboxPasswd } from '../../src/drivers/local/bwrap-command.js';
 import { sandboxesDir } from '../../src/drivers/local-layout.js';
 import { createLocalDriver, sandboxLeftovers, sandboxProcesses } from '../../src/drivers/local/local-driver.js';
-import { readProcStat, socketInodesOf } from '../../src/drivers/local/proc-scan.js';
+import { readProcStat, socketInodesOf } from '../../src/drivers/proc-scan.js';
 import { readRecord, type SandboxRecord } from '../../src/drivers/local/sandbox-record.js';
 import type { SandboxId } from '../../src/protocol/ids.js';
 import { until, untilDefined } from '../support/until.js';

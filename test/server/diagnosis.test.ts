@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { readRfbBanner } from '../../src/drivers/endpoint-probes.js';
 import { sandboxesDir } from '../../src/drivers/local-layout.js';
 import { sandboxProcesses } from '../../src/drivers/local/local-driver.js';
-import { readProcStat } from '../../src/drivers/local/proc-scan.js';
+import { readProcStat } from '../../src/drivers/proc-scan.js';
 import { readRecord } from '../../src/drivers/local/sandbox-record.js';
 import { diagnosisHops, sessionDiagnosisSchema, type SessionDiagnosis } from '../../src/protocol/diagnosis.js';
 import { AppError } from '../../src/protocol/errors.js';

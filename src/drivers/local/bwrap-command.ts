@@ -1,26 +1,9 @@
 // The bubblewrap command line of one sandbox. Kept apart from the driver so the isolation it sets
-// up reads in one place.
+// up reads in one place. What a sandbox sees inside (paths, /etc, passwd) is ../sandbox-inside.ts,
+// shared with the gvisor driver's OCI spec.
+import { etcEntries, inside, insideUid } from '../sandbox-inside.js';
 
-/** Where things are inside the sandbox. */
-export const inside = {
-  home: '/home/porthole',
-  run: '/run/porthole',
-  agent: '/opt/porthole/agent.mjs',
-  agentConfig: '/run/porthole/agent.json',
-  vncSocket: '/run/porthole/vnc.sock',
-  agentSocket: '/run/porthole/agent.sock',
-  /** Where the server listens for this sandbox (egress proxy, agent channel): a read-only bind of a directory only porthole writes. */
-  host: '/run/porthole-host',
-  proxySocket: '/run/porthole-host/proxy.sock',
-  serverSocket: '/run/porthole-host/server.sock',
-  /** The pinned provider CLIs (clis/ in the project, installed by scripts/setup.sh). */
-  clis: '/opt/porthole/clis',
-  /** The demo provider's CLI (bundled from src/demo/cli). */
-  demoCli: '/opt/porthole/demo-cli.mjs',
-} as const;
-
-/** The uid/gid the sandbox's processes have inside their user namespace. */
-const insideUid = 1000;
+export { inside, sandboxGroup, sandboxPasswd } from '../sandbox-inside.js';
 
 /** The file descriptors the driver hands bwrap (0–2 are the log). */
 export const bwrapFds = { info: 3, passwd: 4, group: 5, block: 6 } as const;
@@ -35,51 +18,6 @@ export interface BwrapSources {
   readonly clis?: string | undefined;
   readonly demoCli?: string | undefined;
 }
-
-/**
- * The part of the host's /etc that X, fontconfig, openbox, xterm and Chromium read. Not the rest:
- * no passwd/shadow, no ssh, no package manager or service configuration. Missing entries are skipped.
- */
-const etcEntries = [
-  'alternatives', // /usr/bin/x-terminal-emulator & co. point through here
-  'ca-certificates',
-  'ca-certificates.conf',
-  'chromium',
-  'chromium.d', // sourced by Debian's /usr/bin/chromium wrapper
-  'dconf',
-  'fonts',
-  'gai.conf',
-  'glvnd',
-  'gtk-3.0',
-  'host.conf',
-  'hosts',
-  'ld.so.cache',
-  'ld.so.conf',
-  'ld.so.conf.d',
-  'locale.alias',
-  'localtime',
-  'mime.types',
-  'nsswitch.conf',
-  'os-release',
-  'protocols',
-  'resolv.conf',
-  'services',
-  'shells', // xterm starts the passwd shell only when it is listed here
-  'ssl',
-  'terminfo',
-  'timezone',
-  'X11',
-  'xdg', // openbox's rc.xml and menu
-];
-
-export const sandboxPasswd = [
-  'porthole:x:1000:1000:porthole:/home/porthole:/bin/bash',
-  // Host uids not mapped into the user namespace show as 65534.
-  'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin',
-  '',
-].join('\n');
-
-export const sandboxGroup = ['porthole:x:1000:', 'nogroup:x:65534:', ''].join('\n');
 
 export function bwrapArgs(options: { sandboxId: string; sources: BwrapSources; homeMiB: number; tmpMiB: number }): string[] {
   const { sources } = options;

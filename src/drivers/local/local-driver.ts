@@ -1,23 +1,23 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, constants as fsConstants, openSync } from 'node:fs';
-import { chmod, chown, mkdir, open, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import type { AgentConfig } from '../../protocol/agent.js';
 import { AppError } from '../../protocol/errors.js';
 import { isSandboxId, type SandboxId } from '../../protocol/ids.js';
 import { version } from '../../protocol/version.js';
-import type { Driver, Endpoint, SandboxHandle, SandboxInfo, SandboxSpec } from '../driver.js';
-import { bwrapArgs, bwrapFds, inside, sandboxGroup, sandboxPasswd, type BwrapSources } from './bwrap-command.js';
+import type { Driver, SandboxHandle, SandboxInfo, SandboxSpec } from '../driver.js';
+import { bwrapArgs, bwrapFds, sandboxGroup, sandboxPasswd, type BwrapSources } from './bwrap-command.js';
 import { stagedLaunch, stageDirectory } from './launcher.js';
 import { describeLimitsHit, detectCgroups, noCgroups, type CgroupHost, type SandboxLimits } from '../cgroups/cgroups.js';
-import { CleanupStack } from './cleanup-stack.js';
-import { childrenOf, pidNamespaceOf, processExitingFlag, processUids, readProcStat, scanProcesses, type ProcStat } from './proc-scan.js';
+import { CleanupStack } from '../cleanup-stack.js';
+import { childrenOf, pidNamespaceOf, processExitingFlag, processUids, readProcStat, scanProcesses, type ProcStat } from '../proc-scan.js';
 import { readRecord, recordFile, writeRecord, type SandboxRecord } from './sandbox-record.js';
 import { longestSocketPath, maxUnixPathBytes, pinnedSocketPaths, sandboxDir, sandboxesDir, sandboxPaths, sandboxSocketNames } from '../local-layout.js';
+import { endpointsOf, makeSandboxDirs, tailOf, UidPool, writeAgentConfig } from '../sandbox-dir.js';
 import { pinTempSuffixBytes } from '../pinned-socket.js';
 
 // The `local` driver: a sandbox is a group of processes on this host, isolated by bubblewrap (own
@@ -78,8 +78,7 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
   /** Outer bwrap processes this server started: how their sandboxes ended, once seen. */
   const children = new Map<string, ChildProcess>();
   const exits = new Map<string, string>();
-  /** Uids handed out whose record is not written yet. */
-  const pending = new Set<number>();
+  const uids = new UidPool(options.sandboxUids, infoTimeoutMs * 2);
 
   async function create(spec: SandboxSpec, createOptions: { signal?: AbortSignal } = {}): Promise<SandboxHandle> {
     const { signal } = createOptions;
@@ -111,34 +110,12 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
       // Before any process of the sandbox exists: bwrap waits on its block fd until its processes are in.
       const cgroup = limits ? await (await cgroups).create(spec.id, limits) : null;
       if (cgroup) cleanup.push('cgroup', () => cgroup.remove());
-      for (const sub of [runDir, paths.logs]) {
-        await mkdir(sub, { mode: 0o700 });
-        if (isRoot) await chown(sub, uid, gid);
-      }
-      await mkdir(paths.sockets, { mode: 0o700 });
-      // Explicit modes where others must get through: the server's umask is 077.
-      await mkdir(hostDir);
-      await chmod(hostDir, 0o711);
+      await makeSandboxDirs(dir, isRoot ? { uid, gid } : null);
       if (isRoot) {
         await mkdir(stageDirectory(), { recursive: true });
         await chmod(stageDirectory(), 0o755);
       }
-      const agentConfig: AgentConfig = {
-        sandboxId: spec.id,
-        agentSocket: inside.agentSocket,
-        vncSocket: inside.vncSocket,
-        width: spec.width,
-        height: spec.height,
-        startUrl: spec.startUrl,
-        loopbackOnly: spec.loopbackOnly ?? false,
-        tools: { clis: inside.clis, demoCli: inside.demoCli },
-        egress: { proxySocket: inside.proxySocket, serverSocket: inside.serverSocket },
-        leaseMs: spec.leaseMs ?? null,
-        tunnels: [...(spec.tunnels ?? [])],
-        desktop: spec.desktop ?? true,
-      };
-      await writeFile(paths.agentConfig, `${JSON.stringify(agentConfig, null, 2)}\n`, { flag: 'wx' });
-      await chmod(paths.agentConfig, 0o644);
+      await writeAgentConfig(dir, spec);
       signal?.throwIfAborted();
 
       step = 'spawn';
@@ -247,27 +224,14 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
     return { pid, startTime: proc.startTime, pidNamespace };
   }
 
-  /**
-   * A host uid of its own for a new sandbox: the first of the range that no sandbox of this driver
-   * holds and no process of the host runs as (a sandbox's processes may outlive its record for a
-   * moment; another porthole on this host may use the range too). Reused only once both are gone.
-   */
+  /** A host uid of its own for a new sandbox (UidPool): none another record of this driver holds. */
   async function allocateUid(id: string): Promise<{ uid: number; gid: number }> {
     const held = new Set<number>();
     for (const name of await readdir(sandboxesDir(dataDir)).catch(() => [] as string[])) {
       const record = name === id ? null : await readRecord(sandboxDir(dataDir, name));
       if (record) held.add(record.uid);
     }
-    for (const uid of pending) held.add(uid);
-    const running = await processUids();
-    const { first, last } = options.sandboxUids;
-    for (let uid = first; uid <= last; uid++) {
-      if (held.has(uid) || running.has(uid)) continue;
-      pending.add(uid);
-      setTimeout(() => pending.delete(uid), infoTimeoutMs * 2).unref(); // until its record is written
-      return { uid, gid: uid };
-    }
-    throw new Error(`no free sandbox uid in ${first}–${last} (PORTHOLE_SANDBOX_UIDS): ${held.size} held by sandboxes, ${running.size} in use by processes`);
+    return uids.allocate(held, await processUids());
   }
 
   async function inspect(id: SandboxId): Promise<SandboxInfo | null> {
@@ -520,33 +484,9 @@ function signal(pid: number, name: NodeJS.Signals): void {
   }
 }
 
-/** The server's ways into a sandbox: its sockets, pinned before use, and where it listens for it. */
-function endpointsOf(dir: string, uid: number): { vnc: Endpoint; agent: Endpoint; host: { proxySocket: string; serverSocket: string } } {
-  const pinned = (name: string): Endpoint => {
-    const { source, pinned: path } = pinnedSocketPaths(dir, name);
-    return { kind: 'unix', path, pin: { source, uid } };
-  };
-  const { proxySocket, serverSocket } = sandboxPaths(dir);
-  return { vnc: pinned(sandboxSocketNames.vnc), agent: pinned(sandboxSocketNames.agent), host: { proxySocket, serverSocket } };
-}
-
 /** Lets a bwrap that waits on its block fd go on. */
 function unblock(child: ChildProcess): void {
   const stream = (child.stdio as unknown as Array<Writable | null>)[bwrapFds.block];
   stream?.on('error', () => {}); // EPIPE when bwrap died first: its exit says why
   stream?.end('1');
-}
-
-async function tailOf(path: string, bytes = 2048): Promise<string | null> {
-  const file = await open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW).catch(() => null);
-  if (!file) return null;
-  try {
-    const { size } = await file.stat();
-    const length = Math.min(size, bytes);
-    const buffer = Buffer.alloc(length);
-    await file.read(buffer, 0, length, size - length);
-    return buffer.toString('utf8').trim() || null;
-  } finally {
-    await file.close();
-  }
 }

@@ -1,0 +1,159 @@
+import { execFile, spawn } from 'node:child_process';
+import { closeSync, constants as fsConstants, openSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { z } from 'zod';
+import { listPids, readProcStat } from '../proc-scan.js';
+
+// runsc, gVisor's OCI runtime, as the gvisor driver calls it: one state directory of porthole's
+// (`--root`, so `runsc list` shows porthole's sandboxes only, and a restarted server finds them),
+// and the same global flags on every call (runsc records them in the container's state, but `kill`
+// and `delete` must agree with `create` on --root).
+
+const run = promisify(execFile);
+
+/** gVisor's ways to intercept the sandbox's system calls. `kvm` needs a working /dev/kvm. */
+export const gvisorPlatforms = ['ptrace', 'kvm'] as const;
+export type GvisorPlatform = (typeof gvisorPlatforms)[number];
+
+export interface RunscOptions {
+  /** porthole's runsc state directory (0700). */
+  readonly root: string;
+  readonly platform: GvisorPlatform;
+  /** The runsc binary; `runsc` on PATH by default. */
+  readonly binary?: string;
+}
+
+const stateSchema = z.object({ id: z.string(), status: z.string(), pid: z.number().int() });
+export type RunscState = z.infer<typeof stateSchema>;
+
+const commandTimeoutMs = 15_000;
+
+export class Runsc {
+  readonly binary: string;
+
+  constructor(private readonly options: RunscOptions) {
+    this.binary = options.binary ?? 'runsc';
+  }
+
+  /**
+   * Flags every call carries. --network=none: the sandbox has its own loopback and nothing else
+   * (its way out is the egress proxy's unix socket, as for the local driver). --host-uds=all: the
+   * sandbox may create and connect to host unix sockets, which it can only name inside its bind
+   * mounts: run/ (its own, where Xvnc and the agent listen) and host/ (read-only: the proxy and the
+   * agent channel). --ignore-cgroups: porthole puts the sandbox in its own cgroup (../cgroups).
+   */
+  globalArgs(): string[] {
+    return [`--root=${this.options.root}`, `--platform=${this.options.platform}`, '--network=none', '--host-uds=all', '--ignore-cgroups'];
+  }
+
+  /**
+   * `runsc create`: the sandbox (the Sentry, its user-space kernel) and its gofer start, the
+   * container's process (the agent) does not yet: `start` runs it. The container's stdout and
+   * stderr are `logFile`. Resolves with the Sentry's host pid.
+   */
+  async create(id: string, bundle: string, pidFile: string, logFile: string, signal?: AbortSignal): Promise<number> {
+    const log = openSync(logFile, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_NOFOLLOW, 0o644);
+    try {
+      const child = spawn(this.binary, [...this.globalArgs(), 'create', `--bundle=${bundle}`, `--pid-file=${pidFile}`, id], {
+        cwd: '/',
+        env: { PATH: '/usr/bin:/bin:/usr/sbin:/sbin' },
+        // The Sentry and the gofer inherit these: the container's output goes to the log.
+        stdio: ['ignore', log, 'pipe'],
+        detached: true,
+      });
+      let stderr = '';
+      child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
+        stderr = (stderr + chunk).slice(-4096);
+      });
+      const timer = setTimeout(() => child.kill('SIGKILL'), commandTimeoutMs);
+      const onAbort = (): void => void child.kill('SIGKILL');
+      signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        const [code, sig] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+          child.once('error', reject);
+          child.once('exit', (c, s) => resolve([c, s]));
+        });
+        signal?.throwIfAborted();
+        if (code !== 0)
+          throw new Error(`runsc create ${sig ? `killed (${sig}, after ${commandTimeoutMs} ms?)` : `exited ${code}`}: ${stderr.trim() || 'no output'}`);
+      } finally {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      }
+    } finally {
+      closeSync(log);
+    }
+    const pid = Number((await readFile(pidFile, 'utf8')).trim());
+    if (!Number.isInteger(pid) || pid <= 0) throw new Error(`runsc create wrote no sandbox pid to ${pidFile}`);
+    return pid;
+  }
+
+  async start(id: string): Promise<void> {
+    await this.call(['start', id]);
+  }
+
+  /** The container's state; null when runsc knows no such container. */
+  async state(id: string): Promise<RunscState | null> {
+    try {
+      const { stdout } = await this.call(['state', id]);
+      return stateSchema.parse(JSON.parse(stdout));
+    } catch (error) {
+      if (/does not exist|not found|no such/i.test(String((error as { stderr?: string }).stderr ?? (error as Error).message))) return null;
+      throw error;
+    }
+  }
+
+  /** Every container under porthole's root. */
+  async list(): Promise<RunscState[]> {
+    const { stdout } = await this.call(['list', '--format=json']);
+    const parsed: unknown = JSON.parse(stdout.trim() || '[]');
+    return z.array(stateSchema).parse(parsed ?? []);
+  }
+
+  /** A signal to the container's init (the agent). */
+  async kill(id: string, signalName: 'TERM' | 'KILL'): Promise<void> {
+    await this.call(['kill', id, signalName]);
+  }
+
+  /** Stops whatever runs and removes the container's state. Idempotent. */
+  async deleteForce(id: string): Promise<void> {
+    try {
+      await this.call(['delete', '--force', id]);
+    } catch (error) {
+      if (/does not exist|not found|no such/i.test(String((error as { stderr?: string }).stderr ?? ''))) return;
+      throw error;
+    }
+  }
+
+  private call(args: string[]): Promise<{ stdout: string; stderr: string }> {
+    return run(this.binary, [...this.globalArgs(), ...args], { timeout: commandTimeoutMs, env: { PATH: '/usr/bin:/bin:/usr/sbin:/sbin' } });
+  }
+}
+
+/**
+ * Host processes of a sandbox: runsc's own (the Sentry, the gofer, a `runsc create` still under
+ * way), which all carry its bundle directory on their command line, and their descendants (the
+ * ptrace platform's stub processes). What destroy() waits for and the conformance suite checks.
+ */
+export async function runscProcesses(bundle: string): Promise<number[]> {
+  const pids = await listPids();
+  const entries = await Promise.all(
+    pids.map(async (pid) => {
+      const [stat, cmdline] = await Promise.all([readProcStat(pid), readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')]);
+      return stat && stat.state !== 'Z' ? { pid, ppid: stat.ppid, args: cmdline.split('\0') } : null;
+    }),
+  );
+  const live = entries.filter((e): e is NonNullable<typeof e> => e !== null);
+  const found = new Set(live.filter((e) => e.args.includes(bundle) || e.args.includes(`--bundle=${bundle}`)).map((e) => e.pid));
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const e of live) {
+      if (!found.has(e.pid) && found.has(e.ppid)) {
+        found.add(e.pid);
+        grew = true;
+      }
+    }
+  }
+  return [...found];
+}
