@@ -55,16 +55,14 @@ export class Runsc {
   async create(id: string, bundle: string, pidFile: string, logFile: string, signal?: AbortSignal): Promise<number> {
     const log = openSync(logFile, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_APPEND | fsConstants.O_NOFOLLOW, 0o644);
     try {
+      // stdout and stderr are the log file, never a pipe of the server's: the Sentry inherits them
+      // as the container's own (the agent's output), and a pipe nobody reads would block the agent.
+      // runsc's own complaints land there too, which is where a failed start is explained.
       const child = spawn(this.binary, [...this.globalArgs(), 'create', `--bundle=${bundle}`, `--pid-file=${pidFile}`, id], {
         cwd: '/',
         env: { PATH: '/usr/bin:/bin:/usr/sbin:/sbin' },
-        // The Sentry and the gofer inherit these: the container's output goes to the log.
-        stdio: ['ignore', log, 'pipe'],
+        stdio: ['ignore', log, log],
         detached: true,
-      });
-      let stderr = '';
-      child.stderr!.setEncoding('utf8').on('data', (chunk: string) => {
-        stderr = (stderr + chunk).slice(-4096);
       });
       const timer = setTimeout(() => child.kill('SIGKILL'), commandTimeoutMs);
       const onAbort = (): void => void child.kill('SIGKILL');
@@ -76,7 +74,7 @@ export class Runsc {
         });
         signal?.throwIfAborted();
         if (code !== 0)
-          throw new Error(`runsc create ${sig ? `killed (${sig}, after ${commandTimeoutMs} ms?)` : `exited ${code}`}: ${stderr.trim() || 'no output'}`);
+          throw new Error(`runsc create ${sig ? `was killed (${sig}) after ${commandTimeoutMs} ms` : `exited ${code}`}; its output is in ${logFile}`);
       } finally {
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
