@@ -33,6 +33,8 @@ async function gvisorFixture(): Promise<GvisorFixture> {
     () => false,
   );
   assert.ok(runscFound, 'runsc is missing (apt-get install runsc; npm test installs it through scripts/setup.sh --test)');
+  // As the server runs (src/server/data-dir.ts): what the driver creates must not rely on a lenient umask.
+  process.umask(0o077);
   const dataDir = await mkdtemp(join(tmpdir(), 'porthole-test-'));
   const agentBundle = join(dataDir, 'porthole-agent.mjs');
   await copyFile(builtAgent, agentBundle);

@@ -1,4 +1,4 @@
-import { lstat, mkdir, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { etcEntries, groupFor, inside, passwdFor } from '../sandbox-inside.js';
 
@@ -90,12 +90,14 @@ export async function writeBundle(
     mountPoints.push({ path: destination, kind });
   }
 
+  // Explicit modes (chmod, not mkdir's or writeFile's mode): the server's umask is 077, and the
+  // sandbox's person must traverse these directories and read /etc/passwd.
+  await directory(rootfs, '.');
   for (const point of mountPoints) {
-    const path = join(rootfs, point.path);
-    if (point.kind === 'dir') await mkdir(path, { recursive: true, mode: 0o755 });
+    if (point.kind === 'dir') await directory(rootfs, point.path);
     else {
-      await mkdir(dirname(path), { recursive: true, mode: 0o755 });
-      await writeFile(path, '', { mode: 0o644, flag: 'a' });
+      await directory(rootfs, dirname(point.path));
+      await file(join(rootfs, point.path), '');
     }
   }
   for (const [name, target] of [
@@ -107,8 +109,8 @@ export async function writeBundle(
   ] as const) {
     if (!(await lstat(join(rootfs, name)).catch(() => null))) await symlink(target, join(rootfs, name));
   }
-  await writeFile(join(rootfs, 'etc/passwd'), passwdFor(uid), { mode: 0o644 });
-  await writeFile(join(rootfs, 'etc/group'), groupFor(uid), { mode: 0o644 });
+  await file(join(rootfs, 'etc/passwd'), passwdFor(uid));
+  await file(join(rootfs, 'etc/group'), groupFor(uid));
 
   const config = {
     ociVersion: '1.0.2',
@@ -136,5 +138,23 @@ export async function writeBundle(
       namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
     },
   };
-  await writeFile(join(bundle, 'config.json'), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o644 });
+  await writeFile(join(bundle, 'config.json'), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
+}
+
+/** `path` under `root` and each directory on the way, 0755 whatever the umask. */
+async function directory(root: string, path: string): Promise<void> {
+  let at = root;
+  for (const part of ['.', ...path.split('/').filter(Boolean)]) {
+    at = join(at, part);
+    await mkdir(at, { mode: 0o755 }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error;
+    });
+    await chmod(at, 0o755);
+  }
+}
+
+/** A file readable by all (0644, whatever the umask); appended to when it exists (an empty mount point). */
+async function file(path: string, content: string): Promise<void> {
+  await writeFile(path, content, { flag: content === '' ? 'a' : 'w' });
+  await chmod(path, 0o644);
 }
