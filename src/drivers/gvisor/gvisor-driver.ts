@@ -72,6 +72,14 @@ async function writeRecord(dir: string, record: GvisorRecord): Promise<void> {
 }
 
 const startTimeoutMs = 15_000;
+/**
+ * Host tasks per task of the sandbox's: on the ptrace platform every thread of the person's runs
+ * as a thread of a stub process on the host, traced by a thread of the Sentry, beside the Sentry's
+ * own Go runtime. Measured here: an idle desktop is ≈ 900 host tasks (the same desktop under the
+ * local driver fits in 512). So the cgroup's pids limit is PORTHOLE_SANDBOX_PIDS times this: still
+ * a bound on a fork bomb, in the host's units.
+ */
+const hostTasksPerTask = 4;
 /** The agent stops its children with TERM, then KILL after 2 s. */
 const agentStopGraceMs = 2_500;
 const teardownTimeoutMs = 10_000;
@@ -81,7 +89,7 @@ export function createGvisorDriver(options: GvisorDriverOptions): Driver {
   const logger = options.logger?.child({ component: 'gvisor-driver' });
   const homeMiB = options.homeMiB ?? 256;
   const platform = options.platform ?? 'ptrace';
-  const limits = options.limits;
+  const limits = options.limits ? { ...options.limits, pids: options.limits.pids * hostTasksPerTask } : undefined;
   const cgroups = limits ? (options.cgroups ?? detectCgroups()) : Promise.resolve(noCgroups('no limits configured'));
   const runscRoot = join(dataDir, 'runsc');
   const runsc = new Runsc({ root: runscRoot, platform, ...(options.runsc ? { binary: options.runsc } : {}) });
