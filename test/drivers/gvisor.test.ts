@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { access, chmod, constants, copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { access, chmod, constants, copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -82,6 +82,16 @@ describe('gvisor driver', { timeout: 300_000 }, () => {
   after(async () => {
     await driver?.destroy(id);
     await fixture?.cleanup();
+  });
+
+  it('a runsc that fails is an error of inspect and list, never a sandbox that exited (the reconciler would end its session)', async () => {
+    // The same sandboxes, seen through a runsc that fails as one killed by a signal would.
+    const failing = join(fixture!.dataDir, 'failing-runsc');
+    await writeFile(failing, '#!/bin/sh\necho "runsc: interrupted" >&2\nexit 2\n', { mode: 0o755 });
+    const blind = createGvisorDriver({ dataDir: fixture!.dataDir, sandboxUids, agentBundle: join(fixture!.dataDir, 'porthole-agent.mjs'), runsc: failing });
+    await assert.rejects(blind.inspect(id), /interrupted|Command failed/);
+    await assert.rejects(blind.list(), /interrupted|Command failed/);
+    assert.equal((await driver.inspect(id))?.status, 'running');
   });
 
   it('runs the sandbox on gVisor’s kernel: uname -r and /proc/version are gVisor’s, not the host’s', async () => {

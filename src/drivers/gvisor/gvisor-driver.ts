@@ -220,9 +220,10 @@ export function createGvisorDriver(options: GvisorDriverOptions): Driver {
     const dir = sandboxDir(dataDir, id);
     const record = await readRecord(dir);
     if (!record) return null;
-    const state = await runsc.state(id).catch(() => null);
-    // runsc says "stopped" once the container's init — the agent — has exited; the Sentry may
-    // still be there until delete. Gone from runsc's state altogether: the sandbox was killed.
+    // A runsc that fails (killed by a signal meant for the server, say) throws rather than call the
+    // sandbox exited: the reconciler would end a live session for it. runsc says "stopped" once the
+    // container's init — the agent — has exited; the Sentry may still be there until delete.
+    const state = await runsc.state(id);
     const isRunning = state?.status === 'running';
     const sentry = await readProcStat(record.sentry.pid);
     const isSentryAlive = sentry !== null && sentry.state !== 'Z' && sentry.startTime === record.sentry.startTime;

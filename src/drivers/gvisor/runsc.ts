@@ -125,7 +125,10 @@ export class Runsc {
   }
 
   private call(args: string[]): Promise<{ stdout: string; stderr: string }> {
-    return run(this.binary, [...this.globalArgs(), ...args], { timeout: commandTimeoutMs, env: { PATH: '/usr/bin:/bin:/usr/sbin:/sbin' } });
+    // Its own process group: a Ctrl+C meant for the server must not kill a `runsc state` under way.
+    // (execFile hands its options to spawn, `detached` included, though its types leave it out.)
+    const options = { encoding: 'utf8' as const, timeout: commandTimeoutMs, env: { PATH: '/usr/bin:/bin:/usr/sbin:/sbin' }, detached: true };
+    return run(this.binary, [...this.globalArgs(), ...args], options);
   }
 }
 
