@@ -49,6 +49,12 @@ export async function writeBundle(
     { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'mode=755'] },
     { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
     { destination: '/dev/shm', type: 'tmpfs', source: 'shm', options: ['nosuid', 'nodev', 'mode=1777', `size=${options.tmpMiB}m`] },
+    // gVisor 20221219 (Debian 12's runsc) does not implement /dev/tty: opening it fails with EIO,
+    // and xterm's child, which checks that it can open /dev/tty once the pty is its controlling
+    // terminal, gives up on every pty in turn and never starts the shell or the sign-in CLI. With
+    // the host's /dev/null in its place the check passes; a program that opens /dev/tty to prompt
+    // reads end of file instead of failing with EIO, which it could not get past either.
+    { destination: '/dev/tty', type: 'bind', source: '/dev/null', options: ['rbind', 'rw', 'nosuid'] },
     roBind('/usr'),
   ];
   const mountPoints: { path: string; kind: 'file' | 'dir' }[] = [
