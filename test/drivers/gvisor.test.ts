@@ -33,6 +33,10 @@ async function gvisorFixture(): Promise<GvisorFixture> {
     () => false,
   );
   assert.ok(runscFound, 'runsc is missing (apt-get install runsc; npm test installs it through scripts/setup.sh --test)');
+  // The server's umask (main.ts): what the driver creates for the sandbox to read must say so
+  // explicitly. Under the test runner's 022 a bundle without explicit modes passed here and failed
+  // in the server.
+  process.umask(0o077);
   const dataDir = await mkdtemp(join(tmpdir(), 'porthole-test-'));
   const agentBundle = join(dataDir, 'porthole-agent.mjs');
   await copyFile(builtAgent, agentBundle);

@@ -1,4 +1,4 @@
-import { lstat, mkdir, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { etcEntries, groupFor, inside, passwdFor } from '../sandbox-inside.js';
 
@@ -29,6 +29,21 @@ const roBind = (source: string, destination = source): Mount => ({ destination, 
 async function kindOf(path: string): Promise<'file' | 'dir' | null> {
   const found = await stat(path).catch(() => null);
   return found === null ? null : found.isDirectory() ? 'dir' : 'file';
+}
+
+/**
+ * Explicit modes for the whole root filesystem: directories 0755, files 0644. The server's umask is
+ * 077 (main.ts), which left them root's alone, and gVisor checks the person's access against these
+ * modes: /home could not be traversed and the sandbox's start failed ("failed to find initial
+ * working directory"). The tree holds only what writeBundle made; symlinks are left as they are.
+ */
+async function openToEveryone(dir: string): Promise<void> {
+  await chmod(dir, 0o755);
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) await openToEveryone(path);
+    else if (entry.isFile()) await chmod(path, 0o644);
+  }
 }
 
 /**
@@ -109,6 +124,7 @@ export async function writeBundle(
   }
   await writeFile(join(rootfs, 'etc/passwd'), passwdFor(uid), { mode: 0o644 });
   await writeFile(join(rootfs, 'etc/group'), groupFor(uid), { mode: 0o644 });
+  await openToEveryone(rootfs);
 
   const config = {
     ociVersion: '1.0.2',
