@@ -12,6 +12,7 @@ import { createGvisorDriver, gvisorLeftovers } from '../../src/drivers/gvisor/gv
 import { runscProcesses } from '../../src/drivers/gvisor/runsc.js';
 import { sandboxDir } from '../../src/drivers/local-layout.js';
 import type { SandboxId } from '../../src/protocol/ids.js';
+import { driverTestUids } from '../support/sandbox-uids.js';
 
 // The gvisor driver against the conformance suite every driver passes, then what only gVisor
 // promises: the sandbox's kernel is gVisor's, and host kernel interfaces the local driver's
@@ -20,8 +21,8 @@ import type { SandboxId } from '../../src/protocol/ids.js';
 const run = promisify(execFile);
 const dist = fileURLToPath(new URL('../../', import.meta.url));
 const builtAgent = join(dist, 'agent/porthole-agent.mjs');
-/** The driver's tests take uids at the end of the test range, apart from the local driver's (61190–61199). */
-const sandboxUids = { first: 61180, last: 61189 };
+/** The driver's tests take uids at the end of the test range, apart from the local driver's (its block 0). */
+const sandboxUids = driverTestUids(1);
 
 interface GvisorFixture extends ConformanceFixture {
   readonly dataDir: string;
