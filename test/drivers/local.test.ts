@@ -16,6 +16,7 @@ import { createLocalDriver, sandboxLeftovers, sandboxProcesses } from '../../src
 import { readProcStat, socketInodesOf } from '../../src/drivers/proc-scan.js';
 import { readRecord, type SandboxRecord } from '../../src/drivers/local/sandbox-record.js';
 import type { SandboxId } from '../../src/protocol/ids.js';
+import { driverTestUids } from '../support/sandbox-uids.js';
 import { until, untilDefined } from '../support/until.js';
 
 // The local driver against the conformance suite, then what only the local driver promises: the
@@ -25,7 +26,7 @@ const dist = fileURLToPath(new URL('../../', import.meta.url));
 const builtAgent = join(dist, 'agent/porthole-agent.mjs');
 const isRoot = process.getuid?.() === 0;
 /** The driver's tests take their uids from the end of the test range (test servers take theirs from its start). */
-const sandboxUids = { first: 61190, last: 61199 };
+const sandboxUids = driverTestUids(0);
 
 async function assertPrerequisites(): Promise<void> {
   const path = (process.env.PATH ?? '').split(delimiter);

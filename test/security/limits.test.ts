@@ -8,7 +8,7 @@ import type { SandboxId } from '../../src/protocol/ids.js';
 import type { Session } from '../../src/protocol/session.js';
 import { freshViewerUrl, within } from '../support/faults.js';
 import { sandboxProcesses } from '../support/sandbox-processes.js';
-import { nodeInSandbox, processesOfUid, sandboxTarget, spawnInSandbox, type InSandbox, type SandboxTarget } from '../support/sandbox-shell.js';
+import { localSandboxTarget, nodeInSandbox, processesOfUid, spawnInSandbox, type LocalInSandbox, type LocalSandboxTarget } from '../support/sandbox-shell.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { until } from '../support/until.js';
 import { closeViewer, connectViewer, expectFramebufferUpdate, type ConnectedViewer } from '../support/ws.js';
@@ -28,7 +28,7 @@ const pids = 300;
 const homeMiB = 128;
 
 let t: TestServer;
-let watched: { session: Session; target: SandboxTarget; viewer: ConnectedViewer };
+let watched: { session: Session; target: LocalSandboxTarget; viewer: ConnectedViewer };
 
 before(async () => {
   t = await startTestServer('security-limits', {
@@ -38,7 +38,7 @@ before(async () => {
     PORTHOLE_RECONCILE_INTERVAL_MS: '500',
   });
   const session = await t.readySession();
-  const target = await sandboxTarget(t.dataDir, session.sandboxId!);
+  const target = await localSandboxTarget(t.dataDir, session.sandboxId!);
   const viewer = await connectViewer(freshViewerUrl(t, session.id));
   await t.waitForState(session.id, ['authenticating'], 5_000);
   watched = { session, target, viewer };
@@ -48,7 +48,7 @@ after(async () => {
   await t?.stop();
 });
 
-const cgroupDir = (target: SandboxTarget, controller: 'memory' | 'pids'): string => {
+const cgroupDir = (target: LocalSandboxTarget, controller: 'memory' | 'pids'): string => {
   const dir = target.cgroupDirs.find((d) => d.split('/').some((segment) => segment.split(',').includes(controller)));
   if (!dir)
     throw new Error(
@@ -67,7 +67,7 @@ async function assertWatchedUnaffected(): Promise<void> {
 }
 
 /** Neither the driver, nor /proc, nor the data directory, nor the cgroup hierarchy keeps anything of the sandbox. */
-async function assertNothingLeftOf(target: SandboxTarget): Promise<void> {
+async function assertNothingLeftOf(target: LocalSandboxTarget): Promise<void> {
   await until(
     `no process of sandbox ${target.sandboxId} remains`,
     () => sandboxProcesses(target.sandboxId),
@@ -91,7 +91,7 @@ async function assertNothingLeftOf(target: SandboxTarget): Promise<void> {
 }
 
 /** Starts `argv` in the sandbox, waits for it to print `ready`, moves it into the sandbox's cgroups, then tells it to go. */
-async function startInCgroups(target: SandboxTarget, argv: string[]): Promise<InSandbox> {
+async function startInCgroups(target: LocalSandboxTarget, argv: string[]): Promise<LocalInSandbox> {
   const program = spawnInSandbox(target, argv);
   await program.waitForOutput(/ready/);
   await program.joinCgroups();
@@ -117,7 +117,7 @@ test('the limits are in place and an idle desktop fits in them', async () => {
 
 test('a memory hog: its session fails with SANDBOX_LIMIT_REACHED naming memory and the limit, the sandbox goes whole, the watched session goes on', async (tc) => {
   const session = await t.readySession();
-  const target = await sandboxTarget(t.dataDir, session.sandboxId!);
+  const target = await localSandboxTarget(t.dataDir, session.sandboxId!);
   // Allocates and touches 16 MiB at a time; gives up (and says so) at four times the limit.
   const hogScript = `
     const chunks = [];
@@ -162,7 +162,7 @@ test('a memory hog: its session fails with SANDBOX_LIMIT_REACHED naming memory a
 
 test('a fork loop: its session fails with SANDBOX_LIMIT_REACHED naming the process limit, the sandbox goes whole, the watched session goes on', async (tc) => {
   const session = await t.readySession();
-  const target = await sandboxTarget(t.dataDir, session.sandboxId!);
+  const target = await localSandboxTarget(t.dataDir, session.sandboxId!);
   const before = await readNumber(join(cgroupDir(watched.target, 'pids'), 'pids.current'));
   // Bounded: twice the limit of sleeps, then it says how many it started.
   const startedAt = Date.now();

@@ -7,12 +7,12 @@ import { isTerminal, type Session } from '../../src/protocol/session.js';
 import { loadConfig, type Config } from '../../src/server/config.js';
 import { createLogger } from '../../src/server/logger.js';
 import { startServer, type RunningServer, type StartOptions } from '../../src/server/main.js';
+import { testSandboxUids } from './sandbox-uids.js';
 import { until } from './until.js';
 
 export const testApiKey = 'test-api-key-0123456789abcdef';
-/** Test sandboxes run as their own uid, so the after-test leak check (scripts/test.mjs) can find strays. */
 /** The test servers' sandbox uids (scripts/test.mjs's leak check looks for processes of this range). */
-export const testSandboxUids = process.env.PORTHOLE_TEST_SANDBOX_UIDS ?? '61100-61199';
+export { testSandboxUids } from './sandbox-uids.js';
 
 export function testOutputDir(name: string): string {
   return join(process.env.PORTHOLE_TEST_OUTPUT ?? join(tmpdir(), 'porthole-test-output'), name);
