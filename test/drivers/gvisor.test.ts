@@ -20,6 +20,10 @@ import type { SandboxId } from '../../src/protocol/ids.js';
 const run = promisify(execFile);
 const dist = fileURLToPath(new URL('../../', import.meta.url));
 const builtAgent = join(dist, 'agent/porthole-agent.mjs');
+// The server's umask (src/server/main.ts): the driver must set every mode a sandbox's person needs
+// itself. Without it here, a bundle whose / was 0700 passed these tests and failed in the server.
+process.umask(0o077);
+
 /** The driver's tests take uids at the end of the test range, apart from the local driver's (61190–61199). */
 const sandboxUids = { first: 61180, last: 61189 };
 
