@@ -8,12 +8,11 @@
 //     without any.
 //   node dist/bench/memory.js
 import { readFile } from 'node:fs/promises';
-import { sandboxProcesses } from '../test/support/sandbox-processes.js';
-import { startTestServer, type TestServer } from '../test/support/server.js';
+import { startTestServer } from '../test/support/server.js';
 import { until } from '../test/support/until.js';
+import { liveSession, MiB, sandboxPss, settle } from './sandbox-memory.js';
 
 const sessions = Number(process.env.BENCH_SESSIONS ?? 12);
-const MiB = 1024 * 1024;
 
 async function meminfo(field: string): Promise<number> {
   const text = await readFile('/proc/meminfo', 'utf8');
@@ -21,32 +20,6 @@ async function meminfo(field: string): Promise<number> {
   if (!kb) throw new Error(`no ${field} in /proc/meminfo`);
   return Number(kb) * 1024;
 }
-
-/** Summed PSS of every process of the sandbox, in bytes. */
-async function sandboxPss(sandboxId: string): Promise<{ bytes: number; processes: number }> {
-  let bytes = 0;
-  const processes = await sandboxProcesses(sandboxId);
-  for (const p of processes) {
-    const rollup = await readFile(`/proc/${p.pid}/smaps_rollup`, 'utf8').catch(() => '');
-    bytes += Number(/^Pss:\s+(\d+) kB/m.exec(rollup)?.[1] ?? 0) * 1024;
-  }
-  return { bytes, processes: processes.length };
-}
-
-/** A demo session whose sign-in page is open in its Chromium (the CLI asked the agent to open it). */
-async function liveSession(t: TestServer): Promise<{ id: string; sandboxId: string }> {
-  const session = await t.readySession({ provider: 'demo' });
-  await until(
-    `the sign-in page opened in ${session.id}`,
-    async () => (await t.api.listEvents(session.id)).events.some((e) => e.type === 'login.browser_opened'),
-    (opened) => opened,
-    60_000,
-  );
-  return { id: session.id, sandboxId: session.sandboxId! };
-}
-
-/** Memory settles a moment after a page opens (Chromium's renderers grow, then idle). */
-const settle = () => new Promise((resolve) => setTimeout(resolve, 3_000));
 
 const rows: string[] = [];
 {
@@ -61,11 +34,11 @@ const rows: string[] = [];
     );
     await settle();
     const [pooled] = await t.server.store.listPooledSandboxes();
-    const idle = await sandboxPss(pooled!.sandboxId);
+    const idle = await sandboxPss(t, pooled!.sandboxId);
     rows.push(`idle pooled desktop        PSS ${(idle.bytes / MiB).toFixed(0).padStart(5)} MiB  (${idle.processes} processes)`);
     const live = await liveSession(t);
     await settle();
-    const used = await sandboxPss(live.sandboxId);
+    const used = await sandboxPss(t, live.sandboxId);
     rows.push(`live session, sign-in open PSS ${(used.bytes / MiB).toFixed(0).padStart(5)} MiB  (${used.processes} processes)`);
   } finally {
     await t.stop();
@@ -86,7 +59,7 @@ try {
     await settle();
     const available = await meminfo('MemAvailable');
     let pss = 0;
-    for (const s of live) pss += (await sandboxPss(s.sandboxId)).bytes;
+    for (const s of live) pss += (await sandboxPss(t, s.sandboxId)).bytes;
     rows.push(
       `${String(i).padStart(3)} sessions live: MemAvailable −${((before - available) / MiB).toFixed(0).padStart(6)} MiB (${((before - available) / i / MiB).toFixed(0)} MiB each), PSS sum ${(pss / MiB).toFixed(0)} MiB (${(pss / i / MiB).toFixed(0)} MiB each)`,
     );

@@ -8,8 +8,8 @@ import type { SandboxId } from '../src/protocol/ids.js';
 import { startTestServer } from '../test/support/server.js';
 import { elapse, until } from '../test/support/until.js';
 import { pinSocket } from '../src/drivers/pinned-socket.js';
-import { RfbClient, rfbEncodings, type RfbTransport } from '../src/drivers/rfb-client.js';
-import { openUnix, openWs, percentile } from './rfb-client.js';
+import type { RfbTransport } from '../src/drivers/rfb-client.js';
+import { measureRfbPath, openUnix, openWs, percentile } from './rfb-client.js';
 
 const frames = Number(process.env.BENCH_FRAMES ?? 60);
 const pings = Number(process.env.BENCH_ROUNDTRIPS ?? 300);
@@ -24,31 +24,11 @@ async function freePort(): Promise<number> {
 }
 
 async function measure(open: () => Promise<RfbTransport>): Promise<{ mbps: number; rttMs: number[] }> {
-  const client = new RfbClient(await open());
-  const { width, height } = await client.handshake();
-  // Raw encoding only: frame sizes are predictable, so throughput compares the paths, not encoders.
-  client.setEncodings([rfbEncodings.raw]);
-  const rtt: number[] = [];
-  for (let i = 0; i < pings; i++) {
-    const started = performance.now();
-    client.requestUpdate({ width: 1, height: 1 });
-    await client.readFramebufferUpdate();
-    rtt.push(performance.now() - started);
-  }
-  // Full raw frames, one request in flight at a time: an RFB server may merge pending requests, so
-  // pipelining would not give a countable number of replies.
-  const started = performance.now();
-  let bytes = 0;
-  for (let i = 0; i < frames; i++) {
-    client.requestUpdate({ width, height });
-    bytes += (await client.readFramebufferUpdate()).bytes;
-  }
-  const seconds = (performance.now() - started) / 1000;
-  client.close();
+  const result = await measureRfbPath(open, { frames, pings });
   // websockify tears a connection down on its next 1 s select tick, and a new one opened before that
   // gets no banner; every path waits the same, outside the measured time.
   await elapse(1_500, "websockify's 1 s select tick tears the connection down");
-  return { mbps: bytes / 1048576 / seconds, rttMs: rtt };
+  return result;
 }
 
 const t = await startTestServer('bench-relay', { PORTHOLE_LOG_LEVEL: 'warn' });

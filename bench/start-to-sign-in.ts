@@ -34,12 +34,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Browser } from 'playwright-core';
-import { pinSocket } from '../src/drivers/pinned-socket.js';
-import type { SandboxId, SessionId } from '../src/protocol/ids.js';
+import type { SessionId } from '../src/protocol/ids.js';
 import type { SessionEvent } from '../src/protocol/session.js';
 import { launchBrowser } from '../test/support/browser.js';
 import { startTestServer, testApiKey, type TestServer } from '../test/support/server.js';
-import { type ColourTarget, type FramebufferSighting, wallClock, watchSocketInWorker } from './framebuffer-colour.js';
+import { type FramebufferSighting, wallClock, watchSocketInWorker } from './framebuffer-colour.js';
+import { signInPage, watchSessionFramebuffer } from './session-framebuffer.js';
 import { percentile } from './rfb-client.js';
 
 const sessions = Number(process.env.BENCH_SESSIONS ?? 10);
@@ -50,13 +50,6 @@ const canvasPollMs = 25;
 /** The viewer's window: the viewer sizes the remote desktop to it, close to porthole's default 1280x800. */
 const viewport = { width: 1280, height: 860 };
 
-/**
- * The demo sign-in page (src/demo/oidc/pages.ts): its 8 px brand bar across the browser window is
- * over 5,000 pixels of #2f6fde even in a 640 px window, the logo and the focused field's ring add
- * more; 4,000 is met by no other screen and is met by the bar alone. Chromium holds the top 62 % of
- * the desktop (src/agent/layout.ts); the terminal below it is not looked at.
- */
-const signInPage: ColourTarget = { rgb: [47, 111, 222], tolerance: 12, minPixels: 4_000, topFraction: 0.62 };
 /**
  * The two sightings agree when they are this close, either way round: Xvnc serves its two clients
  * (the relay's and the watcher's) one after the other, and the canvas is polled, so either may see
@@ -177,30 +170,6 @@ function watchCanvas(o: CanvasWatchOptions): Promise<CanvasTimes> {
   });
 }
 
-/**
- * The sandbox's framebuffer, watched from its own VNC socket (on a worker thread) as soon as the
- * session names its sandbox and Xvnc has bound the socket: through the server's pin of it, as
- * start-to-frame's baseline does (src/drivers/pinned-socket.ts).
- */
-async function watchSessionFramebuffer(t: TestServer, sessionId: string, signal: AbortSignal): Promise<FramebufferSighting> {
-  for (;;) {
-    signal.throwIfAborted();
-    // The store, not the API: polled this often, HTTP requests would load the server under measurement.
-    const session = await t.server.store.getSession(sessionId as SessionId);
-    const handle = session?.sandboxId ? await t.server.driver.inspect(session.sandboxId as SandboxId) : null;
-    if (handle?.vnc.kind === 'unix') {
-      try {
-        if (handle.vnc.pin) await pinSocket(handle.vnc.pin, handle.vnc.path);
-        return await watchSocketInWorker(handle.vnc.path, signInPage, sessionTimeoutMs, signal);
-      } catch (error) {
-        if (signal.aborted) throw error;
-        // Not there yet (Xvnc has not bound its socket) or restarted under the pin: pin again shortly.
-      }
-    }
-    await sleep(20, undefined, { signal });
-  }
-}
-
 function eventAt(events: readonly SessionEvent[], type: SessionEvent['type'], step?: string): number {
   const event = events.find((e) => e.type === type && (step === undefined || e.details.step === step));
   return event ? Date.parse(event.at) : Number.NaN;
@@ -216,7 +185,7 @@ async function runSession(t: TestServer, browser: Browser): Promise<Sample> {
     const postedAt = wallClock();
     const created = await t.api.createSession({ provider: 'demo' });
     sessionId = created.id;
-    const framebuffer = watchSessionFramebuffer(t, created.id, AbortSignal.any([stop.signal, AbortSignal.timeout(sessionTimeoutMs)]));
+    const framebuffer = watchSessionFramebuffer(t, created.id, sessionTimeoutMs, AbortSignal.any([stop.signal, AbortSignal.timeout(sessionTimeoutMs)]));
     // Read on failure only; a rejection meanwhile must not go unhandled.
     framebuffer.catch(() => {});
     let canvas: CanvasTimes;

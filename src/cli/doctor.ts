@@ -2,10 +2,12 @@ import { execFile, type ExecFileException } from 'node:child_process';
 import { constants as fsConstants } from 'node:fs';
 import { access, lstat, open, stat } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { release } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { version } from '../protocol/version.js';
 import { detectCgroups, formatBytes } from '../drivers/cgroups/cgroups.js';
+import { probeRunsc, type RunscProbe } from '../drivers/gvisor/probe.js';
 import { longestSocketPath, maxUnixPathBytes } from '../drivers/local-layout.js';
 import { ConfigError, loadConfig, type Config } from '../server/config.js';
 import { auditDataDir } from '../server/data-dir.js';
@@ -170,9 +172,14 @@ async function checkResourceLimits(config: Config | null): Promise<DoctorCheck> 
   return info(name, `${wanted} wanted, ${missing} not enforced (one sandbox can exhaust the host); ${host.why}`, fix);
 }
 
+/** /dev/kvm is there as a device (usable or not: doctor runs as root where it matters). */
+async function hasKvmDevice(): Promise<boolean> {
+  return (await stat('/dev/kvm').catch(() => null))?.isCharacterDevice() ?? false;
+}
+
 async function checkKvm(): Promise<DoctorCheck> {
   const name = '/dev/kvm';
-  const why = 'needed only by the future kvm driver; the local driver does not use it';
+  const why = 'used only by the gvisor driver with PORTHOLE_GVISOR_PLATFORM=kvm; the local driver does not use it';
   const found = await stat('/dev/kvm').catch(() => null);
   if (!found) return info(name, `absent (${why})`);
   if (!found.isCharacterDevice()) return info(name, `exists but is not a device (${why})`);
@@ -185,6 +192,100 @@ async function checkKvm(): Promise<DoctorCheck> {
     `present, ${usable ? 'usable' : 'not usable'} by this user (${why})`,
     usable ? null : 'add this user to the kvm group (for the kvm driver)',
   );
+}
+
+/**
+ * The ptrace probe may take a while on a loaded host (node starting under ptrace); the kvm probe is
+ * short: where gVisor's KVM platform works, a sandbox starts on it faster than on ptrace, and where
+ * it does not (a nested /dev/kvm), its Sentry spins without ever running the container.
+ */
+const ptraceProbeTimeoutMs = 20_000;
+const kvmProbeTimeoutMs = 5_000;
+const runscFix = 'apt-get install -y runsc (scripts/setup.sh installs it when PORTHOLE_DRIVER=gvisor)';
+const runscDebugFix = 'run a sandbox by hand to see runsc say why: runsc --platform=ptrace --network=none do /bin/true (as root)';
+
+const seconds = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+
+/** One probe's outcome in words: `ran in 1.2 s (runsc create 0.3 s)`, `did not start within 5 s (at runsc create)`. */
+function describeProbe(probe: RunscProbe): string {
+  if (probe.outcome === 'ran') return `ran in ${Math.round(probe.ms)} ms (runsc create ${Math.round(probe.createMs)} ms)`;
+  if (probe.outcome === 'timed out') return `did not start within ${seconds(probe.afterMs)} (still at ${probe.step}; killed and deleted)`;
+  return `failed at ${probe.step}: ${probe.reason}`;
+}
+
+/** probeRunsc, with a cleanup that failed turned into the reason (something of the probe is left running). */
+function probe(platform: 'ptrace' | 'kvm', config: Config, timeoutMs: number): Promise<RunscProbe> {
+  return probeRunsc({ platform, uid: config.sandboxUids.first, timeoutMs }).catch(
+    (error: unknown): RunscProbe => ({ outcome: 'failed', step: 'cleanup', reason: `${(error as Error).message}: kill them by hand` }),
+  );
+}
+
+/**
+ * gVisor's runsc: whether it is installed (always said), and for the gvisor driver whether it starts
+ * a sandbox here — a probe sandbox with the driver's flags, whose kernel must be gVisor's — and on
+ * which platform (PORTHOLE_GVISOR_PLATFORM) and why: kvm is tried where /dev/kvm exists. A problem
+ * fails doctor only when the driver is gvisor.
+ */
+async function checkGvisor(config: Config, isPlatformDefault: boolean): Promise<DoctorCheck[]> {
+  const name = 'runsc';
+  const platformName = 'gvisor platform';
+  const isGvisor = config.driver === 'gvisor';
+  const problem = isGvisor ? failed : info;
+  const notChecked = (why: string) => (isGvisor ? [info(platformName, `not checked: ${why}`)] : []);
+  const result = await run('runsc', ['--version']);
+  if (result.spawnError === 'ENOENT')
+    return [
+      problem(name, `not installed (gVisor's runtime, ${isGvisor ? 'which PORTHOLE_DRIVER=gvisor needs' : 'needed only by PORTHOLE_DRIVER=gvisor'})`, runscFix),
+      ...notChecked('runsc is not installed'),
+    ];
+  if (result.exitCode !== 0)
+    return [
+      problem(name, `runsc --version does not run (${firstLine(result.stderr) || result.spawnError || `exit ${result.exitCode}`})`, runscFix),
+      ...notChecked('runsc does not run'),
+    ];
+  const runscVersion = `runsc ${/runsc version (\S+)/.exec(result.stdout)?.[1] ?? firstLine(result.stdout)}`;
+  if (!isGvisor) return [info(name, `${runscVersion} installed; not tried: the driver is ${config.driver} (PORTHOLE_DRIVER=gvisor would use it)`)];
+  if (!isRoot)
+    return [
+      failed(
+        name,
+        `${runscVersion} installed, but the gvisor driver needs root (runsc creates the sandbox's namespaces, and porthole its cgroup); porthole runs as uid ${process.getuid?.()}`,
+        'run porthole as root, or PORTHOLE_DRIVER=local',
+      ),
+      ...notChecked('not root'),
+    ];
+
+  const hostKernel = release();
+  const ptrace = await probe('ptrace', config, ptraceProbeTimeoutMs);
+  const what = `a probe sandbox (ptrace, --network=none, read-only root with /usr, node as uid ${config.sandboxUids.first})`;
+  let runscCheck: DoctorCheck;
+  if (ptrace.outcome !== 'ran') runscCheck = failed(name, `${runscVersion}: ${what} ${describeProbe(ptrace)}`, runscDebugFix);
+  else if (ptrace.kernel === hostKernel)
+    runscCheck = failed(name, `${runscVersion}: ${what} ran, but saw the host's kernel ${hostKernel}: not gVisor's`, runscDebugFix);
+  else runscCheck = ok(name, `${runscVersion}: ${what} ${describeProbe(ptrace)}; kernel ${ptrace.kernel} inside, gVisor's (the host's is ${hostKernel})`);
+
+  const kvm = (await hasKvmDevice()) ? await probe('kvm', config, kvmProbeTimeoutMs) : null;
+  const kvmSaid =
+    kvm === null
+      ? 'kvm is not possible: no /dev/kvm'
+      : kvm.outcome === 'ran'
+        ? `kvm tried (/dev/kvm exists): its probe sandbox ${describeProbe(kvm)}`
+        : `kvm tried (/dev/kvm exists): its probe sandbox ${describeProbe(kvm)}${kvm.outcome === 'timed out' ? ' — gVisor’s KVM platform hangs on some nested /dev/kvm' : ''}`;
+  const configured = `PORTHOLE_GVISOR_PLATFORM=${config.gvisorPlatform}${isPlatformDefault ? ', the default' : ''}`;
+  let platformCheck: DoctorCheck;
+  if (config.gvisorPlatform === 'ptrace') {
+    const verdict = kvm?.outcome === 'ran' ? '; PORTHOLE_GVISOR_PLATFORM=kvm may run sandboxes faster' : ', so ptrace';
+    platformCheck =
+      ptrace.outcome === 'ran'
+        ? ok(platformName, `ptrace (${configured}), which works on any host; ${kvmSaid}${verdict}`)
+        : failed(platformName, `ptrace (${configured}), but its probe sandbox ${describeProbe(ptrace)}; ${kvmSaid}`, runscDebugFix);
+  } else {
+    platformCheck =
+      kvm?.outcome === 'ran'
+        ? ok(platformName, `kvm (${configured}): its probe sandbox ${describeProbe(kvm)}`)
+        : failed(platformName, `kvm (${configured}), but ${kvmSaid}`, 'set PORTHOLE_GVISOR_PLATFORM=ptrace, which works on any host');
+  }
+  return [runscCheck, platformCheck];
 }
 
 /** The path itself when it exists, else its nearest existing ancestor. */
@@ -385,6 +486,7 @@ export async function runDoctor(env: Record<string, string | undefined>): Promis
     const serverUrl = ApiClient.fromEnv(env).baseUrl;
     checks.push(await checkUserNamespace(config));
     checks.push(await checkKvm());
+    checks.push(...(await checkGvisor(config, env.PORTHOLE_GVISOR_PLATFORM === undefined)));
     checks.push(await checkDataDir(config));
     checks.push(await checkDataDirModes(config));
     checks.push(checkSocketPaths(config));
@@ -395,6 +497,7 @@ export async function runDoctor(env: Record<string, string | undefined>): Promis
     for (const name of [
       'user namespaces',
       '/dev/kvm',
+      'runsc',
       'data directory',
       'data directory modes',
       'data dir for the sandbox',

@@ -27,7 +27,7 @@ Usage:
   porthole sessions end <session-id>
   porthole sessions events <session-id> [--json]
   porthole sessions diagnose <session-id> [--json]   walk the hops to its desktop; exit 1 when one failed
-  porthole doctor [--json]               check this host: packages, namespaces, data directory, store, port
+  porthole doctor [--json]               check this host: packages, namespaces, runsc, data directory, store, port
   porthole credentials get <session-id>  print the captured credential file to stdout (the read is audited)
   porthole credentials install <session-id> [--force] [--access-only]
                                          write it where the provider's CLI expects it here (mode 0600);

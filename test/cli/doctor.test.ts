@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
@@ -12,6 +15,7 @@ import { sessionDiagnosisSchema } from '../../src/protocol/diagnosis.js';
 import type { SandboxId } from '../../src/protocol/ids.js';
 import type { Session } from '../../src/protocol/session.js';
 import { version } from '../../src/protocol/version.js';
+import { runAsUser, stagedPath } from '../support/as-user.js';
 import { startTestServer, testApiKey, testSandboxUids, type TestServer } from '../support/server.js';
 import { until } from '../support/until.js';
 
@@ -53,6 +57,7 @@ const checkNames = [
   'resource limits',
   'user namespaces',
   '/dev/kvm',
+  'runsc',
   'data directory',
   'socket paths',
   'signing key',
@@ -116,6 +121,9 @@ describe('porthole doctor', () => {
     assert.match(result.stdout, /^✔ signing key +.*: mode 0600, 32 bytes$/m);
     assert.match(result.stdout, new RegExp(`^✔ store +porthole ${version.replaceAll('.', '\\.')} at http://127\\.0\\.0\\.1:\\d+ reads its store$`, 'm'));
     assert.match(result.stdout, /^✔ port +127\.0\.0\.1:\d+ is in use by porthole .* \(running\)$/m);
+    // The local driver: runsc is only named (installed or not), never started, never a failure.
+    assert.match(result.stdout, /^ℹ runsc +(runsc \S+ installed; not tried: the driver is local \(PORTHOLE_DRIVER=gvisor would use it\)|not installed .*)$/m);
+    assert.doesNotMatch(result.stdout, /gvisor platform/);
     assert.match(result.stdout, /this host can run sandboxes\.$/m);
   });
 
@@ -146,6 +154,110 @@ describe('porthole doctor', () => {
     assert.match(bad.stdout, /^✘ configuration +PORTHOLE_PORT: /m);
     assert.match(bad.stdout, /→ fix the PORTHOLE_\* variables named/);
     assert.match(bad.stdout, /^ℹ port +not checked: the configuration is invalid$/m);
+  });
+});
+
+interface Report {
+  ok: boolean;
+  checks: Array<{ name: string; status: string; detail: string; fix: string | null }>;
+}
+
+/**
+ * `porthole doctor --json` with the gvisor driver, its temp directory (where the probe sandboxes'
+ * scratch --root and bundles go) one of this test's own: after doctor, it must be empty, and no
+ * process may name it (the Sentry and gofer carry their bundle on their command lines).
+ */
+async function gvisorDoctor(env: Record<string, string> = {}): Promise<{ code: number; report: Report; stdout: string }> {
+  const scratch = await mkdtemp(join(tmpdir(), 'porthole-test-doctor-tmp-'));
+  try {
+    const result = await porthole(['doctor', '--json'], { ...serverEnv(), PORTHOLE_DRIVER: 'gvisor', TMPDIR: scratch, ...env });
+    assert.deepEqual(await readdir(scratch), [], `the probes left files in ${scratch}`);
+    const holders: string[] = [];
+    for (const pid of (await readdir('/proc')).filter((name) => /^\d+$/.test(name))) {
+      const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      if (cmdline.includes(scratch)) holders.push(`${pid}: ${cmdline.replaceAll('\0', ' ').slice(0, 160)}`);
+    }
+    assert.deepEqual(holders, [], 'processes of a probe sandbox outlived doctor');
+    return { code: result.code, report: JSON.parse(result.stdout) as Report, stdout: result.stdout };
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+const checkOf = (report: Report, name: string) => {
+  const check = report.checks.find((c) => c.name === name);
+  assert.ok(check, `no ${name} check: ${JSON.stringify(report.checks.map((c) => c.name))}`);
+  return check;
+};
+
+describe('porthole doctor, gvisor driver', { timeout: 120_000 }, () => {
+  test('runs a probe sandbox with runsc: it starts, its kernel is gVisor’s, and the platform line says ptrace and why', async () => {
+    const { code, report, stdout } = await gvisorDoctor();
+    assert.equal(code, 0, stdout);
+    const runsc = checkOf(report, 'runsc');
+    assert.equal(runsc.status, 'ok', runsc.detail);
+    const seen =
+      /^runsc \S+: a probe sandbox \(ptrace, --network=none, read-only root with \/usr, node as uid (\d+)\) ran in (\d+) ms \(runsc create (\d+) ms\); kernel (\S+) inside, gVisor's \(the host's is (\S+)\)$/.exec(
+        runsc.detail,
+      );
+    assert.ok(seen, runsc.detail);
+    const [, uid, ms, createMs, kernel, hostKernel] = seen;
+    assert.equal(uid, testSandboxUids.split('-')[0]);
+    assert.ok(Number(createMs) > 0 && Number(createMs) <= Number(ms), runsc.detail);
+    assert.equal(hostKernel, release());
+    assert.notEqual(kernel, release(), 'the probe saw the host’s kernel');
+
+    const platform = checkOf(report, 'gvisor platform');
+    assert.equal(platform.status, 'ok', platform.detail);
+    assert.equal(platform.fix, null);
+    const prefix = 'ptrace (PORTHOLE_GVISOR_PLATFORM=ptrace, the default), which works on any host; ';
+    assert.ok(platform.detail.startsWith(prefix), platform.detail);
+    // kvm is tried only where /dev/kvm exists; here (a nested PVM /dev/kvm) its sandbox never starts.
+    const kvmSaid = platform.detail.slice(prefix.length);
+    if (existsSync('/dev/kvm'))
+      assert.match(
+        kvmSaid,
+        /^kvm tried \(\/dev\/kvm exists\): its probe sandbox (ran in \d+ ms \(runsc create \d+ ms\); PORTHOLE_GVISOR_PLATFORM=kvm may run sandboxes faster|did not start within 5\.0 s \(still at runsc \w+; killed and deleted\) — gVisor’s KVM platform hangs on some nested \/dev\/kvm, so ptrace|failed at .+, so ptrace)$/,
+      );
+    else assert.equal(kvmSaid, 'kvm is not possible: no /dev/kvm, so ptrace');
+    assert.equal(report.ok, true);
+  });
+
+  test('PORTHOLE_GVISOR_PLATFORM=kvm fails doctor exactly when a kvm probe sandbox does not start, and says to use ptrace', async () => {
+    const { code, report, stdout } = await gvisorDoctor({ PORTHOLE_GVISOR_PLATFORM: 'kvm' });
+    assert.equal(checkOf(report, 'runsc').status, 'ok', 'ptrace still works');
+    const platform = checkOf(report, 'gvisor platform');
+    if (platform.status === 'ok') {
+      assert.match(platform.detail, /^kvm \(PORTHOLE_GVISOR_PLATFORM=kvm\): its probe sandbox ran in \d+ ms/);
+      assert.equal(code, 0, stdout);
+      return;
+    }
+    assert.equal(platform.status, 'failed');
+    assert.match(
+      platform.detail,
+      /^kvm \(PORTHOLE_GVISOR_PLATFORM=kvm\), but kvm (is not possible: no \/dev\/kvm|tried \(\/dev\/kvm exists\): its probe sandbox (did not start within 5\.0 s|failed at ))/,
+    );
+    assert.equal(platform.fix, 'set PORTHOLE_GVISOR_PLATFORM=ptrace, which works on any host');
+    assert.equal(code, 1, stdout);
+    assert.deepEqual(
+      report.checks.filter((c) => c.status === 'failed').map((c) => c.name),
+      ['gvisor platform'],
+    );
+  });
+
+  test('as an unprivileged user: the gvisor driver needs root, doctor fails and says so', async () => {
+    const unprivilegedUid = 61999;
+    // Exit 1 for other reasons too (this user cannot write the data directory); the JSON is printed anyway.
+    const result = await runAsUser(unprivilegedUid, process.execPath, [stagedPath(cli), 'doctor', '--json'], {
+      env: { PATH: '/usr/bin:/bin', PORTHOLE_DRIVER: 'gvisor', PORTHOLE_PORT: '0' },
+    }).catch((error: { stdout: string }) => error);
+    const report = JSON.parse(result.stdout) as Report;
+    assert.equal(report.ok, false);
+    const runsc = checkOf(report, 'runsc');
+    assert.equal(runsc.status, 'failed');
+    assert.match(runsc.detail, new RegExp(`^runsc \\S+ installed, but the gvisor driver needs root .*; porthole runs as uid ${unprivilegedUid}$`));
+    assert.equal(runsc.fix, 'run porthole as root, or PORTHOLE_DRIVER=local');
+    assert.deepEqual(checkOf(report, 'gvisor platform'), { name: 'gvisor platform', status: 'info', detail: 'not checked: not root', fix: null });
   });
 });
 

@@ -15,7 +15,7 @@ import { pinTempSuffixBytes } from '../pinned-socket.js';
 import { processUids, readProcStat } from '../proc-scan.js';
 import { endpointsOf, makeSandboxDirs, tailOf, UidPool, writeAgentConfig } from '../sandbox-dir.js';
 import { writeBundle } from './oci-spec.js';
-import { Runsc, runscProcesses, type GvisorPlatform } from './runsc.js';
+import { killRunscProcesses, Runsc, runscProcesses, type GvisorPlatform } from './runsc.js';
 
 // The `gvisor` driver: each sandbox is a gVisor sandbox, started with `runsc create` + `runsc
 // start` from an OCI bundle porthole writes (oci-spec.ts). The person's processes — the agent, the
@@ -200,20 +200,9 @@ export function createGvisorDriver(options: GvisorDriverOptions): Driver {
       while (Date.now() < deadline && (await runsc.state(id).catch(() => null))?.status === 'running') await sleep(100);
     }
     await runsc.deleteForce(id).catch((error: unknown) => logger?.warn({ sandboxId: id, err: error }, 'runsc delete failed; killing its processes'));
-    const started = Date.now();
-    for (;;) {
-      const left = await runscProcesses(bundleOf(id));
-      if (left.length === 0) return;
-      if (Date.now() - started > teardownTimeoutMs) throw new Error(`sandbox ${id}: processes ${left.join(', ')} survive SIGKILL`);
-      for (const pid of left) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // Gone meanwhile.
-        }
-      }
-      await sleep(50);
-    }
+    await killRunscProcesses(bundleOf(id), teardownTimeoutMs).catch((error: unknown) => {
+      throw new Error(`sandbox ${id}: ${(error as Error).message}`, { cause: error });
+    });
   }
 
   async function inspect(id: SandboxId): Promise<SandboxInfo | null> {

@@ -1,4 +1,4 @@
-import { chmod, lstat, mkdir, stat, symlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, stat, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { etcEntries, groupFor, inside, passwdFor } from '../sandbox-inside.js';
 
@@ -96,16 +96,69 @@ export async function writeBundle(
     mountPoints.push({ path: destination, kind });
   }
 
-  // Explicit modes (chmod, not mkdir's or writeFile's mode): the server's umask is 077, and the
-  // sandbox's person must traverse these directories and read /etc/passwd.
-  await directory(rootfs, '.');
+  await makeRootfs(rootfs, mountPoints, { 'etc/passwd': passwdFor(uid), 'etc/group': groupFor(uid) });
+
+  const config = ociConfig({
+    uid,
+    args: ['/usr/bin/node', inside.agent],
+    env: [
+      `HOME=${inside.home}`,
+      'USER=porthole',
+      'PATH=/usr/bin:/bin',
+      'LANG=C.UTF-8',
+      `PORTHOLE_AGENT_CONFIG=${inside.agentConfig}`,
+      `PORTHOLE_SANDBOX_ID=${options.sandboxId}`,
+    ],
+    cwd: inside.home,
+    mounts,
+  });
+  await writeFile(join(bundle, 'config.json'), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o644 });
+}
+
+/**
+ * A bundle for one short command, for `porthole doctor`'s check that runsc starts a sandbox here
+ * (./probe.ts): the same read-only root, /usr and ld.so.cache read-only, and the same unprivileged,
+ * capability-less process as a sandbox's, and nothing else (no home, no sockets, no agent).
+ */
+export async function writeProbeBundle(bundle: string, options: { uid: number; args: readonly string[] }): Promise<void> {
+  const rootfs = join(bundle, 'rootfs');
+  const mounts: Mount[] = [{ destination: '/proc', type: 'proc', source: 'proc' }, roBind('/usr')];
+  const mountPoints: { path: string; kind: 'file' | 'dir' }[] = [
+    { path: '/proc', kind: 'dir' },
+    { path: '/usr', kind: 'dir' },
+  ];
+  // The dynamic loader finds /usr/lib/<triplet> through the cache; without it node does not start.
+  if ((await kindOf('/etc/ld.so.cache')) === 'file') {
+    mounts.push(roBind('/etc/ld.so.cache'));
+    mountPoints.push({ path: '/etc/ld.so.cache', kind: 'file' });
+  }
+  await makeRootfs(rootfs, mountPoints, {});
+  const config = ociConfig({ uid: options.uid, args: options.args, env: ['PATH=/usr/bin:/bin', 'LANG=C.UTF-8'], cwd: '/', mounts });
+  await writeFile(join(bundle, 'config.json'), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o644 });
+}
+
+/**
+ * The root filesystem: a file or directory for each mount point, the usual /bin, /lib links into
+ * /usr, and `files` (path in the root → content); then every directory 0755 and every file 0644, explicitly. The sandbox's person
+ * (not root, inside gVisor as outside) must get through / and read /etc/passwd, and the modes
+ * mkdir and writeFile give pass through the server's umask, 077 (src/server/main.ts): with it, /
+ * was 0700 and runsc start failed ("failed to find initial working directory: permission denied").
+ */
+async function makeRootfs(
+  rootfs: string,
+  mountPoints: readonly { path: string; kind: 'file' | 'dir' }[],
+  files: Readonly<Record<string, string>>,
+): Promise<void> {
+  await mkdir(rootfs, { recursive: true, mode: 0o755 });
   for (const point of mountPoints) {
-    if (point.kind === 'dir') await directory(rootfs, point.path);
+    const path = join(rootfs, point.path);
+    if (point.kind === 'dir') await mkdir(path, { recursive: true, mode: 0o755 });
     else {
-      await directory(rootfs, dirname(point.path));
-      await file(join(rootfs, point.path), '');
+      await mkdir(dirname(path), { recursive: true, mode: 0o755 });
+      await writeFile(path, '', { mode: 0o644, flag: 'a' });
     }
   }
+  await mkdir(join(rootfs, 'etc'), { recursive: true, mode: 0o755 });
   for (const [name, target] of [
     ['bin', 'usr/bin'],
     ['sbin', 'usr/sbin'],
@@ -115,52 +168,39 @@ export async function writeBundle(
   ] as const) {
     if (!(await lstat(join(rootfs, name)).catch(() => null))) await symlink(target, join(rootfs, name));
   }
-  await file(join(rootfs, 'etc/passwd'), passwdFor(uid));
-  await file(join(rootfs, 'etc/group'), groupFor(uid));
+  for (const [path, content] of Object.entries(files)) await writeFile(join(rootfs, path), content);
+  await chmodTree(rootfs);
+}
 
-  const config = {
+/** Directories 0755, files 0644, symbolic links left alone (chmod would follow them to the host's files). */
+async function chmodTree(dir: string): Promise<void> {
+  await chmod(dir, 0o755);
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) await chmodTree(path);
+    else if (entry.isFile()) await chmod(path, 0o644);
+  }
+}
+
+/** config.json around one process: the person `uid` with no capabilities, on a read-only root, in namespaces of its own. */
+function ociConfig(options: { uid: number; args: readonly string[]; env: readonly string[]; cwd: string; mounts: readonly Mount[] }) {
+  return {
     ociVersion: '1.0.2',
     process: {
       terminal: false,
-      user: { uid, gid: uid },
-      args: ['/usr/bin/node', inside.agent],
-      env: [
-        `HOME=${inside.home}`,
-        'USER=porthole',
-        'PATH=/usr/bin:/bin',
-        'LANG=C.UTF-8',
-        `PORTHOLE_AGENT_CONFIG=${inside.agentConfig}`,
-        `PORTHOLE_SANDBOX_ID=${options.sandboxId}`,
-      ],
-      cwd: inside.home,
+      user: { uid: options.uid, gid: options.uid },
+      args: options.args,
+      env: options.env,
+      cwd: options.cwd,
       // No capabilities and no way to gain any: the person is an ordinary user of gVisor's kernel.
       capabilities: { bounding: [], effective: [], inheritable: [], permitted: [], ambient: [] },
       noNewPrivileges: true,
     },
     root: { path: 'rootfs', readonly: true },
     hostname: 'porthole',
-    mounts,
+    mounts: options.mounts,
     linux: {
       namespaces: [{ type: 'pid' }, { type: 'network' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }],
     },
   };
-  await writeFile(join(bundle, 'config.json'), `${JSON.stringify(config, null, 2)}\n`, { mode: 0o600 });
-}
-
-/** `path` under `root` and each directory on the way, 0755 whatever the umask. */
-async function directory(root: string, path: string): Promise<void> {
-  let at = root;
-  for (const part of ['.', ...path.split('/').filter(Boolean)]) {
-    at = join(at, part);
-    await mkdir(at, { mode: 0o755 }).catch((error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EEXIST') throw error;
-    });
-    await chmod(at, 0o755);
-  }
-}
-
-/** A file readable by all (0644, whatever the umask); appended to when it exists (an empty mount point). */
-async function file(path: string, content: string): Promise<void> {
-  await writeFile(path, content, { flag: content === '' ? 'a' : 'w' });
-  await chmod(path, 0o644);
 }

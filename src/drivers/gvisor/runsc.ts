@@ -1,6 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { z } from 'zod';
 import { listPids, readProcStat } from '../proc-scan.js';
@@ -26,6 +27,7 @@ export interface RunscOptions {
 
 const stateSchema = z.object({ id: z.string(), status: z.string(), pid: z.number().int() });
 export type RunscState = z.infer<typeof stateSchema>;
+const waitSchema = z.object({ exitStatus: z.number().int() });
 
 const commandTimeoutMs = 15_000;
 
@@ -87,8 +89,15 @@ export class Runsc {
     return pid;
   }
 
-  async start(id: string): Promise<void> {
-    await this.call(['start', id]);
+  /** Runs the container's process. `signal` kills this runsc call (not the sandbox: see killRunscProcesses). */
+  async start(id: string, signal?: AbortSignal): Promise<void> {
+    await this.call(['start', id], signal);
+  }
+
+  /** Waits until the container's process exits; resolves with its wait status as runsc reports it. */
+  async wait(id: string, signal?: AbortSignal): Promise<number> {
+    const { stdout } = await this.call(['wait', id], signal);
+    return waitSchema.parse(JSON.parse(stdout)).exitStatus;
   }
 
   /** The container's state; null when runsc knows no such container. */
@@ -124,10 +133,16 @@ export class Runsc {
     }
   }
 
-  private call(args: string[]): Promise<{ stdout: string; stderr: string }> {
+  private call(args: string[], signal?: AbortSignal): Promise<{ stdout: string; stderr: string }> {
     // Its own process group: a Ctrl+C meant for the server must not kill a `runsc state` under way.
     // (execFile hands its options to spawn, `detached` included, though its types leave it out.)
-    const options = { encoding: 'utf8' as const, timeout: commandTimeoutMs, env: { PATH: '/usr/bin:/bin:/usr/sbin:/sbin' }, detached: true };
+    const options = {
+      encoding: 'utf8' as const,
+      timeout: commandTimeoutMs,
+      env: { PATH: '/usr/bin:/bin:/usr/sbin:/sbin' },
+      detached: true,
+      ...(signal ? { signal, killSignal: 'SIGKILL' as const } : {}),
+    };
     return run(this.binary, [...this.globalArgs(), ...args], options);
   }
 }
@@ -157,4 +172,26 @@ export async function runscProcesses(bundle: string): Promise<number[]> {
     }
   }
   return [...found];
+}
+
+/**
+ * SIGKILL to every host process of the sandbox (runscProcesses) until none is left: what is left
+ * after `runsc delete --force`, or a sandbox that no longer answers runsc at all (a Sentry spinning
+ * on a platform that does not work here). Throws when some survive `timeoutMs`.
+ */
+export async function killRunscProcesses(bundle: string, timeoutMs: number): Promise<void> {
+  const started = Date.now();
+  for (;;) {
+    const left = await runscProcesses(bundle);
+    if (left.length === 0) return;
+    if (Date.now() - started > timeoutMs) throw new Error(`processes ${left.join(', ')} of ${bundle} survive SIGKILL`);
+    for (const pid of left) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+    await sleep(50);
+  }
 }
