@@ -207,30 +207,7 @@ describe('gvisor driver', { timeout: 300_000 }, () => {
   });
 });
 
-describe('gvisor driver with the server’s default limits', { timeout: 120_000 }, () => {
-  // Under the ptrace platform each thread of the sandbox's is backed by host tasks of the Sentry:
-  // an idle desktop is ≈ 900 host tasks, so 512 (the default PORTHOLE_SANDBOX_PIDS) taken as the
-  // host's count killed every desktop within seconds (found by the quick start).
-  let fixture: GvisorFixture | undefined;
-  const id = conformanceSpec().id;
-  after(async () => {
-    await fixture?.driver.destroy(id);
-    await fixture?.cleanup();
-  });
-
-  it('a desktop runs for 15 s within 1 GiB and 512 tasks and reaches no limit', async () => {
-    const base = await gvisorFixture();
-    await base.driver.close();
-    const limits = { memoryBytes: 1024 * 2 ** 20, pids: 512, cpuWeight: 100 };
-    const driver = createGvisorDriver({ dataDir: base.dataDir, sandboxUids, agentBundle: join(base.dataDir, 'porthole-agent.mjs'), limits });
-    fixture = { ...base, driver };
-    const handle = await driver.create(conformanceSpec({ id }));
-    await waitUntilHealthy(handle.agent);
-    for (let second = 0; second < 15; second++) {
-      const info = await driver.inspect(id);
-      assert.equal(info?.limitReached ?? null, null, `after ${second} s: ${info?.limitReached}`);
-      assert.equal(info?.status, 'running', `after ${second} s: ${JSON.stringify(info)}`);
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
-    }
-  });
-});
+// The server's default limits (1 GiB, 512 tasks, which the driver scales to gVisor's host tasks)
+// are held by every gvisor test server: test/faults/gvisor.test.ts and
+// test/e2e/gvisor-demo-login.test.ts keep desktops up for 30 s and more under them (before the
+// scaling, 512 host tasks killed each desktop 10–15 s after it was ready).
