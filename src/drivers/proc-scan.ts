@@ -61,6 +61,24 @@ export async function childrenOf(pid: number): Promise<ProcStat[]> {
   return stats.filter((s): s is ProcStat => s !== null && s.ppid === pid);
 }
 
+/**
+ * `roots` and every descendant of theirs among `all` (a process whose parent is in the set joins
+ * it, until none does): a sandbox's processes from the ones that mark it.
+ */
+export function withDescendants(roots: Iterable<number>, all: readonly { readonly pid: number; readonly ppid: number }[]): Set<number> {
+  const found = new Set(roots);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of all) {
+      if (!found.has(p.pid) && found.has(p.ppid)) {
+        found.add(p.pid);
+        grew = true;
+      }
+    }
+  }
+  return found;
+}
+
 export interface ScannedProcess extends ProcStat {
   readonly pidNamespace: number | null;
   /** Its environment holds the variable asked for. */

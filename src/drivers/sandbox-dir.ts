@@ -1,8 +1,9 @@
 import { constants as fsConstants } from 'node:fs';
-import { chmod, chown, mkdir, open, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, open, stat, writeFile } from 'node:fs/promises';
 import type { AgentConfig } from '../protocol/agent.js';
 import type { Endpoint, SandboxSpec } from './driver.js';
 import { pinnedSocketPaths, sandboxPaths, sandboxSocketNames } from './local-layout.js';
+import { readProcStat } from './proc-scan.js';
 import { inside } from './sandbox-inside.js';
 
 // What the drivers that keep a sandbox in <data>/sandboxes/<id>/ (local, gvisor) do alike: lay out
@@ -77,6 +78,30 @@ export class UidPool {
     }
     throw new Error(`no free sandbox uid in ${first}–${last} (PORTHOLE_SANDBOX_UIDS): ${held.size} held by sandboxes, ${running.size} in use by processes`);
   }
+}
+
+/**
+ * What is left of the sandbox in `dir`, as readable lines: `pids` (its host processes, as the
+ * driver finds them), the sockets its servers bound in run/, the directory. Empty after a
+ * successful destroy. For the conformance suite and the tests' leak checks.
+ */
+export async function leftoversIn(dir: string, pids: readonly number[]): Promise<string[]> {
+  const exists = (path: string): Promise<boolean> =>
+    stat(path).then(
+      () => true,
+      () => false,
+    );
+  const left: string[] = [];
+  for (const pid of pids) {
+    const proc = await readProcStat(pid);
+    if (proc) left.push(`process ${pid} (${proc.comm})`);
+  }
+  for (const socket of Object.values(sandboxSocketNames)) {
+    const path = pinnedSocketPaths(dir, socket).source;
+    if (await exists(path)) left.push(`socket ${path}`);
+  }
+  if (await exists(dir)) left.push(`directory ${dir}`);
+  return left;
 }
 
 /** The last `bytes` of a log, for a start failure's details; null when there is none. */

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { runscProcesses } from '../../src/drivers/gvisor/runsc.js';
 import { sandboxDir } from '../../src/drivers/local-layout.js';
+import { crashLoop, type CrashLoop } from './sandbox-processes.js';
 import { until } from './until.js';
 
 // A gVisor sandbox's processes for the fault and e2e tests that run on the gvisor driver. The
@@ -92,32 +93,19 @@ export async function killInside(dataDir: string, sandboxId: string, target: Ins
  * Kills every process named `cmd` inside the sandbox as soon as `runsc ps` shows it, until `stop()`:
  * a crash loop, as a broken build of that program would make. `kills` counts them.
  */
-export function keepKillingInside(dataDir: string, sandboxId: string, cmd: string): { readonly kills: number; stop(): Promise<void> } {
-  let kills = 0;
-  let isStopped = false;
-  const loop = (async () => {
-    while (!isStopped) {
-      const targets = (await insideProcesses(dataDir, sandboxId).catch(() => [] as InsideProcess[])).filter((p) => p.cmd === cmd);
-      for (const target of targets) {
-        // Fails when it went meanwhile: then there is nothing to count.
-        const killed = await runsc(dataDir, ['kill', '--pid', String(target.pid), sandboxId, 'KILL']).then(
-          () => true,
-          () => false,
-        );
-        if (killed) kills++;
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20));
+export function keepKillingInside(dataDir: string, sandboxId: string, cmd: string): CrashLoop {
+  return crashLoop(async () => {
+    let kills = 0;
+    for (const target of (await insideProcesses(dataDir, sandboxId).catch(() => [] as InsideProcess[])).filter((p) => p.cmd === cmd)) {
+      // Fails when it went meanwhile: then there is nothing to count.
+      const killed = await runsc(dataDir, ['kill', '--pid', String(target.pid), sandboxId, 'KILL']).then(
+        () => true,
+        () => false,
+      );
+      if (killed) kills++;
     }
-  })();
-  return {
-    get kills() {
-      return kills;
-    },
-    async stop() {
-      isStopped = true;
-      await loop;
-    },
-  };
+    return kills;
+  }, 20);
 }
 
 /** Host pids of the sandbox: the Sentry, the gofer and the ptrace stubs. */

@@ -97,25 +97,24 @@ export async function openFdCount(pid: number | 'self'): Promise<number> {
   return (await readdir(`/proc/${pid}/fd`)).length;
 }
 
+/** A crash loop under way: how many kills so far, and how to end it. */
+export interface CrashLoop {
+  readonly kills: number;
+  stop(): Promise<void>;
+}
+
 /**
- * Kills every marked process named `comm` in the sandbox as soon as it shows (polling every 50 ms),
- * until `stop()`: a crash loop, as a broken build of that program would make. `kills` counts them.
+ * Calls `killOnce` (which kills what it finds and says how many) every `intervalMs` until `stop()`:
+ * a crash loop, as a broken build of a program would make. The sandbox's driver decides how to find
+ * and kill (host /proc here, `runsc` for gVisor: ./gvisor.ts).
  */
-export function keepKilling(sandboxId: string, comm: string): { readonly kills: number; stop(): Promise<void> } {
+export function crashLoop(killOnce: () => Promise<number>, intervalMs: number): CrashLoop {
   let kills = 0;
   let isStopped = false;
   const loop = (async () => {
     while (!isStopped) {
-      for (const target of await sandboxProcesses(sandboxId)) {
-        if (!target.hasMarker || target.comm !== comm || !(await isAlive(target))) continue;
-        try {
-          process.kill(target.pid, 'SIGKILL');
-          kills++;
-        } catch {
-          // Gone between the scan and the kill.
-        }
-      }
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      kills += await killOnce();
+      await new Promise((resolve) => setTimeout(resolve, intervalMs));
     }
   })();
   return {
@@ -127,4 +126,21 @@ export function keepKilling(sandboxId: string, comm: string): { readonly kills: 
       await loop;
     },
   };
+}
+
+/** Kills every marked process named `comm` in the sandbox as soon as it shows (host /proc, every 50 ms), until `stop()`. */
+export function keepKilling(sandboxId: string, comm: string): CrashLoop {
+  return crashLoop(async () => {
+    let kills = 0;
+    for (const target of await sandboxProcesses(sandboxId)) {
+      if (!target.hasMarker || target.comm !== comm || !(await isAlive(target))) continue;
+      try {
+        process.kill(target.pid, 'SIGKILL');
+        kills++;
+      } catch {
+        // Gone between the scan and the kill.
+      }
+    }
+    return kills;
+  }, 50);
 }

@@ -9,13 +9,13 @@ import { isSandboxId, type SandboxId } from '../../protocol/ids.js';
 import { version } from '../../protocol/version.js';
 import { describeLimitsHit, detectCgroups, noCgroups, type CgroupHost, type SandboxLimits } from '../cgroups/cgroups.js';
 import type { Driver, SandboxHandle, SandboxInfo, SandboxSpec } from '../driver.js';
-import { longestSocketPath, maxUnixPathBytes, pinnedSocketPaths, sandboxDir, sandboxesDir, sandboxPaths, sandboxSocketNames } from '../local-layout.js';
+import { longestSocketPath, maxUnixPathBytes, sandboxDir, sandboxesDir, sandboxPaths } from '../local-layout.js';
 import { CleanupStack } from '../cleanup-stack.js';
 import { pinTempSuffixBytes } from '../pinned-socket.js';
 import { processUids, readProcStat } from '../proc-scan.js';
-import { endpointsOf, makeSandboxDirs, tailOf, UidPool, writeAgentConfig } from '../sandbox-dir.js';
+import { endpointsOf, leftoversIn, makeSandboxDirs, tailOf, UidPool, writeAgentConfig } from '../sandbox-dir.js';
 import { writeBundle } from './oci-spec.js';
-import { killRunscProcesses, Runsc, runscProcesses, type GvisorPlatform } from './runsc.js';
+import { killRunscProcesses, Runsc, runscProcesses, type GvisorPlatform, type RunscState } from './runsc.js';
 
 // The `gvisor` driver: each sandbox is a gVisor sandbox, started with `runsc create` + `runsc
 // start` from an OCI bundle porthole writes (oci-spec.ts). The person's processes — the agent, the
@@ -206,14 +206,21 @@ export function createGvisorDriver(options: GvisorDriverOptions): Driver {
   }
 
   async function inspect(id: SandboxId): Promise<SandboxInfo | null> {
+    return describe(id, () => runsc.state(id));
+  }
+
+  /**
+   * The sandbox as its record, runsc's `state` and /proc say. A runsc that fails (killed by a
+   * signal meant for the server, say) throws rather than call the sandbox exited: the reconciler
+   * would end a live session for it. runsc says "stopped" once the container's init — the agent —
+   * has exited; the Sentry may still be there until delete.
+   */
+  async function describe(id: SandboxId, stateOf: () => Promise<RunscState | null>): Promise<SandboxInfo | null> {
     if (!isSandboxId(id)) return null;
     const dir = sandboxDir(dataDir, id);
     const record = await readRecord(dir);
     if (!record) return null;
-    // A runsc that fails (killed by a signal meant for the server, say) throws rather than call the
-    // sandbox exited: the reconciler would end a live session for it. runsc says "stopped" once the
-    // container's init — the agent — has exited; the Sentry may still be there until delete.
-    const state = await runsc.state(id);
+    const state = await stateOf();
     const isRunning = state?.status === 'running';
     const sentry = await readProcStat(record.sentry.pid);
     const isSentryAlive = sentry !== null && sentry.state !== 'Z' && sentry.startTime === record.sentry.startTime;
@@ -229,9 +236,12 @@ export function createGvisorDriver(options: GvisorDriverOptions): Driver {
     };
   }
 
+  /** Every sandbox, with one `runsc list` for all of them (the reconciler asks on every tick). */
   async function list(): Promise<SandboxInfo[]> {
-    const names = await readdir(sandboxesDir(dataDir)).catch(() => [] as string[]);
-    const infos = await Promise.all(names.filter(isSandboxId).map((id) => inspect(id)));
+    const ids = (await readdir(sandboxesDir(dataDir)).catch(() => [] as string[])).filter(isSandboxId);
+    if (ids.length === 0) return [];
+    const states = new Map((await runsc.list()).map((state) => [state.id, state]));
+    const infos = await Promise.all(ids.map((id) => describe(id, async () => states.get(id) ?? null)));
     return infos.filter((info): info is SandboxInfo => info !== null).sort((a, b) => a.startedAt.localeCompare(b.startedAt));
   }
 
@@ -258,29 +268,7 @@ export function createGvisorDriver(options: GvisorDriverOptions): Driver {
 /** What is left of a gVisor sandbox: host processes, runsc state, sockets, directory. Empty after destroy. */
 export async function gvisorLeftovers(dataDir: string, id: SandboxId, runscBinary = 'runsc'): Promise<string[]> {
   const dir = sandboxDir(resolve(dataDir), id);
-  const left: string[] = [];
-  for (const pid of await runscProcesses(join(dir, 'bundle'))) {
-    const proc = await readProcStat(pid);
-    if (proc) left.push(`process ${pid} (${proc.comm})`);
-  }
   const runsc = new Runsc({ root: join(resolve(dataDir), 'runsc'), platform: 'ptrace', binary: runscBinary });
-  if (await runsc.state(id).catch(() => null)) left.push(`runsc container ${id}`);
-  for (const socket of Object.values(sandboxSocketNames)) {
-    const path = pinnedSocketPaths(dir, socket).source;
-    if (
-      await stat(path).then(
-        () => true,
-        () => false,
-      )
-    )
-      left.push(`socket ${path}`);
-  }
-  if (
-    await stat(dir).then(
-      () => true,
-      () => false,
-    )
-  )
-    left.push(`directory ${dir}`);
-  return left;
+  const container = (await runsc.state(id).catch(() => null)) ? [`runsc container ${id}`] : [];
+  return [...container, ...(await leftoversIn(dir, await runscProcesses(join(dir, 'bundle'))))];
 }

@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { z } from 'zod';
-import { listPids, readProcStat } from '../proc-scan.js';
+import { listPids, readProcStat, withDescendants } from '../proc-scan.js';
 
 // runsc, gVisor's OCI runtime, as the gvisor driver calls it: one state directory of porthole's
 // (`--root`, so `runsc list` shows porthole's sandboxes only, and a restarted server finds them),
@@ -161,17 +161,8 @@ export async function runscProcesses(bundle: string): Promise<number[]> {
     }),
   );
   const live = entries.filter((e): e is NonNullable<typeof e> => e !== null);
-  const found = new Set(live.filter((e) => e.args.includes(bundle) || e.args.includes(`--bundle=${bundle}`)).map((e) => e.pid));
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const e of live) {
-      if (!found.has(e.pid) && found.has(e.ppid)) {
-        found.add(e.pid);
-        grew = true;
-      }
-    }
-  }
-  return [...found];
+  const marked = live.filter((e) => e.args.includes(bundle) || e.args.includes(`--bundle=${bundle}`)).map((e) => e.pid);
+  return [...withDescendants(marked, live)];
 }
 
 /**

@@ -14,10 +14,10 @@ import { bwrapArgs, bwrapFds, sandboxGroup, sandboxPasswd, type BwrapSources } f
 import { stagedLaunch, stageDirectory } from './launcher.js';
 import { describeLimitsHit, detectCgroups, noCgroups, type CgroupHost, type SandboxLimits } from '../cgroups/cgroups.js';
 import { CleanupStack } from '../cleanup-stack.js';
-import { childrenOf, pidNamespaceOf, processExitingFlag, processUids, readProcStat, scanProcesses, type ProcStat } from '../proc-scan.js';
+import { childrenOf, pidNamespaceOf, processExitingFlag, processUids, readProcStat, scanProcesses, withDescendants, type ProcStat } from '../proc-scan.js';
 import { readRecord, recordFile, writeRecord, type SandboxRecord } from './sandbox-record.js';
-import { longestSocketPath, maxUnixPathBytes, pinnedSocketPaths, sandboxDir, sandboxesDir, sandboxPaths, sandboxSocketNames } from '../local-layout.js';
-import { endpointsOf, makeSandboxDirs, tailOf, UidPool, writeAgentConfig } from '../sandbox-dir.js';
+import { longestSocketPath, maxUnixPathBytes, sandboxDir, sandboxesDir, sandboxPaths } from '../local-layout.js';
+import { endpointsOf, leftoversIn, makeSandboxDirs, tailOf, UidPool, writeAgentConfig } from '../sandbox-dir.js';
 import { pinTempSuffixBytes } from '../pinned-socket.js';
 
 // The `local` driver: a sandbox is a group of processes on this host, isolated by bubblewrap (own
@@ -373,16 +373,8 @@ export async function sandboxProcesses(id: string, pidNamespace: number | null):
   const hostNamespace = await pidNamespaceOf('self');
   const namespaces = new Set<number>(pidNamespace === null ? [] : [pidNamespace]);
   for (const p of all) if (p.hasEnv && p.pidNamespace !== null && p.pidNamespace !== hostNamespace) namespaces.add(p.pidNamespace);
-  const found = new Set(all.filter((p) => p.hasEnv || (p.pidNamespace !== null && namespaces.has(p.pidNamespace))).map((p) => p.pid));
-  for (let grew = true; grew; ) {
-    grew = false;
-    for (const p of all) {
-      if (!found.has(p.pid) && found.has(p.ppid)) {
-        found.add(p.pid);
-        grew = true;
-      }
-    }
-  }
+  const marked = all.filter((p) => p.hasEnv || (p.pidNamespace !== null && namespaces.has(p.pidNamespace))).map((p) => p.pid);
+  const found = withDescendants(marked, all);
   return all.filter((p) => found.has(p.pid) && p.state !== 'Z').map((p) => p.pid);
 }
 
@@ -393,29 +385,7 @@ export async function sandboxProcesses(id: string, pidNamespace: number | null):
 export async function sandboxLeftovers(dataDir: string, id: SandboxId): Promise<string[]> {
   const dir = sandboxDir(dataDir, id);
   const record = await readRecord(dir);
-  const left: string[] = [];
-  for (const pid of await sandboxProcesses(id, record?.init.pidNamespace ?? null)) {
-    const proc = await readProcStat(pid);
-    if (proc) left.push(`process ${pid} (${proc.comm})`);
-  }
-  for (const socket of Object.values(sandboxSocketNames)) {
-    const path = pinnedSocketPaths(dir, socket).source;
-    if (
-      await stat(path).then(
-        () => true,
-        () => false,
-      )
-    )
-      left.push(`socket ${path}`);
-  }
-  if (
-    await stat(dir).then(
-      () => true,
-      () => false,
-    )
-  )
-    left.push(`directory ${dir}`);
-  return left;
+  return leftoversIn(dir, await sandboxProcesses(id, record?.init.pidNamespace ?? null));
 }
 
 function readBwrapInfo(child: ChildProcess): Promise<{ childPid: number; pidNamespace: number }> {
