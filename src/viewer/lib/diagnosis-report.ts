@@ -16,6 +16,7 @@ export type { SessionDiagnosis };
 /** Hop names as a person reads them in a list (the server's own words are its causes). */
 export const hopNames: Record<DiagnosisHop, string> = {
   store: 'Session record',
+  node: 'Host (porthole node)',
   driver: 'Sandbox',
   agent: 'Sandbox agent',
   vnc: 'Desktop (VNC)',
@@ -29,6 +30,9 @@ function failureLead(hop: DiagnosisHop, code: string): string {
   switch (hop) {
     case 'store':
       return 'porthole cannot read this session';
+    case 'node':
+      if (code === 'NODE_LOST') return 'The host running the desktop was lost';
+      return 'The host running the desktop does not answer';
     case 'driver':
       return 'The sandbox is not running';
     case 'agent':
