@@ -70,6 +70,14 @@ function shortCause(hop: DiagnosisHop, cause: string): string {
  */
 export function diagnosedCause(diagnosis: SessionDiagnosis): RetryCause | null {
   const failure = diagnosis.firstFailure;
+  if (failure?.hop === 'node') {
+    // The machine the desktop runs on, by name when the hop read it.
+    const host = diagnosis.hops.find((hop) => hop.hop === 'node')?.details.nodeId;
+    const operator = `${failureLead(failure.hop, failure.code)} (${failure.hop}: ${shortCause(failure.hop, failure.cause)})`;
+    return typeof host === 'string'
+      ? { retryKey: 'host.unreachable.named.retrying', operator, params: { host } }
+      : { retryKey: 'host.unreachable.retrying', operator };
+  }
   if (failure) {
     return {
       retryKey: 'desktop.unreachable.retrying',
