@@ -4052,7 +4052,7 @@ export interface operations {
             ms: number;
             hops: {
               /** @enum {string} */
-              hop: 'store' | 'driver' | 'agent' | 'vnc' | 'relay';
+              hop: 'store' | 'node' | 'driver' | 'agent' | 'vnc' | 'relay';
               /** @enum {string} */
               result: 'ok' | 'failed' | 'skipped';
               ms: number;
@@ -4140,7 +4140,7 @@ export interface operations {
             }[];
             firstFailure: {
               /** @enum {string} */
-              hop: 'store' | 'driver' | 'agent' | 'vnc' | 'relay';
+              hop: 'store' | 'node' | 'driver' | 'agent' | 'vnc' | 'relay';
               /** @enum {string} */
               code:
                 | 'VALIDATION_FAILED'
