@@ -130,7 +130,7 @@ export interface paths {
       path?: never;
       cookie?: never;
     };
-    /** Walks the hops to the session’s desktop in order (store, driver, agent, vnc, relay): each one’s result, duration and cause, and the first failure. */
+    /** Walks the hops to the session’s desktop in order (store, node, driver, agent, vnc, relay): each one’s result, duration and cause, and the first failure. */
     get: operations['diagnoseSession'];
     put?: never;
     post?: never;
