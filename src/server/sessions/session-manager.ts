@@ -7,7 +7,7 @@ import type { CredentialDelivery } from '../../protocol/agent.js';
 import type { CredentialVerification } from '../../protocol/credentials.js';
 import { AppError, type ErrorCode } from '../../protocol/errors.js';
 import { newSessionId, type SandboxId, type SessionId } from '../../protocol/ids.js';
-import { isTerminal, liveStates, type CreateSessionBody, type EndReason, type Session } from '../../protocol/session.js';
+import { isTerminal, type CreateSessionBody, type EndReason, type Session } from '../../protocol/session.js';
 import { providers } from '../../providers/index.js';
 import type { Store } from '../../store/store.js';
 import type { LocalNode } from './local-node.js';
