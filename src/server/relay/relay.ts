@@ -451,7 +451,17 @@ export class Relay {
     // The node hop's own liveness: a node that vanished without a FIN (partitioned) misses a pong.
     let isNodeAlive = true;
     upstream.on('pong', () => (isNodeAlive = true));
+    // And the catalog's word, which reaches every server: a session another server ended, or one
+    // the reaper failed with its host (NODE_LOST, while the node itself cannot say so: partitioned).
+    const checkSession = async () => {
+      const session = await this.#o.cluster?.store.getSession(sessionId).catch(() => null);
+      const close = session ? closeFor(session) : null;
+      if (!close || close.reason === 'SESSION_NOT_READY' || ws.readyState !== ws.OPEN) return;
+      log.info({ sessionId, nodeId, code: close.reason }, 'the catalog ended the session: closing its edge viewer');
+      ws.close(close.code, close.reason);
+    };
     const pinger = setInterval(() => {
+      void checkSession();
       if (!isNodeAlive) return upstream.terminate();
       isNodeAlive = false;
       upstream.ping();
