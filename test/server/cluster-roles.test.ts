@@ -17,6 +17,7 @@ import { startPostgres, type TestPostgres } from '../support/postgres.js';
 import { testApiKey, testEnv, testOutputDir } from '../support/server.js';
 import { showDiagnosis } from '../support/faults.js';
 import { until } from '../support/until.js';
+import { launchBrowser } from '../support/browser.js';
 import { closeViewer, connectViewer, openViewerSocket, nextClose, viewerSocketUrl } from '../support/ws.js';
 
 // The two split roles in this process, on 127.0.0.1, over a real PostgreSQL: one `porthole node`
@@ -32,6 +33,8 @@ const nodeId = 'roles-node';
 let pg: TestPostgres;
 let server: RunningServer;
 let node: RunningServer | null = null;
+/** Set once the node is closed without ending its sandboxes: the same node started again cleans them up. */
+let isNodeGone = false;
 let api: ApiClient;
 let nodeUrl = '';
 const dirs: string[] = [];
@@ -57,6 +60,11 @@ async function startRole(role: 'node' | 'server', env: Record<string, string>): 
   logs.push(log);
   const config = loadConfig({ ...testEnv(dataDir), ...common, ...env }, role);
   return startServer(config, { logger: createLogger(config.logLevel, log) });
+}
+
+/** The node, on the same data directory, port and id each time. */
+function startNode(): Promise<RunningServer> {
+  return startRole('node', { ...(dirs[0] ? { PORTHOLE_DATA_DIR: dirs[0] } : {}), PORTHOLE_PORT: new URL(nodeUrl).port, PORTHOLE_NODE_URL: nodeUrl });
 }
 
 async function diagnosis(id: string): Promise<SessionDiagnosis> {
@@ -85,13 +93,15 @@ before(async () => {
   const port = await freePort();
   nodeUrl = `http://127.0.0.1:${port}`;
   common.PORTHOLE_NODE_ID = nodeId;
-  node = await startRole('node', { PORTHOLE_PORT: String(port), PORTHOLE_NODE_URL: nodeUrl });
+  node = await startNode();
   server = await startRole('server', {});
   api = new ApiClient(server.url, testApiKey);
 });
 
 after(async () => {
   try {
+    // A test that failed between closing the node and starting it again left its sandboxes running.
+    if (isNodeGone && node === null) node = await startNode();
     for (const sandbox of (await node?.driver.list()) ?? []) await node?.driver.destroy(sandbox.id);
     await node?.close();
     await server?.close();
@@ -141,12 +151,28 @@ test('the diagnosis through the server: every hop ok, the node hop naming the ho
   assert.equal((await api.getSession(session.id)).state, 'ready', 'the probes are not viewers');
 });
 
-test('the node goes without a word: NODE_UNREACHABLE while its lease runs, then NODE_LOST; viewers get 4424 NODE_LOST', async () => {
+test('the node goes without a word: NODE_UNREACHABLE while its lease runs, then NODE_LOST; viewers get 4424 NODE_LOST', async (t) => {
   const gone = node!;
   const sandboxes = await gone.driver.list();
   const viewer = await connectViewer(await viewerUrl(session.id));
+  // And the viewer page in a real browser, through the server: what the person reads.
+  const chromium = await launchBrowser();
+  t.after(() => chromium.close());
+  const page = await chromium.browser.newPage();
+  const consoleErrors: string[] = [];
+  page.on('console', (message) => message.type() === 'error' && consoleErrors.push(message.text()));
+  await page.goto((await api.createTicket(session.id)).viewerUrl);
+  await page.waitForSelector('body[data-phase=connected]', { timeout: 30_000 });
+  // Every sentence the page says from here on.
+  await page.evaluate(() => {
+    const said: string[] = [];
+    (window as unknown as { said: string[] }).said = said;
+    const status = document.querySelector('#status')!;
+    new MutationObserver(() => said.push(status.textContent ?? '')).observe(status, { childList: true, characterData: true, subtree: true });
+  });
   // Closed without deregistering: its row stays active and its heartbeat ages, as for a host that died.
   const closedAt = performance.now();
+  isNodeGone = true;
   await gone.close();
   node = null;
   // The node's relay said why as it went; the edge passes that on.
@@ -190,9 +216,31 @@ test('the node goes without a word: NODE_UNREACHABLE while its lease runs, then 
   assert.deepEqual([lost.code, lost.reason], [4424, 'NODE_LOST']);
   process.stderr.write(`node closed → session failed NODE_LOST after ${lostMs} ms (lease ${leaseMs} ms)\n`);
 
+  // The page: told the machine is not answering while it tried again, then the final sentence naming it.
+  await page.waitForSelector('body[data-phase=failed]', { timeout: 30_000 });
+  assert.deepEqual(await page.evaluate(() => [document.body.dataset.closeCode, document.body.dataset.closeReason]), ['4424', 'NODE_LOST']);
+  assert.equal(
+    await page.textContent('#status'),
+    `The machine running this desktop (${nodeId}) stopped answering, and the desktop was lost with it. Start again to sign in.`,
+  );
+  assert.match(
+    (await page.textContent('#operator-detail')) ?? '',
+    new RegExp(`^NODE_LOST: .*The host ${nodeId} \\(${nodeUrl}\\) stopped answering: no heartbeat for`),
+  );
+  const said = await page.evaluate(() => (window as unknown as { said: string[] }).said);
+  assert.ok(
+    said.some((sentence) => new RegExp(`^The machine running this desktop \\(${nodeId}\\) is not answering\\. Trying again in \\d+ s…$`).test(sentence)),
+    `while the host's lease ran, the page said it was not answering: ${[...new Set(said)].join(' | ')}`,
+  );
+  // noVNC logs each refused connection ("Failed when connecting: Connection closed (code: 4502, …)"); nothing else may be an error (a refused phase move is one).
+  assert.deepEqual(
+    consoleErrors.filter((e) => !/^Failed when connecting: Connection closed \(code: (4502|4424|4503),/.test(e)),
+    [],
+  );
+
   // The same host back: the reaper moved it to generation 2, and a dead node registers as a new one;
   // its start-up reconcile ends the sandboxes its lost generation left (they may hold secrets).
-  node = await startRole('node', { PORTHOLE_DATA_DIR: dirs[0]!, PORTHOLE_PORT: new URL(nodeUrl).port, PORTHOLE_NODE_URL: nodeUrl });
+  node = await startNode();
   assert.equal(node.node.generation, 3);
   assert.equal(sandboxes.length, 1);
   assert.deepEqual(await node.driver.list(), [], `the lost generation's sandbox ${sandboxes[0]?.id} is gone`);
