@@ -13,11 +13,12 @@ import { version } from '../../protocol/version.js';
 import type { NodeFence, NodeRecord, Store } from '../../store/store.js';
 import type { TicketSigner } from '../tickets.js';
 
-// Per-hop diagnosis of one session: the store's record, the driver's sandbox, the agent's health,
-// the VNC server, and a real WebSocket round trip through this server's own relay — walked in
-// that order, because each hop only means something when the ones before it answer. The first
-// failure stops the walk (later hops are `skipped`), so the answer names one hop and one cause
-// instead of a cascade: "ECONNREFUSED on …/sbx_…/sockets/vnc.sock", not five red lines.
+// Per-hop diagnosis of one session: the store's record, the node (host) it is placed on, the
+// driver's sandbox, the agent's health, the VNC server, and a real WebSocket round trip through
+// this server's own relay — walked in that order, because each hop only means something when the
+// ones before it answer. The first failure stops the walk (later hops are `skipped`), so the answer
+// names one hop and one cause instead of a cascade: "ECONNREFUSED on …/sbx_…/sockets/vnc.sock",
+// not five red lines. (On a `porthole server` the walk is cluster-diagnosis.ts's, from the same parts.)
 //
 // The vnc and relay hops speak RFB through the one client (src/drivers/rfb-client.ts) and do not
 // stop at the 12-byte banner: they go on through the security handshake (type None) and close once
@@ -141,10 +142,15 @@ export class DiagnosisWalk {
     this.stopped = `not checked: the ${hop} hop failed`;
   }
 
-  /** A hop another process walked (a node's answer), as it reported it; a failure stops this walk too. */
+  /**
+   * A hop another process walked (a node's answer), as it reported it. A failure stops this walk
+   * too, and so does a hop it skipped (the session ended meanwhile), for the same reason.
+   */
   adopt(report: HopReport): void {
     this.hops.push(report);
-    if (report.result === 'failed' && this.stopped === null) this.stopped = `not checked: the ${report.hop} hop failed`;
+    if (this.stopped !== null) return;
+    if (report.result === 'failed') this.stopped = `not checked: the ${report.hop} hop failed`;
+    else if (report.result === 'skipped') this.stopped = report.cause;
   }
 
   /**
