@@ -9,10 +9,14 @@ import { after, before, test } from 'node:test';
 import { ApiClient } from '../../src/cli/api-client.js';
 import { diagnosisHops, sessionDiagnosisSchema, type SessionDiagnosis } from '../../src/protocol/diagnosis.js';
 import { closeCodeOf } from '../../src/protocol/errors.js';
+import type { SessionId } from '../../src/protocol/ids.js';
 import type { Session } from '../../src/protocol/session.js';
 import { loadConfig } from '../../src/server/config.js';
 import { createLogger } from '../../src/server/logger.js';
 import { startServer, type RunningServer } from '../../src/server/main.js';
+import { clusterKeyFrom } from '../../src/server/cluster/cluster-key.js';
+import { createNodeClient } from '../../src/server/cluster/node-client.js';
+import { relayWalkedByServer } from '../../src/server/sessions/diagnosis.js';
 import { startPostgres, type TestPostgres } from '../support/postgres.js';
 import { testApiKey, testEnv, testOutputDir } from '../support/server.js';
 import { showDiagnosis } from '../support/faults.js';
@@ -149,6 +153,23 @@ test('the diagnosis through the server: every hop ok, the node hop naming the ho
     new RegExp(`through ws://127\\.0\\.0\\.1:\\d+/v1/sessions/${session.id}/vnc \\(edge relay → node relay on ${nodeId}\\)$`),
   );
   assert.equal((await api.getSession(session.id)).state, 'ready', 'the probes are not viewers');
+
+  // What the node itself answered over the internal hop: its own walk, the relay hop left to the server.
+  const nodes = createNodeClient(clusterKeyFrom(Buffer.from(common.PORTHOLE_CLUSTER_KEY!, 'base64')));
+  const record = (await server.store.getNode(nodeId))!;
+  const own = sessionDiagnosisSchema.parse(await nodes.diagnose(record, session.id as SessionId, 10_000));
+  assert.deepEqual(
+    own.hops.map((h) => [h.hop, h.result]),
+    diagnosisHops.map((h) => [h, h === 'relay' ? 'skipped' : 'ok']),
+    showDiagnosis(own),
+  );
+  assert.match(hopOf(own, 'node').cause, new RegExp(`^${nodeId} \\(${nodeUrl}\\) \\(this process\\), generation 1, active, `));
+  assert.equal(hopOf(own, 'relay').cause, relayWalkedByServer);
+  assert.deepEqual(
+    hopOf(d, 'agent'),
+    { ...hopOf(own, 'agent'), ms: hopOf(d, 'agent').ms, details: hopOf(d, 'agent').details },
+    'the server passes the node’s hops on',
+  );
 });
 
 test('the node goes without a word: NODE_UNREACHABLE while its lease runs, then NODE_LOST; viewers get 4424 NODE_LOST', async (t) => {
