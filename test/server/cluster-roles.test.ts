@@ -182,6 +182,12 @@ test('the node goes without a word: NODE_UNREACHABLE while its lease runs, then 
   const page = await chromium.browser.newPage();
   const consoleErrors: string[] = [];
   page.on('console', (message) => message.type() === 'error' && consoleErrors.push(message.text()));
+  // The dashboard names the host each session runs on.
+  await page.goto(server.loginUrl);
+  const nodeCell = page.locator(`tr[data-session-id="${session.id}"] td[data-label=Session] .node`);
+  await nodeCell.waitFor({ timeout: 10_000 });
+  assert.equal(await nodeCell.textContent(), nodeId);
+  assert.equal(await nodeCell.getAttribute('title'), `Runs on the porthole node ${nodeId}, generation 1`);
   await page.goto((await api.createTicket(session.id)).viewerUrl);
   await page.waitForSelector('body[data-phase=connected]', { timeout: 30_000 });
   // Every sentence the page says from here on.
