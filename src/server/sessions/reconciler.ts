@@ -29,6 +29,12 @@ export interface ReconcilerOptions {
   isBooting(id: SessionId): boolean;
   /** The node whose sessions and sandboxes these are: another node's sessions are not this one's to judge. */
   node: LocalNode;
+  /**
+   * How long a session placed here may wait for its boot (a server places it, then asks this node to
+   * boot it): a `starting` session with no boot under way is left alone that long, from when this
+   * process first saw it, before it is ended. Its own boot deadline covers it from there.
+   */
+  bootTimeoutMs: number;
   /** Sandboxes that are not a session's but this server's all the same (a run's): never destroyed here. */
   isOtherwiseOwned?(sandboxId: string): boolean;
   /** The session manager's doors: end, fail, and a live state change. */
@@ -62,6 +68,10 @@ export class Reconciler {
   #isStopped = false;
   /** Without a pool: the marks a previous server left are dropped once. */
   #hasDroppedPoolMarks = false;
+  /** Whether a pass ran: the first one (start-up) ends a `starting` session with no boot at once, a previous process's. */
+  #hasPassed = false;
+  /** `starting` sessions placed here with no boot under way yet → performance.now() when first seen. */
+  readonly #awaitingBoot = new Map<string, number>();
 
   constructor(options: ReconcilerOptions) {
     this.#o = options;
@@ -86,10 +96,29 @@ export class Reconciler {
     const owned = new Set<string>();
     let ended = 0;
     let destroyed = 0;
+    const isStartup = !this.#hasPassed;
+    this.#hasPassed = true;
+    const awaiting = new Set<string>();
     for (const session of sessions) {
       if (session.sandboxId) owned.add(session.sandboxId);
       if (o.isBooting(session.id)) continue;
       const sandbox = session.sandboxId ? byId.get(session.sandboxId) : undefined;
+      // Placed here by a server whose boot request has not arrived yet (it follows the insert): not
+      // a sandbox that exited. A previous process's (seen at start-up), or one whose request never
+      // came within the boot timeout, ends below.
+      if (session.state === 'starting' && !sandbox && !isStartup) {
+        const firstSeen = this.#awaitingBoot.get(session.id) ?? performance.now();
+        this.#awaitingBoot.set(session.id, firstSeen);
+        awaiting.add(session.id);
+        if (performance.now() - firstSeen < o.bootTimeoutMs) continue;
+        await o
+          .fail(session.id, 'BOOT_TIMEOUT', `The request to start this session did not reach the host ${o.node.id} within ${o.bootTimeoutMs / 1000} s.`, {
+            nodeId: o.node.id,
+          })
+          .catch((error) => o.log.warn({ err: error, sessionId: session.id }, 'reconcile: could not fail session'));
+        ended++;
+        continue;
+      }
       if (sandbox?.limitReached) {
         // The kernel killed or refused something in it: what is left of the desktop is not whole.
         const limit = sandbox.limitReached;
@@ -122,6 +151,7 @@ export class Reconciler {
       o.metrics.reconcilerActions.inc({ action: 'ended' });
       ended++;
     }
+    for (const id of this.#awaitingBoot.keys()) if (!awaiting.has(id)) this.#awaitingBoot.delete(id);
     const unowned = sandboxes.filter((sandbox) => !owned.has(sandbox.id) && !o.isOtherwiseOwned?.(sandbox.id));
     const pooled = o.pool ? await o.pool.reconcile(unowned, passStartedAt) : new Set<string>();
     if (!o.pool && !this.#hasDroppedPoolMarks) {

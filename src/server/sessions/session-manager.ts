@@ -122,6 +122,7 @@ export class SessionManager {
       ...(options.sandboxHost ? { sandboxHost: options.sandboxHost } : {}),
       ...(this.pool ? { pool: this.pool } : {}),
       timeouts: this.#timeouts,
+      bootTimeoutMs: options.bootTimeoutMs,
       intervalMs: options.reconcileIntervalMs,
       isBooting: (id) => this.#boots.has(id),
       node: options.node,
