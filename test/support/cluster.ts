@@ -54,6 +54,8 @@ export interface ClusterMember {
   readonly namespace: string;
   /** Its address on the bridge. */
   readonly address: string;
+  /** Its veth's end on the bridge (what partition() takes down). */
+  readonly veth: string;
   readonly port: number;
   /** http://<address>:<port> (servers and nodes; what the others reach it at). */
   readonly url: string;
@@ -86,7 +88,9 @@ export interface ClusterOptions {
   readonly prefix?: string;
   /** The admin API key every server takes (PORTHOLE_API_KEY). */
   readonly apiKey?: string;
-  /** The person's settings instead of the tests' (npm run cluster): info logs, a warm pool, the internet reachable from sandboxes. */
+  /** Where the members' logs go (default test-output/<name>/). */
+  readonly logDir?: string;
+  /** The person's settings instead of the tests' (npm run cluster): info logs, the default warm pool. */
   readonly isForPeople?: boolean;
 }
 
@@ -226,9 +230,9 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
   const subnet = `10.213.${subnetN}.0/24`;
   const addressOf = (host: number) => `10.213.${subnetN}.${host}`;
   const bridge = `pc${id}b`;
-  const root = await mkdtemp(join(tmpdir(), `${prefix}cl${id}-`));
+  const root = await mkdtemp(join(tmpdir(), `${prefix}${id}-`));
   await chmod(root, 0o711); // sandbox uids traverse it to their data directories
-  const outDir = testOutputDir(options.name);
+  const outDir = options.logDir ?? testOutputDir(options.name);
   await mkdir(outDir, { recursive: true });
   const apiKey = options.apiKey ?? testApiKey;
   const clusterKey = randomBytes(32).toString('base64');
@@ -267,7 +271,8 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
     const hostVeth = `pc${id}h${index}`;
     const inside = `pc${id}n${index}`;
     const address = addressOf(host);
-    const dataDir = join(root, name);
+    // Short (server1 → s1): a sandbox's unix socket paths under it must fit in 108 bytes.
+    const dataDir = join(root, name.replace(/^server/, 's').replace(/^node/, 'n'));
     const member: MemberState = {
       name,
       kind,
@@ -402,6 +407,7 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
     kind: m.kind,
     namespace: m.namespace,
     address: m.address,
+    veth: m.hostVeth,
     port: m.port,
     url: m.url,
     dataDir: m.dataDir,
@@ -532,14 +538,11 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
       PORTHOLE_PUBLIC_URL: url,
       PORTHOLE_ALLOWED_ORIGINS: serverPorts.map((p) => `http://127.0.0.1:${p}`).join(','),
       ...(issuerUrl ? { PORTHOLE_DEMO_ISSUER: issuerUrl } : { PORTHOLE_DEMO_PROVIDER: 'false' }),
-      ...(isForPeople
-        ? {}
-        : {
-            // As test/support/server.ts's servers: no traffic beyond this machine, no desktops started ahead.
-            PORTHOLE_SANDBOX_LOOPBACK_ONLY: 'true',
-            PORTHOLE_WARM_POOL: '0',
-            PORTHOLE_REFRESH_PROVIDERS: 'demo',
-          }),
+      // No namespace has a route off the bridge: a sandbox's Chromium resolves no name (it would wait for DNS that never answers).
+      PORTHOLE_SANDBOX_LOOPBACK_ONLY: 'true',
+      PORTHOLE_REFRESH_PROVIDERS: 'demo',
+      // As test/support/server.ts's servers: no desktops started ahead (each one more sandbox on a 2-core machine).
+      ...(isForPeople ? {} : { PORTHOLE_WARM_POOL: '0' }),
       ...options.env,
     };
     const command = (role: string) => [process.execPath, '--enable-source-maps', cli, role];
