@@ -115,6 +115,10 @@ export interface TestCluster {
   readonly masterKey: string;
   /** Admin API through haproxy's frontend pinned to this server. */
   apiVia(server: ClusterMember): ApiClient;
+  /** One SQL statement on the catalog, as the `postgres` superuser (to look, not to change). */
+  query<R extends Record<string, unknown>>(text: string, values?: unknown[]): Promise<R[]>;
+  /** The member at this bridge address (a PostgreSQL client's, say); undefined for none. */
+  memberAt(address: string): ClusterMember | undefined;
   member(name: string): ClusterMember;
   kill9(member: ClusterMember): Promise<void>;
   sigterm(member: ClusterMember): Promise<void>;
@@ -125,6 +129,8 @@ export interface TestCluster {
   /** Its veth down on the bridge's side: nothing reaches it or leaves it. */
   partition(member: ClusterMember): Promise<void>;
   heal(member: ClusterMember): Promise<void>;
+  /** A member's whole log so far. */
+  logOf(member: ClusterMember): Promise<string>;
   /** The last `bytes` of every member's log, each under its name. */
   logTails(bytes?: number): Promise<string>;
   /** Wraps a test body: on failure the members' log tails are added to the error. */
@@ -356,7 +362,7 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
         ? `PostgreSQL on ${member.address}:${member.port}`
         : member.kind === 'issuer'
           ? `the demo issuer on ${member.address}:${member.port}`
-          : `${member.name} answers ${member.url}/healthz`;
+          : `${member.name} answers ${member.url}/${options.roles === 'split' ? 'readyz' : 'healthz'}`;
     const ready = await until(
       what,
       async () => {
@@ -369,7 +375,8 @@ export async function startCluster(options: ClusterOptions): Promise<TestCluster
             () => 'not yet',
           );
         }
-        const path = member.kind === 'issuer' ? '/.well-known/openid-configuration' : '/healthz';
+        // Split roles: ready (a node registered with a fresh heartbeat, a server whose store answers); an all-in-one: live.
+        const path = member.kind === 'issuer' ? '/.well-known/openid-configuration' : options.roles === 'split' ? '/readyz' : '/healthz';
         return (await probe(`${member.url}${path}`)) === 200 ? 'up' : 'not yet';
       },
       (s) => s !== 'not yet',
@@ -598,7 +605,7 @@ defaults
   timeout tunnel 1h
   retries 2
   option redispatch
-  option httpchk GET /healthz
+  option httpchk GET /${options.roles === 'split' ? 'readyz' : 'healthz'}
 frontend balanced
   bind 127.0.0.1:${balancedPort}
   default_backend servers
@@ -651,6 +658,20 @@ backend only_${m.name}
       masterKey,
       apiVia: (server) => new ApiClient(stateOf(server).proxyUrl ?? stateOf(server).url, apiKey),
       member: (name) => view(stateOf({ name } as ClusterMember)),
+      async query(text, values = []) {
+        const client = new pg.Client({ host: postgres.address, port: postgres.port, user: 'postgres', database: 'porthole', connectionTimeoutMillis: 2_000 });
+        client.on('error', () => {});
+        await client.connect();
+        try {
+          return (await client.query(text, values)).rows;
+        } finally {
+          await client.end().catch(() => {});
+        }
+      },
+      memberAt(address) {
+        const found = members.find((m) => m.address === address);
+        return found ? view(found) : undefined;
+      },
       async kill9(member) {
         const state = stateOf(member);
         if (!isRunning(state.child)) return;
@@ -675,6 +696,7 @@ backend only_${m.name}
         await log(state, 'healed (veth up)');
         await ip('link', 'set', state.hostVeth, 'up');
       },
+      logOf: (member) => readFile(stateOf(member).logFile, 'utf8'),
       async logTails(bytes = 3_000) {
         const parts = await Promise.all(members.map(async (m) => `---- ${m.name} (${m.logFile}):\n${await tail(m.logFile, bytes)}`));
         parts.push(`---- haproxy (${haproxyLog}):\n${await tail(haproxyLog, 1_000)}`);

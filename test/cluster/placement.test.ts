@@ -1,0 +1,122 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import type { Session } from '../../src/protocol/session.js';
+import { nodeIdOf, type NodeView } from '../support/cluster-sessions.js';
+import { startCluster, type TestCluster } from '../support/cluster.js';
+import { sandboxProcesses } from '../support/sandbox-processes.js';
+import { until } from '../support/until.js';
+import { closeViewer, connectViewer, expectFramebufferUpdate, viewerSocketUrl } from '../support/ws.js';
+
+// Issue 12, placement and reaching a session: three porthole nodes of capacity 2, two servers behind
+// haproxy, one PostgreSQL. 30 creates at once through haproxy (so through both servers): six are
+// placed — two on each node, none above its capacity — and the other 24 are refused NO_CAPACITY. A
+// viewer then reaches one of those sessions through either server (the edge relay pipes it to the
+// node's relay) and gets RFB.
+
+const capacity = 2;
+const creates = 30;
+let cluster: TestCluster;
+
+before(async () => {
+  cluster = await startCluster({
+    name: 'cluster-placement',
+    roles: 'split',
+    servers: 2,
+    nodes: 3,
+    nodeEnv: { PORTHOLE_NODE_CAPACITY: String(capacity), PORTHOLE_NODE_LEASE_MS: '4000', PORTHOLE_BOOT_TIMEOUT_MS: '90000' },
+  });
+});
+
+after(async () => {
+  await cluster?.stop();
+});
+
+/** POST /v1/sessions through haproxy's balanced frontend: the status and the session or the error code. */
+async function create(): Promise<{ status: number; session?: Session; code?: string }> {
+  const response = await fetch(`${cluster.url}/v1/sessions`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${cluster.apiKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ userId: 'placement' }),
+  });
+  const body = (await response.json()) as Session & { error?: { code: string } };
+  return response.status === 201 ? { status: 201, session: body } : { status: response.status, code: body.error?.code ?? '?' };
+}
+
+let placed: Session[] = [];
+
+test('30 concurrent creates: no node above its capacity, the sessions spread, the rest refused NO_CAPACITY', async (t) => {
+  await cluster.withLogs(async () => {
+    const startedAt = Date.now();
+    const answers = await Promise.all(Array.from({ length: creates }, () => create()));
+    const answeredMs = Date.now() - startedAt;
+    placed = answers.flatMap((a) => (a.session ? [a.session] : []));
+    const refused = answers.filter((a) => a.status !== 201);
+    const refusals = [...new Set(refused.map((a) => `${a.status} ${a.code}`))];
+    assert.equal(placed.length, 3 * capacity, `every node full, no more: ${placed.length} placed, refusals ${refusals.join(', ')}`);
+    assert.deepEqual(refusals, ['503 NO_CAPACITY'], 'every other create is refused NO_CAPACITY');
+
+    const perNode = new Map<string, number>();
+    for (const session of placed) {
+      const node = nodeIdOf(session);
+      assert.ok(node, `session ${session.id} names its node`);
+      perNode.set(node, (perNode.get(node) ?? 0) + 1);
+    }
+    assert.deepEqual(
+      [...perNode.entries()].sort(),
+      cluster.nodes.map((n) => [n.name, capacity]),
+      'each node got exactly its capacity: spread, none above',
+    );
+
+    // Every placed session comes up on its node; the catalog's load never passes capacity.
+    const ready = await Promise.all(
+      placed.map((s) =>
+        until(
+          `session ${s.id} leaves starting`,
+          () => cluster.api.getSession(s.id),
+          (now) => now.state !== 'starting',
+          120_000,
+          { intervalMs: 250 },
+        ),
+      ),
+    );
+    for (const s of ready) assert.ok(s.state === 'ready' || s.state === 'authenticating', `${s.id} on ${nodeIdOf(s)}: ${s.state} (${s.reason}: ${s.detail})`);
+    const { nodes } = await cluster.api.request<{ nodes: NodeView[] }>('GET', '/v1/nodes');
+    for (const node of nodes) {
+      assert.equal(node.state, 'active', `${node.id} is active`);
+      assert.ok(node.load <= node.capacity, `${node.id}: load ${node.load} ≤ capacity ${node.capacity}`);
+    }
+    t.diagnostic(
+      `${creates} creates answered in ${answeredMs} ms: ${placed.length} placed (${[...perNode.entries()].map(([n, c]) => `${n} ${c}`).join(', ')}), ${refused.length} NO_CAPACITY; all ${ready.length} up ${Date.now() - startedAt} ms after the first create`,
+    );
+  })();
+});
+
+test('a viewer reaches a session on a node through either server (haproxy → edge relay → node relay): RFB', async (t) => {
+  await cluster.withLogs(async () => {
+    const session = placed[0];
+    assert.ok(session, 'a placed session (the test above)');
+    for (const server of cluster.servers) {
+      const api = cluster.apiVia(server);
+      const { ticket } = await api.createTicket(session.id);
+      const startedAt = Date.now();
+      const viewer = await connectViewer(viewerSocketUrl(server.proxyUrl!, session.id, ticket), { origin: server.proxyUrl! });
+      await expectFramebufferUpdate(viewer);
+      t.diagnostic(`through ${server.name} (${server.proxyUrl}) to ${nodeIdOf(session)}: RFB and a framebuffer update in ${Date.now() - startedAt} ms`);
+      await closeViewer(viewer);
+    }
+
+    // Ended through the API, every sandbox goes from its node.
+    await Promise.all(placed.map((s) => cluster.api.endSession(s.id)));
+    for (const s of placed) {
+      const ended = await cluster.api.getSession(s.id);
+      assert.equal(ended.state, 'ended');
+      if (s.sandboxId ?? ended.sandboxId)
+        await until(
+          `session ${s.id}'s sandbox is gone`,
+          () => sandboxProcesses((s.sandboxId ?? ended.sandboxId)!),
+          (left) => left.length === 0,
+          30_000,
+        );
+    }
+  })();
+});
