@@ -20,6 +20,9 @@ packages=$(awk '!/^[[:space:]]*(#|$)/ { print $1 }' scripts/sandbox-packages.txt
 # gVisor's runsc: for the gvisor driver (PORTHOLE_DRIVER=gvisor), and for the tests, which run
 # both drivers. The local driver does not need it.
 if [ "${1:-}" = "--test" ] || [ "${PORTHOLE_DRIVER:-}" = "gvisor" ]; then packages="$packages runsc"; fi
+# kubectl renders deploy/kubernetes offline (`kubectl kustomize`) for test/deploy/manifests.test.ts:
+# Debian's kubernetes-client, unless a kubectl is already there (another package's would conflict).
+if [ "${1:-}" = "--test" ] && ! command -v kubectl >/dev/null 2>&1; then packages="$packages kubernetes-client"; fi
 
 missing=""
 for p in $packages; do

@@ -5,9 +5,11 @@ import { parseArgs } from 'node:util';
 import type { SessionDiagnosis } from '../protocol/diagnosis.js';
 import { AppError, isErrorCode } from '../protocol/errors.js';
 import { type startSteps, startStepLabels, startStepNote, type Session, type SessionEvent } from '../protocol/session.js';
-import { providerNames } from '../protocol/session-states.js';
+import { liveStates, providerNames } from '../protocol/session-states.js';
 import { version } from '../protocol/version.js';
-import { ConfigError, configVariables, loadConfig } from '../server/config.js';
+import { ConfigError, configVariables, loadConfig, type Role } from '../server/config.js';
+import type { RunningServer } from '../server/main.js';
+import type { NodeView } from '../protocol/nodes.js';
 import { loginLinkTtlMs } from '../protocol/apps.js';
 import { createTicketSigner } from '../server/tickets.js';
 import { ApiClient } from './api-client.js';
@@ -22,6 +24,12 @@ const usage = `porthole ${version}
 
 Usage:
   porthole start                         start the server (configuration: PORTHOLE_* variables, see docs/config.md)
+  porthole server                        more than one host: a stateless API, dashboard and edge relay
+  porthole node                          more than one host: this host's sandboxes (one per host); SIGTERM drains it
+                                         (both need DATABASE_URL, PORTHOLE_CLUSTER_KEY, PORTHOLE_MASTER_KEY: docs/deploy.md)
+  porthole nodes list [--json]           the hosts: state, generation, load against capacity, last heartbeat
+  porthole nodes drain <node-id>         it takes no new sessions; its live ones finish
+  porthole nodes undrain <node-id>
   porthole sessions list [--user ID] [--state STATE] [--json]
   porthole sessions create [--provider NAME] [--user ID] [--no-wait] [--json]
   porthole sessions end <session-id>
@@ -284,14 +292,16 @@ async function followStart(api: ApiClient, created: Session, show: boolean): Pro
   }
 }
 
-async function startCommand(args: string[]): Promise<void> {
+async function startCommand(args: string[], role: Role = 'all-in-one'): Promise<void> {
+  const command = role === 'all-in-one' ? 'start' : role;
   if (args.includes('--help')) {
-    print(`porthole start: runs the server.\nConfiguration variables: ${configVariables.join(', ')}`);
+    print(`porthole ${command}: runs the ${role === 'all-in-one' ? 'server' : role}.\nConfiguration variables: ${configVariables.join(', ')}`);
     return;
   }
   const { startServer } = await import('../server/main.js');
-  const config = loadConfig(process.env);
+  const config = loadConfig(process.env, role);
   const server = await startServer(config);
+  if (role !== 'all-in-one') return runRole(server, role);
   const lines = [
     '',
     `porthole ${version} is running at ${server.url}`,
@@ -318,6 +328,87 @@ async function startCommand(args: string[]): Promise<void> {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+/**
+ * A split role runs until a signal. A node drains on SIGTERM (the engine's drain or rollout): it
+ * takes no new session, its live ones may finish within PORTHOLE_DRAIN_TIMEOUT_MS, then it ends
+ * the rest and stops. A second signal, or SIGINT, stops at once.
+ */
+function runRole(server: RunningServer, role: Role): void {
+  process.stderr.write(`porthole ${role} ${version}: listening on ${server.url}\n`);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return process.exit(130);
+    stopping = true;
+    if (role === 'node' && signal === 'SIGTERM') {
+      process.stderr.write(`\n${signal}: draining: no new sessions; waiting for the live ones to finish.\n`);
+      void drainNode(server).then(
+        () => server.close().then(() => process.exit(0)),
+        (error: unknown) => {
+          server.logger.error({ err: error }, 'drain failed; stopping');
+          void server.close().then(() => process.exit(1));
+        },
+      );
+      return;
+    }
+    process.stderr.write(`\n${signal}: stopping.\n`);
+    void server.close().then(() => process.exit(0));
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+/** Marks this node draining, waits for its live sessions (up to the drain timeout), then ends what is left. */
+async function drainNode(server: RunningServer): Promise<void> {
+  const { store, node, sessions, config, logger } = server;
+  await store.setNodeDraining(node.id, true, 'draining on SIGTERM');
+  const deadline = Date.now() + config.node.drainTimeoutMs;
+  for (;;) {
+    const live = await store.listSessions({ states: liveStates, nodeId: node.id });
+    if (live.length === 0) break;
+    if (Date.now() >= deadline) {
+      logger.warn({ live: live.length }, 'drain timeout: ending the sessions still live');
+      for (const session of live) await sessions.end(session.id, 'shutdown', 'The host was drained and stopped before this session finished.').catch(() => {});
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+  }
+  logger.info({ nodeId: node.id }, 'drained');
+}
+
+async function nodesCommand(verb: string | undefined, args: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { json: { type: 'boolean' } } });
+  const api = ApiClient.fromEnv(process.env);
+  switch (verb) {
+    case 'list': {
+      const { nodes } = await api.request<{ nodes: NodeView[] }>('GET', '/v1/nodes');
+      if (values.json) return print(JSON.stringify(nodes, null, 2));
+      print(['ID'.padEnd(28), 'STATE'.padEnd(9), 'GEN'.padEnd(4), 'LOAD'.padEnd(7), 'HEARTBEAT'.padEnd(10), 'URL'].join(' '));
+      for (const n of nodes) {
+        print(
+          [
+            n.id.slice(0, 28).padEnd(28),
+            n.state.padEnd(9),
+            String(n.generation).padEnd(4),
+            `${n.load}/${n.capacity}`.padEnd(7),
+            `${(n.heartbeatAgeMs / 1000).toFixed(1)} s`.padEnd(10),
+            `${n.url ?? '(all-in-one)'}${n.note ? `  ${n.note}` : ''}`,
+          ].join(' '),
+        );
+      }
+      return;
+    }
+    case 'drain':
+    case 'undrain': {
+      const id = positionals[0];
+      if (!id) throw new UsageError(`porthole nodes ${verb} needs a node id (porthole nodes list)`);
+      const node = await api.request<NodeView>('POST', `/v1/nodes/${encodeURIComponent(id)}/${verb}`);
+      return print(`node ${node.id} is ${node.state} (${node.load} live session${node.load === 1 ? '' : 's'})`);
+    }
+    default:
+      throw new UsageError(`unknown command: porthole nodes ${verb ?? ''}`.trim());
+  }
 }
 
 /**
@@ -369,6 +460,8 @@ async function main(argv: string[]): Promise<void> {
   if (!noun || noun === '--help' || noun === 'help') return print(usage);
   if (noun === '--version') return print(version);
   if (noun === 'start') return startCommand(argv.slice(1));
+  if (noun === 'server' || noun === 'node') return startCommand(argv.slice(1), noun);
+  if (noun === 'nodes') return nodesCommand(verb, rest);
   if (noun === 'sessions') return sessionsCommand(verb, rest);
   if (noun === 'credentials') return credentialsCommand(verb, rest);
   if (noun === 'keys') return keysCommand(verb, rest);

@@ -22,11 +22,12 @@ export interface SessionCloseFacts {
 
 /**
  * The error code of a session that ended without completing, each ending its own: failed →
- * SESSION_FAILED; ended by the idle timeout → SESSION_IDLE_TIMEOUT, by its maximum lifetime →
+ * SESSION_FAILED (NODE_LOST when its host was lost); ended by the idle timeout → SESSION_IDLE_TIMEOUT, by its maximum lifetime →
  * SESSION_EXPIRED, any other way → SESSION_ENDED. Null for a live or a completed session.
  */
 export function endingCodeOf(session: SessionCloseFacts): ErrorCode | null {
-  if (session.state === 'failed') return 'SESSION_FAILED';
+  // A lost host is its own ending: the viewer names the host rather than a hop of the session.
+  if (session.state === 'failed') return session.reason === 'NODE_LOST' ? 'NODE_LOST' : 'SESSION_FAILED';
   if (session.state !== 'ended') return null;
   if (session.reason === 'idle_timeout') return 'SESSION_IDLE_TIMEOUT';
   if (session.reason === 'max_lifetime') return 'SESSION_EXPIRED';

@@ -18,6 +18,8 @@ export const sessionSchema = z.object({
   /** For `failed`: the human sentence naming the hop and cause. */
   detail: z.string().nullable(),
   sandboxId: sandboxIdSchema.nullable(),
+  /** The porthole node (host) that runs its sandbox and that node's generation then; null before it is placed. */
+  node: z.object({ id: z.string(), generation: z.number().int() }).nullable(),
   version: z.number().int(),
   createdAt: z.string(),
   updatedAt: z.string(),

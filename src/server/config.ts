@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { availableParallelism, totalmem } from 'node:os';
+import { availableParallelism, hostname, totalmem } from 'node:os';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { providerNames, type ProviderName } from '../protocol/session-states.js';
@@ -78,6 +78,32 @@ const envSchema = z.object({
       'must be the base64 of 32 random bytes (e.g. openssl rand -base64 32)',
     )
     .optional(),
+  // One secret for a cluster of `porthole server`s and `porthole node`s: viewer tickets and the internal hop (src/server/cluster/cluster-key.ts).
+  PORTHOLE_CLUSTER_KEY: z
+    .string()
+    .refine(
+      (v) => /^[A-Za-z0-9+/]{43}=$/.test(v) && Buffer.from(v, 'base64').toString('base64') === v,
+      'must be the base64 of 32 random bytes (e.g. openssl rand -base64 32), the same on every server and node',
+    )
+    .optional(),
+  // A node's name in the catalog (default: the host name; an all-in-one keeps a generated one in its data directory).
+  PORTHOLE_NODE_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/, 'must be 1–63 letters, digits, dots, dashes or underscores')
+    .optional(),
+  // How servers reach a `porthole node` (its relay and internal routes), e.g. http://10.0.0.7:8481.
+  PORTHOLE_NODE_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
+  // Live sessions one node takes (default PORTHOLE_MAX_SESSIONS).
+  PORTHOLE_NODE_CAPACITY: z.coerce.number().int().min(0).max(1000).optional(),
+  // A node with no heartbeat for this long is declared lost (its sessions fail NODE_LOST); it beats every fifth of it.
+  PORTHOLE_NODE_LEASE_MS: z.coerce.number().int().min(1_000).max(600_000).default(15_000),
+  // On SIGTERM a node drains: no new sessions; its live ones may finish within this, then they end.
+  PORTHOLE_DRAIN_TIMEOUT_MS: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(24 * 3600_000)
+    .default(600_000),
   // The providers whose stored grants this server refreshes ahead of expiry (comma-separated; empty: none).
   PORTHOLE_REFRESH_PROVIDERS: z
     .string()
@@ -202,7 +228,11 @@ export const welcomePage =
   'data:text/html,<title>porthole</title><body style="font:20px sans-serif;margin:3em;color:%23223">' +
   '<h1>porthole sandbox</h1><p>This browser runs inside an isolated desktop. It is destroyed when the session ends.</p></body>';
 
+/** `start`: server and node in one process; `server` and `node`: the split for more than one host. */
+export type Role = 'all-in-one' | 'server' | 'node';
+
 export interface Config {
+  readonly role: Role;
   readonly host: string;
   readonly port: number;
   /** Base URL people reach porthole at; viewer URLs are built on it. Empty origin until listening when port is 0. */
@@ -224,6 +254,16 @@ export interface Config {
   /** PORTHOLE_GVISOR_PLATFORM: for the gvisor driver. */
   readonly gvisorPlatform: 'ptrace' | 'kvm';
   readonly databaseUrl: Secret | null;
+  /** PORTHOLE_CLUSTER_KEY: required by `server` and `node`. */
+  readonly clusterKey: Secret | null;
+  /** This process as a node (all-in-one or `node`); id null: the all-in-one's generated one. */
+  readonly node: {
+    readonly id: string | null;
+    readonly url: string | null;
+    readonly capacity: number;
+    readonly leaseMs: number;
+    readonly drainTimeoutMs: number;
+  };
   readonly logLevel: string;
   /** Host uids for sandboxes (one each; gid = uid), when porthole runs as root. */
   readonly sandboxUids: { readonly first: number; readonly last: number };
@@ -282,7 +322,7 @@ export class ConfigError extends Error {
 /** Secrets may also be given as NAME_FILE: the file's content, trimmed. */
 function withFileSecrets(env: Record<string, string | undefined>, problems: string[]): Record<string, string | undefined> {
   const out = { ...env };
-  for (const name of ['PORTHOLE_API_KEY', 'DATABASE_URL', 'PORTHOLE_DEMO_PASSWORD', 'PORTHOLE_MASTER_KEY', 'PORTHOLE_WEBHOOK_SECRET']) {
+  for (const name of ['PORTHOLE_API_KEY', 'DATABASE_URL', 'PORTHOLE_DEMO_PASSWORD', 'PORTHOLE_MASTER_KEY', 'PORTHOLE_WEBHOOK_SECRET', 'PORTHOLE_CLUSTER_KEY']) {
     const file = env[`${name}_FILE`];
     if (file === undefined || file === '') continue;
     if (env[name] !== undefined) {
@@ -309,9 +349,13 @@ export function defaultWarmPoolSize(cores = availableParallelism(), memoryBytes 
   return Math.min(4, Math.max(1, Math.floor(cores / 2)));
 }
 
-export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+export function loadConfig(env: Record<string, string | undefined> = process.env, role: Role = 'all-in-one'): Config {
   const problems: string[] = [];
   const merged = withFileSecrets(env, problems);
+  // A node listens beside a server on one host by default.
+  if (role === 'node' && merged.PORTHOLE_PORT === undefined) merged.PORTHOLE_PORT = '8481';
+  // The split roles are reached from other hosts (servers from a load balancer, nodes from servers).
+  if (role !== 'all-in-one' && merged.PORTHOLE_HOST === undefined) merged.PORTHOLE_HOST = '0.0.0.0';
   const parsed = envSchema.safeParse(merged);
   if (!parsed.success) {
     for (const issue of parsed.error.issues) problems.push(`${issue.path.join('.')}: ${issue.message}`);
@@ -328,11 +372,21 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       'PORTHOLE_WEBHOOK_URL and PORTHOLE_WEBHOOK_SECRET go together: set both (the secret signs every webhook; your receiver verifies with it)',
     ]);
   }
+  if (role !== 'all-in-one') {
+    const missing = [
+      ...(e.DATABASE_URL ? [] : ['DATABASE_URL (the PostgreSQL every server and node shares: the catalog)']),
+      ...(e.PORTHOLE_CLUSTER_KEY ? [] : ['PORTHOLE_CLUSTER_KEY (the same on every server and node: openssl rand -base64 32)']),
+      ...(e.PORTHOLE_MASTER_KEY ? [] : ['PORTHOLE_MASTER_KEY (the same on every server and node: it seals the credentials)']),
+      ...(role === 'node' && !e.PORTHOLE_NODE_URL ? ['PORTHOLE_NODE_URL (how servers reach this node, e.g. http://10.0.0.7:8481)'] : []),
+    ];
+    if (missing.length > 0) throw new ConfigError(missing.map((name) => `porthole ${role} needs ${name}`));
+  }
   const publicUrl = e.PORTHOLE_PUBLIC_URL?.replace(/\/+$/, '') ?? null;
   const allowedOrigins = e.PORTHOLE_ALLOWED_ORIGINS.split(',')
     .map((s) => s.trim())
     .filter(Boolean);
   return Object.freeze({
+    role,
     host: e.PORTHOLE_HOST,
     port: e.PORTHOLE_PORT,
     publicUrl,
@@ -357,6 +411,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     driver: e.PORTHOLE_DRIVER,
     gvisorPlatform: e.PORTHOLE_GVISOR_PLATFORM,
     databaseUrl: e.DATABASE_URL ? new Secret(e.DATABASE_URL) : null,
+    clusterKey: e.PORTHOLE_CLUSTER_KEY ? new Secret(e.PORTHOLE_CLUSTER_KEY) : null,
+    node: Object.freeze({
+      id: e.PORTHOLE_NODE_ID ?? (role === 'node' ? hostname() : null),
+      url: e.PORTHOLE_NODE_URL?.replace(/\/+$/, '') ?? null,
+      capacity: e.PORTHOLE_NODE_CAPACITY ?? e.PORTHOLE_MAX_SESSIONS,
+      leaseMs: e.PORTHOLE_NODE_LEASE_MS,
+      drainTimeoutMs: e.PORTHOLE_DRAIN_TIMEOUT_MS,
+    }),
     logLevel: e.PORTHOLE_LOG_LEVEL,
     sandboxUids: Object.freeze({ first: e.PORTHOLE_SANDBOX_UIDS[0], last: e.PORTHOLE_SANDBOX_UIDS[1] }),
     sandboxStartUrl: e.PORTHOLE_SANDBOX_START_URL ?? welcomePage,

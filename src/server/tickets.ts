@@ -8,6 +8,15 @@ import type { SessionId } from '../protocol/ids.js';
 // keeps the time its chain began (the ticket an API key or the dashboard issued), so a ticket that
 // leaked cannot be renewed forever: the chain ends after maxChainMs.
 // Format: <purpose>.<subject>.<expiresAtMs base36>.<chainStartedAtMs base36>.<nonce>.<hmac base64url>
+// A viewer's subject names its session and, once placed, the node (host) that runs it and that
+// node's generation: <sessionId>~<nodeId base64url>~<generation>. Any server relays it to that node,
+// which checks the ticket again and refuses one for a generation it no longer has.
+
+/** The node (host) a session runs on and its generation, as a ticket names them. */
+export interface TicketNode {
+  id: string;
+  generation: number;
+}
 
 /**
  * vt: a viewer; vp: the server's own diagnosis probe (relay only, never counted as a viewer); dash:
@@ -20,20 +29,24 @@ export const maxTicketChainMs = 12 * 3600_000;
 
 export interface TicketSigner {
   /** A ticket that starts a new chain: for an API key or the dashboard. */
-  issue(sessionId: SessionId): { ticket: string; expiresAt: Date };
+  issue(sessionId: SessionId, node?: TicketNode | null): { ticket: string; expiresAt: Date };
   /**
    * The next ticket of a chain that began at `chainStartedAt` (from `verify`); throws
    * TICKET_RENEWAL_LIMIT once the chain is maxChainMs old. The last ticket still lives its TTL: a
    * viewer learns the end from this refusal, not from a ticket that expired early.
    */
-  renew(sessionId: SessionId, chainStartedAt: number): { ticket: string; expiresAt: Date };
+  renew(sessionId: SessionId, chainStartedAt: number, node?: TicketNode | null): { ticket: string; expiresAt: Date };
   /** A ticket for the diagnosis's relay hop: opens the relay like a viewer's but is not counted as one. */
-  issueProbe(sessionId: SessionId): { ticket: string; expiresAt: Date };
+  issueProbe(sessionId: SessionId, node?: TicketNode | null): { ticket: string; expiresAt: Date };
   /**
    * Throws TICKET_MISSING/TICKET_INVALID/TICKET_EXPIRED/TICKET_WRONG_SESSION. A probe ticket is
    * accepted only where `options.allowProbe` says so (the relay); the result says which it was.
    */
-  verify(ticket: string | null | undefined, sessionId: SessionId, options?: { allowProbe?: boolean }): { isProbe: boolean; chainStartedAt: number };
+  verify(
+    ticket: string | null | undefined,
+    sessionId: SessionId,
+    options?: { allowProbe?: boolean },
+  ): { isProbe: boolean; chainStartedAt: number; node: TicketNode | null };
   /** A dashboard login cookie value, valid for `ttlMs`. */
   issueLogin(ttlMs: number): string;
   /** Signed, unexpired and not revoked. */
@@ -96,26 +109,33 @@ export function createTicketSigner(key: Buffer, ttlMs: number, options: TicketSi
     return { subject: parts[1] ?? '', expiresAt, chainStartedAt };
   }
 
-  const viewerTicket = (purpose: Purpose, sessionId: SessionId, expiresAt: number, chainStartedAt: number) => ({
-    ticket: sign(purpose, sessionId, expiresAt, chainStartedAt),
+  const viewerTicket = (purpose: Purpose, sessionId: SessionId, expiresAt: number, chainStartedAt: number, node: TicketNode | null | undefined) => ({
+    ticket: sign(purpose, node ? `${sessionId}~${Buffer.from(node.id).toString('base64url')}~${node.generation}` : sessionId, expiresAt, chainStartedAt),
     expiresAt: new Date(expiresAt),
   });
 
+  /** A viewer subject's session id and node. */
+  function parseSubject(subject: string): { sessionId: string; node: TicketNode | null } {
+    const [sessionId = '', nodeId, generation] = subject.split('~');
+    if (nodeId === undefined || generation === undefined) return { sessionId, node: null };
+    return { sessionId, node: { id: Buffer.from(nodeId, 'base64url').toString(), generation: Number(generation) } };
+  }
+
   return {
-    issue(sessionId) {
+    issue(sessionId, node) {
       const at = now();
-      return viewerTicket('vt', sessionId, at + ttlMs, at);
+      return viewerTicket('vt', sessionId, at + ttlMs, at, node);
     },
-    renew(sessionId, chainStartedAt) {
+    renew(sessionId, chainStartedAt, node) {
       const at = now();
       if (at - chainStartedAt >= maxChainMs) {
         throw new AppError('TICKET_RENEWAL_LIMIT', { details: { chainStartedAt: new Date(chainStartedAt).toISOString(), maxChainMs } });
       }
-      return viewerTicket('vt', sessionId, at + ttlMs, chainStartedAt);
+      return viewerTicket('vt', sessionId, at + ttlMs, chainStartedAt, node);
     },
-    issueProbe(sessionId) {
+    issueProbe(sessionId, node) {
       const at = now();
-      return viewerTicket('vp', sessionId, at + ttlMs, at);
+      return viewerTicket('vp', sessionId, at + ttlMs, at, node);
     },
     verify(ticket, sessionId, options = {}) {
       if (!ticket) throw new AppError('TICKET_MISSING');
@@ -123,8 +143,9 @@ export function createTicketSigner(key: Buffer, ttlMs: number, options: TicketSi
       const opened = probe ?? open('vt', ticket);
       if (!opened) throw new AppError('TICKET_INVALID');
       if (opened.expiresAt <= now()) throw new AppError('TICKET_EXPIRED');
-      if (opened.subject !== sessionId) throw new AppError('TICKET_WRONG_SESSION');
-      return { isProbe: probe !== null, chainStartedAt: opened.chainStartedAt };
+      const subject = parseSubject(opened.subject);
+      if (subject.sessionId !== sessionId) throw new AppError('TICKET_WRONG_SESSION');
+      return { isProbe: probe !== null, chainStartedAt: opened.chainStartedAt, node: subject.node };
     },
     issueLogin(lifetimeMs) {
       const at = now();

@@ -109,6 +109,7 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
           reason: null,
           detail: null,
           sandboxId: null,
+          node: null,
           version: 1,
           createdAt: undefined,
           updatedAt: undefined,
@@ -743,6 +744,133 @@ export function storeConformance(name: string, open: () => Promise<Store>): void
       assert.equal(await store.getAgentTokenHash(id), 'cd'.repeat(32));
       await expectAppError(store.setAgentTokenHash(newSessionId(), hash), 'SESSION_NOT_FOUND');
       assert.equal(await store.getAgentTokenHash(newSessionId()), null);
+    });
+
+    // ---- nodes: the catalog of hosts (more than one host: docs/ARCHITECTURE.md, "Nodes") ----
+
+    const registration = (id: string, extra: { capacity?: number; leaseMs?: number; newGeneration?: boolean } = {}) => ({
+      id,
+      url: `http://${id}.test:8481`,
+      capacity: extra.capacity ?? 2,
+      leaseMs: extra.leaseMs ?? 60_000,
+      newGeneration: extra.newGeneration ?? false,
+      lostDetail: `${id} fenced itself`,
+    });
+    const placed = (only?: string) => store.createSession({ id: newSessionId(), provider: null, userId: null, placement: only === undefined ? {} : { only } });
+
+    it('places 10 concurrent creates on three nodes of capacity 2: six placed, spread 2/2/2, four refused NO_CAPACITY', async () => {
+      const ids = ['place-a', 'place-b', 'place-c'];
+      for (const id of ids) await store.registerNode(registration(id));
+      const results = await Promise.allSettled(Array.from({ length: 10 }, () => placed()));
+      const sessions = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      assert.equal(sessions.length, 6);
+      for (const r of results) if (r.status === 'rejected') assert.ok(r.reason instanceof AppError && r.reason.code === 'NO_CAPACITY', String(r.reason));
+      const perNode = new Map<string, number>();
+      for (const session of sessions) perNode.set(session.node?.id ?? 'none', (perNode.get(session.node?.id ?? 'none') ?? 0) + 1);
+      assert.deepEqual(
+        [...perNode.entries()].sort(),
+        ids.map((id) => [id, 2]),
+      );
+      const nodes = (await store.listNodes()).filter((n) => ids.includes(n.id));
+      assert.deepEqual(
+        nodes.map((n) => [n.id, n.load, n.state, n.generation]),
+        ids.map((id) => [id, 2, 'active', 1]),
+      );
+      // Out of the way of the tests below, which place on nodes of their own.
+      for (const id of ids) await store.setNodeDraining(id, true, 'test over');
+    });
+
+    it('never places on a draining node, nor on one whose heartbeat is older than its lease; undrain brings it back', async () => {
+      await store.registerNode(registration('drained', { capacity: 5 }));
+      assert.equal((await store.setNodeDraining('drained', true, 'maintenance'))?.state, 'draining');
+      const refused = await expectAppError(placed('drained'), 'NO_CAPACITY');
+      const nodes = (refused.details?.nodes ?? []) as { id: string; state: string }[];
+      assert.equal(nodes.find((n) => n.id === 'drained')?.state, 'draining');
+      // A restart keeps an operator's drain.
+      assert.equal((await store.registerNode(registration('drained', { capacity: 5 }))).node.state, 'draining');
+      assert.equal((await store.setNodeDraining('drained', false))?.state, 'active');
+      assert.equal((await placed('drained')).node?.id, 'drained');
+      assert.equal(await store.setNodeDraining('no-such-node', true), null);
+
+      await store.registerNode(registration('stale', { leaseMs: 1_000 }));
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      await expectAppError(placed('stale'), 'NO_CAPACITY');
+      assert.ok(await store.heartbeatNode({ nodeId: 'stale', generation: 1 }));
+      assert.equal((await placed('stale')).node?.id, 'stale');
+    });
+
+    it('reaps a node past its lease: dead, generation bumped, its live sessions failed NODE_LOST with their events; its old generation is fenced', async () => {
+      await store.registerNode(registration('doomed', { leaseMs: 1_000, capacity: 5 }));
+      const beat = () => store.heartbeatNode({ nodeId: 'doomed', generation: 1 });
+      const starting = await placed('doomed');
+      await beat();
+      const ready = await move(await placed('doomed'), 'ready');
+      await beat();
+      const done = await move(await move(await placed('doomed'), 'ready'), 'completed');
+      await beat();
+      assert.deepEqual(starting.node, { id: 'doomed', generation: 1 });
+      const lock = await store.tryReaperLock();
+      assert.ok(lock, 'the reaper lock');
+      try {
+        assert.deepEqual(await lock.reap(() => 'unused'), [], 'a node inside its lease is not reaped');
+        await new Promise((resolve) => setTimeout(resolve, 1_100));
+        const reaped = await lock.reap((node) => `${node.id} is gone after ${node.heartbeatAgeMs} ms`);
+        const mine = reaped.find((r) => r.node.id === 'doomed');
+        assert.ok(mine);
+        assert.deepEqual([...mine.failed].sort(), [starting.id, ready.id].sort());
+        assert.equal(mine.node.state, 'dead');
+        assert.equal(mine.node.generation, 2);
+        assert.deepEqual(await lock.reap(() => 'unused'), [], 'reaped once');
+      } finally {
+        await lock.release();
+      }
+      for (const session of [starting, ready]) {
+        const failed = await store.getSession(session.id);
+        assert.equal(failed?.state, 'failed');
+        assert.equal(failed?.reason, 'NODE_LOST');
+        assert.match(failed?.detail ?? '', /^doomed is gone after \d+ ms$/);
+        const events = await store.listEvents(session.id);
+        assert.deepEqual(
+          { type: events.at(-1)?.type, from: events.at(-1)?.from, reason: events.at(-1)?.reason },
+          { type: 'session.failed', from: session.state, reason: 'NODE_LOST' },
+        );
+      }
+      assert.equal((await store.getSession(done.id))?.state, 'completed', 'a finished session stays as it was');
+      assert.equal(await store.heartbeatNode({ nodeId: 'doomed', generation: 1 }), null, 'the old generation is fenced');
+      // Back as generation 3 (the reaper's bump and its own): a restart of a dead node is a new generation.
+      const back = await store.registerNode(registration('doomed', { leaseMs: 1_000 }));
+      assert.deepEqual([back.node.state, back.node.generation, back.failed], ['active', 3, []]);
+    });
+
+    it('refuses a node’s change under a generation it no longer has (NODE_FENCED); a new generation fails its old live sessions', async () => {
+      const first = (await store.registerNode(registration('fenced'))).node;
+      const session = await placed('fenced');
+      const fence = { nodeId: 'fenced', generation: first.generation };
+      const wrong = { nodeId: 'fenced', generation: first.generation + 7 };
+      await expectAppError(
+        store.transition(session.id, { from: 'starting', to: 'ready', expectVersion: session.version, reason: null, fence: wrong }),
+        'NODE_FENCED',
+      );
+      const moved = await store.transition(session.id, { from: 'starting', to: 'ready', expectVersion: session.version, reason: null, fence });
+      assert.equal(moved.state, 'ready');
+      // A restart that is not a fence keeps the generation (and so its sessions).
+      assert.equal((await store.registerNode(registration('fenced'))).node.generation, first.generation);
+      const again = await store.registerNode(registration('fenced', { newGeneration: true }));
+      assert.equal(again.node.generation, first.generation + 1);
+      assert.deepEqual(again.failed, [session.id]);
+      const lost = await store.getSession(session.id);
+      assert.deepEqual([lost?.state, lost?.reason, lost?.detail], ['failed', 'NODE_LOST', 'fenced fenced itself']);
+      await expectAppError(
+        store.transition(session.id, { from: 'failed', to: 'ended', expectVersion: lost?.version ?? 0, reason: 'user', fence }),
+        'SESSION_STATE_CONFLICT',
+      );
+      // A node's listing: its own sessions and those from before nodes, none of another node's.
+      const listed = await store.listSessions({ nodeId: 'fenced' });
+      assert.ok(listed.some((s) => s.id === session.id));
+      assert.deepEqual(
+        listed.filter((s) => s.node !== null && s.node.id !== 'fenced'),
+        [],
+      );
     });
 
     it('lets exactly one of 10 concurrent transitions from the same version win', async () => {

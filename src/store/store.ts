@@ -6,6 +6,12 @@ import type { ProviderName } from '../protocol/session-states.js';
 
 export interface NewSession {
   id: SessionId;
+  /**
+   * Where it runs: on `only` (an all-in-one places on itself), else on the least loaded live,
+   * active node with room, chosen in the same transaction as the insert (placement below). Throws
+   * AppError('NO_CAPACITY') when no node qualifies. Absent: no node (store tests only).
+   */
+  placement?: { only?: string };
   provider: string | null;
   userId: string | null;
   /** The API key that asked for it ('env' for PORTHOLE_API_KEY); null for the dashboard. */
@@ -18,6 +24,8 @@ export interface SessionFilter {
   userId?: string;
   /** Only those this key created (an app key's view). */
   apiKeyId?: string;
+  /** Only those on this node (and those from before nodes, which have none): a node's reconcile. */
+  nodeId?: string;
   limit?: number;
 }
 
@@ -31,6 +39,71 @@ export interface TransitionRequest {
   /** Human sentence for failures. Stored on the session for terminal states. */
   detail?: string | null;
   details?: Record<string, unknown>;
+  /**
+   * A node's change: applies only while the session is this node's and its generation is still
+   * the node's current one (not moved on by the reaper or a re-registration); else
+   * AppError('NODE_FENCED') and nothing changes.
+   */
+  fence?: NodeFence;
+}
+
+/** A node and the generation it believes it has. */
+export interface NodeFence {
+  nodeId: string;
+  generation: number;
+}
+
+export type NodeState = 'active' | 'draining' | 'dead';
+
+/** A node as the catalog has it (the `nodes` table), with its load. */
+export interface NodeRecord {
+  id: string;
+  /** How servers reach it; null for an all-in-one. */
+  url: string | null;
+  capacity: number;
+  state: NodeState;
+  generation: number;
+  leaseMs: number;
+  /** ISO times (database clock). */
+  heartbeatAt: string;
+  registeredAt: string;
+  /** Milliseconds since its last heartbeat, by the database's clock. */
+  heartbeatAgeMs: number;
+  /** Its live sessions. */
+  load: number;
+  /** Why it is dead or draining. */
+  note: string | null;
+}
+
+export interface NodeRegistration {
+  id: string;
+  url: string | null;
+  capacity: number;
+  leaseMs: number;
+  /**
+   * Start a new generation (a node that fenced itself): its live sessions of older generations
+   * fail with NODE_LOST and `lostDetail`. Without it a node that is not dead keeps its generation,
+   * and so its sessions (a restart adopts them); a dead one always starts a new one.
+   */
+  newGeneration: boolean;
+  lostDetail: string;
+}
+
+/** A node the reaper found dead, and the live sessions it failed with NODE_LOST. */
+export interface ReapedNode {
+  node: NodeRecord;
+  failed: SessionId[];
+}
+
+/** The reaper's lease on its job (Store.tryReaperLock): only its holder reaps. */
+export interface ReaperLock {
+  /**
+   * Marks every node whose heartbeat is older than its lease dead, bumps its generation, and fails
+   * its live sessions with NODE_LOST (with their events) in one transaction per node. Runs on the
+   * lock's own connection: throws STORE_UNAVAILABLE once that (and so the lock) is gone.
+   */
+  reap(detail: (node: NodeRecord) => string): Promise<ReapedNode[]>;
+  release(): Promise<void>;
 }
 
 export interface NewEvent {
@@ -290,10 +363,10 @@ export interface Store {
   setAgentTokenHash(id: SessionId, hash: string): Promise<void>;
   /** null when the session is unknown or has no agent token. */
   getAgentTokenHash(id: SessionId): Promise<string | null>;
-  /** Marks a sandbox as pooled: started ahead, never given to a session. */
-  addPooledSandbox(sandboxId: SandboxId): Promise<void>;
-  /** The pooled sandboxes, oldest first. */
-  listPooledSandboxes(): Promise<PooledSandbox[]>;
+  /** Marks a sandbox as pooled on `nodeId`: started ahead, never given to a session. */
+  addPooledSandbox(sandboxId: SandboxId, nodeId?: string): Promise<void>;
+  /** The pooled sandboxes (of `nodeId`, and those from before nodes), oldest first. */
+  listPooledSandboxes(nodeId?: string): Promise<PooledSandbox[]>;
   /**
    * Gives a pooled sandbox to a live session, in one statement: its pool mark goes as the session
    * takes its id, so no two sessions can take the same one. null when it is no longer pooled (taken,
@@ -302,6 +375,21 @@ export interface Store {
   takePooledSandbox(id: SessionId, sandboxId: SandboxId): Promise<Session | null>;
   /** Forgets a pooled sandbox (discarded, recycled, gone). Idempotent. */
   removePooledSandbox(sandboxId: SandboxId): Promise<void>;
+  /**
+   * Registers a node (or the same node again after a restart), heartbeat now, in one transaction
+   * with the failing of its sessions a new generation orphans (NodeRegistration). A draining node
+   * stays draining. Returns the node and the sessions failed.
+   */
+  registerNode(registration: NodeRegistration): Promise<ReapedNode>;
+  /** The node's heartbeat (database time); null when it is dead or its generation moved on: fenced. */
+  heartbeatNode(fence: NodeFence): Promise<NodeRecord | null>;
+  getNode(id: string): Promise<NodeRecord | null>;
+  /** Every node with its load, by id. */
+  listNodes(): Promise<NodeRecord[]>;
+  /** Drain (no new sessions) or undrain a node that is not dead; null for an unknown id. A dead node is returned unchanged. */
+  setNodeDraining(id: string, draining: boolean, note?: string | null): Promise<NodeRecord | null>;
+  /** The reaper's advisory lock, or null while another server holds it. */
+  tryReaperLock(): Promise<ReaperLock | null>;
   close(): Promise<void>;
 }
 

@@ -33,7 +33,12 @@ function queryable(target: PGlite | Transaction): Queryable {
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'porthole-test-vault-'));
   pglite = await PGlite.create();
-  const db: Database = { ...queryable(pglite), transaction: (fn) => pglite.transaction((tx) => fn(queryable(tx))), close: () => pglite.close() };
+  const db: Database = {
+    ...queryable(pglite),
+    transaction: (fn) => pglite.transaction((tx) => fn(queryable(tx))),
+    holdLock: async () => ({ db, release: async () => {} }),
+    close: () => pglite.close(),
+  };
   store = new SqlStore(db);
   await store.migrate();
 });

@@ -48,6 +48,8 @@ before(async () => {
     // An injected request has no listener to dial back: the relay hop goes to the real server's.
     diagnose: (id) => diagnose(id, { serverUrl: t.server.url }),
     feed: new EventFeed(),
+    // The real server's own answer (its node's standing lives there).
+    readiness: async () => (await fetch(`${t.server.url}/readyz`)).json(),
   }));
 });
 after(async () => {
@@ -203,6 +205,25 @@ test('the credential, the key rotation, and ending the session', async () => {
   assert.equal(again.body.provider, 'demo');
   assert.equal((await call('signInAgain', { id: unknownId })).status, 404);
   assert.equal((await call('endSession', { id: again.body.id })).status, 200);
+});
+
+test('readiness, and the nodes: listed, drained, undrained; an unknown one is 404', async () => {
+  const ready = await call('readiness', { as: null });
+  assert.equal(ready.status, 200);
+  assert.equal(ready.body.role, 'all-in-one');
+  const nodeId = t.server.node.id;
+  assert.equal(ready.body.node.id, nodeId);
+  const listed = await call('listNodes');
+  assert.equal(listed.status, 200);
+  assert.deepEqual(
+    listed.body.nodes.map((n: { id: string; state: string }) => [n.id, n.state]),
+    [[nodeId, 'active']],
+  );
+  assert.equal((await call('listNodes', { as: null })).status, 401);
+  assert.equal((await call('drainNode', { id: nodeId })).body.state, 'draining');
+  assert.equal((await call('undrainNode', { id: nodeId })).body.state, 'active');
+  assert.equal((await call('drainNode', { id: 'no-such-node' })).status, 404);
+  assert.equal((await call('undrainNode', { id: 'no-such-node' })).status, 404);
 });
 
 test('every route of the API was called and answered with a success it declares', () => {

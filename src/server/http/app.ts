@@ -17,6 +17,8 @@ import { agentRoutes } from './agent-routes.js';
 import { credentialRoutes, type CredentialRouteDeps } from './credential-routes.js';
 import { runRoutes, type RunRouteDeps } from './run-routes.js';
 import { apiRoutes, type RouteDeps } from './routes.js';
+import { nodeRoutes } from './node-routes.js';
+import { registerInternalRoutes, type InternalRouteDeps } from './internal-routes.js';
 import { isOriginAllowed, type TrustedOrigins } from './origin.js';
 import type { Store } from '../../store/store.js';
 import type { Secret } from '../secret.js';
@@ -34,6 +36,8 @@ export interface AppOptions extends RouteDeps, CredentialRouteDeps, KeyRouteDeps
   /** One-time dashboard login token (Jupyter-style); consumed by GET /login. */
   loginToken: Secret;
   metrics: Metrics;
+  /** A node's internal routes (servers → node, signed with the cluster key); none elsewhere. */
+  internal?: InternalRouteDeps;
 }
 
 const viewerDir = fileURLToPath(new URL('../../../viewer/', import.meta.url));
@@ -162,7 +166,14 @@ export async function buildApp(options: AppOptions) {
     for (const method of [route.method].flat()) if (method !== 'HEAD') registered.push({ method, url: route.url });
   });
   const auth = createAuthenticator({ store: options.store, configuredKey: options.apiKey, tickets: options.tickets, origins: options.origins });
-  const routes = [...apiRoutes(options), ...agentRoutes(options), ...credentialRoutes(options), ...keyRoutes(options), ...runRoutes(options)];
+  const routes = [
+    ...apiRoutes(options),
+    ...agentRoutes(options),
+    ...credentialRoutes(options),
+    ...keyRoutes(options),
+    ...runRoutes(options),
+    ...nodeRoutes(options),
+  ];
 
   app.setErrorHandler((error: FastifyError | AppError, request, reply) => {
     if (error instanceof AppError) {
@@ -222,6 +233,8 @@ export async function buildApp(options: AppOptions) {
       },
     });
   }
+
+  if (options.internal) registerInternalRoutes(app, options.internal);
 
   const document = openApiDocument(routes);
   // Public on purpose: the API's description, like /healthz, says nothing about this server's sessions.

@@ -4,7 +4,7 @@ import { errorResponse, sessionSchema } from '../../protocol/session.js';
 import type { Store } from '../../store/store.js';
 import type { Refresher } from '../credentials/refresher.js';
 import type { Vault } from '../credentials/vault.js';
-import type { SessionManager } from '../sessions/session-manager.js';
+import type { SessionService } from '../sessions/session-manager.js';
 import { isAdmin, type Principal } from './auth.js';
 import { defineRoute, sessionParams, type RouteDef } from './routes.js';
 
@@ -16,7 +16,7 @@ export interface CredentialRouteDeps {
   vault: Vault;
   store: Store;
   refresher: Refresher;
-  sessions: SessionManager;
+  sessions: SessionService;
 }
 
 const common = { 400: errorResponse, 401: errorResponse, 403: errorResponse, 500: errorResponse, 503: errorResponse };

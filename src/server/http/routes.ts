@@ -20,7 +20,8 @@ import {
 import { version } from '../../protocol/version.js';
 import type { Store } from '../../store/store.js';
 import { serverUrlOf, type DiagnoseSession } from '../sessions/diagnosis.js';
-import type { SessionManager } from '../sessions/session-manager.js';
+import type { SessionService } from '../sessions/session-manager.js';
+import { readinessResponse, type Readiness } from '../../protocol/nodes.js';
 import type { TicketSigner } from '../tickets.js';
 import { ownerScope, type Principal } from './auth.js';
 import { resumeAfter, streamEvents, wantsEventStream, type Streamed } from './event-stream.js';
@@ -108,7 +109,9 @@ export function defineRoute<
 }
 
 export interface RouteDeps {
-  sessions: SessionManager;
+  /** GET /readyz: throws (STORE_UNAVAILABLE, NODE_FENCED) when not ready. */
+  readiness(): Promise<Readiness>;
+  sessions: SessionService;
   store: Store;
   tickets: TicketSigner;
   ticketTtlMs: number;
@@ -147,6 +150,15 @@ export function apiRoutes(deps: RouteDeps): RouteDef[] {
       auth: 'none',
       responses: { 200: healthResponse },
       handler: async () => ({ ok: true, version }),
+    }),
+    defineRoute({
+      method: 'GET',
+      url: '/readyz',
+      operationId: 'readiness',
+      summary: 'Readiness: the catalog answers, and a node is registered, heartbeating and not fenced. 503 with the reason otherwise.',
+      auth: 'none',
+      responses: { 200: readinessResponse, 503: errorResponse },
+      handler: async () => deps.readiness(),
     }),
     defineRoute({
       method: 'POST',
@@ -268,9 +280,10 @@ export function apiRoutes(deps: RouteDeps): RouteDef[] {
       responses: { 201: ticketResponse, ...common, 403: errorResponse, 404: errorResponse },
       handler: async ({ params, principal }) => {
         const id = params.id;
-        await deps.sessions.get(id); // SESSION_NOT_FOUND, not a ticket to nothing
+        const session = await deps.sessions.get(id); // SESSION_NOT_FOUND, not a ticket to nothing
         // A viewer renews within its chain (capped); an API key or the dashboard starts a new one.
-        const { ticket, expiresAt } = principal?.kind === 'viewer' ? deps.tickets.renew(id, principal.chainStartedAt) : deps.tickets.issue(id);
+        const { ticket, expiresAt } =
+          principal?.kind === 'viewer' ? deps.tickets.renew(id, principal.chainStartedAt, session.node) : deps.tickets.issue(id, session.node);
         const viewerUrl = `${deps.origins.baseUrl}/v1/sessions/${id}/viewer?ticket=${encodeURIComponent(ticket)}`;
         return { ticket, viewerUrl, expiresAt: expiresAt.toISOString() };
       },

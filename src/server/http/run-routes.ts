@@ -15,7 +15,8 @@ import { defineRoute, type RouteDef } from './routes.js';
 
 export interface RunRouteDeps {
   store: Store;
-  runs: RunManager;
+  /** The all-in-one's and a node's RunManager, or a `porthole server`'s ClusterRuns. */
+  runs: Pick<RunManager, 'create' | 'cancel'>;
   feed: EventFeed;
 }
 

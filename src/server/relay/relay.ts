@@ -2,11 +2,11 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { WebSocket, WebSocketServer } from 'ws';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Endpoint, SandboxHandle } from '../../drivers/driver.js';
 import { connectEndpoint, readRfbBanner } from '../../drivers/endpoint-probes.js';
-import { AppError, closeCodeOf, errorRegistry, type ErrorCode } from '../../protocol/errors.js';
+import { AppError, closeCodeOf, errorRegistry, isErrorCode, type ErrorCode } from '../../protocol/errors.js';
 import { isSessionId, type SessionId } from '../../protocol/ids.js';
 import type { Session } from '../../protocol/session.js';
 import { closeFor } from '../../protocol/close.js';
@@ -15,14 +15,33 @@ import type { Metrics } from '../metrics.js';
 import type { ViewerConnection, ViewerRegistry } from '../sessions/viewer-registry.js';
 import type { TicketSigner } from '../tickets.js';
 import { isOriginAllowed, type OriginList } from '../http/origin.js';
+import type { NodeFence, Store } from '../../store/store.js';
+import { internalAuthHeader, type ClusterKey } from '../cluster/cluster-key.js';
+import type { NodeClient } from '../cluster/node-client.js';
+import type { TicketNode } from '../tickets.js';
 
 // The one hop between a browser and a sandbox's VNC server: raw RFB bytes over a WebSocket, piped
 // with backpressure. Everything that can be refused is refused before the upgrade with a real HTTP
 // status; what can only be known after (the session is gone, the sandbox does not answer) closes
 // the socket with 4000 + status and the error code as reason, so the viewer can say what happened.
 
+/** More than one host (docs/ARCHITECTURE.md, "Nodes"): reaching sessions on other nodes, and being reached. */
+export interface RelayCluster {
+  store: Store;
+  /** This process's node and generation; null on a `porthole server`, which runs no sandbox. */
+  self: (() => NodeFence) | null;
+  /** The edge's way to a node's relay (a server, or an all-in-one whose session is elsewhere). */
+  nodes: NodeClient | null;
+  /** Checks the signature of the internal hop (node side). */
+  key: ClusterKey;
+  /** Whether browsers may connect here (false on a node: only servers reach it, on the internal path). */
+  servesViewers: boolean;
+}
+
 export interface RelayOptions {
-  sessions: SessionManager;
+  /** This process's sessions (all-in-one, node); null on a `porthole server`. */
+  sessions: SessionManager | null;
+  cluster?: RelayCluster;
   viewers: ViewerRegistry;
   tickets: TicketSigner;
   logger: Logger;
@@ -55,7 +74,18 @@ export interface RelayConnectionStats {
 }
 
 const routePattern = /^\/v1\/sessions\/([^/]+)\/vnc$/;
+/** The node relay: where a server's edge relay opens its hop to the node that runs the session. */
+const internalRoutePattern = /^\/internal\/v1\/sessions\/([^/]+)\/vnc$/;
 const maxViewerMessageBytes = 1024 * 1024;
+/** A frame from the node relay to the edge: a framebuffer update can be large. */
+const maxNodeMessageBytes = 64 * 1024 * 1024;
+/** How long a server waits for a node relay to accept the hop. */
+const nodeHandshakeTimeoutMs = 5_000;
+
+/** Whether a close code may be sent in a close frame (1005, 1006 and 1015 only describe one that was not). */
+function isSendableClose(code: number): boolean {
+  return (code >= 1000 && code <= 1014 && code !== 1004 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
+}
 
 /** How long a viewer has to answer the shutdown's close frame before it is cut. */
 const closeGraceMs = 2_000;
@@ -142,8 +172,10 @@ export class Relay {
   async #handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const requestId = `ws-${(++this.#nextRequest).toString(36)}`;
     const url = new URL(request.url ?? '/', 'http://relay.invalid');
-    const match = routePattern.exec(url.pathname);
+    const internalMatch = internalRoutePattern.exec(url.pathname);
+    const match = internalMatch ?? routePattern.exec(url.pathname);
     const log = this.#log.child({ requestId });
+    const cluster = this.#o.cluster;
     const refuse = (code: ErrorCode) => {
       log.info({ code, path: url.pathname }, 'viewer upgrade refused');
       this.#o.metrics.errors.inc({ code, surface: 'relay' });
@@ -157,16 +189,38 @@ export class Relay {
       // A malformed percent-encoding (%E0%A4%A, %ZZ): no session can have that id, nor a route that path.
       return refuse('ROUTE_NOT_FOUND');
     }
-    if (!isOriginAllowed(request.headers.origin, this.#o.allowedOrigins)) return refuse('ORIGIN_NOT_ALLOWED');
+    if (internalMatch) {
+      // A server's edge relay, signed with the cluster key; no browser, so no Origin.
+      if (!cluster?.self) return refuse('ROUTE_NOT_FOUND');
+      try {
+        const signature = request.headers[internalAuthHeader];
+        cluster.key.verify(Array.isArray(signature) ? signature[0] : signature, 'GET', url.pathname);
+      } catch (error) {
+        if (error instanceof AppError) return refuse(error.code);
+        throw error;
+      }
+    } else {
+      if (cluster && !cluster.servesViewers) return refuse('ROUTE_NOT_FOUND');
+      if (!isOriginAllowed(request.headers.origin, this.#o.allowedOrigins)) return refuse('ORIGIN_NOT_ALLOWED');
+    }
     // An id that cannot be a session id cannot be signed into a ticket either; say "not found" as a close, like an unknown one.
     const sessionId = rawId as SessionId;
+    const ticket = url.searchParams.get('ticket');
     let isProbe: boolean;
+    let ticketNode: TicketNode | null;
     try {
-      ({ isProbe } = this.#o.tickets.verify(url.searchParams.get('ticket'), sessionId, { allowProbe: true }));
+      ({ isProbe, node: ticketNode } = this.#o.tickets.verify(ticket, sessionId, { allowProbe: true }));
     } catch (error) {
       if (error instanceof AppError) return refuse(error.code);
       throw error;
     }
+    const self = cluster?.self?.() ?? null;
+    const sessions = this.#o.sessions;
+    // Another node's session, or a server's (which has none of its own): relayed to its node.
+    if (!internalMatch && cluster?.nodes && (!sessions || (ticketNode !== null && ticketNode.id !== self?.nodeId))) {
+      return this.#edge(request, socket, head, sessionId, ticket ?? '', ticketNode, log);
+    }
+    if (!sessions) return refuse('ROUTE_NOT_FOUND');
 
     const ws = await new Promise<WebSocket>((resolve) => this.#wss.handleUpgrade(request, socket, head, resolve));
     const closeWith = (code: ErrorCode, detail?: string) => {
@@ -178,14 +232,16 @@ export class Relay {
 
     let handle: SandboxHandle;
     try {
-      const session = await this.#o.sessions.get(sessionId);
+      const session = await sessions.get(sessionId);
       // Over, or not there yet: the session's state decides the close (src/protocol/close.ts).
       const close = closeFor(session);
       if (close?.reason === 'completed') return ws.close(close.code, close.reason);
       // Still starting, but its desktop answers (the sign-in is being started): the person may watch it come up.
-      const isWatchable = close?.reason === 'SESSION_NOT_READY' && this.#o.sessions.isDesktopUp(session.id);
+      const isWatchable = close?.reason === 'SESSION_NOT_READY' && sessions.isDesktopUp(session.id);
       if (close && !isWatchable) return closeWith(close.reason);
-      handle = await this.#o.sessions.sandboxOf(session);
+      // A ticket for a generation this node no longer has (it fenced itself, or was declared lost).
+      if (self && ticketNode && (ticketNode.id !== self.nodeId || ticketNode.generation !== self.generation)) return closeWith('NODE_FENCED');
+      handle = await sessions.sandboxOf(session);
     } catch (error) {
       if (error instanceof AppError) return closeWith(error.code, error.message);
       throw error;
@@ -237,7 +293,7 @@ export class Relay {
     else {
       const count = this.#o.viewers.add(sessionId, viewer);
       log.info({ sessionId, viewers: count }, 'viewer connected');
-      void this.#o.sessions.viewerConnected(sessionId, { viewers: count }).catch((error) => log.warn({ err: error }, 'could not record viewer'));
+      void this.#o.sessions?.viewerConnected(sessionId, { viewers: count }).catch((error) => log.warn({ err: error }, 'could not record viewer'));
     }
 
     ws.on('pong', () => (stats.alive = true));
@@ -289,9 +345,10 @@ export class Relay {
       if (isProbe) return log.debug({ sessionId, why }, 'diagnosis probe disconnected');
       const remaining = this.#o.viewers.remove(sessionId, viewer);
       log.info({ sessionId, why, bytesToViewer: stats.bytesToViewer, bytesFromViewer: stats.bytesFromViewer, viewers: remaining }, 'viewer disconnected');
-      const recorded = this.#o.sessions
-        .viewerDisconnected(sessionId, { why, viewers: remaining })
-        .catch((error) => log.warn({ err: error }, 'could not record viewer leaving'));
+      const recorded = (this.#o.sessions?.viewerDisconnected(sessionId, { why, viewers: remaining }) ?? Promise.resolve()).then(
+        () => undefined,
+        (error: unknown) => log.warn({ err: error }, 'could not record viewer leaving'),
+      );
       this.#recording.add(recorded);
       void recorded.finally(() => this.#recording.delete(recorded));
     };
@@ -319,14 +376,169 @@ export class Relay {
   }
 
   /**
+   * The edge relay: a viewer of a session on another node. The browser's WebSocket is accepted here
+   * and piped, frame for frame, to the owning node's relay over the internal hop (signed with the
+   * cluster key; the node checks the ticket again). Close codes pass through both ways; pings keep
+   * each side alive on its own, and a node hop that drops without a close is the node's loss to
+   * name: the session's ending when the catalog has one (NODE_LOST), else NODE_UNREACHABLE (4502),
+   * after which the viewer comes back.
+   */
+  async #edge(
+    request: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    sessionId: SessionId,
+    ticket: string,
+    ticketNode: TicketNode | null,
+    log: Logger,
+  ): Promise<void> {
+    const cluster = this.#o.cluster as RelayCluster & { nodes: NodeClient };
+    const ws = await new Promise<WebSocket>((resolve) => this.#wss.handleUpgrade(request, socket, head, resolve));
+    const closeWith = (code: ErrorCode, detail?: string) => {
+      log.info({ sessionId, code, detail }, 'viewer closed');
+      this.#o.metrics.errors.inc({ code, surface: 'relay' });
+      if (ws.readyState === ws.OPEN) ws.close(closeCodeOf(code), code);
+    };
+    if (!isSessionId(sessionId)) return closeWith('SESSION_NOT_FOUND');
+    let upstream: WebSocket;
+    let nodeId: string;
+    try {
+      const session = await cluster.store.getSession(sessionId);
+      if (!session) return closeWith('SESSION_NOT_FOUND');
+      const close = closeFor(session);
+      if (close?.reason === 'completed') return ws.close(close.code, close.reason);
+      // Starting: the node alone knows whether its desktop may be watched yet.
+      if (close && close.reason !== 'SESSION_NOT_READY') return closeWith(close.reason);
+      const target = ticketNode ?? session.node;
+      if (!target) return closeWith('SANDBOX_UNREACHABLE', 'the session has no node');
+      nodeId = target.id;
+      const node = await cluster.store.getNode(target.id);
+      if (!node || node.state === 'dead' || node.generation !== target.generation) {
+        return closeWith('NODE_UNREACHABLE', `the node ${target.id} is ${node ? `${node.state}, generation ${node.generation}` : 'not in the catalog'}`);
+      }
+      const hop = cluster.nodes.relay(node, sessionId);
+      upstream = await openNodeHop(`${hop.url}?ticket=${encodeURIComponent(ticket)}`, hop.headers);
+    } catch (error) {
+      if (error instanceof AppError) return closeWith(error.code, error.message);
+      throw error;
+    }
+    if (ws.readyState !== ws.OPEN) {
+      upstream.terminate();
+      return;
+    }
+    this.#pipeEdge(ws, upstream, sessionId, nodeId, log);
+  }
+
+  #pipeEdge(ws: WebSocket, upstream: WebSocket, sessionId: SessionId, nodeId: string, log: Logger): void {
+    const highWaterMark = this.#o.highWaterMarkBytes ?? 256 * 1024;
+    const stats = {
+      sessionId,
+      bytesToViewer: 0,
+      bytesFromViewer: 0,
+      bufferedAmount: 0,
+      maxBufferedAmount: 0,
+      sandboxPaused: false,
+      lastSandboxByteAt: performance.now(),
+      sandboxProbes: 0,
+      alive: true,
+    };
+    this.#connections.set(ws, stats);
+    const { metrics } = this.#o;
+    metrics.relayConnections.inc();
+    metrics.relayConnectionsTotal.inc();
+    log.info({ sessionId, nodeId }, 'viewer connected through the edge');
+    ws.on('pong', () => (stats.alive = true));
+    // The node hop's own liveness: a node that vanished without a FIN (partitioned) misses a pong.
+    let isNodeAlive = true;
+    upstream.on('pong', () => (isNodeAlive = true));
+    // And the catalog's word, which reaches every server: a session another server ended, or one
+    // the reaper failed with its host (NODE_LOST, while the node itself cannot say so: partitioned).
+    const checkSession = async () => {
+      const session = await this.#o.cluster?.store.getSession(sessionId).catch(() => null);
+      const close = session ? closeFor(session) : null;
+      if (!close || close.reason === 'SESSION_NOT_READY' || ws.readyState !== ws.OPEN) return;
+      log.info({ sessionId, nodeId, code: close.reason }, 'the catalog ended the session: closing its edge viewer');
+      ws.close(close.code, close.reason);
+    };
+    const pinger = setInterval(() => {
+      void checkSession();
+      if (!isNodeAlive) return upstream.terminate();
+      isNodeAlive = false;
+      upstream.ping();
+    }, this.#o.pingIntervalMs).unref();
+
+    upstream.on('message', (data: Buffer, isBinary: boolean) => {
+      stats.lastSandboxByteAt = performance.now();
+      stats.bytesToViewer += data.length;
+      metrics.relayBytes.inc({ direction: 'to_viewer' }, data.length);
+      ws.send(data, { binary: isBinary }, () => {
+        stats.bufferedAmount = ws.bufferedAmount;
+        if (stats.sandboxPaused && ws.bufferedAmount < highWaterMark / 2) {
+          stats.sandboxPaused = false;
+          upstream.resume();
+        }
+      });
+      stats.bufferedAmount = ws.bufferedAmount;
+      if (stats.bufferedAmount > stats.maxBufferedAmount) stats.maxBufferedAmount = stats.bufferedAmount;
+      if (ws.bufferedAmount >= highWaterMark && !stats.sandboxPaused) {
+        stats.sandboxPaused = true;
+        upstream.pause();
+      }
+    });
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      stats.bytesFromViewer += data.length;
+      metrics.relayBytes.inc({ direction: 'to_sandbox' }, data.length);
+      if (upstream.readyState !== upstream.OPEN) return;
+      upstream.send(data, { binary: isBinary }, () => {
+        if (ws.isPaused && upstream.bufferedAmount < highWaterMark / 2) ws.resume();
+      });
+      if (upstream.bufferedAmount >= highWaterMark && !ws.isPaused) ws.pause();
+    });
+
+    let ended = false;
+    const finish = (why: string) => {
+      if (ended) return false;
+      ended = true;
+      clearInterval(pinger);
+      this.#connections.delete(ws);
+      metrics.relayConnections.dec();
+      log.info({ sessionId, nodeId, why, bytesToViewer: stats.bytesToViewer, bytesFromViewer: stats.bytesFromViewer }, 'viewer disconnected from the edge');
+      return true;
+    };
+    ws.on('close', (code, reason) => {
+      if (!finish(`viewer closed ${code}`)) return;
+      if (upstream.readyState === upstream.OPEN) upstream.close(isSendableClose(code) ? code : 1000, reason);
+      else upstream.terminate();
+    });
+    ws.on('error', () => ws.terminate());
+    upstream.on('error', (error) => log.info({ sessionId, nodeId, err: error }, 'node hop error'));
+    upstream.on('close', (code, reason) => {
+      if (!finish(`node hop closed ${code}`)) return;
+      if (ws.isPaused) ws.resume();
+      // The node said why: passed on as it is.
+      if (isSendableClose(code)) return ws.readyState === ws.OPEN && ws.close(code, reason);
+      // It went without a word: the catalog may already say the host is lost.
+      void (async () => {
+        const session = await this.#o.cluster?.store.getSession(sessionId).catch(() => null);
+        const close = session ? closeFor(session) : null;
+        const code: ErrorCode = close && close.reason !== 'completed' && close.reason !== 'SESSION_NOT_READY' ? close.reason : 'NODE_UNREACHABLE';
+        metrics.errors.inc({ code, surface: 'relay' });
+        log.info({ sessionId, nodeId, code }, 'node hop dropped');
+        if (ws.readyState === ws.OPEN) ws.close(closeCodeOf(code), code);
+      })();
+    });
+  }
+
+  /**
    * The session, when the sandbox behind a dropped VNC connection has exited and the session is
    * therefore (now) terminal; null while the sandbox runs. A killed sandbox's VNC connection can
    * drop a moment before its last process is gone, hence a second look after `graceMs` (0: none).
    */
   async #endedSession(sessionId: SessionId, graceMs: number, log: Logger): Promise<Session | null> {
+    const sessions = this.#o.sessions;
+    if (!sessions) return null;
     const check = async (): Promise<Session | null> =>
-      (await this.#o.sessions.endIfSandboxExited(sessionId)) ??
-      (graceMs > 0 ? await sleep(graceMs).then(() => this.#o.sessions.endIfSandboxExited(sessionId)) : null);
+      (await sessions.endIfSandboxExited(sessionId)) ?? (graceMs > 0 ? await sleep(graceMs).then(() => sessions.endIfSandboxExited(sessionId)) : null);
     const timeout = sleep(sandboxCheckTimeoutMs, null, { ref: false });
     try {
       return await Promise.race([check(), timeout]);
@@ -387,4 +599,30 @@ export class Relay {
       ws.ping();
     }
   }
+}
+
+/**
+ * Opens the hop to a node relay. A node that refused before the upgrade (its JSON error) is that
+ * error; one that did not answer is NODE_UNREACHABLE.
+ */
+function openNodeHop(url: string, headers: Record<string, string>): Promise<WebSocket> {
+  return new Promise((resolve, reject) => {
+    const upstream = new WebSocket(url, { headers, perMessageDeflate: false, handshakeTimeout: nodeHandshakeTimeoutMs, maxPayload: maxNodeMessageBytes });
+    upstream.once('open', () => resolve(upstream));
+    upstream.once('unexpected-response', (_request, response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('end', () => {
+        upstream.terminate();
+        let code: unknown;
+        try {
+          code = (JSON.parse(Buffer.concat(chunks).toString()) as { error?: { code?: unknown } }).error?.code;
+        } catch {}
+        reject(new AppError(isErrorCode(code) ? code : 'NODE_UNREACHABLE', { message: `The node relay refused the hop with ${response.statusCode}.` }));
+      });
+    });
+    upstream.once('error', (error: NodeJS.ErrnoException) => {
+      reject(new AppError('NODE_UNREACHABLE', { message: `The node relay does not answer: ${error.code ?? error.message}.`, cause: error }));
+    });
+  });
 }

@@ -11,6 +11,7 @@ import type { SessionTimeouts } from './timeouts.js';
 import type { StateChange } from './transition.js';
 import type { ViewerRegistry } from './viewer-registry.js';
 import type { WarmPool } from './warm-pool.js';
+import type { LocalNode } from './local-node.js';
 
 export interface ReconcilerOptions {
   store: Store;
@@ -26,6 +27,8 @@ export interface ReconcilerOptions {
   intervalMs: number;
   /** Whether the session's boot is still under way (its own deadline covers it). */
   isBooting(id: SessionId): boolean;
+  /** The node whose sessions and sandboxes these are: another node's sessions are not this one's to judge. */
+  node: LocalNode;
   /** Sandboxes that are not a session's but this server's all the same (a run's): never destroyed here. */
   isOtherwiseOwned?(sandboxId: string): boolean;
   /** The session manager's doors: end, fail, and a live state change. */
@@ -71,8 +74,14 @@ export class Reconciler {
     // (and a take from the pool in the same statement), so every sandbox listed whose session
     // is live shows up as owned.
     const passStartedAt = Date.now();
+    // A fenced node judges nothing: its sandboxes are gone and its sessions are the reaper's, or the next generation's.
+    if (!o.node.isInGoodStanding()) return { ended: 0, destroyed: 0 };
+    const { generation } = o.node.fence();
     const sandboxes = await o.driver.list();
-    const sessions = await o.store.listSessions({ states: liveStates, limit: 10_000 });
+    // This node's sessions only (and those from before nodes): another node's sandboxes are not in this driver.
+    const sessions = (await o.store.listSessions({ states: liveStates, nodeId: o.node.id, limit: 10_000 })).filter(
+      (session) => session.node === null || session.node.generation === generation,
+    );
     const byId = new Map(sandboxes.map((s) => [s.id as string, s]));
     const owned = new Set<string>();
     let ended = 0;
@@ -118,7 +127,7 @@ export class Reconciler {
     if (!o.pool && !this.#hasDroppedPoolMarks) {
       // No pool on this server (PORTHOLE_WARM_POOL=0): what the last one pooled goes below, and so do
       // its marks. Only a previous server made marks, so the first pass is the only one with any.
-      for (const mark of await o.store.listPooledSandboxes()) await o.store.removePooledSandbox(mark.sandboxId);
+      for (const mark of await o.store.listPooledSandboxes(o.node.id)) await o.store.removePooledSandbox(mark.sandboxId);
       this.#hasDroppedPoolMarks = true;
     }
     for (const sandbox of unowned) {

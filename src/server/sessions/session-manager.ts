@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Driver, SandboxHandle } from '../../drivers/driver.js';
 import { timeoutSignal } from '../../drivers/endpoint-probes.js';
 import { closeFor, endingCodeOf } from '../../protocol/close.js';
+import { closeCodeOf } from '../../protocol/errors.js';
 import type { CredentialDelivery } from '../../protocol/agent.js';
 import type { CredentialVerification } from '../../protocol/credentials.js';
 import { AppError, type ErrorCode } from '../../protocol/errors.js';
@@ -9,6 +10,7 @@ import { newSessionId, type SandboxId, type SessionId } from '../../protocol/ids
 import { isTerminal, liveStates, type CreateSessionBody, type EndReason, type Session } from '../../protocol/session.js';
 import { providers } from '../../providers/index.js';
 import type { Store } from '../../store/store.js';
+import type { LocalNode } from './local-node.js';
 import type { Metrics } from '../metrics.js';
 import { bootSession } from './boot.js';
 import { Reconciler, sandboxGoneDetail } from './reconciler.js';
@@ -18,8 +20,16 @@ import { transitionSession, type StateChange } from './transition.js';
 import type { ViewerRegistry } from './viewer-registry.js';
 import { WarmPool } from './warm-pool.js';
 
+/**
+ * What the HTTP API needs of sessions: the all-in-one's and a node's SessionManager, or a
+ * `porthole server`'s ClusterSessions (src/server/cluster/cluster-sessions.ts).
+ */
+export type SessionService = Pick<SessionManager, 'create' | 'get' | 'end' | 'complete'>;
+
 export interface SessionManagerOptions {
   store: Store;
+  /** The node whose sessions these are: it places the sessions it creates on itself, and reconciles only its own. */
+  node: LocalNode;
   driver: Driver;
   viewers: ViewerRegistry;
   logger: Logger;
@@ -91,6 +101,7 @@ export class SessionManager {
       warm.size > 0
         ? new WarmPool({
             store: options.store,
+            nodeId: options.node.id,
             driver: options.driver,
             metrics: options.metrics,
             log: this.#log,
@@ -113,6 +124,7 @@ export class SessionManager {
       timeouts: this.#timeouts,
       intervalMs: options.reconcileIntervalMs,
       isBooting: (id) => this.#boots.has(id),
+      node: options.node,
       isOtherwiseOwned: (sandboxId) => options.isRunSandbox?.(sandboxId) ?? false,
       end: (id, reason, detail) => this.end(id, reason, detail),
       fail: (id, code, detail, details) => this.fail(id, code, detail, details),
@@ -120,22 +132,36 @@ export class SessionManager {
     });
   }
 
-  /** `apiKeyId`: the key asking (it alone, and admins, will see the session); null for the dashboard. */
+  /**
+   * `apiKeyId`: the key asking (it alone, and admins, will see the session); null for the dashboard.
+   * The all-in-one's create: placed on this node (room under PORTHOLE_MAX_SESSIONS, not draining)
+   * in the insert's transaction, then booted here.
+   */
   async create(input: CreateSessionBody, apiKeyId: string | null = null): Promise<Session> {
     if (this.#closed) throw new AppError('SERVER_SHUTTING_DOWN');
-    const live = await this.#o.store.listSessions({ states: liveStates, limit: this.#o.maxSessions + 1 });
-    if (live.length >= this.#o.maxSessions) {
-      throw new AppError('TOO_MANY_SESSIONS', { details: { maxSessions: this.#o.maxSessions } });
-    }
-    const session = await this.#o.store.createSession({
-      id: newSessionId(),
-      provider: input.provider ?? null,
-      userId: input.userId ?? null,
-      apiKeyId,
-    });
-    this.#log.info({ sessionId: session.id, provider: session.provider, apiKeyId }, 'session created');
-    const controller = new AbortController();
+    this.#o.node.assertInGoodStanding();
+    const session = await this.#o.store
+      .createSession({ id: newSessionId(), provider: input.provider ?? null, userId: input.userId ?? null, apiKeyId, placement: { only: this.#o.node.id } })
+      .catch((error: unknown) => {
+        // Full (not draining): this server's own limit, as it has always been named.
+        const nodes = error instanceof AppError && error.code === 'NO_CAPACITY' ? (error.details?.nodes as { state: string }[] | undefined) : undefined;
+        if (nodes?.every((node) => node.state === 'active')) throw new AppError('TOO_MANY_SESSIONS', { details: { maxSessions: this.#o.maxSessions } });
+        throw error;
+      });
+    this.#log.info({ sessionId: session.id, provider: session.provider, apiKeyId, nodeId: this.#o.node.id }, 'session created');
+    this.boot(session);
+    return session;
+  }
+
+  /**
+   * Boots a session placed on this node (by create(), or by a server through the internal hop) in
+   * the background. Idempotent: a session already booting, or no longer starting, is left alone.
+   */
+  boot(session: Session): void {
     const id = session.id;
+    if (this.#closed) throw new AppError('SERVER_SHUTTING_DOWN');
+    if (this.#boots.has(id) || session.state !== 'starting') return;
+    const controller = new AbortController();
     this.#boots.set(id, controller);
     const o = this.#o;
     const run = bootSession(
@@ -165,7 +191,21 @@ export class SessionManager {
       this.pool?.sessionStarted();
     });
     this.#bootRuns.add(run);
-    return session;
+  }
+
+  /**
+   * Fencing (membership.ts): the catalog may already count this node lost, so every desktop here
+   * goes now — boots stopped, viewers closed with NODE_LOST, sandboxes destroyed — and nothing is
+   * written to the store (it may be unreachable; the reaper or the next registration fails the sessions).
+   */
+  async fenceAll(why: string): Promise<number> {
+    for (const [, controller] of this.#boots) controller.abort(new AppError('NODE_FENCED', { message: why }));
+    this.#o.viewers.closeEverything(closeCodeOf('NODE_LOST'), 'NODE_LOST');
+    const sandboxes = await this.#o.driver.list();
+    await Promise.allSettled(sandboxes.map((sandbox) => this.#o.driver.destroy(sandbox.id as SandboxId)));
+    await Promise.allSettled([...this.#bootRuns]);
+    this.#log.error({ why, destroyed: sandboxes.length }, 'fenced: every sandbox on this node destroyed');
+    return sandboxes.length;
   }
 
   async get(id: SessionId): Promise<Session> {
@@ -248,6 +288,15 @@ export class SessionManager {
       this.#timeouts.startIdleClock(id);
       await this.#transition(id, { from: 'authenticating', to: 'ready', reason: 'viewer_left' });
     }
+  }
+
+  /**
+   * A session a server ended (or failed): its viewers close and its sandbox goes now rather than at
+   * the next reconcile. Nothing for a live one.
+   */
+  async releaseIfOver(id: SessionId): Promise<void> {
+    const session = await this.get(id);
+    if (isTerminal(session.state)) await this.#release(session);
   }
 
   /** One reconcile pass (reconciler.ts): at start-up, and what each tick runs. */
@@ -336,7 +385,7 @@ export class SessionManager {
 
   /** The one door for a state change (transition.ts). */
   #transition(id: SessionId, change: StateChange): Promise<Session> {
-    return transitionSession({ store: this.#o.store, metrics: this.#o.metrics, log: this.#log }, id, change);
+    return transitionSession({ store: this.#o.store, metrics: this.#o.metrics, log: this.#log, fence: () => this.#o.node.fence() }, id, change);
   }
 
   /**

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { AppError } from '../../protocol/errors.js';
 import type { SessionId } from '../../protocol/ids.js';
 import { canTransition, isTerminal, type Session, type SessionState } from '../../protocol/session.js';
-import type { Store } from '../../store/store.js';
+import type { NodeFence, Store } from '../../store/store.js';
 import type { Metrics } from '../metrics.js';
 
 /** A state change the session layer asks for. */
@@ -22,6 +22,8 @@ export interface TransitionDeps {
   metrics: Metrics;
   /** The session layer's logger. */
   log: Logger;
+  /** A node's changes carry its generation (Store.transition's fence); none for a server's. */
+  fence?: () => NodeFence | undefined;
 }
 
 /** How often a move is tried again after another change won the compare-and-set. */
@@ -53,6 +55,7 @@ export async function transitionSession(deps: TransitionDeps, id: SessionId, cha
         reason,
         detail: change.detail ?? null,
         details: change.details,
+        fence: deps.fence?.(),
       });
       deps.log.info({ sessionId: id, from, to, reason }, 'session state changed');
       deps.metrics.transitions.inc({ to, reason });

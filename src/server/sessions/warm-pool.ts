@@ -13,6 +13,8 @@ import { unusedDesktopProblem } from './desktop-check.js';
 
 export interface WarmPoolOptions {
   store: Store;
+  /** The node whose desktops these are: its marks, its live sessions. */
+  nodeId: string;
   driver: Driver;
   metrics: Metrics;
   /** The session layer's logger. */
@@ -177,7 +179,7 @@ export class WarmPool {
       });
       if (!session) {
         // The session is no longer live (its mark was left alone), or the mark is gone.
-        const isStillMarked = (await this.#o.store.listPooledSandboxes()).some((p) => p.sandboxId === id);
+        const isStillMarked = (await this.#o.store.listPooledSandboxes(this.#o.nodeId)).some((p) => p.sandboxId === id);
         if (isStillMarked) this.#putBack(id, ready);
         else {
           this.#handedOut.delete(id);
@@ -212,7 +214,7 @@ export class WarmPool {
    */
   async reconcile(unowned: readonly SandboxInfo[], passStartedAt: number): Promise<Set<string>> {
     for (const [id, at] of this.#handedOut) if (at < passStartedAt) this.#handedOut.delete(id);
-    const marks = new Map((await this.#o.store.listPooledSandboxes()).map((mark) => [mark.sandboxId as string, mark]));
+    const marks = new Map((await this.#o.store.listPooledSandboxes(this.#o.nodeId)).map((mark) => [mark.sandboxId as string, mark]));
     const byId = new Map(unowned.map((sandbox) => [sandbox.id as string, sandbox]));
     const now = Date.now();
     for (const [id, ready] of [...this.#ready]) {
@@ -298,8 +300,7 @@ export class WarmPool {
 
   async #refillLoop(): Promise<void> {
     while (!this.#isClosed) {
-      const counts = await this.#o.store.countSessions();
-      const live = liveStates.reduce((sum, state) => sum + counts[state], 0);
+      const live = (await this.#o.store.listSessions({ states: liveStates, nodeId: this.#o.nodeId })).length;
       const pooled = this.#ready.size + this.#starting.size;
       if (pooled >= Math.min(this.#o.size, this.#o.maxSessions - live)) return;
       const quietIn = this.#quietUntil - Date.now();
@@ -331,7 +332,7 @@ export class WarmPool {
     const started = performance.now();
     try {
       // The mark first: a server that stops half-way leaves a marked sandbox, which the next one checks.
-      await this.#o.store.addPooledSandbox(id);
+      await this.#o.store.addPooledSandbox(id, this.#o.nodeId);
       const signal = AbortSignal.any([controller.signal, timeoutSignal(this.#o.startTimeoutMs)]);
       const handle = await this.#o.driver.create({ id, ...this.#o.desktop }, { signal });
       for (;;) {

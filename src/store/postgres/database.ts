@@ -12,5 +12,19 @@ export interface Queryable {
 export interface Database extends Queryable {
   /** Runs `fn` on one connection inside BEGIN/COMMIT; rolls back and rethrows when it throws. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * Takes the session-level advisory lock `key` on a connection of its own, or null when another
+   * connection holds it. The lock lives as long as that connection: work done through the returned
+   * database runs on it, so it fails (and the caller lets go) once the lock is lost with it.
+   */
+  holdLock(key: number): Promise<HeldLock | null>;
   close(): Promise<void>;
+}
+
+/** A held advisory lock and the one connection it lives on. */
+export interface HeldLock {
+  /** Transactions on the lock's own connection. */
+  readonly db: Pick<Database, 'transaction' | 'query'>;
+  /** Unlocks and gives the connection back (or drops it when broken). Idempotent. */
+  release(): Promise<void>;
 }

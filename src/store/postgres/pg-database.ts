@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { AppError } from '../../protocol/errors.js';
 import type { Store } from '../store.js';
-import type { Database, Queryable } from './database.js';
+import type { Database, HeldLock, Queryable } from './database.js';
 import { SqlStore } from './sql-store.js';
 
 export interface PostgresOptions {
@@ -70,37 +70,96 @@ class PgDatabase implements Database {
     });
     // The pool listens for errors only on idle clients: a server dying between two statements
     // of this transaction would otherwise be an unhandled 'error' event and end the process.
-    let broken: Error | undefined;
+    const health: ClientHealth = {};
     const onError = (error: Error) => {
-      broken = error;
+      health.broken = error;
     };
     client.on('error', onError);
-    const tx: Queryable = {
-      query: async <Row>(sql: string, params: readonly unknown[] = []) => ({
-        rows: (await client.query(sql, [...params])).rows as Row[],
-      }),
-      exec: async (sql: string) => {
-        await client.query(sql);
-      },
-    };
     try {
-      await client.query('BEGIN');
-      const result = await fn(tx);
-      await client.query('COMMIT');
-      return result;
-    } catch (error) {
-      if (isConnectionFailure(error)) broken ??= error as Error;
-      else await client.query('ROLLBACK').catch((rollbackError: Error) => (broken ??= rollbackError));
-      throw toStoreError(error);
+      return await transactionOn(client, fn, health);
     } finally {
       client.off('error', onError);
       // Passing an error makes the pool destroy the connection instead of reusing it.
-      client.release(broken);
+      client.release(health.broken);
     }
+  }
+
+  async holdLock(key: number): Promise<HeldLock | null> {
+    const client = await this.pool.connect().catch((error: unknown) => {
+      throw toStoreError(error);
+    });
+    const health: ClientHealth = {};
+    const onError = (error: Error) => {
+      health.broken = error;
+    };
+    client.on('error', onError);
+    let released = false;
+    const release = async () => {
+      if (released) return;
+      released = true;
+      if (!health.broken) await client.query('SELECT pg_advisory_unlock($1)', [key]).catch((error: Error) => (health.broken = error));
+      client.off('error', onError);
+      client.release(health.broken);
+    };
+    try {
+      const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [key]);
+      if (rows[0]?.ok !== true) {
+        await release();
+        return null;
+      }
+    } catch (error) {
+      health.broken ??= error as Error;
+      await release();
+      throw toStoreError(error);
+    }
+    // Work on a connection that broke, or after release, fails: the lock went with it.
+    const guard = <T>(work: () => Promise<T>): Promise<T> => {
+      if (health.broken || released) {
+        return Promise.reject(new AppError('STORE_UNAVAILABLE', { message: 'The connection holding the lock is gone.', cause: health.broken }));
+      }
+      return work().catch((error: unknown) => {
+        if (isConnectionFailure(error)) health.broken ??= error as Error;
+        throw toStoreError(error);
+      });
+    };
+    return {
+      db: {
+        query: <Row>(sql: string, params: readonly unknown[] = []) => guard(async () => ({ rows: (await client.query(sql, [...params])).rows as Row[] })),
+        transaction: (fn) => guard(() => transactionOn(client, fn, health)),
+      },
+      release,
+    };
   }
 
   close(): Promise<void> {
     return this.pool.end();
+  }
+}
+
+/** A checked-out connection's failure, once one was seen: it is dropped, not reused. */
+interface ClientHealth {
+  broken?: Error;
+}
+
+/** BEGIN … COMMIT on one checked-out connection (which stays checked out). */
+async function transactionOn<T>(client: pg.PoolClient, fn: (tx: Queryable) => Promise<T>, health: ClientHealth): Promise<T> {
+  const tx: Queryable = {
+    query: async <Row>(sql: string, params: readonly unknown[] = []) => ({
+      rows: (await client.query(sql, [...params])).rows as Row[],
+    }),
+    exec: async (sql: string) => {
+      await client.query(sql);
+    },
+  };
+  try {
+    await client.query('BEGIN');
+    const result = await fn(tx);
+    await client.query('COMMIT');
+    return result;
+  } catch (error) {
+    if (isConnectionFailure(error)) health.broken ??= error as Error;
+    else await client.query('ROLLBACK').catch((rollbackError: Error) => (health.broken ??= rollbackError));
+    throw toStoreError(error);
   }
 }
 

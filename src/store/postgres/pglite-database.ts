@@ -31,6 +31,8 @@ export async function openPglite(dataDir: string): Promise<Store> {
     ...queryable(pglite),
     // PGlite runs one transaction at a time, so a compare-and-set here never waits on a lock.
     transaction: (fn) => pglite.transaction((tx) => fn(queryable(tx))),
+    // One process has the data directory: it holds every lock there is.
+    holdLock: async () => ({ db: database, release: async () => {} }),
     close: () => pglite.close(),
   };
   return new SqlStore(database);

@@ -14,7 +14,7 @@ import {
   type SessionEvent,
   type SessionState,
 } from '../../protocol/session.js';
-import type { Database, Queryable } from './database.js';
+import type { Database, HeldLock, Queryable } from './database.js';
 import { runMigrations } from './migrate.js';
 import type {
   ApiKeyRecord,
@@ -29,7 +29,12 @@ import type {
   NewDelivery,
   NewEvent,
   NewSession,
+  NodeFence,
+  NodeRecord,
+  NodeRegistration,
   OwnedEvent,
+  ReapedNode,
+  ReaperLock,
   PooledSandbox,
   SealedCredential,
   SessionFilter,
@@ -45,6 +50,66 @@ import type {
  * (An identity hands out seqs in order, but two transactions could commit the other way round.)
  */
 const eventOrderLock = 'SELECT pg_advisory_xact_lock(7468253)';
+/** The reaper's session-level advisory lock: one holder among all servers (Store.tryReaperLock). */
+const reaperLockKey = 7468254;
+const liveStateList = ['starting', 'ready', 'authenticating'];
+
+interface NodeRow {
+  id: string;
+  url: string | null;
+  capacity: number;
+  state: NodeRecord['state'];
+  generation: number;
+  lease_ms: number;
+  heartbeat_at: Date | string;
+  registered_at: Date | string;
+  note: string | null;
+  // From nodeSelect: int8 counts and ages come back as strings from node-postgres.
+  age_ms: number | string;
+  load: number | string;
+}
+
+/** Every node column, its heartbeat's age by the database clock, and its live sessions. */
+const nodeSelect = `SELECT n.*, (extract(epoch FROM (clock_timestamp() - n.heartbeat_at)) * 1000)::bigint AS age_ms,
+    (SELECT count(*) FROM sessions s WHERE s.node_id = n.id AND s.state IN ('starting', 'ready', 'authenticating')) AS load
+  FROM nodes n`;
+
+function toNode(row: NodeRow): NodeRecord {
+  return {
+    id: row.id,
+    url: row.url,
+    capacity: row.capacity,
+    state: row.state,
+    generation: row.generation,
+    leaseMs: row.lease_ms,
+    heartbeatAt: iso(row.heartbeat_at),
+    registeredAt: iso(row.registered_at),
+    heartbeatAgeMs: Math.max(0, Number(row.age_ms)),
+    load: Number(row.load),
+    note: row.note,
+  };
+}
+
+/**
+ * Fails the node's live sessions of generations before `generation` with NODE_LOST, each with its
+ * `session.failed` event, inside the caller's transaction (which has taken eventOrderLock).
+ */
+async function failOrphans(tx: Queryable, nodeId: string, generation: number, detail: string, details: Record<string, unknown>): Promise<SessionId[]> {
+  const { rows } = await tx.query<{ id: SessionId; old_state: SessionState }>(
+    `UPDATE sessions s SET state = 'failed', version = s.version + 1, reason = 'NODE_LOST', detail = $3, updated_at = now()
+       FROM (SELECT id, state AS old_state FROM sessions WHERE node_id = $1 AND state = ANY($4::text[])
+               AND (node_generation IS NULL OR node_generation < $2) FOR UPDATE) o
+      WHERE s.id = o.id RETURNING s.id, o.old_state`,
+    [nodeId, generation, detail, liveStateList],
+  );
+  for (const row of rows) {
+    await tx.query(
+      `INSERT INTO session_events (session_id, type, from_state, to_state, reason, details) VALUES ($1, 'session.failed', $2, 'failed', 'NODE_LOST', $3::jsonb)`,
+      [row.id, row.old_state, JSON.stringify(details)],
+    );
+  }
+  return rows.map((row) => row.id);
+}
 
 interface ApiKeyRow {
   id: string;
@@ -126,6 +191,8 @@ interface SessionRow {
   reason: string | null;
   detail: string | null;
   sandbox_id: SandboxId | null;
+  node_id: string | null;
+  node_generation: number | null;
   version: number;
   created_at: Date | string;
   updated_at: Date | string;
@@ -199,6 +266,7 @@ function toSession(row: SessionRow): Session {
     reason: row.reason,
     detail: row.detail,
     sandboxId: row.sandbox_id,
+    node: row.node_id ? { id: row.node_id, generation: row.node_generation ?? 0 } : null,
     version: row.version,
     createdAt: iso(row.created_at),
     updatedAt: iso(row.updated_at),
@@ -307,10 +375,12 @@ export class SqlStore implements Store {
 
   createSession(input: NewSession): Promise<Session> {
     return this.db.transaction(async (tx) => {
+      const node = input.placement ? await place(tx, input.placement.only) : null;
       await tx.query(eventOrderLock);
       const { rows } = await tx.query<SessionRow>(
-        `INSERT INTO sessions (id, state, provider, user_id, api_key_id) VALUES ($1, 'starting', $2, $3, $4) RETURNING *`,
-        [input.id, input.provider, input.userId, input.apiKeyId ?? null],
+        `INSERT INTO sessions (id, state, provider, user_id, api_key_id, node_id, node_generation)
+         VALUES ($1, 'starting', $2, $3, $4, $5, $6) RETURNING *`,
+        [input.id, input.provider, input.userId, input.apiKeyId ?? null, node?.id ?? null, node?.generation ?? null],
       );
       await tx.query(`INSERT INTO session_events (session_id, type, to_state) VALUES ($1, 'session.created', 'starting')`, [input.id]);
       return toSession(rows[0]!);
@@ -328,9 +398,10 @@ export class SqlStore implements Store {
       `${withCredential(
         `SELECT * FROM sessions WHERE ($1::text[] IS NULL OR state = ANY($1::text[]))
            AND ($3::text IS NULL OR user_id = $3) AND ($4::text IS NULL OR api_key_id = $4)
+           AND ($5::text IS NULL OR node_id = $5 OR node_id IS NULL)
           ORDER BY created_at DESC, id DESC LIMIT $2`,
       )} ORDER BY s.created_at DESC, s.id DESC`,
-      [filter.states ?? null, filter.limit ?? null, filter.userId ?? null, filter.apiKeyId ?? null],
+      [filter.states ?? null, filter.limit ?? null, filter.userId ?? null, filter.apiKeyId ?? null, filter.nodeId ?? null],
     );
     return rows.map(toSession);
   }
@@ -354,12 +425,30 @@ export class SqlStore implements Store {
     const ending = isTerminal(to);
     return this.db.transaction(async (tx) => {
       await tx.query(eventOrderLock);
+      const fence = request.fence ?? null;
       const { rows } = await tx.query<SessionRow>(
         withCredential(`UPDATE sessions SET state = $4, version = version + 1, reason = $5, detail = $6, updated_at = now()
-          WHERE id = $1 AND state = $2 AND version = $3 RETURNING *`),
-        [id, from, expectVersion, to, ending ? request.reason : null, ending ? (request.detail ?? null) : null],
+          WHERE id = $1 AND state = $2 AND version = $3
+            AND ($7::text IS NULL OR node_id IS NULL OR (node_id = $7 AND node_generation = $8
+              AND EXISTS (SELECT 1 FROM nodes WHERE id = $7 AND generation = $8 AND state <> 'dead')))
+          RETURNING *`),
+        [
+          id,
+          from,
+          expectVersion,
+          to,
+          ending ? request.reason : null,
+          ending ? (request.detail ?? null) : null,
+          fence?.nodeId ?? null,
+          fence?.generation ?? null,
+        ],
       );
-      if (!rows[0]) throw await conflictOrMissing(tx, id, { state: from, version: expectVersion });
+      if (!rows[0]) {
+        if (fence && (await isFenced(tx, id, fence))) {
+          throw new AppError('NODE_FENCED', { details: { sessionId: id, nodeId: fence.nodeId, generation: fence.generation } });
+        }
+        throw await conflictOrMissing(tx, id, { state: from, version: expectVersion });
+      }
       await tx.query(
         `INSERT INTO session_events (session_id, type, from_state, to_state, reason, details)
          VALUES ($1, $2, $3, $4, $5, $6::jsonb)`,
@@ -782,13 +871,14 @@ export class SqlStore implements Store {
     return rows[0]?.agent_token_hash ?? null;
   }
 
-  async addPooledSandbox(sandboxId: SandboxId): Promise<void> {
-    await this.db.query('INSERT INTO pool_sandboxes (sandbox_id) VALUES ($1) ON CONFLICT DO NOTHING', [sandboxId]);
+  async addPooledSandbox(sandboxId: SandboxId, nodeId?: string): Promise<void> {
+    await this.db.query('INSERT INTO pool_sandboxes (sandbox_id, node_id) VALUES ($1, $2) ON CONFLICT DO NOTHING', [sandboxId, nodeId ?? null]);
   }
 
-  async listPooledSandboxes(): Promise<PooledSandbox[]> {
+  async listPooledSandboxes(nodeId?: string): Promise<PooledSandbox[]> {
     const { rows } = await this.db.query<{ sandbox_id: SandboxId; created_at: Date | string }>(
-      'SELECT sandbox_id, created_at FROM pool_sandboxes ORDER BY created_at, sandbox_id',
+      'SELECT sandbox_id, created_at FROM pool_sandboxes WHERE $1::text IS NULL OR node_id = $1 OR node_id IS NULL ORDER BY created_at, sandbox_id',
+      [nodeId ?? null],
     );
     return rows.map((row) => ({ sandboxId: row.sandbox_id, createdAt: iso(row.created_at) }));
   }
@@ -812,11 +902,143 @@ export class SqlStore implements Store {
     await this.db.query('DELETE FROM pool_sandboxes WHERE sandbox_id = $1', [sandboxId]);
   }
 
+  registerNode(r: NodeRegistration): Promise<ReapedNode> {
+    return this.db.transaction(async (tx) => {
+      await tx.query(eventOrderLock);
+      const { rows } = await tx.query<{ id: string; generation: number }>(
+        `INSERT INTO nodes (id, url, capacity, state, lease_ms) VALUES ($1, $2, $3, 'active', $4)
+         ON CONFLICT (id) DO UPDATE SET url = $2, capacity = $3, lease_ms = $4, heartbeat_at = now(),
+           registered_at = CASE WHEN nodes.state = 'dead' OR $5 THEN now() ELSE nodes.registered_at END,
+           generation = CASE WHEN nodes.state = 'dead' OR $5 THEN nodes.generation + 1 ELSE nodes.generation END,
+           state = CASE WHEN nodes.state = 'draining' THEN 'draining' ELSE 'active' END,
+           note = CASE WHEN nodes.state = 'draining' THEN nodes.note ELSE NULL END
+         RETURNING id, generation`,
+        [r.id, r.url, r.capacity, r.leaseMs, r.newGeneration],
+      );
+      const { generation } = rows[0]!;
+      const failed = await failOrphans(tx, r.id, generation, r.lostDetail, { nodeId: r.id, generation, cause: 'node re-registered with a new generation' });
+      const node = await tx.query<NodeRow>(`${nodeSelect} WHERE n.id = $1`, [r.id]);
+      return { node: toNode(node.rows[0]!), failed };
+    });
+  }
+
+  async heartbeatNode(fence: NodeFence): Promise<NodeRecord | null> {
+    const { rows } = await this.db.query<NodeRow>(
+      `WITH beat AS (UPDATE nodes SET heartbeat_at = now() WHERE id = $1 AND generation = $2 AND state <> 'dead' RETURNING id)
+       ${nodeSelect} JOIN beat ON beat.id = n.id`,
+      [fence.nodeId, fence.generation],
+    );
+    return rows[0] ? toNode(rows[0]) : null;
+  }
+
+  async getNode(id: string): Promise<NodeRecord | null> {
+    const { rows } = await this.db.query<NodeRow>(`${nodeSelect} WHERE n.id = $1`, [id]);
+    return rows[0] ? toNode(rows[0]) : null;
+  }
+
+  async listNodes(): Promise<NodeRecord[]> {
+    const { rows } = await this.db.query<NodeRow>(`${nodeSelect} ORDER BY n.id`);
+    return rows.map(toNode);
+  }
+
+  async setNodeDraining(id: string, draining: boolean, note: string | null = null): Promise<NodeRecord | null> {
+    await this.db.query(`UPDATE nodes SET state = $2, note = $3 WHERE id = $1 AND state <> 'dead'`, [
+      id,
+      draining ? 'draining' : 'active',
+      draining ? note : null,
+    ]);
+    return this.getNode(id);
+  }
+
+  async tryReaperLock(): Promise<ReaperLock | null> {
+    const held: HeldLock | null = await this.db.holdLock(reaperLockKey);
+    if (!held) return null;
+    return {
+      reap: async (detail) => {
+        const { rows } = await held.db.query<NodeRow>(
+          `${nodeSelect} WHERE n.state <> 'dead' AND n.heartbeat_at < clock_timestamp() - n.lease_ms * interval '1 millisecond' ORDER BY n.id`,
+        );
+        const reaped: ReapedNode[] = [];
+        for (const stale of rows.map(toNode)) {
+          const done = await held.db.transaction(async (tx) => {
+            await tx.query(eventOrderLock);
+            // Checked again under the row's lock: a heartbeat may have come in since.
+            const { rows: dead } = await tx.query<{ generation: number }>(
+              `UPDATE nodes SET state = 'dead', generation = generation + 1, note = $2
+                WHERE id = $1 AND state <> 'dead' AND heartbeat_at < clock_timestamp() - lease_ms * interval '1 millisecond'
+                RETURNING generation`,
+              [stale.id, `no heartbeat for ${Math.round(stale.heartbeatAgeMs / 100) / 10} s (lease ${stale.leaseMs / 1000} s)`],
+            );
+            if (!dead[0]) return null;
+            const node = { ...stale, state: 'dead' as const, generation: dead[0].generation };
+            const failed = await failOrphans(tx, stale.id, dead[0].generation, detail(stale), {
+              nodeId: stale.id,
+              nodeUrl: stale.url,
+              heartbeatAgeMs: stale.heartbeatAgeMs,
+              leaseMs: stale.leaseMs,
+            });
+            return { node, failed };
+          });
+          if (done) reaped.push(done);
+        }
+        return reaped;
+      },
+      release: () => held.release(),
+    };
+  }
+
   /** Idempotent. */
   close(): Promise<void> {
     this.#closing ??= this.db.close();
     return this.#closing;
   }
+}
+
+/**
+ * Placement: locks the live nodes (so concurrent creates queue here and each counts the others'
+ * sessions), then picks the active one with room that has a warm desktop, then the least loaded by
+ * share of capacity. `only`: that node or none (an all-in-one).
+ */
+async function place(tx: Queryable, only: string | undefined): Promise<{ id: string; generation: number }> {
+  const { rows: locked } = await tx.query<{ id: string }>(
+    `SELECT id FROM nodes WHERE state = 'active' AND heartbeat_at > clock_timestamp() - lease_ms * interval '1 millisecond'
+        AND ($1::text IS NULL OR id = $1) ORDER BY id FOR UPDATE`,
+    [only ?? null],
+  );
+  const { rows } = await tx.query<NodeRow & { warm: number | string }>(
+    `${nodeSelect.replace('FROM nodes n', ', (SELECT count(*) FROM pool_sandboxes p WHERE p.node_id = n.id) AS warm FROM nodes n')}
+      WHERE n.id = ANY($1::text[])`,
+    [locked.map((row) => row.id)],
+  );
+  const candidates = rows
+    .map((row) => ({ node: toNode(row), warm: Number(row.warm) }))
+    .filter(({ node }) => node.load < node.capacity)
+    .sort(
+      (a, b) =>
+        Number(b.warm > 0) - Number(a.warm > 0) ||
+        a.node.load / a.node.capacity - b.node.load / b.node.capacity ||
+        a.node.load - b.node.load ||
+        a.node.id.localeCompare(b.node.id),
+    );
+  const chosen = candidates[0]?.node;
+  if (!chosen) {
+    const { rows: all } = await tx.query<NodeRow>(nodeSelect);
+    const nodes = all.map(toNode).map((n) => ({ id: n.id, state: n.state, load: n.load, capacity: n.capacity, heartbeatAgeMs: n.heartbeatAgeMs }));
+    throw new AppError('NO_CAPACITY', { details: { nodes, ...(only ? { only } : {}) } });
+  }
+  return { id: chosen.id, generation: chosen.generation };
+}
+
+/** Whether a fenced transition failed because of the fence (not a plain conflict). */
+async function isFenced(q: Queryable, id: SessionId, fence: NodeFence): Promise<boolean> {
+  const { rows } = await q.query<{ node_id: string | null; node_generation: number | null }>('SELECT node_id, node_generation FROM sessions WHERE id = $1', [
+    id,
+  ]);
+  const session = rows[0];
+  if (!session || session.node_id === null) return false;
+  if (session.node_id !== fence.nodeId || session.node_generation !== fence.generation) return true;
+  const node = await q.query("SELECT 1 FROM nodes WHERE id = $1 AND generation = $2 AND state <> 'dead'", [fence.nodeId, fence.generation]);
+  return node.rows.length === 0;
 }
 
 /** Why a conditional UPDATE matched no row: the session is missing, or not where the caller thought. */

@@ -1,0 +1,152 @@
+import type { Logger } from 'pino';
+import { AppError } from '../../protocol/errors.js';
+import type { NodeFence, NodeRecord, Store } from '../../store/store.js';
+
+// A node's membership in the catalog (the `nodes` table): it registers, beats every lease/5 by
+// database time, and fences itself when it cannot. The rules (docs/ARCHITECTURE.md, "Nodes"):
+// - the reaper declares a node dead once its heartbeat is older than its lease;
+// - a node that has had no successful heartbeat for `fenceAfter` of its lease (less than the whole)
+//   ends its sandboxes on its own first: they may hold secrets, and once the reaper fires their
+//   sessions are failed and nobody may reach them;
+// - a heartbeat the catalog refuses (dead, or the generation moved on) fences it too;
+// - a fenced node registers again with a new generation, which fails any of its sessions still
+//   live under the old one, so an old generation can touch nothing (Store.transition's fence).
+
+/** Share of the lease after which a node that could not beat fences itself: before the reaper fires. */
+export const fenceAfter = 0.6;
+
+export interface NodeMembershipOptions {
+  store: Store;
+  log: Logger;
+  id: string;
+  /** How servers reach it; null for an all-in-one. */
+  url: string | null;
+  capacity: number;
+  leaseMs: number;
+  /** Ends every sandbox on this node at once, writing nothing to the store (it may be unreachable). */
+  fence(why: string): Promise<void>;
+}
+
+export class NodeMembership {
+  readonly #o: NodeMembershipOptions;
+  #generation = 0;
+  /** performance.now() of the last heartbeat the catalog took. */
+  #lastBeatAt = 0;
+  #fenced: string | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #beat: Promise<void> | null = null;
+  #stopped = false;
+  #record: NodeRecord | null = null;
+
+  constructor(options: NodeMembershipOptions) {
+    this.#o = options;
+  }
+
+  get id(): string {
+    return this.#o.id;
+  }
+
+  get generation(): number {
+    return this.#generation;
+  }
+
+  /** What this node's writes carry: its id and the generation it holds. */
+  fence(): NodeFence {
+    return { nodeId: this.#o.id, generation: this.#generation };
+  }
+
+  /** Why it is fenced (a sentence); null while it is a member in good standing. */
+  get fencedBecause(): string | null {
+    return this.#fenced;
+  }
+
+  /** The catalog's record as of the last heartbeat. */
+  get record(): NodeRecord | null {
+    return this.#record;
+  }
+
+  /** Registered, not fenced, and its last heartbeat recent enough that the reaper cannot have fired. */
+  isInGoodStanding(): boolean {
+    return this.#fenced === null && this.#generation > 0 && performance.now() - this.#lastBeatAt < this.#o.leaseMs * fenceAfter;
+  }
+
+  /** Throws NODE_FENCED unless in good standing: a node that may be declared lost takes on nothing. */
+  assertInGoodStanding(): void {
+    if (this.isInGoodStanding()) return;
+    throw new AppError('NODE_FENCED', {
+      message: `This node (${this.#o.id}) is fenced: ${this.#fenced ?? 'its heartbeat is not current'}.`,
+      details: { nodeId: this.#o.id, generation: this.#generation },
+    });
+  }
+
+  /**
+   * Registers (a restart keeps its generation and so adopts its sandboxes; a dead node or
+   * `newGeneration` starts a new one). Throws what the store throws.
+   */
+  async register(newGeneration = false): Promise<NodeRecord> {
+    const o = this.#o;
+    const { node, failed } = await o.store.registerNode({
+      id: o.id,
+      url: o.url,
+      capacity: o.capacity,
+      leaseMs: o.leaseMs,
+      newGeneration,
+      lostDetail: `The host ${o.id} lost its connection to the catalog and ended its desktops (fenced); this session's desktop is gone. Start a new session.`,
+    });
+    const previous = this.#generation;
+    this.#generation = node.generation;
+    this.#lastBeatAt = performance.now();
+    this.#record = node;
+    this.#fenced = null;
+    o.log.info(
+      { nodeId: o.id, generation: node.generation, previousGeneration: previous || null, state: node.state, failed: failed.length },
+      'node registered',
+    );
+    return node;
+  }
+
+  /** Heartbeats every lease/5 until stop(). */
+  start(): void {
+    const tick = () => {
+      this.#beat = this.#heartbeat().finally(() => {
+        this.#beat = null;
+        if (!this.#stopped) this.#timer = setTimeout(tick, Math.max(50, Math.floor(this.#o.leaseMs / 5))).unref();
+      });
+    };
+    this.#timer = setTimeout(tick, Math.max(50, Math.floor(this.#o.leaseMs / 5))).unref();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    await this.#beat;
+  }
+
+  async #heartbeat(): Promise<void> {
+    const o = this.#o;
+    if (this.#fenced !== null) {
+      // Back as a new generation once the catalog answers.
+      await this.register(true).catch((error: unknown) => o.log.debug({ err: error }, 'fenced node: catalog still unreachable'));
+      return;
+    }
+    try {
+      const record = await o.store.heartbeatNode(this.fence());
+      if (record) {
+        this.#lastBeatAt = performance.now();
+        this.#record = record;
+        return;
+      }
+      await this.#fenceSelf('the catalog no longer has this generation (the node was declared lost)');
+    } catch (error) {
+      const silentMs = Math.round(performance.now() - this.#lastBeatAt);
+      o.log.warn({ err: error, nodeId: o.id, silentMs }, 'node heartbeat failed');
+      if (silentMs >= o.leaseMs * fenceAfter) await this.#fenceSelf(`no heartbeat reached the catalog for ${silentMs} ms (lease ${o.leaseMs} ms)`);
+    }
+  }
+
+  async #fenceSelf(why: string): Promise<void> {
+    this.#fenced = why;
+    this.#o.log.error({ nodeId: this.#o.id, generation: this.#generation, why }, 'node fenced itself: ending its sandboxes');
+    await this.#o.fence(why).catch((error: unknown) => this.#o.log.error({ err: error }, 'fencing: could not end every sandbox'));
+  }
+}
