@@ -27,8 +27,9 @@ before(async () => {
     roles: 'split',
     servers: 2,
     nodes: 3,
-    nodeEnv: { PORTHOLE_NODE_CAPACITY: '2', PORTHOLE_NODE_LEASE_MS: String(leaseMs) },
-    // The reaper runs on the servers: they learn the lease from each node's record.
+    // The lease on the servers too: their reaper looks every lease/5.
+    env: { PORTHOLE_NODE_LEASE_MS: String(leaseMs) },
+    nodeEnv: { PORTHOLE_NODE_CAPACITY: '2' },
   });
   browser = await launchBrowser();
 });
@@ -95,8 +96,9 @@ test('kill -9 a node: its sessions fail NODE_LOST within the lease, its viewer c
       const lostMs = Date.now() - killedAt;
       assert.deepEqual([failed.state, failed.reason], ['failed', 'NODE_LOST'], failed.detail ?? '');
       assert.match(failed.detail ?? '', new RegExp(victimId), 'the sentence names the host');
-      // The heartbeat was at most lease/5 old at the kill; the reaper looks every so often after the lease.
-      assert.ok(lostMs <= leaseMs * 1.25, `failed ${lostMs} ms after the kill (lease ${leaseMs} ms)`);
+      // The last heartbeat was up to lease/5 old at the kill, and the reaper looks every lease/5: the
+      // verdict comes between 0.8 and 1.2 leases after the kill, plus a loaded machine's delays.
+      assert.ok(lostMs <= leaseMs * 1.5, `failed ${lostMs} ms after the kill (lease ${leaseMs} ms)`);
 
       await page.waitForSelector('body[data-close-code="4424"]', { timeout: 15_000 });
       assert.equal(await page.evaluate(() => document.body.dataset.closeReason), 'NODE_LOST');

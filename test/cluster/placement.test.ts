@@ -23,7 +23,8 @@ before(async () => {
     roles: 'split',
     servers: 2,
     nodes: 3,
-    nodeEnv: { PORTHOLE_NODE_CAPACITY: String(capacity), PORTHOLE_NODE_LEASE_MS: '4000', PORTHOLE_BOOT_TIMEOUT_MS: '90000' },
+    env: { PORTHOLE_NODE_LEASE_MS: '4000' },
+    nodeEnv: { PORTHOLE_NODE_CAPACITY: String(capacity), PORTHOLE_BOOT_TIMEOUT_MS: '90000' },
   });
 });
 

@@ -27,7 +27,9 @@ before(async () => {
     roles: 'split',
     servers: 2,
     nodes: 2,
-    nodeEnv: { PORTHOLE_NODE_CAPACITY: '2', PORTHOLE_NODE_LEASE_MS: String(leaseMs) },
+    // The lease on the servers too: their reaper looks every lease/5.
+    env: { PORTHOLE_NODE_LEASE_MS: String(leaseMs) },
+    nodeEnv: { PORTHOLE_NODE_CAPACITY: '2' },
   });
   browser = await launchBrowser();
 });

@@ -120,12 +120,13 @@ export interface TestCluster {
   /** The member at this bridge address (a PostgreSQL client's, say); undefined for none. */
   memberAt(address: string): ClusterMember | undefined;
   member(name: string): ClusterMember;
-  kill9(member: ClusterMember): Promise<void>;
   sigterm(member: ClusterMember): Promise<void>;
   /** Starts a member whose process is not running (after kill9 or sigterm), on the same data directory. */
   start(member: ClusterMember): Promise<void>;
   /** sigterm (when running), then start. */
   restart(member: ClusterMember): Promise<void>;
+  /** SIGKILL; for a node, as its host's loss: every process of its sandboxes too. */
+  kill9(member: ClusterMember): Promise<void>;
   /** Its veth down on the bridge's side: nothing reaches it or leaves it. */
   partition(member: ClusterMember): Promise<void>;
   heal(member: ClusterMember): Promise<void>;
@@ -196,6 +197,29 @@ const isRunning = (child: ChildProcess | null): child is ChildProcess => child !
 async function tail(path: string, bytes: number): Promise<string> {
   const text = await readFile(path, 'utf8').catch(() => '(no log)');
   return text.length > bytes ? `…${text.slice(-bytes)}` : text;
+}
+
+/** SIGKILLs every process whose uid is in `first-last` (a node's sandbox uids), until none is left. */
+async function killUidRange(range: string): Promise<void> {
+  const [first, last] = range.split('-').map(Number) as [number, number];
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const pids: number[] = [];
+    for (const name of await readdir('/proc')) {
+      if (!/^\d+$/.test(name)) continue;
+      const status = await readFile(`/proc/${name}/status`, 'utf8').catch(() => '');
+      const uid = Number(/^Uid:\s+(\d+)/m.exec(status)?.[1] ?? -1);
+      if (uid >= first && uid <= last && !/^State:\s+Z/m.test(status)) pids.push(Number(name));
+    }
+    if (pids.length === 0) return;
+    if (Date.now() > deadline) throw new Error(`processes of uids ${range} survive SIGKILL: ${pids.join(', ')}`);
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {}
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }
 
 /** GET url; the status, or the error's code. */
@@ -674,10 +698,14 @@ backend only_${m.name}
       },
       async kill9(member) {
         const state = stateOf(member);
-        if (!isRunning(state.child)) return;
-        await log(state, 'SIGKILL');
-        state.child.kill('SIGKILL');
-        await exited(state.child, 5_000);
+        if (isRunning(state.child)) {
+          await log(state, 'SIGKILL');
+          state.child.kill('SIGKILL');
+          await exited(state.child, 5_000);
+        }
+        // A node's loss is its host's: its desktops die with it (the local driver's sandboxes would
+        // otherwise run on, detached, until their own lease). Every process of its uid range.
+        if (state.kind === 'node' && state.sandboxUids) await killUidRange(state.sandboxUids);
       },
       sigterm: (member) => signalAndWait(stateOf(member), member.kind === 'postgres' ? 'SIGINT' : 'SIGTERM', 30_000),
       start: (member) => startProcess(stateOf(member)),
