@@ -106,7 +106,14 @@ test('rolling restart of both servers with a viewer connected: it reconnects eac
       60_000,
     );
     assert.ok(session.state === 'ready' || session.state === 'authenticating', `${session.state}: ${session.detail}`);
-    const sandboxBefore = (await sandboxProcesses(session.sandboxId!)).map((p) => `${p.pid}:${p.startTime}`).sort();
+    // The desktop's lasting processes (the agent, Xvnc): Chromium's helpers come and go by themselves.
+    const desktop = async () =>
+      (await sandboxProcesses(session.sandboxId!))
+        .filter((p) => p.comm === 'node' || p.comm === 'Xvnc')
+        .map((p) => `${p.comm} ${p.pid}:${p.startTime}`)
+        .sort();
+    const desktopBefore = await desktop();
+    assert.equal(desktopBefore.length, 2, `the agent and Xvnc: ${desktopBefore.join(', ')}`);
 
     // The viewer page through haproxy's balanced frontend: it talks to whichever server is up.
     const page = await dashboardVia(cluster, cluster.servers[0]!, browser!.browser);
@@ -114,6 +121,16 @@ test('rolling restart of both servers with a viewer connected: it reconnects eac
       const { viewerUrl } = await cluster.apiVia(cluster.servers[0]!).createTicket(session.id);
       await page.goto(viewerUrl);
       await page.waitForSelector('body[data-phase=connected]', { timeout: 30_000 });
+      // Every phase the viewer goes through from here, with the close codes it saw.
+      await page.evaluate(() => {
+        const seen: string[] = [];
+        (window as any).seenPhases = seen;
+        new MutationObserver(() => {
+          const { phase, closeCode } = document.body.dataset;
+          const entry = `${phase}${phase === 'connected' ? '' : ` ${closeCode ?? ''}`}`;
+          if (seen.at(-1) !== entry) seen.push(entry);
+        }).observe(document.body, { attributes: true, attributeFilter: ['data-phase', 'data-close-code'] });
+      });
       const timings: string[] = [];
       for (const server of cluster.servers) {
         const at = Date.now();
@@ -122,10 +139,16 @@ test('rolling restart of both servers with a viewer connected: it reconnects eac
         await page.waitForSelector('body[data-phase=connected]', { timeout: 30_000 });
         timings.push(`${server.name} restarted in ${Date.now() - at} ms, viewer connected`);
       }
+      const phases = await page.evaluate(() => (window as any).seenPhases as string[]);
+      assert.ok(
+        phases.some((p) => p !== 'connected'),
+        `the viewer was closed by the restart of its server and reconnected: ${phases.join(' → ')}`,
+      );
+      timings.push(`viewer phases: ${phases.join(' → ')}`);
       const after = await cluster.api.getSession(session.id);
       assert.ok(after.state === 'ready' || after.state === 'authenticating', `still live: ${after.state} (${after.reason}: ${after.detail})`);
       assert.equal(after.sandboxId, session.sandboxId, 'the same sandbox');
-      assert.deepEqual((await sandboxProcesses(session.sandboxId!)).map((p) => `${p.pid}:${p.startTime}`).sort(), sandboxBefore, 'the same desktop processes');
+      assert.deepEqual(await desktop(), desktopBefore, 'the same agent and Xvnc: the desktop was never restarted');
       const { events } = await cluster.api.listEvents(session.id);
       assert.deepEqual(
         events.filter((e) => e.to === 'failed' || e.to === 'ended'),

@@ -7,8 +7,9 @@ import type { ClusterMember, TestCluster } from './cluster.js';
 import { elapse, until } from './until.js';
 
 // The demo sign-in through the canvas (test/support/demo-login-flow.ts's steps) on the test
-// cluster: the browser talks to one server through haproxy; the session's desktop runs on a node,
-// reached through the edge relay; the demo CLI and the sandbox's Chromium reach the cluster's one
+// cluster: the browser logs in to the dashboard through one server's haproxy frontend, which opens
+// the viewer at PORTHOLE_PUBLIC_URL (haproxy's balanced frontend: either server); the session's
+// desktop runs on a node, reached through the edge relay; the demo CLI and the sandbox's Chromium reach the cluster's one
 // issuer through the node's egress proxy (test/support/cluster-sidecar.ts).
 
 export interface ClusterDemoLogin {
@@ -21,7 +22,8 @@ export interface ClusterDemoLogin {
 export async function dashboardVia(cluster: TestCluster, server: ClusterMember, browser: Browser): Promise<Page> {
   const base = server.proxyUrl!;
   const context = await browser.newContext({ viewport: { width: 1400, height: 960 } });
-  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+  // The dashboard opens viewers at PORTHOLE_PUBLIC_URL (haproxy's balanced frontend): the page may paste there too.
+  for (const origin of [base, cluster.url]) await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
   const page = await context.newPage();
   const link = await cluster.apiVia(server).createLoginLink();
   // Links carry PORTHOLE_PUBLIC_URL (the balanced frontend): opened at this server's own frontend instead.
@@ -62,7 +64,10 @@ export async function demoLoginThroughClusterCanvas(cluster: TestCluster, server
     await p.mouse.click(at.x, at.y);
     await p.evaluate((text) => navigator.clipboard.writeText(text), password);
     await p.click('#paste');
-    await p.waitForSelector(`#status:has-text("Typed ${password.length}")`, { timeout: 10_000 });
+    await p.waitForSelector(`#status:has-text("Typed ${password.length}")`, { timeout: 10_000 }).catch(async (error: unknown) => {
+      await p.screenshot({ path: `${out}/2-not-typed.png` });
+      throw new Error(`${(error as Error).message}; the status line: ${await p.textContent('#status')}`, { cause: error });
+    });
     await elapse(1_000, 'the sandbox’s Chromium takes the typed keys');
     at = toPage(centreOf(signIn!));
     await p.mouse.click(at.x, at.y);
