@@ -87,7 +87,7 @@ const lines = [
     ),
   '',
   `Demo sign-in: ${cluster.issuerUrl ?? 'off'} on every member (demo@porthole.test / demo-password).`,
-  'Try a member down: kill -9 <pid>, or cut it off: ip link set <veth> down (and up).',
+  "Try a member down: kill -9 <pid> (a node's desktops run on until their own lease, unlike a lost host's), or cut it off: ip link set <veth> down (and up).",
   'Ctrl+C ends every session and removes the cluster.',
   '',
 ];
