@@ -55,6 +55,10 @@ function leftovers() {
   for (const name of existsSync('/run/netns') ? readdirSync('/run/netns') : []) {
     if (name.startsWith('porthole-test-')) found.push(`network namespace ${name}`);
   }
+  // The test cluster's bridge and veths (test/support/cluster.ts: `ptc<id>b`, `ptc<id>h<n>`).
+  for (const name of existsSync('/sys/class/net') ? readdirSync('/sys/class/net') : []) {
+    if (/^ptc[0-9a-f]{4}[bhn]\d*$/.test(name)) found.push(`network link ${name}`);
+  }
   return found;
 }
 
