@@ -39,7 +39,7 @@ import { Refresher } from './credentials/refresher.js';
 import { RunManager } from './runs/run-manager.js';
 import { runOnAgent } from '../drivers/endpoint-probes.js';
 import { createTicketSigner } from './tickets.js';
-import { clusterKeyFrom, type ClusterKey } from './cluster/cluster-key.js';
+import { clusterKeyFrom } from './cluster/cluster-key.js';
 import { ClusterRuns } from './cluster/cluster-runs.js';
 import { ClusterSessions } from './cluster/cluster-sessions.js';
 import { createClusterDiagnosis } from './cluster/cluster-diagnosis.js';

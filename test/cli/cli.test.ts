@@ -52,3 +52,32 @@ test('errors carry their code and exit status', async () => {
   assert.equal(down.code, 1);
   assert.match(down.stderr, /cannot reach porthole at http:\/\/127\.0\.0\.1:9/);
 });
+
+test('nodes list shows this all-in-one as an active node; drain refuses new sessions by name, undrain takes them again', async () => {
+  const id = t.server.node.id;
+  const list = await porthole(['nodes', 'list']);
+  assert.equal(list.code, 0, list.stderr);
+  assert.match(list.stdout, /^ID\s+STATE\s+GEN\s+LOAD\s+HEARTBEAT\s+URL/);
+  assert.match(list.stdout, new RegExp(`${id}\\s+active\\s+1\\s+\\d+/\\d+\\s+\\d+\\.\\d s\\s+\\(all-in-one\\)`));
+  const drained = await porthole(['nodes', 'drain', id]);
+  assert.equal(drained.code, 0, drained.stderr);
+  assert.match(drained.stdout, new RegExp(`node ${id} is draining`));
+  try {
+    const refused = await porthole(['sessions', 'create', '--no-wait']);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /NO_CAPACITY/);
+    assert.match((await porthole(['nodes', 'list'])).stdout, /draining\s+1 .*drained by an operator/);
+  } finally {
+    const undrained = await porthole(['nodes', 'undrain', id]);
+    assert.match(undrained.stdout, new RegExp(`node ${id} is active`));
+  }
+  const json = JSON.parse((await porthole(['nodes', 'list', '--json'])).stdout) as { id: string; state: string }[];
+  assert.deepEqual(
+    json.map((n) => [n.id, n.state]),
+    [[id, 'active']],
+  );
+  const unknown = await porthole(['nodes', 'drain', 'no-such-node']);
+  assert.equal(unknown.code, 1);
+  assert.match(unknown.stderr, /NODE_NOT_FOUND/);
+  assert.equal((await porthole(['nodes', 'drain'])).code, 2);
+});

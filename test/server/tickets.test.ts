@@ -105,3 +105,32 @@ test('a revoked dashboard login is refused until it would have expired anyway; o
   advance(hour);
   assert.equal(tickets.isValidLogin(b), false, 'expired');
 });
+
+test('a viewer ticket names its session’s node and generation; the same key checks it anywhere; a node id with dots survives', () => {
+  const key = randomBytes(32);
+  const issuing = createTicketSigner(key, ttlMs);
+  const checking = createTicketSigner(key, ttlMs);
+  const id = newSessionId();
+  const node = { id: 'ip-10-0-3-7.eu-west-1.compute.internal', generation: 4 };
+  const { ticket } = issuing.issue(id, node);
+  assert.deepEqual(checking.verify(ticket, id).node, node);
+  assert.deepEqual(checking.verify(issuing.renew(id, Date.now(), node).ticket, id).node, node);
+  assert.equal(checking.verify(issuing.issue(id).ticket, id).node, null, 'an all-in-one’s ticket names no node');
+  assert.equal(
+    codeOf(() => checking.verify(ticket, newSessionId())),
+    'TICKET_WRONG_SESSION',
+  );
+  // The node and generation are signed: a ticket moved to another node does not verify.
+  const [purpose, subject, ...rest] = ticket.split('.');
+  const moved = [purpose, subject?.replace(/~4$/, '~5'), ...rest].join('.');
+  assert.notEqual(moved, ticket);
+  assert.equal(
+    codeOf(() => checking.verify(moved, id)),
+    'TICKET_INVALID',
+  );
+  assert.equal(
+    codeOf(() => createTicketSigner(randomBytes(32), ttlMs).verify(ticket, id)),
+    'TICKET_INVALID',
+    'another cluster’s key',
+  );
+});

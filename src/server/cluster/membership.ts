@@ -107,10 +107,14 @@ export class NodeMembership {
 
   /** Heartbeats every lease/5 until stop(). */
   start(): void {
+    const beatMs = Math.max(50, Math.floor(this.#o.leaseMs / 5));
+    // One beat every beatMs from start to start, however long one took: a beat that timed out
+    // does not push the next one (and the fence) later.
     const tick = () => {
+      const started = performance.now();
       this.#beat = this.#heartbeat().finally(() => {
         this.#beat = null;
-        if (!this.#stopped) this.#timer = setTimeout(tick, Math.max(50, Math.floor(this.#o.leaseMs / 5))).unref();
+        if (!this.#stopped) this.#timer = setTimeout(tick, Math.max(0, beatMs - (performance.now() - started))).unref();
       });
     };
     this.#timer = setTimeout(tick, Math.max(50, Math.floor(this.#o.leaseMs / 5))).unref();
@@ -122,15 +126,29 @@ export class NodeMembership {
     await this.#beat;
   }
 
+  /**
+   * A store call bounded by one beat: a catalog behind a dead network does not refuse, it hangs
+   * (until the driver's query timeout, longer than a short lease), and the fence must not wait for it.
+   */
+  #bounded<T>(call: Promise<T>): Promise<T> {
+    const beatMs = Math.max(50, Math.floor(this.#o.leaseMs / 5));
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new AppError('STORE_UNAVAILABLE', { message: `The catalog did not answer within ${beatMs} ms.` })), beatMs);
+    });
+    call.catch(() => {}); // it may still fail after the timeout: nobody waits for it then
+    return Promise.race([call, timeout]).finally(() => clearTimeout(timer));
+  }
+
   async #heartbeat(): Promise<void> {
     const o = this.#o;
     if (this.#fenced !== null) {
       // Back as a new generation once the catalog answers.
-      await this.register(true).catch((error: unknown) => o.log.debug({ err: error }, 'fenced node: catalog still unreachable'));
+      await this.#bounded(this.register(true)).catch((error: unknown) => o.log.debug({ err: error }, 'fenced node: catalog still unreachable'));
       return;
     }
     try {
-      const record = await o.store.heartbeatNode(this.fence());
+      const record = await this.#bounded(o.store.heartbeatNode(this.fence()));
       if (record) {
         this.#lastBeatAt = performance.now();
         this.#record = record;

@@ -7,7 +7,7 @@ import type { CredentialDelivery } from '../../protocol/agent.js';
 import type { CredentialVerification } from '../../protocol/credentials.js';
 import { AppError, type ErrorCode } from '../../protocol/errors.js';
 import { newSessionId, type SandboxId, type SessionId } from '../../protocol/ids.js';
-import { isTerminal, liveStates, type CreateSessionBody, type EndReason, type Session } from '../../protocol/session.js';
+import { isTerminal, type CreateSessionBody, type EndReason, type Session } from '../../protocol/session.js';
 import { providers } from '../../providers/index.js';
 import type { Store } from '../../store/store.js';
 import type { LocalNode } from './local-node.js';
@@ -234,6 +234,7 @@ export class SessionManager {
    * reconcile tick, and the error is the ended session's code (SESSION_ENDED).
    */
   async sandboxOf(session: Session): Promise<SandboxHandle> {
+    this.#assertHere(session);
     if (!session.sandboxId) throw new AppError('SANDBOX_UNREACHABLE', { details: { reason: 'no sandbox recorded' } });
     const info = await this.#o.driver.inspect(session.sandboxId as SandboxId);
     if (info?.status !== 'running') {
@@ -259,7 +260,7 @@ export class SessionManager {
   async endIfSandboxExited(id: SessionId): Promise<Session | null> {
     const session = await this.get(id);
     if (isTerminal(session.state)) return session;
-    if (!session.sandboxId || this.#boots.has(id)) return null;
+    if (!session.sandboxId || this.#boots.has(id) || !this.#isHere(session)) return null;
     const info = await this.#o.driver.inspect(session.sandboxId as SandboxId);
     if (info?.status === 'running') return null;
     const ended = await this.end(id, 'sandbox_exited', sandboxGoneDetail(session, info));
@@ -376,6 +377,23 @@ export class SessionManager {
   }
 
   // ---- internals ----
+
+  /** Whether the session runs on this node (or is from before nodes): only then does this driver know its sandbox. */
+  #isHere(session: Session): boolean {
+    return session.node === null || session.node.id === this.#o.node.id;
+  }
+
+  /**
+   * Another node's session (two all-in-ones on one PostgreSQL): its sandbox is not in this driver,
+   * and not finding it here says nothing about whether it runs.
+   */
+  #assertHere(session: Session): void {
+    if (this.#isHere(session)) return;
+    throw new AppError('NODE_UNREACHABLE', {
+      message: `The session runs on the host ${session.node?.id}; this server relays only its own sessions (porthole server relays to any node).`,
+      details: { nodeId: session.node?.id, self: this.#o.node.id },
+    });
+  }
 
   /** Ready: a viewer that came in while it started makes it authenticating at once; with none, the idle clock starts. */
   async #onReady(id: SessionId): Promise<void> {
