@@ -79,6 +79,7 @@ test('kill -9 a node: its sessions fail NODE_LOST within the lease, its viewer c
 
     // Its viewer, in a browser through server2.
     let sentence = '';
+    let finalPhase = '';
     const page = await dashboardVia(cluster, cluster.servers[1]!, browser!.browser);
     try {
       const { viewerUrl } = await cluster.apiVia(cluster.servers[1]!).createTicket(onVictim.id);
@@ -103,12 +104,17 @@ test('kill -9 a node: its sessions fail NODE_LOST within the lease, its viewer c
 
       await page.waitForSelector('body[data-close-code="4424"]', { timeout: 15_000 });
       assert.equal(await page.evaluate(() => document.body.dataset.closeReason), 'NODE_LOST');
+      // Then it settles: a final phase (no reconnecting to a desktop that is gone) and its sentence.
+      finalPhase = await page
+        .waitForSelector('body[data-phase=failed], body[data-phase=closed]', { timeout: 15_000 })
+        .then(() => page.evaluate(() => document.body.dataset.phase ?? ''))
+        .catch(() => page.evaluate(() => `still ${document.body.dataset.phase} 15 s after the close`));
       sentence = (await page.textContent('#status')) ?? '';
       const { nodes } = await cluster.api.request<{ nodes: NodeView[] }>('GET', '/v1/nodes');
       const dead = nodes.find((n) => n.id === victimId);
       assert.equal(dead?.state, 'dead', `${victimId} is dead in the catalog`);
       t.diagnostic(
-        `kill -9 ${victimId} → its session failed NODE_LOST after ${lostMs} ms (lease ${leaseMs} ms); the viewer closed 4424 NODE_LOST: "${sentence}"`,
+        `kill -9 ${victimId} → its session failed NODE_LOST after ${lostMs} ms (lease ${leaseMs} ms); the viewer closed 4424 NODE_LOST, then ${finalPhase}: "${sentence}"`,
       );
     } finally {
       await page.context().close();
@@ -126,6 +132,7 @@ test('kill -9 a node: its sessions fail NODE_LOST within the lease, its viewer c
     }
     for (const s of [...created, ...after]) await cluster.api.endSession(s.id).catch(() => {});
     // Last, so that everything above is checked whatever the viewer says.
+    assert.equal(finalPhase, 'failed', 'the viewer ends failed: the desktop is gone');
     assert.match(sentence, /host/i, `the viewer's sentence names the host: ${sentence}`);
   })();
 });
