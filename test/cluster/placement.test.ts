@@ -121,3 +121,60 @@ test('a viewer reaches a session on a node through either server (haproxy → ed
     }
   })();
 });
+
+test('drain: a drained node takes no new session and an undrained one does; SIGTERM drains a node, its live session ends when the drain times out', async (t) => {
+  await cluster.withLogs(async () => {
+    const [first, , third] = cluster.nodes as [(typeof cluster.nodes)[0], (typeof cluster.nodes)[0], (typeof cluster.nodes)[0]];
+    const drained = await cluster.api.request<NodeView>('POST', `/v1/nodes/${first.name}/drain`);
+    assert.equal(drained.state, 'draining');
+    const answers = await Promise.all(Array.from({ length: 2 * capacity + 1 }, () => create()));
+    const sessions = answers.flatMap((a) => (a.session ? [a.session] : []));
+    assert.equal(sessions.length, 2 * capacity, 'the two other nodes fill up');
+    assert.ok(
+      sessions.every((s) => nodeIdOf(s) !== first.name),
+      `none on the draining ${first.name}: ${sessions.map(nodeIdOf).join(', ')}`,
+    );
+    assert.deepEqual(
+      answers.filter((a) => a.status !== 201).map((a) => a.code),
+      ['NO_CAPACITY'],
+      'the last one finds no room: a draining node has none',
+    );
+    const undrained = await cluster.api.request<NodeView>('POST', `/v1/nodes/${first.name}/undrain`);
+    assert.equal(undrained.state, 'active');
+    const next = await create();
+    assert.equal(next.session && nodeIdOf(next.session), first.name, `undrained, ${first.name} takes the next session`);
+    await Promise.all([...sessions, next.session!].filter((s) => nodeIdOf(s) !== third.name).map((s) => cluster.api.endSession(s.id)));
+
+    // The engine's drain (a rollout, a node drain) is a SIGTERM: the node drains, its live sessions
+    // have PORTHOLE_DRAIN_TIMEOUT_MS (5 s here) to finish, then it ends them and exits.
+    const onThird = sessions.filter((s) => nodeIdOf(s) === third.name);
+    assert.equal(onThird.length, capacity);
+    for (const s of onThird)
+      await until(
+        `session ${s.id} is up`,
+        () => cluster.api.getSession(s.id),
+        (now) => now.state !== 'starting',
+        60_000,
+      );
+    const termAt = Date.now();
+    const stopped = cluster.sigterm(third);
+    const draining = await until(
+      `${third.name} is draining`,
+      async () => (await cluster.api.request<{ nodes: NodeView[] }>('GET', '/v1/nodes')).nodes.find((n) => n.id === third.name)?.state,
+      (state) => state === 'draining',
+      5_000,
+      { intervalMs: 100 },
+    );
+    assert.equal(draining, 'draining');
+    await stopped;
+    const stoppedMs = Date.now() - termAt;
+    for (const s of onThird) {
+      const ended = await cluster.api.getSession(s.id);
+      assert.deepEqual([ended.state, ended.reason], ['ended', 'shutdown'], `${s.id}: ${ended.detail}`);
+    }
+    assert.match(await cluster.logOf(third), /exited \(0\)/, `${third.name} exited 0 after its drain`);
+    t.diagnostic(
+      `drained ${first.name}: placed on the others, then on it once undrained; SIGTERM ${third.name}: draining, its 2 sessions ended (shutdown) and it exited after ${stoppedMs} ms`,
+    );
+  })();
+});
