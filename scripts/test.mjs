@@ -77,7 +77,9 @@ if (before.length > 0) {
 }
 // PORTHOLE_DIST (as for scripts/build.mjs) runs the tests of another build directory.
 const dist = process.env.PORTHOLE_DIST ?? join(root, 'dist');
-const files = findTests(join(dist, 'test')).filter((f) => only.length === 0 || only.some((o) => f.includes(o)));
+// Names are matched against the path inside the build directory (test/…), not the directory's own
+// name: with PORTHOLE_DIST=.dist-cluster, `cluster` would match every file.
+const files = findTests(join(dist, 'test')).filter((f) => only.length === 0 || only.some((o) => relative(dist, f).includes(o)));
 // TAP on the terminal as before, and the failures alone into a file, printed again at the end.
 const failuresFile = join(mkdtempSync(join(tmpdir(), 'porthole-failures-')), 'failures.txt');
 const reporters = [
