@@ -293,6 +293,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         capacity: config.node.capacity,
         leaseMs: config.node.leaseMs,
         fence: async (why: string) => void (await sessions.fenceAll(why)),
+        fenceOnSilence: role === 'node',
       });
       await membership.register();
       membership.start();
@@ -367,6 +368,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         store,
         log: logger.child({ component: 'reaper' }),
         intervalMs: Math.max(250, Math.floor(config.node.leaseMs / 5)),
+        graceMs: config.node.leaseMs,
         onReaped: (_node, failed) => {
           for (const id of failed) viewers.closeAll(id as SessionId, closeCodeOf('NODE_LOST'), 'NODE_LOST');
         },

@@ -25,6 +25,12 @@ export interface NodeMembershipOptions {
   leaseMs: number;
   /** Ends every sandbox on this node at once, writing nothing to the store (it may be unreachable). */
   fence(why: string): Promise<void>;
+  /**
+   * Whether silence alone fences (a `porthole node`, which a server's reaper watches). The
+   * all-in-one keeps its desktops through a store outage, as it always has: it fences only when the
+   * catalog refuses its heartbeat (another all-in-one's reaper declared it lost).
+   */
+  fenceOnSilence: boolean;
 }
 
 export class NodeMembership {
@@ -65,9 +71,10 @@ export class NodeMembership {
     return this.#record;
   }
 
-  /** Registered, not fenced, and its last heartbeat recent enough that the reaper cannot have fired. */
+  /** Registered, not fenced, and (for a node) its last heartbeat recent enough that the reaper cannot have fired. */
   isInGoodStanding(): boolean {
-    return this.#fenced === null && this.#generation > 0 && performance.now() - this.#lastBeatAt < this.#o.leaseMs * fenceAfter;
+    if (this.#fenced !== null || this.#generation === 0) return false;
+    return !this.#o.fenceOnSilence || performance.now() - this.#lastBeatAt < this.#o.leaseMs * fenceAfter;
   }
 
   /** Throws NODE_FENCED unless in good standing: a node that may be declared lost takes on nothing. */
@@ -158,7 +165,7 @@ export class NodeMembership {
     } catch (error) {
       const silentMs = Math.round(performance.now() - this.#lastBeatAt);
       o.log.warn({ err: error, nodeId: o.id, silentMs }, 'node heartbeat failed');
-      if (silentMs >= o.leaseMs * fenceAfter) await this.#fenceSelf(`no heartbeat reached the catalog for ${silentMs} ms (lease ${o.leaseMs} ms)`);
+      if (o.fenceOnSilence && silentMs >= o.leaseMs * fenceAfter) await this.#fenceSelf(`no heartbeat reached the catalog for ${silentMs} ms (lease ${o.leaseMs} ms)`);
     }
   }
 

@@ -11,6 +11,8 @@ export interface ReaperOptions {
   log: Logger;
   /** How often to try for the lock, and to reap while holding it. */
   intervalMs: number;
+  /** After a pass that could not reach the store, how long to reap nothing (a node lease): nodes beat again first. */
+  graceMs: number;
   /** Told about every node it declared lost (the viewers of its sessions close with NODE_LOST). */
   onReaped?(node: NodeRecord, failed: readonly string[]): void;
 }
@@ -27,6 +29,8 @@ export class Reaper {
   #timer: NodeJS.Timeout | null = null;
   #tick: Promise<void> | null = null;
   #stopped = false;
+  /** performance.now() before which nothing is reaped: the store was just back (see pass()). */
+  #graceUntil = 0;
 
   constructor(options: ReaperOptions) {
     this.#o = options;
@@ -56,6 +60,9 @@ export class Reaper {
         if (this.#lock) o.log.info('reaper: this server holds the reaper lock');
       }
       if (!this.#lock) return;
+      // Just back from a store outage: every node's heartbeat is old for the same reason, so each
+      // gets a lease to beat again before any is judged (else a lone all-in-one would reap itself).
+      if (performance.now() < this.#graceUntil) return;
       for (const { node, failed } of await this.#lock.reap(nodeLostDetail)) {
         o.log.warn(
           { nodeId: node.id, url: node.url, heartbeatAgeMs: node.heartbeatAgeMs, generation: node.generation, failed: failed.length },
@@ -64,6 +71,7 @@ export class Reaper {
         o.onReaped?.(node, failed);
       }
     } catch (error) {
+      this.#graceUntil = performance.now() + o.graceMs;
       o.log.warn({ err: error }, 'reaper: pass failed; letting go of the lock');
       await this.#lock?.release().catch(() => {});
       this.#lock = null;
