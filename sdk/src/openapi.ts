@@ -130,7 +130,7 @@ export interface paths {
       path?: never;
       cookie?: never;
     };
-    /** Walks the hops to the session’s desktop in order (store, driver, agent, vnc, relay): each one’s result, duration and cause, and the first failure. */
+    /** Walks the hops to the session’s desktop in order (store, node, driver, agent, vnc, relay): each one’s result, duration and cause, and the first failure. */
     get: operations['diagnoseSession'];
     put?: never;
     post?: never;
@@ -4052,7 +4052,7 @@ export interface operations {
             ms: number;
             hops: {
               /** @enum {string} */
-              hop: 'store' | 'driver' | 'agent' | 'vnc' | 'relay';
+              hop: 'store' | 'node' | 'driver' | 'agent' | 'vnc' | 'relay';
               /** @enum {string} */
               result: 'ok' | 'failed' | 'skipped';
               ms: number;
@@ -4140,7 +4140,7 @@ export interface operations {
             }[];
             firstFailure: {
               /** @enum {string} */
-              hop: 'store' | 'driver' | 'agent' | 'vnc' | 'relay';
+              hop: 'store' | 'node' | 'driver' | 'agent' | 'vnc' | 'relay';
               /** @enum {string} */
               code:
                 | 'VALIDATION_FAILED'

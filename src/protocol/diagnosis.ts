@@ -6,8 +6,12 @@ import { sessionStates } from './session-states.js';
 // walked in order, each with its result, its duration and one sentence of cause. Shared by the
 // server, the CLI and (later) the viewer, so that every surface shows the same cause for a hop.
 
-/** The hops, in the order they are walked: each one depends on the ones before it. */
-export const diagnosisHops = ['store', 'driver', 'agent', 'vnc', 'relay'] as const;
+/**
+ * The hops, in the order they are walked: each one depends on the ones before it. `node` is the
+ * porthole node (host) the session is placed on: on an all-in-one or a node, the process itself;
+ * on a `porthole server`, the host the catalog names, asked over the internal hop.
+ */
+export const diagnosisHops = ['store', 'node', 'driver', 'agent', 'vnc', 'relay'] as const;
 export type DiagnosisHop = (typeof diagnosisHops)[number];
 
 /** `skipped`: not walked, because an earlier hop failed or the session is over (the cause says which). */
@@ -16,6 +20,7 @@ export type HopResult = (typeof hopResults)[number];
 
 export const diagnosisHopLabels: Record<DiagnosisHop, string> = {
   store: 'the session record',
+  node: 'the host (porthole node)',
   driver: 'the sandbox',
   agent: 'the sandbox agent',
   vnc: 'the desktop’s VNC server',

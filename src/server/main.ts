@@ -347,7 +347,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
         membership,
         sessions,
         runs: runManager,
-        diagnose: createSessionDiagnosis({ store, driver, tickets, logger }),
+        diagnose: createSessionDiagnosis({ store, driver, tickets, logger, node: membership }),
         /** The HTTP app, once built: the agent channel's requests go to it. */
         setRoute: (next: typeof route) => {
           route = next;
@@ -361,7 +361,7 @@ export async function startServer(config: Config, options: StartOptions = {}): P
     // ---- the server: API, dashboard, edge relay, reaper, webhooks ----
     const sessions = node?.sessions ?? new ClusterSessions({ store, nodes: nodeClient as NodeClient, metrics, log: logger });
     const runs = node?.runs ?? new ClusterRuns({ store, nodes: nodeClient as NodeClient, log: logger.child({ component: 'runs' }) });
-    const diagnose = node?.diagnose ?? createClusterDiagnosis({ store, nodes: nodeClient as NodeClient, logger });
+    const diagnose = node?.diagnose ?? createClusterDiagnosis({ store, nodes: nodeClient as NodeClient, tickets, logger });
     if (servesApi) {
       // One reaper among all servers (the advisory lock); the all-in-one's finds other all-in-ones lost on a shared PostgreSQL.
       const reaper = new Reaper({

@@ -237,7 +237,18 @@ function updateRow(view: SessionRow, session: Session): void {
     cell.dataset.key = key;
     cell.replaceChildren(content());
   };
-  set(view.cells.id, session.id, () => h('code', { title: session.id }, shortId(session.id)));
+  // The host (porthole node) under the id: which machine to look at when a session misbehaves.
+  const node = session.node;
+  set(view.cells.id, `${session.id}|${node?.id}|${node?.generation}`, () =>
+    h(
+      'span',
+      {},
+      h('code', { title: session.id }, shortId(session.id)),
+      node
+        ? h('span', { class: 'muted node', 'data-node': node.id, title: `Runs on the porthole node ${node.id}, generation ${node.generation}` }, node.id)
+        : null,
+    ),
+  );
   set(view.cells.state, session.state, () => h('span', { class: 'badge', 'data-state': session.state }, session.state));
   set(view.cells.provider, String(session.provider), () => providerCell(session.provider));
   const credential = sessionCredential(session);

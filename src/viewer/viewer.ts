@@ -32,6 +32,7 @@ import {
   completedNotice,
   failedNotice,
   isWorthDiagnosing,
+  namingHost,
   type Notice,
   type RetryCause,
   retryingPhrase,
@@ -439,8 +440,10 @@ async function act(session: Session, cause: RetryCause | null, current: Course):
   renewer.start();
   if (session.state === 'starting') return followStartUp();
   if (cause === null) return connect();
-  // The diagnosis, when it answers during the wait, says more than the close did.
-  waitThen(() => diagnosedFailureCause ?? cause, connect);
+  // The diagnosis, when it answers during the wait, says more than the close did; a machine that
+  // does not answer is named from the record just read.
+  const named = namingHost(cause, session.node?.id);
+  waitThen(() => diagnosedFailureCause ?? named, connect);
 }
 
 /** Polls the start-up events until the session is ready (then connects) or terminal. */
@@ -530,7 +533,7 @@ function closed(close: VncClose, course: Course): void {
       sessionState = 'completed';
       return void showCompleted();
     case 'read-session':
-      return void readEndedSession(action.fallback, close.reason === 'SESSION_FAILED' ? 'failed' : 'closed');
+      return void readEndedSession(action.fallback, action.phase, action.isFinal ? close.reason : null);
     case 'retry':
       if (isWorthDiagnosing(close.code, close.reason)) diagnose(failureSeq);
       // The page's own cause (a handshake timeout) is more precise than a bare 1005/1006.
@@ -566,8 +569,12 @@ async function showCompleted(): Promise<void> {
   finish('completed', completedNotice({}, place), phrase('title.completed'), { type: 'completed', account: null });
 }
 
-/** After 4410: the server says the session is over; its record says why. */
-async function readEndedSession(fallback: Notice, phase: 'closed' | 'failed'): Promise<void> {
+/**
+ * After 4410 (or 4424 NODE_LOST, 4409 NODE_FENCED): the server says the session is over; its record
+ * says why. `finalCode`: the close that ends it whatever the record says (its machine was lost: the
+ * record may not say failed yet, but the desktop is gone); null: a record found alive is reconnected.
+ */
+async function readEndedSession(fallback: Notice, phase: 'closed' | 'failed', finalCode: string | null): Promise<void> {
   const current = phases.begin();
   setSentence(say('ended.reading'));
   // The record says why (a failure's own sentence); a read that does not answer is tried again twice.
@@ -576,6 +583,10 @@ async function readEndedSession(fallback: Notice, phase: 'closed' | 'failed'): P
       const session = await getSession();
       if (!current.isCurrent) return;
       if (isTerminal(session.state)) return act(session, null, current);
+      if (finalCode !== null) {
+        sessionState = 'failed';
+        return finish('failed', failedNotice(finalCode, null, session.node?.id ?? null), undefined, { type: 'failed', code: finalCode });
+      }
       // Closed as ended yet alive: trust the state, not the close, and reconnect.
       return act(session, { retryKey: 'connection.lost.retrying', operator: 'The connection was closed as ended, yet the session is alive.' }, current);
     } catch (error) {
@@ -586,7 +597,7 @@ async function readEndedSession(fallback: Notice, phase: 'closed' | 'failed'): P
         continue;
       }
       sessionState = phase === 'failed' ? 'failed' : 'ended';
-      const outcome: Outcome = phase === 'failed' ? { type: 'failed', code: 'SESSION_FAILED' } : { type: 'ended', reason: null };
+      const outcome: Outcome = phase === 'failed' ? { type: 'failed', code: finalCode ?? 'SESSION_FAILED' } : { type: 'ended', reason: null };
       return finish(phase, error instanceof ApiError && error.code === 'SESSION_FAILED' ? failedNotice(error.code, null) : fallback, undefined, outcome);
     }
   }

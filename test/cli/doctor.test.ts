@@ -77,6 +77,7 @@ describe('porthole sessions diagnose', () => {
     assert.match(lines[0] ?? '', new RegExp(`^session ${session.id} \\((ready|authenticating)\\), server ${version.replaceAll('.', '\\.')}, \\d+ ms$`));
     const expected = [
       /^✔ store +\d+ ms {2}(ready|authenticating), version \d+, sandbox sbx_[0-9a-z]+$/,
+      /^✔ node +\d+ ms {2}\S+ \(this process\), generation \d+, active, heartbeat [\d.]+ s ago, lease 15 s$/,
       /^✔ driver +\d+ ms {2}running for \d+ (s|min)/,
       new RegExp(`^✔ agent +\\d+ ms {2}healthy, version ${version.replaceAll('.', '\\.')}`),
       /^✔ vnc +\d+ ms {2}banner RFB 003\.008, security None accepted$/,
@@ -93,7 +94,7 @@ describe('porthole sessions diagnose', () => {
     assert.equal(diagnosis.firstFailure, null);
     assert.deepEqual(
       diagnosis.hops.map((h) => h.result),
-      ['ok', 'ok', 'ok', 'ok', 'ok'],
+      ['ok', 'ok', 'ok', 'ok', 'ok', 'ok'],
     );
   });
 
@@ -277,6 +278,7 @@ describe('porthole sessions diagnose, broken', () => {
     const result = await porthole(['sessions', 'diagnose', session.id]);
     assert.equal(result.code, 1, result.stdout);
     assert.match(result.stdout, /^✔ store +\d+ ms {2}/m);
+    assert.match(result.stdout, /^✔ node +\d+ ms {2}/m);
     assert.match(result.stdout, /^✘ driver +\d+ ms {2}sandbox process exited with signal SIGKILL$/m);
     for (const hop of ['agent', 'vnc', 'relay']) assert.match(result.stdout, new RegExp(`^– ${hop} +– +not checked: the driver hop failed$`, 'm'));
     assert.match(result.stdout, /^first failure: driver \(SANDBOX_UNREACHABLE\)$/m);

@@ -141,7 +141,7 @@ test('viewer: Xvnc killed — the person reads that the desktop does not answer,
     // The details list every hop in order, the failing one marked.
     assert.deepEqual(
       hops.map((h) => h.hop),
-      ['store', 'driver', 'agent', 'vnc', 'relay'],
+      ['store', 'node', 'driver', 'agent', 'vnc', 'relay'],
     );
     assert.equal(hops.find((h) => h.first === 'true')?.hop, hop);
     assert.equal(hops.find((h) => h.hop === hop)?.result, 'failed');
@@ -204,6 +204,7 @@ test('dashboard: "Diagnose" shows every hop ok for a healthy session, and the fa
       ok.hops.map((h) => [h.hop, h.result]),
       [
         ['store', 'ok'],
+        ['node', 'ok'],
         ['driver', 'ok'],
         ['agent', 'ok'],
         ['vnc', 'ok'],
@@ -230,6 +231,7 @@ test('dashboard: "Diagnose" shows every hop ok for a healthy session, and the fa
       failed.hops.map((h) => [h.hop, h.result]),
       [
         ['store', 'ok'],
+        ['node', 'ok'],
         ['driver', 'ok'],
         ['agent', 'failed'],
         ['vnc', 'skipped'],

@@ -28,7 +28,13 @@ before(async () => {
   // No reconcile pass during the file: it would end the session whose sandbox a test kills before
   // the diagnosis gets to see the dead sandbox.
   t = await startTestServer('diagnosis', { PORTHOLE_RECONCILE_INTERVAL_MS: '600000' });
-  const walk = createSessionDiagnosis({ store: t.server.store, driver: t.server.driver, tickets: t.server.tickets, logger: t.server.logger });
+  const walk = createSessionDiagnosis({
+    store: t.server.store,
+    driver: t.server.driver,
+    tickets: t.server.tickets,
+    logger: t.server.logger,
+    node: t.server.node,
+  });
   diagnose = (id) => walk(id as SessionId, { serverUrl: t.server.url });
   session = await t.readySession();
 });
@@ -52,6 +58,11 @@ function assertAllOk(d: SessionDiagnosis): void {
   assert.equal(d.firstFailure, null);
   assert.equal(d.serverVersion, version);
   assert.match(hop(d, 'store').cause, new RegExp(`^(ready|authenticating), version \\d+, sandbox ${session.sandboxId}$`));
+  // The all-in-one is its own node: the one the session is placed on, under the generation it holds.
+  const self = t.server.node.fence();
+  assert.equal(hop(d, 'node').cause.startsWith(`${self.nodeId} (this process), generation ${self.generation}, active, heartbeat `), true, hop(d, 'node').cause);
+  assert.match(hop(d, 'node').cause, /, heartbeat \d+(\.\d)? s ago, lease 15 s$/);
+  assert.deepEqual([hop(d, 'node').details.nodeId, hop(d, 'node').details.generation], [self.nodeId, self.generation]);
   assert.match(hop(d, 'driver').cause, /^running for \d+ (s|min)/);
   assert.equal(hop(d, 'agent').cause.startsWith(`healthy, version ${version}`), true, hop(d, 'agent').cause);
   assert.equal(hop(d, 'vnc').cause, 'banner RFB 003.008, security None accepted');
@@ -217,6 +228,7 @@ describe('hop by hop, breaking one sandbox further at each step', () => {
     const d = await diagnose(session.id);
     assert.deepEqual(d.firstFailure, { hop: 'driver', code: 'SANDBOX_UNREACHABLE', cause: 'sandbox process exited with signal SIGKILL' }, show(d));
     assert.equal(hop(d, 'driver').details.exit, 'signal SIGKILL');
+    assert.equal(hop(d, 'node').result, 'ok');
     for (const name of ['agent', 'vnc', 'relay'])
       assert.deepEqual([hop(d, name).result, hop(d, name).cause], ['skipped', 'not checked: the driver hop failed']);
   });
@@ -227,7 +239,33 @@ describe('hop by hop, breaking one sandbox further at each step', () => {
     assert.equal(d.state, 'ended');
     assert.equal(d.firstFailure, null);
     assert.match(hop(d, 'store').cause, new RegExp(`^ended \\(user\\), version \\d+, sandbox ${session.sandboxId}$`));
+    // The host is still walked: a session lost with its host is told by this hop.
+    assert.equal(hop(d, 'node').result, 'ok', show(d));
     for (const name of ['driver', 'agent', 'vnc', 'relay'])
       assert.deepEqual([hop(d, name).result, hop(d, name).ms, hop(d, name).cause], ['skipped', 0, 'session is ended (user)']);
+  });
+
+  test('the host fenced itself and came back as a new generation: its live session failed NODE_LOST, and the node hop says why', async () => {
+    const live = await t.readySession();
+    const before = t.server.node.fence();
+    assert.equal(live.node?.generation, before.generation);
+    // What a node does once the catalog answers again after it fenced itself (membership.ts).
+    await t.server.node.register(true);
+    const failed = await t.waitForState(live.id, ['failed'], 5_000);
+    assert.equal(failed.reason, 'NODE_LOST');
+    const d = await diagnose(live.id);
+    assert.equal(d.state, 'failed');
+    assert.deepEqual(
+      d.firstFailure,
+      {
+        hop: 'node',
+        code: 'NODE_LOST',
+        cause: `the session was placed on generation ${before.generation} of the host ${before.nodeId}, which is now generation ${before.generation + 1}: that generation's desktops are gone (the host fenced itself or was declared lost)`,
+      },
+      show(d),
+    );
+    assert.equal(hop(d, 'store').result, 'ok');
+    for (const name of ['driver', 'agent', 'vnc', 'relay'])
+      assert.deepEqual([hop(d, name).result, hop(d, name).cause], ['skipped', 'not checked: the node hop failed']);
   });
 });

@@ -30,7 +30,7 @@ before(async () => {
   const url = new URL(t.server.url);
   const origins = new TrustedOrigins(config.publicUrl, config.allowedOrigins);
   origins.listening({ address: url.hostname, family: 'IPv4', port: Number(url.port) } satisfies AddressInfo);
-  const diagnose = createSessionDiagnosis({ store, driver, tickets, logger });
+  const diagnose = createSessionDiagnosis({ store, driver, tickets, logger, node: t.server.node });
   ({ app, routes } = await buildApp({
     logger,
     store,

@@ -37,7 +37,7 @@ test('every key has an English default, and the defaults themselves are for the 
     assert.ok(template.trim().length > 0, `${key} has an English default`);
     if (key !== 'label.details')
       assertForThePerson(
-        fillTemplate(template, { seconds: 3, provider: 'Claude Code', account: 'a@b.example', step: 'x', count: 2, size: '4.9', limit: 4 }),
+        fillTemplate(template, { seconds: 3, provider: 'Claude Code', account: 'a@b.example', step: 'x', count: 2, size: '4.9', limit: 4, host: 'node-a' }),
         key,
       );
   }
@@ -81,14 +81,20 @@ test('a diagnosis: the person hears the desktop does not answer; the hop, errno 
       serverVersion: '0.1.0',
       at: new Date().toISOString(),
       ms: 12,
-      hops: [],
+      hops: [{ hop: 'node', result: hop === 'node' ? 'failed' : 'ok', ms: 1, cause: '…', code: null, details: { nodeId: 'node-a' } }],
       firstFailure: { hop, code: 'SANDBOX_UNREACHABLE', cause: 'EAGAIN on …/sbx_1/run/vnc.sock' },
       egress: { allowed: 0, refused: [] },
     };
     const cause = diagnosedCause(diagnosis);
     assert.ok(cause);
     const sentence = format(retryingPhrase(cause, 3_000));
-    assert.equal(sentence, 'The desktop is not answering. Trying again in 3 s…');
+    // The node hop is the machine the desktop runs on: the person hears that one, by name.
+    assert.equal(
+      sentence,
+      hop === 'node'
+        ? 'The machine running this desktop (node-a) is not answering. Trying again in 3 s…'
+        : 'The desktop is not answering. Trying again in 3 s…',
+    );
     assertForThePerson(sentence, `hop ${hop}`);
     assert.match(cause.operator, new RegExp(`\\(${hop}: EAGAIN on …/sbx_1/run/vnc\\.sock\\)$`));
   }

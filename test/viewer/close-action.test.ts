@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { closeCodeOf, type ErrorCode } from '../../src/protocol/errors.js';
+import { closeCodeOf, errorRegistry, type ErrorCode } from '../../src/protocol/errors.js';
 import { Catalogue, type Phrase } from '../../src/viewer/lib/catalogue.js';
-import { closeAction, isWorthDiagnosing, retryingPhrase } from '../../src/viewer/lib/sentences.js';
+import { closeAction, isWorthDiagnosing, namingHost, retryingPhrase, sessionNotice } from '../../src/viewer/lib/sentences.js';
 
 // What the viewer does after its WebSocket closed, by the close the server sends for each code
 // (4000 + the registry's status, reason = the code), so a status changed in the registry is followed.
@@ -23,8 +23,40 @@ test('the session is over: read it to say why', () => {
     assert.equal(format(action.fallback.person), 'The session has ended.', code);
   }
   const failed = closeBy('SESSION_FAILED');
-  assert.ok(failed.kind === 'read-session');
+  assert.ok(failed.kind === 'read-session' && failed.phase === 'failed' && !failed.isFinal);
   assert.equal(failed.fallback.person.key, 'failed.generic');
+});
+
+test('the session’s machine was lost (4424 NODE_LOST) or fenced (4409 NODE_FENCED): read the record to name it, never reconnect', () => {
+  for (const code of ['NODE_LOST', 'NODE_FENCED'] as const) {
+    const action = closeBy(code);
+    assert.ok(action.kind === 'read-session' && action.phase === 'failed' && action.isFinal, code);
+    assert.equal(
+      format(action.fallback.person),
+      'The machine running this desktop stopped answering, and the desktop was lost with it. Start again to sign in.',
+      code,
+    );
+    assert.match(action.fallback.operator ?? '', new RegExp(`${closeCodeOf(code)} ${code}`));
+  }
+  assert.deepEqual(closeAction(4409, 'SESSION_NOT_READY', origin).kind, 'retry', '4409 SESSION_NOT_READY still waits for the desktop');
+  // The record read after the close names the machine, from the session's `node` (the reaper's detail is the operator's).
+  const detail = 'The host node-b (http://10.0.0.12:8481) stopped answering: no heartbeat for 15.4 s, past its 15 s lease.';
+  const said = sessionNotice({ state: 'failed', reason: 'NODE_LOST', detail, node: { id: 'node-b' } }, { isFramed: false });
+  assert.equal(format(said.person), 'The machine running this desktop (node-b) stopped answering, and the desktop was lost with it. Start again to sign in.');
+  assert.equal(said.operator, `NODE_LOST: ${errorRegistry.NODE_LOST.message} ${detail}`);
+});
+
+test('the edge cannot reach the session’s machine (4502 NODE_UNREACHABLE): reconnect, saying the machine is not answering, by name once known', () => {
+  const action = closeBy('NODE_UNREACHABLE');
+  assert.ok(action.kind === 'retry');
+  assert.equal(format(retryingPhrase(action.cause, 2_000)), 'The machine running this desktop is not answering. Trying again in 2 s…');
+  assert.match(action.cause.operator, /4502 NODE_UNREACHABLE/);
+  const named = namingHost(action.cause, 'node-b');
+  assert.equal(format(retryingPhrase(named, 4_000)), 'The machine running this desktop (node-b) is not answering. Trying again in 4 s…');
+  const desktop = closeBy('SANDBOX_UNREACHABLE');
+  assert.ok(desktop.kind === 'retry');
+  assert.equal(namingHost(desktop.cause, 'node-b').retryKey, 'desktop.unreachable.retrying', 'only the machine’s own sentence is named');
+  assert.ok(isWorthDiagnosing(closeCodeOf('NODE_UNREACHABLE'), 'NODE_UNREACHABLE'), 'the diagnosis names the hop and the errno');
 });
 
 test('nothing to retry: a final sentence for the person, the code and the cure for the operator', () => {
@@ -70,7 +102,16 @@ test('a failure or a drop is worth a diagnosis; an ending is not', () => {
   assert.ok(isWorthDiagnosing(1006, ''));
   assert.ok(isWorthDiagnosing(closeCodeOf('SANDBOX_UNREACHABLE'), 'SANDBOX_UNREACHABLE'));
   assert.equal(isWorthDiagnosing(1000, 'completed'), false);
-  for (const code of ['SESSION_NOT_READY', 'SESSION_IDLE_TIMEOUT', 'SESSION_ENDED', 'SESSION_EXPIRED', 'SESSION_FAILED', 'SERVER_SHUTTING_DOWN'] as const) {
+  for (const code of [
+    'SESSION_NOT_READY',
+    'SESSION_IDLE_TIMEOUT',
+    'SESSION_ENDED',
+    'SESSION_EXPIRED',
+    'SESSION_FAILED',
+    'SERVER_SHUTTING_DOWN',
+    'NODE_LOST',
+    'NODE_FENCED',
+  ] as const) {
     assert.equal(isWorthDiagnosing(closeCodeOf(code), code), false, code);
   }
 });

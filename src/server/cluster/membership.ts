@@ -165,7 +165,8 @@ export class NodeMembership {
     } catch (error) {
       const silentMs = Math.round(performance.now() - this.#lastBeatAt);
       o.log.warn({ err: error, nodeId: o.id, silentMs }, 'node heartbeat failed');
-      if (o.fenceOnSilence && silentMs >= o.leaseMs * fenceAfter) await this.#fenceSelf(`no heartbeat reached the catalog for ${silentMs} ms (lease ${o.leaseMs} ms)`);
+      if (o.fenceOnSilence && silentMs >= o.leaseMs * fenceAfter)
+        await this.#fenceSelf(`no heartbeat reached the catalog for ${silentMs} ms (lease ${o.leaseMs} ms)`);
     }
   }
 

@@ -7,7 +7,7 @@ import type { Session } from '../../protocol/session.js';
 import type { Store } from '../../store/store.js';
 import { internalAuthHeader, type ClusterKey } from '../cluster/cluster-key.js';
 import type { NodeMembership } from '../cluster/membership.js';
-import { serverUrlOf, type DiagnoseSession } from '../sessions/diagnosis.js';
+import type { DiagnoseSession } from '../sessions/diagnosis.js';
 import type { SessionManager } from '../sessions/session-manager.js';
 import type { RunManager } from '../runs/run-manager.js';
 import { createRunBody } from '../../protocol/runs.js';
@@ -65,7 +65,8 @@ export function registerInternalRoutes(app: FastifyInstance<Server, IncomingMess
 
   app.post<{ Params: { id: string } }>('/internal/v1/sessions/:id/diagnose', async (request, reply) => {
     const session = await placedHere(request.params.id);
-    const diagnosis = await deps.diagnose(session.id, { serverUrl: serverUrlOf(request.socket) });
+    // A node's port takes no viewers: the server that asked walks the relay hop through its edge relay.
+    const diagnosis = await deps.diagnose(session.id, { serverUrl: null });
     return reply.header('cache-control', 'no-store').send(diagnosis);
   });
 

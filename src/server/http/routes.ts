@@ -293,7 +293,7 @@ export function apiRoutes(deps: RouteDeps): RouteDef[] {
       url: '/v1/sessions/:id/diagnosis',
       operationId: 'diagnoseSession',
       summary:
-        'Walks the hops to the session’s desktop in order (store, driver, agent, vnc, relay): each one’s result, duration and cause, and the first failure.',
+        'Walks the hops to the session’s desktop in order (store, node, driver, agent, vnc, relay): each one’s result, duration and cause, and the first failure.',
       auth: 'api-or-viewer',
       params: sessionParams,
       responses: { 200: sessionDiagnosisSchema, ...common, 403: errorResponse, 404: errorResponse },

@@ -10,14 +10,15 @@ import { AppError, isErrorCode, type ErrorCode } from '../../protocol/errors.js'
 import type { SandboxId, SessionId } from '../../protocol/ids.js';
 import { isTerminal, type Session } from '../../protocol/session.js';
 import { version } from '../../protocol/version.js';
-import type { Store } from '../../store/store.js';
+import type { NodeFence, NodeRecord, Store } from '../../store/store.js';
 import type { TicketSigner } from '../tickets.js';
 
-// Per-hop diagnosis of one session: the store's record, the driver's sandbox, the agent's health,
-// the VNC server, and a real WebSocket round trip through this server's own relay — walked in
-// that order, because each hop only means something when the ones before it answer. The first
-// failure stops the walk (later hops are `skipped`), so the answer names one hop and one cause
-// instead of a cascade: "ECONNREFUSED on …/sbx_…/sockets/vnc.sock", not five red lines.
+// Per-hop diagnosis of one session: the store's record, the node (host) it is placed on, the
+// driver's sandbox, the agent's health, the VNC server, and a real WebSocket round trip through
+// this server's own relay — walked in that order, because each hop only means something when the
+// ones before it answer. The first failure stops the walk (later hops are `skipped`), so the answer
+// names one hop and one cause instead of a cascade: "ECONNREFUSED on …/sbx_…/sockets/vnc.sock",
+// not five red lines. (On a `porthole server` the walk is cluster-diagnosis.ts's, from the same parts.)
 //
 // The vnc and relay hops speak RFB through the one client (src/drivers/rfb-client.ts) and do not
 // stop at the 12-byte banner: they go on through the security handshake (type None) and close once
@@ -33,9 +34,18 @@ import type { TicketSigner } from '../tickets.js';
 // (`isProbe` in relay.ts), so it does not move the session to authenticating, add viewer.* events
 // to the timeline or restart the idle clock.
 
+/** The node this process is (all-in-one, `porthole node`): its id and generation, and whether it fenced itself. */
+export interface DiagnosingNode {
+  fence(): NodeFence;
+  /** Why it is fenced (a sentence); null while in good standing. */
+  readonly fencedBecause: string | null;
+}
+
 export interface SessionDiagnosisOptions {
   store: Store;
   driver: Driver;
+  /** The node this process is: the node hop reports it (NodeMembership). */
+  node: DiagnosingNode;
   /** Signs the viewer ticket the relay hop connects with. */
   tickets: TicketSigner;
   logger?: Logger;
@@ -48,9 +58,14 @@ export interface DiagnoseContext {
    * Where this server's own HTTP listener is reached from inside (http://127.0.0.1:8480), for the
    * relay hop. Not the public URL: that one may be a proxy in front, which this process need not
    * be able to reach. The route uses the local address the request arrived on (`serverUrlOf`).
+   * Null on a node asked over the internal hop: a node's port takes no viewers, and the server that
+   * asked walks the relay hop through its own edge relay (src/server/cluster/cluster-diagnosis.ts).
    */
-  serverUrl: string;
+  serverUrl: string | null;
 }
+
+/** The relay hop's cause on a node asked by a server: that server walks it. */
+export const relayWalkedByServer = 'not checked here: the server that asked walks the relay hop through its edge relay';
 
 /**
  * Walks the hops of one session. Throws SESSION_NOT_FOUND for an unknown id; every other failure
@@ -64,7 +79,7 @@ const maxRefusalBodyBytes = 4096;
 const closeWaitMs = 1_000;
 
 /** A hop that answered wrongly: its code and one sentence of cause. */
-class HopFailure extends Error {
+export class HopFailure extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
@@ -75,7 +90,7 @@ class HopFailure extends Error {
   }
 }
 
-interface HopOutcome {
+export interface HopOutcome {
   cause: string;
   details?: Record<string, unknown>;
 }
@@ -88,63 +103,189 @@ export function serverUrlOf(socket: { localAddress?: string | undefined; localPo
   return `http://${host}:${socket.localPort ?? 0}`;
 }
 
+/**
+ * One walk of the hops: each hop ok, failed, or skipped once an earlier one failed (or the session
+ * is over). Shared by this process's own diagnosis and a server's (cluster-diagnosis.ts), so both
+ * answer in the same shape and the first failure is found the same way.
+ */
+export class DiagnosisWalk {
+  readonly hops: HopReport[] = [];
+  readonly at = new Date().toISOString();
+  readonly #started = performance.now();
+  /** Set once the walk stops: why the remaining hops are not walked. */
+  stopped: string | null = null;
+
+  constructor(
+    readonly id: SessionId,
+    readonly log?: Logger,
+  ) {}
+
+  /** Walks `hop` unless the walk stopped; a failure stops it. */
+  async walk(hop: DiagnosisHop, work: () => Promise<HopOutcome>): Promise<void> {
+    if (this.stopped !== null) return this.skip(hop, this.stopped);
+    const started = performance.now();
+    try {
+      const outcome = await work();
+      this.hops.push({ hop, result: 'ok', ms: elapsed(started), cause: outcome.cause, code: null, details: outcome.details ?? {} });
+    } catch (error) {
+      if (!(error instanceof HopFailure)) this.log?.warn({ err: error, sessionId: this.id, hop }, 'diagnosis: hop threw');
+      this.fail(hop, asHopFailure(error), elapsed(started));
+    }
+  }
+
+  skip(hop: DiagnosisHop, cause: string): void {
+    this.hops.push({ hop, result: 'skipped', ms: 0, cause, code: null, details: {} });
+  }
+
+  fail(hop: DiagnosisHop, failure: HopFailure, ms: number): void {
+    this.hops.push({ hop, result: 'failed', ms, cause: failure.message, code: failure.code, details: failure.details });
+    this.stopped = `not checked: the ${hop} hop failed`;
+  }
+
+  /**
+   * A hop another process walked (a node's answer), as it reported it. A failure stops this walk
+   * too, and so does a hop it skipped (the session ended meanwhile), for the same reason.
+   */
+  adopt(report: HopReport): void {
+    this.hops.push(report);
+    if (this.stopped !== null) return;
+    if (report.result === 'failed') this.stopped = `not checked: the ${report.hop} hop failed`;
+    else if (report.result === 'skipped') this.stopped = report.cause;
+  }
+
+  /**
+   * The store hop: the session's record. Outside `walk`: an unknown id is the caller's mistake
+   * (SESSION_NOT_FOUND, thrown), not a hop that failed. Null when the store did not answer.
+   */
+  async readRecord(store: Store): Promise<Session | null> {
+    const started = performance.now();
+    let session: Session | null;
+    try {
+      session = await store.getSession(this.id);
+    } catch (error) {
+      const failure = asHopFailure(error, 'STORE_UNAVAILABLE');
+      this.fail('store', new HopFailure(failure.code, `the store does not answer: ${failure.message}`, failure.details), elapsed(started));
+      return null;
+    }
+    if (session === null) throw new AppError('SESSION_NOT_FOUND', { details: { sessionId: this.id } });
+    this.hops.push({ hop: 'store', result: 'ok', ms: elapsed(started), cause: describeRecord(session), code: null, details: recordDetails(session) });
+    return session;
+  }
+
+  /** The answer: every hop walked so far, the first failure, and the session's egress. */
+  async result(store: Store, session: Session | null): Promise<SessionDiagnosis> {
+    const failed = this.hops.find((h) => h.result === 'failed');
+    const diagnosis: SessionDiagnosis = {
+      sessionId: this.id,
+      state: session?.state ?? null,
+      serverVersion: version,
+      at: this.at,
+      ms: elapsed(this.#started),
+      hops: this.hops,
+      firstFailure: failed ? { hop: failed.hop, code: failed.code ?? 'INTERNAL', cause: failed.cause } : null,
+      egress: session ? await egressSummary(store, this.id).catch(() => ({ allowed: 0, refused: [] })) : { allowed: 0, refused: [] },
+    };
+    this.log?.info({ sessionId: this.id, state: diagnosis.state, ms: diagnosis.ms, firstFailure: diagnosis.firstFailure }, 'session diagnosed');
+    return diagnosis;
+  }
+}
+
+/** Why the hops after the node are not walked for this session, or null when they are. */
+export function stopAfterRecord(session: Session): string | null {
+  if (isTerminal(session.state)) return `session is ${session.state}${session.reason ? ` (${session.reason})` : ''}`;
+  if (session.sandboxId === null && session.state === 'starting') return 'not checked: the session is starting and has no sandbox yet';
+  return null;
+}
+
+/** Why the relay hop is not walked for a session whose earlier hops answered, or null. */
+export function relayNotYet(session: Session | null): string | null {
+  return session?.state === 'starting' ? 'not checked: the relay admits viewers once the session is ready (it is starting)' : null;
+}
+
+/** "node-a (http://10.0.0.5:8481)", or the id alone for an all-in-one. */
+export function hostName(node: { id: string; url: string | null }): string {
+  return node.url ? `${node.id} (${node.url})` : node.id;
+}
+
+/** "heartbeat 0.8 s ago, lease 15 s". */
+function heartbeatText(record: NodeRecord): string {
+  return `heartbeat ${formatSeconds(record.heartbeatAgeMs)} ago, lease ${formatSeconds(record.leaseMs)}`;
+}
+
+/** What the node hop reads of the catalog's record: for scripts. */
+export function nodeDetails(record: NodeRecord): Record<string, unknown> {
+  return {
+    nodeId: record.id,
+    url: record.url,
+    state: record.state,
+    generation: record.generation,
+    heartbeatAgeMs: record.heartbeatAgeMs,
+    leaseMs: record.leaseMs,
+    note: record.note,
+  };
+}
+
+/**
+ * The catalog's word on the host a session is placed on (`placed`: its id and generation then):
+ * NODE_LOST when it is missing, dead, or on a later generation (the desktops of the session's
+ * generation are gone: it fenced itself or was declared lost); NODE_UNREACHABLE when it has not
+ * beaten for longer than its lease and the reaper has not declared it lost yet. Null when the
+ * catalog has it alive.
+ */
+export function nodeStanding(placed: NodeFence, record: NodeRecord | null): HopFailure | null {
+  if (record === null) {
+    return new HopFailure('NODE_LOST', `the host ${placed.nodeId} the session was placed on is not in the catalog`, { nodeId: placed.nodeId });
+  }
+  const details = { ...nodeDetails(record), placedGeneration: placed.generation };
+  if (record.state === 'dead') {
+    return new HopFailure(
+      'NODE_LOST',
+      `the host ${hostName(record)} is dead: no heartbeat for ${formatSeconds(record.heartbeatAgeMs)}, past its ${formatSeconds(record.leaseMs)} lease${record.note ? ` (${record.note})` : ''}`,
+      details,
+    );
+  }
+  if (record.generation !== placed.generation) {
+    return new HopFailure(
+      'NODE_LOST',
+      `the session was placed on generation ${placed.generation} of the host ${hostName(record)}, which is now generation ${record.generation}: that generation's desktops are gone (the host fenced itself or was declared lost)`,
+      details,
+    );
+  }
+  if (record.heartbeatAgeMs > record.leaseMs) {
+    return new HopFailure(
+      'NODE_UNREACHABLE',
+      `the host ${hostName(record)} has sent no heartbeat for ${formatSeconds(record.heartbeatAgeMs)}, past its ${formatSeconds(record.leaseMs)} lease; the reaper has not declared it lost yet`,
+      details,
+    );
+  }
+  return null;
+}
+
+/** The node hop's ok sentence for a host the catalog has alive. */
+export function describeNode(record: NodeRecord, self: boolean): string {
+  return `${hostName(record)}${self ? ' (this process)' : ''}, generation ${record.generation}, ${record.state}, ${heartbeatText(record)}`;
+}
+
 export function createSessionDiagnosis(options: SessionDiagnosisOptions): DiagnoseSession {
-  const { store, driver, tickets } = options;
+  const { store, driver, tickets, node: self } = options;
   const timeoutMs = options.hopTimeoutMs ?? defaultHopTimeoutMs;
   const log = options.logger?.child({ component: 'diagnosis' });
 
   return async function diagnose(id, context) {
-    const at = new Date().toISOString();
-    const walkStarted = performance.now();
-    const hops: HopReport[] = [];
-    /** Set once the walk stops: why the remaining hops are not walked. */
-    let stopped: string | null = null;
+    const w = new DiagnosisWalk(id, log);
 
-    const walk = async (hop: DiagnosisHop, work: () => Promise<HopOutcome>): Promise<void> => {
-      if (stopped !== null) {
-        hops.push({ hop, result: 'skipped', ms: 0, cause: stopped, code: null, details: {} });
-        return;
-      }
-      const started = performance.now();
-      try {
-        const outcome = await work();
-        hops.push({ hop, result: 'ok', ms: elapsed(started), cause: outcome.cause, code: null, details: outcome.details ?? {} });
-      } catch (error) {
-        const failure = asHopFailure(error);
-        if (!(error instanceof HopFailure)) log?.warn({ err: error, sessionId: id, hop }, 'diagnosis: hop threw');
-        hops.push({ hop, result: 'failed', ms: elapsed(started), cause: failure.message, code: failure.code, details: failure.details });
-        stopped = `not checked: the ${hop} hop failed`;
-      }
-    };
+    // 1. store.
+    const session = await w.readRecord(store);
 
-    // 1. store. Outside `walk`: an unknown id is the caller's mistake (404), not a hop that failed.
-    let session: Session | null = null;
-    const storeStarted = performance.now();
-    try {
-      session = await store.getSession(id);
-    } catch (error) {
-      const failure = asHopFailure(error, 'STORE_UNAVAILABLE');
-      hops.push({
-        hop: 'store',
-        result: 'failed',
-        ms: elapsed(storeStarted),
-        cause: `the store does not answer: ${failure.message}`,
-        code: failure.code,
-        details: failure.details,
-      });
-      stopped = 'not checked: the store hop failed';
-    }
-    if (session === null && stopped === null) throw new AppError('SESSION_NOT_FOUND', { details: { sessionId: id } });
-    if (session !== null) {
-      hops.push({ hop: 'store', result: 'ok', ms: elapsed(storeStarted), cause: describeRecord(session), code: null, details: recordDetails(session) });
-      if (isTerminal(session.state)) stopped = `session is ${session.state}${session.reason ? ` (${session.reason})` : ''}`;
-      else if (session.sandboxId === null && session.state === 'starting') stopped = 'not checked: the session is starting and has no sandbox yet';
-    }
+    // 2. node: this process, when the session is placed on it under the generation it holds. Walked
+    // for a session that is over too: a lost host is how such a session ended.
+    await w.walk('node', () => localNodeHop(store, self, session!));
+    if (session !== null && w.stopped === null) w.stopped = stopAfterRecord(session);
 
-    // 2. driver: does the sandbox run?
+    // 3. driver: does the sandbox run?
     let endpoints: { agent: Endpoint; vnc: Endpoint } | null = null;
     const sandboxId = (session?.sandboxId ?? null) as SandboxId | null;
-    await walk('driver', async () => {
+    await w.walk('driver', async () => {
       if (sandboxId === null) throw new HopFailure('SANDBOX_UNREACHABLE', `the session is ${session?.state} but has no sandbox recorded`);
       const info = await driver.inspect(sandboxId);
       if (info === null) {
@@ -168,8 +309,8 @@ export function createSessionDiagnosis(options: SessionDiagnosisOptions): Diagno
       return { cause: `running for ${formatDuration(Date.now() - Date.parse(info.startedAt))} (${driver.name} driver)`, details };
     });
 
-    // 3. agent: answers, runs the server's version, and has its desktop up.
-    await walk('agent', async () => {
+    // 4. agent: answers, runs the server's version, and has its desktop up.
+    await w.walk('agent', async () => {
       const endpoint = endpoints!.agent;
       let health: AgentHealth;
       try {
@@ -194,31 +335,73 @@ export function createSessionDiagnosis(options: SessionDiagnosisOptions): Diagno
       return { cause: `healthy, version ${health.version}${restarted ? `; restarted: ${restarted}` : ''}`, details };
     });
 
-    // 4. vnc: the RFB handshake straight on the sandbox's socket.
-    await walk('vnc', () => vncHandshake(endpoints!.vnc, sandboxId, timeoutMs));
+    // 5. vnc: the RFB handshake straight on the sandbox's socket.
+    await w.walk('vnc', () => vncHandshake(endpoints!.vnc, sandboxId, timeoutMs));
 
-    // 5. relay: the same path a viewer takes, through this server's own WebSocket endpoint.
-    if (stopped === null && session?.state === 'starting') stopped = 'not checked: the relay admits viewers once the session is ready (it is starting)';
-    await walk('relay', () => relayRoundTrip(context.serverUrl, id, tickets, timeoutMs));
+    // 6. relay: the same path a viewer takes, through this server's own WebSocket endpoint.
+    if (w.stopped === null) w.stopped = relayNotYet(session) ?? (context.serverUrl === null ? relayWalkedByServer : null);
+    await w.walk('relay', () => relayRoundTrip(context.serverUrl!, id, tickets, timeoutMs));
 
-    const failed = hops.find((h) => h.result === 'failed');
-    const diagnosis: SessionDiagnosis = {
-      sessionId: id,
-      state: session?.state ?? null,
-      serverVersion: version,
-      at,
-      ms: elapsed(walkStarted),
-      hops,
-      firstFailure: failed ? { hop: failed.hop, code: failed.code ?? 'INTERNAL', cause: failed.cause } : null,
-      egress: session ? await egressSummary(store, id).catch(() => ({ allowed: 0, refused: [] })) : { allowed: 0, refused: [] },
-    };
-    log?.info({ sessionId: id, state: diagnosis.state, ms: diagnosis.ms, firstFailure: diagnosis.firstFailure }, 'session diagnosed');
-    return diagnosis;
+    return w.result(store, session);
   };
 }
 
+/**
+ * The node hop of a session that is over: nothing of it is left on its host to walk. A session lost
+ * with its host fails the hop with NODE_LOST and the catalog's word on that host now; any other
+ * ending reports the host as the catalog has it.
+ */
+export function endedSessionNodeHop(session: Session, placed: NodeFence, record: NodeRecord | null, isSelf: boolean): HopOutcome {
+  if (session.reason === 'NODE_LOST') {
+    throw (
+      nodeStanding(placed, record) ??
+      new HopFailure('NODE_LOST', session.detail ?? `the host ${placed.nodeId} was lost`, { nodeId: placed.nodeId, placedGeneration: placed.generation })
+    );
+  }
+  if (record === null) return { cause: `the host ${placed.nodeId} is no longer in the catalog`, details: { nodeId: placed.nodeId } };
+  return { cause: describeNode(record, isSelf), details: nodeDetails(record) };
+}
+
+/** The node hop of this process's own walk: the session must be placed here, under this generation. */
+async function localNodeHop(store: Store, self: DiagnosingNode, session: Session): Promise<HopOutcome> {
+  const me = self.fence();
+  const placed: NodeFence = session.node ? { nodeId: session.node.id, generation: session.node.generation } : me;
+  const isMine = placed.nodeId === me.nodeId;
+  const record = await store.getNode(placed.nodeId);
+  if (isTerminal(session.state)) return endedSessionNodeHop(session, placed, record, isMine);
+  const standing = nodeStanding(placed, record);
+  if (standing) throw standing;
+  const host = record!;
+  if (!isMine) {
+    // Another host's session (all-in-ones sharing one PostgreSQL): its sandbox is not here to walk.
+    throw new HopFailure('NODE_UNREACHABLE', `the session runs on the host ${hostName(host)}, not on this one (${me.nodeId}): ask a server that reaches it`, {
+      ...nodeDetails(host),
+      self: me.nodeId,
+    });
+  }
+  if (self.fencedBecause !== null) {
+    throw new HopFailure('NODE_FENCED', `this host (${me.nodeId}) fenced itself and ended its desktops: ${self.fencedBecause}`, {
+      ...nodeDetails(host),
+      fenced: self.fencedBecause,
+    });
+  }
+  // The catalog has the placement's generation (nodeStanding); this process holding another is a moment's race.
+  if (placed.generation !== me.generation) {
+    throw new HopFailure(
+      'NODE_LOST',
+      `the session was placed on generation ${placed.generation} of this host (${me.nodeId}), which now runs generation ${me.generation}`,
+      {
+        ...nodeDetails(host),
+        placedGeneration: placed.generation,
+      },
+    );
+  }
+  const cause = describeNode(host, true);
+  return { cause: session.node === null ? `${cause}; the session has no host recorded (it predates hosts)` : cause, details: nodeDetails(host) };
+}
+
 /** The session's egress events, counted: allowed connections, and refused destinations by host, port and reason. */
-async function egressSummary(store: Store, id: SessionId): Promise<SessionDiagnosis['egress']> {
+export async function egressSummary(store: Store, id: SessionId): Promise<SessionDiagnosis['egress']> {
   let allowed = 0;
   const refused = new Map<string, { host: string; port: number; reason: string; count: number }>();
   for (let after = 0; ; ) {
@@ -343,7 +526,7 @@ async function vncHandshake(endpoint: Endpoint, sandboxId: string | null, timeou
  * A viewer's path: sign a ticket, open `ws://<server>/v1/sessions/:id/vnc`, go through the RFB
  * handshake the relay pipes to the sandbox, close with 1000. The ticket never appears in a cause.
  */
-function relayRoundTrip(serverUrl: string, id: SessionId, tickets: TicketSigner, timeoutMs: number): Promise<HopOutcome> {
+export function relayRoundTrip(serverUrl: string, id: SessionId, tickets: TicketSigner, timeoutMs: number): Promise<HopOutcome> {
   const url = `${serverUrl.replace(/^http/, 'ws').replace(/\/+$/, '')}/v1/sessions/${id}/vnc`;
   // A probe ticket: the relay pipes it like a viewer but does not count it as one.
   const { ticket } = tickets.issueProbe(id);
@@ -411,6 +594,12 @@ function relayRoundTrip(serverUrl: string, id: SessionId, tickets: TicketSigner,
       },
     );
   });
+}
+
+/** "0.8 s", "15 s", "2 min 5 s": a heartbeat's age or a lease. */
+export function formatSeconds(ms: number): string {
+  if (ms < 10_000) return `${Math.round(ms / 100) / 10} s`;
+  return formatDuration(ms);
 }
 
 /** "12 s", "3 min 12 s", "2 h 5 min". */

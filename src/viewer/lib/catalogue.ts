@@ -34,6 +34,9 @@ export const englishDefaults = {
   'desktop.starting.retrying': 'The desktop is still starting. Trying again in {seconds} s…',
   'desktop.unreachable.retrying': 'The desktop is not answering. Trying again in {seconds} s…',
   'desktop.slow.retrying': 'The desktop is taking longer than usual. Trying again in {seconds} s…',
+  // The machine (porthole node) the desktop runs on; {host}: its name.
+  'host.unreachable.retrying': 'The machine running this desktop is not answering. Trying again in {seconds} s…',
+  'host.unreachable.named.retrying': 'The machine running this desktop ({host}) is not answering. Trying again in {seconds} s…',
   'connection.lost.retrying': 'The connection to the desktop was lost. Reconnecting in {seconds} s…',
   'service.restarting.retrying': 'The service is restarting. Trying again in {seconds} s…',
   'service.unreachable.retrying': 'The service cannot be reached. Trying again in {seconds} s…',
@@ -60,6 +63,8 @@ export const englishDefaults = {
   'failed.slow': 'The desktop took too long to start. Start again to try once more.',
   'failed.limit': 'The desktop ran out of room and was closed. Start again; if this happens again, contact the app’s support.',
   'failed.busy': 'The service is busy right now. Wait a minute, then start again.',
+  'failed.hostLost': 'The machine running this desktop stopped answering, and the desktop was lost with it. Start again to sign in.',
+  'failed.hostLost.named': 'The machine running this desktop ({host}) stopped answering, and the desktop was lost with it. Start again to sign in.',
   'failed.generic': 'Something went wrong while preparing the sign-in. Start again; if this happens again, contact the app’s support.',
 
   // ---- a page that cannot show its session ----

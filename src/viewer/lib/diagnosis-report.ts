@@ -16,6 +16,7 @@ export type { SessionDiagnosis };
 /** Hop names as a person reads them in a list (the server's own words are its causes). */
 export const hopNames: Record<DiagnosisHop, string> = {
   store: 'Session record',
+  node: 'Host (porthole node)',
   driver: 'Sandbox',
   agent: 'Sandbox agent',
   vnc: 'Desktop (VNC)',
@@ -29,6 +30,9 @@ function failureLead(hop: DiagnosisHop, code: string): string {
   switch (hop) {
     case 'store':
       return 'porthole cannot read this session';
+    case 'node':
+      if (code === 'NODE_LOST') return 'The host running the desktop was lost';
+      return 'The host running the desktop does not answer';
     case 'driver':
       return 'The sandbox is not running';
     case 'agent':
@@ -66,6 +70,14 @@ function shortCause(hop: DiagnosisHop, cause: string): string {
  */
 export function diagnosedCause(diagnosis: SessionDiagnosis): RetryCause | null {
   const failure = diagnosis.firstFailure;
+  if (failure?.hop === 'node') {
+    // The machine the desktop runs on, by name when the hop read it.
+    const host = diagnosis.hops.find((hop) => hop.hop === 'node')?.details.nodeId;
+    const operator = `${failureLead(failure.hop, failure.code)} (${failure.hop}: ${shortCause(failure.hop, failure.cause)})`;
+    return typeof host === 'string'
+      ? { retryKey: 'host.unreachable.named.retrying', operator, params: { host } }
+      : { retryKey: 'host.unreachable.retrying', operator };
+  }
   if (failure) {
     return {
       retryKey: 'desktop.unreachable.retrying',

@@ -10,7 +10,7 @@ import { completedClose, isCompletedClose } from '../../protocol/close.js';
 import { closeCodeOf, errorRegistry, isErrorCode, type ErrorCode } from '../../protocol/errors.js';
 import type { EndReason, Session } from '../../protocol/session.js';
 import { providerLabels } from '../../protocol/session-states.js';
-import { phrase, type Phrase, type PhraseKey } from './catalogue.js';
+import { phrase, type Phrase, type PhraseKey, type PhraseParams } from './catalogue.js';
 
 /** One thing to say: to the person, and (when there is more to it) to the operator. */
 export interface Notice {
@@ -25,11 +25,19 @@ export interface Notice {
 export interface RetryCause {
   retryKey: PhraseKey;
   operator: string;
+  /** The template's other placeholders (`host`). */
+  params?: PhraseParams;
 }
 
 /** The person's sentence while waiting `inMs` before trying again. */
 export function retryingPhrase(cause: RetryCause, inMs: number): Phrase {
-  return phrase(cause.retryKey, { seconds: Math.max(1, Math.ceil(inMs / 1000)) });
+  return phrase(cause.retryKey, { ...cause.params, seconds: Math.max(1, Math.ceil(inMs / 1000)) });
+}
+
+/** A cause that says the session's machine is not answering, naming it once the viewer knows which (the session's `node`). */
+export function namingHost(cause: RetryCause, host: string | null | undefined): RetryCause {
+  if (cause.retryKey !== 'host.unreachable.retrying' || !host) return cause;
+  return { ...cause, retryKey: 'host.unreachable.named.retrying', params: { ...cause.params, host } };
 }
 
 /**
@@ -136,8 +144,12 @@ export function endedNotice(reason: string | null): Notice {
  * What the person is told when a session failed with `code`: a sentence for each kind of failure
  * they can act on differently, and one for the rest. Every code of the registry lands somewhere.
  */
-export function failurePhrase(code: string | null): Phrase {
+export function failurePhrase(code: string | null, host: string | null = null): Phrase {
   switch (code) {
+    // The session's machine was lost (or fenced itself): the desktop went with it.
+    case 'NODE_LOST':
+    case 'NODE_FENCED':
+      return host ? phrase('failed.hostLost.named', { host }) : phrase('failed.hostLost');
     case 'CREDENTIAL_UNVERIFIED':
       return phrase('failed.unverified');
     case 'CREDENTIAL_INVALID':
@@ -163,8 +175,9 @@ function failureDetail(reason: string | null, detail: string | null): string {
   return says ? `${reason}: ${says}` : reason;
 }
 
-export function failedNotice(reason: string | null, detail: string | null): Notice {
-  return { person: failurePhrase(reason), operator: failureDetail(reason, detail) };
+/** `host`: the machine (porthole node) the session ran on, named when its loss is the failure. */
+export function failedNotice(reason: string | null, detail: string | null, host: string | null = null): Notice {
+  return { person: failurePhrase(reason, host), operator: failureDetail(reason, detail) };
 }
 
 /** The dashboard's sentence for a failed session (it is for the operator: the server's detail first). */
@@ -176,7 +189,7 @@ export function failedSentence(reason: string | null, detail: string | null): st
 
 /** What to say about a session as the API reports it, on the viewer's own page or framed in an app's. */
 export function sessionNotice(
-  session: Pick<Session, 'state' | 'reason' | 'detail'> & { provider?: string | null; credential?: unknown },
+  session: Pick<Session, 'state' | 'reason' | 'detail'> & { provider?: string | null; credential?: unknown; node?: { id: string } | null },
   place: ViewerPlace,
 ): Notice {
   switch (session.state) {
@@ -188,7 +201,7 @@ export function sessionNotice(
     case 'completed':
       return completedNotice(session, place);
     case 'failed':
-      return failedNotice(session.reason, session.detail);
+      return failedNotice(session.reason, session.detail, session.node?.id ?? null);
     case 'ended':
       return endedNotice(session.reason);
   }
@@ -204,8 +217,12 @@ export function sessionTitle(state: Session['state']): Phrase {
 
 /** What the viewer does after its WebSocket closed. */
 export type CloseAction =
-  /** The session is over: read it to say why (its end reason or failure detail). */
-  | { kind: 'read-session'; fallback: Notice }
+  /**
+   * The session is over: read it to say why (its end reason or failure detail), showing `fallback`
+   * in `phase` when it cannot be read. `isFinal`: never reconnect, even if the read finds it alive
+   * (its machine was lost: the desktop is gone whatever the record says yet).
+   */
+  | { kind: 'read-session'; fallback: Notice; phase: 'closed' | 'failed'; isFinal: boolean }
   /** The session completed (credentials captured): read it to say who is connected; never reconnect. */
   | { kind: 'completed' }
   /** Nothing to retry: show the sentence and stop. */
@@ -232,6 +249,8 @@ const idleTimeoutCode = closeCodeOf('SESSION_IDLE_TIMEOUT');
 const unreachableCode = closeCodeOf('SANDBOX_UNREACHABLE');
 /** BOOT_TIMEOUT. */
 const bootTimeoutCode = closeCodeOf('BOOT_TIMEOUT');
+/** NODE_LOST: the session's machine stopped answering and was declared lost. */
+const hostLostCode = closeCodeOf('NODE_LOST');
 
 const cannotShow = phrase('title.cannotShow');
 
@@ -246,10 +265,12 @@ export function closeAction(code: number, reason: string, pageOrigin: string): C
   const operator = closeDetail(code, reason);
   switch (code) {
     case sessionOverCode:
-      return {
-        kind: 'read-session',
-        fallback: reason === 'SESSION_FAILED' ? { person: failurePhrase(null), operator } : { person: endedNotice(null).person, operator },
-      };
+      return reason === 'SESSION_FAILED'
+        ? { kind: 'read-session', fallback: { person: failurePhrase(null), operator }, phase: 'failed', isFinal: false }
+        : { kind: 'read-session', fallback: { person: endedNotice(null).person, operator }, phase: 'closed', isFinal: false };
+    case hostLostCode:
+      // The record names the machine and what was last heard of it (the reaper's detail).
+      return { kind: 'read-session', fallback: { person: failurePhrase('NODE_LOST'), operator }, phase: 'failed', isFinal: true };
     case notFoundCode:
       return { kind: 'final', phase: 'closed', title: cannotShow, notice: { person: phrase('session.notFound'), operator } };
     case ticketRefusedCode:
@@ -257,6 +278,8 @@ export function closeAction(code: number, reason: string, pageOrigin: string): C
     case forbiddenCode:
       return { kind: 'final', phase: 'closed', title: cannotShow, notice: forbiddenNotice(reason, pageOrigin) };
     case notReadyCode:
+      // 4409 is also NODE_FENCED: the ticket's machine holds another generation now, so that desktop is gone.
+      if (reason === 'NODE_FENCED') return { kind: 'read-session', fallback: { person: failurePhrase(reason), operator }, phase: 'failed', isFinal: true };
       return { kind: 'retry', cause: { retryKey: 'desktop.starting.retrying', operator } };
   }
   return { kind: 'retry', cause: retryCause(code, reason) };
@@ -299,6 +322,8 @@ const undiagnosedReasons: ReadonlySet<string> = new Set([
   'SESSION_EXPIRED',
   'SESSION_FAILED',
   'SERVER_SHUTTING_DOWN',
+  'NODE_LOST',
+  'NODE_FENCED',
 ]);
 
 /**
@@ -307,7 +332,7 @@ const undiagnosedReasons: ReadonlySet<string> = new Set([
  * (4408 idle, 4409 still starting, 4410 over, the server shutting down).
  */
 export function isWorthDiagnosing(code: number, reason: string): boolean {
-  if (code === completedClose.code || code === idleTimeoutCode || code === notReadyCode || code === sessionOverCode) return false;
+  if (code === completedClose.code || code === idleTimeoutCode || code === notReadyCode || code === sessionOverCode || code === hostLostCode) return false;
   return !undiagnosedReasons.has(reason);
 }
 
@@ -318,6 +343,8 @@ const desktopCodes: ReadonlySet<string> = new Set<ErrorCode>(['SANDBOX_UNREACHAB
 function retryCause(code: number, reason: string): RetryCause {
   const detail = closeDetail(code, reason);
   const withMessage = isErrorCode(reason) ? `${detail} ${errorRegistry[reason].message}` : detail;
+  // The edge could not reach the session's machine: said before the desktop's own 4502s.
+  if (reason === 'NODE_UNREACHABLE') return { retryKey: 'host.unreachable.retrying', operator: withMessage };
   if (code === unreachableCode || desktopCodes.has(reason)) return { retryKey: 'desktop.unreachable.retrying', operator: withMessage };
   if (code === bootTimeoutCode || reason === 'BOOT_TIMEOUT') return { retryKey: 'desktop.slow.retrying', operator: withMessage };
   if (reason === 'SERVER_SHUTTING_DOWN') return { retryKey: 'service.restarting.retrying', operator: withMessage };
