@@ -102,7 +102,20 @@ test('partition a node: it fences itself before the reaper fires; healed, with a
       `partitioned ${victimId} (generation ${oldGeneration}): fenced itself (sandbox gone) after ${fencedMs ?? `more than ${6 * leaseMs}`} ms, reaper failed its session NODE_LOST after ${reaped.ms} ms (lease ${leaseMs} ms); healed: back as generation ${back!.generation} in ${backMs} ms; old session unchanged`,
     );
     for (const s of [...created, fresh]) await cluster.api.endSession(s.id).catch(() => {});
-    assert.ok(fencedMs !== null && fencedMs < reaped.ms, `the node fenced itself (after ${fencedMs ?? 'never'} ms) before the reaper fired (${reaped.ms} ms)`);
-    assert.match(await cluster.logOf(victim), /node fenced itself/, 'the node says it fenced itself');
+    // The order of the two decisions, each by its own record on this one machine's clock: the node's
+    // log line (it then ends its sandboxes, which takes a moment more) and the catalog's failure event.
+    const fenceLine = (await cluster.logOf(victim))
+      .split('\n')
+      .filter((line) => line.includes('"msg":"node fenced itself'))
+      .map((line) => JSON.parse(line) as { time: string })
+      .find((line) => Date.parse(line.time) >= cutAt);
+    const failedAt = (await cluster.api.listEvents(session.id)).events.find((e) => e.to === 'failed')?.at;
+    assert.ok(fenceLine, `${victimId} says it fenced itself`);
+    assert.ok(failedAt, 'the failure is on the timeline');
+    const fenceDecidedMs = Date.parse(fenceLine.time) - cutAt;
+    const reapDecidedMs = Date.parse(failedAt) - cutAt;
+    t.diagnostic(`decisions: ${victimId} fenced itself ${fenceDecidedMs} ms after the cut, the reaper failed its session ${reapDecidedMs} ms after it`);
+    assert.ok(fenceDecidedMs < reapDecidedMs, `the node fenced itself (${fenceDecidedMs} ms) before the reaper fired (${reapDecidedMs} ms)`);
+    assert.ok(fencedMs !== null, `and its sandbox was gone within ${6 * leaseMs} ms`);
   })();
 });

@@ -53,15 +53,22 @@ test('30 concurrent creates: no node above its capacity, the sessions spread, th
     placed = answers.flatMap((a) => (a.session ? [a.session] : []));
     const refused = answers.filter((a) => a.status !== 201);
     const refusals = [...new Set(refused.map((a) => `${a.status} ${a.code}`))];
-    assert.equal(placed.length, 3 * capacity, `every node full, no more: ${placed.length} placed, refusals ${refusals.join(', ')}`);
-    assert.deepEqual(refusals, ['503 NO_CAPACITY'], 'every other create is refused NO_CAPACITY');
-
     const perNode = new Map<string, number>();
     for (const session of placed) {
       const node = nodeIdOf(session);
       assert.ok(node, `session ${session.id} names its node`);
       perNode.set(node, (perNode.get(node) ?? 0) + 1);
     }
+    assert.equal(
+      placed.length,
+      3 * capacity,
+      `every node full, no more: ${placed.length} placed (${[...perNode.entries()]
+        .sort()
+        .map(([n, c]) => `${n} ${c}`)
+        .join(', ')}), refusals ${refusals.join(', ')}`,
+    );
+    assert.deepEqual(refusals, ['503 NO_CAPACITY'], 'every other create is refused NO_CAPACITY');
+
     assert.deepEqual(
       [...perNode.entries()].sort(),
       cluster.nodes.map((n) => [n.name, capacity]),
