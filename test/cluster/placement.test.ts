@@ -24,7 +24,9 @@ before(async () => {
     servers: 2,
     nodes: 3,
     env: { PORTHOLE_NODE_LEASE_MS: '4000' },
-    nodeEnv: { PORTHOLE_NODE_CAPACITY: String(capacity), PORTHOLE_BOOT_TIMEOUT_MS: '90000' },
+    // Each node reconciles every 100 ms: a session placed on a node and not yet booted there must
+    // survive the node's passes (a slower tick only hides the race, it does not close it).
+    nodeEnv: { PORTHOLE_NODE_CAPACITY: String(capacity), PORTHOLE_BOOT_TIMEOUT_MS: '90000', PORTHOLE_RECONCILE_INTERVAL_MS: '100' },
   });
 });
 
