@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { after, before, test } from 'node:test';
+import type { NodeView } from '../../src/protocol/nodes.js';
 import type { Session } from '../../src/protocol/session.js';
 import { launchBrowser } from '../support/browser.js';
 import { dashboardVia, demoLoginThroughClusterCanvas } from '../support/cluster-demo-login.js';
-import { nodeIdOf, type NodeView } from '../support/cluster-sessions.js';
 import { startCluster, type TestCluster } from '../support/cluster.js';
 import { sandboxProcesses } from '../support/sandbox-processes.js';
 import { testOutputDir } from '../support/server.js';
@@ -47,7 +47,7 @@ test('the demo sign-in completes through the canvas, the browser on the servers 
     await mkdir(out, { recursive: true });
     const { session, completedMs } = await demoLoginThroughClusterCanvas(cluster, cluster.servers[0]!, browser!.browser, out);
     signedIn = session;
-    assert.ok(nodeIdOf(session), 'the session names its node');
+    assert.ok(session.node?.id, 'the session names its node');
     const { file } = await cluster.apiVia(cluster.servers[1]!).getCredentials(session.id);
     assert.equal(JSON.parse(file).issuer, cluster.issuerUrl, 'the credential is the cluster issuer’s');
     await until(
@@ -56,19 +56,19 @@ test('the demo sign-in completes through the canvas, the browser on the servers 
       (left) => left.length === 0,
       15_000,
     );
-    t.diagnostic(`signed in through haproxy on ${nodeIdOf(session)} in ${completedMs} ms; credentials read through server2`);
+    t.diagnostic(`signed in through haproxy on ${session.node?.id} in ${completedMs} ms; credentials read through server2`);
   })();
 });
 
 test('kill -9 a node: its sessions fail NODE_LOST within the lease, its viewer closes 4424 naming the host, new sessions go elsewhere, its captured credential stays readable', async (t) => {
   await cluster.withLogs(async () => {
     assert.ok(signedIn, 'a completed sign-in (the test above)');
-    const victimId = nodeIdOf(signedIn)!;
+    const victimId = signedIn.node!.id;
     const victim = cluster.member(victimId);
     // Least loaded first: three creates put one session on each node.
     const created = await Promise.all([1, 2, 3].map(() => cluster.api.createSession({ userId: 'loss' })));
-    const onVictim = created.find((s) => nodeIdOf(s) === victimId);
-    assert.ok(onVictim, `one of ${created.map((s) => `${s.id}@${nodeIdOf(s)}`).join(', ')} is on ${victimId}`);
+    const onVictim = created.find((s) => s.node?.id === victimId);
+    assert.ok(onVictim, `one of ${created.map((s) => `${s.id}@${s.node?.id}`).join(', ')} is on ${victimId}`);
     const live = await until(
       `session ${onVictim.id} on ${victimId} is up`,
       () => cluster.api.getSession(onVictim.id),
@@ -122,7 +122,7 @@ test('kill -9 a node: its sessions fail NODE_LOST within the lease, its viewer c
 
     // New sessions go to the nodes that are left.
     const after = await Promise.all([1, 2].map(() => cluster.api.createSession({ userId: 'after-loss' })));
-    for (const s of after) assert.notEqual(nodeIdOf(s), victimId, `${s.id} is placed on ${nodeIdOf(s)}`);
+    for (const s of after) assert.notEqual(s.node?.id, victimId, `${s.id} is placed on ${s.node?.id}`);
 
     // What was captured on the lost node is in PostgreSQL: readable through either server.
     for (const server of cluster.servers) {

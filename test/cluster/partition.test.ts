@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { nodeGenerationOf, nodeIdOf, type NodeView } from '../support/cluster-sessions.js';
+import type { NodeView } from '../../src/protocol/nodes.js';
 import { startCluster, type TestCluster } from '../support/cluster.js';
 import { sandboxProcesses } from '../support/sandbox-processes.js';
 import { elapse, until } from '../support/until.js';
@@ -33,7 +33,7 @@ after(async () => {
 test('partition a node: it fences itself before the reaper fires; healed, with a stale generation it cannot touch its old sessions', async (t) => {
   await cluster.withLogs(async () => {
     const created = await Promise.all([1, 2, 3].map(() => cluster.api.createSession({ userId: 'partition' })));
-    const victimId = nodeIdOf(created[0]!)!;
+    const victimId = created[0]!.node!.id;
     const victim = cluster.member(victimId);
     const session = await until(
       `session ${created[0]!.id} on ${victimId} is up`,
@@ -43,7 +43,7 @@ test('partition a node: it fences itself before the reaper fires; healed, with a
     );
     assert.ok(session.state === 'ready' || session.state === 'authenticating', `${session.state}: ${session.detail}`);
     const sandboxId = session.sandboxId!;
-    const oldGeneration = nodeGenerationOf(session)!;
+    const oldGeneration = session.node!.generation;
     assert.ok((await sandboxProcesses(sandboxId)).length > 0, 'its sandbox runs');
 
     const cutAt = Date.now();
@@ -97,7 +97,7 @@ test('partition a node: it fences itself before the reaper fires; healed, with a
 
     // The healed node takes new sessions again (least loaded: it has none now).
     const fresh = await cluster.api.createSession({ userId: 'after-heal' });
-    assert.equal(nodeIdOf(fresh), victimId, `the emptiest node, ${victimId}, takes the next session`);
+    assert.equal(fresh.node?.id, victimId, `the emptiest node, ${victimId}, takes the next session`);
     t.diagnostic(
       `partitioned ${victimId} (generation ${oldGeneration}): fenced itself (sandbox gone) after ${fencedMs ?? `more than ${6 * leaseMs}`} ms, reaper failed its session NODE_LOST after ${reaped.ms} ms (lease ${leaseMs} ms); healed: back as generation ${back!.generation} in ${backMs} ms; old session unchanged`,
     );

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
+import type { NodeView } from '../../src/protocol/nodes.js';
 import type { Session } from '../../src/protocol/session.js';
-import { nodeIdOf, type NodeView } from '../support/cluster-sessions.js';
 import { startCluster, type TestCluster } from '../support/cluster.js';
 import { sandboxProcesses } from '../support/sandbox-processes.js';
 import { until } from '../support/until.js';
@@ -57,7 +57,7 @@ test('30 concurrent creates: no node above its capacity, the sessions spread, th
     const refusals = [...new Set(refused.map((a) => `${a.status} ${a.code}`))];
     const perNode = new Map<string, number>();
     for (const session of placed) {
-      const node = nodeIdOf(session);
+      const node = session.node?.id;
       assert.ok(node, `session ${session.id} names its node`);
       perNode.set(node, (perNode.get(node) ?? 0) + 1);
     }
@@ -89,7 +89,7 @@ test('30 concurrent creates: no node above its capacity, the sessions spread, th
         ),
       ),
     );
-    for (const s of ready) assert.ok(s.state === 'ready' || s.state === 'authenticating', `${s.id} on ${nodeIdOf(s)}: ${s.state} (${s.reason}: ${s.detail})`);
+    for (const s of ready) assert.ok(s.state === 'ready' || s.state === 'authenticating', `${s.id} on ${s.node?.id}: ${s.state} (${s.reason}: ${s.detail})`);
     const { nodes } = await cluster.api.request<{ nodes: NodeView[] }>('GET', '/v1/nodes');
     for (const node of nodes) {
       assert.equal(node.state, 'active', `${node.id} is active`);
@@ -111,7 +111,7 @@ test('a viewer reaches a session on a node through either server (haproxy → ed
       const startedAt = Date.now();
       const viewer = await connectViewer(viewerSocketUrl(server.proxyUrl!, session.id, ticket), { origin: server.proxyUrl! });
       await expectFramebufferUpdate(viewer);
-      t.diagnostic(`through ${server.name} (${server.proxyUrl}) to ${nodeIdOf(session)}: RFB and a framebuffer update in ${Date.now() - startedAt} ms`);
+      t.diagnostic(`through ${server.name} (${server.proxyUrl}) to ${session.node?.id}: RFB and a framebuffer update in ${Date.now() - startedAt} ms`);
       await closeViewer(viewer);
     }
 
@@ -140,8 +140,8 @@ test('drain: a drained node takes no new session and an undrained one does; SIGT
     const sessions = answers.flatMap((a) => (a.session ? [a.session] : []));
     assert.equal(sessions.length, 2 * capacity, 'the two other nodes fill up');
     assert.ok(
-      sessions.every((s) => nodeIdOf(s) !== first.name),
-      `none on the draining ${first.name}: ${sessions.map(nodeIdOf).join(', ')}`,
+      sessions.every((s) => s.node?.id !== first.name),
+      `none on the draining ${first.name}: ${sessions.map((s) => s.node?.id).join(', ')}`,
     );
     assert.deepEqual(
       answers.filter((a) => a.status !== 201).map((a) => a.code),
@@ -151,12 +151,12 @@ test('drain: a drained node takes no new session and an undrained one does; SIGT
     const undrained = await cluster.api.request<NodeView>('POST', `/v1/nodes/${first.name}/undrain`);
     assert.equal(undrained.state, 'active');
     const next = await create();
-    assert.equal(next.session && nodeIdOf(next.session), first.name, `undrained, ${first.name} takes the next session`);
-    await Promise.all([...sessions, next.session!].filter((s) => nodeIdOf(s) !== third.name).map((s) => cluster.api.endSession(s.id)));
+    assert.equal(next.session?.node?.id, first.name, `undrained, ${first.name} takes the next session`);
+    await Promise.all([...sessions, next.session!].filter((s) => s.node?.id !== third.name).map((s) => cluster.api.endSession(s.id)));
 
     // The engine's drain (a rollout, a node drain) is a SIGTERM: the node drains, its live sessions
     // have PORTHOLE_DRAIN_TIMEOUT_MS (5 s here) to finish, then it ends them and exits.
-    const onThird = sessions.filter((s) => nodeIdOf(s) === third.name);
+    const onThird = sessions.filter((s) => s.node?.id === third.name);
     assert.equal(onThird.length, capacity);
     for (const s of onThird)
       await until(

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { launchBrowser } from '../support/browser.js';
 import { dashboardVia } from '../support/cluster-demo-login.js';
-import { nodeIdOf } from '../support/cluster-sessions.js';
 import { startCluster, type ClusterMember, type TestCluster } from '../support/cluster.js';
 import { sandboxProcesses } from '../support/sandbox-processes.js';
 import { until } from '../support/until.js';
@@ -64,7 +63,7 @@ test('kill -9 the server holding the reaper lock: another takes over within the 
 
     // The new holder reaps: a node killed now is declared lost, its session failed.
     const session = await cluster.api.createSession({ userId: 'reaper' });
-    const node = cluster.member(nodeIdOf(session)!);
+    const node = cluster.member(session.node!.id);
     await until(
       `session ${session.id} is up`,
       () => cluster.api.getSession(session.id),
