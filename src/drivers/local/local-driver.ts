@@ -62,6 +62,8 @@ interface InitRef extends ProcessRef {
 }
 
 const infoTimeoutMs = 15_000;
+/** How long an inspect that finds the agent gone waits for its bwrap's exit status (it follows within milliseconds). */
+const exitReportMs = 500;
 /** The agent stops its children with TERM, then KILL after 2 s: give it that and a little more. */
 const agentStopGraceMs = 2_500;
 const teardownTimeoutMs = 10_000;
@@ -242,7 +244,9 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
     // agent died would run on unsupervised, with nobody answering /health or restarting it.
     const isInitRunning = await isRunning(record.init);
     const isAgentRunning = isInitRunning && (record.agent === undefined || (await isRunning(record.agent)));
-    // The outer bwrap exits with its command's status, i.e. the agent's.
+    // The outer bwrap exits with its command's status, i.e. the agent's: just after the agent,
+    // so a look in between waits a moment for it rather than report an exit without its cause.
+    if (!isAgentRunning && !exits.has(id)) await reaped(children.get(id), exitReportMs);
     const how = exits.get(id) ?? null;
     const cgroup = await (await cgroups).open(id).catch(() => null);
     const limit = cgroup ? describeLimitsHit(await cgroup.limitsHit(), cgroup.limits) : null;
@@ -297,9 +301,9 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
 }
 
 /** Waits (briefly) until this process has reaped a bwrap it started, so no zombie of ours outlives destroy(). */
-async function reaped(child: ChildProcess | undefined): Promise<void> {
+async function reaped(child: ChildProcess | undefined, waitMs = 2_000): Promise<void> {
   if (!child?.pid || child.exitCode !== null || child.signalCode !== null) return;
-  await Promise.race([new Promise((resolve) => child.once('exit', resolve)), sleep(2_000)]);
+  await Promise.race([new Promise((resolve) => child.once('exit', resolve)), sleep(waitMs)]);
 }
 
 /** That very process, while it runs: not recycled, not a zombie, not on its way out. */
