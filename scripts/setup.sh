@@ -11,8 +11,12 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 packages=$(awk '!/^[[:space:]]*(#|$)/ { print $1 }' scripts/sandbox-packages.txt | tr '\n' ' ')
 # Tests: a real PostgreSQL server, nginx as the reverse proxy in front (test/faults/nginx.test.ts
 # runs its own with its own config), iproute2 for the egress test's network namespace
-# (test/server/egress-proxy.test.ts); benches: websockify as the baseline relay.
-[ "${1:-}" = "--test" ] && packages="$packages postgresql nginx iproute2 websockify"
+# (test/server/egress-proxy.test.ts) and the test cluster's namespaces and bridge, haproxy in front
+# of the test cluster's servers (test/support/cluster.ts: it runs its own, with its own config; the
+# package's service listens nowhere); benches: websockify as the baseline relay.
+[ "${1:-}" = "--test" ] && packages="$packages postgresql nginx iproute2 haproxy websockify"
+# `npm run cluster` (scripts/cluster.mjs): the same cluster the tests make, for a person to try.
+[ "${1:-}" = "--cluster" ] && packages="$packages postgresql iproute2 haproxy"
 # gVisor's runsc: for the gvisor driver (PORTHOLE_DRIVER=gvisor), and for the tests, which run
 # both drivers. The local driver does not need it.
 if [ "${1:-}" = "--test" ] || [ "${PORTHOLE_DRIVER:-}" = "gvisor" ]; then packages="$packages runsc"; fi

@@ -55,6 +55,10 @@ function leftovers() {
   for (const name of existsSync('/run/netns') ? readdirSync('/run/netns') : []) {
     if (name.startsWith('porthole-test-')) found.push(`network namespace ${name}`);
   }
+  // The test cluster's bridge and veths (test/support/cluster.ts: `ptc<id>b`, `ptc<id>h<n>`).
+  for (const name of existsSync('/sys/class/net') ? readdirSync('/sys/class/net') : []) {
+    if (/^ptc[0-9a-f]{4}[bhn]\d*$/.test(name)) found.push(`network link ${name}`);
+  }
   return found;
 }
 
@@ -73,7 +77,9 @@ if (before.length > 0) {
 }
 // PORTHOLE_DIST (as for scripts/build.mjs) runs the tests of another build directory.
 const dist = process.env.PORTHOLE_DIST ?? join(root, 'dist');
-const files = findTests(join(dist, 'test')).filter((f) => only.length === 0 || only.some((o) => f.includes(o)));
+// Names are matched against the path inside the build directory (test/…), not the directory's own
+// name: with PORTHOLE_DIST=.dist-cluster, `cluster` would match every file.
+const files = findTests(join(dist, 'test')).filter((f) => only.length === 0 || only.some((o) => relative(dist, f).includes(o)));
 // TAP on the terminal as before, and the failures alone into a file, printed again at the end.
 const failuresFile = join(mkdtempSync(join(tmpdir(), 'porthole-failures-')), 'failures.txt');
 const reporters = [
