@@ -94,16 +94,18 @@ class PgDatabase implements Database {
     };
     client.on('error', onError);
     let released = false;
+    let isHeld = false;
     const release = async () => {
       if (released) return;
       released = true;
-      if (!health.broken) await client.query('SELECT pg_advisory_unlock($1)', [key]).catch((error: Error) => (health.broken = error));
+      if (isHeld && !health.broken) await client.query('SELECT pg_advisory_unlock($1)', [key]).catch((error: Error) => (health.broken = error));
       client.off('error', onError);
       client.release(health.broken);
     };
     try {
       const { rows } = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [key]);
-      if (rows[0]?.ok !== true) {
+      isHeld = rows[0]?.ok === true;
+      if (!isHeld) {
         await release();
         return null;
       }
