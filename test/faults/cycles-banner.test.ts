@@ -19,7 +19,7 @@ import { closeOf, connectViewer, closeViewer, createReader, openViewerSocket } f
 // the relay; inside the sandbox only the relay and the probe connect. These tests hold that.
 
 /** Enough that a leak of one fd, process or connection per viewer stands far above the noise (the suite's time is shared). */
-const cycles = 400;
+const cycles = 200;
 let t: TestServer;
 
 before(async () => {

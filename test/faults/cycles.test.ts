@@ -7,13 +7,13 @@ import { until, untilDefined, untilSteady } from '../support/until.js';
 import { startTestServer, type TestServer } from '../support/server.js';
 import { closeOf, createReader, openViewerSocket, rfbHandshake } from '../support/ws.js';
 
-// 400 viewers connect, complete the RFB handshake and leave, one after the other. The server (it runs
+// 200 viewers connect, complete the RFB handshake and leave, one after the other. The server (it runs
 // in this process), the sandbox and its Xvnc must hold no more after them than after a warm-up of
 // 50: open fds, processes, relay connections, viewers — and the session is back to `ready`.
 
 const warmUp = 50;
 /** Enough that a leak of one fd, process or connection per viewer stands far above fdSlack (the suite's time is shared). */
-const cycles = 400;
+const cycles = 200;
 /** Slack for fds that come and go on their own (the PGlite WAL, a log write, a timer's socket). */
 const fdSlack = 5;
 let t: TestServer;

@@ -10,11 +10,11 @@ import { closeViewer, connectViewer, expectFramebufferUpdate, openViewerSocket, 
 // blocks, verbatim), with nginx's default proxy_read_timeout of 60 s. Two servers run side by
 // side so the file takes one idle period, not two:
 // - "pinged": porthole's default ping interval (20 s), PORTHOLE_PUBLIC_URL = the nginx address.
-//   Its idle viewer (RFB handshake done, then nothing sent) must still be connected at 90 s.
+//   Its idle viewer (RFB handshake done, then nothing sent) must still be connected at 75 s (15 s past proxy_read_timeout).
 // - "unpinged": pings every 120 s, PORTHOLE_ALLOWED_ORIGINS = the nginx address. nginx must cut
 //   its idle viewer at ≈ 60 s: the counter-case that shows the pings are what keeps viewers up.
 
-const idleMs = 90_000;
+const idleMs = 75_000;
 const proxyReadTimeoutMs = 60_000;
 let pinged: TestServer | undefined;
 let unpinged: TestServer | undefined;
@@ -39,7 +39,7 @@ after(async () => {
   await Promise.all([pinged?.stop(), unpinged?.stop()]);
 });
 
-test('an idle viewer behind nginx (60 s read timeout) stays connected for 90 s with porthole’s pings, and is cut at ≈ 60 s without them', async (tc) => {
+test('an idle viewer behind nginx (60 s read timeout) stays connected for 75 s with porthole’s pings, and is cut at ≈ 60 s without them', async (tc) => {
   const a = pinged!;
   const b = unpinged!;
   assert.equal(a.server.url, pingedProxy, 'PORTHOLE_PUBLIC_URL is the server’s address');
@@ -77,10 +77,10 @@ test('an idle viewer behind nginx (60 s read timeout) stays connected for 90 s w
   assert.deepEqual(b.server.relay.stats(), []);
   assert.match(await nginx!.errorLog(), /upstream timed out .* while proxying upgraded connection/);
 
-  await elapse(idleFrom + idleMs - Date.now(), 'the pinged viewer stays connected for 90 s idle, past proxy_read_timeout');
+  await elapse(idleFrom + idleMs - Date.now(), 'the pinged viewer stays connected for 75 s idle, past proxy_read_timeout');
   const idleForMs = Date.now() - idleFrom;
   assert.equal(viewerA.ws.readyState, viewerA.ws.OPEN, `the pinged viewer is still connected after ${idleForMs} ms`);
-  assert.ok(pingsA.length >= 4, `pings seen: ${pingsA.length}`);
+  assert.ok(pingsA.length >= 3, `pings seen: ${pingsA.length}`);
   const gaps = pingsA.map((at, i) => at - (i === 0 ? idleFrom : pingsA[i - 1]!));
   assert.ok(Math.max(...gaps) < proxyReadTimeoutMs, `longest silence ${Math.max(...gaps)} ms`);
   assert.equal(a.server.relay.stats().length, 1);
