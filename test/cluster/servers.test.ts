@@ -124,11 +124,16 @@ test('rolling restart of both servers with a viewer connected: it reconnects eac
       await page.evaluate(() => {
         const seen: string[] = [];
         (window as any).seenPhases = seen;
-        new MutationObserver(() => {
-          const { phase, closeCode } = document.body.dataset;
-          const entry = `${phase}${phase === 'connected' ? '' : ` ${closeCode ?? ''}`}`;
+        const push = (entry: string) => {
           if (seen.at(-1) !== entry) seen.push(entry);
-        }).observe(document.body, { attributes: true, attributeFilter: ['data-phase', 'data-close-code'] });
+        };
+        // Each change's old value too: changes that land in one batch (a fast reconnect on a busy
+        // machine) would otherwise show only where they ended.
+        new MutationObserver((records) => {
+          for (const record of records) if (record.attributeName === 'data-phase' && record.oldValue) push(record.oldValue);
+          const { phase, closeCode } = document.body.dataset;
+          push(`${phase}${phase === 'connected' ? '' : ` ${closeCode ?? ''}`}`);
+        }).observe(document.body, { attributes: true, attributeFilter: ['data-phase', 'data-close-code'], attributeOldValue: true });
       });
       const timings: string[] = [];
       for (const server of cluster.servers) {
