@@ -299,24 +299,7 @@ export class Relay {
     ws.on('pong', () => (stats.alive = true));
     // Sandbox → viewer: pause the sandbox socket while the viewer's socket is behind; resume once
     // ws has flushed what it had. Memory per connection stays within highWaterMark + one chunk.
-    vnc.on('data', (chunk: Buffer) => {
-      stats.lastSandboxByteAt = performance.now();
-      stats.bytesToViewer += chunk.length;
-      metrics.relayBytes.inc({ direction: 'to_viewer' }, chunk.length);
-      ws.send(chunk, { binary: true }, () => {
-        stats.bufferedAmount = ws.bufferedAmount;
-        if (stats.sandboxPaused && ws.bufferedAmount < highWaterMark / 2) {
-          stats.sandboxPaused = false;
-          vnc.resume();
-        }
-      });
-      stats.bufferedAmount = ws.bufferedAmount;
-      if (stats.bufferedAmount > stats.maxBufferedAmount) stats.maxBufferedAmount = stats.bufferedAmount;
-      if (ws.bufferedAmount >= highWaterMark && !stats.sandboxPaused) {
-        stats.sandboxPaused = true;
-        vnc.pause();
-      }
-    });
+    vnc.on('data', (chunk: Buffer) => this.#sendToViewer(ws, stats, chunk, true, vnc, highWaterMark));
     // Viewer → sandbox: stop reading the WebSocket while the sandbox socket is behind.
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (!isBinary) return;
@@ -467,24 +450,8 @@ export class Relay {
       upstream.ping();
     }, this.#o.pingIntervalMs).unref();
 
-    upstream.on('message', (data: Buffer, isBinary: boolean) => {
-      stats.lastSandboxByteAt = performance.now();
-      stats.bytesToViewer += data.length;
-      metrics.relayBytes.inc({ direction: 'to_viewer' }, data.length);
-      ws.send(data, { binary: isBinary }, () => {
-        stats.bufferedAmount = ws.bufferedAmount;
-        if (stats.sandboxPaused && ws.bufferedAmount < highWaterMark / 2) {
-          stats.sandboxPaused = false;
-          upstream.resume();
-        }
-      });
-      stats.bufferedAmount = ws.bufferedAmount;
-      if (stats.bufferedAmount > stats.maxBufferedAmount) stats.maxBufferedAmount = stats.bufferedAmount;
-      if (ws.bufferedAmount >= highWaterMark && !stats.sandboxPaused) {
-        stats.sandboxPaused = true;
-        upstream.pause();
-      }
-    });
+    // The same backpressure as the node relay's own: the node hop is paused while the viewer is behind.
+    upstream.on('message', (data: Buffer, isBinary: boolean) => this.#sendToViewer(ws, stats, data, isBinary, upstream, highWaterMark));
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       stats.bytesFromViewer += data.length;
       metrics.relayBytes.inc({ direction: 'to_sandbox' }, data.length);
@@ -527,6 +494,37 @@ export class Relay {
         if (ws.readyState === ws.OPEN) ws.close(closeCodeOf(code), code);
       })();
     });
+  }
+
+  /**
+   * One chunk from the sandbox side (the VNC socket, or the node hop) to the viewer: the source is
+   * paused while the viewer's socket holds highWaterMark or more, and resumed once ws has flushed
+   * down to half of it. Memory per connection stays within highWaterMark + one chunk.
+   */
+  #sendToViewer(
+    ws: WebSocket,
+    stats: RelayConnectionStats,
+    data: Buffer,
+    isBinary: boolean,
+    source: { pause(): unknown; resume(): unknown },
+    highWaterMark: number,
+  ): void {
+    stats.lastSandboxByteAt = performance.now();
+    stats.bytesToViewer += data.length;
+    this.#o.metrics.relayBytes.inc({ direction: 'to_viewer' }, data.length);
+    ws.send(data, { binary: isBinary }, () => {
+      stats.bufferedAmount = ws.bufferedAmount;
+      if (stats.sandboxPaused && ws.bufferedAmount < highWaterMark / 2) {
+        stats.sandboxPaused = false;
+        source.resume();
+      }
+    });
+    stats.bufferedAmount = ws.bufferedAmount;
+    if (stats.bufferedAmount > stats.maxBufferedAmount) stats.maxBufferedAmount = stats.bufferedAmount;
+    if (ws.bufferedAmount >= highWaterMark && !stats.sandboxPaused) {
+      stats.sandboxPaused = true;
+      source.pause();
+    }
   }
 
   /**
