@@ -104,6 +104,22 @@ export async function leftoversIn(dir: string, pids: readonly number[]): Promise
   return left;
 }
 
+/**
+ * The line of a start's log that says why it failed, for the failure's detail: the last line that
+ * names an error (Node.js's `Error: EACCES: …`, bwrap's own `bwrap: …`), else the last line. Cut to
+ * one line of at most 200 characters: it is the sandbox's own output.
+ */
+export function tellingLine(log: string | null): string | null {
+  const lines = (log ?? '')
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line !== '' && !line.startsWith('at '));
+  const line = lines.findLast((l) => /\b(\w*Error|error|bwrap|denied|failed|cannot|not found)\b/.test(l)) ?? lines.at(-1);
+  if (line === undefined) return null;
+  const printable = line.replace(/\p{Cc}/gu, ' ');
+  return printable.length > 200 ? `${printable.slice(0, 199)}…` : printable;
+}
+
 /** The last `bytes` of a log, for a start failure's details; null when there is none. */
 export async function tailOf(path: string, bytes = 2048): Promise<string | null> {
   const file = await open(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW).catch(() => null);

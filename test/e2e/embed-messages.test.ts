@@ -486,9 +486,10 @@ test('a boot timeout: the person reads that the desktop took too long and what t
   const scratch = await mkdtemp(join(tmpdir(), 'porthole-test-agent-'));
   await chmod(scratch, 0o755); // the sandbox uid reads the bundle from here
   const silentAgent = join(scratch, 'silent-agent.mjs');
-  await writeFile(silentAgent, 'setInterval(() => {}, 60_000); // never serves GET /health\n', { mode: 0o644 });
-  // 4 s: on a busy machine the sandbox step alone can take 2 s, and a deadline that cuts the
-  // sandbox's start short is reported by the start itself (its init killed), not as the timeout.
+  await writeFile(silentAgent, 'setInterval(() => {}, 60_000); // never serves GET /health\n');
+  // Explicitly: the server started in before() set this process's umask to 077, and a bundle the
+  // sandbox uid cannot read dies on EACCES (a failed start, not the silent agent this test wants).
+  await chmod(silentAgent, 0o644);
   const slow = await startTestServer('e2e-embed-boot-timeout', { PORTHOLE_BOOT_TIMEOUT_MS: '4000' }, { agentBundle: silentAgent });
   const page = await context.newPage();
   try {

@@ -18,6 +18,16 @@ before(async () => {
 });
 after(() => rm(scratch, { recursive: true, force: true }));
 
+/**
+ * A bundle the sandbox uid can read: 0644 by chmod, since a test server started in this process
+ * set the umask to 077 (src/server/main.ts) and writeFile's mode passes through it. Without it the
+ * agent dies on EACCES at once, and the test would see that rather than what it meant to.
+ */
+async function writeBundle(path: string, text: string): Promise<void> {
+  await writeFile(path, text);
+  await chmod(path, 0o644);
+}
+
 async function expectFailure(t: TestServer, code: string) {
   const created = await t.api.createSession({});
   const failed = await t.waitForState(created.id, ['failed', 'ready', 'ended']);
@@ -43,12 +53,30 @@ test('a boot that misses its deadline fails with BOOT_TIMEOUT naming the step th
   // An agent that starts but never serves its health: the sandbox step passes, the agent step
   // cannot, whatever the machine's speed (a short deadline alone races a fast boot).
   const silentAgent = join(scratch, 'silent-agent.mjs');
-  await writeFile(silentAgent, 'setInterval(() => {}, 60_000); // never serves GET /health\n', { mode: 0o644 });
+  await writeBundle(silentAgent, 'setInterval(() => {}, 60_000); // never serves GET /health\n');
   const t = await startTestServer('boot-timeout', { PORTHOLE_BOOT_TIMEOUT_MS: '2000' }, { agentBundle: silentAgent });
   try {
     const { failed, step } = await expectFailure(t, 'BOOT_TIMEOUT');
     assert.equal(step, 'agent');
     assert.match(failed.detail ?? '', /Start-up step "agent" \(Waiting for the sandbox agent\) did not answer within 2000 ms/);
+  } finally {
+    await t.stop();
+  }
+});
+
+test('an agent that dies at start fails the boot at once (SANDBOX_START_FAILED, step agent, with how it exited), not at the deadline', async () => {
+  // It runs long enough for the driver to see it started, then exits 3 without ever serving /health.
+  const dyingAgent = join(scratch, 'dying-agent.mjs');
+  await writeBundle(dyingAgent, "console.error('Error: this agent gives up'); setTimeout(() => process.exit(3), 1_000);\n");
+  // A deadline far beyond the wait below: only noticing the exit can fail the boot in time.
+  const t = await startTestServer('boot-agent-died', { PORTHOLE_BOOT_TIMEOUT_MS: '600000' }, { agentBundle: dyingAgent });
+  try {
+    const { failed, step } = await expectFailure(t, 'SANDBOX_START_FAILED');
+    assert.equal(step, 'agent');
+    assert.match(
+      failed.detail ?? '',
+      /Start-up step "agent" \(Waiting for the sandbox agent\) failed: the sandbox exited \((agent exited: )?exit 3\) before its agent answered/,
+    );
   } finally {
     await t.stop();
   }

@@ -13,7 +13,7 @@ import { longestSocketPath, maxUnixPathBytes, sandboxDir, sandboxesDir, sandboxP
 import { CleanupStack } from '../cleanup-stack.js';
 import { pinTempSuffixBytes } from '../pinned-socket.js';
 import { processUids, readProcStat } from '../proc-scan.js';
-import { endpointsOf, leftoversIn, makeSandboxDirs, tailOf, UidPool, writeAgentConfig } from '../sandbox-dir.js';
+import { endpointsOf, leftoversIn, makeSandboxDirs, tailOf, tellingLine, UidPool, writeAgentConfig } from '../sandbox-dir.js';
 import { writeBundle } from './oci-spec.js';
 import { killRunscProcesses, Runsc, runscProcesses, type GvisorPlatform, type RunscState } from './runsc.js';
 
@@ -175,9 +175,12 @@ export function createGvisorDriver(options: GvisorDriverOptions): Driver {
       const log = hasCreated ? await tailOf(paths.agentLog) : null;
       const failedUndos = await cleanup.unwind();
       if (failedUndos.length > 0) logger?.error({ sandboxId: spec.id, failedUndos }, 'sandbox start: cleanup failed');
+      const reason = error instanceof Error ? error.message : String(error);
+      const said = tellingLine(log);
       throw new AppError('SANDBOX_START_FAILED', {
-        cause: error,
-        details: { sandboxId: spec.id, driver: 'gvisor', step, reason: error instanceof Error ? error.message : String(error), ...(log ? { log } : {}) },
+        // The detail a session's failure shows is the cause's message: with the log's own word on it.
+        cause: said ? new Error(`${reason}; its log says: ${said}`, { cause: error }) : error,
+        details: { sandboxId: spec.id, driver: 'gvisor', step, reason, ...(log ? { log } : {}) },
       });
     }
   }

@@ -39,6 +39,8 @@ export interface BootOptions {
 }
 
 const probeIntervalMs = 100;
+/** How often the agent step asks the driver whether the sandbox still runs while its agent does not answer. */
+const sandboxLookMs = 1_000;
 
 /** A start-up step that did not answer: carries the step so the failure names its hop. */
 class StepError extends Error {
@@ -120,13 +122,28 @@ export async function bootSession(o: BootOptions, session: Session, signal: Abor
       },
       ({ isWarm }) => ({ warm: isWarm }),
     );
+    let lookedAt = performance.now();
     await run('agent', () =>
       until(async () => {
-        const health = await fetchAgentHealth(handle.agent, { signal: deadline, timeoutMs: 2_000 });
-        const problem = agentHealthProblem(health);
-        if (problem?.code) throw new StepError('agent', problem.code, problem.reason);
-        if (problem) throw new Error(problem.reason);
-        return health;
+        try {
+          const health = await fetchAgentHealth(handle.agent, { signal: deadline, timeoutMs: 2_000 });
+          const problem = agentHealthProblem(health);
+          if (problem?.code) throw new StepError('agent', problem.code, problem.reason);
+          if (problem) throw new Error(problem.reason);
+          return health;
+        } catch (error) {
+          // An agent that died (a bundle it cannot read, a crash at start) never answers: say so
+          // now, with how it ended, rather than at the deadline. The driver is asked once a second.
+          if (!(error instanceof StepError) && performance.now() - lookedAt >= sandboxLookMs) {
+            lookedAt = performance.now();
+            const info = await o.driver.inspect(handle.id).catch(() => null);
+            if (info?.status === 'exited')
+              throw new StepError('agent', 'SANDBOX_START_FAILED', `the sandbox exited (${info.exit ?? 'how is not known'}) before its agent answered`, {
+                cause: error,
+              });
+          }
+          throw error;
+        }
       }),
     );
     await run('vnc', () =>
