@@ -2,20 +2,24 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { within } from '../support/faults.js';
 import { freeLoopbackPort, startNginx, type TestNginx } from '../support/nginx.js';
-import { startTestServer, type TestServer } from '../support/server.js';
+import { startTestServer, testConfig, type TestServer } from '../support/server.js';
 import { elapse } from '../support/until.js';
 import { closeViewer, connectViewer, expectFramebufferUpdate, openViewerSocket, viewerSocketUrl } from '../support/ws.js';
 
 // porthole behind Debian's nginx, configured as docs/reverse-proxy.md says (its map and location
-// blocks, verbatim), with nginx's default proxy_read_timeout of 60 s. Two servers run side by
-// side so the file takes one idle period, not two:
-// - "pinged": porthole's default ping interval (20 s), PORTHOLE_PUBLIC_URL = the nginx address.
-//   Its idle viewer (RFB handshake done, then nothing sent) must still be connected at 75 s (15 s past proxy_read_timeout).
+// blocks, verbatim). nginx's proxy_read_timeout (60 s by default) and porthole's ping interval
+// (20 s by default) are both scaled down by four, to 15 s and 5 s: the same ratio, one idle period
+// a quarter as long. Two servers run side by side so the file takes one idle period, not two:
+// - "pinged": pings every 5 s, PORTHOLE_PUBLIC_URL = the nginx address. Its idle viewer (RFB
+//   handshake done, then nothing sent) must still be connected at 25 s (10 s past proxy_read_timeout).
 // - "unpinged": pings every 120 s, PORTHOLE_ALLOWED_ORIGINS = the nginx address. nginx must cut
-//   its idle viewer at ≈ 60 s: the counter-case that shows the pings are what keeps viewers up.
+//   its idle viewer at ≈ 15 s: the counter-case that shows the pings are what keeps viewers up.
 
-const idleMs = 75_000;
-const proxyReadTimeoutMs = 60_000;
+const scale = 4;
+const defaultProxyReadTimeoutMs = 60_000; // nginx's
+const proxyReadTimeoutMs = defaultProxyReadTimeoutMs / scale;
+const pingIntervalMs = testConfig('/nonexistent').pingIntervalMs / scale;
+const idleMs = proxyReadTimeoutMs + 10_000;
 let pinged: TestServer | undefined;
 let unpinged: TestServer | undefined;
 let nginx: TestNginx | undefined;
@@ -27,19 +31,30 @@ before(async () => {
   pingedProxy = `http://127.0.0.1:${pingedListen}`;
   unpingedProxy = `http://127.0.0.1:${unpingedListen}`;
   // PORTHOLE_PUBLIC_URL makes server.url (and its test API client) the nginx address; porthole's own port is fixed for nginx to reach.
-  pinged = await startTestServer('faults-nginx-pinged', { PORTHOLE_PORT: String(pingedPort), PORTHOLE_PUBLIC_URL: pingedProxy });
+  pinged = await startTestServer('faults-nginx-pinged', {
+    PORTHOLE_PORT: String(pingedPort),
+    PORTHOLE_PUBLIC_URL: pingedProxy,
+    PORTHOLE_PING_INTERVAL_MS: String(pingIntervalMs),
+  });
   unpinged = await startTestServer('faults-nginx-unpinged', { PORTHOLE_ALLOWED_ORIGINS: unpingedProxy, PORTHOLE_PING_INTERVAL_MS: '120000' });
-  nginx = await startNginx([
-    { listenPort: pingedListen, upstreamPort: pingedPort },
-    { listenPort: unpingedListen, upstreamPort: Number(new URL(unpinged.server.url).port) },
-  ]);
+  nginx = await startNginx(
+    [
+      { listenPort: pingedListen, upstreamPort: pingedPort },
+      { listenPort: unpingedListen, upstreamPort: Number(new URL(unpinged.server.url).port) },
+    ],
+    { proxyReadTimeoutS: proxyReadTimeoutMs / 1000 },
+  );
 });
 after(async () => {
   await nginx?.stop();
   await Promise.all([pinged?.stop(), unpinged?.stop()]);
 });
 
-test('an idle viewer behind nginx (60 s read timeout) stays connected for 75 s with porthole’s pings, and is cut at ≈ 60 s without them', async (tc) => {
+test('porthole’s default ping interval is a third of nginx’s default proxy_read_timeout: the ratio the idle test below runs at', () => {
+  assert.equal(testConfig('/nonexistent').pingIntervalMs * 3, defaultProxyReadTimeoutMs);
+});
+
+test('an idle viewer behind nginx (read timeout and pings scaled by ¼: 15 s, 5 s) stays connected for 25 s with porthole’s pings, and is cut at ≈ 15 s without them', async (tc) => {
   const a = pinged!;
   const b = unpinged!;
   assert.equal(a.server.url, pingedProxy, 'PORTHOLE_PUBLIC_URL is the server’s address');
@@ -77,7 +92,7 @@ test('an idle viewer behind nginx (60 s read timeout) stays connected for 75 s w
   assert.deepEqual(b.server.relay.stats(), []);
   assert.match(await nginx!.errorLog(), /upstream timed out .* while proxying upgraded connection/);
 
-  await elapse(idleFrom + idleMs - Date.now(), 'the pinged viewer stays connected for 75 s idle, past proxy_read_timeout');
+  await elapse(idleFrom + idleMs - Date.now(), `the pinged viewer stays connected for ${idleMs} ms idle, past proxy_read_timeout`);
   const idleForMs = Date.now() - idleFrom;
   assert.equal(viewerA.ws.readyState, viewerA.ws.OPEN, `the pinged viewer is still connected after ${idleForMs} ms`);
   assert.ok(pingsA.length >= 3, `pings seen: ${pingsA.length}`);
@@ -87,7 +102,7 @@ test('an idle viewer behind nginx (60 s read timeout) stays connected for 75 s w
   assert.equal((await a.api.getSession(sessionA.id)).state, 'authenticating');
   await expectFramebufferUpdate(viewerA); // and it still carries RFB
   tc.diagnostic(
-    `behind nginx (proxy_read_timeout 60 s): unpinged idle viewer cut by nginx after ${cutMs} ms (close ${cut.code}); pinged idle viewer still connected after ${idleForMs} ms with ${pingsA.length} pings, longest silence ${Math.max(...gaps)} ms, RFB still flowing`,
+    `behind nginx (proxy_read_timeout ${proxyReadTimeoutMs} ms, pings every ${pingIntervalMs} ms): unpinged idle viewer cut by nginx after ${cutMs} ms (close ${cut.code}); pinged idle viewer still connected after ${idleForMs} ms with ${pingsA.length} pings, longest silence ${Math.max(...gaps)} ms, RFB still flowing`,
   );
 
   await closeViewer(viewerA);

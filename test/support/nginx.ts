@@ -95,9 +95,11 @@ function exited(child: ChildProcess, timeoutMs: number): Promise<boolean> {
 
 /**
  * nginx with the documented proxy blocks, one `server` per porthole server, each on its own
- * loopback port. Nothing else of nginx's defaults is changed: proxy_read_timeout stays 60 s.
+ * loopback port. Nothing else of nginx's defaults is changed, except `proxyReadTimeoutS` when given
+ * (nginx's default is 60 s): set at the `http` level, as a shorter default, which the documented
+ * blocks inherit since they do not set it.
  */
-export async function startNginx(servers: readonly ProxiedServer[]): Promise<TestNginx> {
+export async function startNginx(servers: readonly ProxiedServer[], options: { proxyReadTimeoutS?: number } = {}): Promise<TestNginx> {
   const { map, locations } = await documentedProxyBlocks();
   const prefix = await mkdtemp(join(tmpdir(), 'porthole-test-nginx-'));
   // Workers run as nobody when nginx starts as root; they must reach their temp directories here.
@@ -126,6 +128,7 @@ http {
   fastcgi_temp_path ${prefix}/fastcgi;
   uwsgi_temp_path ${prefix}/uwsgi;
   scgi_temp_path ${prefix}/scgi;
+  ${options.proxyReadTimeoutS === undefined ? '' : `proxy_read_timeout ${options.proxyReadTimeoutS}s;`}
   ${map}
 ${serverBlocks.join('\n')}
 }
