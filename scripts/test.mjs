@@ -80,6 +80,18 @@ const dist = process.env.PORTHOLE_DIST ?? join(root, 'dist');
 // Names are matched against the path inside the build directory (test/…), not the directory's own
 // name: with PORTHOLE_DIST=.dist-cluster, `cluster` would match every file.
 const files = findTests(join(dist, 'test')).filter((f) => only.length === 0 || only.some((o) => relative(dist, f).includes(o)));
+// One migrated, empty PGlite database for the run, made by porthole's own openPglite and migrate();
+// each test server's new data directory starts as a copy of it (test/support/pglite-template.ts).
+const pgliteTemplate = mkdtempSync(join(tmpdir(), 'porthole-pglite-template-'));
+const templateMade = step('PGlite template (test/support/pglite-template.ts)', process.execPath, [
+  '--input-type=module',
+  '-e',
+  `const { openPglite } = await import(${JSON.stringify(join(dist, 'src/store/postgres/pglite-database.js'))});
+   const store = await openPglite(${JSON.stringify(pgliteTemplate)});
+   await store.migrate();
+   await store.close();`,
+]);
+ok = templateMade && ok;
 // TAP on the terminal as before, and the failures alone into a file, printed again at the end.
 const failuresFile = join(mkdtempSync(join(tmpdir(), 'porthole-failures-')), 'failures.txt');
 const reporters = [
@@ -94,9 +106,14 @@ ok =
     process.execPath,
     ['--test', '--enable-source-maps', '--test-timeout=600000', ...reporters, ...files.map((f) => relative(root, f))],
     {
-      env: { ...process.env, PORTHOLE_TEST_OUTPUT: join(root, 'test-output') },
+      env: {
+        ...process.env,
+        PORTHOLE_TEST_OUTPUT: join(root, 'test-output'),
+        ...(templateMade ? { PORTHOLE_TEST_PGLITE_TEMPLATE: pgliteTemplate } : {}),
+      },
     },
   ) && ok;
+rmSync(pgliteTemplate, { recursive: true, force: true });
 const failed = existsSync(failuresFile) ? readFileSync(failuresFile, 'utf8').trim() : '';
 rmSync(dirname(failuresFile), { recursive: true, force: true });
 if (failed !== '') process.stderr.write(`\nfailed tests:\n${failed}\n`);

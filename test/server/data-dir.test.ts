@@ -18,7 +18,7 @@ const nobody = 65534;
 let t: TestServer;
 
 before(async () => {
-  t = await startTestServer('data-dir');
+  t = await startTestServer('data-dir', {}, { freshStore: true }); // PGlite's own first start makes the files whose modes are checked
   await t.readySession(); // a sandbox's directories, sockets and PGlite's WAL after real writes
 });
 after(() => t?.stop());
@@ -95,7 +95,7 @@ test('the control: the same probe, given a world-readable file, reports it', asy
 });
 
 test('what an older porthole left open (0755 directory, PGlite files 0666, key 0644) doctor reports, and the next start tightens', async () => {
-  const dataDir = await createTestDataDir();
+  const dataDir = await createTestDataDir({ freshStore: true });
   try {
     const first = await startTestServerIn(dataDir, 'data-dir-upgrade');
     await first.close();

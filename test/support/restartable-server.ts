@@ -6,16 +6,21 @@ import { ApiClient } from '../../src/cli/api-client.js';
 import { isTerminal } from '../../src/protocol/session.js';
 import { createLogger } from '../../src/server/logger.js';
 import { startServer } from '../../src/server/main.js';
+import { seedPglite } from './pglite-template.js';
 import { sessionStateWaiter, testApiKey, testConfig, testOutputDir, type TestServer } from './server.js';
 
 // A test server on a data directory the caller owns, so that a second server can start on the
 // same one: how the restart fault test shows sessions, sandboxes and the ticket key surviving a
 // server restart. Same settings as startTestServer (test/support/server.ts).
 
-/** A temp data directory as porthole's own: the sandbox uid must traverse it. Remove it with removeTestDataDir. */
-export async function createTestDataDir(): Promise<string> {
+/**
+ * A temp data directory as porthole's own: the sandbox uid must traverse it. It holds a copy of the
+ * run's migrated PGlite (pglite-template.ts) unless `freshStore`. Remove it with removeTestDataDir.
+ */
+export async function createTestDataDir(options: { freshStore?: boolean } = {}): Promise<string> {
   const dataDir = await mkdtemp(join(tmpdir(), 'porthole-test-'));
   await chmod(dataDir, 0o711);
+  if (!options.freshStore) await seedPglite(dataDir);
   return dataDir;
 }
 

@@ -7,6 +7,7 @@ import { isTerminal, type Session } from '../../src/protocol/session.js';
 import { loadConfig, type Config } from '../../src/server/config.js';
 import { createLogger } from '../../src/server/logger.js';
 import { startServer, type RunningServer, type StartOptions } from '../../src/server/main.js';
+import { seedPglite } from './pglite-template.js';
 import { testSandboxUids } from './sandbox-uids.js';
 import { until } from './until.js';
 
@@ -72,10 +73,12 @@ export function testEnv(dataDir: string): Record<string, string> {
 export async function startTestServer(
   name: string,
   env: Record<string, string> = {},
-  options: Pick<StartOptions, 'agentBundle' | 'wrapDriver'> = {},
+  options: Pick<StartOptions, 'agentBundle' | 'wrapDriver'> & { freshStore?: boolean } = {},
 ): Promise<TestServer> {
   const dataDir = await mkdtemp(join(tmpdir(), 'porthole-test-'));
   await chmod(dataDir, 0o711); // as porthole's own data dir: the sandbox uid must traverse it
+  // A copy of the run's migrated PGlite (pglite-template.ts), unless the store is PostgreSQL or the test is of a first start.
+  if (!env.DATABASE_URL && !options.freshStore) await seedPglite(dataDir);
   const outDir = testOutputDir(name);
   await mkdir(outDir, { recursive: true });
   const logFile = join(outDir, 'server.log');
@@ -84,7 +87,7 @@ export async function startTestServer(
   const logger = createLogger(config.logLevel, logStream);
   let server: RunningServer;
   try {
-    server = await startServer(config, { logger, ...options });
+    server = await startServer(config, { logger, agentBundle: options.agentBundle, wrapDriver: options.wrapDriver });
   } catch (error) {
     await rm(dataDir, { recursive: true, force: true });
     throw error;
