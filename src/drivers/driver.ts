@@ -69,8 +69,12 @@ export interface Driver {
    * Aborting `signal` stops the start and releases everything.
    */
   create(spec: SandboxSpec, options?: { signal?: AbortSignal }): Promise<SandboxHandle>;
-  /** Idempotent: destroying an unknown or already destroyed sandbox succeeds. Leaves no process, socket or directory. */
-  destroy(id: SandboxId): Promise<void>;
+  /**
+   * Idempotent: destroying an unknown or already destroyed sandbox succeeds. Leaves no process,
+   * socket or directory. The agent gets a moment to stop the desktop first, unless `now`: then
+   * everything is killed at once (a fence: the node no longer owns the sandbox, which may hold secrets).
+   */
+  destroy(id: SandboxId, options?: { now?: boolean }): Promise<void>;
   /** null when the driver has no such sandbox. Never throws for an unknown id. */
   inspect(id: SandboxId): Promise<SandboxInfo | null>;
   /** Every sandbox this driver has (running or exited but not destroyed), for the reconciler. */

@@ -194,8 +194,8 @@ export function withFaultProxies(inner: Driver): FaultProxiedDriver {
       }
       return proxied(handle);
     },
-    async destroy(id: SandboxId) {
-      await inner.destroy(id);
+    async destroy(id: SandboxId, options?: { now?: boolean }) {
+      await inner.destroy(id, options);
       await proxies.get(id)?.close();
       proxies.delete(id);
     },

@@ -195,11 +195,12 @@ export function createGvisorDriver(options: GvisorDriverOptions): Driver {
   }
 
   /** TERM to the agent (it stops the desktop), then runsc's forced delete; returns once no host process of the sandbox is left. */
-  async function stopSandbox(id: string): Promise<void> {
-    const state = await runsc.state(id).catch(() => null);
+  /** TERM to the agent and up to `graceMs` for it to stop the desktop (none with 0), then runsc's forced delete. */
+  async function stopSandbox(id: string, graceMs = agentStopGraceMs): Promise<void> {
+    const state = graceMs > 0 ? await runsc.state(id).catch(() => null) : null;
     if (state?.status === 'running') {
       await runsc.kill(id, 'TERM').catch(() => undefined);
-      const deadline = Date.now() + agentStopGraceMs;
+      const deadline = Date.now() + graceMs;
       while (Date.now() < deadline && (await runsc.state(id).catch(() => null))?.status === 'running') await sleep(100);
     }
     await runsc.deleteForce(id).catch((error: unknown) => logger?.warn({ sandboxId: id, err: error }, 'runsc delete failed; killing its processes'));
@@ -248,10 +249,10 @@ export function createGvisorDriver(options: GvisorDriverOptions): Driver {
     return infos.filter((info): info is SandboxInfo => info !== null).sort((a, b) => a.startedAt.localeCompare(b.startedAt));
   }
 
-  async function destroy(id: SandboxId): Promise<void> {
+  async function destroy(id: SandboxId, options: { now?: boolean } = {}): Promise<void> {
     if (!isSandboxId(id)) return;
     const dir = sandboxDir(dataDir, id);
-    await stopSandbox(id);
+    await stopSandbox(id, options.now ? 0 : agentStopGraceMs);
     const cgroup = await (await cgroups).open(id).catch((error: unknown) => {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENODEV') return null;
       throw error;

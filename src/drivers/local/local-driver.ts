@@ -74,7 +74,11 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
   const homeMiB = options.homeMiB ?? 256;
   const limits = options.limits;
   const cgroups = limits ? (options.cgroups ?? detectCgroups()) : Promise.resolve(noCgroups('no limits configured'));
-  void cgroups.then((host) => logger?.info({ cgroups: host.version, enforceable: host.enforceable }, host.why));
+  // close() waits for it: a driver closed right after it was made must not log afterwards.
+  const saidCgroups = cgroups.then(
+    (host) => logger?.info({ cgroups: host.version, enforceable: host.enforceable }, host.why),
+    () => {},
+  );
   const dataDir = resolve(options.dataDir);
   const logger = options.logger?.child({ component: 'local-driver' });
   /** Outer bwrap processes this server started: how their sandboxes ended, once seen. */
@@ -269,11 +273,11 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
     return infos.filter((info): info is SandboxInfo => info !== null).sort((a, b) => a.startedAt.localeCompare(b.startedAt));
   }
 
-  async function destroy(id: SandboxId): Promise<void> {
+  async function destroy(id: SandboxId, options: { now?: boolean } = {}): Promise<void> {
     if (!isSandboxId(id)) return;
     const dir = sandboxDir(dataDir, id);
     const record = await readRecord(dir);
-    await stopSandbox(id, record?.init ?? null, record?.agent);
+    await stopSandbox(id, record?.init ?? null, record?.agent, options.now ? 0 : agentStopGraceMs);
     await reaped(children.get(id));
     // Idempotent like the rest: a destroy running beside this one may have removed it already.
     const cgroup = await (await cgroups).open(id).catch((error: unknown) => {
@@ -292,6 +296,7 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
   }
 
   async function close(): Promise<void> {
+    await saidCgroups;
     // Sandboxes live on; only stop holding their bwrap processes.
     for (const child of children.values()) {
       child.unref();
@@ -335,23 +340,24 @@ async function waitForAgent(init: InitRef, signal: AbortSignal | undefined): Pro
 }
 
 /**
- * Stops every process of a sandbox: TERM to the agent's process group (it stops the desktop),
- * then KILL to the pid-namespace init, which makes the kernel kill everything in the namespace.
+ * Stops every process of a sandbox: TERM to the agent's process group (it stops the desktop) and
+ * up to `graceMs` for it to go (none with 0), then KILL to the pid-namespace init, which makes the
+ * kernel kill everything in the namespace.
  * Returns once no process of the sandbox remains. Idempotent.
  */
-async function stopSandbox(id: string, init: InitRef | null, agentRef?: ProcessRef): Promise<void> {
-  if (init && (await isRunning(init))) {
+async function stopSandbox(id: string, init: InitRef | null, agentRef?: ProcessRef, graceMs = agentStopGraceMs): Promise<void> {
+  if (init && (await isRunning(init)) && graceMs > 0) {
     // The recorded agent (gone already when it was killed: then straight to the init), or for a
     // record without one, the init's child.
     const agent = agentRef ? await liveProcess(agentRef) : await agentOf(init);
     if (agent) {
       signal(-agent.pgid, 'SIGTERM');
-      const deadline = Date.now() + agentStopGraceMs;
+      const deadline = Date.now() + graceMs;
       while (Date.now() < deadline && (await readProcStat(agent.pid))?.startTime === agent.startTime) await sleep(50);
     }
-    // Checked again right before the kill: never signal a recycled pid.
-    if (await isRunning(init)) signal(init.pid, 'SIGKILL');
   }
+  // Checked right before the kill: never signal a recycled pid.
+  if (init && (await isRunning(init))) signal(init.pid, 'SIGKILL');
   const started = Date.now();
   for (;;) {
     const left = await sandboxProcesses(id, init?.pidNamespace ?? null);

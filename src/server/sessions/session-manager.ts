@@ -203,7 +203,8 @@ export class SessionManager {
     for (const [, controller] of this.#boots) controller.abort(new AppError('NODE_FENCED', { message: why }));
     this.#o.viewers.closeEverything(closeCodeOf('NODE_LOST'), 'NODE_LOST');
     const sandboxes = await this.#o.driver.list();
-    await Promise.allSettled(sandboxes.map((sandbox) => this.#o.driver.destroy(sandbox.id as SandboxId)));
+    // At once, without the agent's grace: this node no longer owns them, and they may hold secrets.
+    await Promise.allSettled(sandboxes.map((sandbox) => this.#o.driver.destroy(sandbox.id as SandboxId, { now: true })));
     await Promise.allSettled([...this.#bootRuns]);
     this.#log.error({ why, destroyed: sandboxes.length }, 'fenced: every sandbox on this node destroyed');
     return sandboxes.length;
