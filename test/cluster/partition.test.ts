@@ -103,7 +103,7 @@ test('partition a node: it fences itself before the reaper fires; healed, with a
     );
     for (const s of [...created, fresh]) await cluster.api.endSession(s.id).catch(() => {});
     // The order of the two decisions, each by its own record on this one machine's clock: the node's
-    // log line (it then ends its sandboxes, which takes a moment more) and the catalog's failure event.
+    // log line (it then ends its sandboxes, a moment more) and the catalog's failure event.
     const fenceLine = (await cluster.logOf(victim))
       .split('\n')
       .filter((line) => line.includes('"msg":"node fenced itself'))
@@ -117,5 +117,8 @@ test('partition a node: it fences itself before the reaper fires; healed, with a
     t.diagnostic(`decisions: ${victimId} fenced itself ${fenceDecidedMs} ms after the cut, the reaper failed its session ${reapDecidedMs} ms after it`);
     assert.ok(fenceDecidedMs < reapDecidedMs, `the node fenced itself (${fenceDecidedMs} ms) before the reaper fired (${reapDecidedMs} ms)`);
     assert.ok(fencedMs !== null, `and its sandbox was gone within ${6 * leaseMs} ms`);
+    // The fence kills at once (no grace for the agent): the sandbox, which may hold secrets, is gone
+    // before the catalog gives its session up, not only decided on.
+    assert.ok(fencedMs < reaped.ms, `its sandbox was gone (${fencedMs} ms) before the reaper failed its session (${reaped.ms} ms)`);
   })();
 });
