@@ -36,10 +36,17 @@ export interface NodeMembershipOptions {
 export class NodeMembership {
   readonly #o: NodeMembershipOptions;
   #generation = 0;
-  /** performance.now() of the last heartbeat the catalog took. */
+  /**
+   * performance.now() when the last heartbeat the catalog took was sent: the catalog's time of it is
+   * no earlier, so a fence counted from here comes no later than the reaper's count allows.
+   */
   #lastBeatAt = 0;
   #fenced: string | null = null;
+  /** The fence in progress: no heartbeat or new registration until it has ended every sandbox. */
+  #fencing: Promise<void> | null = null;
   #timer: NodeJS.Timeout | null = null;
+  /** Fires `fenceAfter` of a lease after the last heartbeat the catalog took, unless another one resets it. */
+  #deadman: NodeJS.Timeout | null = null;
   #beat: Promise<void> | null = null;
   #stopped = false;
   #record: NodeRecord | null = null;
@@ -92,6 +99,7 @@ export class NodeMembership {
    */
   async register(newGeneration = false): Promise<NodeRecord> {
     const o = this.#o;
+    const sentAt = performance.now();
     const { node, failed } = await o.store.registerNode({
       id: o.id,
       url: o.url,
@@ -102,9 +110,10 @@ export class NodeMembership {
     });
     const previous = this.#generation;
     this.#generation = node.generation;
-    this.#lastBeatAt = performance.now();
+    this.#lastBeatAt = sentAt;
     this.#record = node;
     this.#fenced = null;
+    this.#armDeadman();
     o.log.info(
       { nodeId: o.id, generation: node.generation, previousGeneration: previous || null, state: node.state, failed: failed.length },
       'node registered',
@@ -130,7 +139,29 @@ export class NodeMembership {
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer) clearTimeout(this.#timer);
+    if (this.#deadman) clearTimeout(this.#deadman);
     await this.#beat;
+    await this.#fencing;
+  }
+
+  /**
+   * Silence fences on time, not at the next failed beat: a timer due `fenceAfter` of a lease after
+   * the last heartbeat the catalog took (a failed beat is only known once it has timed out, which
+   * would put the fence up to a beat later, close to the reaper).
+   */
+  #armDeadman(): void {
+    if (!this.#o.fenceOnSilence || this.#stopped || this.#fenced !== null) return;
+    if (this.#deadman) clearTimeout(this.#deadman);
+    const dueMs = this.#lastBeatAt + this.#o.leaseMs * fenceAfter - performance.now();
+    this.#deadman = setTimeout(
+      () => {
+        this.#deadman = null;
+        if (this.#stopped || this.#fenced !== null) return;
+        const silentMs = Math.round(performance.now() - this.#lastBeatAt);
+        void this.#fenceSelf(`no heartbeat reached the catalog for ${silentMs} ms (lease ${this.#o.leaseMs} ms)`);
+      },
+      Math.max(0, dueMs),
+    ).unref();
   }
 
   /**
@@ -149,30 +180,42 @@ export class NodeMembership {
 
   async #heartbeat(): Promise<void> {
     const o = this.#o;
+    await this.#fencing;
     if (this.#fenced !== null) {
       // Back as a new generation once the catalog answers.
       await this.#bounded(this.register(true)).catch((error: unknown) => o.log.debug({ err: error }, 'fenced node: catalog still unreachable'));
       return;
     }
     try {
+      const sentAt = performance.now();
       const record = await this.#bounded(o.store.heartbeatNode(this.fence()));
+      // Fenced meanwhile (the deadman fired while this beat was on its way): the next beat registers anew.
+      if (this.#fenced !== null) return;
       if (record) {
-        this.#lastBeatAt = performance.now();
+        this.#lastBeatAt = sentAt;
         this.#record = record;
+        this.#armDeadman();
         return;
       }
       await this.#fenceSelf('the catalog no longer has this generation (the node was declared lost)');
     } catch (error) {
-      const silentMs = Math.round(performance.now() - this.#lastBeatAt);
-      o.log.warn({ err: error, nodeId: o.id, silentMs }, 'node heartbeat failed');
-      if (o.fenceOnSilence && silentMs >= o.leaseMs * fenceAfter)
-        await this.#fenceSelf(`no heartbeat reached the catalog for ${silentMs} ms (lease ${o.leaseMs} ms)`);
+      // Silence fences through the deadman (#armDeadman), on time.
+      o.log.warn({ err: error, nodeId: o.id, silentMs: Math.round(performance.now() - this.#lastBeatAt) }, 'node heartbeat failed');
     }
   }
 
-  async #fenceSelf(why: string): Promise<void> {
+  #fenceSelf(why: string): Promise<void> {
+    if (this.#fenced !== null) return this.#fencing ?? Promise.resolve();
     this.#fenced = why;
+    if (this.#deadman) clearTimeout(this.#deadman);
     this.#o.log.error({ nodeId: this.#o.id, generation: this.#generation, why }, 'node fenced itself: ending its sandboxes');
-    await this.#o.fence(why).catch((error: unknown) => this.#o.log.error({ err: error }, 'fencing: could not end every sandbox'));
+    const fencing = this.#o
+      .fence(why)
+      .catch((error: unknown) => this.#o.log.error({ err: error }, 'fencing: could not end every sandbox'))
+      .finally(() => {
+        if (this.#fencing === fencing) this.#fencing = null;
+      });
+    this.#fencing = fencing;
+    return fencing;
   }
 }
