@@ -45,6 +45,8 @@ export class NodeMembership {
   /** The fence in progress: no heartbeat or new registration until it has ended every sandbox. */
   #fencing: Promise<void> | null = null;
   #timer: NodeJS.Timeout | null = null;
+  /** A fenced node's registration under way (it may outlive the beat that started it). */
+  #registering: Promise<NodeRecord> | null = null;
   /** Fires `fenceAfter` of a lease after the last heartbeat the catalog took, unless another one resets it. */
   #deadman: NodeJS.Timeout | null = null;
   #beat: Promise<void> | null = null;
@@ -182,8 +184,13 @@ export class NodeMembership {
     const o = this.#o;
     await this.#fencing;
     if (this.#fenced !== null) {
-      // Back as a new generation once the catalog answers.
-      await this.#bounded(this.register(true)).catch((error: unknown) => o.log.debug({ err: error }, 'fenced node: catalog still unreachable'));
+      // Back as a new generation once the catalog answers. One registration at a time: one that
+      // outlives its beat (a connection to the catalog being made again) goes on, and the next
+      // beat waits for it rather than register yet another generation.
+      this.#registering ??= this.register(true).finally(() => {
+        this.#registering = null;
+      });
+      await this.#bounded(this.#registering).catch((error: unknown) => o.log.debug({ err: error }, 'fenced node: catalog still unreachable'));
       return;
     }
     try {
