@@ -1,6 +1,7 @@
 import { constants as fsConstants } from 'node:fs';
 import { chmod, chown, mkdir, open, stat, writeFile } from 'node:fs/promises';
 import type { AgentConfig } from '../protocol/agent.js';
+import { AppError } from '../protocol/errors.js';
 import type { Endpoint, SandboxSpec } from './driver.js';
 import { pinnedSocketPaths, sandboxPaths, sandboxSocketNames } from './local-layout.js';
 import { readProcStat } from './proc-scan.js';
@@ -118,6 +119,19 @@ export function tellingLine(log: string | null): string | null {
   if (line === undefined) return null;
   const printable = line.replace(/\p{Cc}/gu, ' ');
   return printable.length > 200 ? `${printable.slice(0, 199)}…` : printable;
+}
+
+/**
+ * A driver's SANDBOX_START_FAILED for `error`: its details say where (`step`) and carry the start's
+ * log; the cause's message, which a session's failure detail shows, has the log's telling line on it.
+ */
+export function startFailed(error: unknown, where: { sandboxId: string; driver: string; step: string }, log: string | null): AppError {
+  const reason = error instanceof Error ? error.message : String(error);
+  const said = tellingLine(log);
+  return new AppError('SANDBOX_START_FAILED', {
+    cause: said ? new Error(`${reason}; its log says: ${said}`, { cause: error }) : error,
+    details: { ...where, reason, ...(log ? { log } : {}) },
+  });
 }
 
 /** The last `bytes` of a log, for a start failure's details; null when there is none. */

@@ -14,7 +14,7 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 
 /** Where scripts/test.mjs put this run's template data directory (it holds `pglite/`), if it did. */
-export const pgliteTemplateEnv = 'PORTHOLE_TEST_PGLITE_TEMPLATE';
+const pgliteTemplateEnv = 'PORTHOLE_TEST_PGLITE_TEMPLATE';
 
 /** Gives `dataDir` the template's migrated, empty PGlite database, unless it has one or there is no template. */
 export async function seedPglite(dataDir: string): Promise<void> {

@@ -78,7 +78,8 @@ export async function startTestServer(
   const dataDir = await mkdtemp(join(tmpdir(), 'porthole-test-'));
   await chmod(dataDir, 0o711); // as porthole's own data dir: the sandbox uid must traverse it
   // A copy of the run's migrated PGlite (pglite-template.ts), unless the store is PostgreSQL or the test is of a first start.
-  if (!env.DATABASE_URL && !options.freshStore) await seedPglite(dataDir);
+  const { freshStore, ...startOptions } = options;
+  if (!env.DATABASE_URL && !freshStore) await seedPglite(dataDir);
   const outDir = testOutputDir(name);
   await mkdir(outDir, { recursive: true });
   const logFile = join(outDir, 'server.log');
@@ -87,7 +88,7 @@ export async function startTestServer(
   const logger = createLogger(config.logLevel, logStream);
   let server: RunningServer;
   try {
-    server = await startServer(config, { logger, agentBundle: options.agentBundle, wrapDriver: options.wrapDriver });
+    server = await startServer(config, { logger, ...startOptions });
   } catch (error) {
     await rm(dataDir, { recursive: true, force: true });
     throw error;

@@ -4,7 +4,6 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { AppError } from '../../protocol/errors.js';
 import { isSandboxId, type SandboxId } from '../../protocol/ids.js';
 import { version } from '../../protocol/version.js';
 import { describeLimitsHit, detectCgroups, noCgroups, type CgroupHost, type SandboxLimits } from '../cgroups/cgroups.js';
@@ -13,7 +12,7 @@ import { longestSocketPath, maxUnixPathBytes, sandboxDir, sandboxesDir, sandboxP
 import { CleanupStack } from '../cleanup-stack.js';
 import { pinTempSuffixBytes } from '../pinned-socket.js';
 import { processUids, readProcStat } from '../proc-scan.js';
-import { endpointsOf, leftoversIn, makeSandboxDirs, tailOf, tellingLine, UidPool, writeAgentConfig } from '../sandbox-dir.js';
+import { endpointsOf, leftoversIn, makeSandboxDirs, startFailed, tailOf, UidPool, writeAgentConfig } from '../sandbox-dir.js';
 import { writeBundle } from './oci-spec.js';
 import { killRunscProcesses, Runsc, runscProcesses, type GvisorPlatform, type RunscState } from './runsc.js';
 
@@ -175,13 +174,7 @@ export function createGvisorDriver(options: GvisorDriverOptions): Driver {
       const log = hasCreated ? await tailOf(paths.agentLog) : null;
       const failedUndos = await cleanup.unwind();
       if (failedUndos.length > 0) logger?.error({ sandboxId: spec.id, failedUndos }, 'sandbox start: cleanup failed');
-      const reason = error instanceof Error ? error.message : String(error);
-      const said = tellingLine(log);
-      throw new AppError('SANDBOX_START_FAILED', {
-        // The detail a session's failure shows is the cause's message: with the log's own word on it.
-        cause: said ? new Error(`${reason}; its log says: ${said}`, { cause: error }) : error,
-        details: { sandboxId: spec.id, driver: 'gvisor', step, reason, ...(log ? { log } : {}) },
-      });
+      throw startFailed(error, { sandboxId: spec.id, driver: 'gvisor', step }, log);
     }
   }
 
@@ -194,8 +187,10 @@ export function createGvisorDriver(options: GvisorDriverOptions): Driver {
     return uids.allocate(held, await processUids());
   }
 
-  /** TERM to the agent (it stops the desktop), then runsc's forced delete; returns once no host process of the sandbox is left. */
-  /** TERM to the agent and up to `graceMs` for it to stop the desktop (none with 0), then runsc's forced delete. */
+  /**
+   * TERM to the agent and up to `graceMs` for it to stop the desktop (none with 0), then runsc's
+   * forced delete; returns once no host process of the sandbox is left.
+   */
   async function stopSandbox(id: string, graceMs = agentStopGraceMs): Promise<void> {
     const state = graceMs > 0 ? await runsc.state(id).catch(() => null) : null;
     if (state?.status === 'running') {

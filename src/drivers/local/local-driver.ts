@@ -6,7 +6,6 @@ import { join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import { AppError } from '../../protocol/errors.js';
 import { isSandboxId, type SandboxId } from '../../protocol/ids.js';
 import { version } from '../../protocol/version.js';
 import type { Driver, SandboxHandle, SandboxInfo, SandboxSpec } from '../driver.js';
@@ -17,7 +16,7 @@ import { CleanupStack } from '../cleanup-stack.js';
 import { childrenOf, pidNamespaceOf, processExitingFlag, processUids, readProcStat, scanProcesses, withDescendants, type ProcStat } from '../proc-scan.js';
 import { readRecord, recordFile, writeRecord, type SandboxRecord } from './sandbox-record.js';
 import { longestSocketPath, maxUnixPathBytes, sandboxDir, sandboxesDir, sandboxPaths } from '../local-layout.js';
-import { endpointsOf, leftoversIn, makeSandboxDirs, tailOf, tellingLine, UidPool, writeAgentConfig } from '../sandbox-dir.js';
+import { endpointsOf, leftoversIn, makeSandboxDirs, startFailed, tailOf, UidPool, writeAgentConfig } from '../sandbox-dir.js';
 import { pinTempSuffixBytes } from '../pinned-socket.js';
 
 // The `local` driver: a sandbox is a group of processes on this host, isolated by bubblewrap (own
@@ -186,13 +185,7 @@ export function createLocalDriver(options: LocalDriverOptions): Driver {
       const log = hasSpawned ? await tailOf(paths.agentLog) : null;
       const failedUndos = await cleanup.unwind();
       if (failedUndos.length > 0) logger?.error({ sandboxId: spec.id, failedUndos }, 'sandbox start: cleanup failed');
-      const reason = error instanceof Error ? error.message : String(error);
-      const said = tellingLine(log);
-      throw new AppError('SANDBOX_START_FAILED', {
-        // The detail a session's failure shows is the cause's message: with the log's own word on it.
-        cause: said ? new Error(`${reason}; its log says: ${said}`, { cause: error }) : error,
-        details: { sandboxId: spec.id, driver: 'local', step, reason, ...(log ? { log } : {}) },
-      });
+      throw startFailed(error, { sandboxId: spec.id, driver: 'local', step }, log);
     }
   }
 
